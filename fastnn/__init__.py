@@ -1,0 +1,22 @@
+"""fastnn: fast, checked feed-forward neural networks on the CPU (NumPy + Numba)."""
+from .errors import TrainingDivergedError
+from .gradcheck import gradcheck, numerical_gradient
+from .layers import FullyConnected, Layer, ReLU, Sigmoid, SoftMax, TanH
+from .losses import CrossEntropyLoss, L2Loss, SoftmaxCrossEntropy
+from .network import NeuralNetwork
+from .optimizers import SGD, Adam
+from .perceptron import Perceptron
+from .threads import set_num_threads
+from .trainer import Trainer
+
+__version__ = "0.1.0"
+
+__all__ = ["Adam", "CrossEntropyLoss", "FullyConnected", "L2Loss", "Layer", "NeuralNetwork", "Perceptron",
+           "ReLU", "SGD", "Sigmoid", "SoftMax", "SoftmaxCrossEntropy", "TanH", "Trainer",
+           "TrainingDivergedError", "gradcheck", "numerical_gradient", "set_num_threads", "load"]
+
+
+def load(path):
+    """Load a model saved with ``NeuralNetwork.save`` (a safetensors file; never unpickles)."""
+    from .io import load as _load
+    return _load(path)

@@ -1,0 +1,131 @@
+"""Input checks at the Python boundary (DESIGN §5): every public entry point calls these before a kernel
+runs, so a kernel never sees a shape, dtype or index that could make it read or write out of bounds.
+Each error names the argument, what was expected and what was given."""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_dtype(dtype, name="dtype"):
+    """The np.dtype for float32 or float64; TypeError for anything else."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}")
+    return dt
+
+
+def positive_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def positive_float(value, name, allow_zero=False):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and np.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        need = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"{name} must be {need} finite number, got {value!r}")
+    return float(value)
+
+
+def fraction(value, name, low_open=False):
+    """A number in [0, 1) (or (0, 1) with low_open)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if not ok or not (0 < value < 1 if low_open else 0 <= value < 1):
+        interval = "(0, 1)" if low_open else "[0, 1)"
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+    return float(value)
+
+
+def _numeric_array(x, name):
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} must be a numeric array, got {type(x).__name__} ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _ensure_finite(arr, name):
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))
+        raise ValueError(f"{name} contains {len(bad)} NaN or infinite value(s), the first at index "
+                         f"{tuple(int(i) for i in bad[0])}")
+
+
+def matrix(x, name, dtype, n_features=None, check_finite=True):
+    """x as a C-contiguous (batch, features) array of ``dtype``; a copy only when needed.
+
+    Never modifies the caller's array. Raises TypeError for non-numeric input and ValueError for the
+    wrong rank, an empty batch, the wrong number of features or NaN/Inf.
+    """
+    arr = _numeric_array(x, name)
+    if arr.ndim != 2:
+        hint = " (use x.reshape(1, -1) for one sample)" if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D (batch, features), got shape {arr.shape}{hint}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 rows (samples)")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} must have {n_features} features (columns), got {arr.shape[1]}")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if check_finite:
+        _ensure_finite(out, name)
+    return out
+
+
+def labels(y, name, n_samples, n_classes, dtype):
+    """Classification targets: int64 class ids (batch,) or a float (batch, classes) target distribution.
+
+    Float ids are accepted when they are whole numbers. Ids must lie in [0, n_classes); rows of a target
+    distribution must be finite and non-negative.
+    """
+    arr = _numeric_array(y, name)
+    if arr.ndim == 2 and arr.shape[1] == 1 and n_classes != 1:
+        arr = arr[:, 0]
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"{name} must be class ids (batch,) or one-hot (batch, {n_classes}), "
+                         f"got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} rows but the input has {n_samples}")
+    if arr.ndim == 2:
+        if arr.shape[1] != n_classes:
+            raise ValueError(f"{name} one-hot targets must have {n_classes} columns, got {arr.shape[1]}")
+        out = np.ascontiguousarray(arr, dtype=dtype)
+        _ensure_finite(out, name)
+        if (out < 0).any():
+            raise ValueError(f"{name} target probabilities must be non-negative")
+        return out
+    if arr.dtype.kind == "f":
+        _ensure_finite(arr, name)
+        if (arr != np.round(arr)).any():
+            raise ValueError(f"{name} class ids must be whole numbers, got e.g. {arr[arr != np.round(arr)][0]!r}")
+    ids = np.ascontiguousarray(arr, dtype=np.int64)
+    low, high = ids.min(), ids.max()
+    if low < 0 or high >= n_classes:
+        bad = low if low < 0 else high
+        raise ValueError(f"{name} class ids must lie in [0, {n_classes - 1}] for {n_classes} outputs, "
+                         f"got {bad}")
+    return ids
+
+
+def targets(y, name, n_samples, n_outputs, dtype):
+    """Regression targets as a C-contiguous (batch, outputs) array; (batch,) is accepted for one output."""
+    arr = _numeric_array(y, name)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] != n_outputs:
+        raise ValueError(f"{name} must have shape (batch, {n_outputs}), got {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} rows but the input has {n_samples}")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    _ensure_finite(out, name)
+    return out

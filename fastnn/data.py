@@ -1,0 +1,352 @@
+"""Bundled datasets, toy generators, splitting and file loaders (.npz, .csv).
+
+Conventions: features ``X`` are 2-D ``(n_samples, n_features)`` of a float dtype (float32 by default);
+class labels ``y`` are int64 class ids ``(n_samples,)``; regression targets are float64. Every check
+happens here, at the boundary, and fails with a ValueError that names the argument or file and the problem.
+"""
+import csv
+import os
+import zipfile
+from importlib.resources import files
+
+import numpy as np
+
+__all__ = ["load_digits", "train_test_split", "digits_split", "make_xor", "make_spirals", "make_moons",
+           "load_npz", "load_csv", "load_dataset", "DATASET_NAMES"]
+
+DATASET_NAMES = ("digits", "xor", "spirals", "moons")
+
+
+def _float_dtype(dtype):
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        raise ValueError(f"dtype must be a floating-point type such as np.float32, got {dt}")
+    return dt
+
+
+def _positive_int(value, name, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _noise(value):
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"noise must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------- digits
+
+def load_digits(scale=True, dtype=np.float32):
+    """The bundled 8x8 handwritten digits (UCI optical digits test set, see fastnn/datasets/README.md).
+
+    Returns ``(X, y)``: X of `dtype`, shape (1797, 64), pixel values 0..16, divided by 16 into [0, 1]
+    when `scale`; y int64, shape (1797,), labels 0..9 (174 to 183 images per class).
+    """
+    dtype = _float_dtype(dtype)
+    with (files("fastnn") / "datasets" / "digits.npz").open("rb") as fh:
+        with np.load(fh, allow_pickle=False) as z:
+            X, y = z["X"], z["y"]
+    X = X.astype(dtype)
+    if scale:
+        X /= dtype.type(16)
+    return X, y.astype(np.int64)
+
+
+def train_test_split(X, y, test_size=0.25, stratify=True, seed=0):
+    """Deterministic, optionally stratified, shuffled split.
+
+    X: array (n, ...); y: array (n,) or (n, k). With `stratify` (y must then be 1-D class labels), each
+    class c of n_c samples gets a permutation from ``np.random.default_rng(seed)`` and its first
+    ``round(test_size * n_c)`` samples go to the test set; without it, ``round(test_size * n)`` samples of
+    one permutation do. Both outputs are then shuffled by the same generator.
+
+    Returns ``X_train, X_test, y_train, y_test`` (rows of X and y, dtypes unchanged).
+    """
+    X, y = np.asarray(X), np.asarray(y)
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.number)) \
+            or not 0 < test_size < 1:
+        raise ValueError(f"test_size must be a number strictly between 0 and 1, got {test_size!r}")
+    if X.ndim == 0 or y.ndim == 0:
+        raise ValueError("X and y must be arrays with one row per sample, got scalars")
+    if len(X) != len(y):
+        raise ValueError(f"X and y must have the same length, got len(X)={len(X)} and len(y)={len(y)}")
+    if len(X) < 2:
+        raise ValueError(f"X and y need at least 2 samples to split, got {len(X)}")
+    rng = np.random.default_rng(seed)
+    if stratify:
+        if y.ndim != 1 or (y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y)))):
+            raise ValueError("stratify=True needs y to be 1-D class labels; "
+                             "pass stratify=False for one-hot or regression targets")
+        test, train = [], []
+        for c in np.unique(y):
+            idx = rng.permutation(np.flatnonzero(y == c))
+            k = round(test_size * len(idx))
+            test.append(idx[:k])
+            train.append(idx[k:])
+        test, train = np.concatenate(test), np.concatenate(train)
+    else:
+        idx = rng.permutation(len(X))
+        k = round(test_size * len(X))
+        test, train = idx[:k], idx[k:]
+    if len(test) == 0 or len(train) == 0:
+        raise ValueError(f"test_size={test_size} leaves an empty {'test' if len(test) == 0 else 'training'} "
+                         f"set for {len(X)} samples")
+    train, test = rng.permutation(train), rng.permutation(test)
+    return X[train], X[test], y[train], y[test]
+
+
+def digits_split(seed=0, dtype=np.float32):
+    """The fixed stratified 75/25 split of the bundled digits used by ``fastnn train``.
+
+    Returns ``X_train (1347, 64), X_test (450, 64)`` of `dtype` in [0, 1] and ``y_train (1347,),
+    y_test (450,)`` int64.
+    """
+    X, y = load_digits(dtype=dtype)
+    return train_test_split(X, y, test_size=0.25, seed=seed)
+
+
+# ------------------------------------------------------------------------------------ toy generators
+
+def make_xor(n=None, noise=0.0, seed=0, dtype=np.float32):
+    """The XOR problem. Returns ``(X, y)``: X of `dtype`, shape (n, 2); y int64 (n,).
+
+    n=None gives the 4 classic points [[0,0],[0,1],[1,0],[1,1]] with labels [0,1,1,0]. With n, n points
+    cycle through those corners (balanced, in a seeded random order). Gaussian noise of std `noise` is
+    added to the coordinates in both cases (none by default).
+    """
+    corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+    labels = np.array([0, 1, 1, 0], dtype=np.int64)
+    noise, dtype = _noise(noise), _float_dtype(dtype)
+    rng = np.random.default_rng(seed)
+    idx = np.arange(4) if n is None else rng.permutation(np.arange(_positive_int(n, "n")) % 4)
+    X = corners[idx]
+    if noise > 0:
+        X = X + rng.normal(0.0, noise, X.shape)
+    return X.astype(dtype), labels[idx]
+
+
+def make_spirals(n=1000, classes=2, noise=0.2, seed=0, dtype=np.float32):
+    """Interleaved spiral arms, one per class (the CS231n toy set). Returns ``(X, y)``: X of `dtype`,
+    shape (n, 2), inside the unit disc; y int64 (n,) in 0..classes-1, in a seeded random order.
+
+    Arm j has radius r from 0 to 1 and angle ``4 r + 2 pi j / classes`` plus gaussian jitter of std
+    `noise` radians; the n points are shared out as evenly as possible between the arms.
+    """
+    n, classes = _positive_int(n, "n"), _positive_int(classes, "classes", 2)
+    noise, dtype = _noise(noise), _float_dtype(dtype)
+    if n < classes:
+        raise ValueError(f"n must be at least classes={classes}, got {n}")
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(classes, dtype=np.int64), [n // classes + (j < n % classes) for j in range(classes)])
+    r = np.concatenate([np.linspace(0.0, 1.0, np.count_nonzero(y == j)) for j in range(classes)])
+    t = 4.0 * r + 2.0 * np.pi * y / classes + rng.normal(0.0, noise, n)
+    X = np.column_stack([r * np.sin(t), r * np.cos(t)])
+    order = rng.permutation(n)
+    return X[order].astype(dtype), y[order]
+
+
+def make_moons(n=1000, noise=0.1, seed=0, dtype=np.float32):
+    """Two interleaving half-moons, the geometry of sklearn.datasets.make_moons. Returns ``(X, y)``:
+    X of `dtype`, shape (n, 2); y int64 (n,), in a seeded random order.
+
+    Class 0 (n // 2 points): the upper arc (cos t, sin t); class 1 (the rest): the lower arc
+    (1 - cos t, 0.5 - sin t); t evenly spaced in [0, pi]; gaussian noise of std `noise` on both coordinates.
+    """
+    n, noise, dtype = _positive_int(n, "n", 2), _noise(noise), _float_dtype(dtype)
+    rng = np.random.default_rng(seed)
+    n_out = n // 2
+    t_out, t_in = np.linspace(0.0, np.pi, n_out), np.linspace(0.0, np.pi, n - n_out)
+    X = np.concatenate([np.column_stack([np.cos(t_out), np.sin(t_out)]),
+                        np.column_stack([1.0 - np.cos(t_in), 0.5 - np.sin(t_in)])])
+    y = np.repeat(np.array([0, 1], dtype=np.int64), [n_out, n - n_out])
+    if noise > 0:
+        X += rng.normal(0.0, noise, X.shape)
+    order = rng.permutation(n)
+    return X[order].astype(dtype), y[order]
+
+
+# ------------------------------------------------------------------------------------------ loaders
+
+def load_npz(path):
+    """Read a dataset from an .npz file, never unpickling anything (allow_pickle=False).
+
+    The file must hold arrays ``X`` (n, features) numeric, finite and non-empty, and ``y`` (n,) or (n, k)
+    numeric; ``X_test`` / ``y_test`` are optional but go together, with X_test's feature count. Returns
+    ``{"X", "y", "X_test", "y_test"}`` (the test entries None when absent), dtypes as stored; other
+    arrays in the file are ignored. Raises FileNotFoundError for a missing file and ValueError, naming
+    the path and the problem, for anything else.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    out = {}
+    try:
+        z = np.load(path, allow_pickle=False)
+        if isinstance(z, np.lib.npyio.NpzFile):  # a plain .npy file gives an ndarray instead
+            with z:
+                keys = set(z.files)
+                for key in ("X", "y", "X_test", "y_test"):
+                    out[key] = z[key] if key in keys else None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        problem = "contains object arrays, which are refused (allow_pickle=False)" if "bject arrays" in str(e) \
+            else f"not a readable .npz file ({e})"
+        raise ValueError(f"{path}: {problem}") from None
+    if not out:
+        raise ValueError(f"{path}: not an .npz archive (a single .npy array?)")
+    for key in ("X", "y"):
+        if out[key] is None:
+            raise ValueError(f"{path}: missing array {key!r} (found: {sorted(keys) or 'none'})")
+    if (out["X_test"] is None) != (out["y_test"] is None):
+        raise ValueError(f"{path}: 'X_test' and 'y_test' must be given together")
+    for xk, yk in (("X", "y"), ("X_test", "y_test")):
+        X, y = out[xk], out[yk]
+        if X is None:
+            continue
+        if X.ndim != 2 or X.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: {xk!r} must be a 2-D numeric array, got shape {X.shape} dtype {X.dtype}")
+        if X.size == 0:
+            raise ValueError(f"{path}: {xk!r} is empty, shape {X.shape}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError(f"{path}: {xk!r} contains NaN or Inf")
+        if y.ndim not in (1, 2) or y.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: {yk!r} must be a 1-D or 2-D numeric array, got shape {y.shape} "
+                             f"dtype {y.dtype}")
+        if len(X) != len(y):
+            raise ValueError(f"{path}: len({xk})={len(X)} != len({yk})={len(y)}")
+    if out["X_test"] is not None and out["X_test"].shape[1] != out["X"].shape[1]:
+        raise ValueError(f"{path}: 'X_test' has {out['X_test'].shape[1]} features but 'X' has "
+                         f"{out['X'].shape[1]}")
+    return out
+
+
+def _read_csv_rows(path):
+    """Header (list of str) and the non-blank data rows of a CSV file, with their line numbers."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            raise ValueError(f"{path}: empty file (a header row is required)")
+        header = [h.strip() for h in header]
+        dup = sorted({h for h in header if header.count(h) > 1})
+        if dup:
+            raise ValueError(f"{path}: duplicate column names in the header: {dup}")
+        if len(header) < 2:
+            raise ValueError(f"{path}: need at least one feature column and a label column, got {header}")
+        rows, lines = [], []
+        for row in reader:
+            if not any(c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
+            rows.append(row)
+            lines.append(reader.line_num)
+    if not rows:
+        raise ValueError(f"{path}: no data rows after the header")
+    return header, rows, lines
+
+
+def _parse_labels(labels):
+    """(y, classes) from label strings: int64 if all integers, else float64 if all numbers (classes None),
+    else int64 indices into the sorted list of distinct strings (classes)."""
+    try:
+        return np.array([int(v) for v in labels], dtype=np.int64), None
+    except (ValueError, OverflowError):
+        pass
+    try:
+        return labels.astype(np.float64), None
+    except ValueError:
+        classes, y = np.unique(labels, return_inverse=True)
+        return y.astype(np.int64).reshape(-1), [str(c) for c in classes]
+
+
+def load_csv(path, target=None, dtype=np.float32):
+    """Read a dataset from a CSV file with a header row (csv module, comma-separated, UTF-8).
+
+    The label column is named by `target` (default: the last column); every other column is a feature and
+    every feature cell must be a finite number. Labels that are all integers become int64 class ids;
+    other numbers become float64 regression targets; otherwise the labels are strings, mapped to the
+    index of each in their sorted list of names. Blank lines are skipped.
+
+    Returns ``(X, y, feature_names, classes)``: X of `dtype`, shape (n, features); y (n,) int64 or float64;
+    feature_names list of str; classes the sorted list of label strings, or None for numeric labels.
+    Raises ValueError naming the path and the problem (line and column of the first bad cell).
+    """
+    path, dtype = os.fspath(path), _float_dtype(dtype)
+    try:
+        header, rows, lines = _read_csv_rows(path)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{path}: not a readable UTF-8 CSV file ({e})") from None
+    if target is None:
+        t = len(header) - 1
+    elif target in header:
+        t = header.index(target)
+    else:
+        raise ValueError(f"{path}: no column named {target!r} for target; columns are {header}")
+    features = [h for i, h in enumerate(header) if i != t]
+    cells = np.array(rows, dtype=str)
+    labels = np.char.strip(cells[:, t])
+    cells = np.delete(cells, t, axis=1)
+    try:
+        X = cells.astype(np.float64)
+        ok = bool(np.isfinite(X).all())
+    except ValueError:
+        ok = False
+    if not ok:  # name the first cell that is not a finite number
+        for (r, c), cell in np.ndenumerate(cells):
+            try:
+                ok = np.isfinite(float(cell))
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"{path}, line {lines[r]}, column {features[c]!r}: expected a finite number, "
+                                 f"got {str(cell)!r}")
+    if (labels == "").any():
+        r = int(np.flatnonzero(labels == "")[0])
+        raise ValueError(f"{path}, line {lines[r]}, column {header[t]!r}: empty label")
+    y, classes = _parse_labels(labels)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        r = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise ValueError(f"{path}, line {lines[r]}, column {header[t]!r}: non-finite target {str(labels[r])!r}")
+    return X.astype(dtype), y, features, classes
+
+
+def load_dataset(name_or_path, target=None, seed=0, dtype=np.float32):
+    """Load a dataset by name or file path, as ``fastnn train`` does.
+
+    Names: "digits" (the fixed stratified 75/25 split of the bundled digits), "xor" (make_xor(n=400,
+    noise=0.1), no test set), "spirals" and "moons" (1000 points, seeded stratified 75/25 split).
+    Paths: ``*.npz`` (load_npz; its X_test/y_test if present) or ``*.csv`` (load_csv, with `target`; no
+    test set). Returns a dict: X (n, features) of `dtype`; y (n,) int64 class ids (float for regression
+    targets, 2-D if the file stores one-hot or multi-output targets); X_test, y_test likewise or None;
+    classes (list of label names from a CSV, else None); name (str).
+    """
+    key = os.fspath(name_or_path)
+    dtype = _float_dtype(dtype)
+    ext = os.path.splitext(key)[1].lower()
+    if target is not None and (key.lower() in DATASET_NAMES or ext != ".csv"):
+        raise ValueError(f"target={target!r} applies only to .csv files, not {key!r}")
+    X_test = y_test = classes = None
+    if key.lower() == "digits":
+        X, X_test, y, y_test = digits_split(seed=seed, dtype=dtype)
+    elif key.lower() == "xor":
+        X, y = make_xor(n=400, noise=0.1, seed=seed, dtype=dtype)
+    elif key.lower() in ("spirals", "moons"):
+        make = make_spirals if key.lower() == "spirals" else make_moons
+        X, X_test, y, y_test = train_test_split(*make(seed=seed, dtype=dtype), test_size=0.25, seed=seed)
+    elif ext == ".npz":
+        d = load_npz(key)
+        X, y, X_test, y_test = d["X"], d["y"], d["X_test"], d["y_test"]
+        X = X.astype(dtype)
+        y = y.astype(np.int64) if y.dtype.kind in "biu" else y.astype(np.float64)
+        if X_test is not None:
+            X_test = X_test.astype(dtype)
+            y_test = y_test.astype(np.int64) if y_test.dtype.kind in "biu" else y_test.astype(np.float64)
+    elif ext == ".csv":
+        X, y, _, classes = load_csv(key, target=target, dtype=dtype)
+    else:
+        raise ValueError(f"unknown dataset {key!r}: expected one of {', '.join(DATASET_NAMES)}, "
+                         f"or a path ending in .npz or .csv")
+    name = key.lower() if key.lower() in DATASET_NAMES else key
+    return {"X": X, "y": y, "X_test": X_test, "y_test": y_test, "classes": classes, "name": name}

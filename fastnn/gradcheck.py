@@ -1,0 +1,111 @@
+"""Finite-difference gradients and gradient checks (the lecture's "check your implementation").
+
+Central differences: df/dx_i ≈ (f(x + h_i e_i) - f(x - h_i e_i)) / (2 h_i), with h_i = cbrt(eps) ·
+max(|x_i|, 1): the step that balances truncation error O(h²) against rounding error O(eps/h).
+"""
+import numpy as np
+
+from .layers import Layer
+from .network import NeuralNetwork
+
+
+def numerical_gradient(f, x, h=None):
+    """Central-difference gradient of the scalar function ``f`` at the float array ``x``.
+
+    ``x`` is perturbed in place, one element at a time, and restored exactly, so ``f`` may read it
+    through a closure (e.g. a layer's weights). Returns an array of x's shape and dtype.
+    """
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        raise TypeError(f"x must be a float numpy array, got {type(x).__name__}"
+                        + (f" of dtype {x.dtype}" if isinstance(x, np.ndarray) else ""))
+    if not x.flags.writeable:
+        raise ValueError("x must be writeable: it is perturbed in place and restored")
+    base = np.cbrt(np.finfo(x.dtype).eps)
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    if not np.shares_memory(flat, x):
+        raise ValueError("x must be contiguous so that it can be perturbed in place")
+    for i in range(flat.size):
+        old = flat[i]
+        step = base * max(abs(float(old)), 1.0) if h is None else h
+        flat[i] = old + step
+        f_plus = float(f(x))
+        flat[i] = old - step
+        f_minus = float(f(x))
+        flat[i] = old
+        gflat[i] = (f_plus - f_minus) / (2 * step)
+    return grad
+
+
+def relative_error(analytic, numeric):
+    """max |a - n| / max(max |a|, max |n|): the error relative to the gradient's scale."""
+    scale = max(np.abs(analytic).max(initial=0.0), np.abs(numeric).max(initial=0.0), np.finfo(float).tiny)
+    return float(np.abs(analytic - numeric).max(initial=0.0) / scale)
+
+
+class GradcheckReport(dict):
+    """name -> max relative error, for every parameter ("layers[i].params[j]") and the input ("x")."""
+
+    @property
+    def max_error(self):
+        return max(self.values())
+
+    def passed(self, tol=1e-6):
+        return self.max_error < tol
+
+    def __str__(self):
+        width = max(len(k) for k in self)
+        rows = [f"{'gradient':<{width}}  relative error"] + [f"{k:<{width}}  {v:.2e}" for k, v in self.items()]
+        return "\n".join(rows)
+
+
+def gradcheck(layer_or_net, x, target=None, seed=0):
+    """Compare analytic and central-difference gradients; returns a GradcheckReport.
+
+    For a Layer, the scalar checked is sum(forward(x) * g) with a fixed random g. For a NeuralNetwork,
+    it is the network's loss against ``target`` (random valid targets when None). Run it in float64.
+    """
+    rng = np.random.default_rng(seed)
+    if isinstance(layer_or_net, NeuralNetwork):
+        net = layer_or_net
+        x = np.array(net.check_input(x, "x"), dtype=net.dtype)
+        if target is None:
+            target = (rng.integers(0, net.n_outputs, len(x)) if net.classification
+                      else rng.standard_normal((len(x), net.n_outputs)))
+        target = net.check_target(target, len(x), "target")
+
+        def loss():
+            return net.loss._forward(net._forward(x), target)
+
+        loss()
+        net._backward()
+        dx = net.loss.backward()
+        for layer in reversed(net.layers):
+            dx = layer._backward(dx)
+        report = _compare_params(net.layers, loss)
+        report["x"] = relative_error(dx.copy(), numerical_gradient(lambda _: loss(), x))
+        return report
+    if not isinstance(layer_or_net, Layer):
+        raise TypeError(f"gradcheck takes a Layer or a NeuralNetwork, got {type(layer_or_net).__name__}")
+    layer = layer_or_net
+    x = np.array(layer._check_input(x), dtype=getattr(layer, "dtype", np.float64))
+    g = rng.standard_normal(layer._forward(x).shape)
+
+    def scalar():
+        return float(np.sum(layer._forward(x) * g))
+
+    scalar()
+    dx = layer._backward(g.astype(x.dtype)).copy()
+    report = _compare_params([layer], scalar, prefix="")
+    report["x"] = relative_error(dx, numerical_gradient(lambda _: scalar(), x))
+    return report
+
+
+def _compare_params(layers, f, prefix="layers"):
+    report = GradcheckReport()
+    analytic = [[g.copy() for g in layer.grads] for layer in layers]
+    for i, layer in enumerate(layers):
+        for j, (p, a) in enumerate(zip(layer.params, analytic[i])):
+            name = f"{prefix}[{i}].params[{j}]" if prefix else f"params[{j}]"
+            report[name] = relative_error(a, numerical_gradient(lambda _: f(), p))
+    return report

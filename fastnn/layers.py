@@ -1,0 +1,197 @@
+"""Layers: lightweight objects over the kernels.
+
+The Layer protocol (what NeuralNetwork and Trainer rely on):
+
+* ``forward(x)`` / ``backward(dy)``: the checked public calls; they validate and then call
+* ``_forward(x)`` / ``_backward(dy, need_input_grad=True)``: the unchecked work, used by the network on
+  data it has already checked. ``_backward`` may return None when ``need_input_grad`` is False.
+* ``params`` / ``grads``: lists of arrays in the same order and shapes (empty for activations).
+
+Outputs live in buffers owned by the layer and reused by the next call (no allocation per training
+step): the array ``forward`` returns is overwritten by the next ``forward`` of the same layer; copy it to
+keep it. A smaller batch gets a view of the buffer.
+"""
+import numpy as np
+
+from . import _checks, initializers
+from .kernels import activations as act_kernels
+from .kernels import dense as dense_kernels
+from .kernels import softmax_ce as sm_kernels
+from .kernels._jit import PARALLEL_MIN_ELEMENTS
+
+
+class Layer:
+    """Base class of every layer; subclasses implement ``_forward`` and ``_backward``."""
+
+    def __init__(self):
+        self._buffers = {}
+        self._out = None
+        self._in = None
+
+    params = property(lambda self: [])
+    grads = property(lambda self: [])
+
+    def _buffer(self, name, rows, cols, dtype):
+        """A (rows, cols) C-contiguous view of a reusable buffer, grown only when rows exceed it."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] < rows or buf.shape[1] != cols or buf.dtype != dtype:
+            buf = self._buffers[name] = np.empty((rows, cols), dtype)
+        return buf[:rows]
+
+    def _check_input(self, x):
+        dtype = x.dtype if isinstance(x, np.ndarray) and x.dtype in _checks.FLOAT_DTYPES else np.float32
+        return _checks.matrix(x, "x", getattr(self, "dtype", dtype), getattr(self, "in_features", None),
+                              check_finite=False)
+
+    def forward(self, x):
+        """y = layer(x) for x (batch, in_features); returns the layer's output buffer."""
+        return self._forward(self._check_input(x))
+
+    def backward(self, dy):
+        """dL/dx from dL/dy (same shape as the last output); fills ``grads``."""
+        if self._out is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        dy = _checks.matrix(dy, "dy", self._out.dtype, check_finite=False)
+        if dy.shape != self._out.shape:
+            raise ValueError(f"dy must have the shape of the last output {self._out.shape}, got {dy.shape}")
+        return self._backward(dy)
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def config(self):
+        """The constructor arguments that rebuild this layer (used by save/load)."""
+        return {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class FullyConnected(Layer):
+    """y = x @ weights + bias, for x (batch, in_features) -> y (batch, out_features).
+
+    ``weights`` is (in_features, out_features) and ``bias`` (out_features,), both of ``dtype``; ``backward``
+    sets ``grad_weights`` = xᵀ·dy and ``grad_bias`` = Σ_batch dy and returns dx = dy·weightsᵀ. Assigning to
+    ``weights`` or ``bias`` copies the values in (shapes are checked).
+    """
+
+    def __init__(self, in_features, out_features, init="he", dtype=np.float32, seed=None):
+        super().__init__()
+        self.in_features = _checks.positive_int(in_features, "in_features")
+        self.out_features = _checks.positive_int(out_features, "out_features")
+        self.dtype = _checks.float_dtype(dtype)
+        self.init, self.seed = init, seed
+        self._init_fn = initializers.get(init)
+        size = self.in_features * self.out_features + self.out_features
+        self.bind(np.zeros(size, self.dtype), np.zeros(size, self.dtype))
+        self.reset_parameters(seed)
+
+    @property
+    def n_params(self):
+        return self.in_features * self.out_features + self.out_features
+
+    def bind(self, flat_params, flat_grads):
+        """Move parameters and gradients into the given 1-D arrays (views of a network's flat buffers)."""
+        n, m = self.in_features, self.out_features
+        old = getattr(self, "_flat_params", None)
+        if old is not None:
+            flat_params[:] = old
+        self._flat_params, self._flat_grads = flat_params, flat_grads
+        self._w, self._b = flat_params[:n * m].reshape(n, m), flat_params[n * m:]
+        self._dw, self._db = flat_grads[:n * m].reshape(n, m), flat_grads[n * m:]
+
+    def reset_parameters(self, seed=None):
+        """Draw fresh weights with the layer's initializer (seeded) and zero the bias."""
+        rng = np.random.default_rng(seed)
+        self._w[...] = self._init_fn(self.in_features, self.out_features, rng, self.dtype)
+        self._b[...] = 0
+
+    weights = property(lambda self: self._w, lambda self, v: self._assign(self._w, v, "weights"))
+    bias = property(lambda self: self._b, lambda self, v: self._assign(self._b, v, "bias"))
+    grad_weights = property(lambda self: self._dw)
+    grad_bias = property(lambda self: self._db)
+    params = property(lambda self: [self._w, self._b])
+    grads = property(lambda self: [self._dw, self._db])
+
+    @staticmethod
+    def _assign(dst, value, name):
+        arr = np.asarray(value)
+        if arr.shape != dst.shape:
+            raise ValueError(f"{name} must have shape {dst.shape}, got {arr.shape}")
+        dst[...] = arr
+
+    def _forward(self, x):
+        out = self._buffer("out", x.shape[0], self.out_features, self.dtype)
+        run = dense_kernels.forward_parallel if out.size >= PARALLEL_MIN_ELEMENTS else dense_kernels.forward
+        run(x, self._w, self._b, act_kernels.IDENTITY, out)
+        self._in, self._out = x, out
+        return out
+
+    def _backward(self, dy, need_input_grad=True):
+        dense_kernels.backward_params(self._in, dy, self._dw, self._db)
+        if not need_input_grad:
+            return None
+        dx = self._buffer("dx", dy.shape[0], self.in_features, self.dtype)
+        dense_kernels.backward_input(dy, self._w, dx)
+        return dx
+
+    def config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init,
+                "dtype": self.dtype.name, "seed": self.seed}
+
+
+class _Activation(Layer):
+    """An elementwise activation; backward uses the saved output (exact for these functions)."""
+
+    code = act_kernels.IDENTITY
+
+    def _forward(self, x):
+        out = self._buffer("out", x.shape[0], x.shape[1], x.dtype)
+        run = act_kernels.forward_parallel if out.size >= PARALLEL_MIN_ELEMENTS else act_kernels.forward
+        run(self.code, x, out)
+        self._out = out
+        return out
+
+    def _backward(self, dy, need_input_grad=True):
+        dx = self._buffer("dx", dy.shape[0], dy.shape[1], dy.dtype)
+        run = act_kernels.backward_parallel if dx.size >= PARALLEL_MIN_ELEMENTS else act_kernels.backward
+        run(self.code, self._out, dy, dx)
+        return dx
+
+
+class ReLU(_Activation):
+    """max(x, 0) elementwise; derivative [y > 0]."""
+    code = act_kernels.RELU
+
+
+class Sigmoid(_Activation):
+    """1 / (1 + exp(-x)) elementwise (overflow-free); derivative y (1 - y)."""
+    code = act_kernels.SIGMOID
+
+
+class TanH(_Activation):
+    """tanh(x) elementwise; derivative 1 - y²."""
+    code = act_kernels.TANH
+
+
+class SoftMax(Layer):
+    """Row-wise softmax (batch, classes) -> probabilities; use with CrossEntropyLoss.
+
+    For training a classifier prefer SoftmaxCrossEntropy on logits: it is fused and more stable.
+    """
+
+    def _forward(self, x):
+        out = self._buffer("out", x.shape[0], x.shape[1], x.dtype)
+        sm_kernels.softmax(x, out)
+        self._out = out
+        return out
+
+    def _backward(self, dy, need_input_grad=True):
+        dx = self._buffer("dx", dy.shape[0], dy.shape[1], dy.dtype)
+        sm_kernels.softmax_backward(self._out, dy, dx)
+        return dx
+
+
+LAYER_TYPES = {cls.__name__: cls for cls in (FullyConnected, ReLU, Sigmoid, TanH, SoftMax)}
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": TanH}

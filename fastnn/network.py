@@ -1,0 +1,230 @@
+"""NeuralNetwork: an ordered list of layers, a loss and an optimizer.
+
+All parameters of the built-in layers live in one flat buffer (and their gradients in another), so an
+optimizer step is one kernel call and a checkpoint or an allreduce is one array.
+"""
+import threading
+
+import numpy as np
+
+from . import _checks
+from .kernels import softmax_ce as sm_kernels
+from .layers import Layer
+from .losses import Loss, SoftmaxCrossEntropy
+from .optimizers import SGD, Optimizer
+
+PREDICT_CHUNK = 8192
+
+
+class NeuralNetwork:
+    """A feed-forward network: ``layers`` applied in order, trained with ``loss`` and ``optimizer``.
+
+    ``seed`` (int or None): when given, every layer built without its own seed is re-initialised from it,
+    and ``fit`` shuffles with it, so one seed makes a whole run reproducible.
+    """
+
+    def __init__(self, layers, loss=None, optimizer=None, seed=None):
+        layers = list(layers) if not isinstance(layers, Layer) else [layers]
+        if not layers:
+            raise ValueError("layers must contain at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be a fastnn Layer, got {type(layer).__name__}")
+        loss = SoftmaxCrossEntropy() if loss is None else loss
+        if not isinstance(loss, Loss):
+            raise TypeError(f"loss must be a fastnn Loss, got {type(loss).__name__}")
+        optimizer = SGD(lr=0.01) if optimizer is None else optimizer
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastnn Optimizer, got {type(optimizer).__name__}")
+        self.layers, self.loss, self.optimizer, self.seed = layers, loss, optimizer, seed
+        self.dtype = self._common_dtype()
+        self.n_features, self.n_outputs = self._check_chain()
+        self._bind_parameters()
+        if seed is not None:
+            self._reseed(seed)
+        self._lock = threading.Lock()
+        self._ready_for_backward = False
+        self.history = {}
+
+    # -- construction ---------------------------------------------------------------------------
+    def _common_dtype(self):
+        dtypes = {layer.dtype for layer in self.layers if hasattr(layer, "dtype")}
+        if len(dtypes) > 1:
+            raise ValueError(f"all layers must share one dtype, got {sorted(d.name for d in dtypes)}")
+        return dtypes.pop() if dtypes else np.dtype(np.float32)
+
+    def _check_chain(self):
+        width = first = None
+        for i, layer in enumerate(self.layers):
+            n_in = getattr(layer, "in_features", None)
+            if n_in is not None:
+                if width is not None and n_in != width:
+                    raise ValueError(f"layers[{i}] expects {n_in} inputs but the layer before it gives {width}")
+                first = n_in if first is None else first
+                width = layer.out_features
+        if first is None:
+            raise ValueError("the network needs at least one FullyConnected layer")
+        return first, width
+
+    def _bind_parameters(self):
+        """One flat buffer for every bindable layer's parameters; offsets mark each layer's segment."""
+        bindable = [layer for layer in self.layers if hasattr(layer, "bind")]
+        total = sum(layer.n_params for layer in bindable)
+        self._flat_params = np.zeros(total, self.dtype)
+        self._flat_grads = np.zeros(total, self.dtype)
+        offsets, self._param_layers, start = [0], [], 0
+        for i, layer in enumerate(self.layers):
+            if hasattr(layer, "bind"):
+                end = start + layer.n_params
+                layer.bind(self._flat_params[start:end], self._flat_grads[start:end])
+                offsets.append(end)
+                self._param_layers.append(i)
+                start = end
+        self._offsets = np.array(offsets, np.int64)
+        self._norms = np.zeros(len(offsets) - 1, np.float64)
+        others = [layer for layer in self.layers if not hasattr(layer, "bind")]
+        self._opt_params = [self._flat_params] + [p for layer in others for p in layer.params]
+        self._opt_grads = [self._flat_grads] + [g for layer in others for g in layer.grads]
+
+    def _reseed(self, seed):
+        layers = [layer for layer in self.layers if hasattr(layer, "reset_parameters")]
+        children = np.random.SeedSequence(seed).spawn(len(layers))
+        for layer, child in zip(layers, children):
+            if getattr(layer, "seed", None) is None:
+                layer.reset_parameters(child)
+
+    @property
+    def classification(self):
+        return self.loss.classification
+
+    @property
+    def params(self):
+        return [p for layer in self.layers for p in layer.params]
+
+    @property
+    def grads(self):
+        return [g for layer in self.layers for g in layer.grads]
+
+    @property
+    def n_params(self):
+        return sum(p.size for p in self.params)
+
+    # -- checked public API ---------------------------------------------------------------------
+    def check_input(self, X, name="X"):
+        return _checks.matrix(X, name, self.dtype, self.n_features)
+
+    def check_target(self, y, n, name="y"):
+        if self.classification:
+            return _checks.labels(y, name, n, self.n_outputs, self.dtype)
+        return _checks.targets(y, name, n, self.n_outputs, self.dtype)
+
+    def forward(self, x, y=None):
+        """The output for x (batch, n_features) — a new array; with y, the mean loss (a float).
+
+        ``forward(x, y)`` prepares ``backward()``.
+        """
+        x = self.check_input(x, "x")
+        if y is None:
+            with self._lock:
+                return self._forward(x).copy()
+        y = self.check_target(y, x.shape[0], "y")
+        loss = self.loss._forward(self._forward(x), y)
+        self._ready_for_backward = True
+        return loss
+
+    def backward(self):
+        """Backpropagation from the last ``forward(x, y)``: fills every layer's gradients."""
+        if not self._ready_for_backward:
+            raise RuntimeError("backward() needs a forward(x, y) with targets first")
+        self._backward()
+
+    def step(self):
+        """One optimizer update of every parameter from the current gradients."""
+        self.optimizer.step(self._opt_params, self._opt_grads)
+
+    def zero_grad(self):
+        for g in self._opt_grads:
+            g[...] = 0
+
+    def predict_proba(self, X):
+        """Class probabilities (n, classes) for a classifier."""
+        if not self.classification:
+            raise TypeError("predict_proba needs a classification loss; this network does regression")
+        X = self.check_input(X)
+        return np.concatenate([self.loss.output_probabilities(out) for out in self._outputs(X)])
+
+    def predict(self, X):
+        """Class ids (n,) int64 for a classifier; outputs (n, outputs) for regression."""
+        X = self.check_input(X)
+        if self.classification:
+            return np.concatenate([np.argmax(out, axis=1) for out in self._outputs(X)])
+        return np.concatenate([out.copy() for out in self._outputs(X)])
+
+    def evaluate(self, X, y):
+        """{"loss": mean loss, "accuracy": fraction correct (classifiers only)} over all of X."""
+        X = self.check_input(X)
+        y = self.check_target(y, X.shape[0])
+        loss_sum = correct = 0.0
+        for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._outputs(X)):
+            yb = y[start:start + len(out)]
+            loss_sum += self.loss._forward(out, yb) * len(out)
+            if self.classification:
+                correct += count_correct(out, yb)
+        result = {"loss": loss_sum / len(X)}
+        if self.classification:
+            result["accuracy"] = correct / len(X)
+        return result
+
+    def fit(self, X, y, epochs=10, batch_size=64, validation_data=None, shuffle=True, verbose=1, **kwargs):
+        """Train with mini-batch gradient descent; returns the per-epoch history (see Trainer)."""
+        from .trainer import Trainer
+        seed = kwargs.pop("seed", 0 if self.seed is None else self.seed)
+        trainer = Trainer(self, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
+                          validation_data=validation_data, verbose=verbose, **kwargs)
+        return trainer.fit(X, y)
+
+    def save(self, path):
+        """Write the model to one safetensors file (atomically); see fastnn.io."""
+        from .io import save
+        save(self, path)
+
+    # -- unchecked internals (input already checked) --------------------------------------------
+    def _forward(self, x):
+        for layer in self.layers:
+            x = layer._forward(x)
+        return x
+
+    def _backward(self):
+        g = self.loss.backward()
+        for i in range(len(self.layers) - 1, -1, -1):
+            g = self.layers[i]._backward(g, need_input_grad=i > 0)
+
+    def _outputs(self, X):
+        """Outputs chunk by chunk, each a fresh array (thread-safe: layer buffers are used under a lock)."""
+        for start in range(0, len(X), PREDICT_CHUNK):
+            with self._lock:
+                out = self._forward(X[start:start + PREDICT_CHUNK]).copy()
+            yield out
+
+    def gradient_norms(self):
+        """Squared L2 norm of each parameterised layer's gradient (float64, one per bindable layer)."""
+        from .kernels.optim import squared_norms
+        squared_norms(self._flat_grads, self._offsets, self._norms)
+        return self._norms
+
+    def config(self):
+        return {"layers": [[type(layer).__name__, layer.config()] for layer in self.layers],
+                "loss": [type(self.loss).__name__, self.loss.config()],
+                "optimizer": [type(self.optimizer).__name__, self.optimizer.config()],
+                "seed": self.seed}
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"NeuralNetwork([\n  {inner}\n], loss={self.loss!r}, optimizer={self.optimizer!r})"
+
+
+def count_correct(out, target):
+    """Number of rows whose argmax matches the label (int ids) or the target's argmax (distributions)."""
+    if target.ndim == 1:
+        return int(sm_kernels.count_correct_labels(out, target))
+    return int(sm_kernels.count_correct_dense(out, target))

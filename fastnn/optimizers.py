@@ -1,0 +1,91 @@
+"""Optimizers: in-place updates of a list of parameter arrays from the matching gradients.
+
+A NeuralNetwork passes its one flat parameter buffer, so a step is one kernel call. The updates are those
+of torch.optim.SGD and torch.optim.Adam, step for step.
+"""
+import numpy as np
+
+from . import _checks
+from .kernels import optim as kernels
+from .kernels._jit import PARALLEL_MIN_ELEMENTS
+
+
+def _flat(a):
+    return a.reshape(-1)
+
+
+class Optimizer:
+    """Base class: keeps per-parameter state, created on the first step and reset by ``reset()``."""
+
+    n_slots = 0
+
+    def __init__(self):
+        self.state = None
+        self.steps = 0
+
+    def reset(self):
+        """Forget momentum / moments and the step count."""
+        self.state, self.steps = None, 0
+
+    def step(self, params, grads):
+        """Update every array of ``params`` in place from the matching array of ``grads``."""
+        if len(params) != len(grads):
+            raise ValueError(f"got {len(params)} parameter arrays but {len(grads)} gradient arrays")
+        for p, g in zip(params, grads):
+            if p.shape != g.shape or p.dtype != g.dtype:
+                raise ValueError(f"gradient {g.shape} {g.dtype} does not match parameter {p.shape} {p.dtype}")
+        shapes = [p.shape for p in params]
+        if self.state is None or [s[0].shape for s in self.state] != shapes:
+            self.state = [[np.zeros_like(p) for _ in range(self.n_slots)] for p in params]
+        self.steps += 1
+        for p, g, slots in zip(params, grads, self.state):
+            self._update(_flat(p), _flat(g), [_flat(s) for s in slots], p.size >= PARALLEL_MIN_ELEMENTS)
+
+    def config(self):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + ")"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum: v = μ·v + g; p -= lr·v (torch.optim.SGD)."""
+
+    def __init__(self, lr=0.01, momentum=0.0):
+        super().__init__()
+        self.lr = _checks.positive_float(lr, "lr")
+        self.momentum = _checks.fraction(momentum, "momentum")
+        self.n_slots = 1 if self.momentum else 0
+
+    def _update(self, p, g, slots, parallel):
+        if self.momentum:
+            run = kernels.sgd_momentum_parallel if parallel else kernels.sgd_momentum
+            run(p, g, slots[0], self.lr, self.momentum)
+        else:
+            (kernels.sgd_parallel if parallel else kernels.sgd)(p, g, self.lr)
+
+    def config(self):
+        return {"lr": self.lr, "momentum": self.momentum}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015, Algorithm 1), bias-corrected as in torch.optim.Adam."""
+
+    n_slots = 2
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__()
+        self.lr = _checks.positive_float(lr, "lr")
+        self.beta1 = _checks.fraction(beta1, "beta1")
+        self.beta2 = _checks.fraction(beta2, "beta2")
+        self.eps = _checks.positive_float(eps, "eps")
+
+    def _update(self, p, g, slots, parallel):
+        run = kernels.adam_parallel if parallel else kernels.adam
+        run(p, g, slots[0], slots[1], self.lr, self.beta1, self.beta2, self.eps, self.steps)
+
+    def config(self):
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+
+OPTIMIZER_TYPES = {cls.__name__: cls for cls in (SGD, Adam)}
