@@ -27,6 +27,15 @@ class Optimizer:
         """Forget momentum / moments and the step count."""
         self.state, self.steps = None, 0
 
+    def ensure_state(self, params):
+        """Create zeroed state (``n_slots`` arrays per parameter) unless it exists with these shapes."""
+        shapes = [(p.shape, p.dtype) for p in params]
+        if self.state is None or len(self.state) != len(params) or \
+                any(len(s) != self.n_slots or (s and (s[0].shape, s[0].dtype) != sh)
+                    for s, sh in zip(self.state, shapes)):
+            self.state = [[np.zeros_like(p) for _ in range(self.n_slots)] for p in params]
+        return self.state
+
     def step(self, params, grads):
         """Update every array of ``params`` in place from the matching array of ``grads``."""
         if len(params) != len(grads):
@@ -34,9 +43,7 @@ class Optimizer:
         for p, g in zip(params, grads):
             if p.shape != g.shape or p.dtype != g.dtype:
                 raise ValueError(f"gradient {g.shape} {g.dtype} does not match parameter {p.shape} {p.dtype}")
-        shapes = [p.shape for p in params]
-        if self.state is None or [s[0].shape for s in self.state] != shapes:
-            self.state = [[np.zeros_like(p) for _ in range(self.n_slots)] for p in params]
+        self.ensure_state(params)
         self.steps += 1
         for p, g, slots in zip(params, grads, self.state):
             self._update(_flat(p), _flat(g), [_flat(s) for s in slots], p.size >= PARALLEL_MIN_ELEMENTS)

@@ -130,8 +130,8 @@ class Trainer:
 
     # -- the fused path -----------------------------------------------------------------------------
     def _fused_epoch_runner(self, X, y):
-        from . import fused
-        return fused.EpochRunner(self.net, X, y, self.batch_size)
+        from .fused import EpochRunner
+        return EpochRunner(self.net, X, y, self.batch_size)
 
 
 def _progress(total, verbose):
