@@ -4,7 +4,9 @@
 dispatcher under its own cache name, so that a caller can pick the serial variant below the size where a
 parallel region pays for its launch (see ``PARALLEL_MIN_ELEMENTS``).
 
-No ``fastmath``: divergence detection needs NaN and Inf to survive (DESIGN §3).
+No fastmath flag that assumes finite values (``nnan``, ``ninf``): divergence detection needs NaN and Inf
+to survive (DESIGN §3). Reductions may reassociate (``reduction_kernel``) so that they vectorise; their
+results are deterministic for a given build, though not equal to a left-to-right sum.
 """
 import types
 
@@ -20,6 +22,11 @@ PARALLEL_MIN_ELEMENTS = 1 << 17
 def kernel(fn):
     """Serial, cached Numba kernel."""
     return njit(**OPTIONS)(fn)
+
+
+def reduction_kernel(fn):
+    """Serial kernel whose floating-point sums may be reassociated (vectorised); NaN/Inf still propagate."""
+    return njit(fastmath={"reassoc"}, **OPTIONS)(fn)
 
 
 def parallel_twin(fn):

@@ -105,9 +105,7 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
                 np.dot(dy, W[k].T, dx)
                 _multiply_derivative(codes[k - 1], A[k][:nb], dx)
         for k in range(L):
-            s = 0.0
-            for i in range(offsets[k], offsets[k + 1]):
-                s += grads[i] * grads[i]
+            s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
             if not math.isfinite(s):
                 status[0] = batch
                 status[1] = k

@@ -8,7 +8,7 @@ import math
 
 from numba import prange
 
-from ._jit import kernel, parallel_twin
+from ._jit import kernel, parallel_twin, reduction_kernel
 
 
 def _sgd(p, g, lr):
@@ -46,14 +46,21 @@ adam = kernel(_adam)
 adam_parallel = parallel_twin(_adam)
 
 
+@reduction_kernel
+def squared_norm(g, start, end):
+    """Sum of g[start:end]² accumulated in float64; NaN or Inf in g make it non-finite."""
+    s = 0.0
+    for i in range(start, end):
+        x = float(g[i])
+        s += x * x
+    return s
+
+
 @kernel
 def squared_norms(g, offsets, out):
-    """out[k] = sum of g[offsets[k]:offsets[k+1]]² in float64: per-parameter gradient norms².
+    """out[k] = squared_norm of segment k, g[offsets[k]:offsets[k+1]]: per-layer gradient norms².
 
     A NaN or Inf in a segment makes its entry non-finite, which is how training detects divergence.
     """
     for k in range(offsets.size - 1):
-        s = 0.0
-        for i in range(offsets[k], offsets[k + 1]):
-            s += g[i] * g[i]
-        out[k] = s
+        out[k] = squared_norm(g, offsets[k], offsets[k + 1])

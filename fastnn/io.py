@@ -1,0 +1,325 @@
+"""Saving and loading networks: one safetensors file, never a pickle (DESIGN §5).
+
+The file holds every parameter as a tensor ("layers.0.weights", "layers.0.bias", ...), the optimizer
+state ("optimizer.state.{i}.{j}", slot j of the optimizer's parameter array i) and, in the safetensors
+metadata under the key "fastnn", one JSON document::
+
+    {"format": "fastnn", "format_version": 1, "architecture": net.config(), "dtype": "float32",
+     "optimizer_steps": 12, "optimizer_state": [2] or null, "history": {...}, "extra": {...} or null}
+
+so a fastnn model also opens in any safetensors reader. Loading rebuilds the objects from the JSON through
+the type maps (``LAYER_TYPES``, ``LOSS_TYPES``, ``OPTIMIZER_TYPES``) only, and checks the file before
+trusting it: header size, JSON, format version, the architecture's types and values, and that every
+tensor is present with exactly the shape and dtype the architecture implies. Any problem is a ValueError
+naming the file; nothing in the file is ever executed.
+"""
+import json
+import numbers
+import os
+import secrets
+import stat
+
+import numpy as np
+import safetensors.numpy
+
+from .layers import LAYER_TYPES
+from .losses import LOSS_TYPES
+from .network import NeuralNetwork
+from .optimizers import OPTIMIZER_TYPES
+
+FORMAT = "fastnn"
+FORMAT_VERSION = 1
+METADATA_KEY = "fastnn"
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+PARAM_NAMES = {"FullyConnected": ("weights", "bias")}
+
+
+# -- saving ---------------------------------------------------------------------------------------
+def _param_names(layer):
+    """Tensor names of a layer's params, in params order ("weights", "bias" for FullyConnected)."""
+    n = len(layer.params)
+    names = PARAM_NAMES.get(type(layer).__name__)
+    return tuple(names) if names is not None and len(names) == n else tuple(str(k) for k in range(n))
+
+
+def _json_default(obj):
+    """JSON for NumPy scalars and arrays (e.g. class labels in ``extra``); anything else is an error."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _tensors(net):
+    """name -> array for every parameter and optimizer state array of ``net``."""
+    tensors = {}
+    for i, layer in enumerate(net.layers):
+        for name, p in zip(_param_names(layer), layer.params):
+            tensors[f"layers.{i}.{name}"] = np.ascontiguousarray(p)
+    for i, slots in enumerate(net.optimizer.state or []):
+        for j, s in enumerate(slots):
+            tensors[f"optimizer.state.{i}.{j}"] = np.ascontiguousarray(s)
+    return tensors
+
+
+def _metadata(net, extra):
+    state = net.optimizer.state
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "architecture": net.config(),
+            "dtype": net.dtype.name, "optimizer_steps": int(net.optimizer.steps),
+            "optimizer_state": None if state is None else [len(slots) for slots in state],
+            "history": {k: [float(v) for v in vals] for k, vals in (net.history or {}).items()},
+            "extra": extra}
+    try:
+        return json.dumps(meta, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"cannot save the model: its configuration or `extra` is not JSON-serialisable "
+                         f"({exc})") from None
+
+
+def save(net, path, extra=None):
+    """Write ``net`` (parameters, optimizer state, architecture, history) to one safetensors file.
+
+    ``extra`` is an optional JSON-serialisable dict stored with the model (e.g. an estimator's class
+    labels; NumPy arrays become lists); read it back with ``load_metadata(path)["extra"]``. The write is
+    atomic: a temporary file in the same directory is written, fsynced and renamed onto ``path``; if
+    anything fails, the temporary file is removed and a file already at ``path`` is left untouched.
+    """
+    if not isinstance(net, NeuralNetwork):
+        raise TypeError(f"net must be a fastnn NeuralNetwork, got {type(net).__name__}")
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
+    data = safetensors.numpy.save(_tensors(net), metadata={METADATA_KEY: _metadata(net, extra)})
+    _atomic_write(os.fspath(path), data)
+
+
+def _atomic_write(path, data):
+    """Write bytes to ``path`` through a temporary file + fsync + os.replace (+ fsync of the directory)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable; not possible on every platform / file system
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+# -- loading: reading and checking the file ---------------------------------------------------------
+def _read_header(f, path):
+    """The safetensors header as a dict, checked: a sane length field and a valid JSON object."""
+    size = os.fstat(f.fileno()).st_size
+    head = f.read(8)
+    if len(head) < 8:
+        raise ValueError(f"{path}: not a fastnn model file: {size} bytes is too short for a safetensors "
+                         f"header")
+    n = int.from_bytes(head, "little")
+    if n > MAX_HEADER_BYTES or n > size - 8:
+        raise ValueError(f"{path}: not a fastnn model file: the safetensors header length field says {n} "
+                         f"bytes, but only {size - 8} bytes follow it (limit {MAX_HEADER_BYTES})")
+    try:
+        header = json.loads(f.read(n).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ValueError(f"{path}: not a fastnn model file: the safetensors header is not valid "
+                         f"JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: not a fastnn model file: the safetensors header is not a JSON object")
+    return header
+
+
+def _check_metadata(header, path):
+    """The decoded fastnn metadata dict of a parsed header; ValueError if absent, malformed or too new."""
+    meta = header.get("__metadata__")
+    text = meta.get(METADATA_KEY) if isinstance(meta, dict) else None
+    if not isinstance(text, str):
+        raise ValueError(f"{path}: not a fastnn model file: the safetensors metadata has no "
+                         f"'{METADATA_KEY}' entry")
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError(f"{path}: corrupt fastnn model file: the '{METADATA_KEY}' metadata is not valid "
+                         f"JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a fastnn model file: metadata 'format' is not {FORMAT!r}")
+    version = meta.get("format_version")
+    if not _is_int(version) or version < 1:
+        raise ValueError(f"{path}: corrupt fastnn model file: bad format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path}: the file has fastnn format version {version}, but this fastnn reads "
+                         f"version {FORMAT_VERSION} only; upgrade fastnn to load it")
+    return meta
+
+
+def _open(path):
+    """Open ``path`` for reading as a regular file (FileNotFoundError if missing)."""
+    path = os.fspath(path)
+    f = open(path, "rb")
+    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        f.close()
+        raise ValueError(f"{path}: not a regular file")
+    return f
+
+
+def load_metadata(path):
+    """The decoded fastnn metadata (architecture, dtype, history, extra, ...) of a model file.
+
+    Reads and checks only the header (cheap; for ``fastnn info``); ``load`` checks the tensors too.
+    """
+    with _open(path) as f:
+        header = _read_header(f, os.fspath(path))
+    return _check_metadata(header, os.fspath(path))
+
+
+# -- loading: rebuilding the network ----------------------------------------------------------------
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _spec(entry, what, types):
+    """(class, kwargs) from a [type name, kwargs dict] pair, the class looked up in ``types`` only."""
+    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+            and isinstance(entry[1], dict)):
+        raise ValueError(f"{what} must be a [type name, arguments] pair, got {entry!r:.200}")
+    cls = types.get(entry[0])
+    if cls is None:
+        raise ValueError(f"{what} has the unknown type {entry[0]!r:.100}; known: {sorted(types)}")
+    return cls, entry[1]
+
+
+def _check_size(kwargs, what, budget):
+    """Refuse layer sizes the file cannot hold before a constructor allocates them; the budget left."""
+    n, m = kwargs.get("in_features"), kwargs.get("out_features")
+    if _is_int(n) and _is_int(m):
+        budget -= n * m + m
+        if budget < 0:
+            raise ValueError(f"{what} declares {n}x{m} weights, more than the file holds")
+    return budget
+
+
+def _build(meta, budget):
+    """The NeuralNetwork described by ``meta`` (constructors run their own argument checks)."""
+    arch = meta.get("architecture")
+    if not isinstance(arch, dict) or not isinstance(arch.get("layers"), list):
+        raise ValueError("metadata 'architecture' must be an object with a 'layers' list")
+    layers = []
+    for i, entry in enumerate(arch["layers"]):
+        cls, kwargs = _spec(entry, f"layer {i}", LAYER_TYPES)
+        budget = _check_size(kwargs, f"layer {i}", budget)
+        layers.append(cls(**kwargs))
+    loss_cls, loss_kwargs = _spec(arch.get("loss"), "loss", LOSS_TYPES)
+    opt_cls, opt_kwargs = _spec(arch.get("optimizer"), "optimizer", OPTIMIZER_TYPES)
+    seed = arch.get("seed")
+    if seed is not None and not _is_int(seed):
+        raise ValueError(f"architecture seed must be an integer or null, got {seed!r:.100}")
+    net = NeuralNetwork(layers, loss=loss_cls(**loss_kwargs), optimizer=opt_cls(**opt_kwargs), seed=seed)
+    if meta.get("dtype") != net.dtype.name:
+        raise ValueError(f"metadata dtype {meta.get('dtype')!r:.100} does not match the layers' "
+                         f"{net.dtype.name}")
+    return net
+
+
+def _expected_tensors(net, meta):
+    """(name -> an array of the shape and dtype that tensor must have, for every tensor the architecture
+    implies (the parameters themselves for "layers.*"), the optimizer state layout)."""
+    expected = {}
+    for i, layer in enumerate(net.layers):
+        for name, p in zip(_param_names(layer), layer.params):
+            expected[f"layers.{i}.{name}"] = p
+    slots = meta.get("optimizer_state")
+    if slots is not None:
+        targets = net._opt_params
+        n_slots = net.optimizer.n_slots
+        if not (isinstance(slots, list) and len(slots) == len(targets)
+                and all(_is_int(s) and s == n_slots for s in slots)):
+            raise ValueError(f"metadata optimizer_state must be null or {[n_slots] * len(targets)} for this "
+                             f"architecture, got {slots!r:.200}")
+        for i, p in enumerate(targets):
+            for j in range(n_slots):
+                expected[f"optimizer.state.{i}.{j}"] = p
+    return expected, slots
+
+
+def _check_tensors(tensors, expected):
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        parts = [f"{what} tensors {names[:10]}" for what, names in (("missing", missing),
+                                                                     ("unexpected", unexpected)) if names]
+        raise ValueError(f"the tensors do not match the architecture: {'; '.join(parts)}")
+    for name, dst in expected.items():
+        arr = tensors[name]
+        if arr.shape != dst.shape or arr.dtype != dst.dtype:
+            raise ValueError(f"tensor {name!r} has shape {arr.shape} and dtype {arr.dtype}, the architecture "
+                             f"needs {dst.shape} {dst.dtype}")
+
+
+def _check_history(history):
+    ok = isinstance(history, dict) and all(
+        isinstance(v, list) and all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in v)
+        for v in history.values())
+    if not ok:
+        raise ValueError("metadata history must map names to lists of numbers")
+    return {k: [float(x) for x in v] for k, v in history.items()}
+
+
+def load_with_metadata(path):
+    """(network, metadata dict): ``load`` plus the decoded metadata (``["extra"]`` for estimators)."""
+    name = os.fspath(path)
+    with _open(path) as f:
+        header = _read_header(f, name)
+        meta = _check_metadata(header, name)
+        f.seek(0)
+        data = f.read()
+    try:
+        tensors = safetensors.numpy.load(data)
+    except Exception as exc:  # an untrusted-input parser: any failure means a corrupt file
+        raise ValueError(f"{name}: corrupt safetensors file: {exc}") from None
+    del data
+    try:
+        budget = sum(a.size for a in tensors.values())
+        net = _build(meta, budget)
+        expected, slots = _expected_tensors(net, meta)
+        _check_tensors(tensors, expected)
+        steps = meta.get("optimizer_steps")
+        if not _is_int(steps) or not 0 <= steps < 2 ** 62:
+            raise ValueError(f"metadata optimizer_steps must be a non-negative integer, got {steps!r:.100}")
+        history = _check_history(meta.get("history", {}))
+        if meta.get("extra") is not None and not isinstance(meta["extra"], dict):
+            raise ValueError("metadata extra must be an object or null")
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise ValueError(f"{name}: invalid fastnn model file: {exc}") from None
+    for key, dst in expected.items():
+        if key.startswith("layers."):
+            dst[...] = tensors[key]
+    if slots is not None:
+        net.optimizer.state = [[np.array(tensors[f"optimizer.state.{i}.{j}"], copy=True) for j in range(k)]
+                               for i, k in enumerate(slots)]
+    net.optimizer.steps = steps
+    net.history = history
+    return net, meta
+
+
+def load(path):
+    """The NeuralNetwork saved at ``path`` by ``save``: weights, optimizer state and steps, history.
+
+    FileNotFoundError for a missing path; ValueError naming the file for anything that is not a valid
+    fastnn safetensors model (never unpickles or executes anything from the file).
+    """
+    return load_with_metadata(path)[0]
