@@ -59,6 +59,7 @@ class EpochRunner:
         self.A = tuple(np.empty((rows, w), dtype) for w in widths)
         self.D = (np.empty((0, 0), dtype),) + tuple(np.empty((rows, w), dtype) for w in widths[1:])
         self.norms = np.zeros(len(fcs), np.float64)
+        self.x_absmax = float(np.abs(X).max())
         self.status = np.zeros(2, np.int64)
         if y.ndim == 1:
             self.loss_kind = kernels.LOSS_CE_LABELS
@@ -85,8 +86,8 @@ class EpochRunner:
         loss_sum, correct, steps = kernels.train_epoch(
             self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
             self.A, self.D, self.codes, self.loss_kind, net._flat_params, net._flat_grads, net._offsets,
-            opt_kind, slot1, slot2, hyper, opt.steps, self.norms, self.status, self.label_buf,
-            self.target_buf)
+            opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms, self.status,
+            self.label_buf, self.target_buf)
         opt.steps += steps
         failed_batch, failed_layer = self.status
         if failed_batch:

@@ -4,31 +4,38 @@ Network: L fully connected layers, layer k computing A[k+1] = f_k(A[k] @ W[k] + 
 activation code (activations.IDENTITY for none); a softmax-cross-entropy or L2 head; an SGD, momentum or
 Adam update of the flat parameter buffer of which every W[k], b[k] is a view.
 
-Arguments (all C-contiguous, one float dtype unless said):
+Plain SGD updates each layer inside its weight-gradient GEMM, W[k] += (-lr)·A[k]ᵀ·D[k+1] (BLAS beta = 1):
+no gradient buffer is written and no separate pass over the weights is made. Before any weight changes,
+the step proves that it stays finite: every delta D[k] must be finite, and the bound
+|ΔW| ≤ lr·batch·max|A[k]|·max|D[k+1]| added to a running bound on max|W[k]| must stay far below the
+dtype's maximum. Momentum and Adam write the gradients, check their norms and update the flat buffer.
+
+Arguments (C-contiguous, one float dtype unless said):
   X (n, d); labels (n,) int64 and targets (n, m) — the one not used by ``loss_kind`` may be empty;
   order (n,) int64, the epoch's sample order; batch_size;
   W, b, dW, db: tuples of the L weight (in_k, out_k), bias (out_k,) arrays and their gradients;
   A: tuple of L+1 buffers (batch_size, width_k), A[0] the gathered input batch; D: tuple of L+1 buffers
-  for dL/dA[k] (D[0] unused, may be a (0, 0) array); codes (L,) int64;
-  loss_kind: LOSS_CE_LABELS, LOSS_CE_DENSE or LOSS_L2;
-  params, grads: the flat 1-D buffers; offsets (L+1,) int64, layer k's segment of grads;
-  opt_kind: OPT_SGD, OPT_MOMENTUM or OPT_ADAM; slot1, slot2: optimizer state (empty when unused);
+  for dL/dA[k] (D[0] unused, may be (0, 0)); codes (L,) int64; loss_kind: LOSS_*;
+  params, grads: the flat 1-D buffers; offsets (L+1,) int64, layer k's segment of params/grads;
+  opt_kind: OPT_*; slot1, slot2: optimizer state (empty when unused);
   hyper: float64 [lr, momentum or beta1, beta2, eps]; step0: Adam steps taken before this epoch;
-  norms (L,) float64: receives the squared gradient norm of each layer summed over the epoch's batches;
-  status (2,) int64: receives [failed batch (1-based) or 0, failed layer or -1].
-Returns (loss summed over samples, correct predictions, steps taken).
-On a non-finite loss or gradient the kernel stops before that batch's update, so the parameters stay those
-of the last finite step.
+  x_absmax: max |X| (float64); norms (L,) float64: receives each layer's squared gradient norm summed over
+  the epoch (explicit-gradient optimizers only); status (2,) int64: receives [failed batch (1-based) or 0,
+  failed layer or -1]; label_buf (batch_size,) int64 / target_buf (batch_size, m): gathered targets.
+Returns (loss summed over samples, correct predictions, steps taken). On a non-finite loss, gradient or a
+weight that could overflow, the kernel stops before that batch's update: the parameters stay those of
+the last finite step.
 """
 import math
 
 import numpy as np
 
 from . import optim
-from .activations import derivative
-from .dense import bias_activate, column_sums
-from .softmax_ce import count_correct_dense, count_correct_labels, l2, softmax_ce_dense, softmax_ce_labels
+from ._blas import gemm
 from ._jit import kernel
+from .activations import activate, derivative
+from .dense import column_sums
+from .softmax_ce import count_correct_dense, count_correct_labels, l2, softmax_ce_dense, softmax_ce_labels
 
 LOSS_CE_LABELS, LOSS_CE_DENSE, LOSS_L2 = 0, 1, 2
 OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2
@@ -49,20 +56,88 @@ def _gather_labels(labels, order, start, out):
 
 
 @kernel
-def _multiply_derivative(code, y, d):
-    one = d.dtype.type(1)
-    n, m = d.shape
+def _bias_activate_absmax(out, b, code):
+    """out = f(out + b) in place; returns max |out| (NaN/Inf give inf)."""
+    one = out.dtype.type(1)
+    n, m = out.shape
+    top = 0.0
+    bad = 0.0
     for i in range(n):
         for j in range(m):
-            d[i, j] *= derivative(code, y[i, j], one)
+            v = activate(code, out[i, j] + b[j], one)
+            out[i, j] = v
+            a = abs(v)
+            bad += a - a
+            if a > top:
+                top = a
+    return top if bad == 0 else np.inf
+
+
+@kernel
+def _multiply_derivative_absmax(code, y, d):
+    """d *= f'(y) in place; returns max |d| (NaN/Inf give inf)."""
+    one = d.dtype.type(1)
+    n, m = d.shape
+    top = 0.0
+    bad = 0.0
+    for i in range(n):
+        for j in range(m):
+            v = d[i, j] * derivative(code, y[i, j], one)
+            d[i, j] = v
+            a = abs(v)
+            bad += a - a
+            if a > top:
+                top = a
+    return top if bad == 0 else np.inf
+
+
+@kernel
+def _absmax(x):
+    """max |x| over a 1-D or 2-D array (NaN/Inf give inf)."""
+    top = 0.0
+    bad = 0.0
+    for v in x.flat:
+        a = abs(v)
+        bad += a - a
+        if a > top:
+            top = a
+    return top if bad == 0 else np.inf
+
+
+@kernel
+def _sgd_bias(b, dy, lr):
+    """b -= lr · column sums of dy (summed in the dtype, rows outer)."""
+    n, m = dy.shape
+    for j in range(m):
+        s = dy.dtype.type(0)
+        for i in range(n):
+            s += dy[i, j]
+        b[j] -= b.dtype.type(lr) * s
+
+
+@kernel
+def _forward(X, order, start, nb, W, b, A, codes, amax):
+    _gather(X, order, start, A[0][:nb])
+    for k in range(len(W)):
+        out = A[k + 1][:nb]
+        np.dot(A[k][:nb], W[k], out)
+        amax[k + 1] = _bias_activate_absmax(out, b[k], codes[k])
 
 
 @kernel
 def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
-                params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, norms, status,
+                params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
                 label_buf, target_buf):
     n = X.shape[0]
     L = len(W)
+    lr = hyper[0]
+    limit = np.finfo(params.dtype).max / 4.0
+    amax = np.empty(L + 1)            # max |A[k]| of the current batch
+    dmax = np.empty(L + 1)            # max |D[k]|
+    wbound = np.empty(L)              # an upper bound on max |W[k]|, max |b[k]|
+    amax[0] = x_absmax
+    for k in range(L):
+        wbound[k] = _absmax(params[offsets[k]:offsets[k + 1]])
     loss_sum = 0.0
     correct = 0
     steps = 0
@@ -73,11 +148,7 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
     for start in range(0, n, batch_size):
         batch += 1
         nb = min(batch_size, n - start)
-        _gather(X, order, start, A[0][:nb])
-        for k in range(L):
-            out = A[k + 1][:nb]
-            np.dot(A[k][:nb], W[k], out)
-            bias_activate(out, b[k], codes[k])
+        _forward(X, order, start, nb, W, b, A, codes, amax)
         logits = A[L][:nb]
         head = D[L][:nb]
         if loss_kind == LOSS_CE_LABELS:
@@ -96,27 +167,45 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
         if not math.isfinite(loss):
             status[0] = batch
             return loss_sum, correct, steps
-        for k in range(L - 1, -1, -1):
-            dy = D[k + 1][:nb]
-            np.dot(A[k][:nb].T, dy, dW[k])
-            column_sums(dy, db[k])
-            if k > 0:
-                dx = D[k][:nb]
-                np.dot(dy, W[k].T, dx)
-                _multiply_derivative(codes[k - 1], A[k][:nb], dx)
-        for k in range(L):
-            s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
-            if not math.isfinite(s):
-                status[0] = batch
-                status[1] = k
-                return loss_sum, correct, steps
-            norms[k] += s
         if opt_kind == OPT_SGD:
-            optim.sgd(params, grads, hyper[0])
-        elif opt_kind == OPT_MOMENTUM:
-            optim.sgd_momentum(params, grads, slot1, hyper[0], hyper[1])
+            dmax[L] = _absmax(head)
+            for k in range(L - 1, 0, -1):
+                dx = D[k][:nb]
+                np.dot(D[k + 1][:nb], W[k].T, dx)
+                dmax[k] = _multiply_derivative_absmax(codes[k - 1], A[k][:nb], dx)
+            for k in range(L - 1, -1, -1):
+                delta = lr * nb * max(amax[k], 1.0) * dmax[k + 1]
+                if not delta + wbound[k] < limit:
+                    wbound[k] = _absmax(params[offsets[k]:offsets[k + 1]])
+                    if not delta + wbound[k] < limit:
+                        status[0] = batch
+                        status[1] = k
+                        return loss_sum, correct, steps
+            for k in range(L):
+                gemm(-lr, A[k][:nb], True, D[k + 1][:nb], False, 1.0, W[k])
+                _sgd_bias(b[k], D[k + 1][:nb], lr)
+                wbound[k] += lr * nb * max(amax[k], 1.0) * dmax[k + 1]
         else:
-            optim.adam(params, grads, slot1, slot2, hyper[0], hyper[1], hyper[2], hyper[3], step0 + steps + 1)
+            for k in range(L - 1, -1, -1):
+                dy = D[k + 1][:nb]
+                np.dot(A[k][:nb].T, dy, dW[k])
+                column_sums(dy, db[k])
+                if k > 0:
+                    dx = D[k][:nb]
+                    np.dot(dy, W[k].T, dx)
+                    _multiply_derivative_absmax(codes[k - 1], A[k][:nb], dx)
+            for k in range(L):
+                s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
+                if not math.isfinite(s):
+                    status[0] = batch
+                    status[1] = k
+                    return loss_sum, correct, steps
+                norms[k] += s
+            if opt_kind == OPT_MOMENTUM:
+                optim.sgd_momentum(params, grads, slot1, hyper[0], hyper[1])
+            else:
+                optim.adam(params, grads, slot1, slot2, hyper[0], hyper[1], hyper[2], hyper[3],
+                           step0 + steps + 1)
         steps += 1
         loss_sum += loss * nb
     return loss_sum, correct, steps

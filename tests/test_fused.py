@@ -1,0 +1,86 @@
+"""The fused whole-epoch path gives the numbers of the per-layer path (DESIGN §4)."""
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn import fused
+
+ACTS = {"relu": fnn.ReLU, "sigmoid": fnn.Sigmoid, "tanh": fnn.TanH, None: None}
+
+
+def make_net(sizes, act, loss, opt, dtype, seed=0):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(fnn.FullyConnected(a, b, dtype=dtype))
+        if ACTS[act] is not None and i < len(sizes) - 2:
+            layers.append(ACTS[act]())
+    return fnn.NeuralNetwork(layers, loss=loss(), optimizer=opt(), seed=seed)
+
+
+def data(n, sizes, dtype, kind, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    if kind == "labels":
+        y = rng.integers(0, sizes[-1], n)
+    elif kind == "onehot":
+        y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
+    else:
+        y = rng.standard_normal((n, sizes[-1])).astype(dtype)
+    return X, y
+
+
+OPTIMIZERS = {"sgd": lambda: fnn.SGD(lr=0.05), "momentum": lambda: fnn.SGD(lr=0.05, momentum=0.9),
+              "adam": lambda: fnn.Adam(lr=0.003)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("act,kind,sizes", [
+    ("relu", "labels", (7, 13, 5)), ("sigmoid", "onehot", (4, 9, 8, 3)), ("tanh", "regression", (3, 11, 2)),
+    (None, "labels", (6, 4)), ("relu", "labels", (2, 16, 16, 2))])
+def test_fused_equals_per_layer(dtype, opt, act, kind, sizes):
+    loss = fnn.L2Loss if kind == "regression" else fnn.SoftmaxCrossEntropy
+    X, y = data(101, sizes, dtype, kind)          # 101 = 3 batches of 32 and a last batch of 5
+    results = []
+    for use_fused in (False, True):
+        net = make_net(sizes, act, loss, OPTIMIZERS[opt], dtype)
+        assert fused.supports(net)[0]
+        hist = net.fit(X, y, epochs=3, batch_size=32, verbose=0, fused=use_fused)
+        results.append((net._flat_params.copy(), hist, net.optimizer.steps))
+    (p0, h0, s0), (p1, h1, s1) = results
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(p1, p0, rtol=tol, atol=tol)
+    np.testing.assert_allclose(h1["loss"], h0["loss"], rtol=tol)
+    assert s0 == s1 == 3 * 4
+    if "accuracy" in h0:
+        assert h0["accuracy"] == h1["accuracy"]
+    if opt != "sgd":      # explicit gradients: the same kernels in the same order, bit for bit
+        assert np.array_equal(p0, p1)
+
+
+def test_fused_path_is_chosen_only_for_covered_networks():
+    covered = make_net((4, 5, 3), "relu", fnn.SoftmaxCrossEntropy, OPTIMIZERS["sgd"], np.float32)
+    assert fused.supports(covered) == (True, "")
+    with_softmax = fnn.NeuralNetwork([fnn.FullyConnected(4, 3), fnn.SoftMax()], loss=fnn.CrossEntropyLoss())
+    ok, reason = fused.supports(with_softmax)
+    assert not ok and "SoftMax" in reason
+    double_act = fnn.NeuralNetwork([fnn.FullyConnected(4, 3), fnn.ReLU(), fnn.TanH()])
+    assert not fused.supports(double_act)[0]
+    X, y = data(10, (4, 3), np.float32, "labels")
+    with pytest.raises(ValueError, match="fused=True"):
+        with_softmax.fit(X, y, epochs=1, verbose=0, fused=True)
+
+
+@pytest.mark.parametrize("use_fused", [False, True])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_divergence_keeps_last_finite_weights(use_fused, opt):
+    X, y = data(64, (5, 8, 3), np.float32, "labels")
+    X *= 1e3
+    make = {"sgd": lambda: fnn.SGD(lr=1e30), "momentum": lambda: fnn.SGD(lr=1e30, momentum=0.5),
+            "adam": lambda: fnn.Adam(lr=1e36)}[opt]
+    net = make_net((5, 8, 3), "relu", fnn.SoftmaxCrossEntropy, make, np.float32)
+    with pytest.raises(fnn.TrainingDivergedError, match=r"epoch \d+, batch \d+") as info:
+        net.fit(X, y, epochs=5, batch_size=16, verbose=0, fused=use_fused)
+    assert info.value.epoch >= 1 and info.value.batch >= 1
+    assert np.isfinite(net._flat_params).all()
+    assert "smaller learning rate" in str(info.value)
