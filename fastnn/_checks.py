@@ -14,7 +14,7 @@ def float_dtype(dtype, name="dtype"):
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in FLOAT_DTYPES:
+    if dt is None or dt not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {dtype!r}")
     return dt
 

@@ -15,3 +15,15 @@ class TrainingDivergedError(RuntimeError):
         super().__init__(
             f"training diverged: the {what} became NaN or infinite at {where}. The network keeps the "
             f"weights of the last finite step. Try a smaller learning rate (or normalise the inputs).")
+
+
+class NonFiniteUpdateError(ArithmeticError):
+    """An optimizer step would have made a parameter NaN or infinite; nothing was updated.
+
+    ``index`` is the position of the offending array in the ``params`` list given to ``step``.
+    """
+
+    def __init__(self, index):
+        self.index = index
+        super().__init__(f"the update of parameter array {index} would overflow to NaN/Inf; no parameter "
+                         f"was changed. Try a smaller learning rate.")

@@ -10,6 +10,8 @@ from .layers import FullyConnected, ReLU, Sigmoid, TanH
 from .losses import L2Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Adam
 
+_FAILURES = {kernels.FAIL_LOSS: "loss", kernels.FAIL_GRADIENT: "gradient",
+             kernels.FAIL_UPDATE: "parameter update"}
 _ACTIVATIONS = {ReLU: ReLU.code, Sigmoid: Sigmoid.code, TanH: TanH.code}
 
 
@@ -60,7 +62,7 @@ class EpochRunner:
         self.D = (np.empty((0, 0), dtype),) + tuple(np.empty((rows, w), dtype) for w in widths[1:])
         self.norms = np.zeros(len(fcs), np.float64)
         self.x_absmax = float(np.abs(X).max())
-        self.status = np.zeros(2, np.int64)
+        self.status = np.zeros(3, np.int64)
         if y.ndim == 1:
             self.loss_kind = kernels.LOSS_CE_LABELS
             self.labels, self.targets = y, np.empty((0, 0), dtype)
@@ -89,9 +91,8 @@ class EpochRunner:
             opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms, self.status,
             self.label_buf, self.target_buf)
         opt.steps += steps
-        failed_batch, failed_layer = self.status
+        failed_batch, failed_layer, what = (int(v) for v in self.status)
         if failed_batch:
             layer = None if failed_layer < 0 else net._param_layers[failed_layer]
-            raise TrainingDivergedError(epoch, int(failed_batch), layer,
-                                        what="loss" if layer is None else "gradient")
+            raise TrainingDivergedError(epoch, failed_batch, layer, what=_FAILURES[what])
         return loss_sum / len(self.X), int(correct)

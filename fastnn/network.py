@@ -124,6 +124,7 @@ class NeuralNetwork:
         ``forward(x, y)`` prepares ``backward()``.
         """
         x = self.check_input(x, "x")
+        self._ready_for_backward = False
         if y is None:
             with self._lock:
                 return self._forward(x).copy()
@@ -135,7 +136,8 @@ class NeuralNetwork:
     def backward(self):
         """Backpropagation from the last ``forward(x, y)``: fills every layer's gradients."""
         if not self._ready_for_backward:
-            raise RuntimeError("backward() needs a forward(x, y) with targets first")
+            raise RuntimeError("backward() needs a forward(x, y) with targets first (forward(x), predict "
+                               "and evaluate replace the saved activations)")
         self._backward()
 
     def step(self):
@@ -201,6 +203,7 @@ class NeuralNetwork:
 
     def _outputs(self, X):
         """Outputs chunk by chunk, each a fresh array (thread-safe: layer buffers are used under a lock)."""
+        self._ready_for_backward = False
         for start in range(0, len(X), PREDICT_CHUNK):
             with self._lock:
                 out = self._forward(X[start:start + PREDICT_CHUNK]).copy()

@@ -6,6 +6,7 @@ of torch.optim.SGD and torch.optim.Adam, step for step.
 import numpy as np
 
 from . import _checks
+from .errors import NonFiniteUpdateError
 from .kernels import optim as kernels
 from .kernels._jit import PARALLEL_MIN_ELEMENTS
 
@@ -37,7 +38,10 @@ class Optimizer:
         return self.state
 
     def step(self, params, grads):
-        """Update every array of ``params`` in place from the matching array of ``grads``."""
+        """Update every array of ``params`` in place from the matching array of ``grads``.
+
+        Raises NonFiniteUpdateError, before changing anything, if the update would make a value non-finite.
+        """
         if len(params) != len(grads):
             raise ValueError(f"got {len(params)} parameter arrays but {len(grads)} gradient arrays")
         for p, g in zip(params, grads):
@@ -45,8 +49,13 @@ class Optimizer:
                 raise ValueError(f"gradient {g.shape} {g.dtype} does not match parameter {p.shape} {p.dtype}")
         self.ensure_state(params)
         self.steps += 1
-        for p, g, slots in zip(params, grads, self.state):
-            self._update(_flat(p), _flat(g), [_flat(s) for s in slots], p.size >= PARALLEL_MIN_ELEMENTS)
+        flats = [(_flat(p), _flat(g), [_flat(s) for s in slots]) for p, g, slots in zip(params, grads, self.state)]
+        for i, (p, g, slots) in enumerate(flats):
+            if not self._is_finite(p, g, slots):
+                self.steps -= 1
+                raise NonFiniteUpdateError(i)
+        for p, g, slots in flats:
+            self._update(p, g, slots, p.size >= PARALLEL_MIN_ELEMENTS)
 
     def config(self):
         raise NotImplementedError
@@ -63,6 +72,11 @@ class SGD(Optimizer):
         self.lr = _checks.positive_float(lr, "lr")
         self.momentum = _checks.fraction(momentum, "momentum")
         self.n_slots = 1 if self.momentum else 0
+
+    def _is_finite(self, p, g, slots):
+        if self.momentum:
+            return kernels.sgd_momentum_is_finite(p, g, slots[0], self.lr, self.momentum)
+        return kernels.sgd_is_finite(p, g, self.lr)
 
     def _update(self, p, g, slots, parallel):
         if self.momentum:
@@ -86,6 +100,10 @@ class Adam(Optimizer):
         self.beta1 = _checks.fraction(beta1, "beta1")
         self.beta2 = _checks.fraction(beta2, "beta2")
         self.eps = _checks.positive_float(eps, "eps")
+
+    def _is_finite(self, p, g, slots):
+        return kernels.adam_is_finite(p, g, slots[0], slots[1], self.lr, self.beta1, self.beta2, self.eps,
+                                      self.steps)
 
     def _update(self, p, g, slots, parallel):
         run = kernels.adam_parallel if parallel else kernels.adam

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from . import _checks
-from .errors import TrainingDivergedError
+from .errors import NonFiniteUpdateError, TrainingDivergedError
 from .network import NeuralNetwork, count_correct
 
 
@@ -122,7 +122,10 @@ class Trainer:
                 if not np.isfinite(norms).all():
                     raise TrainingDivergedError(epoch, b + 1, net._param_layers[np.argmin(np.isfinite(norms))],
                                                 what="gradient")
-                net.step()
+                try:
+                    net.step()
+                except NonFiniteUpdateError:
+                    raise TrainingDivergedError(epoch, b + 1, what="parameter update") from None
                 loss_sum += loss * len(idx)
             return loss_sum / len(X), correct
 

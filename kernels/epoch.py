@@ -20,10 +20,10 @@ Arguments (C-contiguous, one float dtype unless said):
   opt_kind: OPT_*; slot1, slot2: optimizer state (empty when unused);
   hyper: float64 [lr, momentum or beta1, beta2, eps]; step0: Adam steps taken before this epoch;
   x_absmax: max |X| (float64); norms (L,) float64: receives each layer's squared gradient norm summed over
-  the epoch (explicit-gradient optimizers only); status (2,) int64: receives [failed batch (1-based) or 0,
-  failed layer or -1]; label_buf (batch_size,) int64 / target_buf (batch_size, m): gathered targets.
-Returns (loss summed over samples, correct predictions, steps taken). On a non-finite loss, gradient or a
-weight that could overflow, the kernel stops before that batch's update: the parameters stay those of
+  the epoch (explicit-gradient optimizers only); status (3,) int64: receives [failed batch (1-based) or 0,
+  failed layer or -1, what failed: FAIL_LOSS, FAIL_GRADIENT or FAIL_UPDATE]; label_buf (batch_size,) int64 / target_buf (batch_size, m): gathered targets.
+Returns (loss summed over samples, correct predictions, steps taken). On a non-finite loss, gradient or
+update, or a weight that could overflow, the kernel stops before that batch's update: the parameters stay those of
 the last finite step.
 """
 import math
@@ -39,6 +39,14 @@ from .softmax_ce import count_correct_dense, count_correct_labels, l2, softmax_c
 
 LOSS_CE_LABELS, LOSS_CE_DENSE, LOSS_L2 = 0, 1, 2
 OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2
+FAIL_LOSS, FAIL_GRADIENT, FAIL_UPDATE = 0, 1, 2
+
+
+@kernel
+def _fail(status, batch, layer, what):
+    status[0] = batch
+    status[1] = layer
+    status[2] = what
 
 
 @kernel
@@ -141,8 +149,7 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
     loss_sum = 0.0
     correct = 0
     steps = 0
-    status[0] = 0
-    status[1] = -1
+    _fail(status, 0, -1, FAIL_LOSS)
     norms[:] = 0
     batch = 0
     for start in range(0, n, batch_size):
@@ -165,7 +172,7 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
             else:
                 loss = l2(logits, tb, head)
         if not math.isfinite(loss):
-            status[0] = batch
+            _fail(status, batch, -1, FAIL_LOSS)
             return loss_sum, correct, steps
         if opt_kind == OPT_SGD:
             dmax[L] = _absmax(head)
@@ -178,8 +185,7 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
                 if not delta + wbound[k] < limit:
                     wbound[k] = _absmax(params[offsets[k]:offsets[k + 1]])
                     if not delta + wbound[k] < limit:
-                        status[0] = batch
-                        status[1] = k
+                        _fail(status, batch, k, FAIL_UPDATE)
                         return loss_sum, correct, steps
             for k in range(L):
                 gemm(-lr, A[k][:nb], True, D[k + 1][:nb], False, 1.0, W[k])
@@ -197,13 +203,19 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
             for k in range(L):
                 s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
                 if not math.isfinite(s):
-                    status[0] = batch
-                    status[1] = k
+                    _fail(status, batch, k, FAIL_GRADIENT)
                     return loss_sum, correct, steps
                 norms[k] += s
             if opt_kind == OPT_MOMENTUM:
+                if not optim.sgd_momentum_is_finite(params, grads, slot1, hyper[0], hyper[1]):
+                    _fail(status, batch, -1, FAIL_UPDATE)
+                    return loss_sum, correct, steps
                 optim.sgd_momentum(params, grads, slot1, hyper[0], hyper[1])
             else:
+                if not optim.adam_is_finite(params, grads, slot1, slot2, hyper[0], hyper[1], hyper[2],
+                                            hyper[3], step0 + steps + 1):
+                    _fail(status, batch, -1, FAIL_UPDATE)
+                    return loss_sum, correct, steps
                 optim.adam(params, grads, slot1, slot2, hyper[0], hyper[1], hyper[2], hyper[3],
                            step0 + steps + 1)
         steps += 1

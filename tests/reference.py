@@ -1,0 +1,188 @@
+"""Plain NumPy reference implementations (float64 math) that the fastnn kernels and layers are checked against.
+
+Everything here is written from the textbook formulas, independently of fastnn: no Numba, no buffers,
+no fusing. Inputs of any float dtype are promoted to float64; results are float64 (or Python floats).
+Convention as in fastnn: a batch is (batch, features) and a dense layer is y = x @ W + b with W (in, out).
+"""
+import numpy as np
+
+
+def f64(a):
+    return np.asarray(a, dtype=np.float64)
+
+
+# -- dense --------------------------------------------------------------------------------------------
+def dense_forward(x, w, b):
+    """y = x @ w + b."""
+    return f64(x) @ f64(w) + f64(b)
+
+
+def dense_backward(x, w, dy):
+    """(dx, dw, db) for y = x @ w + b: dx = dy wᵀ, dw = xᵀ dy, db = Σ_batch dy."""
+    x, w, dy = f64(x), f64(w), f64(dy)
+    return dy @ w.T, x.T @ dy, dy.sum(axis=0)
+
+
+# -- activations ----------------------------------------------------------------------------------------
+def relu(z):
+    """max(z, 0); NaN stays NaN."""
+    return np.maximum(f64(z), 0.0)
+
+
+def relu_backward(y, dy):
+    """From the output y = relu(z): dz = dy · [y > 0]."""
+    return f64(dy) * (f64(y) > 0)
+
+
+def sigmoid(z):
+    """1 / (1 + e^{-z}) without overflow for either sign."""
+    z = f64(z)
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    e = np.exp(z[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def sigmoid_backward(y, dy):
+    y = f64(y)
+    return f64(dy) * y * (1.0 - y)
+
+
+def tanh(z):
+    return np.tanh(f64(z))
+
+
+def tanh_backward(y, dy):
+    y = f64(y)
+    return f64(dy) * (1.0 - y * y)
+
+
+def identity(z):
+    return f64(z)
+
+
+def identity_backward(y, dy):
+    return f64(dy)
+
+
+ACTIVATIONS = {"identity": (identity, identity_backward), "relu": (relu, relu_backward),
+               "sigmoid": (sigmoid, sigmoid_backward), "tanh": (tanh, tanh_backward)}
+
+
+# -- softmax and losses ------------------------------------------------------------------------------------
+def logsumexp(z):
+    z = f64(z)
+    zmax = z.max(axis=1, keepdims=True)
+    return (zmax + np.log(np.exp(z - zmax).sum(axis=1, keepdims=True)))[:, 0]
+
+
+def softmax(z):
+    z = f64(z)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_backward(y, dy):
+    """dx = J_softmaxᵀ dy row by row, from the output y: dx = y (dy - Σ dy·y)."""
+    y, dy = f64(y), f64(dy)
+    return y * (dy - (dy * y).sum(axis=1, keepdims=True))
+
+
+def one_hot(labels, classes):
+    out = np.zeros((len(labels), classes))
+    out[np.arange(len(labels)), np.asarray(labels)] = 1.0
+    return out
+
+
+def softmax_ce_labels(z, labels):
+    """(mean loss, dL/dz) for logits z and int labels: loss_i = lse(z_i) - z_i,label."""
+    z = f64(z)
+    n = z.shape[0]
+    labels = np.asarray(labels)
+    loss = float(np.mean(logsumexp(z) - z[np.arange(n), labels]))
+    grad = (softmax(z) - one_hot(labels, z.shape[1])) / n
+    return loss, grad
+
+
+def softmax_ce_dense(z, t):
+    """(mean loss, dL/dz) against a target distribution t (one-hot or soft, rows need not sum to 1).
+
+    loss_i = Σ_j t_ij (lse(z_i) - z_ij); dL/dz_ij = (Σ_k t_ik · softmax_ij - t_ij) / batch.
+    """
+    z, t = f64(z), f64(t)
+    n = z.shape[0]
+    loss = float(np.mean((t * (logsumexp(z)[:, None] - z)).sum(axis=1)))
+    grad = (t.sum(axis=1, keepdims=True) * softmax(z) - t) / n
+    return loss, grad
+
+
+def cross_entropy_labels(p, labels):
+    """(mean loss, dL/dp) for probabilities p and int labels: mean -log p_label."""
+    p = f64(p)
+    n = p.shape[0]
+    labels = np.asarray(labels)
+    rows = np.arange(n)
+    loss = float(np.mean(-np.log(p[rows, labels])))
+    grad = np.zeros_like(p)
+    grad[rows, labels] = -1.0 / (n * p[rows, labels])
+    return loss, grad
+
+
+def cross_entropy_dense(p, t):
+    """(mean loss, dL/dp) for probabilities p and targets t: mean -Σ t log p."""
+    p, t = f64(p), f64(t)
+    n = p.shape[0]
+    loss = float(np.mean(-(t * np.log(p)).sum(axis=1)))
+    return loss, -t / (n * p)
+
+
+def l2(pred, target):
+    """(0.5 ||pred - target||² summed over outputs and averaged over the batch, its gradient)."""
+    d = f64(pred) - f64(target)
+    n = d.shape[0]
+    return float(0.5 * (d * d).sum() / n), d / n
+
+
+# -- optimizers (torch.optim formulas) --------------------------------------------------------------------
+def sgd(p, g, lr):
+    return f64(p) - lr * f64(g)
+
+
+def sgd_momentum(p, g, v, lr, momentum):
+    """(p, v) after v = μ v + g; p -= lr v (torch.optim.SGD, dampening 0, no Nesterov)."""
+    v = momentum * f64(v) + f64(g)
+    return f64(p) - lr * v, v
+
+
+def adam(p, g, m, v, lr, beta1, beta2, eps, step):
+    """(p, m, v) after one Adam step (``step`` counts from 1), bias-corrected as torch.optim.Adam:
+    p -= lr / (1 - β1^t) · m / (sqrt(v) / sqrt(1 - β2^t) + eps)."""
+    g = f64(g)
+    m = beta1 * f64(m) + (1 - beta1) * g
+    v = beta2 * f64(v) + (1 - beta2) * g * g
+    step_size = lr / (1 - beta1 ** step)
+    denom = np.sqrt(v) / np.sqrt(1 - beta2 ** step) + eps
+    return f64(p) - step_size * m / denom, m, v
+
+
+# -- whole networks --------------------------------------------------------------------------------------
+def mlp_forward(x, weights, biases, activations):
+    """Forward through dense layers each followed by activations[k] (a name in ACTIVATIONS).
+
+    Returns the list of layer inputs/outputs [a0 = x, a1, ..., aL]."""
+    acts = [f64(x)]
+    for w, b, name in zip(weights, biases, activations):
+        acts.append(ACTIVATIONS[name][0](dense_forward(acts[-1], w, b)))
+    return acts
+
+
+def mlp_backward(acts, weights, activations, dout):
+    """Gradients (dW list, db list, dx) of an MLP from dL/d(output)."""
+    dws, dbs = [None] * len(weights), [None] * len(weights)
+    d = f64(dout)
+    for k in range(len(weights) - 1, -1, -1):
+        d = ACTIVATIONS[activations[k]][1](acts[k + 1], d)
+        d, dws[k], dbs[k] = dense_backward(acts[k], weights[k], d)
+    return dws, dbs, d

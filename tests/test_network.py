@@ -1,0 +1,390 @@
+"""NeuralNetwork and Trainer: forward/backward/step, predict/evaluate, seeds, XOR, history, batches,
+shuffling and threads."""
+import numba
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from tests import reference as ref
+
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+XOR_Y = np.array([0, 1, 1, 0])
+
+
+def small_net(dtype=np.float64, optimizer=None, seed=0, loss=None):
+    return fnn.NeuralNetwork([fnn.FullyConnected(3, 5, dtype=dtype), fnn.TanH(),
+                              fnn.FullyConnected(5, 4, dtype=dtype)],
+                             loss=loss, optimizer=optimizer or fnn.SGD(lr=0.1), seed=seed)
+
+
+def data(n=20, seed=0, dtype=np.float64, classes=4):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 3)).astype(dtype), rng.integers(0, classes, n)
+
+
+def weights_of(net):
+    return [p.copy() for p in net.params]
+
+
+# ------------------------------------------------------------------------------------ forward / backward
+def test_forward_returns_a_copy_not_a_buffer():
+    net = small_net()
+    x1, _ = data(6, 1)
+    x2, _ = data(6, 2)
+    out1 = net.forward(x1)
+    kept = out1.copy()
+    out2 = net.forward(x2)
+    np.testing.assert_array_equal(out1, kept)          # not overwritten by the next forward
+    assert not np.shares_memory(out1, out2)
+    for layer in net.layers:
+        for buf in getattr(layer, "_buffers", {}).values():
+            assert not np.shares_memory(out2, buf)
+    out2[...] = 1e9                                      # writing into the result changes nothing inside
+    np.testing.assert_array_equal(net.forward(x1), kept)
+    assert out1.shape == (6, 4) and out1.dtype == np.float64
+
+
+def test_forward_with_targets_returns_mean_loss():
+    net = small_net()
+    x, y = data(7)
+    loss = net.forward(x, y)
+    assert isinstance(loss, float)
+    out = net.forward(x)
+    expected, _ = ref.softmax_ce_labels(out, y)
+    assert loss == pytest.approx(expected, rel=1e-12)
+    # mean, not sum: the loss of the batch stacked twice is the same
+    assert net.forward(np.vstack([x, x]), np.concatenate([y, y])) == pytest.approx(loss, rel=1e-12)
+    # one-hot targets give the same loss
+    assert net.forward(x, ref.one_hot(y, 4)) == pytest.approx(loss, rel=1e-12)
+
+
+def test_backward_before_forward_raises():
+    net = small_net()
+    with pytest.raises(RuntimeError):
+        net.backward()
+    net.forward(data(3)[0])                 # a forward without targets does not prepare backward
+    with pytest.raises(RuntimeError):
+        net.backward()
+
+
+@pytest.mark.parametrize("intervening", ["forward(x)", "predict", "evaluate"])
+def test_backward_uses_the_last_forward_with_targets(intervening):
+    """Contract: backward() backpropagates from the last forward(x, y). A forward(x) / predict / evaluate
+    on other data in between must not silently change the gradients: either the gradients are those of
+    forward(x, y), or backward raises RuntimeError."""
+    net = small_net()
+    x, y = data(5, 3)
+    net.forward(x, y)
+    net.backward()
+    expected = [g.copy() for g in net.grads]
+    net.forward(x, y)
+    x_other, y_other = data(5, 4)
+    if intervening == "forward(x)":
+        net.forward(x_other)
+    elif intervening == "predict":
+        net.predict(x_other)
+    else:
+        net.evaluate(x_other, y_other)
+    try:
+        net.backward()
+    except RuntimeError:
+        return
+    for got, want in zip(net.grads, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_backward_after_predict_on_a_different_batch_size_is_clear():
+    """Same contract with a different batch size in between: no low-level shape error from a kernel."""
+    net = small_net()
+    x, y = data(5, 3)
+    net.forward(x, y)
+    net.predict(data(7, 4)[0])
+    try:
+        net.backward()
+    except RuntimeError:
+        return
+    net2 = small_net()
+    net2.forward(x, y)
+    net2.backward()
+    for got, want in zip(net.grads, net2.grads):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_step_changes_weights_by_minus_lr_grad():
+    net = small_net(optimizer=fnn.SGD(lr=0.5))
+    x, y = data(8)
+    before = weights_of(net)
+    net.forward(x, y)
+    net.backward()
+    grads = [g.copy() for g in net.grads]
+    assert all(np.abs(g).max() > 0 for g in grads)
+    net.step()
+    for w0, g, w1 in zip(before, grads, net.params):
+        assert not np.array_equal(w0, w1)
+        np.testing.assert_allclose(w1, w0 - 0.5 * g, rtol=1e-12, atol=1e-15)
+    # a step lowers the loss on this batch for a small enough lr
+    net2 = small_net(optimizer=fnn.SGD(lr=0.01))
+    l0 = net2.forward(x, y)
+    net2.backward()
+    net2.step()
+    assert net2.forward(x, y) < l0
+
+
+# -------------------------------------------------------------------------------- predict / evaluate
+@pytest.mark.parametrize("n", [1, 9, 8200])     # 8200 > the predict chunk of 8192 rows
+def test_predict_predict_proba_evaluate_consistent(n):
+    net = small_net(dtype=np.float32)
+    X, y = data(n, 5, np.float32)
+    proba = net.predict_proba(X)
+    labels = net.predict(X)
+    assert proba.shape == (n, 4) and labels.shape == (n,)
+    assert np.issubdtype(labels.dtype, np.integer)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    assert (proba >= 0).all()
+    np.testing.assert_array_equal(labels, np.argmax(proba, axis=1))
+    np.testing.assert_array_equal(labels, np.argmax(net.forward(X), axis=1))
+    np.testing.assert_allclose(proba, ref.softmax(net.forward(X)), rtol=1e-5, atol=1e-6)
+    scores = net.evaluate(X, y)
+    assert set(scores) == {"loss", "accuracy"}
+    assert scores["accuracy"] == pytest.approx(np.mean(labels == y), abs=1e-12)
+    loss_ref, _ = ref.softmax_ce_labels(net.forward(X), y)
+    assert scores["loss"] == pytest.approx(loss_ref, rel=1e-5)
+
+
+def test_evaluate_accuracy_is_not_trivially_constant():
+    net = small_net()
+    X, y = data(30, 6)
+    labels = net.predict(X)
+    assert net.evaluate(X, labels)["accuracy"] == 1.0
+    assert net.evaluate(X, (labels + 1) % 4)["accuracy"] == 0.0
+    # one-hot targets score the same as int labels
+    a, b = net.evaluate(X, y), net.evaluate(X, ref.one_hot(y, 4))
+    assert a["accuracy"] == b["accuracy"] and a["loss"] == pytest.approx(b["loss"], rel=1e-12)
+
+
+def test_regression_network_predict_and_evaluate():
+    net = fnn.NeuralNetwork([fnn.FullyConnected(3, 2, dtype=np.float64)], loss=fnn.L2Loss(), seed=0)
+    X = np.random.default_rng(7).standard_normal((5, 3))
+    t = np.random.default_rng(8).standard_normal((5, 2))
+    out = net.predict(X)
+    assert out.shape == (5, 2) and out.dtype == np.float64
+    np.testing.assert_allclose(out, ref.dense_forward(X, net.layers[0].weights, net.layers[0].bias))
+    scores = net.evaluate(X, t)
+    assert set(scores) == {"loss"}
+    assert scores["loss"] == pytest.approx(ref.l2(out, t)[0], rel=1e-12)
+    with pytest.raises(TypeError):
+        net.predict_proba(X)
+
+
+# ----------------------------------------------------------------------------------------- seeds
+def test_seed_gives_bit_identical_weights():
+    X, y = data(50, 9, np.float32)
+
+    def run(seed):
+        net = fnn.NeuralNetwork([fnn.FullyConnected(3, 8), fnn.ReLU(), fnn.FullyConnected(8, 4)],
+                                optimizer=fnn.Adam(lr=0.01), seed=seed)
+        init = weights_of(net)
+        net.fit(X, y, epochs=3, batch_size=8, verbose=0)
+        return init, weights_of(net)
+
+    init_a, final_a = run(0)
+    init_b, final_b = run(0)
+    for a, b in zip(init_a + final_a, init_b + final_b):
+        assert np.array_equal(a, b)
+    init_c, final_c = run(1)
+    assert not np.array_equal(init_a[0], init_c[0])
+    assert not np.array_equal(final_a[0], final_c[0])
+    assert not np.array_equal(init_a[0], final_a[0])        # fit did train
+
+
+def test_layer_seed_is_reproducible():
+    a = fnn.FullyConnected(4, 3, seed=5)
+    b = fnn.FullyConnected(4, 3, seed=5)
+    c = fnn.FullyConnected(4, 3, seed=6)
+    assert np.array_equal(a.weights, b.weights) and not np.array_equal(a.weights, c.weights)
+
+
+# ------------------------------------------------------------------------------------------------- XOR
+def test_perceptron_cannot_separate_xor():
+    p = fnn.Perceptron(2, seed=0).fit(XOR_X, XOR_Y, epochs=100)
+    assert p.converged is False
+    assert p.score(XOR_X, XOR_Y) <= 0.75
+    # sanity: the perceptron does separate AND
+    y_and = np.array([0, 0, 0, 1])
+    q = fnn.Perceptron(2, seed=0).fit(XOR_X, y_and, epochs=100)
+    assert q.converged is True and q.score(XOR_X, y_and) == 1.0
+    np.testing.assert_array_equal(q.predict(XOR_X), y_and)
+
+
+def test_single_linear_layer_cannot_separate_xor():
+    net = fnn.NeuralNetwork([fnn.FullyConnected(2, 2)], optimizer=fnn.Adam(lr=0.05), seed=0)
+    net.fit(XOR_X, XOR_Y, epochs=300, batch_size=4, verbose=0)
+    assert net.evaluate(XOR_X, XOR_Y)["accuracy"] <= 0.75
+
+
+@pytest.mark.parametrize("activation", [fnn.TanH, fnn.ReLU])
+def test_hidden_layer_solves_xor(activation):
+    net = fnn.NeuralNetwork([fnn.FullyConnected(2, 8), activation(), fnn.FullyConnected(8, 2)],
+                            optimizer=fnn.Adam(lr=0.05), seed=0)
+    history = net.fit(XOR_X, XOR_Y, epochs=300, batch_size=4, verbose=0)
+    assert net.evaluate(XOR_X, XOR_Y)["accuracy"] == 1.0
+    np.testing.assert_array_equal(net.predict(XOR_X), XOR_Y)
+    assert history["loss"][-1] < 0.1 < history["loss"][0]
+
+
+# ------------------------------------------------------------------------------------ trainer & history
+@pytest.mark.parametrize("with_validation", [False, True])
+def test_history_keys_and_lengths(with_validation):
+    X, y = data(30, 10)
+    Xv, yv = data(11, 11)
+    net = small_net()
+    kwargs = {"validation_data": (Xv, yv)} if with_validation else {}
+    history = net.fit(X, y, epochs=4, batch_size=8, verbose=0, **kwargs)
+    expected = {"loss", "accuracy"} | ({"val_loss", "val_accuracy"} if with_validation else set())
+    assert expected <= set(history)
+    if not with_validation:
+        assert not history.get("val_loss") and not history.get("val_accuracy")
+    for key, values in history.items():
+        assert len(values) == 4, key
+    assert all(np.isfinite(history["loss"])) and all(0 <= a <= 1 for a in history["accuracy"])
+    if with_validation:
+        final = net.evaluate(Xv, yv)
+        assert history["val_loss"][-1] == pytest.approx(final["loss"], rel=1e-12)
+        assert history["val_accuracy"][-1] == pytest.approx(final["accuracy"], abs=1e-12)
+
+
+def test_regression_history_has_no_accuracy():
+    rng = np.random.default_rng(12)
+    X, t = rng.standard_normal((20, 3)), rng.standard_normal((20, 2))
+    net = fnn.NeuralNetwork([fnn.FullyConnected(3, 2, dtype=np.float64)], loss=fnn.L2Loss(), seed=0)
+    history = fnn.Trainer(net, batch_size=6, epochs=3, verbose=0, validation_data=(X[:5], t[:5])).fit(X, t)
+    assert {"loss", "val_loss"} <= set(history) and "accuracy" not in history
+    assert len(history["loss"]) == len(history["val_loss"]) == 3
+    assert history["loss"][-1] < history["loss"][0]
+
+
+OPTIMIZERS = {"sgd": lambda: fnn.SGD(lr=0.3), "momentum": lambda: fnn.SGD(lr=0.1, momentum=0.9),
+              "adam": lambda: fnn.Adam(lr=0.02, beta1=0.8, beta2=0.99, eps=1e-7)}
+
+
+def _reference_training(net, X, y, epochs, batch_size, head, opt):
+    """Plain NumPy mini-batch training over X in order (no shuffling), the last batch smaller."""
+    fcs = [layer for layer in net.layers if isinstance(layer, fnn.FullyConnected)]
+    params = [fc.weights.astype(np.float64) for fc in fcs] + [fc.bias.astype(np.float64) for fc in fcs]
+    slots = [[np.zeros_like(p) for p in params] for _ in range(2)]
+    names = ["tanh", "identity"]
+    history = {"loss": [], "accuracy": []}
+    t = 0
+    for _ in range(epochs):
+        loss_sum = correct = 0.0
+        for start in range(0, len(X), batch_size):
+            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            ws, bs = params[:2], params[2:]
+            acts = ref.mlp_forward(xb, ws, bs, names)
+            if head == "fused softmax-ce":
+                loss, dout = ref.softmax_ce_labels(acts[-1], yb)
+            elif head == "l2":
+                loss, dout = ref.l2(acts[-1], yb)
+            else:              # SoftMax layer + CrossEntropyLoss on probabilities
+                p = ref.softmax(acts[-1])
+                loss, dp = ref.cross_entropy_labels(p, yb)
+                dout = ref.softmax_backward(p, dp)
+            if head != "l2":
+                correct += np.sum(np.argmax(acts[-1], axis=1) == yb)
+            dws, dbs, _ = ref.mlp_backward(acts, ws, names, dout)
+            t += 1
+            for i, g in enumerate(dws + dbs):
+                if opt == "sgd":
+                    params[i] = ref.sgd(params[i], g, 0.3)
+                elif opt == "momentum":
+                    params[i], slots[0][i] = ref.sgd_momentum(params[i], g, slots[0][i], 0.1, 0.9)
+                else:
+                    params[i], slots[0][i], slots[1][i] = ref.adam(params[i], g, slots[0][i], slots[1][i],
+                                                                   0.02, 0.8, 0.99, 1e-7, t)
+            loss_sum += loss * len(xb)
+        history["loss"].append(loss_sum / len(X))
+        history["accuracy"].append(correct / len(X))
+    return params[:2], params[2:], history
+
+
+def _check_training(head, opt, n, batch_size, epochs=2):
+    X, y = data(n, 13, classes=3)
+    layers = [fnn.FullyConnected(3, 5, dtype=np.float64), fnn.TanH(), fnn.FullyConnected(5, 3, dtype=np.float64)]
+    if head == "fused softmax-ce":
+        net = fnn.NeuralNetwork(layers, optimizer=OPTIMIZERS[opt](), seed=0)
+    elif head == "l2":
+        y = np.random.default_rng(14).standard_normal((n, 3))
+        net = fnn.NeuralNetwork(layers, loss=fnn.L2Loss(), optimizer=OPTIMIZERS[opt](), seed=0)
+    else:
+        net = fnn.NeuralNetwork(layers + [fnn.SoftMax()], loss=fnn.CrossEntropyLoss(),
+                                optimizer=OPTIMIZERS[opt](), seed=0)
+    ws, bs, ref_history = _reference_training(net, X, y, epochs, batch_size, head, opt)
+    history = net.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=False, verbose=0)
+    fcs = [net.layers[0], net.layers[2]]
+    for fc, w, b in zip(fcs, ws, bs):
+        np.testing.assert_allclose(fc.weights, w, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(fc.bias, b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(history["loss"], ref_history["loss"], rtol=1e-9)
+    if head != "l2":
+        np.testing.assert_allclose(history["accuracy"], ref_history["accuracy"], atol=1e-12)
+
+
+@pytest.mark.parametrize("head", ["fused softmax-ce", "softmax layer + cross-entropy"])
+@pytest.mark.parametrize("n,batch_size", [(10, 4), (7, 3), (5, 8), (6, 1)])
+def test_training_with_a_smaller_last_batch_matches_reference(head, n, batch_size):
+    _check_training(head, "sgd", n, batch_size)
+
+
+@pytest.mark.parametrize("head", ["fused softmax-ce", "softmax layer + cross-entropy", "l2"])
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
+def test_training_with_each_optimizer_matches_reference(head, opt):
+    """Over 3 epochs (optimizer state and Adam's step count carry across epochs), last batch smaller."""
+    _check_training(head, opt, 11, 4, epochs=3)
+
+
+def test_shuffle_false_is_deterministic_and_shuffle_true_uses_the_seed():
+    X, y = data(40, 14)
+
+    def run(shuffle, seed):
+        net = small_net(optimizer=fnn.SGD(lr=0.2, momentum=0.5))
+        fnn.Trainer(net, batch_size=7, epochs=2, shuffle=shuffle, seed=seed, verbose=0).fit(X, y)
+        return weights_of(net)
+
+    a, b = run(False, 0), run(False, 123)           # no shuffling: the seed does not matter
+    for p, q in zip(a, b):
+        assert np.array_equal(p, q)
+    c, d, e = run(True, 0), run(True, 0), run(True, 1)
+    for p, q in zip(c, d):
+        assert np.array_equal(p, q)
+    assert not np.array_equal(c[0], e[0])           # another shuffling seed, other weights
+    assert not np.array_equal(a[0], c[0])           # shuffling changes the batches
+
+
+def test_fit_does_not_modify_the_callers_data():
+    X, y = data(20, 15, np.float32)
+    X0, y0 = X.copy(), y.copy()
+    small_net(np.float32).fit(X, y, epochs=2, batch_size=6, verbose=0)
+    assert np.array_equal(X, X0) and np.array_equal(y, y0)
+
+
+# ------------------------------------------------------------------------------------------- threads
+def test_set_num_threads():
+    original = numba.get_num_threads()
+    X, y = data(30, 16, np.float32)
+    try:
+        fnn.set_num_threads(1)
+        assert numba.get_num_threads() == 1
+        h1 = small_net(np.float32).fit(X, y, epochs=2, batch_size=8, verbose=0)
+        fnn.set_num_threads(2)
+        assert numba.get_num_threads() == 2
+        h2 = small_net(np.float32).fit(X, y, epochs=2, batch_size=8, verbose=0)
+        np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-5)
+        with pytest.raises(ValueError, match=r"\bn\b"):
+            fnn.set_num_threads(0)
+        with pytest.raises(ValueError):
+            fnn.set_num_threads(-1)
+        with pytest.raises(ValueError):
+            fnn.set_num_threads(numba.config.NUMBA_NUM_THREADS + 1)
+        assert numba.get_num_threads() == 2          # a rejected call changes nothing
+    finally:
+        numba.set_num_threads(original)
