@@ -122,23 +122,38 @@ class FullyConnected(Layer):
         dst[...] = arr
 
     def _forward(self, x):
+        return self._forward_activated(x, act_kernels.IDENTITY)
+
+    def _backward(self, dy, need_input_grad=True, code=act_kernels.IDENTITY, delta=None):
+        """Backward of this layer; with ``code`` and the buffer ``delta``, of the activation after it too.
+
+        The activation's output is then this layer's buffered output (see NeuralNetwork's fused steps).
+        """
+        rows = dy.shape[0]
+        dx = self._buffer("dx", rows, self.in_features, self.dtype) if need_input_grad else _no_rows(self.dtype)
+        dense_kernels.backward(self._in, self._out, dy, code, self._w, self._dw, self._db, dx,
+                               _no_rows(self.dtype) if delta is None else delta)
+        return dx if need_input_grad else None
+
+    def _forward_activated(self, x, code):
+        """f(x @ weights + bias) in one pass for the activation ``code``; the output is buffered."""
         out = self._buffer("out", x.shape[0], self.out_features, self.dtype)
         run = dense_kernels.forward_parallel if out.size >= PARALLEL_MIN_ELEMENTS else dense_kernels.forward
-        run(x, self._w, self._b, act_kernels.IDENTITY, out)
+        run(x, self._w, self._b, code, out)
         self._in, self._out = x, out
         return out
-
-    def _backward(self, dy, need_input_grad=True):
-        dense_kernels.backward_params(self._in, dy, self._dw, self._db)
-        if not need_input_grad:
-            return None
-        dx = self._buffer("dx", dy.shape[0], self.in_features, self.dtype)
-        dense_kernels.backward_input(dy, self._w, dx)
-        return dx
 
     def config(self):
         return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init,
                 "dtype": self.dtype.name, "seed": self.seed}
+
+
+_NO_ROWS = {np.dtype(np.float32): np.empty((0, 0), np.float32), np.dtype(np.float64): np.empty((0, 0))}
+
+
+def _no_rows(dtype):
+    """An empty (0, 0) array of ``dtype``: tells a kernel "no such output"."""
+    return _NO_ROWS[dtype]
 
 
 class _Activation(Layer):

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _checks
 from .kernels import softmax_ce as sm_kernels
-from .layers import Layer
+from .layers import FullyConnected, Layer, ReLU, Sigmoid, TanH
 from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
 
@@ -40,6 +40,7 @@ class NeuralNetwork:
         self.dtype = self._common_dtype()
         self.n_features, self.n_outputs = self._check_chain()
         self._bind_parameters()
+        self._steps = _plan_steps(layers)
         if seed is not None:
             self._reseed(seed)
         self._lock = threading.Lock()
@@ -192,14 +193,15 @@ class NeuralNetwork:
 
     # -- unchecked internals (input already checked) --------------------------------------------
     def _forward(self, x):
-        for layer in self.layers:
-            x = layer._forward(x)
+        for step in self._steps:
+            x = step.forward(x)
         return x
 
     def _backward(self):
         g = self.loss.backward()
-        for i in range(len(self.layers) - 1, -1, -1):
-            g = self.layers[i]._backward(g, need_input_grad=i > 0)
+        steps = self._steps
+        for i in range(len(steps) - 1, -1, -1):
+            g = steps[i].backward(g, i > 0)
 
     def _outputs(self, X):
         """Outputs chunk by chunk, each a fresh array (thread-safe: layer buffers are used under a lock)."""
@@ -224,6 +226,48 @@ class NeuralNetwork:
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"NeuralNetwork([\n  {inner}\n], loss={self.loss!r}, optimizer={self.optimizer!r})"
+
+
+class _LayerStep:
+    """One layer of the per-layer path."""
+    __slots__ = ("forward", "backward")
+
+    def __init__(self, layer):
+        self.forward, self.backward = layer._forward, layer._backward
+
+
+class _DenseActivationStep:
+    """A FullyConnected and the built-in activation after it, one kernel call each way.
+
+    The activation layer's saved output and gradient buffer are the ones this step uses, so the layer
+    objects stay consistent with what ran.
+    """
+    __slots__ = ("fc", "act", "code")
+
+    def __init__(self, fc, act):
+        self.fc, self.act, self.code = fc, act, act.code
+
+    def forward(self, x):
+        out = self.act._out = self.fc._forward_activated(x, self.code)
+        return out
+
+    def backward(self, dy, need_input_grad):
+        delta = self.act._buffer("dx", dy.shape[0], dy.shape[1], dy.dtype)
+        return self.fc._backward(dy, need_input_grad, self.code, delta)
+
+
+def _plan_steps(layers):
+    """The per-layer path's steps: each FullyConnected fused with a ReLU/Sigmoid/TanH right after it."""
+    steps, i = [], 0
+    while i < len(layers):
+        layer, after = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+        if type(layer) is FullyConnected and type(after) in (ReLU, Sigmoid, TanH):
+            steps.append(_DenseActivationStep(layer, after))
+            i += 2
+        else:
+            steps.append(_LayerStep(layer))
+            i += 1
+    return steps
 
 
 def count_correct(out, target):

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from . import _checks
+from .kernels import batch as batch_kernels
 from .errors import NonFiniteUpdateError, TrainingDivergedError
 from .network import NeuralNetwork, count_correct
 
@@ -104,13 +105,15 @@ class Trainer:
         net, bs = self.net, self.batch_size
         x_buf = np.empty((min(bs, len(X)),) + X.shape[1:], X.dtype)
         y_buf = np.empty((min(bs, len(y)),) + y.shape[1:], y.dtype)
+        gather_y = batch_kernels.gather if y.ndim == 1 else batch_kernels.gather_rows
 
         def run_epoch(order, epoch):
             loss_sum, correct = 0.0, 0
             for b, start in enumerate(range(0, len(X), bs)):
-                idx = order[start:start + bs]
-                xb = np.take(X, idx, axis=0, out=x_buf[:len(idx)])
-                yb = np.take(y, idx, axis=0, out=y_buf[:len(idx)])
+                nb = min(bs, len(X) - start)
+                xb, yb = x_buf[:nb], y_buf[:nb]
+                batch_kernels.gather_rows(X, order, start, xb)
+                gather_y(y, order, start, yb)
                 out = net._forward(xb)
                 loss = net.loss._forward(out, yb)
                 if not math.isfinite(loss):
@@ -118,15 +121,15 @@ class Trainer:
                 if net.classification:
                     correct += count_correct(out, yb)
                 net._backward()
-                norms = net.gradient_norms()
-                if not np.isfinite(norms).all():
-                    raise TrainingDivergedError(epoch, b + 1, net._param_layers[np.argmin(np.isfinite(norms))],
-                                                what="gradient")
                 try:
                     net.step()
                 except NonFiniteUpdateError:
-                    raise TrainingDivergedError(epoch, b + 1, what="parameter update") from None
-                loss_sum += loss * len(idx)
+                    norms = net.gradient_norms()
+                    if np.isfinite(norms).all():
+                        raise TrainingDivergedError(epoch, b + 1, what="parameter update") from None
+                    layer = net._param_layers[int(np.argmin(np.isfinite(norms)))]
+                    raise TrainingDivergedError(epoch, b + 1, layer, what="gradient") from None
+                loss_sum += loss * nb
             return loss_sum / len(X), correct
 
         return run_epoch

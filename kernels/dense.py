@@ -8,7 +8,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel, parallel_twin
-from .activations import activate
+from .activations import IDENTITY, activate, derivative
 
 
 def _bias_activate(out, b, code):
@@ -48,13 +48,21 @@ def column_sums(dy, db):
 
 
 @kernel
-def backward_params(x, dy, dw, db):
-    """dw = x.T @ dy and db = column sums of dy."""
-    np.dot(x.T, dy, dw)
-    column_sums(dy, db)
+def backward(x, y, dy, code, w, dw, db, dx, delta):
+    """Backward through y = f(x @ w + b) with the activation ``code``, in one call.
 
-
-@kernel
-def backward_input(dy, w, dx):
-    """dx = dy @ w.T."""
-    np.dot(dy, w.T, dx)
+    delta = dy * f'(y) (delta is then unused and may be empty when code is IDENTITY: dy is used as is);
+    dw = x.T @ delta; db = column sums of delta; dx = delta @ w.T unless dx has no rows (first layer).
+    """
+    g = dy
+    if code != IDENTITY:
+        one = delta.dtype.type(1)
+        n, m = dy.shape
+        for i in range(n):
+            for j in range(m):
+                delta[i, j] = dy[i, j] * derivative(code, y[i, j], one)
+        g = delta
+    np.dot(x.T, g, dw)
+    column_sums(g, db)
+    if dx.shape[0] > 0:
+        np.dot(g, w.T, dx)

@@ -21,7 +21,8 @@ Arguments (C-contiguous, one float dtype unless said):
   hyper: float64 [lr, momentum or beta1, beta2, eps]; step0: Adam steps taken before this epoch;
   x_absmax: max |X| (float64); norms (L,) float64: receives each layer's squared gradient norm summed over
   the epoch (explicit-gradient optimizers only); status (3,) int64: receives [failed batch (1-based) or 0,
-  failed layer or -1, what failed: FAIL_LOSS, FAIL_GRADIENT or FAIL_UPDATE]; label_buf (batch_size,) int64 / target_buf (batch_size, m): gathered targets.
+  failed layer or -1, what failed: FAIL_LOSS, FAIL_GRADIENT or FAIL_UPDATE];
+  label_buf (batch_size,) int64 / target_buf (batch_size, m): gathered targets.
 Returns (loss summed over samples, correct predictions, steps taken). On a non-finite loss, gradient or
 update, or a weight that could overflow, the kernel stops before that batch's update: the parameters stay those of
 the last finite step.
@@ -34,6 +35,7 @@ from . import optim
 from ._blas import gemm
 from ._jit import kernel
 from .activations import activate, derivative
+from .batch import gather, gather_rows
 from .dense import column_sums
 from .softmax_ce import count_correct_dense, count_correct_labels, l2, softmax_ce_dense, softmax_ce_labels
 
@@ -47,20 +49,6 @@ def _fail(status, batch, layer, what):
     status[0] = batch
     status[1] = layer
     status[2] = what
-
-
-@kernel
-def _gather(X, order, start, out):
-    for i in range(out.shape[0]):
-        src = order[start + i]
-        for j in range(X.shape[1]):
-            out[i, j] = X[src, j]
-
-
-@kernel
-def _gather_labels(labels, order, start, out):
-    for i in range(out.shape[0]):
-        out[i] = labels[order[start + i]]
 
 
 @kernel
@@ -125,7 +113,7 @@ def _sgd_bias(b, dy, lr):
 
 @kernel
 def _forward(X, order, start, nb, W, b, A, codes, amax):
-    _gather(X, order, start, A[0][:nb])
+    gather_rows(X, order, start, A[0][:nb])
     for k in range(len(W)):
         out = A[k + 1][:nb]
         np.dot(A[k][:nb], W[k], out)
@@ -160,12 +148,12 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
         head = D[L][:nb]
         if loss_kind == LOSS_CE_LABELS:
             yb = label_buf[:nb]
-            _gather_labels(labels, order, start, yb)
+            gather(labels, order, start, yb)
             loss = softmax_ce_labels(logits, yb, head)
             correct += count_correct_labels(logits, yb)
         else:
             tb = target_buf[:nb]
-            _gather(targets, order, start, tb)
+            gather_rows(targets, order, start, tb)
             if loss_kind == LOSS_CE_DENSE:
                 loss = softmax_ce_dense(logits, tb, head)
                 correct += count_correct_dense(logits, tb)

@@ -97,6 +97,33 @@ def adam_is_finite(p, g, m, v, lr, beta1, beta2, eps, step):
     return bad == 0
 
 
+@kernel
+def sgd_checked(p, g, lr):
+    """``sgd`` if it leaves every value finite (returns True), else nothing is written (False)."""
+    if not sgd_is_finite(p, g, lr):
+        return False
+    sgd(p, g, lr)
+    return True
+
+
+@kernel
+def sgd_momentum_checked(p, g, v, lr, momentum):
+    """``sgd_momentum`` if it leaves every value finite (returns True), else nothing is written."""
+    if not sgd_momentum_is_finite(p, g, v, lr, momentum):
+        return False
+    sgd_momentum(p, g, v, lr, momentum)
+    return True
+
+
+@kernel
+def adam_checked(p, g, m, v, lr, beta1, beta2, eps, step):
+    """``adam`` if it leaves every value finite (returns True), else nothing is written."""
+    if not adam_is_finite(p, g, m, v, lr, beta1, beta2, eps, step):
+        return False
+    adam(p, g, m, v, lr, beta1, beta2, eps, step)
+    return True
+
+
 @reduction_kernel
 def squared_norm(g, start, end):
     """Sum of g[start:end]² accumulated in float64; NaN or Inf in g make it non-finite."""

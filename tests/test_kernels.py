@@ -8,6 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from fastnn.kernels import _blas, batch
 from fastnn.kernels import activations as act
 from fastnn.kernels import dense, optim
 from fastnn.kernels import softmax_ce as sce
@@ -196,23 +197,31 @@ def test_bias_activate(dtype, parallel, n, m, seed, name):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @HYP
-@given(n=sizes, k=sizes, m=sizes, seed=seeds)
-@example(n=1, k=1, m=1, seed=0)
-@example(n=1, k=5, m=70, seed=2)
-def test_dense_backward(dtype, n, k, m, seed):
+@given(n=sizes, k=sizes, m=sizes, seed=seeds, name=st.sampled_from(ACT_NAMES),
+       need_dx=st.booleans())
+@example(n=1, k=1, m=1, seed=0, name="identity", need_dx=True)
+@example(n=1, k=5, m=70, seed=2, name="relu", need_dx=False)
+def test_dense_backward(dtype, n, k, m, seed, name, need_dx):
+    """One call: delta = dy * f'(y); dw = xᵀ delta; db = Σ delta; dx = delta wᵀ (skipped without rows)."""
     rng = np.random.default_rng(seed)
     x, w, dy = randn(rng, (n, k), dtype), randn(rng, (k, m), dtype), randn(rng, (n, m), dtype)
-    dx_ref, dw_ref, db_ref = ref.dense_backward(x, w, dy)
+    y = randn(rng, (n, m), dtype)
+    if name == "identity":
+        delta_ref, delta = dy.astype(np.float64), np.empty((0, 0), dtype)
+    else:
+        y = ref.ACTIVATIONS[name][0](y.astype(np.float64)).astype(dtype)
+        delta_ref = ref.ACTIVATIONS[name][1](y.astype(np.float64), dy.astype(np.float64))
+        delta = np.full((n, m), np.nan, dtype)
+    dx_ref, dw_ref, db_ref = ref.dense_backward(x, w, delta_ref)
     dw, db = np.full((k, m), np.nan, dtype), np.full(m, np.nan, dtype)
-    dense.backward_params(x, dy, dw, db)
-    dx = np.full((n, k), np.nan, dtype)
-    dense.backward_input(dy, w, dx)
+    dx = np.full((n, k) if need_dx else (0, 0), np.nan, dtype)
+    dense.backward(x, y, dy, ACT_CODES[name], w, dw, db, dx, delta)
     r = rtol(dtype)
-    _, dw_scale, db_scale = ref.dense_backward(np.abs(x), np.abs(w), np.abs(dy))
-    dx_scale = np.abs(dy) @ np.abs(w).T
+    _, dw_scale, db_scale = ref.dense_backward(np.abs(x), np.abs(w), np.abs(delta_ref))
     np.testing.assert_allclose(dw, dw_ref, rtol=r, atol=r * dw_scale.max())
     np.testing.assert_allclose(db, db_ref, rtol=r, atol=r * db_scale.max())
-    np.testing.assert_allclose(dx, dx_ref, rtol=r, atol=r * dx_scale.max())
+    if need_dx:
+        np.testing.assert_allclose(dx, dx_ref, rtol=r, atol=r * (np.abs(delta_ref) @ np.abs(w).T).max())
     for a in (dw, db, dx):
         assert a.dtype == dtype
 
@@ -486,3 +495,58 @@ def test_squared_norms_of_large_finite_float32_gradient_is_finite():
     optim.squared_norms(g, np.array([0, 3], np.int64), out)
     assert np.isfinite(out[0])
     assert out[0] == pytest.approx(2 * float(np.float32(1e20)) ** 2 + 9, rel=1e-6)
+
+
+# ------------------------------------------------------------------------ batches, BLAS, checked updates
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@HYP
+@given(n=sizes, k=sizes, seed=seeds)
+def test_gather_rows_and_labels(dtype, n, k, seed):
+    rng = np.random.default_rng(seed)
+    X, y = randn(rng, (n, k), dtype), rng.integers(0, 5, n)
+    order = rng.permutation(n)
+    start = int(rng.integers(0, n))
+    xb, yb = np.empty((n - start, k), dtype), np.empty(n - start, np.int64)
+    batch.gather_rows(X, order, start, xb)
+    batch.gather(y, order, start, yb)
+    np.testing.assert_array_equal(xb, X[order[start:]])
+    np.testing.assert_array_equal(yb, y[order[start:]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@HYP
+@given(m=sizes, n=sizes, k=sizes, trans_a=st.booleans(), trans_b=st.booleans(), seed=seeds,
+       alpha=st.sampled_from([1.0, -0.01, 2.5]), beta=st.sampled_from([0.0, 1.0, 0.5]))
+def test_gemm_alpha_beta(dtype, m, n, k, trans_a, trans_b, seed, alpha, beta):
+    rng = np.random.default_rng(seed)
+    A, B, C = randn(rng, (m, k), dtype), randn(rng, (k, n), dtype), randn(rng, (m, n), dtype)
+    a = np.ascontiguousarray(A.T) if trans_a else A
+    b = np.ascontiguousarray(B.T) if trans_b else B
+    c = C.copy()
+    _blas.gemm(alpha, a, trans_a, b, trans_b, beta, c)
+    expected = alpha * (A.astype(np.float64) @ B) + beta * C
+    scale = abs(alpha) * (np.abs(A) @ np.abs(B)).max() + abs(beta) * np.abs(C).max() + 1
+    np.testing.assert_allclose(c, expected, rtol=rtol(dtype), atol=rtol(dtype) * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_checked_updates_refuse_an_overflowing_step_and_write_nothing(dtype):
+    big = np.finfo(dtype).max / 2
+    p = np.array([1.0, big, -3.0], dtype)
+    g = np.array([0.5, -big, 1.0], dtype)
+    v, m = np.zeros(3, dtype), np.zeros(3, dtype)
+    before = [a.copy() for a in (p, v, m)]
+    assert not optim.sgd_is_finite(p, g, 10.0)
+    assert not optim.sgd_checked(p, g, 10.0)
+    assert not optim.sgd_momentum_checked(p, g, v, 10.0, 0.9)
+    g_nan = np.array([0.5, np.nan, 1.0], dtype)
+    assert not optim.adam_checked(p, g_nan, m, v, 1e-3, 0.9, 0.999, 1e-8, 1)
+    for a, b in zip((p, v, m), before):
+        np.testing.assert_array_equal(a, b)
+    assert optim.sgd_checked(p, g * 0, 10.0)         # a finite step goes through
+    np.testing.assert_array_equal(p, before[0])
+    g_small = np.array([1.0, 0.0, 1.0], dtype)
+    assert optim.adam_checked(p, g_small, m, v, 1e-3, 0.9, 0.999, 1e-8, 1)
+    assert p[0] != before[0][0]
