@@ -13,7 +13,16 @@ __version__ = "0.1.0"
 
 __all__ = ["Adam", "CrossEntropyLoss", "FullyConnected", "L2Loss", "Layer", "NeuralNetwork", "Perceptron",
            "ReLU", "SGD", "Sigmoid", "SoftMax", "SoftmaxCrossEntropy", "TanH", "Trainer",
-           "TrainingDivergedError", "gradcheck", "numerical_gradient", "set_num_threads", "load"]
+           "TrainingDivergedError", "gradcheck", "numerical_gradient", "set_num_threads", "load",
+           "MLPClassifier", "MLPRegressor"]
+
+
+def __getattr__(name):
+    """The scikit-learn estimators load on first use: importing scikit-learn costs about a second."""
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import estimators
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
 
 
 def load(path):

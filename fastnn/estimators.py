@@ -1,0 +1,910 @@
+"""MLPClassifier / MLPRegressor: scikit-learn's multi-layer perceptrons, trained by fastnn.
+
+Drop-in replacements for ``sklearn.neural_network.MLPClassifier`` / ``MLPRegressor``: the same parameter
+names, defaults and fitted attributes, and the same training algorithm (scikit-learn's Glorot-uniform
+initialisation drawn from ``random_state``, the same shuffling, mini-batches, L2 penalty, tol /
+n_iter_no_change convergence test, early stopping and ConvergenceWarning). The network itself is a
+``fastnn.NeuralNetwork`` of FullyConnected + activation layers trained with ``fastnn.SGD`` / ``fastnn.Adam``.
+
+scikit-learn is optional. When it is installed the estimators derive from ``sklearn.base.BaseEstimator``
+and ``ClassifierMixin`` / ``RegressorMixin`` and validate input with scikit-learn's own ``validate_data``,
+so Pipeline, GridSearchCV, clone and scikit-learn's estimator checks work; without it they provide
+get_params / set_params / score themselves and validate input with fastnn's checks.
+
+Differences from scikit-learn (each raises a clear error rather than doing something else):
+
+* ``solver="lbfgs"`` and ``MLPRegressor(loss="poisson")`` are not supported.
+* ``sample_weight`` is not supported (``fit(..., sample_weight=...)`` raises TypeError).
+* a classifier needs at least two classes (scikit-learn fits a constant model to one class).
+* computation happens in ``dtype`` (an extra parameter, float32 by default; scikit-learn uses the input's
+  float dtype), so ``coefs_``, ``intercepts_``, ``predict_proba`` and regression predictions are of that
+  dtype. Pass ``dtype=np.float64`` for scikit-learn's precision.
+* sparse input is accepted but densified.
+
+The binary and multilabel classifiers use one logistic output per label, as scikit-learn does, so
+``coefs_`` has scikit-learn's shapes everywhere (the last layer is (hidden, 1) for a binary problem).
+``coefs_`` / ``intercepts_`` are views of the network's weights: changing them in place changes the model,
+and assigning new arrays to them is picked up by the next predict / fit.
+"""
+import numbers
+import warnings
+
+import numpy as np
+from scipy.special import expit
+
+from . import _checks
+from .kernels import optim as _optim_kernels
+from .kernels._jit import PARALLEL_MIN_ELEMENTS
+from .layers import FullyConnected, ReLU, Sigmoid, TanH
+from .losses import L2Loss, Loss, SoftmaxCrossEntropy
+from .network import PREDICT_CHUNK, NeuralNetwork
+from .optimizers import SGD, Adam
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning, DataConversionWarning, NotFittedError
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import type_of_target, unique_labels
+    from sklearn.utils.validation import check_is_fitted
+    try:  # scikit-learn >= 1.6
+        from sklearn.utils.validation import validate_data as _sk_validate_data
+    except ImportError:  # pragma: no cover - older scikit-learn
+        def _sk_validate_data(estimator, *args, **kwargs):
+            return estimator._validate_data(*args, **kwargs)
+    HAVE_SKLEARN = True
+except ImportError:  # pragma: no cover - exercised only without scikit-learn
+    HAVE_SKLEARN = False
+
+    class ConvergenceWarning(UserWarning):
+        """The optimizer stopped at max_iter before the convergence criterion was met."""
+
+    class DataConversionWarning(UserWarning):
+        """The input data was converted (e.g. a column-vector y was flattened)."""
+
+    class NotFittedError(ValueError, AttributeError):
+        """The estimator is used before fit."""
+
+__all__ = ["MLPClassifier", "MLPRegressor", "ConvergenceWarning", "NotFittedError", "HAVE_SKLEARN"]
+
+_ACTIVATION_LAYERS = {"identity": None, "logistic": Sigmoid, "tanh": TanH, "relu": ReLU}
+_SOLVERS = ("sgd", "adam")
+_LEARNING_RATES = ("constant", "invscaling", "adaptive")
+
+
+# ------------------------------------------------------------------------------------ without sklearn
+
+if not HAVE_SKLEARN:  # pragma: no cover - exercised only without scikit-learn
+    import inspect
+
+    def check_random_state(seed):
+        if seed is None or seed is np.random:
+            return np.random.mtrand._rand
+        if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+            return np.random.RandomState(seed)
+        if isinstance(seed, np.random.RandomState):
+            return seed
+        raise ValueError(f"{seed!r} cannot be used to seed a numpy.random.RandomState instance")
+
+    def check_is_fitted(estimator):
+        if not hasattr(estimator, "coefs_"):
+            raise NotFittedError(f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' "
+                                 "with appropriate arguments before using this estimator.")
+
+    def unique_labels(y):
+        return np.unique(np.asarray(y))
+
+    def type_of_target(y, input_name="y"):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] > 1:
+            if y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all():
+                return "multilabel-indicator"
+            return "multiclass-multioutput"
+        if y.ndim == 2:
+            y = y[:, 0]
+        if y.dtype.kind == "f" and (y != np.round(y)).any():
+            return "continuous"
+        return "binary" if len(np.unique(y)) <= 2 else "multiclass"
+
+    class BaseEstimator:
+        """Minimal get_params / set_params / repr in scikit-learn's style."""
+
+        @classmethod
+        def _get_param_names(cls):
+            sig = inspect.signature(cls.__init__)
+            return sorted(p.name for p in sig.parameters.values()
+                          if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+        def get_params(self, deep=True):
+            return {name: getattr(self, name) for name in self._get_param_names()}
+
+        def set_params(self, **params):
+            valid = self._get_param_names()
+            for key, value in params.items():
+                if key not in valid:
+                    raise ValueError(f"Invalid parameter {key!r} for estimator {type(self).__name__}. "
+                                     f"Valid parameters are: {valid!r}.")
+                setattr(self, key, value)
+            return self
+
+        def __repr__(self):
+            defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+            changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                       if not (isinstance(defaults.get(k), type(v)) and defaults.get(k) == v)]
+            return f"{type(self).__name__}({', '.join(changed)})"
+
+    class ClassifierMixin:
+        _estimator_type = "classifier"
+
+        def score(self, X, y):
+            """Mean accuracy (subset accuracy for multilabel targets)."""
+            pred, y = self.predict(X), np.asarray(y)
+            if pred.ndim == 2:
+                return float(np.mean(np.all(pred == y.reshape(pred.shape), axis=1)))
+            return float(np.mean(pred == y.reshape(-1)))
+
+    class RegressorMixin:
+        _estimator_type = "regressor"
+
+        def score(self, X, y):
+            """R² (uniform average over outputs)."""
+            return _r2(np.asarray(y, np.float64), self.predict(X))
+
+
+def _r2(y, pred):
+    """scikit-learn's r2_score (multioutput="uniform_average", force_finite=True)."""
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    pred = np.asarray(pred, np.float64).reshape(y.shape)
+    num = ((y - pred) ** 2).sum(axis=0)
+    den = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    scores = np.ones(y.shape[1])
+    ok = den != 0
+    scores[ok] = 1 - num[ok] / den[ok]
+    scores[(num != 0) & ~ok] = 0.0
+    return float(scores.mean())
+
+
+# ------------------------------------------------------------------------------- network pieces
+
+class _LogisticLoss(Loss):
+    """Binary cross-entropy on logits, one independent logistic output per column (scikit-learn's
+    ``binary_log_loss`` with a logistic output): summed over outputs, mean over the batch; gradient
+    (sigmoid(z) - y) / batch. Targets are float 0/1 (batch, outputs). Used for binary and multilabel."""
+
+    classification = True
+
+    def _forward(self, pred, target):
+        n = pred.shape[0]
+        self._grad = grad = expit(pred)
+        grad -= target
+        grad /= grad.dtype.type(n)
+        # softplus(z) - y z = -[y log σ(z) + (1 - y) log(1 - σ(z))], stable for any finite z
+        return float(np.sum(np.logaddexp(0, pred) - target * pred, dtype=np.float64) / n)
+
+    @staticmethod
+    def output_probabilities(out):
+        return expit(out)
+
+
+class _Model:
+    """The fastnn network behind a fitted estimator, and what training needs to reach into it."""
+
+    def __init__(self, n_units, activation, out_kind, dtype, optimizer):
+        layers = []
+        act = _ACTIVATION_LAYERS[activation]
+        for i, (n_in, n_out) in enumerate(zip(n_units[:-1], n_units[1:])):
+            layers.append(FullyConnected(n_in, n_out, dtype=dtype, seed=0))
+            if act is not None and i < len(n_units) - 2:
+                layers.append(act())
+        loss = {"softmax": SoftmaxCrossEntropy, "logistic": _LogisticLoss, "identity": L2Loss}[out_kind]()
+        self.net = NeuralNetwork(layers, loss=loss, optimizer=optimizer)
+        self.fcs = [layer for layer in layers if isinstance(layer, FullyConnected)]
+        self.activation, self.out_kind, self.dtype = activation, out_kind, np.dtype(dtype)
+
+    def set_weights(self, coefs, intercepts):
+        if len(coefs) != len(self.fcs) or len(intercepts) != len(self.fcs):
+            raise ValueError(f"coefs_ and intercepts_ must hold {len(self.fcs)} arrays (one per layer), "
+                             f"got {len(coefs)} and {len(intercepts)}")
+        for fc, w, b in zip(self.fcs, coefs, intercepts):
+            if w is not fc.weights:
+                fc.weights = w
+            if b is not fc.bias:
+                fc.bias = b
+
+    def outputs(self, X):
+        """The network's raw output (logits / regression outputs) for checked X, a new array."""
+        net, chunks = self.net, []
+        for start in range(0, len(X), PREDICT_CHUNK):
+            with net._lock:
+                chunks.append(net._forward(X[start:start + PREDICT_CHUNK]).copy())
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+
+def _axpy(y, a, x):
+    """y += a * x in place for 1-D contiguous arrays (fastnn's SGD kernel: y -= (-a) * x)."""
+    run = _optim_kernels.sgd_parallel if y.size >= PARALLEL_MIN_ELEMENTS else _optim_kernels.sgd
+    run(y, x, -a)
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+# ------------------------------------------------------------------------------------------ base
+
+class _BaseMLP(BaseEstimator):
+    """Shared by MLPClassifier and MLPRegressor: parameter checks, the network, the training loop."""
+
+    _is_classifier = False
+
+    # -- parameters ---------------------------------------------------------------------------
+    def _check_params(self, incremental):
+        name = type(self).__name__
+        sizes = self.hidden_layer_sizes
+        if _is_int(sizes):
+            sizes = [sizes]
+        try:
+            sizes = list(sizes)
+        except TypeError:
+            raise ValueError(f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}") from None
+        if not all(_is_int(s) and s > 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}")
+        if self.activation not in _ACTIVATION_LAYERS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATION_LAYERS)}, got {self.activation!r}")
+        if self.solver == "lbfgs":
+            raise ValueError(f"solver='lbfgs' is not supported by fastnn's {name}; use solver='adam' (the "
+                             f"default) or 'sgd', or sklearn.neural_network.{name} for L-BFGS")
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"solver must be 'adam' or 'sgd' ('lbfgs' is not supported), got {self.solver!r}")
+        if not (_is_real(self.alpha) and np.isfinite(self.alpha) and self.alpha >= 0):
+            raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
+        if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
+            raise ValueError(f"batch_size must be 'auto' or a positive int, got {self.batch_size!r}")
+        if self.learning_rate not in _LEARNING_RATES:
+            raise ValueError(f"learning_rate must be one of {list(_LEARNING_RATES)}, got {self.learning_rate!r}")
+        if not (_is_real(self.learning_rate_init) and np.isfinite(self.learning_rate_init)
+                and self.learning_rate_init > 0):
+            raise ValueError(f"learning_rate_init must be a finite number > 0, got {self.learning_rate_init!r}")
+        if not (_is_real(self.power_t) and self.power_t >= 0):
+            raise ValueError(f"power_t must be a number >= 0, got {self.power_t!r}")
+        if not (_is_int(self.max_iter) and self.max_iter >= 1):
+            raise ValueError(f"max_iter must be a positive int, got {self.max_iter!r}")
+        if not (_is_real(self.tol) and self.tol >= 0):
+            raise ValueError(f"tol must be a number >= 0, got {self.tol!r}")
+        if not (_is_real(self.momentum) and 0 <= self.momentum < 1):
+            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
+        if not (_is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1):
+            raise ValueError(f"validation_fraction must be a number in [0, 1), got {self.validation_fraction!r}")
+        for pname in ("beta_1", "beta_2"):
+            value = getattr(self, pname)
+            if not (_is_real(value) and 0 <= value < 1):
+                raise ValueError(f"{pname} must be a number in [0, 1), got {value!r}")
+        if not (_is_real(self.epsilon) and np.isfinite(self.epsilon) and self.epsilon > 0):
+            raise ValueError(f"epsilon must be a finite number > 0, got {self.epsilon!r}")
+        n_change = self.n_iter_no_change
+        if not ((_is_int(n_change) and n_change >= 1) or (_is_real(n_change) and n_change == np.inf)):
+            raise ValueError(f"n_iter_no_change must be a positive int or np.inf, got {n_change!r}")
+        if not (_is_int(self.max_fun) and self.max_fun >= 1):
+            raise ValueError(f"max_fun must be a positive int, got {self.max_fun!r}")
+        for pname in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            if not isinstance(getattr(self, pname), (bool, np.bool_)):
+                raise ValueError(f"{pname} must be True or False, got {getattr(self, pname)!r}")
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        return [int(s) for s in sizes], _checks.float_dtype(self.dtype)
+
+    # -- input validation ---------------------------------------------------------------------
+    def _dtype(self):
+        model = getattr(self, "_model", None)
+        return model.dtype if model is not None else _checks.float_dtype(self.dtype)
+
+    def _validate_X(self, X, reset, dtype=None):
+        dtype = self._dtype() if dtype is None else dtype
+        if HAVE_SKLEARN:
+            X = _sk_validate_data(self, X, accept_sparse=["csr", "csc"], dtype=dtype, order="C", reset=reset)
+        else:  # pragma: no cover
+            if hasattr(X, "toarray"):
+                X = X.toarray()
+            X = _checks.matrix(X, "X", dtype)
+            if reset:
+                self.n_features_in_ = X.shape[1]
+            elif X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input.")
+        return _dense(X, dtype)
+
+    def _validate_X_y(self, X, y, reset, dtype):
+        if HAVE_SKLEARN:
+            X, y = _sk_validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                                     y_numeric=not self._is_classifier, dtype=dtype, order="C", reset=reset)
+        else:  # pragma: no cover
+            if y is None:
+                raise ValueError(f"This {type(self).__name__} estimator requires y to be passed, but the "
+                                 "target y is None.")
+            X = self._validate_X(X, reset, dtype)
+            if hasattr(y, "toarray"):
+                y = y.toarray()
+            y = np.asarray(y)
+            if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+                raise ValueError(f"y must have shape ({X.shape[0]},) or ({X.shape[0]}, n_outputs) to match "
+                                 f"X, got {y.shape}")
+            if y.dtype.kind in "fc" and not np.isfinite(y).all():
+                raise ValueError("Input y contains NaN or infinity.")
+            if not self._is_classifier and y.dtype.kind not in "biuf":
+                raise ValueError(f"y must be numeric for regression, got dtype {y.dtype}")
+        if hasattr(y, "toarray"):
+            y = y.toarray()
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the "
+                          "shape of y to (n_samples,), for example using ravel().", DataConversionWarning,
+                          stacklevel=4)
+            y = y[:, 0]
+        return _dense(X, dtype), y
+
+    # -- fitting ------------------------------------------------------------------------------
+    def fit(self, X, y, **fit_params):
+        """Fit the model to X (n_samples, n_features) and y; returns self.
+
+        Trains for up to ``max_iter`` epochs (fewer when the loss / validation score stops improving by
+        ``tol`` for ``n_iter_no_change`` epochs). With ``warm_start`` a fitted model continues training.
+        """
+        _reject_fit_params(self, "fit", fit_params)
+        return self._fit(X, y, incremental=False)
+
+    def _fit(self, X, y, incremental, classes=None):
+        sizes, dtype = self._check_params(incremental)
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if not first_pass:
+            dtype = self._model.dtype
+        X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype)
+        Y = self._encode_targets(y, first_pass, incremental, classes, dtype)
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(sizes, X.shape[1], Y, dtype)
+        else:
+            self._sync_from_attributes()
+            self._point_attributes()
+            self._check_continuation(X, Y)
+        self._fit_stochastic(X, Y, incremental)
+        return self
+
+    def _initialize(self, sizes, n_features, Y, dtype):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = self._n_outputs_for(Y)
+        units = [n_features] + sizes + [self.n_outputs_]
+        self.n_layers_ = len(units)
+        self.out_activation_ = self._out_activation()
+        self._model = _Model(units, self.activation, self.out_activation_, dtype, self._make_optimizer())
+        self._has_optimizer = True
+        rs = self._random_state
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        for fc in self._model.fcs:  # scikit-learn's Glorot-uniform initialisation, in its order of draws
+            bound = np.sqrt(factor / (fc.in_features + fc.out_features))
+            fc.weights = rs.uniform(-bound, bound, (fc.in_features, fc.out_features))
+            fc.bias = rs.uniform(-bound, bound, fc.out_features)
+        self._point_attributes()
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _point_attributes(self):
+        """coefs_ / intercepts_ become (new lists of) views of the network's weights."""
+        self.coefs_ = [fc.weights for fc in self._model.fcs]
+        self.intercepts_ = [fc.bias for fc in self._model.fcs]
+
+    def _sync_from_attributes(self):
+        """Copy coefs_ / intercepts_ into the network if the user assigned new arrays to them."""
+        model = self._model
+        if any(w is not fc.weights for w, fc in zip(self.coefs_, model.fcs)) or \
+                any(b is not fc.bias for b, fc in zip(self.intercepts_, model.fcs)) or \
+                len(self.coefs_) != len(model.fcs) or len(self.intercepts_) != len(model.fcs):
+            model.set_weights(self.coefs_, self.intercepts_)
+            return True
+        return False
+
+    def _check_continuation(self, X, Y):
+        n_out = self._n_outputs_for(Y)
+        if n_out != self.n_outputs_:
+            raise ValueError(f"y has {n_out} outputs but the fitted model has {self.n_outputs_}; warm_start "
+                             "and partial_fit need targets of the same shape")
+        if self.validation_scores_ is None and self.early_stopping:
+            self.validation_scores_, self.best_validation_score_ = [], -np.inf
+        if self.best_loss_ is None and not self.early_stopping:
+            self.best_loss_ = np.inf
+
+    def _make_optimizer(self):
+        if self.solver == "sgd":
+            return SGD(lr=self.learning_rate_init, momentum=self.momentum)
+        return Adam(lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon)
+
+    def _fit_stochastic(self, X, Y, incremental):
+        model = self._model
+        net = model.net
+        if not incremental or not getattr(self, "_has_optimizer", False):
+            net.optimizer = self._make_optimizer()
+            self._has_optimizer = True
+        opt = net.optimizer
+        rs = self._random_state
+        early_stopping = self.early_stopping
+        if early_stopping:
+            X, Y, X_val, Y_val = self._split_validation(X, Y, rs)
+        else:
+            X_val = Y_val = None
+        n = X.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be "
+                              "clipped", stacklevel=4)
+            batch_size = int(np.clip(self.batch_size, 1, n))
+
+        loss, fcs = net.loss, model.fcs
+        alpha = float(self.alpha)
+        weights = [fc.weights.reshape(-1) for fc in fcs]
+        decay = [(fc.grad_weights.reshape(-1), w) for fc, w in zip(fcs, weights)]
+        flat, grads = net._flat_params, net._flat_grads
+        nesterov = isinstance(opt, SGD) and self.nesterovs_momentum and opt.momentum > 0
+        adam, eps, beta2 = isinstance(opt, Adam), float(self.epsilon), float(self.beta_2)
+        loss_scale = 1.0 / self.n_outputs_ if model.out_kind == "identity" else 1.0
+        x_buf = np.empty((batch_size, X.shape[1]), X.dtype)
+        y_buf = np.empty((batch_size,) + Y.shape[1:], Y.dtype)
+        sample_idx = np.arange(n)
+
+        self.n_iter_ = 0
+        try:
+            for _ in range(self.max_iter):
+                if self.shuffle:  # = sklearn.utils.shuffle(sample_idx, random_state=rs)
+                    perm = np.arange(n)
+                    rs.shuffle(perm)
+                    sample_idx = sample_idx[perm]
+                accumulated = 0.0
+                for start in range(0, n, batch_size):
+                    stop = min(start + batch_size, n)
+                    nb = stop - start
+                    if self.shuffle:
+                        idx = sample_idx[start:stop]
+                        xb = np.take(X, idx, axis=0, out=x_buf[:nb])
+                        yb = np.take(Y, idx, axis=0, out=y_buf[:nb])
+                    else:
+                        xb, yb = X[start:stop], Y[start:stop]
+                    batch_loss = loss._forward(net._forward(xb), yb) * loss_scale
+                    net._backward()
+                    if alpha:
+                        squares = sum(_optim_kernels.squared_norm(w, 0, w.size) for w in weights)
+                        batch_loss += 0.5 * alpha * squares / nb
+                        for dw, w in decay:  # gradient of alpha/(2 nb) ||W||²
+                            _axpy(dw, alpha / nb, w)
+                    if not np.isfinite(batch_loss):
+                        raise ValueError(_diverged_message(self.n_iter_ + 1))
+                    if adam:  # scikit-learn adds epsilon to sqrt(v), torch to sqrt(v̂): same step
+                        opt.eps = eps / np.sqrt(1.0 - beta2 ** (opt.steps + 1))
+                    try:
+                        net.step()
+                    except ArithmeticError as exc:  # fastnn refuses an update that overflows to NaN/Inf
+                        raise ValueError(_diverged_message(self.n_iter_ + 1)) from exc
+                    if nesterov:  # turn the step -lr·b into scikit-learn's Nesterov step -lr·(g + μ·b)
+                        _axpy(flat, -opt.lr, grads)
+                        _axpy(flat, opt.lr * (1.0 - opt.momentum), opt.state[0][0])
+                    accumulated += batch_loss * nb
+
+                self.n_iter_ += 1
+                self.loss_ = accumulated / n
+                self.t_ += n
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                self._update_no_improvement_count(early_stopping, X_val, Y_val)
+                self._iteration_ends(opt)
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        msg = ("Validation score did not improve more than tol=%f for %d consecutive epochs."
+                               % (self.tol, self.n_iter_no_change))
+                    else:
+                        msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
+                               % (self.tol, self.n_iter_no_change))
+                    if self._trigger_stopping(opt, msg):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
+                                  "hasn't converged yet." % self.max_iter, ConvergenceWarning, stacklevel=4)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=4)
+
+        if early_stopping:  # restore the best weights
+            model.set_weights(self._best_coefs, self._best_intercepts)
+        if not np.isfinite(flat).all():
+            raise ValueError(_diverged_message(self.n_iter_))
+
+    def _split_validation(self, X, Y, rs):
+        stratify = Y if self._is_classifier and self.n_outputs_ == 1 else None
+        if HAVE_SKLEARN:
+            from sklearn.model_selection import train_test_split
+            X_train, X_val, Y_train, Y_val = train_test_split(
+                X, Y, random_state=rs, test_size=self.validation_fraction, stratify=stratify)
+        else:  # pragma: no cover - ShuffleSplit's arithmetic, not stratified
+            n = X.shape[0]
+            n_test = int(np.ceil(self.validation_fraction * n))
+            n_train = int(np.floor((1 - self.validation_fraction) * n))
+            perm = rs.permutation(n)
+            test, train = perm[:n_test], perm[n_test:n_test + n_train]
+            X_train, X_val, Y_train, Y_val = X[train], X[test], Y[train], Y[test]
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of "
+                             "your dataset.")
+        return (np.ascontiguousarray(X_train), np.ascontiguousarray(Y_train), np.ascontiguousarray(X_val),
+                np.ascontiguousarray(Y_val))
+
+    def _update_no_improvement_count(self, early_stopping, X_val, Y_val):
+        if early_stopping:
+            score = self._validation_score(X_val, Y_val)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print("Validation score: %f" % score)
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_coefs = [fc.weights.copy() for fc in self._model.fcs]
+                self._best_intercepts = [fc.bias.copy() for fc in self._model.fcs]
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    def _iteration_ends(self, opt):
+        """scikit-learn's SGDOptimizer.iteration_ends: the invscaling schedule (sgd only)."""
+        if isinstance(opt, SGD) and self.learning_rate == "invscaling":
+            _set_lr(opt, float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t)
+
+    def _trigger_stopping(self, opt, msg):
+        """scikit-learn's trigger_stopping: True to stop; 'adaptive' sgd divides the rate by 5 instead."""
+        if isinstance(opt, SGD) and self.learning_rate == "adaptive":
+            if opt.lr > 1e-6:
+                _set_lr(opt, opt.lr / 5.0)
+                if self.verbose:
+                    print(msg + " Setting learning rate to %f" % opt.lr)
+                return False
+            if self.verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        if self.verbose:
+            print(msg + " Stopping.")
+        return True
+
+    # -- prediction ---------------------------------------------------------------------------
+    def _outputs(self, X):
+        """Raw network outputs for unchecked X (checks fitted state, features, NaN)."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        self._sync_from_attributes()
+        return self._model.outputs(X)
+
+    # -- pickling / copying: the network holds a lock and buffers; rebuild it from the attributes ----
+    def __getstate__(self):
+        state = super().__getstate__() if HAVE_SKLEARN else self.__dict__
+        state = dict(state)
+        model = state.pop("_model", None)
+        if model is not None:
+            opt = model.net.optimizer
+            state["_optimizer_snapshot"] = (type(opt).__name__, opt.config(), opt.steps, opt.state)
+            state["_model_config"] = (model.activation, model.out_kind, model.dtype.name)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        snapshot = state.pop("_optimizer_snapshot", None)
+        config = state.pop("_model_config", None)
+        if HAVE_SKLEARN:
+            super().__setstate__(state)
+        else:  # pragma: no cover
+            self.__dict__.update(state)
+        if config is not None:
+            name, opt_config, steps, opt_state = snapshot
+            opt = {"SGD": SGD, "Adam": Adam}[name](**opt_config)
+            opt.steps = steps
+            if opt_state is not None:
+                opt.state = [[np.array(s) for s in slots] for slots in opt_state]
+            activation, out_kind, dtype = config
+            units = [self.coefs_[0].shape[0]] + [w.shape[1] for w in self.coefs_]
+            self._model = _Model(units, activation, out_kind, dtype, opt)
+            self._model.set_weights(self.coefs_, self.intercepts_)
+            self._point_attributes()
+
+
+def _set_lr(opt, lr):
+    """Change an SGD optimizer's rate, rescaling its momentum buffer so that the update stays
+    scikit-learn's (whose velocity holds lr·gradient, while torch-style momentum holds the gradient)."""
+    if opt.state and opt.momentum and lr > 0:
+        for slots in opt.state:
+            for s in slots:
+                s *= opt.lr / lr
+    opt.lr = lr
+
+
+def _dense(X, dtype):
+    if hasattr(X, "toarray"):
+        X = X.toarray()
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
+def _diverged_message(iteration):
+    return (f"Solver produced non-finite parameter weights or loss (at iteration {iteration}). The input "
+            "data may contain large values and need to be preprocessed, or learning_rate_init is too large.")
+
+
+def _reject_fit_params(est, method, fit_params):
+    if not fit_params:
+        return
+    if "sample_weight" in fit_params:
+        raise TypeError(f"{type(est).__name__}.{method} does not support sample_weight: fastnn trains every "
+                        "sample with equal weight. Drop the argument, or use "
+                        f"sklearn.neural_network.{type(est).__name__} for weighted samples.")
+    raise TypeError(f"{type(est).__name__}.{method}() got unexpected keyword argument(s): "
+                    f"{', '.join(sorted(fit_params))}")
+
+
+# ------------------------------------------------------------------------------------ classifier
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier (log-loss), scikit-learn's MLPClassifier trained by fastnn.
+
+    Parameters are scikit-learn's (see sklearn.neural_network.MLPClassifier), plus ``dtype`` (float32 or
+    float64: the precision of the network). ``solver="lbfgs"`` is not supported.
+
+    Multiclass targets use a softmax output (``out_activation_ = "softmax"``); binary and multilabel
+    targets one logistic output per label (``"logistic"``), as in scikit-learn.
+
+    Fitted attributes: classes_, coefs_, intercepts_, loss_, best_loss_, loss_curve_, validation_scores_,
+    best_validation_score_, n_iter_, t_, n_features_in_ (and feature_names_in_), n_layers_, n_outputs_,
+    out_activation_.
+    """
+
+    _is_classifier = True
+    loss = "log_loss"
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dtype=np.float32):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dtype = dtype
+
+    def partial_fit(self, X, y, classes=None, **fit_params):
+        """One epoch over (X, y), continuing from the current model. ``classes`` (every class label that
+        will ever appear) is required on the first call."""
+        _reject_fit_params(self, "partial_fit", fit_params)
+        first = getattr(self, "classes_", None) is None
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if not first and classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
+            raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, was: "
+                             f"{self.classes_!r}")
+        return self._fit(X, y, incremental=True, classes=None if not first else classes)
+
+    # -- targets ------------------------------------------------------------------------------
+    def _encode_targets(self, y, first_pass, incremental, classes, dtype):
+        y_type = type_of_target(y, input_name="y")
+        if y_type not in ("binary", "multiclass", "multilabel-indicator"):
+            if y_type.startswith("continuous"):
+                raise ValueError(f"Unknown label type: {y_type}. Maybe you are trying to fit a classifier, "
+                                 "which expects discrete classes on a regression target with continuous values.")
+            raise ValueError(f"Unknown label type: {y_type}: MLPClassifier supports binary, multiclass and "
+                             "multilabel-indicator targets")
+        define = first_pass and (classes is not None or not incremental)
+        if define or getattr(self, "classes_", None) is None:
+            if y_type == "multilabel-indicator":
+                self._y_type, self.classes_ = y_type, np.arange(y.shape[1])
+            else:
+                labels = unique_labels(y if classes is None else classes)
+                if len(labels) < 2:
+                    raise ValueError(f"MLPClassifier needs samples of at least 2 classes in the data, but the "
+                                     f"data contains only one class: {labels[0]!r}")
+                if classes is not None:
+                    unknown = np.setdiff1d(unique_labels(y), labels, assume_unique=True)
+                    if len(unknown):
+                        raise ValueError(f"`y` has classes not in `classes`: {unknown}. `classes` is {labels}.")
+                self._y_type = "binary" if len(labels) == 2 else "multiclass"
+                self.classes_ = labels
+        else:
+            if (y_type == "multilabel-indicator") != (self._y_type == "multilabel-indicator"):
+                raise ValueError(f"y is {y_type} but the model was fitted on {self._y_type} targets")
+            if y_type != "multilabel-indicator":
+                labels = unique_labels(y)
+                if self.warm_start and not incremental:
+                    if set(labels) != set(self.classes_):
+                        raise ValueError("warm_start can only be used where `y` has the same classes as in the "
+                                         f"previous call to fit. Previously got {self.classes_}, `y` has {labels}")
+                elif len(np.setdiff1d(labels, self.classes_, assume_unique=True)):
+                    raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                                     f"{self.classes_}. 'y' has {labels}.")
+            elif y.shape[1] != len(self.classes_):
+                raise ValueError(f"y has {y.shape[1]} labels but the model was fitted on {len(self.classes_)}")
+        if self._y_type == "multilabel-indicator":
+            return np.ascontiguousarray(y, dtype=dtype)
+        if self._y_type == "binary":
+            return np.ascontiguousarray((y == self.classes_[1])[:, None], dtype=dtype)
+        return np.ascontiguousarray(np.searchsorted(self.classes_, y), dtype=np.int64)
+
+    def _n_outputs_for(self, Y):
+        if self._y_type == "multiclass":
+            return len(self.classes_)
+        return Y.shape[1]
+
+    def _out_activation(self):
+        return "softmax" if self._y_type == "multiclass" else "logistic"
+
+    def _validation_score(self, X, Y):
+        """Accuracy on the early-stopping split (Y encoded)."""
+        out = self._model.outputs(X)
+        if not np.isfinite(out).all():
+            return np.nan
+        if self._y_type == "multiclass":
+            return float(np.mean(np.argmax(out, axis=1) == Y))
+        return float(np.mean(np.all((out > 0) == (Y > 0.5), axis=1)))
+
+    # -- prediction ---------------------------------------------------------------------------
+    def predict(self, X):
+        """Class labels (n_samples,) — or the indicator matrix (n_samples, n_labels) for multilabel."""
+        out = self._outputs(X)
+        if self._y_type == "multiclass":
+            return self.classes_[np.argmax(out, axis=1)]
+        if self._y_type == "binary":
+            return self.classes_[(out[:, 0] > 0).astype(np.intp)]
+        return (out > 0).astype(np.int64)
+
+    def predict_proba(self, X):
+        """Probability of each class, (n_samples, n_classes), columns in the order of ``classes_``.
+
+        Binary problems give (n_samples, 2) = [1 - p, p]; multilabel the per-label probabilities."""
+        out = self._outputs(X)
+        proba = self._model.net.loss.output_probabilities(out)
+        if self._y_type == "binary":
+            return np.hstack([1 - proba, proba])
+        return proba
+
+    def predict_log_proba(self, X):
+        """log(predict_proba(X))."""
+        proba = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(proba, out=proba)
+
+    if HAVE_SKLEARN:
+        def __sklearn_tags__(self):
+            tags = super().__sklearn_tags__()
+            tags.input_tags.sparse = True
+            tags.classifier_tags.multi_label = True
+            return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"multilabel": True}
+
+
+# ------------------------------------------------------------------------------------- regressor
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor (squared error), scikit-learn's MLPRegressor trained by fastnn.
+
+    Parameters are scikit-learn's (see sklearn.neural_network.MLPRegressor), plus ``dtype`` (float32 or
+    float64). ``loss`` must be "squared_error" ("poisson" is not supported) and ``solver`` "adam" or "sgd".
+    ``loss_`` is scikit-learn's: half the mean squared error over samples and outputs, plus the L2 penalty.
+    """
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001,
+                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+                 max_fun=15000, dtype=np.float32):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dtype = dtype
+
+    def _check_params(self, incremental):
+        if self.loss != "squared_error":
+            if self.loss == "poisson":
+                raise ValueError("loss='poisson' is not supported by fastnn's MLPRegressor; use "
+                                 "loss='squared_error' or sklearn.neural_network.MLPRegressor")
+            raise ValueError(f"loss must be 'squared_error', got {self.loss!r}")
+        return super()._check_params(incremental)
+
+    def partial_fit(self, X, y, **fit_params):
+        """One epoch over (X, y), continuing from the current model."""
+        _reject_fit_params(self, "partial_fit", fit_params)
+        return self._fit(X, y, incremental=True)
+
+    def _encode_targets(self, y, first_pass, incremental, classes, dtype):
+        Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
+        if not np.isfinite(Y).all():
+            raise ValueError("Input y contains NaN or infinity (or a value too large for "
+                             f"{np.dtype(dtype).name}).")
+        return Y
+
+    def _n_outputs_for(self, Y):
+        return Y.shape[1]
+
+    def _out_activation(self):
+        return "identity"
+
+    def _validation_score(self, X, Y):
+        out = self._model.outputs(X)
+        if not np.isfinite(out).all():
+            return np.nan
+        return _r2(Y, out)
+
+    def predict(self, X):
+        """Predicted values, (n_samples,) for one output, else (n_samples, n_outputs)."""
+        out = self._outputs(X)
+        return out[:, 0].copy() if out.shape[1] == 1 else out
+
+    if HAVE_SKLEARN:
+        def __sklearn_tags__(self):
+            tags = super().__sklearn_tags__()
+            tags.input_tags.sparse = True
+            return tags
