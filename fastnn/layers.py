@@ -163,14 +163,17 @@ class _Activation(Layer):
 
     def _forward(self, x):
         out = self._buffer("out", x.shape[0], x.shape[1], x.dtype)
-        run = act_kernels.forward_parallel if out.size >= PARALLEL_MIN_ELEMENTS else act_kernels.forward
-        run(self.code, x, out)
+        no_bias = self._buffer("zero_bias", 1, x.shape[1], x.dtype)[0]
+        no_bias[:] = 0
+        parallel = out.size >= PARALLEL_MIN_ELEMENTS
+        (act_kernels.bias_activate_parallel if parallel else act_kernels.bias_activate)(x, no_bias, self.code, out)
         self._out = out
         return out
 
     def _backward(self, dy, need_input_grad=True):
         dx = self._buffer("dx", dy.shape[0], dy.shape[1], dy.dtype)
-        run = act_kernels.backward_parallel if dx.size >= PARALLEL_MIN_ELEMENTS else act_kernels.backward
+        parallel = dx.size >= PARALLEL_MIN_ELEMENTS
+        run = act_kernels.multiply_derivative_parallel if parallel else act_kernels.multiply_derivative
         run(self.code, self._out, dy, dx)
         return dx
 

@@ -1,11 +1,11 @@
-"""Activation kernels: forward and backward of identity, ReLU, sigmoid and tanh.
+"""Activation kernels: identity, ReLU, sigmoid and tanh, forward (with a bias) and backward.
 
-Activations are named by integer codes so that fused kernels can take them as plain arguments.
-Scalar helpers take ``one`` (1 in the array's dtype) so that float32 stays float32: Numba promotes a bare
-integer literal with a float32 to float64.
+Activations are named by integer codes so that fused kernels can take them as plain arguments; each
+kernel branches on the code once and runs a plain loop per activation, which LLVM vectorises.
 Backward passes use the saved *output* y, where the derivative is exact in it:
-ReLU' = [y > 0], sigmoid' = y (1 - y), tanh' = 1 - y².
-All arrays are 2-D ``(batch, features)``, C-contiguous, one float dtype; ``out`` may alias the input.
+ReLU' = [y > 0], sigmoid' = y (1 - y), tanh' = 1 - y². NaN propagates (relu(NaN) is NaN).
+Scalars are made in the array's dtype (``one``): Numba promotes a bare int literal with float32 to float64.
+All arrays are 2-D ``(batch, features)``, C-contiguous, one float dtype; ``out`` may alias an input.
 """
 import math
 
@@ -18,49 +18,62 @@ CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
 
 
 @kernel
-def activate(code, z, one):
-    """f(z) for one scalar; NaN stays NaN; sigmoid is evaluated without overflow for either sign of z."""
-    if code == RELU:
-        return z if not z <= 0 else one - one
-    if code == SIGMOID:
-        if z >= 0:
-            return one / (one + math.exp(-z))
-        e = math.exp(z)
-        return e / (one + e)
-    if code == TANH:
-        return math.tanh(z)
-    return z
+def sigmoid(z, one):
+    """1 / (1 + exp(-z)) without overflow for either sign of z."""
+    if z >= 0:
+        return one / (one + math.exp(-z))
+    e = math.exp(z)
+    return e / (one + e)
 
 
-@kernel
-def derivative(code, y, one):
-    """f'(z) expressed through the output y = f(z)."""
-    if code == RELU:
-        return one if y > 0 else one - one
-    if code == SIGMOID:
-        return y * (one - y)
-    if code == TANH:
-        return one - y * y
-    return one
-
-
-def _forward(code, z, out):
-    n, m = z.shape
+def _bias_activate(z, b, code, out):
+    """out = f(z + b), b (features,) broadcast over rows."""
+    n, m = out.shape
     one = out.dtype.type(1)
-    for i in prange(n):
-        for j in range(m):
-            out[i, j] = activate(code, z[i, j], one)
+    zero = one - one
+    if code == RELU:
+        for i in prange(n):
+            for j in range(m):
+                v = z[i, j] + b[j]
+                out[i, j] = v if not v <= zero else zero
+    elif code == SIGMOID:
+        for i in prange(n):
+            for j in range(m):
+                out[i, j] = sigmoid(z[i, j] + b[j], one)
+    elif code == TANH:
+        for i in prange(n):
+            for j in range(m):
+                out[i, j] = math.tanh(z[i, j] + b[j])
+    else:
+        for i in prange(n):
+            for j in range(m):
+                out[i, j] = z[i, j] + b[j]
 
 
-def _backward(code, y, dy, out):
-    n, m = y.shape
+def _multiply_derivative(code, y, dy, out):
+    """out = dy * f'(z), with f'(z) written through the output y = f(z)."""
+    n, m = out.shape
     one = out.dtype.type(1)
-    for i in prange(n):
-        for j in range(m):
-            out[i, j] = dy[i, j] * derivative(code, y[i, j], one)
+    zero = one - one
+    if code == RELU:
+        for i in prange(n):
+            for j in range(m):
+                out[i, j] = dy[i, j] if y[i, j] > zero else zero
+    elif code == SIGMOID:
+        for i in prange(n):
+            for j in range(m):
+                out[i, j] = dy[i, j] * (y[i, j] * (one - y[i, j]))
+    elif code == TANH:
+        for i in prange(n):
+            for j in range(m):
+                out[i, j] = dy[i, j] * (one - y[i, j] * y[i, j])
+    else:
+        for i in prange(n):
+            for j in range(m):
+                out[i, j] = dy[i, j]
 
 
-forward = kernel(_forward)
-forward_parallel = parallel_twin(_forward)
-backward = kernel(_backward)
-backward_parallel = parallel_twin(_backward)
+bias_activate = kernel(_bias_activate)
+bias_activate_parallel = parallel_twin(_bias_activate)
+multiply_derivative = kernel(_multiply_derivative)
+multiply_derivative_parallel = parallel_twin(_multiply_derivative)

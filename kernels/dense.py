@@ -5,36 +5,23 @@ All C-contiguous, one float dtype. The GEMMs go to BLAS through ``np.dot`` (SciP
 the bias and the activation are fused into one pass over the GEMM output.
 """
 import numpy as np
-from numba import prange
 
-from ._jit import kernel, parallel_twin
-from .activations import IDENTITY, activate, derivative
-
-
-def _bias_activate(out, b, code):
-    n, m = out.shape
-    one = out.dtype.type(1)
-    for i in prange(n):
-        for j in range(m):
-            out[i, j] = activate(code, out[i, j] + b[j], one)
-
-
-bias_activate = kernel(_bias_activate)
-bias_activate_parallel = parallel_twin(_bias_activate)
+from ._jit import kernel
+from .activations import IDENTITY, bias_activate, bias_activate_parallel, multiply_derivative
 
 
 @kernel
 def forward(x, w, b, code, out):
     """out = f(x @ w + b) with the activation ``code`` (activations.IDENTITY for none)."""
     np.dot(x, w, out)
-    bias_activate(out, b, code)
+    bias_activate(out, b, code, out)
 
 
 @kernel
 def forward_parallel(x, w, b, code, out):
     """``forward`` with the bias/activation pass split across threads (large outputs only)."""
     np.dot(x, w, out)
-    bias_activate_parallel(out, b, code)
+    bias_activate_parallel(out, b, code, out)
 
 
 @kernel
@@ -56,11 +43,7 @@ def backward(x, y, dy, code, w, dw, db, dx, delta):
     """
     g = dy
     if code != IDENTITY:
-        one = delta.dtype.type(1)
-        n, m = dy.shape
-        for i in range(n):
-            for j in range(m):
-                delta[i, j] = dy[i, j] * derivative(code, y[i, j], one)
+        multiply_derivative(code, y, dy, delta)
         g = delta
     np.dot(x.T, g, dw)
     column_sums(g, db)

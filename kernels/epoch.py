@@ -34,7 +34,7 @@ import numpy as np
 from . import optim
 from ._blas import gemm
 from ._jit import kernel
-from .activations import activate, derivative
+from .activations import bias_activate, multiply_derivative
 from .batch import gather, gather_rows
 from .dense import column_sums
 from .softmax_ce import count_correct_dense, count_correct_labels, l2, softmax_ce_dense, softmax_ce_labels
@@ -52,52 +52,30 @@ def _fail(status, batch, layer, what):
 
 
 @kernel
-def _bias_activate_absmax(out, b, code):
-    """out = f(out + b) in place; returns max |out| (NaN/Inf give inf)."""
-    one = out.dtype.type(1)
-    n, m = out.shape
-    top = 0.0
-    bad = 0.0
-    for i in range(n):
-        for j in range(m):
-            v = activate(code, out[i, j] + b[j], one)
-            out[i, j] = v
-            a = abs(v)
-            bad += a - a
-            if a > top:
-                top = a
-    return top if bad == 0 else np.inf
+def _absmax_bound(x):
+    """An upper bound (within a factor 2) on max |x| over a C-contiguous array; inf if any NaN/Inf.
 
-
-@kernel
-def _multiply_derivative_absmax(code, y, d):
-    """d *= f'(y) in place; returns max |d| (NaN/Inf give inf)."""
-    one = d.dtype.type(1)
-    n, m = d.shape
-    top = 0.0
-    bad = 0.0
-    for i in range(n):
-        for j in range(m):
-            v = d[i, j] * derivative(code, y[i, j], one)
-            d[i, j] = v
-            a = abs(v)
-            bad += a - a
-            if a > top:
-                top = a
-    return top if bad == 0 else np.inf
-
-
-@kernel
-def _absmax(x):
-    """max |x| over a 1-D or 2-D array (NaN/Inf give inf)."""
-    top = 0.0
-    bad = 0.0
-    for v in x.flat:
-        a = abs(v)
-        bad += a - a
-        if a > top:
-            top = a
-    return top if bad == 0 else np.inf
+    Works on the bit patterns as integers — |x| is the pattern without its sign bit, ordered like the
+    magnitudes, with Inf and NaN above every finite value — so the loop vectorises without fastmath.
+    """
+    flat = x.reshape(-1)
+    if x.itemsize == 4:
+        bits32 = flat.view(np.int32)
+        top32 = np.int32(0)
+        for i in range(bits32.size):
+            v = bits32[i] & np.int32(0x7FFFFFFF)
+            if v > top32:
+                top32 = v
+        exponent = (int(top32) >> 23) - 127
+        return np.inf if exponent == 128 else math.ldexp(1.0, exponent + 1)
+    bits64 = flat.view(np.int64)
+    top64 = np.int64(0)
+    for i in range(bits64.size):
+        v = bits64[i] & np.int64(0x7FFFFFFFFFFFFFFF)
+        if v > top64:
+            top64 = v
+    exponent = (int(top64) >> 52) - 1023
+    return np.inf if exponent == 1024 else math.ldexp(1.0, exponent + 1)
 
 
 @kernel
@@ -112,12 +90,12 @@ def _sgd_bias(b, dy, lr):
 
 
 @kernel
-def _forward(X, order, start, nb, W, b, A, codes, amax):
+def _forward(X, order, start, nb, W, b, A, codes):
     gather_rows(X, order, start, A[0][:nb])
     for k in range(len(W)):
         out = A[k + 1][:nb]
         np.dot(A[k][:nb], W[k], out)
-        amax[k + 1] = _bias_activate_absmax(out, b[k], codes[k])
+        bias_activate(out, b[k], codes[k], out)
 
 
 @kernel
@@ -128,12 +106,12 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
     L = len(W)
     lr = hyper[0]
     limit = np.finfo(params.dtype).max / 4.0
-    amax = np.empty(L + 1)            # max |A[k]| of the current batch
-    dmax = np.empty(L + 1)            # max |D[k]|
-    wbound = np.empty(L)              # an upper bound on max |W[k]|, max |b[k]|
+    amax = np.empty(L + 1)            # bounds on max |A[k]| of the current batch
+    dmax = np.empty(L + 1)            # bounds on max |D[k]|
+    wbound = np.empty(L)              # a running bound on max |W[k]|, max |b[k]|
     amax[0] = x_absmax
     for k in range(L):
-        wbound[k] = _absmax(params[offsets[k]:offsets[k + 1]])
+        wbound[k] = _absmax_bound(params[offsets[k]:offsets[k + 1]])
     loss_sum = 0.0
     correct = 0
     steps = 0
@@ -143,7 +121,7 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
     for start in range(0, n, batch_size):
         batch += 1
         nb = min(batch_size, n - start)
-        _forward(X, order, start, nb, W, b, A, codes, amax)
+        _forward(X, order, start, nb, W, b, A, codes)
         logits = A[L][:nb]
         head = D[L][:nb]
         if loss_kind == LOSS_CE_LABELS:
@@ -163,15 +141,17 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
             _fail(status, batch, -1, FAIL_LOSS)
             return loss_sum, correct, steps
         if opt_kind == OPT_SGD:
-            dmax[L] = _absmax(head)
+            dmax[L] = _absmax_bound(head)
             for k in range(L - 1, 0, -1):
                 dx = D[k][:nb]
                 np.dot(D[k + 1][:nb], W[k].T, dx)
-                dmax[k] = _multiply_derivative_absmax(codes[k - 1], A[k][:nb], dx)
+                multiply_derivative(codes[k - 1], A[k][:nb], dx, dx)
+                dmax[k] = _absmax_bound(dx)
+                amax[k] = _absmax_bound(A[k][:nb])
             for k in range(L - 1, -1, -1):
                 delta = lr * nb * max(amax[k], 1.0) * dmax[k + 1]
                 if not delta + wbound[k] < limit:
-                    wbound[k] = _absmax(params[offsets[k]:offsets[k + 1]])
+                    wbound[k] = _absmax_bound(params[offsets[k]:offsets[k + 1]])
                     if not delta + wbound[k] < limit:
                         _fail(status, batch, k, FAIL_UPDATE)
                         return loss_sum, correct, steps
@@ -187,7 +167,7 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
                 if k > 0:
                     dx = D[k][:nb]
                     np.dot(dy, W[k].T, dx)
-                    _multiply_derivative_absmax(codes[k - 1], A[k][:nb], dx)
+                    multiply_derivative(codes[k - 1], A[k][:nb], dx, dx)
             for k in range(L):
                 s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
                 if not math.isfinite(s):
