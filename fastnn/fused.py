@@ -3,6 +3,7 @@ buffers it needs. The Trainer uses it for networks made of FullyConnected layers
 by one ReLU / Sigmoid / TanH, with SoftmaxCrossEntropy or L2Loss and SGD or Adam."""
 import numpy as np
 
+from . import threads
 from .errors import TrainingDivergedError
 from .kernels import epoch as kernels
 from .kernels.activations import IDENTITY
@@ -89,7 +90,7 @@ class EpochRunner:
             self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
             self.A, self.D, self.codes, self.loss_kind, net._flat_params, net._flat_grads, net._offsets,
             opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms, self.status,
-            self.label_buf, self.target_buf)
+            self.label_buf, self.target_buf, threads.blas_threads())
         opt.steps += steps
         failed_batch, failed_layer, what = (int(v) for v in self.status)
         if failed_batch:

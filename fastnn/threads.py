@@ -1,17 +1,38 @@
-"""Thread counts: Numba's and BLAS's threads together, so that they never oversubscribe the cores."""
+"""Thread counts: Numba's and BLAS's threads together, so that they never oversubscribe the cores.
+
+Policy (measured in benchmarks/README.md, "threads"):
+* BLAS gets ``n`` threads for GEMMs large enough to pay for waking them (kernels/_blas.py,
+  ``MIN_THREADED_MACS``); smaller GEMMs run on the calling thread alone.
+* Numba's own ``parallel=True`` kernels are used only for elementwise passes above
+  ``PARALLEL_MIN_ELEMENTS``, never inside the fused epoch kernel, so a spinning BLAS thread and a Numba
+  worker never wait on each other there.
+* Results are deterministic for a given thread count; a different count can change the last bits (the
+  BLAS splits its work differently).
+On a machine whose cores are busy with other work, ``set_num_threads(1)`` avoids threads that spin while
+waiting for a core: with 2 threads on 2 busy cores an epoch can be 10-50x slower.
+"""
 import os
 
 import numba
 
+_blas_threads = None
+
+
+def cpu_count():
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
 
 def set_num_threads(n):
     """Use ``n`` threads for Numba's parallel kernels and for BLAS (NumPy's and SciPy's OpenBLAS)."""
+    global _blas_threads
     from ._checks import positive_int
     n = positive_int(n, "n")
     limit = numba.config.NUMBA_NUM_THREADS
     if n > limit:
         raise ValueError(f"n must be at most {limit} (the cores Numba was started with), got {n}")
     numba.set_num_threads(n)
+    _blas_threads = n
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -20,9 +41,10 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """The number of threads Numba's parallel kernels use."""
+    """The number of threads fastnn uses (Numba's parallel kernels and BLAS)."""
     return numba.get_num_threads()
 
 
-def cpu_count():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+def blas_threads():
+    """The most BLAS threads one GEMM of fastnn may use: set_num_threads' n, else Numba's thread count."""
+    return _blas_threads if _blas_threads is not None else numba.get_num_threads()

@@ -13,26 +13,89 @@ import ctypes
 import llvmlite.binding
 import numpy as np
 import scipy.linalg.cython_blas as _cython_blas
-from numba import types
+from numba import cfunc, types
 
 from ._jit import kernel
 
 
-def _register(name):
-    """Register SciPy's BLAS ``name`` as the LLVM symbol fastnn_<name> and declare it to Numba."""
+def _pointer(name):
+    """The address of SciPy's BLAS function ``name`` (from scipy.linalg.cython_blas)."""
     capsule = _cython_blas.__pyx_capi__[name]
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
     get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return get_pointer(capsule, get_name(capsule))
+
+
+def _register(name):
+    """Register SciPy's BLAS ``name`` as the LLVM symbol fastnn_<name> and declare it to Numba."""
     symbol = "fastnn_" + name
-    llvmlite.binding.add_symbol(symbol, get_pointer(capsule, get_name(capsule)))
+    llvmlite.binding.add_symbol(symbol, _pointer(name))
     return types.ExternalFunction(symbol, types.void(*([types.voidptr] * 13)))
 
 
 _sgemm = _register("sgemm")
 _dgemm = _register("dgemm")
 _N, _T = ord("N"), ord("T")
+
+
+def _find_thread_control():
+    """The address of ``openblas_set_num_threads_local`` in the BLAS that SciPy (and so Numba) uses.
+
+    Found through the library that holds SciPy's sgemm; None for a BLAS without it (then the thread
+    count of each GEMM is left to the BLAS).
+    """
+    sgemm = ctypes.cast(ctypes.c_void_p(_pointer("sgemm")), ctypes.c_void_p).value
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                    ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+    try:
+        libdl = ctypes.CDLL(None)
+        info = DlInfo()
+        if not libdl.dladdr(ctypes.c_void_p(sgemm), ctypes.byref(info)) or not info.dli_fname:
+            return None
+        lib = ctypes.CDLL(info.dli_fname.decode())
+        return ctypes.cast(lib.openblas_set_num_threads_local, ctypes.c_void_p).value
+    except (OSError, AttributeError):
+        return None
+
+
+@cfunc(types.int32(types.int32), cache=False)
+def _no_thread_control(n):
+    return 0
+
+
+_thread_control_address = _find_thread_control()
+#: True when fastnn can set the BLAS thread count of each GEMM (OpenBLAS ≥ 0.3.27, as SciPy's wheels).
+PER_CALL_THREADS = _thread_control_address is not None
+llvmlite.binding.add_symbol("fastnn_blas_threads_local",
+                            _thread_control_address or _no_thread_control.address)
+_threads_local = types.ExternalFunction("fastnn_blas_threads_local", types.int32(types.int32))
+
+#: GEMMs with fewer multiply-adds than this run on one BLAS thread: below it, waking and joining the
+#: other threads costs more than it saves (measured: benchmarks/README.md, "threads").
+MIN_THREADED_MACS = 1 << 22
+
+
+@kernel
+def set_threads_local(n):
+    """Set the calling thread's BLAS thread count; returns the previous one (0 when not supported)."""
+    return _threads_local(np.int32(n))
+
+
+@kernel
+def threads_for(m, n, k, max_threads):
+    """How many BLAS threads an (m×k)·(k×n) GEMM gets under fastnn's policy."""
+    return max_threads if m * n * k >= MIN_THREADED_MACS else 1
+
+
+@kernel
+def matmul(a, b, out, max_threads):
+    """out = a @ b (np.dot: a and b C- or F-contiguous) on the BLAS threads ``threads_for`` gives."""
+    set_threads_local(threads_for(out.shape[0], out.shape[1], a.shape[1], max_threads))
+    np.dot(a, b, out)
 
 
 @kernel

@@ -22,7 +22,8 @@ Arguments (C-contiguous, one float dtype unless said):
   x_absmax: max |X| (float64); norms (L,) float64: receives each layer's squared gradient norm summed over
   the epoch (explicit-gradient optimizers only); status (3,) int64: receives [failed batch (1-based) or 0,
   failed layer or -1, what failed: FAIL_LOSS, FAIL_GRADIENT or FAIL_UPDATE];
-  label_buf (batch_size,) int64 / target_buf (batch_size, m): gathered targets.
+  label_buf (batch_size,) int64 / target_buf (batch_size, m): gathered targets; blas_threads: the most
+  BLAS threads a GEMM may use (small GEMMs get one, see _blas.threads_for).
 Returns (loss summed over samples, correct predictions, steps taken). On a non-finite loss, gradient or
 update, or a weight that could overflow, the kernel stops before that batch's update: the parameters stay those of
 the last finite step.
@@ -32,7 +33,7 @@ import math
 import numpy as np
 
 from . import optim
-from ._blas import gemm
+from ._blas import gemm, matmul, set_threads_local, threads_for
 from ._jit import kernel
 from .activations import bias_activate, multiply_derivative
 from .batch import gather, gather_rows
@@ -79,29 +80,40 @@ def _absmax_bound(x):
 
 
 @kernel
-def _sgd_bias(b, dy, lr):
-    """b -= lr · column sums of dy (summed in the dtype, rows outer)."""
-    n, m = dy.shape
-    for j in range(m):
-        s = dy.dtype.type(0)
-        for i in range(n):
-            s += dy[i, j]
-        b[j] -= b.dtype.type(lr) * s
+def _sgd_bias(b, dy, db, lr):
+    """b -= lr · column sums of dy; db receives the sums (rows outer, so the loops vectorise)."""
+    column_sums(dy, db)
+    step = b.dtype.type(lr)
+    for j in range(b.size):
+        b[j] -= step * db[j]
 
 
 @kernel
-def _forward(X, order, start, nb, W, b, A, codes):
+def _forward(X, order, start, nb, W, b, A, codes, blas_threads):
     gather_rows(X, order, start, A[0][:nb])
     for k in range(len(W)):
         out = A[k + 1][:nb]
-        np.dot(A[k][:nb], W[k], out)
+        matmul(A[k][:nb], W[k], out, blas_threads)
         bias_activate(out, b[k], codes[k], out)
 
 
 @kernel
 def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
                 params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
-                label_buf, target_buf):
+                label_buf, target_buf, blas_threads):
+    """One epoch (see the module's docstring); GEMMs get BLAS threads by _blas.threads_for."""
+    previous = set_threads_local(blas_threads)
+    result = _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
+                          params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms,
+                          status, label_buf, target_buf, blas_threads)
+    set_threads_local(previous)
+    return result
+
+
+@kernel
+def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
+                 params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
+                 label_buf, target_buf, blas_threads):
     n = X.shape[0]
     L = len(W)
     lr = hyper[0]
@@ -121,7 +133,7 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
     for start in range(0, n, batch_size):
         batch += 1
         nb = min(batch_size, n - start)
-        _forward(X, order, start, nb, W, b, A, codes)
+        _forward(X, order, start, nb, W, b, A, codes, blas_threads)
         logits = A[L][:nb]
         head = D[L][:nb]
         if loss_kind == LOSS_CE_LABELS:
@@ -144,7 +156,7 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
             dmax[L] = _absmax_bound(head)
             for k in range(L - 1, 0, -1):
                 dx = D[k][:nb]
-                np.dot(D[k + 1][:nb], W[k].T, dx)
+                matmul(D[k + 1][:nb], W[k].T, dx, blas_threads)
                 multiply_derivative(codes[k - 1], A[k][:nb], dx, dx)
                 dmax[k] = _absmax_bound(dx)
                 amax[k] = _absmax_bound(A[k][:nb])
@@ -156,17 +168,18 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
                         _fail(status, batch, k, FAIL_UPDATE)
                         return loss_sum, correct, steps
             for k in range(L):
+                set_threads_local(threads_for(W[k].shape[0], W[k].shape[1], nb, blas_threads))
                 gemm(-lr, A[k][:nb], True, D[k + 1][:nb], False, 1.0, W[k])
-                _sgd_bias(b[k], D[k + 1][:nb], lr)
+                _sgd_bias(b[k], D[k + 1][:nb], db[k], lr)
                 wbound[k] += lr * nb * max(amax[k], 1.0) * dmax[k + 1]
         else:
             for k in range(L - 1, -1, -1):
                 dy = D[k + 1][:nb]
-                np.dot(A[k][:nb].T, dy, dW[k])
+                matmul(A[k][:nb].T, dy, dW[k], blas_threads)
                 column_sums(dy, db[k])
                 if k > 0:
                     dx = D[k][:nb]
-                    np.dot(dy, W[k].T, dx)
+                    matmul(dy, W[k].T, dx, blas_threads)
                     multiply_derivative(codes[k - 1], A[k][:nb], dx, dx)
             for k in range(L):
                 s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
