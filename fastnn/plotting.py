@@ -1,0 +1,218 @@
+"""Plots for fastnn: training curves and 2-D decision boundaries (PNG files).
+
+matplotlib is optional (``pip install 'fastnn[plot]'``); without it every function here raises
+ImportError("plotting needs matplotlib: pip install 'fastnn[plot]'"). The figures are drawn with the
+non-interactive Agg canvas, without pyplot, so nothing here changes matplotlib's global state or needs a
+display.
+"""
+import os
+
+import numpy as np
+
+MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'fastnn[plot]'"
+
+__all__ = ["plot_history", "plot_decision_boundary", "plot_decision_boundaries", "plot_function_fits",
+           "require_matplotlib", "MISSING_MATPLOTLIB"]
+
+
+def require_matplotlib():
+    """Import matplotlib (Agg canvas) or raise ImportError with the install hint."""
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+    except ImportError:
+        raise ImportError(MISSING_MATPLOTLIB) from None
+    return matplotlib
+
+
+def _figure(width, height):
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path):
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{path}: the directory {directory} does not exist")
+    fig.savefig(path, format="png")
+    return path
+
+
+# ----------------------------------------------------------------------------------------- history
+
+TRAIN_LABEL = "train (mean over the epoch)"  # fit's history averages the batches, before each update
+
+def plot_history(history, path, title="Training history"):
+    """Write a PNG with the per-epoch loss (left) and accuracy (right), train and validation.
+
+    ``history`` is the dict ``NeuralNetwork.fit`` returns ("loss", optionally "accuracy", "val_loss",
+    "val_accuracy"; other keys such as "time" are ignored). For a regression history, which has no
+    accuracy, the right panel says so. Returns ``path``.
+    """
+    if not isinstance(history, dict) or not history.get("loss"):
+        raise ValueError("history must be a dict with a non-empty 'loss' list (what fit returns)")
+    loss = np.asarray(history["loss"], dtype=float)
+    epochs = np.arange(1, len(loss) + 1)
+    fig = _figure(10, 4)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    marker = "o" if len(epochs) <= 30 else None
+    ax_loss.plot(epochs, loss, marker=marker, markersize=3, label=TRAIN_LABEL)
+    if history.get("val_loss"):
+        ax_loss.plot(epochs, np.asarray(history["val_loss"], float), marker=marker, markersize=3,
+                     label="validation")
+    if np.all(loss > 0) and loss.max() / max(loss.min(), 1e-300) > 30:
+        ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss (log scale)" if ax_loss.get_yscale() == "log" else "loss")
+    ax_loss.set_title("Loss")
+    ax_loss.grid(True, alpha=0.3)
+    ax_loss.legend()
+    if history.get("accuracy"):
+        ax_acc.plot(epochs, np.asarray(history["accuracy"], float), marker=marker, markersize=3,
+                    label=TRAIN_LABEL)
+        if history.get("val_accuracy"):
+            ax_acc.plot(epochs, np.asarray(history["val_accuracy"], float), marker=marker, markersize=3,
+                        label="validation")
+        low = min(min(history["accuracy"]), min(history.get("val_accuracy") or [1.0]))
+        ax_acc.set_ylim(max(0.0, low - 0.1 * (1.0 - low) - 0.02), 1.02)
+        ax_acc.legend(loc="best")
+    else:
+        ax_acc.text(0.5, 0.5, "no accuracy:\nregression", ha="center", va="center",
+                    transform=ax_acc.transAxes, color="gray")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_title("Accuracy")
+    ax_acc.grid(True, alpha=0.3)
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlim(0.5, len(epochs) + 0.5)
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------------- decision boundary
+
+def _predictor(model):
+    if callable(getattr(model, "predict", None)):
+        return model.predict
+    if callable(model):
+        return model
+    raise TypeError(f"model must have a predict method or be callable, got {type(model).__name__}")
+
+
+def _check_2d(X, y):
+    X, y = np.asarray(X, dtype=float), np.asarray(y)
+    if X.ndim != 2 or X.shape[1] != 2:
+        raise ValueError(f"decision boundaries are drawn for 2-D data: X must have shape (n, 2), got {X.shape}")
+    if y.shape != (len(X),):
+        raise ValueError(f"y must have shape ({len(X)},), got {y.shape}")
+    return X, y
+
+
+def _bounds(X):
+    """(x_min, x_max, y_min, y_max) of the plotted region: the data with a margin."""
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    pad = np.maximum(0.15 * (hi - lo), 0.25)
+    return lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1]
+
+
+def _draw_boundary(ax, model, X, y, title, resolution, class_names):
+    from matplotlib.colors import ListedColormap
+    predict = _predictor(model)
+    x0, x1, y0, y1 = _bounds(X)
+    gx = np.linspace(x0, x1, resolution)
+    gy = np.linspace(y0, y1, resolution)
+    xx, yy = np.meshgrid(gx, gy)
+    grid = np.column_stack([xx.ravel(), yy.ravel()]).astype(np.float32)
+    zz = np.asarray(predict(grid)).reshape(xx.shape)
+    classes = np.unique(np.concatenate([np.unique(y), np.unique(zz)]))
+    index = {c: i for i, c in enumerate(classes.tolist())}
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf"]
+    colors = [palette[i % len(palette)] for i in range(len(classes))]
+    zi = np.vectorize(index.get)(zz)
+    ax.contourf(xx, yy, zi, levels=np.arange(len(classes) + 1) - 0.5, cmap=ListedColormap(colors), alpha=0.25)
+    if len(classes) > 1:
+        ax.contour(xx, yy, zi, levels=np.arange(len(classes) - 1) + 0.5, colors="k", linewidths=1.0)
+    markers = "osD^v<>ph*"
+    for c in np.unique(y).tolist():
+        i = index[c]
+        pts = X[y == c]
+        name = class_names[c] if class_names is not None and 0 <= int(c) < len(class_names) else f"class {c}"
+        ax.scatter(pts[:, 0], pts[:, 1], s=60 if len(X) <= 20 else 12, c=colors[i], marker=markers[i % 10],
+                   edgecolors="k", linewidths=0.6, label=name, zorder=3)
+    ax.set_xlim(gx[0], gx[-1])
+    ax.set_ylim(gy[0], gy[-1])
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best", framealpha=0.9, fontsize="small")
+
+
+def plot_decision_boundary(model, X, y, path, title=None, resolution=300, class_names=None):
+    """Write a PNG of the regions ``model`` assigns to each class over 2-D inputs, with the data on top.
+
+    ``model`` has a ``predict(X) -> labels`` method (a NeuralNetwork, a Perceptron, ...) or is such a
+    callable; ``X`` (n, 2), ``y`` (n,) the points to show. Returns ``path``.
+    """
+    return plot_decision_boundaries([(title, model)], X, y, path, resolution=resolution,
+                                    class_names=class_names)
+
+
+def plot_decision_boundaries(panels, X, y, path, title=None, resolution=300, class_names=None):
+    """Side-by-side decision boundaries: ``panels`` is a list of (title, model); see plot_decision_boundary."""
+    X, y = _check_2d(X, y)
+    panels = list(panels)
+    if not panels:
+        raise ValueError("panels must hold at least one (title, model) pair")
+    x0, x1, y0, y1 = _bounds(X)
+    panel_width = 4.6  # inches; the height follows the data's aspect ratio (equal axis scales)
+    plot_height = min(max(panel_width * 0.85 * (y1 - y0) / (x1 - x0), 2.0), 7.0)
+    fig = _figure(panel_width * len(panels), plot_height + 1.0 + (0.3 if title else 0.0))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (panel_title, model) in zip(axes, panels):
+        _draw_boundary(ax, model, X, y, panel_title, resolution, class_names)
+        ax.set_aspect("equal", adjustable="box")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------------ function fits
+
+def plot_function_fits(x, targets, fits, path, title=None):
+    """Curves of 1-D function approximations: one panel per target function.
+
+    ``x`` (n,); ``targets`` {name: f(x) (n,)}; ``fits`` {name: {label: approximation (n,)}}, e.g. the label
+    "N=4" for a network of 4 hidden units. Returns ``path``.
+    """
+    x = np.asarray(x, float).reshape(-1)
+    fig = _figure(4.4 * len(targets), 4.0)
+    axes = fig.subplots(1, len(targets), squeeze=False)[0]
+    from matplotlib import colormaps
+    cmap = colormaps["viridis"]
+    for ax, (name, target) in zip(axes, targets.items()):
+        curves = fits.get(name, {})
+        for k, (label, values) in enumerate(curves.items()):
+            color = cmap(0.9 * k / max(len(curves) - 1, 1))
+            ax.plot(x, np.asarray(values, float).reshape(-1), color=color, linewidth=1.3, label=label)
+        ax.plot(x, np.asarray(target, float).reshape(-1), color="k", linestyle="--", linewidth=1.8,
+                label="target")
+        ax.set_xlabel("x")
+        ax.set_ylabel("f(x)")
+        ax.set_title(name)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small", loc="best")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
