@@ -6,6 +6,7 @@ import numpy as np
 from . import threads
 from .errors import TrainingDivergedError
 from .kernels import epoch as kernels
+from .kernels._blas import set_threads_local
 from .kernels.activations import IDENTITY
 from .layers import FullyConnected, ReLU, Sigmoid, TanH
 from .losses import L2Loss, SoftmaxCrossEntropy
@@ -86,11 +87,15 @@ class EpochRunner:
     def __call__(self, order, epoch):
         net, opt = self.net, self.net.optimizer
         opt_kind, (slot1, slot2), hyper = self._optimizer_args()
-        loss_sum, correct, steps = kernels.train_epoch(
-            self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
-            self.A, self.D, self.codes, self.loss_kind, net._flat_params, net._flat_grads, net._offsets,
-            opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms, self.status,
-            self.label_buf, self.target_buf, threads.blas_threads())
+        previous = set_threads_local(threads.blas_threads())
+        try:
+            loss_sum, correct, steps = kernels.train_epoch(
+                self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
+                self.A, self.D, self.codes, self.loss_kind, net._flat_params, net._flat_grads,
+                net._offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms,
+                self.status, self.label_buf, self.target_buf, threads.blas_threads())
+        finally:
+            set_threads_local(previous)
         opt.steps += steps
         failed_batch, failed_layer, what = (int(v) for v in self.status)
         if failed_batch:

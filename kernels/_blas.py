@@ -1,8 +1,10 @@
 """BLAS GEMM with alpha and beta, callable from Numba kernels.
 
-``np.dot`` inside Numba computes C = A·B only. ``gemm`` exposes the full C = alpha·op(A)·op(B) + beta·C of
-the same BLAS (SciPy's, through ``scipy.linalg.cython_blas``), so that plain SGD can update the weights
-inside the gradient GEMM: W += (-lr)·Xᵀ·dY, with no gradient buffer and no separate pass over W.
+``np.dot`` inside Numba computes C = A·B only, and instantiates a large implementation (checks, copies)
+for every combination of layouts, which LLVM then spends seconds optimising. ``gemm`` calls the same
+BLAS (SciPy's, through ``scipy.linalg.cython_blas``) directly: C = alpha·op(A)·op(B) + beta·C on
+C-contiguous arrays, so that plain SGD can also update the weights inside the gradient GEMM,
+W += (-lr)·Xᵀ·dY, with no gradient buffer and no separate pass over W.
 
 The functions are declared to Numba as external symbols ("fastnn_sgemm", "fastnn_dgemm") whose addresses
 are registered with LLVM when this module is imported, as Numba does for its own np.dot: unlike a ctypes
@@ -62,16 +64,18 @@ def _find_thread_control():
         return None
 
 
-@cfunc(types.int32(types.int32), cache=False)
-def _no_thread_control(n):
-    return 0
+def _no_thread_control():
+    """A compiled no-op standing in for openblas_set_num_threads_local (built only when it is missing)."""
+    @cfunc(types.int32(types.int32), cache=True)
+    def no_thread_control(n):
+        return 0
+    return no_thread_control.address
 
 
 _thread_control_address = _find_thread_control()
 #: True when fastnn can set the BLAS thread count of each GEMM (OpenBLAS ≥ 0.3.27, as SciPy's wheels).
 PER_CALL_THREADS = _thread_control_address is not None
-llvmlite.binding.add_symbol("fastnn_blas_threads_local",
-                            _thread_control_address or _no_thread_control.address)
+llvmlite.binding.add_symbol("fastnn_blas_threads_local", _thread_control_address or _no_thread_control())
 _threads_local = types.ExternalFunction("fastnn_blas_threads_local", types.int32(types.int32))
 
 #: GEMMs with fewer multiply-adds than this run on one BLAS thread: below it, waking and joining the
@@ -92,10 +96,12 @@ def threads_for(m, n, k, max_threads):
 
 
 @kernel
-def matmul(a, b, out, max_threads):
-    """out = a @ b (np.dot: a and b C- or F-contiguous) on the BLAS threads ``threads_for`` gives."""
-    set_threads_local(threads_for(out.shape[0], out.shape[1], a.shape[1], max_threads))
-    np.dot(a, b, out)
+def matmul(a, trans_a, b, trans_b, out, max_threads):
+    """out = op(a) @ op(b) on the BLAS threads ``threads_for`` gives (C-contiguous arrays; op = .T when
+    the flag is set)."""
+    k = a.shape[0] if trans_a else a.shape[1]
+    set_threads_local(threads_for(out.shape[0], out.shape[1], k, max_threads))
+    gemm(1.0, a, trans_a, b, trans_b, 0.0, out)
 
 
 @kernel

@@ -1,11 +1,12 @@
 """Fully connected layer kernels, row-major: y = x @ w + b.
 
 Shapes: x (batch, n_in), w (n_in, n_out), b (n_out,), y and dy (batch, n_out), dx (batch, n_in).
-All C-contiguous, one float dtype. The GEMMs go to BLAS through ``np.dot`` (SciPy's BLAS inside Numba);
-the bias and the activation are fused into one pass over the GEMM output.
+All C-contiguous, one float dtype. The GEMMs go to BLAS (kernels/_blas.py); the bias and the activation
+are fused into one pass over the GEMM output.
 """
 import numpy as np
 
+from ._blas import gemm
 from ._jit import kernel
 from .activations import IDENTITY, bias_activate, bias_activate_parallel, multiply_derivative
 
@@ -13,14 +14,14 @@ from .activations import IDENTITY, bias_activate, bias_activate_parallel, multip
 @kernel
 def forward(x, w, b, code, out):
     """out = f(x @ w + b) with the activation ``code`` (activations.IDENTITY for none)."""
-    np.dot(x, w, out)
+    gemm(1.0, x, False, w, False, 0.0, out)
     bias_activate(out, b, code, out)
 
 
 @kernel
 def forward_parallel(x, w, b, code, out):
     """``forward`` with the bias/activation pass split across threads (large outputs only)."""
-    np.dot(x, w, out)
+    gemm(1.0, x, False, w, False, 0.0, out)
     bias_activate_parallel(out, b, code, out)
 
 
@@ -45,7 +46,7 @@ def backward(x, y, dy, code, w, dw, db, dx, delta):
     if code != IDENTITY:
         multiply_derivative(code, y, dy, delta)
         g = delta
-    np.dot(x.T, g, dw)
+    gemm(1.0, x, True, g, False, 0.0, dw)
     column_sums(g, db)
     if dx.shape[0] > 0:
-        np.dot(g, w.T, dx)
+        gemm(1.0, g, False, w, True, 0.0, dx)

@@ -93,7 +93,7 @@ def _forward(X, order, start, nb, W, b, A, codes, blas_threads):
     gather_rows(X, order, start, A[0][:nb])
     for k in range(len(W)):
         out = A[k + 1][:nb]
-        matmul(A[k][:nb], W[k], out, blas_threads)
+        matmul(A[k][:nb], False, W[k], False, out, blas_threads)
         bias_activate(out, b[k], codes[k], out)
 
 
@@ -101,19 +101,10 @@ def _forward(X, order, start, nb, W, b, A, codes, blas_threads):
 def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
                 params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
                 label_buf, target_buf, blas_threads):
-    """One epoch (see the module's docstring); GEMMs get BLAS threads by _blas.threads_for."""
-    previous = set_threads_local(blas_threads)
-    result = _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
-                          params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms,
-                          status, label_buf, target_buf, blas_threads)
-    set_threads_local(previous)
-    return result
+    """One epoch (see the module's docstring); GEMMs get BLAS threads by _blas.threads_for.
 
-
-@kernel
-def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
-                 params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
-                 label_buf, target_buf, blas_threads):
+    The caller restores its BLAS thread setting afterwards (set_threads_local).
+    """
     n = X.shape[0]
     L = len(W)
     lr = hyper[0]
@@ -156,7 +147,7 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
             dmax[L] = _absmax_bound(head)
             for k in range(L - 1, 0, -1):
                 dx = D[k][:nb]
-                matmul(D[k + 1][:nb], W[k].T, dx, blas_threads)
+                matmul(D[k + 1][:nb], False, W[k], True, dx, blas_threads)
                 multiply_derivative(codes[k - 1], A[k][:nb], dx, dx)
                 dmax[k] = _absmax_bound(dx)
                 amax[k] = _absmax_bound(A[k][:nb])
@@ -175,11 +166,11 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
         else:
             for k in range(L - 1, -1, -1):
                 dy = D[k + 1][:nb]
-                matmul(A[k][:nb].T, dy, dW[k], blas_threads)
+                matmul(A[k][:nb], True, dy, False, dW[k], blas_threads)
                 column_sums(dy, db[k])
                 if k > 0:
                     dx = D[k][:nb]
-                    matmul(dy, W[k].T, dx, blas_threads)
+                    matmul(dy, False, W[k], True, dx, blas_threads)
                     multiply_derivative(codes[k - 1], A[k][:nb], dx, dx)
             for k in range(L):
                 s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
