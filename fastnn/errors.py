@@ -27,3 +27,27 @@ class NonFiniteUpdateError(ArithmeticError):
         self.index = index
         super().__init__(f"the update of parameter array {index} would overflow to NaN/Inf; no parameter "
                          f"was changed. Try a smaller learning rate.")
+
+
+class GradientHealthWarning(RuntimeWarning):
+    """A layer's gradient norm is vanishing (< 1e-7) or exploding (> 1e3) relative to its weights' norm.
+
+    Issued at most once per kind per ``fit``; the per-epoch norms are in ``history["grad_norm"]``.
+    """
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped ``fit`` cleanly; a KeyboardInterrupt, so ``except KeyboardInterrupt`` works.
+
+    Attributes: ``epoch`` (the epoch it stopped in, from 1), ``batch`` (batches of that epoch completed),
+    ``batches`` (batches per epoch), ``history`` (the completed epochs) and ``checkpoint`` (the path of the
+    checkpoint written on the way out, or None). The network keeps the weights of the last completed batch.
+    """
+
+    def __init__(self, epoch, batch, batches, history=None, checkpoint=None):
+        self.epoch, self.batch, self.batches = epoch, batch, batches
+        self.history, self.checkpoint = history, checkpoint
+        where = (f"after epoch {epoch}" if batch >= batches else f"at the start of epoch {epoch}" if batch == 0
+                 else f"in epoch {epoch} after batch {batch} of {batches}")
+        saved = f"; checkpoint saved to {checkpoint}" if checkpoint is not None else ""
+        super().__init__(f"training interrupted {where}{saved}")

@@ -63,12 +63,19 @@ def _tensors(net):
     return tensors
 
 
+def _history_value(v):
+    """A history entry: a number, or a list of numbers (per-layer values such as history["grad_norm"])."""
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [float(x) for x in v]
+    return float(v)
+
+
 def _metadata(net, extra):
     state = net.optimizer.state
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "architecture": net.config(),
             "dtype": net.dtype.name, "optimizer_steps": int(net.optimizer.steps),
             "optimizer_state": None if state is None else [len(slots) for slots in state],
-            "history": {k: [float(v) for v in vals] for k, vals in (net.history or {}).items()},
+            "history": {k: [_history_value(v) for v in vals] for k, vals in (net.history or {}).items()},
             "extra": extra}
     try:
         return json.dumps(meta, default=_json_default)
@@ -270,13 +277,20 @@ def _check_tensors(tensors, expected):
                              f"needs {dst.shape} {dst.dtype}")
 
 
+def _is_number(x):
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
 def _check_history(history):
+    """Names -> per-epoch lists of numbers, or of lists of numbers (history["grad_norm"]: one per layer)."""
     ok = isinstance(history, dict) and all(
-        isinstance(v, list) and all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in v)
+        isinstance(v, list) and all(_is_number(x) or (isinstance(x, list) and all(map(_is_number, x)))
+                                    for x in v)
         for v in history.values())
     if not ok:
-        raise ValueError("metadata history must map names to lists of numbers")
-    return {k: [float(x) for x in v] for k, v in history.items()}
+        raise ValueError("metadata history must map names to lists of numbers (or of lists of numbers)")
+    return {k: [[float(e) for e in x] if isinstance(x, list) else float(x) for x in v]
+            for k, v in history.items()}
 
 
 def load_with_metadata(path):

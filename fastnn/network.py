@@ -14,6 +14,7 @@ from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
 
 PREDICT_CHUNK = 8192
+_NET_SEED = object()  # fit's default seed: the network's own
 
 
 class NeuralNetwork:
@@ -46,6 +47,18 @@ class NeuralNetwork:
         self._lock = threading.Lock()
         self._ready_for_backward = False
         self.history = {}
+
+    def __getstate__(self):
+        """Copying or pickling in memory (e.g. by joblib) drops the lock; model files never pickle."""
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        """A copy's layer arrays no longer view its flat buffers (copies copy views apart): bind again."""
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._bind_parameters()
 
     # -- construction ---------------------------------------------------------------------------
     def _common_dtype(self):
@@ -178,12 +191,22 @@ class NeuralNetwork:
             result["accuracy"] = correct / len(X)
         return result
 
-    def fit(self, X, y, epochs=10, batch_size=64, validation_data=None, shuffle=True, verbose=1, **kwargs):
-        """Train with mini-batch gradient descent; returns the per-epoch history (see Trainer)."""
+    def fit(self, X, y, epochs=10, batch_size=64, validation_data=None, shuffle=True, verbose=1, *,
+            seed=_NET_SEED, fused="auto", checkpoint=None, checkpoint_every=1):
+        """Train with mini-batch gradient descent; returns the per-epoch history (see Trainer).
+
+        ``seed`` shuffles (default: the network's seed, or 0); ``fused`` picks the training path;
+        ``checkpoint=PATH`` writes a crash-safe checkpoint every ``checkpoint_every`` epochs and resumes
+        from PATH when it exists (bit-identical to an uninterrupted run). Ctrl-C stops cleanly after the
+        current batch (per-layer path) or epoch (fused path) and raises TrainingInterrupted, a
+        KeyboardInterrupt.
+        """
         from .trainer import Trainer
-        seed = kwargs.pop("seed", 0 if self.seed is None else self.seed)
+        if seed is _NET_SEED:
+            seed = 0 if self.seed is None else self.seed
         trainer = Trainer(self, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
-                          validation_data=validation_data, verbose=verbose, **kwargs)
+                          validation_data=validation_data, verbose=verbose, fused=fused,
+                          checkpoint=checkpoint, checkpoint_every=checkpoint_every)
         return trainer.fit(X, y)
 
     def save(self, path):

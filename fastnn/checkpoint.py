@@ -1,0 +1,219 @@
+"""Crash-safe training checkpoints with exact resume (``fit(..., checkpoint=PATH, checkpoint_every=N)``).
+
+A checkpoint is an ordinary fastnn model file (fastnn.io: safetensors, no pickle, written atomically:
+temporary file, fsync, rename) whose ``extra`` metadata holds the training state under the key
+"checkpoint"::
+
+    {"version": 1,
+     "epoch": 7,                       # epochs completed
+     "rng": {...},                     # the shuffling generator's state before epoch 8 draws its order
+     "partial": null or {              # progress inside epoch 8 (written on Ctrl-C by the per-layer path)
+         "batches": 5, "loss_sum": 3.2, "correct": 140},
+     "settings": {...},                # what must match to resume (see ``settings``)
+     "threads": 2}                     # numba threads of the writer (informational)
+
+The parameters, the optimizer state (momentum / Adam moments, step count) and the history are the model
+file's own tensors and metadata. Because the weights, the optimizer state, the generator state and the
+partial-epoch accumulators are all stored exactly (float64 values as shortest round-trip JSON), a resumed
+run performs the same floating-point operations as an uninterrupted one: the same seed and thread count
+give bit-identical weights.
+"""
+import glob
+import hashlib
+import json
+import os
+import warnings
+
+import numba
+import numpy as np
+
+from . import io
+
+VERSION = 1
+KEY = "checkpoint"
+
+
+class Resume:
+    """What ``read`` restores besides the network itself."""
+
+    def __init__(self, epoch, rng_state, partial, history):
+        self.epoch, self.rng_state, self.partial, self.history = epoch, rng_state, partial, history
+
+
+def check_path(path):
+    """``path`` as a str; TypeError unless it is a str / os.PathLike, ValueError for a directory."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a file path (str or os.PathLike) or None, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not path:
+        raise ValueError("checkpoint must be a file path, got an empty string")
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint {path!r} is a directory; give a file path")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError(f"checkpoint {path!r}: the directory {directory!r} does not exist")
+    return path
+
+
+def fingerprint(*arrays):
+    """A hash of the training data (shape, dtype and bytes of each array): resuming on other data is refused."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(repr((a.shape, a.dtype.str)).encode())
+        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+    return h.hexdigest()
+
+
+def check_savable(net):
+    """ValueError unless every layer, the loss and the optimizer are built-in types (a model file rebuilds
+    them from its type maps only, so a checkpoint of a custom layer could be written but never read)."""
+    from .layers import LAYER_TYPES
+    from .losses import LOSS_TYPES
+    from .optimizers import OPTIMIZER_TYPES
+    parts = [(f"layers[{i}]", layer, LAYER_TYPES) for i, layer in enumerate(net.layers)]
+    parts += [("the loss", net.loss, LOSS_TYPES), ("the optimizer", net.optimizer, OPTIMIZER_TYPES)]
+    for what, obj, types in parts:
+        if types.get(type(obj).__name__) is not type(obj):
+            raise ValueError(f"checkpoint= needs a network of built-in fastnn types, but {what} is "
+                             f"{type(obj).__name__}, which a model file cannot rebuild")
+
+
+def settings(trainer, X, y, validation, path):
+    """The trainer settings a checkpoint must share with the run resuming from it (JSON-able).
+
+    ``epochs`` is not among them: a finished run can be extended by asking for more epochs.
+    """
+    check_savable(trainer.net)
+    return {"batch_size": trainer.batch_size, "shuffle": trainer.shuffle,
+            "seed": None if trainer.seed is None else _json_seed(trainer.seed),
+            "path": path, "n_samples": int(X.shape[0]), "data": fingerprint(X, y),
+            "validation": validation is not None}
+
+
+def _json_seed(seed):
+    try:
+        return json.loads(json.dumps(seed, default=io._json_default))
+    except (TypeError, ValueError):
+        return repr(seed)
+
+
+def remove_stale_temporaries(path):
+    """Delete temporary files left next to ``path`` by an atomic write that was killed (SIGKILL, power loss)."""
+    directory, base = os.path.split(os.path.abspath(path))
+    for tmp in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(base)}.*.tmp")):
+        suffix = os.path.basename(tmp)[len(base) + 2:-4]
+        if len(suffix) == 16 and all(c in "0123456789abcdef" for c in suffix):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def write(path, net, epoch, rng_state, settings, partial=None):
+    """Atomically write the checkpoint: ``net`` (weights, optimizer state, ``net.history``) + training state."""
+    extra = {KEY: {"version": VERSION, "epoch": int(epoch), "rng": rng_state, "partial": partial,
+                   "settings": settings, "threads": numba.get_num_threads()}}
+    io.save(net, path, extra=extra)
+
+
+def _describe_difference(a, b, where="architecture"):
+    """A short text naming the first place where two JSON values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if key not in a or key not in b or a[key] != b[key]:
+                return _describe_difference(a.get(key), b.get(key), f"{where}.{key}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (u, v) in enumerate(zip(a, b)):
+            if u != v:
+                return _describe_difference(u, v, f"{where}[{i}]")
+    return f"{where} is {b!r:.200} in the checkpoint but {a!r:.200} now"
+
+
+def _int(value, what, low=0):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{what} must be an integer >= {low}, got {value!r:.100}")
+    return value
+
+
+def _check_partial(partial, n_batches):
+    if partial is None:
+        return None
+    if not isinstance(partial, dict):
+        raise ValueError("'partial' must be an object or null")
+    batches = _int(partial.get("batches"), "partial.batches", 1)
+    if batches >= n_batches:
+        raise ValueError(f"partial.batches is {batches}, but an epoch has only {n_batches} batches")
+    loss_sum = partial.get("loss_sum")
+    if not isinstance(loss_sum, (int, float)) or isinstance(loss_sum, bool):
+        raise ValueError("partial.loss_sum must be a number")
+    return {"batches": batches, "loss_sum": float(loss_sum),
+            "correct": _int(partial.get("correct"), "partial.correct")}
+
+
+def read(path, net, settings, n_batches, history_keys, epochs):
+    """Restore ``net`` from the checkpoint at ``path``; the Resume state, or None if there is no file.
+
+    Raises ValueError naming the file when it is not a fastnn checkpoint, is corrupt, was written for
+    another architecture, other data or other trainer settings, or is further than ``epochs``; ``net`` is
+    unchanged then.
+    """
+    if not os.path.exists(path):
+        return None
+    try:
+        saved, meta = io.load_with_metadata(path)
+    except ValueError as exc:
+        raise ValueError(f"cannot resume from checkpoint {path}: {exc}. Delete or move the file to start "
+                         f"training afresh.") from None
+    state = (meta.get("extra") or {}).get(KEY)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is a fastnn model file but not a training checkpoint (it has no training "
+                         f"state); give another checkpoint path, or delete the file to start afresh")
+    if state.get("version") != VERSION:
+        raise ValueError(f"checkpoint {path} has version {state.get('version')!r:.50}; this fastnn reads "
+                         f"version {VERSION}")
+    current = json.loads(json.dumps(net.config(), default=io._json_default))
+    if meta.get("architecture") != current:
+        raise ValueError(f"checkpoint {path} was written for a different network: "
+                         f"{_describe_difference(current, meta.get('architecture'))}. Delete or move the "
+                         f"file to train this network afresh.")
+    old = state.get("settings")
+    if old != settings:
+        names = {"data": "the training data (X, y)", "n_samples": "the number of training samples",
+                 "path": "the training path (fit's fused= argument)", "validation": "validation_data given"}
+        diff = [k for k in sorted(set(settings) | set(old if isinstance(old, dict) else {}))
+                if not isinstance(old, dict) or old.get(k) != settings.get(k)]
+        what = ", ".join(names.get(k, k) for k in diff)
+        raise ValueError(f"checkpoint {path} was written by a run with other settings ({what} differ); "
+                         f"resuming would not reproduce that run. Use the same arguments, or delete or "
+                         f"move the file to start afresh.")
+    try:
+        epoch = _int(state.get("epoch"), "epoch")
+        partial = _check_partial(state.get("partial"), n_batches)
+        if partial is not None and settings.get("path") == "fused":
+            raise ValueError("a mid-epoch position, but the fused path runs whole epochs only")
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state.get("rng")
+        rng_state = rng.bit_generator.state
+        if set(saved.history) - {"grad_norm"} != set(history_keys) - {"grad_norm"} and saved.history:
+            raise ValueError(f"history keys {sorted(saved.history)} do not match {sorted(history_keys)}")
+        lengths = {len(v) for v in saved.history.values()}
+        if saved.history and lengths != {epoch}:
+            raise ValueError(f"history lengths {sorted(lengths)} do not match the epoch counter {epoch}")
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"checkpoint {path} has a corrupt training state: {exc}") from None
+    if epoch + (partial is not None) > epochs:
+        raise ValueError(f"checkpoint {path} is at epoch {epoch}{' (and part of the next)' if partial else ''}, "
+                         f"beyond epochs={epochs}; ask for at least {epoch + (partial is not None)} epochs, or "
+                         f"delete or move the file to start afresh")
+    threads = state.get("threads")
+    if threads != numba.get_num_threads():
+        warnings.warn(f"checkpoint {path} was written with {threads} Numba threads, this run uses "
+                      f"{numba.get_num_threads()}: the resumed weights may differ from an uninterrupted "
+                      f"run in the last bits (BLAS sums in another order)", RuntimeWarning, stacklevel=3)
+    # everything checked: restore in place (the network's flat buffers stay the same objects)
+    for p, q in zip(net.params, saved.params):
+        p[...] = q
+    net.optimizer.state = saved.optimizer.state
+    net.optimizer.steps = saved.optimizer.steps
+    history = {k: list(saved.history.get(k, [])) if saved.history else [] for k in history_keys}
+    return Resume(epoch, rng_state, partial, history)

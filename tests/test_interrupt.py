@@ -1,0 +1,241 @@
+"""Ctrl-C (SIGINT) during fit: stops after the current batch (per-layer path) or epoch (fused path), keeps
+the network at the last completed step and the history, writes the checkpoint, raises KeyboardInterrupt
+(fastnn.errors.TrainingInterrupted) and restores the previous SIGINT handler."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn import io
+from fastnn.errors import TrainingInterrupted
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+@pytest.fixture
+def default_sigint():
+    """Python's default SIGINT handler for the test (whatever the runner installed is restored after)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def make_net(opt=None):
+    return fnn.NeuralNetwork([fnn.FullyConnected(5, 16), fnn.ReLU(), fnn.FullyConnected(16, 3)],
+                             optimizer=opt or fnn.Adam(lr=0.01), seed=0)
+
+
+def make_data(n=100):
+    rng = np.random.default_rng(3)
+    return rng.standard_normal((n, 5)).astype(np.float32), rng.integers(0, 3, n)
+
+
+def sigint_at_loss_call(net, *calls):
+    """Make the per-layer path send this process SIGINT during its n-th loss evaluation (for n in calls)."""
+    forward, count = net.loss._forward, [0]
+
+    def wrapped(*args):
+        count[0] += 1
+        if count[0] in calls:
+            os.kill(os.getpid(), signal.SIGINT)
+        return forward(*args)
+
+    net.loss._forward = wrapped      # an instance attribute: the loss's type (and config) stay the same
+    return net
+
+
+@pytest.mark.parametrize("at", [1, 7, 10, 11, 23, 40])
+def test_per_layer_path_stops_after_the_current_batch(tmp_path, default_sigint, at):
+    X, y = make_data()                                   # 100 samples, batch 10: 10 batches per epoch
+    path = tmp_path / "c.ckpt"
+    ref = make_net()
+    h_ref = ref.fit(X, y, epochs=4, batch_size=10, verbose=0, fused=False)
+
+    net = sigint_at_loss_call(make_net(), at)
+    with pytest.raises(KeyboardInterrupt) as info:
+        net.fit(X, y, epochs=4, batch_size=10, verbose=0, fused=False, checkpoint=path)
+    err = info.value
+    assert isinstance(err, TrainingInterrupted)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # restored
+    epoch, batch = (at - 1) // 10 + 1, (at - 1) % 10 + 1                      # the batch that was running
+    if batch == 10:
+        assert (err.epoch, err.batch) == (epoch, 10) and f"after epoch {epoch}" in str(err)
+    else:
+        assert (err.epoch, err.batch) == (epoch, batch) and f"after batch {batch} of 10" in str(err)
+    assert net.optimizer.steps == at                                          # the current batch completed
+    assert err.history is net.history and len(net.history["loss"]) == at // 10
+    assert net.history["loss"] == h_ref["loss"][:at // 10]
+    assert err.checkpoint == str(path) and str(path) in str(err)
+    # the checkpoint holds exactly the network as it stopped ...
+    saved = fnn.load(path)
+    assert np.array_equal(saved._flat_params, net._flat_params) and saved.optimizer.steps == at
+    # ... and resuming from it (mid-epoch) finishes bit-identically to the uninterrupted run
+    resumed = make_net()
+    h = resumed.fit(X, y, epochs=4, batch_size=10, verbose=0, fused=False, checkpoint=path)
+    assert np.array_equal(resumed._flat_params, ref._flat_params)
+    assert h["loss"] == h_ref["loss"] and h["accuracy"] == h_ref["accuracy"]
+
+
+def test_interrupt_without_checkpoint_keeps_network_and_history(default_sigint):
+    X, y = make_data()
+    net = sigint_at_loss_call(make_net(fnn.SGD(lr=0.1, momentum=0.5)), 25)
+    with pytest.raises(TrainingInterrupted) as info:
+        net.fit(X, y, epochs=5, batch_size=10, verbose=0, fused=False)
+    assert info.value.checkpoint is None and "checkpoint" not in str(info.value)
+    assert len(net.history["loss"]) == 2 and net.optimizer.steps == 25
+    assert np.isfinite(net._flat_params).all()
+    # the network is usable and trainable afterwards
+    net.loss._forward = type(net.loss)._forward.__get__(net.loss)
+    net.fit(X, y, epochs=1, batch_size=10, verbose=0, fused=False)
+    assert net.optimizer.steps == 35
+
+
+def test_second_ctrl_c_aborts_at_once(default_sigint):
+    X, y = make_data()
+    net = make_net()
+    forward = net.loss._forward
+
+    def twice(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        return forward(*args)
+
+    net.loss._forward = twice
+    with pytest.raises(KeyboardInterrupt) as info:
+        net.fit(X, y, epochs=2, batch_size=10, verbose=0, fused=False)
+    assert not isinstance(info.value, TrainingInterrupted)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_fused_path_stops_after_the_current_epoch(tmp_path, default_sigint):
+    X, y = make_data(400)
+    path = tmp_path / "c.ckpt"
+    ref = make_net()
+    ref.fit(X, y, epochs=3000, batch_size=40, verbose=0)
+    net = make_net()
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(TrainingInterrupted) as info:
+            net.fit(X, y, epochs=3000, batch_size=40, verbose=0, checkpoint=path, checkpoint_every=1000)
+    finally:
+        timer.cancel()
+    err = info.value
+    assert err.batch == err.batches == 10 and 1 <= err.epoch < 3000
+    assert net.optimizer.steps == 10 * err.epoch and len(net.history["loss"]) == err.epoch
+    assert io.load_metadata(path)["extra"]["checkpoint"]["epoch"] == err.epoch   # written on the way out
+    resumed = make_net()
+    resumed.fit(X, y, epochs=3000, batch_size=40, verbose=0, checkpoint=path, checkpoint_every=1000)
+    assert np.array_equal(resumed._flat_params, ref._flat_params)
+
+
+def test_handler_only_in_main_thread_and_only_over_the_default(default_sigint):
+    X, y = make_data()
+    seen = []
+
+    def custom(signum, frame):
+        seen.append(signum)
+
+    signal.signal(signal.SIGINT, custom)
+    net = sigint_at_loss_call(make_net(), 3)
+    net.fit(X, y, epochs=1, batch_size=10, verbose=0, fused=False)   # the application's handler runs
+    assert seen == [signal.SIGINT] and signal.getsignal(signal.SIGINT) is custom
+    assert net.optimizer.steps == 10
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    result = {}
+
+    def train():
+        try:
+            result["history"] = make_net().fit(X, y, epochs=2, batch_size=10, verbose=0)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    thread.join()
+    assert "error" not in result and len(result["history"]["loss"]) == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ------------------------------------------------------------------------------------ a real Ctrl-C
+CHILD = textwrap.dedent("""
+    import json, signal, sys
+    import numpy as np
+    import fastnn as fnn
+    from fastnn import io
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)     # whatever the parent had
+    path, kind, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((2000, 20)).astype(np.float32)
+    y = rng.integers(0, 5, 2000)
+
+    def make():
+        return fnn.NeuralNetwork([fnn.FullyConnected(20, 64), fnn.ReLU(), fnn.FullyConnected(64, 5)],
+                                 optimizer=fnn.Adam(lr=0.001), seed=0)
+
+    fused = "auto" if kind == "fused" else False
+    make().fit(X[:64], y[:64], epochs=1, batch_size=32, verbose=0, fused=fused)    # warm up the kernels
+    net = make()
+    print("ready", flush=True)
+    try:
+        net.fit(X, y, epochs=epochs, batch_size=32, verbose=0, fused=fused,
+                checkpoint=None if path == "-" else path, checkpoint_every=10**6)
+    except KeyboardInterrupt as exc:
+        info = {"type": type(exc).__name__, "message": str(exc), "epoch": exc.epoch, "batch": exc.batch,
+                "batches": exc.batches, "steps": net.optimizer.steps, "history": len(net.history["loss"]),
+                "finite": bool(np.isfinite(net._flat_params).all()),
+                "handler_restored": signal.getsignal(signal.SIGINT) is signal.default_int_handler}
+        if path != "-":
+            saved = fnn.load(path)
+            info["checkpoint_matches"] = bool(np.array_equal(saved._flat_params, net._flat_params))
+        print(json.dumps(info), flush=True)
+        sys.exit(130)
+    np.save(sys.argv[4], net._flat_params)
+    print(json.dumps({"done": True}), flush=True)
+""")
+
+
+def _run(script, path, kind, epochs, out, sigint_after=None):
+    proc = subprocess.Popen([sys.executable, str(script), str(path), kind, str(epochs), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                                     OMP_NUM_THREADS="1"))
+    assert proc.stdout.readline().strip() == "ready"
+    if sigint_after is not None:
+        time.sleep(sigint_after)
+        proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    return proc.returncode, json.loads(stdout.strip().splitlines()[-1]), stderr
+
+
+@pytest.mark.parametrize("kind", ["per-layer", "fused"])
+def test_real_sigint_in_a_subprocess(tmp_path, kind):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    epochs = 800 if kind == "per-layer" else 1000           # about 1.5 s each
+    rc, info, err = _run(script, "-", kind, epochs, tmp_path / "ref.npy")
+    assert rc == 0 and info == {"done": True}, err
+    path = tmp_path / "run.ckpt"
+    rc, info, err = _run(script, path, kind, epochs, tmp_path / "run.npy", sigint_after=0.3)
+    assert rc == 130, err
+    assert info["type"] == "TrainingInterrupted" and info["message"].startswith("training interrupted")
+    assert info["finite"] and info["handler_restored"] and info["checkpoint_matches"]
+    n = info["batches"]
+    assert info["steps"] == (info["epoch"] - 1) * n + info["batch"]
+    if kind == "fused":
+        assert info["batch"] == n                     # stops at an epoch boundary
+    assert info["history"] == info["epoch"] - (info["batch"] < n)
+    # the same command again resumes and ends bit-identical to the uninterrupted run
+    rc, done, err = _run(script, path, kind, epochs, tmp_path / "run.npy")
+    assert rc == 0 and done == {"done": True}, err
+    assert np.array_equal(np.load(tmp_path / "run.npy"), np.load(tmp_path / "ref.npy"))
