@@ -1,0 +1,499 @@
+"""Data-parallel training across processes and machines on MPI (mpi4py): ``DistributedTrainer``.
+
+Synchronous data-parallel SGD, launched by an MPI launcher (``mpiexec -n K python train.py`` on one machine,
+``srun`` under Slurm)::
+
+    import fastnn as fnn
+    from fastnn.distributed import DistributedTrainer
+    net = fnn.NeuralNetwork([...], optimizer=fnn.SGD(lr=0.01), seed=0)
+    history = DistributedTrainer(net, batch_size=128, epochs=10).fit("train.npz")   # every rank runs this
+    if trainer.rank == 0: net.save("model.safetensors")
+
+How a step runs, on K ranks with local batch ``b`` (global batch K·b):
+
+* Every rank draws the epoch's permutation of all N samples from the same seeded generator (the one
+  ``Trainer`` uses), so the order is the order of a single process with batch K·b and the same seed.
+* Global batch s is ``order[s*K*b : (s+1)*K*b]``; rank r takes the r-th of K consecutive pieces (b each; the
+  last, smaller global batch is split as evenly as possible, so a rank may get fewer rows or none).
+* Each rank gathers its rows, runs forward, loss and backward, and weights its gradient (the mean over its
+  local rows) by ``local rows / global rows``. One tiny Allreduce carries the step's status (failure flag,
+  loss sum, correct count), then ONE in-place ``Allreduce(SUM)`` of the network's flat gradient buffer
+  gives every rank the gradient of the mean loss over the global batch, and every rank calls ``net.step()``:
+  the weights stay identical on all ranks, and equal (to float rounding) those of one process with batch
+  K·b (tested: float64, 1e-10).
+* Parameters (and optimizer state, if any) are broadcast from rank 0 at the start, so the ranks need not
+  build identical initial weights.
+
+Data: ``fit(X, y)`` takes the full arrays on every rank, or paths: an ``.npy`` file (X; y another ``.npy`` or
+an array) or an ``.npz`` file with "X" and "y". Files are memory-mapped (an uncompressed ``.npz`` member
+too), so a rank reads only the rows of its own local batches, and each rank validates only its own shard
+(rows ``shard_range(N, rank, K)``) at the start.
+
+Failures: every step's status Allreduce tells all ranks whether any rank failed (an exception in gathering,
+forward or backward), so all ranks stop together with ``DistributedError`` naming the failed rank and its
+error; a bad shard stops all ranks with ValueError before training; a non-finite loss or update raises
+``TrainingDivergedError`` on every rank at the same epoch and batch. Rank 0 alone writes checkpoints
+(fastnn.checkpoint: atomic, so the last one stays valid), the progress bar and log lines; a failed write is
+agreed on like any other failure. An exception that escapes outside these agreed points (a bug) calls
+``comm.Abort`` so that no rank waits forever. A rank killed outright (SIGKILL, lost node) is the launcher's
+to handle: mpiexec and srun end the whole job.
+"""
+import math
+import numbers
+import os
+import struct
+import sys
+import time
+import warnings
+import zipfile
+
+import numpy as np
+
+INSTALL_HINT = "distributed training needs MPI: pip install 'fastnn[mpi]'"
+
+try:
+    from mpi4py import MPI
+except ImportError as _exc:  # pragma: no cover - exercised only where mpi4py is missing
+    raise ImportError(f"{INSTALL_HINT} (could not import mpi4py: {_exc})") from _exc
+
+from . import _checks  # noqa: E402
+from .errors import NonFiniteUpdateError, TrainingDivergedError  # noqa: E402
+from .kernels import batch as batch_kernels  # noqa: E402
+from .network import NeuralNetwork, count_correct  # noqa: E402
+
+__all__ = ["DistributedTrainer", "DistributedError", "shard_range", "open_array", "threads_per_rank", "world"]
+
+CHECK_ROWS = 65536  # rows validated at a time when checking a memory-mapped shard
+
+
+class DistributedError(RuntimeError):
+    """A rank failed during distributed training; raised on every rank.
+
+    Attributes: ``rank`` (the first failed rank), ``epoch`` and ``batch`` (from 1; None outside training
+    steps) and ``errors`` (rank -> "Type: message" for every failed rank).
+    """
+
+    def __init__(self, errors, epoch=None, batch=None, where=None):
+        self.errors, self.epoch, self.batch = errors, epoch, batch
+        self.rank = min(errors)
+        at = where or (f"epoch {epoch}, batch {batch}" if epoch is not None else "start-up")
+        detail = "; ".join(f"rank {r}: {m}" for r, m in sorted(errors.items()))
+        super().__init__(f"distributed training stopped on every rank at {at}: {detail}")
+
+
+def world(comm=None):
+    """(rank, size) of ``comm`` (default MPI.COMM_WORLD)."""
+    comm = MPI.COMM_WORLD if comm is None else comm
+    return comm.Get_rank(), comm.Get_size()
+
+
+def threads_per_rank(comm=None):
+    """Cores of this machine divided by the ranks running on it (at least 1): the thread count that keeps
+    K ranks on one machine from oversubscribing its cores (ranks on other machines don't count)."""
+    from .threads import cpu_count
+    comm = MPI.COMM_WORLD if comm is None else comm
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return max(1, cpu_count() // local.Get_size())
+    finally:
+        local.Free()
+
+
+def shard_range(n, rank, size):
+    """The contiguous rows [start, stop) of ``n`` that rank ``rank`` of ``size`` owns (sizes differ by <= 1)."""
+    base, extra = divmod(n, size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)
+
+
+def _split(n, size):
+    """Sizes of ``size`` consecutive pieces of ``n`` rows, as even as possible (larger pieces first)."""
+    base, extra = divmod(n, size)
+    return [base + (r < extra) for r in range(size)]
+
+
+# -- memory-mapped inputs ---------------------------------------------------------------------------
+def open_array(path, key=None):
+    """A read-only array from ``path``: ``.npy`` memory-mapped; member ``key`` of an ``.npz`` memory-mapped
+    when stored uncompressed (``np.savez``), read into memory when compressed. Never unpickles."""
+    path = os.fspath(path)
+    if path.lower().endswith(".npy"):
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    if not path.lower().endswith(".npz"):
+        raise ValueError(f"{path}: expected a .npy or .npz file")
+    name = f"{key}.npy"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(name)
+    except KeyError:
+        raise ValueError(f"{path}: the archive has no array {key!r}") from None
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+    if info.compress_type == zipfile.ZIP_STORED:
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            header = f.read(30)
+            if header[:4] == b"PK\x03\x04":
+                name_len, extra_len = struct.unpack("<HH", header[26:30])
+                f.seek(info.header_offset + 30 + name_len + extra_len)
+                version = np.lib.format.read_magic(f)
+                if version in ((1, 0), (2, 0)):
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, fortran, dtype = read(f)
+                    if not dtype.hasobject:
+                        return np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape,
+                                         order="F" if fortran else "C")
+    with np.load(path, allow_pickle=False) as z:   # compressed (np.savez_compressed): read it whole
+        return z[key]
+
+
+def _resolve_data(X, y):
+    """(X, y, mapped): arrays or memory maps from arrays / paths."""
+    mapped = False
+    if isinstance(X, (str, os.PathLike)):
+        path = os.fspath(X)
+        if not os.path.isfile(path):
+            raise ValueError(f"X: no such file {path!r}")
+        X, mapped = open_array(path, "X"), True
+        if y is None:
+            if not path.lower().endswith(".npz"):
+                raise ValueError("y is required when X is a .npy file (give y as an array or .npy path)")
+            y = open_array(path, "y")
+    if isinstance(y, (str, os.PathLike)):
+        if not os.path.isfile(os.fspath(y)):
+            raise ValueError(f"y: no such file {os.fspath(y)!r}")
+        y = open_array(y, "y")
+    if y is None:
+        raise ValueError("y is required")
+    return X, y, mapped
+
+
+def _check_mapped(net, X, rank, size):
+    """Validate this rank's shard of a memory-mapped X (shape, dtype, NaN/Inf) chunk by chunk."""
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError("X is empty: it has 0 rows (samples)")
+    if X.shape[1] != net.n_features:
+        raise ValueError(f"X must have {net.n_features} features (columns), got {X.shape[1]}")
+    start, stop = shard_range(X.shape[0], rank, size)
+    for lo in range(start, stop, CHECK_ROWS):
+        hi = min(stop, lo + CHECK_ROWS)
+        try:
+            _checks.matrix(X[lo:hi], "X", net.dtype, net.n_features)
+        except ValueError as exc:
+            raise ValueError(f"X rows {lo}..{hi - 1} (this rank's shard {start}..{stop - 1}): {exc}") from None
+    return np.asarray(X)      # an ndarray over the map (Numba's gather takes it; pages load on use)
+
+
+def _sample_fingerprint(X, y):
+    """A cheap fingerprint of memory-mapped data for checkpoints: shapes, dtypes and up to 1024 spread rows."""
+    from .checkpoint import fingerprint
+    rows = np.unique(np.linspace(0, X.shape[0] - 1, min(1024, X.shape[0])).astype(np.int64))
+    return "sampled:" + fingerprint(np.asarray(X[rows]), np.asarray(y[rows]),
+                                    np.array(X.shape + y.shape, np.int64))
+
+
+# -- the trainer -----------------------------------------------------------------------------------------
+class DistributedTrainer:
+    """Fits ``net`` with synchronous data-parallel SGD over the ranks of ``comm`` (default COMM_WORLD).
+
+    ``batch_size`` is the LOCAL batch b of each rank: the global batch is K·b on K ranks. ``epochs``,
+    ``shuffle``, ``seed``, ``validation_data`` ((X_val, y_val) arrays, each rank evaluates its share) and
+    ``verbose`` (rank 0's progress bar) are those of ``Trainer``; ``checkpoint`` (a path, written by rank 0
+    every ``checkpoint_every`` epochs and after the last; resumed from when it exists, on any number of
+    ranks with the same global batch). ``fit`` returns the history (the same keys as Trainer's: loss and
+    accuracy reduced over all ranks, val_*, grad_norm of the reduced gradient, time) on every rank.
+    Always the per-layer path (the fused whole-epoch kernel cannot stop for an allreduce).
+    """
+
+    def __init__(self, net, comm=None, batch_size=64, epochs=10, shuffle=True, seed=0, verbose=1,
+                 validation_data=None, checkpoint=None, checkpoint_every=1):
+        if not isinstance(net, NeuralNetwork):
+            raise TypeError(f"net must be a fastnn NeuralNetwork, got {type(net).__name__}")
+        self.net = net
+        self.comm = MPI.COMM_WORLD if comm is None else comm
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.batch_size = _checks.positive_int(batch_size, "batch_size")
+        self.global_batch_size = self.batch_size * self.size
+        self.epochs = _checks.positive_int(epochs, "epochs")
+        self.shuffle = bool(shuffle)
+        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral)
+                                 or seed < 0):
+            raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
+        if seed is None:        # every rank must draw the same permutation: rank 0's entropy decides
+            seed = self.comm.bcast(int(np.random.SeedSequence().entropy % (1 << 63)), root=0)
+        self.seed = int(seed)
+        self.validation_data = validation_data
+        self.verbose = verbose
+        if checkpoint is not None:
+            from .checkpoint import check_path
+            checkpoint = check_path(checkpoint)
+        self.checkpoint = checkpoint
+        self.checkpoint_every = _checks.positive_int(checkpoint_every, "checkpoint_every")
+
+    @property
+    def is_root(self):
+        return self.rank == 0
+
+    # -- agreement: every rank learns whether any rank failed ---------------------------------------------
+    def _agree(self, error, exc_type=None, epoch=None, batch=None, where=None):
+        """Collective: raise on every rank if ``error`` (an exception or None) is set on any rank."""
+        flag = np.array([0.0 if error is None else 1.0])
+        self.comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.SUM)
+        if flag[0]:
+            self._raise_all(error, exc_type, epoch, batch, where)
+
+    def _raise_all(self, error, exc_type=None, epoch=None, batch=None, where=None):
+        text = None if error is None else f"{type(error).__name__}: {error}"
+        gathered = self.comm.allgather(text)
+        errors = {r: t for r, t in enumerate(gathered) if t is not None}
+        if exc_type is not None:        # input errors: the same type on every rank, naming the rank
+            detail = "; ".join(f"rank {r}: {t}" for r, t in sorted(errors.items()))
+            raise exc_type(f"distributed training cannot start: {detail}") from error
+        raise DistributedError(errors, epoch, batch, where) from error
+
+    # -- fit -------------------------------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Train on every rank (a collective call); returns the history. See the module docstring."""
+        try:
+            return self._fit(X, y)
+        except (DistributedError, TrainingDivergedError, ValueError, TypeError):
+            raise               # agreed on by every rank (or raised before any collective)
+        except BaseException as exc:    # escaped outside an agreed point: no rank may wait forever
+            if self.size > 1:
+                sys.stderr.write(f"fastnn.distributed: rank {self.rank}: {type(exc).__name__}: {exc}; "
+                                 f"aborting all ranks\n")
+                sys.stderr.flush()
+                self.comm.Abort(1)
+            raise
+
+    def _fit(self, X, y):
+        net, comm, rank, size = self.net, self.comm, self.rank, self.size
+        # 1. data: resolve and validate (each rank its shard of a memory map); agree on the outcome
+        error, mapped = None, False
+        try:
+            X, y, mapped = _resolve_data(X, y)
+            if mapped:
+                X = _check_mapped(net, X, rank, size)
+            else:
+                X = net.check_input(X, "X")
+            y = net.check_target(np.asarray(y), X.shape[0], "y")
+            val = self._check_validation()
+        except (ValueError, TypeError, OSError) as exc:
+            error = exc
+        self._agree(error, exc_type=ValueError)
+        n = X.shape[0]
+        shapes = comm.allgather((n, net.n_params, net.dtype.str, _arch(net)))
+        if len(set(shapes)) != 1:
+            bad = next(r for r, s in enumerate(shapes) if s != shapes[0])
+            what = "architecture" if shapes[bad][:3] == shapes[0][:3] else "(samples, parameters, dtype)"
+            raise ValueError(f"distributed training cannot start: the ranks disagree on the {what}: rank 0 has "
+                             f"{shapes[0][3 if what == 'architecture' else slice(0, 3)]}, rank {bad} has "
+                             f"{shapes[bad][3 if what == 'architecture' else slice(0, 3)]}")
+        history = {"loss": []}
+        if net.classification:
+            history["accuracy"] = []
+        if val is not None:
+            history["val_loss"] = []
+            if net.classification:
+                history["val_accuracy"] = []
+        history["grad_norm"] = []
+        history["time"] = []
+
+        # 2. resume (rank 0 reads the checkpoint), then broadcast the start state
+        gb = self.global_batch_size
+        n_batches = -(-n // gb)
+        rng = np.random.default_rng(self.seed)
+        start_epoch, settings = 1, None
+        if self.checkpoint is not None:
+            from . import checkpoint as ckpt
+            error, resumed = None, None
+            try:
+                ckpt.check_savable(net)
+                if rank == 0:
+                    fp = _sample_fingerprint(X, y) if mapped else ckpt.fingerprint(X, y)
+                    settings = {"batch_size": gb, "shuffle": self.shuffle, "seed": self.seed,
+                                "path": "distributed", "n_samples": int(n), "data": fp,
+                                "validation": val is not None}
+                    ckpt.remove_stale_temporaries(self.checkpoint)
+                    resumed = ckpt.read(self.checkpoint, net, settings, n_batches, list(history), self.epochs)
+            except (ValueError, TypeError, OSError) as exc:
+                error = exc
+            self._agree(error, exc_type=ValueError)
+            state = comm.bcast(None if resumed is None else (resumed.epoch, resumed.rng_state, resumed.history),
+                               root=0)
+            if state is not None:
+                start_epoch, rng.bit_generator.state, history = state[0] + 1, state[1], state[2]
+        self._broadcast_state()
+        net.history = history
+        if start_epoch > self.epochs:
+            return history
+
+        # 3. the epochs
+        from .trainer import _GradientHealth, _progress
+        health = _GradientHealth(net)
+        bar = _progress(self.epochs, self.verbose, start_epoch - 1) if rank == 0 else None
+        step = _Stepper(self, X, y)
+        try:
+            for epoch in range(start_epoch, self.epochs + 1):
+                t0 = time.perf_counter()
+                order = rng.permutation(n) if self.shuffle else np.arange(n)
+                loss_sum = correct = 0.0
+                for b in range(n_batches):
+                    ls, c = step(order, b, epoch)
+                    loss_sum += ls
+                    correct += c
+                history["loss"].append(loss_sum / n)
+                if net.classification:
+                    history["accuracy"].append(correct / n)
+                with warnings.catch_warnings():
+                    if rank != 0:
+                        warnings.simplefilter("ignore")
+                    history["grad_norm"].append(health.record(epoch))
+                if val is not None:
+                    scores = self._evaluate(*val)
+                    history["val_loss"].append(scores[0])
+                    if net.classification:
+                        history["val_accuracy"].append(scores[1])
+                history["time"].append(time.perf_counter() - t0)
+                if self.checkpoint is not None and (epoch % self.checkpoint_every == 0 or epoch == self.epochs):
+                    error = None
+                    if rank == 0:
+                        try:
+                            from . import checkpoint as ckpt
+                            ckpt.write(self.checkpoint, net, epoch, rng.bit_generator.state, settings)
+                        except (OSError, ValueError) as exc:
+                            error = exc
+                    self._agree(error, epoch=epoch, where=f"the checkpoint after epoch {epoch}")
+                if bar is not None:
+                    bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()
+                                     if k not in ("time", "grad_norm")})
+                    bar.update(1)
+        except TrainingDivergedError as exc:
+            exc.history = history
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        return history
+
+    def _check_validation(self):
+        if self.validation_data is None:
+            return None
+        try:
+            X_val, y_val = self.validation_data
+        except (TypeError, ValueError):
+            raise ValueError("validation_data must be a pair (X_val, y_val)") from None
+        X_val = self.net.check_input(X_val, "validation_data X")
+        return X_val, self.net.check_target(y_val, X_val.shape[0], "validation_data y")
+
+    def _evaluate(self, X_val, y_val):
+        """(mean loss, accuracy) over all of the validation set: each rank evaluates its share."""
+        lo, hi = shard_range(len(X_val), self.rank, self.size)
+        part = np.zeros(2)
+        error = None
+        try:
+            if hi > lo:
+                s = self.net.evaluate(X_val[lo:hi], y_val[lo:hi])
+                part[:] = s["loss"] * (hi - lo), s.get("accuracy", 0.0) * (hi - lo)
+        except Exception as exc:  # noqa: BLE001 - agreed on below
+            error = exc
+        self._agree(error, where="validation")
+        self.comm.Allreduce(MPI.IN_PLACE, part, op=MPI.SUM)
+        return part[0] / len(X_val), part[1] / len(X_val)
+
+    def _broadcast_state(self):
+        """Rank 0's parameters (one Bcast of the flat buffer) and optimizer state to every rank."""
+        net, comm = self.net, self.comm
+        for p in net._opt_params:
+            comm.Bcast(p, root=0)
+        opt = net.optimizer
+        has_state, steps = comm.bcast((opt.state is not None, opt.steps), root=0)
+        opt.steps = steps
+        if has_state:
+            opt.ensure_state(net._opt_params)
+            for slots in opt.state:
+                for s in slots:
+                    comm.Bcast(s, root=0)
+        elif opt.state is not None:
+            opt.reset()
+            opt.steps = steps
+
+
+def _arch(net):
+    """The architecture as JSON, seeds left out (rank 0's weights are broadcast anyway)."""
+    import json
+    from . import io
+    config = net.config()
+    config.pop("seed", None)
+    for _, layer in config["layers"]:
+        layer.pop("seed", None)
+    return json.dumps(config, default=io._json_default, sort_keys=True)
+
+
+class _Stepper:
+    """One synchronous step: local forward/backward, status Allreduce, gradient Allreduce, update."""
+
+    def __init__(self, trainer, X, y):
+        self.t, self.X, self.y = trainer, X, y
+        net, b = trainer.net, trainer.batch_size
+        self.x_buf = np.empty((b, X.shape[1]), net.dtype)
+        self.y_buf = np.empty((b,) + y.shape[1:], y.dtype)
+        self.gather_y = batch_kernels.gather if y.ndim == 1 else batch_kernels.gather_rows
+        self.status = np.zeros(3)           # [failed ranks, sum of local loss * rows, correct]
+        self.extra_grads = net._opt_grads[1:]  # gradients of layers outside the flat buffer (custom layers)
+
+    def __call__(self, order, b, epoch):
+        t = self.t
+        net, comm, rank, size = t.net, t.comm, t.rank, t.size
+        gb, n = t.global_batch_size, len(self.X)
+        g_start = b * gb
+        g_rows = min(gb, n - g_start)
+        pieces = _split(g_rows, size)
+        rows = pieces[rank]
+        start = g_start + sum(pieces[:rank])
+        status = self.status
+        status[:] = 0.0
+        error = None
+        try:
+            if rows:
+                xb, yb = self.x_buf[:rows], self.y_buf[:rows]
+                batch_kernels.gather_rows(self.X, order, start, xb)
+                self.gather_y(self.y, order, start, yb)
+                out = net._forward(xb)
+                loss = net.loss._forward(out, yb)
+                status[1] = loss * rows
+                if net.classification:
+                    status[2] = count_correct(out, yb)
+                if math.isfinite(loss):
+                    net._backward()
+                    scale = rows / g_rows     # local mean -> this rank's share of the global mean
+                    for g in net._opt_grads:
+                        g *= scale
+            else:
+                for g in net._opt_grads:
+                    g[...] = 0
+        except Exception as exc:  # noqa: BLE001 - every rank must learn of it
+            error = exc
+            status[0] = 1.0
+        comm.Allreduce(MPI.IN_PLACE, status, op=MPI.SUM)
+        if status[0]:
+            t._raise_all(error, epoch=epoch, batch=b + 1)
+        if not math.isfinite(status[1]):
+            raise TrainingDivergedError(epoch, b + 1)
+        comm.Allreduce(MPI.IN_PLACE, net._flat_grads, op=MPI.SUM)   # THE gradient allreduce
+        for g in self.extra_grads:
+            comm.Allreduce(MPI.IN_PLACE, g, op=MPI.SUM)
+        try:
+            net.step()
+        except NonFiniteUpdateError:    # identical gradients and weights: every rank gets here together
+            norms = net.gradient_norms()
+            if np.isfinite(norms).all():
+                raise TrainingDivergedError(epoch, b + 1, what="parameter update") from None
+            layer = net._param_layers[int(np.argmin(np.isfinite(norms)))]
+            raise TrainingDivergedError(epoch, b + 1, layer, what="gradient") from None
+        return status[1], status[2]

@@ -1,0 +1,279 @@
+"""fastnn.distributed: data-parallel training on MPI, run for real under `mpiexec -n 2`.
+
+Each test launches `mpiexec -n 2 python worker.py ...` in a subprocess (the worker is written to tmp_path)
+and compares what rank 0 saved with a single-process Trainer run with batch K*b and the same data order.
+Skipped, with the reason shown by `pytest -ra`, only when mpi4py or mpiexec are not installed
+(`pip install -e '.[mpi]'` installs both: mpi4py and the MPICH runtime from PyPI).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+
+
+def _find_mpiexec():
+    here = os.path.dirname(sys.executable)       # the mpich wheel installs mpiexec next to python
+    return shutil.which("mpiexec", path=here) or shutil.which("mpiexec")
+
+
+def _have_mpi4py():
+    import importlib.util
+    return importlib.util.find_spec("mpi4py") is not None
+
+
+MPIEXEC = _find_mpiexec()
+needs_mpi = pytest.mark.skipif(
+    not _have_mpi4py() or MPIEXEC is None,
+    reason="MPI not installed: distributed tests need mpi4py and mpiexec (pip install -e '.[mpi]')")
+
+TIMEOUT = 60
+K, B = 2, 16            # ranks, local batch
+N = 203                 # not a multiple of K*B: the last global batch (11 rows) splits 6 + 5
+
+WORKER = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    import fastnn as fnn
+    from fastnn.distributed import DistributedTrainer, DistributedError
+
+    mode, out = sys.argv[1], sys.argv[2]
+    data = np.load(sys.argv[3])
+    X, y = data["X"], data["y"]
+    rank_seed = None
+    from mpi4py import MPI
+    rank = MPI.COMM_WORLD.Get_rank()
+
+    def network(opt, seed, act=fnn.TanH):
+        return fnn.NeuralNetwork([fnn.FullyConnected(X.shape[1], 12, dtype=np.float64), act(),
+                                  fnn.FullyConnected(12, 3, dtype=np.float64)], optimizer=opt, seed=seed)
+
+    # rank 1 starts from other weights: the broadcast from rank 0 must make them equal
+    seed = 0 if rank == 0 else 99
+    if mode == "sgd":
+        net = network(fnn.SGD(lr=0.1, momentum=0.9), seed)
+        tr = DistributedTrainer(net, batch_size={B}, epochs=3, seed=7, verbose=0,
+                                validation_data=(X[:50], y[:50]))
+        source = (X, y)
+    elif mode == "adam-npz":
+        net = network(fnn.Adam(lr=0.01), seed)
+        tr = DistributedTrainer(net, batch_size={B}, epochs=3, seed=7, verbose=0)
+        source = (sys.argv[3], None)        # memory-mapped .npz, each rank checks only its shard
+    elif mode == "checkpoint":
+        net = network(fnn.SGD(lr=0.1, momentum=0.9), seed)
+        epochs = int(sys.argv[5])
+        tr = DistributedTrainer(net, batch_size={B}, epochs=epochs, seed=7, verbose=0, checkpoint=sys.argv[4])
+        source = (X, y)
+    elif mode in ("raise", "bad-shard", "diverge"):
+        net = network(fnn.SGD(lr=1e300 if mode == "diverge" else 0.1), seed,
+                      fnn.ReLU if mode == "diverge" else fnn.TanH)
+        tr = DistributedTrainer(net, batch_size={B}, epochs=2, seed=7, verbose=0)
+        source = (sys.argv[3], None) if mode == "bad-shard" else (X, y)
+        if mode == "raise" and rank == 1:
+            calls = [0]
+            forward = net._forward
+            def failing(x):
+                calls[0] += 1
+                if calls[0] == 3:
+                    raise RuntimeError("simulated failure on rank 1")
+                return forward(x)
+            net._forward = failing
+    elif mode == "abort":           # a bug outside the agreed points: comm.Abort ends every rank
+        net = network(fnn.SGD(lr=0.1), seed)
+        tr = DistributedTrainer(net, batch_size={B}, epochs=2, seed=7, verbose=0)
+        source = (X, y)
+        if rank == 1:
+            def broken():
+                raise RuntimeError("a bug outside the agreed points")
+            tr._broadcast_state = broken
+    try:
+        history = tr.fit(*source)
+    except (DistributedError, fnn.TrainingDivergedError, ValueError) as exc:
+        where = [getattr(exc, "epoch", None), getattr(exc, "batch", None)]
+        with open(f"{{out}}.rank{{rank}}", "w") as f:
+            json.dump({{"rank": rank, "error": type(exc).__name__, "message": str(exc), "where": where}}, f)
+        sys.exit(3)
+    if rank == 0:
+        np.save(out, net._flat_params)
+        with open(out + ".json", "w") as f:
+            json.dump({{k: v for k, v in history.items() if k != "time"}}, f)
+    with open(f"{{out}}.rank{{rank}}", "w") as f:
+        json.dump({{"rank": rank, "ok": True}}, f)
+''').format(B=B)
+
+
+def _data(tmp_path, bad_rows=None):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((N, 5))
+    y = rng.integers(0, 3, N)
+    if bad_rows is not None:
+        X[bad_rows] = np.nan
+    path = tmp_path / "data.npz"
+    np.savez(path, X=X, y=y)                 # uncompressed: memory-mapped by the workers
+    return X, y, str(path)
+
+
+def _launch(tmp_path, mode, out, *args, timeout=TIMEOUT):
+    """Run the worker on K ranks; (process, the ranks' result records, seconds)."""
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    cmd = [MPIEXEC, "-n", str(K), sys.executable, str(script), mode, str(out), *map(str, args)]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL)
+    lines = [json.loads(open(f"{out}.rank{r}").read()) for r in range(K) if os.path.exists(f"{out}.rank{r}")]
+    return proc, lines, time.monotonic() - start
+
+
+def _single_process(X, y, opt, epochs=3, validation=True):
+    net = fnn.NeuralNetwork([fnn.FullyConnected(5, 12, dtype=np.float64), fnn.TanH(),
+                             fnn.FullyConnected(12, 3, dtype=np.float64)], optimizer=opt, seed=0)
+    history = net.fit(X, y, epochs=epochs, batch_size=K * B, seed=7, verbose=0, fused=False,
+                      validation_data=(X[:50], y[:50]) if validation else None)
+    return net, history
+
+
+@needs_mpi
+def test_two_ranks_equal_one_process_with_the_global_batch(tmp_path):
+    X, y, path = _data(tmp_path)
+    proc, lines, _ = _launch(tmp_path, "sgd", tmp_path / "w.npy", path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(line["rank"] for line in lines) == [0, 1]
+    net, history = _single_process(X, y, fnn.SGD(lr=0.1, momentum=0.9))
+    w = np.load(tmp_path / "w.npy")
+    np.testing.assert_allclose(w, net._flat_params, rtol=0, atol=1e-10)
+    dist = json.loads((tmp_path / "w.npy.json").read_text())
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(dist[key], history[key], rtol=1e-10, atol=1e-12, err_msg=key)
+    np.testing.assert_allclose(dist["grad_norm"], history["grad_norm"], rtol=1e-8)
+
+
+@needs_mpi
+def test_memory_mapped_npz_with_adam_equals_one_process(tmp_path):
+    X, y, path = _data(tmp_path)
+    proc, lines, _ = _launch(tmp_path, "adam-npz", tmp_path / "w.npy", path)
+    assert proc.returncode == 0, proc.stderr
+    net, history = _single_process(X, y, fnn.Adam(lr=0.01), validation=False)
+    np.testing.assert_allclose(np.load(tmp_path / "w.npy"), net._flat_params, rtol=0, atol=1e-10)
+
+
+@needs_mpi
+def test_checkpoint_written_by_rank_0_resumes(tmp_path):
+    X, y, path = _data(tmp_path)
+    ckpt = tmp_path / "run.ckpt"
+    proc, _, _ = _launch(tmp_path, "checkpoint", tmp_path / "w2.npy", path, ckpt, 2)
+    assert proc.returncode == 0, proc.stderr
+    assert ckpt.exists()
+    proc, _, _ = _launch(tmp_path, "checkpoint", tmp_path / "w3.npy", path, ckpt, 3)   # resumes: epoch 3
+    assert proc.returncode == 0, proc.stderr
+    net, history = _single_process(X, y, fnn.SGD(lr=0.1, momentum=0.9), validation=False)
+    np.testing.assert_allclose(np.load(tmp_path / "w3.npy"), net._flat_params, rtol=0, atol=1e-10)
+    dist = json.loads((tmp_path / "w3.npy.json").read_text())
+    assert len(dist["loss"]) == 3
+
+
+@needs_mpi
+def test_a_failing_rank_stops_every_rank_without_hanging(tmp_path):
+    X, y, path = _data(tmp_path)
+    proc, lines, elapsed = _launch(tmp_path, "raise", tmp_path / "w.npy", path)
+    assert proc.returncode != 0
+    assert elapsed < TIMEOUT
+    assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
+    for line in lines:                      # every rank: the same error, naming rank 1 and the step
+        assert line["error"] == "DistributedError"
+        assert "rank 1: RuntimeError: simulated failure on rank 1" in line["message"]
+        assert line["where"] == [1, 3]
+    assert not (tmp_path / "w.npy").exists()
+
+
+@needs_mpi
+def test_an_error_outside_the_agreed_points_aborts_every_rank(tmp_path):
+    X, y, path = _data(tmp_path)
+    proc, lines, elapsed = _launch(tmp_path, "abort", tmp_path / "w.npy", path)
+    assert proc.returncode != 0 and elapsed < TIMEOUT
+    assert "rank 1: RuntimeError: a bug outside the agreed points; aborting all ranks" in proc.stderr
+    assert not (tmp_path / "w.npy").exists()
+
+
+@needs_mpi
+def test_a_bad_shard_stops_every_rank_before_training(tmp_path):
+    X, y, path = _data(tmp_path, bad_rows=[150])   # in rank 1's shard (rows 102..202)
+    proc, lines, elapsed = _launch(tmp_path, "bad-shard", tmp_path / "w.npy", path)
+    assert proc.returncode != 0 and elapsed < TIMEOUT
+    assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
+    for line in lines:
+        assert line["error"] == "ValueError"
+        assert "rank 1:" in line["message"] and "NaN" in line["message"] and "rank 0:" not in line["message"]
+
+
+@needs_mpi
+def test_divergence_is_raised_on_every_rank_at_the_same_step(tmp_path):
+    X, y, path = _data(tmp_path)
+    proc, lines, elapsed = _launch(tmp_path, "diverge", tmp_path / "w.npy", path)
+    assert proc.returncode != 0 and elapsed < TIMEOUT
+    assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
+    assert {line["error"] for line in lines} == {"TrainingDivergedError"}
+    assert len({tuple(line["where"]) for line in lines}) == 1
+
+
+def _cli_has_distributed():
+    import inspect
+    from fastnn import cli
+    if "distributed" not in inspect.signature(fnn.NeuralNetwork.fit).parameters:
+        return False
+    args, unknown = cli.build_parser().parse_known_args(["train", "--distributed"])
+    return not unknown and getattr(args, "distributed", False) is True
+
+
+@needs_mpi
+@pytest.mark.skipif(not _cli_has_distributed(),
+                    reason="fastnn train --distributed / fit(distributed=True) hook not applied yet")
+def test_cli_train_distributed_equals_one_process_with_the_global_batch(tmp_path):
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    common = [sys.executable, "-m", "fastnn", "train", "--epochs", "2", "--optimizer", "sgd", "--threads", "1"]
+    dist = subprocess.run([MPIEXEC, "-n", str(K), *common, "--distributed", "--batch-size", "32",
+                           "--save", str(tmp_path / "d.safetensors")], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
+    assert dist.returncode == 0, dist.stderr
+    assert dist.stdout.count("test accuracy") == 1          # rank 0 alone reports
+    assert "batch 32 x 2 ranks = 64" in dist.stdout
+    one = subprocess.run([*common, "--batch-size", "64", "--save", str(tmp_path / "s.safetensors")],
+                         capture_output=True, text=True, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
+    assert one.returncode == 0, one.stderr
+    a, b = fnn.load(tmp_path / "d.safetensors"), fnn.load(tmp_path / "s.safetensors")
+    for p, q in zip(a.params, b.params):                   # float32: the sums run in another order
+        np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_without_mpi4py_the_import_error_says_how_to_install():
+    code = ("import sys; sys.modules['mpi4py'] = None\n"
+            "try:\n    import fastnn.distributed\nexcept ImportError as e:\n    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
+    assert "distributed training needs MPI: pip install 'fastnn[mpi]'" in proc.stdout, proc.stderr
+
+
+@needs_mpi
+def test_shard_range_and_split_cover_every_row():
+    # in a subprocess: importing mpi4py initialises MPI, which the pytest process should not do
+    code = textwrap.dedent("""
+        from fastnn.distributed import _split, shard_range
+        for n in (0, 1, 7, 203):
+            for size in (1, 2, 3, 8):
+                ranges = [shard_range(n, r, size) for r in range(size)]
+                assert ranges[0][0] == 0 and ranges[-1][1] == n
+                assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+                sizes = _split(n, size)
+                assert sum(sizes) == n and max(sizes) - min(sizes) <= 1
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT,
+                          stdin=subprocess.DEVNULL)
+    assert proc.stdout.strip() == "ok", proc.stderr
