@@ -19,6 +19,14 @@ def float_dtype(dtype, name="dtype"):
     return dt
 
 
+def float_dtype_of(x, default=np.float32):
+    """The native float32/float64 dtype matching a float array ``x`` (any byte order), else ``default``."""
+    dt = getattr(x, "dtype", None)
+    if isinstance(x, np.ndarray) and dt.kind == "f" and dt.itemsize in (4, 8):
+        return np.dtype(np.float32 if dt.itemsize == 4 else np.float64)
+    return np.dtype(default)
+
+
 def positive_int(value, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -76,7 +84,11 @@ def matrix(x, name, dtype, n_features=None, check_finite=True):
         raise ValueError(f"{name} is empty: it has 0 rows (samples)")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} must have {n_features} features (columns), got {arr.shape[1]}")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features (columns)")
     out = np.ascontiguousarray(arr, dtype=dtype)
+    if not out.flags.writeable:      # read-only input would make every kernel compile a second time
+        out = out.copy()
     if check_finite:
         _ensure_finite(out, name)
     return out
@@ -108,13 +120,12 @@ def labels(y, name, n_samples, n_classes, dtype):
         _ensure_finite(arr, name)
         if (arr != np.round(arr)).any():
             raise ValueError(f"{name} class ids must be whole numbers, got e.g. {arr[arr != np.round(arr)][0]!r}")
-    ids = np.ascontiguousarray(arr, dtype=np.int64)
-    low, high = ids.min(), ids.max()
+    low, high = arr.min(), arr.max()        # checked before the cast to int64, which could wrap
     if low < 0 or high >= n_classes:
         bad = low if low < 0 else high
         raise ValueError(f"{name} class ids must lie in [0, {n_classes - 1}] for {n_classes} outputs, "
                          f"got {bad}")
-    return ids
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def targets(y, name, n_samples, n_outputs, dtype):

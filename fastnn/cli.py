@@ -236,6 +236,14 @@ def cmd_train(args):
         _check_plot(args.plot)
     if args.save:
         _check_output_path(args.save, "model file")
+    rank = 0
+    if args.distributed:
+        from . import distributed     # ImportError (reported in one line) with the install hint
+        rank, ranks = distributed.world()
+        if rank != 0:                 # rank 0 alone prints, saves and plots
+            args.quiet, args.save, args.plot = True, None, None
+        if args.threads is None:
+            args.threads = distributed.threads_per_rank()
     if args.threads is not None:
         try:
             fnn.set_num_threads(args.threads)
@@ -281,18 +289,26 @@ def cmd_train(args):
     opt = (f"adam lr {args.lr:g}" if args.optimizer == "adam"
            else f"sgd lr {args.lr:g} momentum {args.momentum:g}")
     hidden_act = f", {args.activation}" if args.hidden else " (no hidden layer)"
-    _say(args, f"network  {shape}{hidden_act}, {type(net.loss).__name__}; {opt}; batch {args.batch_size}; "
+    batch = (f"batch {args.batch_size} x {ranks} ranks = {args.batch_size * ranks}" if args.distributed
+             else f"batch {args.batch_size}")
+    _say(args, f"network  {shape}{hidden_act}, {type(net.loss).__name__}; {opt}; {batch}; "
                f"{args.epochs} epochs; seed {args.seed}")
 
     start = time.perf_counter()
     try:
         history = net.fit(X, y, epochs=args.epochs, batch_size=args.batch_size,
                           validation_data=None if X_val is None else (X_val, y_val),
-                          verbose=0 if args.quiet or not _isatty(sys.stderr) else 1, seed=args.seed)
+                          verbose=0 if args.quiet or not _isatty(sys.stderr) else 1, seed=args.seed,
+                          distributed=args.distributed, checkpoint=args.checkpoint,
+                          checkpoint_every=args.checkpoint_every)
     except fnn.TrainingDivergedError as exc:
         raise CLIError(_error_text(exc), code=EXIT_FAILURE) from None
     except (ValueError, TypeError) as exc:
         raise CLIError(_error_text(exc)) from None
+    except RuntimeError as exc:     # fastnn.distributed.DistributedError: a rank failed, all ranks stop
+        if not args.distributed:
+            raise
+        raise CLIError(_error_text(exc), code=EXIT_FAILURE) from None
     elapsed = time.perf_counter() - start
 
     times = history.get("time", [])
@@ -324,7 +340,8 @@ def cmd_train(args):
         startup = elapsed - len(times) * sum(times[1:]) / (len(times) - 1)
         if startup > 0.1 and startup > 0.2 * elapsed:
             timing += f", {startup:.2f} s of it Numba start-up (compilation or cache load)"
-    print(f"{score} | {rate:,.0f} samples/s | {timing}", flush=True)
+    if rank == 0:
+        print(f"{score} | {rate:,.0f} samples/s | {timing}", flush=True)
 
     if args.save:
         from . import io
@@ -914,6 +931,16 @@ def build_parser():
     p.add_argument("--quiet", "-q", action="store_true",
                    help="print the summary line only (the progress bar is shown only when standard error is a "
                         "terminal)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="write a crash-safe checkpoint here every --checkpoint-every epochs; if PATH exists, "
+                        "resume from it (the same command then ends with bit-identical weights)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=1, metavar="N",
+                   help="epochs between checkpoints (default: %(default)s)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over the ranks of an MPI job: launch as 'mpiexec -n K fastnn "
+                        "train --distributed ...' (or srun); --batch-size is per rank, the global batch is K "
+                        "times it; rank 0 prints, saves and plots; --threads defaults to the cores per rank. "
+                        "Needs pip install 'fastnn[mpi]'")
     p.set_defaults(func=cmd_train, prog_=p.prog)
 
     # predict

@@ -39,8 +39,9 @@ class Layer:
         return buf[:rows]
 
     def _check_input(self, x):
-        dtype = x.dtype if isinstance(x, np.ndarray) and x.dtype in _checks.FLOAT_DTYPES else np.float32
-        return _checks.matrix(x, "x", getattr(self, "dtype", dtype), getattr(self, "in_features", None),
+        dtype = getattr(self, "dtype", None)
+        dtype = _checks.float_dtype_of(x) if dtype is None else dtype
+        return _checks.matrix(x, "x", dtype, getattr(self, "in_features", None),
                               check_finite=False)
 
     def forward(self, x):

@@ -20,8 +20,7 @@ class Loss:
         self._grad = None
 
     def _check(self, pred, target):
-        pred = _checks.matrix(pred, "pred", pred.dtype if getattr(pred, "dtype", None) in
-                              _checks.FLOAT_DTYPES else np.float32, check_finite=False)
+        pred = _checks.matrix(pred, "pred", _checks.float_dtype_of(pred), check_finite=False)
         n, m = pred.shape
         if self.classification:
             target = _checks.labels(target, "target", n, m, pred.dtype)

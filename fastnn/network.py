@@ -192,7 +192,7 @@ class NeuralNetwork:
         return result
 
     def fit(self, X, y, epochs=10, batch_size=64, validation_data=None, shuffle=True, verbose=1, *,
-            seed=_NET_SEED, fused="auto", checkpoint=None, checkpoint_every=1):
+            seed=_NET_SEED, fused="auto", checkpoint=None, checkpoint_every=1, distributed=False):
         """Train with mini-batch gradient descent; returns the per-epoch history (see Trainer).
 
         ``seed`` shuffles (default: the network's seed, or 0); ``fused`` picks the training path;
@@ -200,10 +200,23 @@ class NeuralNetwork:
         from PATH when it exists (bit-identical to an uninterrupted run). Ctrl-C stops cleanly after the
         current batch (per-layer path) or epoch (fused path) and raises TrainingInterrupted, a
         KeyboardInterrupt.
+
+        ``distributed=True`` trains data-parallel over the ranks of an MPI job (``mpiexec -n K python ...``;
+        needs ``pip install 'fastnn[mpi]'``): every rank calls fit with the same arguments, ``batch_size`` is
+        each rank's local batch (the global batch is K * batch_size) and the result equals one process with
+        batch K * batch_size; see fastnn.distributed.DistributedTrainer.
         """
         from .trainer import Trainer
         if seed is _NET_SEED:
             seed = 0 if self.seed is None else self.seed
+        if distributed:     # data-parallel over the MPI ranks (fastnn.distributed); batch_size is per rank
+            if fused is True:
+                raise ValueError("fused=True cannot run distributed: the fused whole-epoch kernel cannot stop "
+                                 "for the per-step gradient allreduce")
+            from .distributed import DistributedTrainer   # ImportError with the install hint without mpi4py
+            return DistributedTrainer(self, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
+                                      validation_data=validation_data, verbose=verbose, checkpoint=checkpoint,
+                                      checkpoint_every=checkpoint_every).fit(X, y)
         trainer = Trainer(self, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
                           validation_data=validation_data, verbose=verbose, fused=fused,
                           checkpoint=checkpoint, checkpoint_every=checkpoint_every)

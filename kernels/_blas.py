@@ -17,7 +17,7 @@ import numpy as np
 import scipy.linalg.cython_blas as _cython_blas
 from numba import cfunc, types
 
-from ._jit import kernel
+from ._jit import inline_kernel
 
 
 def _pointer(name):
@@ -83,19 +83,19 @@ _threads_local = types.ExternalFunction("fastnn_blas_threads_local", types.int32
 MIN_THREADED_MACS = 1 << 22
 
 
-@kernel
+@inline_kernel
 def set_threads_local(n):
     """Set the calling thread's BLAS thread count; returns the previous one (0 when not supported)."""
     return _threads_local(np.int32(n))
 
 
-@kernel
+@inline_kernel
 def threads_for(m, n, k, max_threads):
     """How many BLAS threads an (m×k)·(k×n) GEMM gets under fastnn's policy."""
     return max_threads if m * n * k >= MIN_THREADED_MACS else 1
 
 
-@kernel
+@inline_kernel
 def matmul(a, trans_a, b, trans_b, out, max_threads):
     """out = op(a) @ op(b) on the BLAS threads ``threads_for`` gives (C-contiguous arrays; op = .T when
     the flag is set)."""
@@ -104,7 +104,7 @@ def matmul(a, trans_a, b, trans_b, out, max_threads):
     gemm(1.0, a, trans_a, b, trans_b, 0.0, out)
 
 
-@kernel
+@inline_kernel
 def gemm(alpha, a, trans_a, b, trans_b, beta, c):
     """c = alpha · op(a) · op(b) + beta · c for C-contiguous 2-D float32 or float64 arrays.
 

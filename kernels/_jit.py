@@ -24,16 +24,35 @@ def kernel(fn):
     return njit(**OPTIONS)(fn)
 
 
+def inline_kernel(fn):
+    """A small kernel inlined into each caller at Numba's IR level: it is not compiled on its own per
+    caller signature (constant flag arguments would otherwise give it one signature per value)."""
+    return njit(inline="always", **OPTIONS)(fn)
+
+
 def reduction_kernel(fn):
     """Serial kernel whose floating-point sums may be reassociated (vectorised); NaN/Inf still propagate."""
     return njit(fastmath={"reassoc"}, **OPTIONS)(fn)
 
 
+def _renamed_copy(fn, suffix, global_names=None):
+    """A copy of the Python function ``fn`` named <name>_<suffix> (so Numba caches it apart), its global
+    names optionally rebound."""
+    namespace = dict(fn.__globals__, **global_names) if global_names else fn.__globals__
+    copy = types.FunctionType(fn.__code__, namespace, f"{fn.__name__}_{suffix}", fn.__defaults__,
+                              fn.__closure__)
+    copy.__qualname__ = f"{fn.__qualname__}_{suffix}"
+    copy.__module__ = fn.__module__
+    copy.__doc__ = fn.__doc__
+    return copy
+
+
 def parallel_twin(fn):
     """A ``parallel=True`` copy of ``fn`` (whose loops use ``prange``), cached under a distinct name."""
-    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel", fn.__defaults__,
-                              fn.__closure__)
-    twin.__qualname__ = fn.__qualname__ + "_parallel"
-    twin.__module__ = fn.__module__
-    twin.__doc__ = fn.__doc__
-    return njit(parallel=True, **OPTIONS)(twin)
+    return njit(parallel=True, **OPTIONS)(_renamed_copy(fn, "parallel"))
+
+
+def specialize(template, suffix, **global_names):
+    """A serial kernel compiled from ``template`` with some of its global names bound to other kernels:
+    one source for several variants, each compiling (and caching) only the code it calls."""
+    return kernel(_renamed_copy(template, suffix, global_names))

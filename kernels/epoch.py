@@ -34,7 +34,7 @@ import numpy as np
 
 from . import optim
 from ._blas import gemm, matmul, set_threads_local, threads_for
-from ._jit import kernel
+from ._jit import kernel, specialize
 from .activations import bias_activate, multiply_derivative
 from .batch import gather, gather_rows
 from .dense import column_sums
@@ -98,17 +98,90 @@ def _forward(X, order, start, nb, W, b, A, codes, blas_threads):
 
 
 @kernel
-def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
-                params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
-                label_buf, target_buf, blas_threads):
-    """One epoch (see the module's docstring); GEMMs get BLAS threads by _blas.threads_for.
+def _head_labels(loss_kind, logits, head, labels, targets, order, start, label_buf, target_buf):
+    """Softmax cross-entropy against the batch's class ids: (mean loss, correct predictions)."""
+    yb = label_buf[:logits.shape[0]]
+    gather(labels, order, start, yb)
+    return softmax_ce_labels(logits, yb, head), count_correct_labels(logits, yb)
 
-    The caller restores its BLAS thread setting afterwards (set_threads_local).
-    """
-    n = X.shape[0]
+
+@kernel
+def _head_targets(loss_kind, logits, head, labels, targets, order, start, label_buf, target_buf):
+    """Softmax cross-entropy against target distributions, or L2: (mean loss, correct predictions)."""
+    tb = target_buf[:logits.shape[0]]
+    gather_rows(targets, order, start, tb)
+    if loss_kind == LOSS_CE_DENSE:
+        return softmax_ce_dense(logits, tb, head), count_correct_dense(logits, tb)
+    return l2(logits, tb, head), 0
+
+
+@kernel
+def _sgd_step(opt_kind, nb, W, b, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound, grads,
+              slot1, slot2, step, norms, blas_threads):
+    """Backward pass and plain SGD update inside the weight-gradient GEMMs, once the bound proves every
+    new weight finite. Returns (failed layer or -1, what failed) with what = -1 for success."""
     L = len(W)
     lr = hyper[0]
     limit = np.finfo(params.dtype).max / 4.0
+    dmax[L] = _absmax_bound(D[L][:nb])
+    for k in range(L - 1, 0, -1):
+        dx = D[k][:nb]
+        matmul(D[k + 1][:nb], False, W[k], True, dx, blas_threads)
+        multiply_derivative(codes[k - 1], A[k][:nb], dx, dx)
+        dmax[k] = _absmax_bound(dx)
+        amax[k] = _absmax_bound(A[k][:nb])
+    for k in range(L - 1, -1, -1):
+        delta = lr * nb * max(amax[k], 1.0) * dmax[k + 1]
+        if not delta + wbound[k] < limit:
+            wbound[k] = _absmax_bound(params[offsets[k]:offsets[k + 1]])
+            if not delta + wbound[k] < limit:
+                return k, FAIL_UPDATE
+    for k in range(L):
+        set_threads_local(threads_for(W[k].shape[0], W[k].shape[1], nb, blas_threads))
+        gemm(-lr, A[k][:nb], True, D[k + 1][:nb], False, 1.0, W[k])
+        _sgd_bias(b[k], D[k + 1][:nb], db[k], lr)
+        wbound[k] += lr * nb * max(amax[k], 1.0) * dmax[k + 1]
+    return -1, -1
+
+
+@kernel
+def _explicit_step(opt_kind, nb, W, b, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound,
+                   grads, slot1, slot2, step, norms, blas_threads):
+    """Backward pass into the gradient buffer, gradient norms, then a checked momentum or Adam update.
+    Returns (failed layer or -1, what failed) with what = -1 for success."""
+    L = len(W)
+    for k in range(L - 1, -1, -1):
+        dy = D[k + 1][:nb]
+        matmul(A[k][:nb], True, dy, False, grads[offsets[k]:offsets[k] + W[k].size].reshape(W[k].shape),
+               blas_threads)
+        column_sums(dy, db[k])
+        if k > 0:
+            dx = D[k][:nb]
+            matmul(dy, False, W[k], True, dx, blas_threads)
+            multiply_derivative(codes[k - 1], A[k][:nb], dx, dx)
+    for k in range(L):
+        s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
+        if not math.isfinite(s):
+            return k, FAIL_GRADIENT
+        norms[k] += s
+    if opt_kind == OPT_MOMENTUM:
+        if not optim.sgd_momentum_checked(params, grads, slot1, hyper[0], hyper[1]):
+            return -1, FAIL_UPDATE
+    elif not optim.adam_checked(params, grads, slot1, slot2, hyper[0], hyper[1], hyper[2], hyper[3], step):
+        return -1, FAIL_UPDATE
+    return -1, -1
+
+
+def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
+                 params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
+                 label_buf, target_buf, blas_threads):
+    """One epoch (see the module's docstring); GEMMs get BLAS threads by _blas.threads_for.
+
+    A template: ``_HEAD`` and ``_STEP`` are bound per variant (see ``train_epoch``), so that a network
+    compiles only the loss and optimizer code it uses. The caller restores its BLAS thread setting.
+    """
+    n = X.shape[0]
+    L = len(W)
     amax = np.empty(L + 1)            # bounds on max |A[k]| of the current batch
     dmax = np.empty(L + 1)            # bounds on max |D[k]|
     wbound = np.empty(L)              # a running bound on max |W[k]|, max |b[k]|
@@ -125,71 +198,32 @@ def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes
         batch += 1
         nb = min(batch_size, n - start)
         _forward(X, order, start, nb, W, b, A, codes, blas_threads)
-        logits = A[L][:nb]
-        head = D[L][:nb]
-        if loss_kind == LOSS_CE_LABELS:
-            yb = label_buf[:nb]
-            gather(labels, order, start, yb)
-            loss = softmax_ce_labels(logits, yb, head)
-            correct += count_correct_labels(logits, yb)
-        else:
-            tb = target_buf[:nb]
-            gather_rows(targets, order, start, tb)
-            if loss_kind == LOSS_CE_DENSE:
-                loss = softmax_ce_dense(logits, tb, head)
-                correct += count_correct_dense(logits, tb)
-            else:
-                loss = l2(logits, tb, head)
+        loss, right = _HEAD(loss_kind, A[L][:nb], D[L][:nb], labels, targets, order, start, label_buf,
+                            target_buf)
         if not math.isfinite(loss):
             _fail(status, batch, -1, FAIL_LOSS)
             return loss_sum, correct, steps
-        if opt_kind == OPT_SGD:
-            dmax[L] = _absmax_bound(head)
-            for k in range(L - 1, 0, -1):
-                dx = D[k][:nb]
-                matmul(D[k + 1][:nb], False, W[k], True, dx, blas_threads)
-                multiply_derivative(codes[k - 1], A[k][:nb], dx, dx)
-                dmax[k] = _absmax_bound(dx)
-                amax[k] = _absmax_bound(A[k][:nb])
-            for k in range(L - 1, -1, -1):
-                delta = lr * nb * max(amax[k], 1.0) * dmax[k + 1]
-                if not delta + wbound[k] < limit:
-                    wbound[k] = _absmax_bound(params[offsets[k]:offsets[k + 1]])
-                    if not delta + wbound[k] < limit:
-                        _fail(status, batch, k, FAIL_UPDATE)
-                        return loss_sum, correct, steps
-            for k in range(L):
-                set_threads_local(threads_for(W[k].shape[0], W[k].shape[1], nb, blas_threads))
-                gemm(-lr, A[k][:nb], True, D[k + 1][:nb], False, 1.0, W[k])
-                _sgd_bias(b[k], D[k + 1][:nb], db[k], lr)
-                wbound[k] += lr * nb * max(amax[k], 1.0) * dmax[k + 1]
-        else:
-            for k in range(L - 1, -1, -1):
-                dy = D[k + 1][:nb]
-                matmul(A[k][:nb], True, dy, False, dW[k], blas_threads)
-                column_sums(dy, db[k])
-                if k > 0:
-                    dx = D[k][:nb]
-                    matmul(dy, False, W[k], True, dx, blas_threads)
-                    multiply_derivative(codes[k - 1], A[k][:nb], dx, dx)
-            for k in range(L):
-                s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
-                if not math.isfinite(s):
-                    _fail(status, batch, k, FAIL_GRADIENT)
-                    return loss_sum, correct, steps
-                norms[k] += s
-            if opt_kind == OPT_MOMENTUM:
-                if not optim.sgd_momentum_is_finite(params, grads, slot1, hyper[0], hyper[1]):
-                    _fail(status, batch, -1, FAIL_UPDATE)
-                    return loss_sum, correct, steps
-                optim.sgd_momentum(params, grads, slot1, hyper[0], hyper[1])
-            else:
-                if not optim.adam_is_finite(params, grads, slot1, slot2, hyper[0], hyper[1], hyper[2],
-                                            hyper[3], step0 + steps + 1):
-                    _fail(status, batch, -1, FAIL_UPDATE)
-                    return loss_sum, correct, steps
-                optim.adam(params, grads, slot1, slot2, hyper[0], hyper[1], hyper[2], hyper[3],
-                           step0 + steps + 1)
+        layer, what = _STEP(opt_kind, nb, W, b, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound,
+                            grads, slot1, slot2, step0 + steps + 1, norms, blas_threads)
+        if what >= 0:
+            _fail(status, batch, layer, what)
+            return loss_sum, correct, steps
+        correct += right
         steps += 1
         loss_sum += loss * nb
     return loss_sum, correct, steps
+
+
+_VARIANTS = {(labels, fused_sgd): specialize(_train_epoch, f"{'labels' if labels else 'targets'}_"
+                                             f"{'sgd' if fused_sgd else 'explicit'}",
+                                             _HEAD=_head_labels if labels else _head_targets,
+                                             _STEP=_sgd_step if fused_sgd else _explicit_step)
+             for labels in (True, False) for fused_sgd in (True, False)}
+
+
+def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind, params, grads,
+                offsets, opt_kind, *rest):
+    """Run the variant of the epoch kernel for this loss and optimizer (arguments: module docstring)."""
+    kernel_ = _VARIANTS[loss_kind == LOSS_CE_LABELS, opt_kind == OPT_SGD]
+    return kernel_(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind, params, grads,
+                   offsets, opt_kind, *rest)

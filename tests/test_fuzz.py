@@ -50,7 +50,7 @@ LAYOUTS = ("C", "F", "strided", "reversed", "readonly", "broadcast", "list", "tu
 #: Library bugs this fuzzer found that are reported but not fixed yet (in files the fuzz tests' author does
 #: not own). Each is kept out of the random search and pinned by a strict xfail regression test at the end
 #: of this file: when the fix lands, that test XPASSes and fails — then delete the entry here.
-KNOWN = {"byteswapped-float64", "loss-list-pred", "zero-classes"}
+KNOWN = set()
 NO_BYTESWAPPED_F8 = tuple(d for d in BENIGN_DTYPES if d != ">f8" or "byteswapped-float64" not in KNOWN)
 ARRAY_LAYOUTS = tuple(l for l in LAYOUTS if l not in ("list", "tuple"))
 
