@@ -18,7 +18,6 @@ from . import _checks
 from .kernels import batch as batch_kernels
 from .errors import GradientHealthWarning, NonFiniteUpdateError, TrainingDivergedError, TrainingInterrupted
 from .network import NeuralNetwork, count_correct
-from .optimizers import SGD
 
 
 class Trainer:
@@ -125,7 +124,6 @@ class Trainer:
         if start_epoch > self.epochs:       # a finished run's checkpoint: nothing left to do
             return history
         run_epoch = self._fused_epoch_runner(X, y) if use_fused else self._layer_epoch_runner(X, y)
-        plain_sgd = use_fused and type(net.optimizer) is SGD and not net.optimizer.momentum
         health = _GradientHealth(net)
         stop = _StopFlag()
         bar = _progress(self.epochs, self.verbose, start_epoch - 1)
@@ -160,8 +158,6 @@ class Trainer:
                     history["loss"].append(loss)
                     if net.classification:
                         history["accuracy"].append(correct / len(X))
-                    if plain_sgd:           # the fused SGD kernel never materialises the gradient
-                        self._last_batch_gradient(X, y, order)
                     history["grad_norm"].append(health.record(epoch))
                     if val is not None:
                         scores = net.evaluate(*val)
@@ -181,15 +177,6 @@ class Trainer:
             if bar is not None:
                 bar.close()
         return history
-
-    def _last_batch_gradient(self, X, y, order):
-        """Fill the network's gradients for the epoch's last mini-batch at the current weights (the weights
-        are not changed): what history["grad_norm"] reports when the fused kernel keeps no gradients."""
-        net = self.net
-        idx = order[(len(X) - 1) // self.batch_size * self.batch_size:]
-        out = net._forward(X[idx])
-        net.loss._forward(out, y[idx])
-        net._backward()
 
     # -- the per-layer path ----------------------------------------------------------------------
     def _layer_epoch_runner(self, X, y):

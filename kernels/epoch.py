@@ -116,10 +116,12 @@ def _head_targets(loss_kind, logits, head, labels, targets, order, start, label_
 
 
 @kernel
-def _sgd_step(opt_kind, nb, W, b, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound, grads,
-              slot1, slot2, step, norms, blas_threads):
+def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound, grads,
+              slot1, slot2, step, norms, last, blas_threads):
     """Backward pass and plain SGD update inside the weight-gradient GEMMs, once the bound proves every
-    new weight finite. Returns (failed layer or -1, what failed) with what = -1 for success."""
+    new weight finite. On the epoch's ``last`` batch the weight gradients are also written to dW (one
+    GEMM per layer per epoch), so that the epoch's gradient norms are those of the per-layer path.
+    Returns (failed layer or -1, what failed) with what = -1 for success."""
     L = len(W)
     lr = hyper[0]
     limit = np.finfo(params.dtype).max / 4.0
@@ -136,6 +138,9 @@ def _sgd_step(opt_kind, nb, W, b, db, A, D, codes, params, offsets, hyper, amax,
             wbound[k] = _absmax_bound(params[offsets[k]:offsets[k + 1]])
             if not delta + wbound[k] < limit:
                 return k, FAIL_UPDATE
+    if last:
+        for k in range(L):
+            matmul(A[k][:nb], True, D[k + 1][:nb], False, dW[k], blas_threads)
     for k in range(L):
         set_threads_local(threads_for(W[k].shape[0], W[k].shape[1], nb, blas_threads))
         gemm(-lr, A[k][:nb], True, D[k + 1][:nb], False, 1.0, W[k])
@@ -145,15 +150,14 @@ def _sgd_step(opt_kind, nb, W, b, db, A, D, codes, params, offsets, hyper, amax,
 
 
 @kernel
-def _explicit_step(opt_kind, nb, W, b, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound,
-                   grads, slot1, slot2, step, norms, blas_threads):
+def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound,
+                   grads, slot1, slot2, step, norms, last, blas_threads):
     """Backward pass into the gradient buffer, gradient norms, then a checked momentum or Adam update.
     Returns (failed layer or -1, what failed) with what = -1 for success."""
     L = len(W)
     for k in range(L - 1, -1, -1):
         dy = D[k + 1][:nb]
-        matmul(A[k][:nb], True, dy, False, grads[offsets[k]:offsets[k] + W[k].size].reshape(W[k].shape),
-               blas_threads)
+        matmul(A[k][:nb], True, dy, False, dW[k], blas_threads)
         column_sums(dy, db[k])
         if k > 0:
             dx = D[k][:nb]
@@ -203,8 +207,9 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
         if not math.isfinite(loss):
             _fail(status, batch, -1, FAIL_LOSS)
             return loss_sum, correct, steps
-        layer, what = _STEP(opt_kind, nb, W, b, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound,
-                            grads, slot1, slot2, step0 + steps + 1, norms, blas_threads)
+        layer, what = _STEP(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax, dmax,
+                            wbound, grads, slot1, slot2, step0 + steps + 1, norms, start + nb >= n,
+                            blas_threads)
         if what >= 0:
             _fail(status, batch, layer, what)
             return loss_sum, correct, steps

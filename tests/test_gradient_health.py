@@ -39,24 +39,21 @@ def test_grad_norm_history_is_the_last_batch_gradient(opt, fused):
     norms = history["grad_norm"]
     assert len(norms) == 4 and all(len(row) == 2 for row in norms)
     assert all(isinstance(v, float) and np.isfinite(v) and v > 0 for row in norms for v in row)
-    if opt == "sgd" and fused == "auto":
-        # the fused SGD kernel keeps no gradient: the norm is that of the last batch at the final weights
-        probe = make_net(opt, dtype=np.float64)
-        probe._flat_params[...] = net._flat_params
-        probe.forward(X[80:].astype(np.float64), y[80:])
-        probe.backward()
-        np.testing.assert_allclose(norms[-1], layer_gradient_norms(probe), rtol=1e-12)
-    else:
-        # the gradient of the epoch's last mini-batch, the one its last update used
-        np.testing.assert_allclose(norms[-1], layer_gradient_norms(net), rtol=1e-12)
+    # the gradient of the epoch's last mini-batch, the one its last update used (the fused SGD kernel,
+    # which updates inside the GEMMs, writes it out on each epoch's last batch)
+    np.testing.assert_allclose(norms[-1], layer_gradient_norms(net), rtol=1e-12)
 
 
-@pytest.mark.parametrize("opt", ["momentum", "adam"])
+
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
 def test_grad_norm_history_is_the_same_on_both_paths(opt):
     X, y = make_data()
     histories = [make_net(opt).fit(X, y, epochs=3, batch_size=16, verbose=0, fused=f)["grad_norm"]
                  for f in (False, "auto")]
-    assert histories[0] == histories[1]
+    if opt == "sgd":     # the fused SGD update rounds differently (inside the GEMM): equal to float tolerance
+        np.testing.assert_allclose(histories[1], histories[0], rtol=1e-5)
+    else:
+        assert histories[0] == histories[1]
 
 
 def test_grad_norm_history_round_trips_through_a_model_file(tmp_path):
