@@ -4,8 +4,6 @@ Shapes: x (batch, n_in), w (n_in, n_out), b (n_out,), y and dy (batch, n_out), d
 All C-contiguous, one float dtype. The GEMMs go to BLAS (kernels/_blas.py); the bias and the activation
 are fused into one pass over the GEMM output.
 """
-import numpy as np
-
 from ._blas import gemm
 from ._jit import kernel
 from .activations import IDENTITY, bias_activate, bias_activate_parallel, multiply_derivative

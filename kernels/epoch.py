@@ -176,6 +176,9 @@ def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyp
     return -1, -1
 
 
+_HEAD = _STEP = None     # bound per variant of _train_epoch by specialize()
+
+
 def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
                  params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
                  label_buf, target_buf, blas_threads):
