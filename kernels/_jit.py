@@ -8,9 +8,65 @@ No fastmath flag that assumes finite values (``nnan``, ``ninf``): divergence det
 to survive (DESIGN §3). Reductions may reassociate (``reduction_kernel``) so that they vectorise; their
 results are deterministic for a given build, though not equal to a left-to-right sum.
 """
+import functools
+import hashlib
+import os
 import types
 
 from numba import njit
+from numba.core import caching
+
+_KERNELS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels_source_hash(stamps):
+    digest = hashlib.sha256()
+    for name, _ in stamps:
+        with open(os.path.join(_KERNELS_DIR, name), "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read())
+    return digest.digest()
+
+
+def _kernels_stamp():
+    """One hash over every kernel source file."""
+    names = sorted(n for n in os.listdir(_KERNELS_DIR) if n.endswith(".py"))
+    return _kernels_source_hash(tuple((n, os.stat(os.path.join(_KERNELS_DIR, n)).st_mtime_ns) for n in names))
+
+
+def _whole_package_stamp(locator_class):
+    """A Numba cache locator that stamps a kernel's cache with the hash of *all* kernel files.
+
+    Numba re-validates a cached function against its own source file only, but the machine code of a
+    kernel includes the kernels it calls from other files: after one of those changes (an upgrade, a
+    checkout), the stale code would be loaded — and can crash. With this stamp any change to any kernel
+    file invalidates every cached kernel.
+    """
+    class Locator(locator_class):
+        def get_source_stamp(self):
+            return _kernels_stamp()
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if os.path.dirname(os.path.abspath(py_file)) != _KERNELS_DIR:
+                return None
+            return super().from_function(py_func, py_file)
+
+    Locator.__name__ = Locator.__qualname__ = "Kernels" + locator_class.__name__
+    return Locator
+
+
+def _numba_name(name):
+    """Numba ≥ 0.61 made its cache classes public (CacheImpl); before, they were _CacheImpl etc."""
+    return getattr(caching, name, None) or getattr(caching, "_" + name)
+
+
+_cache_impl = _numba_name("CacheImpl")
+if not getattr(_cache_impl, "_fastnn_locators", False):
+    _cache_impl._locator_classes[:0] = [
+        _whole_package_stamp(_numba_name(name))
+        for name in ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")]
+    _cache_impl._fastnn_locators = True
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 

@@ -574,3 +574,18 @@ def test_absmax_bound_is_a_tight_upper_bound(dtype, n, m, seed, scale):
         y = x.copy()
         y[n // 2, m // 2] = bad
         assert _absmax_bound(y) == np.inf
+
+
+def test_kernel_caches_are_stamped_with_every_kernel_source(tmp_path, monkeypatch):
+    """A cached kernel links in kernels from other files, so its cache must go stale when any kernel file
+    changes (Numba alone re-checks only the function's own file; a stale cache once crashed a kernel)."""
+    from fastnn.kernels import _jit
+    locator = dense.forward._cache._impl._locator
+    assert type(locator).__name__.startswith("Kernels")
+    assert locator.get_source_stamp() == _jit._kernels_stamp()
+    for name in ("a.py", "b.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    monkeypatch.setattr(_jit, "_KERNELS_DIR", str(tmp_path))
+    before = _jit._kernels_stamp()
+    (tmp_path / "b.py").write_text("x = 2\n")
+    assert _jit._kernels_stamp() != before
