@@ -71,7 +71,7 @@ if not getattr(_cache_impl, "_fastnn_locators", False):
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 
 #: Elementwise passes smaller than this run serially: a parallel region costs microseconds to launch and
-#: only pays above ~1e5 elements on the machines we measured (benchmarks/bench_kernels.py).
+#: only pays above ~1e5 elements on the machines we measured (benchmarks/benchmarks/bench_kernels.py).
 PARALLEL_MIN_ELEMENTS = 1 << 17
 
 

@@ -1,0 +1,165 @@
+"""Smoke tests of benchmarks/: every peer builds its model and trains, the NumPy baseline is correct
+(its gradients equal fastnn's on the same weights), and the comparison harness runs end to end.
+
+No timing assertions: these check that the benchmark code works, not how fast anything is.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import matrix, peers
+from benchmarks.peers import numpy_peer
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = matrix.get("tiny")
+N = 2048                      # 64 batches of 32: a tiny epoch
+IN_PROCESS = ["fastnn", "fastnn-layer", "torch-1t", "torch-all", "jax", "sklearn", "numpy"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return matrix.make_data(TINY, n=N)
+
+
+@pytest.fixture
+def restore_threads():
+    """Peers set thread counts process-wide (torch); put them back for the rest of the suite."""
+    saved = None
+    if "torch" in sys.modules:
+        saved = sys.modules["torch"].get_num_threads()
+    yield
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(saved or peers.CORES)
+
+
+def build_or_skip(name, X, y):
+    cls, options, _ = peers.load(name)
+    ok, why = cls.available()
+    if not ok:
+        pytest.skip(f"peer {name} not available: {why}")
+    return cls(TINY, X, y, seed=0, **options)
+
+
+def test_matrix_cells():
+    assert list(matrix.CELLS) == ["tiny", "small", "mnist128", "mnist1024", "wide"]
+    mnist = matrix.get("mnist128")
+    W = 784 * 256 + 256 * 128 + 128 * 10
+    assert mnist.weights == W
+    assert mnist.flops_per_sample == 2 * W + 2 * W + 2 * (W - 784 * 256)
+    assert matrix.get("mnist1024").batch == 1024 and matrix.get("wide").sizes == (1024, 4096, 4096, 10)
+    for cell in matrix.CELLS.values():
+        assert cell.n_full % cell.batch == 0 and cell.n_quick % cell.batch == 0 and cell.n_full >= 8 * cell.batch
+    X1, y1 = matrix.make_data(TINY, n=256)
+    X2, y2 = matrix.make_data(TINY, n=256)
+    assert X1.dtype == np.float32 and y1.dtype == np.int64 and X1.flags.c_contiguous
+    np.testing.assert_array_equal(X1, X2)
+    np.testing.assert_array_equal(y1, y2)
+    assert 0.2 < np.mean(y1) < 0.8          # both classes present
+
+
+@pytest.mark.parametrize("name", IN_PROCESS)
+def test_peer_trains_one_tiny_epoch(name, tiny_data, restore_threads):
+    X, y = tiny_data
+    peer = build_or_skip(name, X, y)
+    seconds = peer.epoch()
+    assert math.isfinite(seconds) and seconds > 0
+    times = peer.epochs(2)
+    assert len(times) == 2 and all(math.isfinite(t) and t > 0 for t in times)
+    assert math.isfinite(peer.loss())
+    json.dumps(peer.info())                  # sent over the harness's JSON protocol
+
+
+@pytest.mark.parametrize("name", [p for p in IN_PROCESS if p != "torch-all"])   # same module as torch-1t
+def test_peer_loss_decreases_on_tiny(name, tiny_data, restore_threads):
+    X, y = tiny_data
+    peer = build_or_skip(name, X, y)
+    peer.epoch()                             # scikit-learn has no weights before its first epoch
+    before = peer.loss()
+    peer.epochs(4)
+    after = peer.loss()
+    assert after < before, f"{name}: loss {before:.4f} -> {after:.4f} after 4 more epochs"
+
+
+def test_fastnn_layer_path_matches_default(tiny_data):
+    """The two fastnn peers train the same numbers (DESIGN §4), so they measure the same work."""
+    X, y = tiny_data
+    a, b = build_or_skip("fastnn", X, y), build_or_skip("fastnn-layer", X, y)
+    a.epochs(2)
+    b.epochs(2)
+    assert a.loss() == pytest.approx(b.loss(), rel=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["tiny", "small", "mnist128"])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_numpy_baseline_gradients_equal_fastnn(cell, dtype, rtol):
+    """The textbook NumPy network computes the same loss and gradients as fastnn on the same weights."""
+    import fastnn as fnn
+    c = matrix.get(cell)
+    layers = []
+    for k, (n_in, n_out) in enumerate(c.shapes):
+        layers.append(fnn.FullyConnected(n_in, n_out, dtype=dtype))
+        if k < len(c.shapes) - 1:
+            layers.append(fnn.ReLU())
+    net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=fnn.SGD(lr=0.01), seed=3)
+    fcs = [layer for layer in net.layers if isinstance(layer, fnn.FullyConnected)]
+    rng = np.random.default_rng(7)
+    for fc in fcs:                           # non-zero biases, so the bias path is exercised too
+        fc.bias = (rng.standard_normal(fc.out_features) * 0.1).astype(dtype)
+    x = rng.standard_normal((37, c.n_features)).astype(dtype)      # an odd batch
+    labels = rng.integers(0, c.n_classes, 37)
+    params = [(fc.weights.copy(), fc.bias.copy()) for fc in fcs]
+
+    loss_np, grads = numpy_peer.loss_and_grads(params, x, labels)
+    loss_fnn = net.forward(x, labels)
+    net.backward()
+    assert loss_np == pytest.approx(loss_fnn, rel=rtol)
+    for k, (fc, (dw, db)) in enumerate(zip(fcs, grads)):
+        assert dw.dtype == dtype and db.dtype == dtype
+        scale = max(float(np.abs(dw).max()), 1e-30)
+        np.testing.assert_allclose(fc.grad_weights, dw, rtol=rtol, atol=rtol * scale, err_msg=f"layer {k} dW")
+        scale = max(float(np.abs(db).max()), 1e-30)
+        np.testing.assert_allclose(fc.grad_bias, db, rtol=rtol, atol=rtol * scale, err_msg=f"layer {k} db")
+
+    # and one SGD step moves the weights the same way
+    numpy_peer.sgd_step(params, grads, dtype(0.01))
+    net.step()
+    for fc, (w, b) in zip(fcs, params):
+        np.testing.assert_allclose(fc.weights, w, rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(fc.bias, b, rtol=rtol, atol=rtol)
+
+
+def test_compare_runs_end_to_end(tmp_path):
+    """compare.py: child processes, rounds, sgemm, the Markdown table and the JSON, on a tiny run."""
+    out = tmp_path / "compare.json"
+    env = dict(os.environ, OPENBLAS_CORETYPE=os.environ.get("OPENBLAS_CORETYPE", "Haswell"))
+    cmd = [sys.executable, "-m", "benchmarks.compare", "--cells", "tiny", "--peers", "fastnn,numpy", "--n", "1024",
+           "--rounds", "2", "--settle", "0", "--sgemm-size", "128", "--sgemm-repeats", "2", "--json", str(out)]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(out.read_text())
+    cell = report["cells"][0]
+    for name in ("fastnn", "numpy"):
+        entry = cell["peers"][name]
+        assert entry["status"] == "ok", entry
+        assert len(entry["times"]) == 2 and entry["samples_per_s"]["median"] > 0
+        assert entry["peak_rss_mib"] > 0
+        assert entry["trains"], entry
+    assert "fastnn_pct_of_limit" in cell["summary"] and "fastnn/best_peer" in cell["summary"]
+    assert "OPENBLAS_CORETYPE" in report["env_removed"]
+    text = res.stdout
+    assert "| fastnn (default path) |" in text and "NumPy, textbook" in text
+    assert "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset" in text
+    assert "**Command**: `python -m benchmarks.compare --cells tiny" in text
+
+
+def test_run_reports_errors_as_json():
+    res = subprocess.run([sys.executable, "-m", "benchmarks.peers.run", "numpy", "no-such-cell"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    msg = json.loads(res.stdout.strip().splitlines()[-1])
+    assert msg["event"] == "error" and "no-such-cell" in msg["error"]
