@@ -34,7 +34,7 @@ from scipy.special import expit
 
 from . import _checks
 from .kernels import optim as _optim_kernels
-from .kernels._jit import PARALLEL_MIN_ELEMENTS
+from .threads import parallel_pays
 from .layers import FullyConnected, ReLU, Sigmoid, TanH
 from .losses import L2Loss, Loss, SoftmaxCrossEntropy
 from .network import PREDICT_CHUNK, NeuralNetwork
@@ -221,7 +221,7 @@ class _Model:
 
 def _axpy(y, a, x):
     """y += a * x in place for 1-D contiguous arrays (fastnn's SGD kernel: y -= (-a) * x)."""
-    run = _optim_kernels.sgd_parallel if y.size >= PARALLEL_MIN_ELEMENTS else _optim_kernels.sgd
+    run = _optim_kernels.sgd_parallel if parallel_pays(y.size) else _optim_kernels.sgd
     run(y, x, -a)
 
 

@@ -17,7 +17,7 @@ from . import _checks, initializers
 from .kernels import activations as act_kernels
 from .kernels import dense as dense_kernels
 from .kernels import softmax_ce as sm_kernels
-from .kernels._jit import PARALLEL_MIN_ELEMENTS
+from .threads import parallel_pays
 
 
 class Layer:
@@ -139,7 +139,7 @@ class FullyConnected(Layer):
     def _forward_activated(self, x, code):
         """f(x @ weights + bias) in one pass for the activation ``code``; the output is buffered."""
         out = self._buffer("out", x.shape[0], self.out_features, self.dtype)
-        run = dense_kernels.forward_parallel if out.size >= PARALLEL_MIN_ELEMENTS else dense_kernels.forward
+        run = dense_kernels.forward_parallel if parallel_pays(out.size) else dense_kernels.forward
         run(x, self._w, self._b, code, out)
         self._in, self._out = x, out
         return out
@@ -166,14 +166,14 @@ class _Activation(Layer):
         out = self._buffer("out", x.shape[0], x.shape[1], x.dtype)
         no_bias = self._buffer("zero_bias", 1, x.shape[1], x.dtype)[0]
         no_bias[:] = 0
-        parallel = out.size >= PARALLEL_MIN_ELEMENTS
+        parallel = parallel_pays(out.size)
         (act_kernels.bias_activate_parallel if parallel else act_kernels.bias_activate)(x, no_bias, self.code, out)
         self._out = out
         return out
 
     def _backward(self, dy, need_input_grad=True):
         dx = self._buffer("dx", dy.shape[0], dy.shape[1], dy.dtype)
-        parallel = dx.size >= PARALLEL_MIN_ELEMENTS
+        parallel = parallel_pays(dx.size)
         run = act_kernels.multiply_derivative_parallel if parallel else act_kernels.multiply_derivative
         run(self.code, self._out, dy, dx)
         return dx

@@ -9,7 +9,7 @@ import numpy as np
 from . import _checks
 from .errors import NonFiniteUpdateError
 from .kernels import optim as kernels
-from .kernels._jit import PARALLEL_MIN_ELEMENTS
+from .threads import parallel_pays
 
 
 class Optimizer:
@@ -64,7 +64,7 @@ class Optimizer:
         """
         flats = self._flat_views(params, grads)
         self.steps += 1
-        if len(flats) == 1 and flats[0][0].size < PARALLEL_MIN_ELEMENTS:
+        if len(flats) == 1 and not parallel_pays(flats[0][0].size):
             p, g, slots = flats[0]
             if not self._checked(p, g, slots):
                 self.steps -= 1
@@ -75,7 +75,7 @@ class Optimizer:
                 self.steps -= 1
                 raise NonFiniteUpdateError(i)
         for p, g, slots in flats:
-            self._update(p, g, slots, p.size >= PARALLEL_MIN_ELEMENTS)
+            self._update(p, g, slots, parallel_pays(p.size))
 
     def config(self):
         raise NotImplementedError

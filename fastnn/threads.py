@@ -1,11 +1,14 @@
 """Thread counts: Numba's and BLAS's threads together, so that they never oversubscribe the cores.
 
-Policy (measured in benchmarks/README.md, "threads"):
+Policy (measured with benchmarks/threads.py on the 2-core machine; numbers in benchmarks/README.md):
 * BLAS gets ``n`` threads for GEMMs large enough to pay for waking them (kernels/_blas.py,
   ``MIN_THREADED_MACS``); smaller GEMMs run on the calling thread alone.
-* Numba's own ``parallel=True`` kernels are used only for elementwise passes above
-  ``PARALLEL_MIN_ELEMENTS``, never inside the fused epoch kernel, so a spinning BLAS thread and a Numba
-  worker never wait on each other there.
+* Numba's ``parallel=True`` kernels are used only where they pay: an elementwise pass of at least
+  ``PARALLEL_MIN_ELEMENTS`` while BLAS runs single-threaded (``parallel_pays``). A parallel region
+  entered right after a multi-threaded OpenBLAS call waited ~7.6 ms for the BLAS threads, which spin
+  before they sleep (GNU OpenMP layer); with OMP_WAIT_POLICY=passive or the workqueue layer the launch
+  still cost 30-60 us, which a serial pass only exceeds above ~1e6 elements. The fused epoch kernel
+  is serial Numba around multi-threaded BLAS.
 * Results are deterministic for a given thread count; a different count can change the last bits (the
   BLAS splits its work differently).
 On a machine whose cores are busy with other work, ``set_num_threads(1)`` avoids threads that spin while
@@ -14,6 +17,8 @@ waiting for a core: with 2 threads on 2 busy cores an epoch can be 10-50x slower
 import os
 
 import numba
+
+from .kernels._jit import PARALLEL_MIN_ELEMENTS
 
 _blas_threads = None
 
@@ -43,6 +48,11 @@ def set_num_threads(n):
 def get_num_threads():
     """The number of threads fastnn uses (Numba's parallel kernels and BLAS)."""
     return numba.get_num_threads()
+
+
+def parallel_pays(size):
+    """Whether an elementwise pass over ``size`` elements should use a ``parallel=True`` kernel."""
+    return size >= PARALLEL_MIN_ELEMENTS and blas_threads() == 1 and numba.get_num_threads() > 1
 
 
 def blas_threads():

@@ -70,9 +70,10 @@ if not getattr(_cache_impl, "_fastnn_locators", False):
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 
-#: Elementwise passes smaller than this run serially: a parallel region costs microseconds to launch and
-#: only pays above ~1e5 elements on the machines we measured (benchmarks/benchmarks/bench_kernels.py).
-PARALLEL_MIN_ELEMENTS = 1 << 17
+#: Elementwise passes smaller than this run serially: a parallel region costs 30-60 us to launch on the
+#: 2-core machine we measured (and ~7.6 ms right after a multi-threaded BLAS call, see fastnn/threads.py);
+#: a serial pass takes longer than that only above ~1e6 elements.
+PARALLEL_MIN_ELEMENTS = 1 << 20
 
 
 def kernel(fn):
