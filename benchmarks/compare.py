@@ -412,7 +412,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs-per-turn", type=int, default=1, help="epochs a peer runs per turn of a round")
     p.add_argument("--n", type=int, default=None, help="override samples per epoch (tests)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--settle", type=float, default=0.05, help="seconds of pause between turns")
+    p.add_argument("--settle", type=float, default=0.3, help="seconds of pause between turns")
     p.add_argument("--timeout", type=float, default=1200, help="seconds one peer may take to answer")
     p.add_argument("--budget", type=float, default=None,
                    help="seconds for the whole run, after which each cell stops after its current round (at least "

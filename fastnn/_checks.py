@@ -63,8 +63,26 @@ def _numeric_array(x, name):
     return arr
 
 
+def row_blocks(arr, elements=1 << 20):
+    """Views of consecutive row blocks of ``arr`` of about ``elements`` each: whole-array NumPy checks
+    would allocate a temporary as large as the data."""
+    rows = max(1, elements // max(1, arr[:1].size))
+    for start in range(0, len(arr), rows):
+        yield arr[start:start + rows]
+
+
+def absmax(arr):
+    """max |arr| (inf when arr holds NaN/Inf), computed block by block."""
+    top = 0.0
+    for block in row_blocks(arr):
+        if not np.isfinite(block).all():
+            return np.inf
+        top = max(top, float(np.abs(block).max(initial=0)))
+    return top
+
+
 def _ensure_finite(arr, name):
-    if not np.isfinite(arr).all():
+    if not all(np.isfinite(block).all() for block in row_blocks(arr)):
         bad = np.argwhere(~np.isfinite(arr))
         raise ValueError(f"{name} contains {len(bad)} NaN or infinite value(s), the first at index "
                          f"{tuple(int(i) for i in bad[0])}")

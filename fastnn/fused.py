@@ -3,7 +3,7 @@ buffers it needs. The Trainer uses it for networks made of FullyConnected layers
 by one ReLU / Sigmoid / TanH, with SoftmaxCrossEntropy or L2Loss and SGD or Adam."""
 import numpy as np
 
-from . import threads
+from . import _checks, threads
 from .errors import TrainingDivergedError
 from .kernels import epoch as kernels
 from .kernels._blas import set_threads_local
@@ -63,7 +63,7 @@ class EpochRunner:
         self.A = tuple(np.empty((rows, w), dtype) for w in widths)
         self.D = (np.empty((0, 0), dtype),) + tuple(np.empty((rows, w), dtype) for w in widths[1:])
         self.norms = np.zeros(len(fcs), np.float64)
-        self.x_absmax = float(np.abs(X).max())
+        self.x_absmax = _checks.absmax(X)
         self.status = np.zeros(3, np.int64)
         if y.ndim == 1:
             self.loss_kind = kernels.LOSS_CE_LABELS
