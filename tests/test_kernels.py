@@ -310,7 +310,7 @@ def test_softmax_ce_dense(dtype, kind, n, m, seed):
     loss = sce.softmax_ce_dense(z, t, grad)
     loss_ref, grad_ref = ref.softmax_ce_dense(z, t)
     r = rtol(dtype)
-    assert loss == pytest.approx(loss_ref, rel=r, abs=r * (1 + np.abs(z).max()) * m)
+    assert loss == pytest.approx(loss_ref, rel=r, abs=float(r * (1 + np.abs(z).max()) * m))
     np.testing.assert_allclose(grad, grad_ref, rtol=10 * r, atol=r / n)
     if kind == "one-hot":
         labels = np.argmax(t, axis=1).astype(np.int64)
