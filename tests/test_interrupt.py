@@ -187,12 +187,30 @@ CHILD = textwrap.dedent("""
         return fnn.NeuralNetwork([fnn.FullyConnected(20, 64), fnn.ReLU(), fnn.FullyConnected(64, 5)],
                                  optimizer=fnn.Adam(lr=0.001), seed=0)
 
-    fused = "auto" if kind == "fused" else False
-    make().fit(X[:64], y[:64], epochs=1, batch_size=32, verbose=0, fused=fused)    # warm up the kernels
+    use_fused = "auto" if kind == "fused" else False
+    make().fit(X[:64], y[:64], epochs=1, batch_size=32, verbose=0, fused=use_fused)    # warm up the kernels
     net = make()
-    print("ready", flush=True)
+    if sys.argv[5] == "signal":      # say "ready" from inside training, once the second epoch is under way
+        calls = [0]
+        if kind == "fused":
+            run_epoch = fused.EpochRunner.__call__
+            def announce(runner, order, epoch):
+                if epoch == 2:
+                    print("ready", flush=True)
+                return run_epoch(runner, order, epoch)
+            fused.EpochRunner.__call__ = announce
+        else:
+            loss_forward = net.loss._forward
+            def announce(out, target):
+                calls[0] += 1
+                if calls[0] == 70:           # 63 batches an epoch
+                    print("ready", flush=True)
+                return loss_forward(out, target)
+            net.loss._forward = announce
+    else:
+        print("ready", flush=True)
     try:
-        net.fit(X, y, epochs=epochs, batch_size=32, verbose=0, fused=fused,
+        net.fit(X, y, epochs=epochs, batch_size=32, verbose=0, fused=use_fused,
                 checkpoint=None if path == "-" else path, checkpoint_every=10**6)
     except KeyboardInterrupt as exc:
         info = {"type": type(exc).__name__, "message": str(exc), "epoch": exc.epoch, "batch": exc.batch,
@@ -210,12 +228,13 @@ CHILD = textwrap.dedent("""
 
 
 def _run(script, path, kind, epochs, out, sigint_after=None):
-    proc = subprocess.Popen([sys.executable, str(script), str(path), kind, str(epochs), str(out)],
+    mode = "plain" if sigint_after is None else "signal"
+    proc = subprocess.Popen([sys.executable, str(script), str(path), kind, str(epochs), str(out), mode],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                                      OMP_NUM_THREADS="1"))
     assert proc.stdout.readline().strip() == "ready"
-    if sigint_after is not None:
+    if sigint_after is not None:       # "ready" came from inside the second epoch: training is under way
         time.sleep(sigint_after)
         proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
@@ -230,7 +249,7 @@ def test_real_sigint_in_a_subprocess(tmp_path, kind):
     rc, info, err = _run(script, "-", kind, epochs, tmp_path / "ref.npy")
     assert rc == 0 and info == {"done": True}, err
     path = tmp_path / "run.ckpt"
-    rc, info, err = _run(script, path, kind, epochs, tmp_path / "run.npy", sigint_after=0.3)
+    rc, info, err = _run(script, path, kind, epochs, tmp_path / "run.npy", sigint_after=0.0)
     assert rc == 130, err
     assert info["type"] == "TrainingInterrupted" and info["message"].startswith("training interrupted")
     assert info["finite"] and info["handler_restored"] and info["checkpoint_matches"]
