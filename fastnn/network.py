@@ -49,7 +49,8 @@ class NeuralNetwork:
         self.history = {}
 
     def __getstate__(self):
-        """Copying or pickling in memory (e.g. by joblib) drops the lock; model files never pickle."""
+        """Copying in memory (deepcopy, or a process pool of a grid search) drops the lock; model files
+        are safetensors, never this."""
         state = self.__dict__.copy()
         del state["_lock"]
         return state

@@ -224,18 +224,7 @@ def test_divergence_is_raised_on_every_rank_at_the_same_step(tmp_path):
     assert len({tuple(line["where"]) for line in lines}) == 1
 
 
-def _cli_has_distributed():
-    import inspect
-    from fastnn import cli
-    if "distributed" not in inspect.signature(fnn.NeuralNetwork.fit).parameters:
-        return False
-    args, unknown = cli.build_parser().parse_known_args(["train", "--distributed"])
-    return not unknown and getattr(args, "distributed", False) is True
-
-
 @needs_mpi
-@pytest.mark.skipif(not _cli_has_distributed(),
-                    reason="fastnn train --distributed / fit(distributed=True) hook not applied yet")
 def test_cli_train_distributed_equals_one_process_with_the_global_batch(tmp_path):
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     common = [sys.executable, "-m", "fastnn", "train", "--epochs", "2", "--optimizer", "sgd", "--threads", "1"]
