@@ -294,15 +294,8 @@ class DistributedTrainer:
             raise ValueError(f"distributed training cannot start: the ranks disagree on the {what}: rank 0 has "
                              f"{shapes[0][3 if what == 'architecture' else slice(0, 3)]}, rank {bad} has "
                              f"{shapes[bad][3 if what == 'architecture' else slice(0, 3)]}")
-        history = {"loss": []}
-        if net.classification:
-            history["accuracy"] = []
-        if val is not None:
-            history["val_loss"] = []
-            if net.classification:
-                history["val_accuracy"] = []
-        history["grad_norm"] = []
-        history["time"] = []
+        from .trainer import new_history
+        history = new_history(net.classification, val is not None)
 
         # 2. resume (rank 0 reads the checkpoint), then broadcast the start state
         gb = self.global_batch_size

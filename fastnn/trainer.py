@@ -98,15 +98,7 @@ class Trainer:
                 raise ValueError("validation_data must be a pair (X_val, y_val)") from None
             X_val = net.check_input(X_val, "validation_data X")
             val = (X_val, net.check_target(y_val, X_val.shape[0], "validation_data y"))
-        history = {"loss": []}
-        if net.classification:
-            history["accuracy"] = []
-        if val is not None:
-            history["val_loss"] = []
-            if net.classification:
-                history["val_accuracy"] = []
-        history["grad_norm"] = []
-        history["time"] = []
+        history = new_history(net.classification, val is not None)
         use_fused = self._use_fused()
         n_batches = -(-len(X) // self.batch_size)
         rng = np.random.default_rng(self.seed)
@@ -219,6 +211,14 @@ class Trainer:
     def _fused_epoch_runner(self, X, y):
         from .fused import EpochRunner
         return EpochRunner(self.net, X, y, self.batch_size)
+
+
+def new_history(classification, validation):
+    """The empty per-epoch history of a fit: the keys it will fill, in the order they are reported."""
+    keys = ["loss"] + (["accuracy"] if classification else [])
+    if validation:
+        keys += ["val_loss"] + (["val_accuracy"] if classification else [])
+    return {key: [] for key in keys + ["grad_norm", "time"]}
 
 
 def _progress(total, verbose, initial=0):
