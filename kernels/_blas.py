@@ -15,9 +15,12 @@ import ctypes
 import llvmlite.binding
 import numpy as np
 import scipy.linalg.cython_blas as _cython_blas
+from llvmlite import ir
 from numba import cfunc, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from ._jit import inline_kernel
+from ._jit import kernel
 
 
 def _pointer(name):
@@ -30,15 +33,8 @@ def _pointer(name):
     return get_pointer(capsule, get_name(capsule))
 
 
-def _register(name):
-    """Register SciPy's BLAS ``name`` as the LLVM symbol fastnn_<name> and declare it to Numba."""
-    symbol = "fastnn_" + name
-    llvmlite.binding.add_symbol(symbol, _pointer(name))
-    return types.ExternalFunction(symbol, types.void(*([types.voidptr] * 13)))
-
-
-_sgemm = _register("sgemm")
-_dgemm = _register("dgemm")
+for _name in ("sgemm", "dgemm"):
+    llvmlite.binding.add_symbol("fastnn_" + _name, _pointer(_name))
 _N, _T = ord("N"), ord("T")
 
 
@@ -83,50 +79,107 @@ _threads_local = types.ExternalFunction("fastnn_blas_threads_local", types.int32
 MIN_THREADED_MACS = 1 << 22
 
 
-@inline_kernel
+@kernel
 def set_threads_local(n):
     """Set the calling thread's BLAS thread count; returns the previous one (0 when not supported)."""
     return _threads_local(np.int32(n))
 
 
-@inline_kernel
-def threads_for(m, n, k, max_threads):
-    """How many BLAS threads an (m×k)·(k×n) GEMM gets under fastnn's policy."""
-    return max_threads if m * n * k >= MIN_THREADED_MACS else 1
+def _gemm_codegen(context, builder, alpha, a, trans_a, b, trans_b, beta, c, max_threads):
+    """LLVM code for c = alpha·op(a)·op(b) + beta·c as one BLAS call, emitted in place at the call site;
+    each argument is a (Numba type, LLVM value) pair. max_threads > 0 first sets the calling thread's BLAS
+    thread count: max_threads for a GEMM of at least MIN_THREADED_MACS multiply-adds, else 1.
+
+    The BLAS arguments (passed by pointer, Fortran style) live in stack slots of the calling function: no
+    allocation per GEMM and no Numba-IR inlining (which re-runs Numba's passes per call site).
+    """
+    (alpha_ty, alpha), (a_ty, a), (ta_ty, ta), (b_ty, b), (tb_ty, tb), (beta_ty, beta), (c_ty, c) = (
+        alpha, a, trans_a, b, trans_b, beta, c)
+    dtype = c_ty.dtype
+    i32, i8, intp = ir.IntType(32), ir.IntType(8), context.get_value_type(types.intp)
+    arrays = [context.make_array(t)(context, builder, v) for t, v in ((a_ty, a), (b_ty, b), (c_ty, c))]
+    (a_rows, a_cols), (b_rows, b_cols), (m, n) = (cgutils.unpack_tuple(builder, x.shape, 2)
+                                                  for x in arrays)
+    itemsize = context.get_constant(types.intp, context.get_abi_sizeof(context.get_data_type(dtype)))
+
+    def leading(x, cols):     # the row stride in elements; at least 1 as BLAS requires
+        stride = builder.sdiv(cgutils.unpack_tuple(builder, x.strides, 2)[0], itemsize)
+        return builder.select(builder.icmp_signed(">", stride, cols), stride, cols)
+
+    one = ir.Constant(intp, 1)
+    lda, ldb, ldc = (builder.select(builder.icmp_signed("<", v, one), one, v)
+                     for v in (leading(arrays[0], a_cols), leading(arrays[1], b_cols),
+                               leading(arrays[2], n)))
+    ta = context.cast(builder, ta, ta_ty, types.boolean)
+    tb = context.cast(builder, tb, tb_ty, types.boolean)
+    k = builder.select(ta, a_rows, a_cols)
+    threads_ty, threads = max_threads
+    wanted = context.cast(builder, threads, threads_ty, types.int32)
+    with builder.if_then(builder.icmp_signed(">", wanted, ir.Constant(i32, 0))):
+        macs = builder.mul(builder.mul(m, n), k)
+        use = builder.select(builder.icmp_signed(">=", macs, ir.Constant(intp, MIN_THREADED_MACS)),
+                             wanted, ir.Constant(i32, 1))
+        set_local = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [i32]),
+                                                   "fastnn_blas_threads_local")
+        builder.call(set_local, [use])
+
+    def slot(llvm_type, value):
+        ptr = cgutils.alloca_once(builder, llvm_type)
+        builder.store(value, ptr)
+        return builder.bitcast(ptr, cgutils.voidptr_t)
+
+    def flag(trans):
+        return slot(i8, builder.select(trans, ir.Constant(i8, _T), ir.Constant(i8, _N)))
+
+    scalar = context.get_value_type(dtype)
+    to_i32 = [builder.trunc(v, i32) for v in (n, m, k, ldb, lda, ldc)]
+    blas_args = [flag(tb), flag(ta), slot(i32, to_i32[0]), slot(i32, to_i32[1]), slot(i32, to_i32[2]),
+                 slot(scalar, context.cast(builder, alpha, alpha_ty, dtype)),
+                 builder.bitcast(arrays[1].data, cgutils.voidptr_t), slot(i32, to_i32[3]),
+                 builder.bitcast(arrays[0].data, cgutils.voidptr_t), slot(i32, to_i32[4]),
+                 slot(scalar, context.cast(builder, beta, beta_ty, dtype)),
+                 builder.bitcast(arrays[2].data, cgutils.voidptr_t), slot(i32, to_i32[5])]
+    name = "fastnn_sgemm" if dtype == types.float32 else "fastnn_dgemm"
+    fn = cgutils.get_or_insert_function(builder.module,
+                                        ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t] * 13), name)
+    builder.call(fn, blas_args)
 
 
-@inline_kernel
-def matmul(a, trans_a, b, trans_b, out, max_threads):
-    """out = op(a) @ op(b) on the BLAS threads ``threads_for`` gives (C-contiguous arrays; op = .T when
-    the flag is set)."""
-    k = a.shape[0] if trans_a else a.shape[1]
-    set_threads_local(threads_for(out.shape[0], out.shape[1], k, max_threads))
-    gemm(1.0, a, trans_a, b, trans_b, 0.0, out)
+def _float_matrices(*arrays):
+    """True when every argument is a 2-D float32 (or every one a float64) Numba array type."""
+    return (all(isinstance(x, types.Array) and x.ndim == 2 for x in arrays)
+            and len({x.dtype for x in arrays}) == 1 and arrays[0].dtype in (types.float32, types.float64))
 
 
-@inline_kernel
-def gemm(alpha, a, trans_a, b, trans_b, beta, c):
-    """c = alpha · op(a) · op(b) + beta · c for C-contiguous 2-D float32 or float64 arrays.
+@intrinsic
+def gemm(typingctx, alpha, a, trans_a, b, trans_b, beta, c, max_threads):
+    """c = alpha · op(a) · op(b) + beta · c for 2-D float32 or float64 arrays with unit column stride
+    (C-contiguous, or row slices of such). Callable from kernels only.
 
     op(a) is a.T when ``trans_a`` (a then has shape (k, m)), else a (m, k); likewise b. c is (m, n).
-    Shapes must agree; callers check them. Row-major C is column-major Cᵀ = op(b)ᵀ·op(a)ᵀ, so BLAS gets
+    Shapes must agree; callers check them. ``max_threads`` ≤ 0 keeps the BLAS thread count set; > 0 sets
+    it for this and later GEMMs of the calling thread: max_threads if the GEMM has at least
+    MIN_THREADED_MACS multiply-adds, else 1. Row-major C is column-major Cᵀ = op(b)ᵀ·op(a)ᵀ, so BLAS gets
     b first.
     """
-    m, n = c.shape
-    k = a.shape[0] if trans_a else a.shape[1]
-    ints = np.empty(6, np.int32)
-    ints[0], ints[1], ints[2] = n, m, k
-    ints[3], ints[4], ints[5] = max(b.shape[1], 1), max(a.shape[1], 1), max(n, 1)
-    scalars = np.empty(2, c.dtype)
-    scalars[0], scalars[1] = alpha, beta
-    flags = np.empty(2, np.uint8)
-    flags[0] = _T if trans_b else _N
-    flags[1] = _T if trans_a else _N
-    if c.itemsize == 4:
-        _sgemm(flags[0:1].ctypes, flags[1:2].ctypes, ints[0:1].ctypes, ints[1:2].ctypes, ints[2:3].ctypes,
-               scalars[0:1].ctypes, b.ctypes, ints[3:4].ctypes, a.ctypes, ints[4:5].ctypes,
-               scalars[1:2].ctypes, c.ctypes, ints[5:6].ctypes)
-    else:
-        _dgemm(flags[0:1].ctypes, flags[1:2].ctypes, ints[0:1].ctypes, ints[1:2].ctypes, ints[2:3].ctypes,
-               scalars[0:1].ctypes, b.ctypes, ints[3:4].ctypes, a.ctypes, ints[4:5].ctypes,
-               scalars[1:2].ctypes, c.ctypes, ints[5:6].ctypes)
+    if not _float_matrices(a, b, c) or not isinstance(max_threads, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        _gemm_codegen(context, builder, *zip(sig.args, args))
+        return context.get_dummy_value()
+    return types.void(alpha, a, trans_a, b, trans_b, beta, c, max_threads), codegen
+
+
+@intrinsic
+def matmul(typingctx, a, trans_a, b, trans_b, out, max_threads):
+    """out = op(a) @ op(b): ``gemm`` with alpha = 1, beta = 0."""
+    if not _float_matrices(a, b, out) or not isinstance(max_threads, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        one, zero = context.get_constant(types.float64, 1.0), context.get_constant(types.float64, 0.0)
+        pairs = list(zip(sig.args, args))
+        _gemm_codegen(context, builder, (types.float64, one), *pairs[:4], (types.float64, zero), *pairs[4:])
+        return context.get_dummy_value()
+    return types.void(a, trans_a, b, trans_b, out, max_threads), codegen

@@ -12,14 +12,14 @@ from .activations import IDENTITY, bias_activate, bias_activate_parallel, multip
 @kernel
 def forward(x, w, b, code, out):
     """out = f(x @ w + b) with the activation ``code`` (activations.IDENTITY for none)."""
-    gemm(1.0, x, False, w, False, 0.0, out)
+    gemm(1.0, x, False, w, False, 0.0, out, 0)
     bias_activate(out, b, code, out)
 
 
 @kernel
 def forward_parallel(x, w, b, code, out):
     """``forward`` with the bias/activation pass split across threads (large outputs only)."""
-    gemm(1.0, x, False, w, False, 0.0, out)
+    gemm(1.0, x, False, w, False, 0.0, out, 0)
     bias_activate_parallel(out, b, code, out)
 
 
@@ -44,7 +44,7 @@ def backward(x, y, dy, code, w, dw, db, dx, delta):
     if code != IDENTITY:
         multiply_derivative(code, y, dy, delta)
         g = delta
-    gemm(1.0, x, True, g, False, 0.0, dw)
+    gemm(1.0, x, True, g, False, 0.0, dw, 0)
     column_sums(g, db)
     if dx.shape[0] > 0:
-        gemm(1.0, g, False, w, True, 0.0, dx)
+        gemm(1.0, g, False, w, True, 0.0, dx, 0)

@@ -23,7 +23,7 @@ Arguments (C-contiguous, one float dtype unless said):
   the epoch (explicit-gradient optimizers only); status (3,) int64: receives [failed batch (1-based) or 0,
   failed layer or -1, what failed: FAIL_LOSS, FAIL_GRADIENT or FAIL_UPDATE];
   label_buf (batch_size,) int64 / target_buf (batch_size, m): gathered targets; blas_threads: the most
-  BLAS threads a GEMM may use (small GEMMs get one, see _blas.threads_for).
+  BLAS threads a GEMM may use (small GEMMs get one, see _blas.matmul).
 Returns (loss summed over samples, correct predictions, steps taken). On a non-finite loss, gradient or
 update, or a weight that could overflow, the kernel stops before that batch's update: the parameters stay those of
 the last finite step.
@@ -33,7 +33,7 @@ import math
 import numpy as np
 
 from . import optim
-from ._blas import gemm, matmul, set_threads_local, threads_for
+from ._blas import gemm, matmul
 from ._jit import kernel, specialize
 from .activations import bias_activate, multiply_derivative
 from .batch import gather, gather_rows
@@ -142,8 +142,7 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, a
         for k in range(L):
             matmul(A[k][:nb], True, D[k + 1][:nb], False, dW[k], blas_threads)
     for k in range(L):
-        set_threads_local(threads_for(W[k].shape[0], W[k].shape[1], nb, blas_threads))
-        gemm(-lr, A[k][:nb], True, D[k + 1][:nb], False, 1.0, W[k])
+        gemm(-lr, A[k][:nb], True, D[k + 1][:nb], False, 1.0, W[k], blas_threads)
         _sgd_bias(b[k], D[k + 1][:nb], db[k], lr)
         wbound[k] += lr * nb * max(amax[k], 1.0) * dmax[k + 1]
     return -1, -1
@@ -182,7 +181,7 @@ _HEAD = _STEP = None     # bound per variant of _train_epoch by specialize()
 def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
                  params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
                  label_buf, target_buf, blas_threads):
-    """One epoch (see the module's docstring); GEMMs get BLAS threads by _blas.threads_for.
+    """One epoch (see the module's docstring); GEMMs get BLAS threads by _blas.matmul.
 
     A template: ``_HEAD`` and ``_STEP`` are bound per variant (see ``train_epoch``), so that a network
     compiles only the loss and optimizer code it uses. The caller restores its BLAS thread setting.

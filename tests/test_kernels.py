@@ -3,6 +3,7 @@ twins) against the float64 NumPy reference in tests/reference.py, on hypothesis-
 (batch 1, odd and prime sizes up to ~70) in float32 and float64."""
 import os
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
@@ -524,17 +525,34 @@ def test_gather_rows_and_labels(dtype, n, k, seed):
     np.testing.assert_array_equal(yb, y[order[start:]])
 
 
+@numba.njit
+def _call_gemm(alpha, a, trans_a, b, trans_b, beta, c):
+    _blas.gemm(alpha, a, trans_a, b, trans_b, beta, c, 0)      # an intrinsic: callable from kernels only
+
+
+def _padded(x, pad):
+    """x as a view into a wider array (row stride > columns), when pad > 0."""
+    if not pad:
+        return x
+    wide = np.full((x.shape[0], x.shape[1] + pad), np.nan, x.dtype)
+    wide[:, :x.shape[1]] = x
+    return wide[:, :x.shape[1]]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @HYP
 @given(m=sizes, n=sizes, k=sizes, trans_a=st.booleans(), trans_b=st.booleans(), seed=seeds,
-       alpha=st.sampled_from([1.0, -0.01, 2.5]), beta=st.sampled_from([0.0, 1.0, 0.5]))
-def test_gemm_alpha_beta(dtype, m, n, k, trans_a, trans_b, seed, alpha, beta):
+       alpha=st.sampled_from([1.0, -0.01, 2.5]), beta=st.sampled_from([0.0, 1.0, 0.5]),
+       pad=st.sampled_from([0, 3]))
+def test_gemm_alpha_beta(dtype, m, n, k, trans_a, trans_b, seed, alpha, beta, pad):
+    """The BLAS call matches float64 NumPy for every transpose, alpha, beta, and for row strides larger
+    than the row (views into wider arrays; the padding holds NaN, which must not leak in)."""
     rng = np.random.default_rng(seed)
     A, B, C = randn(rng, (m, k), dtype), randn(rng, (k, n), dtype), randn(rng, (m, n), dtype)
-    a = np.ascontiguousarray(A.T) if trans_a else A
-    b = np.ascontiguousarray(B.T) if trans_b else B
-    c = C.copy()
-    _blas.gemm(alpha, a, trans_a, b, trans_b, beta, c)
+    a = _padded(np.ascontiguousarray(A.T) if trans_a else A, pad)
+    b = _padded(np.ascontiguousarray(B.T) if trans_b else B, pad)
+    c = _padded(C.copy(), pad)
+    _call_gemm(alpha, a, trans_a, b, trans_b, beta, c)
     expected = alpha * (A.astype(np.float64) @ B) + beta * C
     scale = abs(alpha) * (np.abs(A) @ np.abs(B)).max() + abs(beta) * np.abs(C).max() + 1
     np.testing.assert_allclose(c, expected, rtol=rtol(dtype), atol=rtol(dtype) * scale)
