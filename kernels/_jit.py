@@ -1,12 +1,17 @@
 """The one place where kernels get their Numba options.
 
-``kernel`` compiles serially; ``parallel_twin`` gives the same Python function a second, ``parallel=True``
+``kernel`` compiles serially; ``internal_kernel`` is a kernel that only other kernels call (no Python entry
+point); ``inline_kernel`` is a part of one kernel, inlined where it is called; ``parallel_twin`` gives the same Python function a second, ``parallel=True``
 dispatcher under its own cache name, so that a caller can pick the serial variant below the size where a
 parallel region pays for its launch (see ``PARALLEL_MIN_ELEMENTS``).
 
 No fastmath flag that assumes finite values (``nnan``, ``ninf``): divergence detection needs NaN and Inf
 to survive (DESIGN §3). Reductions may reassociate (``reduction_kernel``) so that they vectorise; their
 results are deterministic for a given build, though not equal to a left-to-right sum.
+
+Compile time is spent per separately compiled function (typing, a Python entry point, code generation,
+a cache entry) and again in every caller that links it, so kernels are kept few and shallow: measure a
+cold compile with ``NUMBA_CACHE_DIR=$(mktemp -d) fastnn train -q``.
 """
 import functools
 import hashlib
@@ -81,9 +86,16 @@ def kernel(fn):
     return njit(**OPTIONS)(fn)
 
 
+def internal_kernel(fn):
+    """A serial, cached kernel that only other kernels call: Numba builds no Python entry point for it
+    (unboxing every argument type is a large part of compiling a kernel with many arguments)."""
+    return njit(no_cpython_wrapper=True, no_cfunc_wrapper=True, **OPTIONS)(fn)
+
+
 def inline_kernel(fn):
-    """A small kernel inlined into each caller at Numba's IR level: it is not compiled on its own per
-    caller signature (constant flag arguments would otherwise give it one signature per value)."""
+    """A part of one kernel, inlined into its caller at Numba's IR level. Use it for functions with a
+    single call site: a separately compiled function costs its own code generation and cache entry, and
+    LLVM optimises it again inside every caller (the cold compile of the epoch kernel fell by ~1 s)."""
     return njit(inline="always", **OPTIONS)(fn)
 
 
@@ -109,7 +121,8 @@ def parallel_twin(fn):
     return njit(parallel=True, **OPTIONS)(_renamed_copy(fn, "parallel"))
 
 
-def specialize(template, suffix, **global_names):
-    """A serial kernel compiled from ``template`` with some of its global names bound to other kernels:
-    one source for several variants, each compiling (and caching) only the code it calls."""
-    return kernel(_renamed_copy(template, suffix, global_names))
+def specialize(template, suffix, compile_with=kernel, **global_names):
+    """A kernel compiled from ``template`` with some of its global names bound to other kernels: one source
+    for several variants, each compiling (and caching) only the code it calls. ``compile_with``: the
+    decorator of this module that makes the variant (``kernel`` unless said)."""
+    return compile_with(_renamed_copy(template, suffix, global_names))

@@ -11,13 +11,13 @@ import math
 
 from numba import prange
 
-from ._jit import kernel, parallel_twin
+from ._jit import internal_kernel, kernel, parallel_twin
 
 IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
 CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH}
 
 
-@kernel
+@internal_kernel
 def sigmoid(z, one):
     """1 / (1 + exp(-z)) without overflow for either sign of z."""
     if z >= 0:
@@ -53,7 +53,7 @@ def _bias_activate(z, b, code, out):
 def _multiply_derivative(code, y, dy, out):
     """out = dy * f'(z), with f'(z) written through the output y = f(z); out may be dy itself."""
     if out.ctypes.data == dy.ctypes.data:
-        _scale_by_derivative(code, y, out)
+        scale_by_derivative(code, y, out)
         return
     n, m = out.shape
     one = out.dtype.type(1)
@@ -77,10 +77,11 @@ def _multiply_derivative(code, y, dy, out):
                 out[i, j] = dy[i, j]
 
 
-@kernel
-def _scale_by_derivative(code, y, d):
-    """d *= f'(z) in place. A loop of its own: written as out = dy * f' with out and dy the same array,
-    LLVM's overlap check fails and the loop runs scalar (3x slower)."""
+@internal_kernel
+def scale_by_derivative(code, y, d):
+    """d *= f'(z) in place, f'(z) written through the output y = f(z). A loop of its own: written as
+    out = dy * f' with out and dy the same array, LLVM's overlap check fails and the loop runs scalar
+    (3x slower). Called from kernels only."""
     n, m = d.shape
     one = d.dtype.type(1)
     zero = one - one

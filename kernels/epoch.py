@@ -31,55 +31,64 @@ the last finite step.
 import math
 
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 from . import optim
 from ._blas import gemm, matmul
-from ._jit import kernel, specialize
-from .activations import bias_activate, multiply_derivative
+from ._jit import OPTIONS, inline_kernel, internal_kernel, specialize
+from .activations import bias_activate, scale_by_derivative
 from .batch import gather, gather_rows
 from .dense import column_sums
 from .softmax_ce import count_correct_dense, count_correct_labels, l2, softmax_ce_dense, softmax_ce_labels
 
 LOSS_CE_LABELS, LOSS_CE_DENSE, LOSS_L2 = 0, 1, 2
 OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2
+_OPT_NAMES = {OPT_SGD: "sgd", OPT_MOMENTUM: "momentum", OPT_ADAM: "adam"}
 FAIL_LOSS, FAIL_GRADIENT, FAIL_UPDATE = 0, 1, 2
 
 
-@kernel
+@internal_kernel
 def _fail(status, batch, layer, what):
     status[0] = batch
     status[1] = layer
     status[2] = what
 
 
-@kernel
 def _absmax_bound(x):
-    """An upper bound (within a factor 2) on max |x| over a C-contiguous array; inf if any NaN/Inf.
+    """An upper bound (within a factor 2) on max |x| over a C-contiguous float array; inf if any NaN/Inf.
 
     Works on the bit patterns as integers — |x| is the pattern without its sign bit, ordered like the
     magnitudes, with Inf and NaN above every finite value — so the loop vectorises without fastmath.
+    Callable from kernels only; each dtype compiles only its own loop (see the overload below).
     """
-    flat = x.reshape(-1)
-    if x.itemsize == 4:
-        bits32 = flat.view(np.int32)
-        top32 = np.int32(0)
-        for i in range(bits32.size):
-            v = bits32[i] & np.int32(0x7FFFFFFF)
-            if v > top32:
-                top32 = v
-        exponent = (int(top32) >> 23) - 127
-        return np.inf if exponent == 128 else math.ldexp(1.0, exponent + 1)
-    bits64 = flat.view(np.int64)
-    top64 = np.int64(0)
-    for i in range(bits64.size):
-        v = bits64[i] & np.int64(0x7FFFFFFFFFFFFFFF)
-        if v > top64:
-            top64 = v
-    exponent = (int(top64) >> 52) - 1023
-    return np.inf if exponent == 1024 else math.ldexp(1.0, exponent + 1)
+    raise TypeError("_absmax_bound is callable from Numba kernels only")
 
 
-@kernel
+@overload(_absmax_bound, jit_options=OPTIONS)
+def _absmax_bound_for(x):
+    if not isinstance(x, types.Array) or x.dtype not in (types.float32, types.float64):
+        return None
+    width = x.dtype.bitwidth
+    mantissa = 23 if width == 32 else 52
+    bias = 127 if width == 32 else 1023
+    int_type = np.int32 if width == 32 else np.int64
+    magnitude = (1 << (width - 1)) - 1          # every bit but the sign
+
+    def bound(x):
+        bits = x.reshape(-1).view(int_type)
+        mask = int_type(magnitude)
+        top = int_type(0)
+        for i in range(bits.size):
+            v = bits[i] & mask
+            if v > top:
+                top = v
+        exponent = (int(top) >> mantissa) - bias
+        return np.inf if exponent == bias + 1 else math.ldexp(1.0, exponent + 1)
+    return bound
+
+
+@internal_kernel
 def _sgd_bias(b, dy, db, lr):
     """b -= lr · column sums of dy; db receives the sums (rows outer, so the loops vectorise)."""
     column_sums(dy, db)
@@ -88,7 +97,7 @@ def _sgd_bias(b, dy, db, lr):
         b[j] -= step * db[j]
 
 
-@kernel
+@inline_kernel
 def _forward(X, order, start, nb, W, b, A, codes, blas_threads):
     gather_rows(X, order, start, A[0][:nb])
     for k in range(len(W)):
@@ -97,7 +106,7 @@ def _forward(X, order, start, nb, W, b, A, codes, blas_threads):
         bias_activate(out, b[k], codes[k], out)
 
 
-@kernel
+@inline_kernel
 def _head_labels(loss_kind, logits, head, labels, targets, order, start, label_buf, target_buf):
     """Softmax cross-entropy against the batch's class ids: (mean loss, correct predictions)."""
     yb = label_buf[:logits.shape[0]]
@@ -105,7 +114,7 @@ def _head_labels(loss_kind, logits, head, labels, targets, order, start, label_b
     return softmax_ce_labels(logits, yb, head), count_correct_labels(logits, yb)
 
 
-@kernel
+@inline_kernel
 def _head_targets(loss_kind, logits, head, labels, targets, order, start, label_buf, target_buf):
     """Softmax cross-entropy against target distributions, or L2: (mean loss, correct predictions)."""
     tb = target_buf[:logits.shape[0]]
@@ -115,7 +124,7 @@ def _head_targets(loss_kind, logits, head, labels, targets, order, start, label_
     return l2(logits, tb, head), 0
 
 
-@kernel
+@inline_kernel
 def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound, grads,
               slot1, slot2, step, norms, last, blas_threads):
     """Backward pass and plain SGD update inside the weight-gradient GEMMs, once the bound proves every
@@ -129,7 +138,7 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, a
     for k in range(L - 1, 0, -1):
         dx = D[k][:nb]
         matmul(D[k + 1][:nb], False, W[k], True, dx, blas_threads)
-        multiply_derivative(codes[k - 1], A[k][:nb], dx, dx)
+        scale_by_derivative(codes[k - 1], A[k][:nb], dx)
         dmax[k] = _absmax_bound(dx)
         amax[k] = _absmax_bound(A[k][:nb])
     for k in range(L - 1, -1, -1):
@@ -148,11 +157,10 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, a
     return -1, -1
 
 
-@kernel
 def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound,
                    grads, slot1, slot2, step, norms, last, blas_threads):
-    """Backward pass into the gradient buffer, gradient norms, then a checked momentum or Adam update.
-    Returns (failed layer or -1, what failed) with what = -1 for success."""
+    """Backward pass into the gradient buffer, gradient norms, then the checked update ``_UPDATE`` (bound
+    per optimizer, see _EXPLICIT_STEPS). Returns (failed layer or -1, what failed) with what = -1 for success."""
     L = len(W)
     for k in range(L - 1, -1, -1):
         dy = D[k + 1][:nb]
@@ -161,18 +169,33 @@ def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyp
         if k > 0:
             dx = D[k][:nb]
             matmul(dy, False, W[k], True, dx, blas_threads)
-            multiply_derivative(codes[k - 1], A[k][:nb], dx, dx)
+            scale_by_derivative(codes[k - 1], A[k][:nb], dx)
     for k in range(L):
         s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
         if not math.isfinite(s):
             return k, FAIL_GRADIENT
         norms[k] += s
-    if opt_kind == OPT_MOMENTUM:
-        if not optim.sgd_momentum_checked(params, grads, slot1, hyper[0], hyper[1]):
-            return -1, FAIL_UPDATE
-    elif not optim.adam_checked(params, grads, slot1, slot2, hyper[0], hyper[1], hyper[2], hyper[3], step):
+    if not _UPDATE(params, grads, slot1, slot2, hyper, step):
         return -1, FAIL_UPDATE
     return -1, -1
+
+
+@inline_kernel
+def _momentum_update(params, grads, velocity, unused, hyper, step):
+    """The checked momentum update with hyper = [lr, momentum, ...]; False if it wrote nothing."""
+    return optim.sgd_momentum_checked(params, grads, velocity, hyper[0], hyper[1])
+
+
+@inline_kernel
+def _adam_update(params, grads, m, v, hyper, step):
+    """The checked Adam update with hyper = [lr, beta1, beta2, eps]; False if it wrote nothing."""
+    return optim.adam_checked(params, grads, m, v, hyper[0], hyper[1], hyper[2], hyper[3], step)
+
+
+_UPDATE = None      # bound per variant of _explicit_step by specialize()
+_EXPLICIT_STEPS = {
+    OPT_MOMENTUM: specialize(_explicit_step, "momentum", compile_with=inline_kernel, _UPDATE=_momentum_update),
+    OPT_ADAM: specialize(_explicit_step, "adam", compile_with=inline_kernel, _UPDATE=_adam_update)}
 
 
 _HEAD = _STEP = None     # bound per variant of _train_epoch by specialize()
@@ -221,16 +244,15 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
     return loss_sum, correct, steps
 
 
-_VARIANTS = {(labels, fused_sgd): specialize(_train_epoch, f"{'labels' if labels else 'targets'}_"
-                                             f"{'sgd' if fused_sgd else 'explicit'}",
-                                             _HEAD=_head_labels if labels else _head_targets,
-                                             _STEP=_sgd_step if fused_sgd else _explicit_step)
-             for labels in (True, False) for fused_sgd in (True, False)}
+_STEPS = {OPT_SGD: _sgd_step, **_EXPLICIT_STEPS}
+_VARIANTS = {(labels, opt): specialize(_train_epoch, f"{'labels' if labels else 'targets'}_{_OPT_NAMES[opt]}",
+                                       _HEAD=_head_labels if labels else _head_targets, _STEP=step)
+             for labels in (True, False) for opt, step in _STEPS.items()}
 
 
 def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind, params, grads,
                 offsets, opt_kind, *rest):
     """Run the variant of the epoch kernel for this loss and optimizer (arguments: module docstring)."""
-    kernel_ = _VARIANTS[loss_kind == LOSS_CE_LABELS, opt_kind == OPT_SGD]
+    kernel_ = _VARIANTS[loss_kind == LOSS_CE_LABELS, opt_kind]
     return kernel_(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind, params, grads,
                    offsets, opt_kind, *rest)

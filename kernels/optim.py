@@ -10,16 +10,16 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import kernel, parallel_twin, reduction_kernel
+from ._jit import internal_kernel, kernel, parallel_twin, reduction_kernel
 
 
-@kernel
+@internal_kernel
 def _momentum_scalar(p, g, v, lr, mu):
     v = mu * v + g
     return p - lr * v, v
 
 
-@kernel
+@internal_kernel
 def _adam_scalar(p, g, m, v, b1, c1, b2, c2, step_size, sqrt_bc2, eps):
     """c1 = 1 - beta1 and c2 = 1 - beta2, formed in float64 before the cast (as torch does)."""
     m = b1 * m + c1 * g
@@ -27,7 +27,7 @@ def _adam_scalar(p, g, m, v, b1, c1, b2, c2, step_size, sqrt_bc2, eps):
     return p - step_size * m / (math.sqrt(v) / sqrt_bc2 + eps), m, v
 
 
-@kernel
+@internal_kernel
 def _adam_constants(p, lr, beta1, beta2, eps, step):
     """Adam's scalars in p's dtype, each formed in float64 first."""
     t = p.dtype.type
