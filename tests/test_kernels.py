@@ -611,3 +611,57 @@ def test_kernel_caches_are_stamped_with_every_kernel_source(tmp_path, monkeypatc
     before = _jit._kernels_stamp()
     (tmp_path / "b.py").write_text("x = 2\n")
     assert _jit._kernels_stamp() != before
+
+
+def test_kernel_caches_are_stamped_with_the_blas(monkeypatch):
+    """The compiled code passes BLAS integers of the chosen library's width: switching library (NumPy's
+    64-bit OpenBLAS or SciPy's 32-bit BLAS) must invalidate every cached kernel."""
+    from fastnn.kernels import _jit
+    before = _jit._kernels_stamp()
+    monkeypatch.setattr(_blas, "BLAS_KEY", _blas.BLAS_KEY + "|other")
+    assert _jit._kernels_stamp() != before
+
+
+_BLAS_CHECK = """
+import numpy as np, numba
+from fastnn.kernels import _blas
+from fastnn.kernels.dense import forward
+assert _blas.BLAS_INT_BITS == {bits}, _blas.BLAS_KEY
+@numba.njit
+def call(alpha, a, ta, b, tb, beta, c):
+    _blas.gemm(alpha, a, ta, b, tb, beta, c, 2)
+rng = np.random.default_rng(0)
+for dtype in (np.float32, np.float64):
+    for ta in (False, True):
+        for tb in (False, True):
+            A, B, C = (rng.standard_normal(s).astype(dtype) for s in ((70, 33), (33, 41), (70, 41)))
+            c = C.copy()
+            call(0.5, np.ascontiguousarray(A.T) if ta else A, ta, np.ascontiguousarray(B.T) if tb else B, tb,
+                 2.0, c)
+            np.testing.assert_allclose(c, 0.5 * (A @ B) + 2.0 * C, rtol=1e-4, atol=1e-4)
+    out = np.empty((70, 41), dtype)
+    forward(A, B, np.zeros(41, dtype), 0, out)
+    np.testing.assert_allclose(out, A @ B, rtol=1e-4, atol=1e-4)
+print("ok", _blas.BLAS_KEY)
+"""
+
+
+def test_scipy_blas_fallback_gives_the_same_products(tmp_path):
+    """FASTNN_BLAS=scipy (what a NumPy without a bundled OpenBLAS gets): 32-bit BLAS integers, same results."""
+    import subprocess
+    import sys
+    env = dict(os.environ, FASTNN_BLAS="scipy", NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", _BLAS_CHECK.format(bits=32)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok ") and "int32" in done.stdout
+
+
+def test_unknown_blas_choice_is_refused_by_name():
+    import subprocess
+    import sys
+    env = dict(os.environ, FASTNN_BLAS="mkl")
+    done = subprocess.run([sys.executable, "-c", "import fastnn"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode != 0
+    assert "FASTNN_BLAS='mkl'" in done.stderr and "'numpy', 'scipy'" in done.stderr
