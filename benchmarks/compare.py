@@ -11,8 +11,8 @@ How it measures (and prints with the table):
   the order rotating from round to round, so that a change in machine load hits every peer alike;
 * per peer and cell: the median samples/s over the timed epochs (>= 5 in a full run), with min and max; the
   peak RSS of its process; its loss after warm-up and at the end (a trainer that does not train is flagged);
-* the FLOP limit is the sgemm rate (2048^2 float32, through fastnn's own GEMM call: the BLAS its kernels
-  use, see benchmarks/sgemm.py) at fastnn's BLAS thread count, measured in the same run, before and after the cells (best of both);
+* the FLOP limit is the sgemm rate (2048^2 float32, scipy.linalg.blas.sgemm = the BLAS that Numba's np.dot
+  calls) at fastnn's BLAS thread count, measured in the same run, before and after the cells (best of both);
   fastnn's % of it uses the exact work per sample of matrix.py (6W - 2 W_first).
 ``--quick`` uses the smaller data sizes of matrix.py and 3 timed epochs: a check that everything runs,
 in under 3 minutes, not a measurement to quote.
@@ -205,11 +205,9 @@ def run_cell(cell, names, args, env, logdir, deadline=None):
 
 
 def blas_threads_of(entry):
-    """The thread count of the BLAS that a fastnn peer process called (what its GEMMs ran with)."""
-    info = entry.get("info") or {}
-    used = os.path.realpath(info.get("blas_library") or "")
-    for lib in info.get("blas") or []:
-        if lib.get("internal_api") == "openblas" and os.path.realpath(lib.get("filepath") or "") == used:
+    """The thread count of SciPy's OpenBLAS in a fastnn peer process (what its GEMMs ran with)."""
+    for lib in (entry.get("info") or {}).get("blas") or []:
+        if lib.get("internal_api") == "openblas" and "scipy" in os.path.dirname(lib.get("filepath") or ""):
             return lib.get("num_threads")
     return None
 
@@ -385,8 +383,7 @@ def markdown(report):
         lines.append(f"- **Load average** (1 min) at start / end: {la0[0]:.2f} / {la1[0]:.2f}"
                      + (" — ⚠ the machine was busy during this run: the numbers are not reliable" if busy else ""))
     lines.append("- **Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items() if val))
-    lines.append(f"- **BLAS** (fastnn's: {os.path.basename(str(blas.get('filepath', '?')))}): "
-                 f"{blas.get('internal_api', '?')} {blas.get('version', '?')}, "
+    lines.append(f"- **BLAS** (SciPy's, used by Numba's np.dot): {blas.get('internal_api', '?')} {blas.get('version', '?')}, "
                  f"kernel {blas.get('architecture', '?')}; sgemm {sg.get('size', '?')}² best GFLOP/s by threads: "
                  + ", ".join(f"{t}: {g:.1f}" for t, g in sorted(sg.get("best_gflops", {}).items())))
     removed = report["env_removed"]

@@ -1,25 +1,20 @@
 """BLAS GEMM with alpha and beta, callable from Numba kernels.
 
 ``np.dot`` inside Numba computes C = A·B only, and instantiates a large implementation (checks, copies)
-for every combination of layouts, which LLVM then spends seconds optimising. ``gemm`` calls the BLAS
-directly: C = alpha·op(A)·op(B) + beta·C on arrays with unit column stride, so that plain SGD can also
-update the weights inside the gradient GEMM, W += (-lr)·Xᵀ·dY, with no gradient buffer and no separate
-pass over W.
+for every combination of layouts, which LLVM then spends seconds optimising. ``gemm`` calls the same
+BLAS (SciPy's, through ``scipy.linalg.cython_blas``) directly: C = alpha·op(A)·op(B) + beta·C on
+C-contiguous arrays, so that plain SGD can also update the weights inside the gradient GEMM,
+W += (-lr)·Xᵀ·dY, with no gradient buffer and no separate pass over W.
 
-Which BLAS: the OpenBLAS bundled with NumPy's wheels (already loaded with NumPy), else SciPy's
-(scipy.linalg.cython_blas, which costs 0.14 s to import). ``FASTNN_BLAS=numpy`` or ``=scipy`` forces one.
-Both measured the same sgemm speed here (OpenBLAS 0.3.31 and 0.3.30, SkylakeX kernels).
-
-The functions are declared to LLVM as external symbols ("fastnn_sgemm", "fastnn_dgemm") whose addresses
-are registered when this module is imported, as Numba does for its own np.dot: unlike a ctypes pointer, a
-symbol keeps the calling kernels cacheable on disk.
+The functions are declared to Numba as external symbols ("fastnn_sgemm", "fastnn_dgemm") whose addresses
+are registered with LLVM when this module is imported, as Numba does for its own np.dot: unlike a ctypes
+pointer, a symbol keeps the calling kernels cacheable on disk.
 """
 import ctypes
-import glob
-import os
 
 import llvmlite.binding
 import numpy as np
+import scipy.linalg.cython_blas as _cython_blas
 from llvmlite import ir
 from numba import cfunc, types
 from numba.core import cgutils
@@ -28,66 +23,41 @@ from numba.extending import intrinsic
 from ._jit import kernel
 
 
-def _address(lib, name):
-    return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
-
-
-def _numpy_openblas():
-    """The OpenBLAS that NumPy's wheels bundle (scipy-openblas64: 64-bit integers, symbols scipy_*64_),
-    as (sgemm, dgemm, openblas_set_num_threads_local or None, integer bits, path); None if NumPy has none.
-
-    NumPy has already loaded it, so this costs no import (SciPy's BLAS costs importing scipy.linalg, 0.14 s).
-    """
-    here = os.path.dirname(os.path.abspath(np.__file__))
-    for path in sorted(glob.glob(os.path.join(here + ".libs", "libscipy_openblas64_*"))
-                       + glob.glob(os.path.join(here, ".dylibs", "libscipy_openblas64_*"))):
-        try:
-            lib = ctypes.CDLL(path)
-            gemms = _address(lib, "scipy_sgemm_64_"), _address(lib, "scipy_dgemm_64_")
-        except (OSError, AttributeError):
-            continue
-        try:
-            threads = _address(lib, "openblas_set_num_threads_local")
-        except AttributeError:
-            threads = None
-        return (*gemms, threads, 64, path)
-    return None
-
-
-def _scipy_blas():
-    """SciPy's BLAS (scipy.linalg.cython_blas: 32-bit integers), in the same form as ``_numpy_openblas``."""
-    import scipy.linalg.cython_blas as cython_blas
+def _pointer(name):
+    """The address of SciPy's BLAS function ``name`` (from scipy.linalg.cython_blas)."""
+    capsule = _cython_blas.__pyx_capi__[name]
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
     get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-
-    def pointer(name):
-        capsule = cython_blas.__pyx_capi__[name]
-        return get_pointer(capsule, get_name(capsule))
-
-    sgemm, dgemm = pointer("sgemm"), pointer("dgemm")
-    path, threads = _library_of(sgemm), None
-    if path:
-        try:
-            threads = _address(ctypes.CDLL(path), "openblas_set_num_threads_local")
-        except (OSError, AttributeError):
-            pass
-    return sgemm, dgemm, threads, 32, path or "scipy.linalg.cython_blas"
+    return get_pointer(capsule, get_name(capsule))
 
 
-def _library_of(address):
-    """The path of the shared library that holds ``address`` (dladdr), or None."""
+for _name in ("sgemm", "dgemm"):
+    llvmlite.binding.add_symbol("fastnn_" + _name, _pointer(_name))
+_N, _T = ord("N"), ord("T")
+
+
+def _find_thread_control():
+    """The address of ``openblas_set_num_threads_local`` in the BLAS that SciPy (and so Numba) uses.
+
+    Found through the library that holds SciPy's sgemm; None for a BLAS without it (then the thread
+    count of each GEMM is left to the BLAS).
+    """
+    sgemm = ctypes.cast(ctypes.c_void_p(_pointer("sgemm")), ctypes.c_void_p).value
+
     class DlInfo(ctypes.Structure):
         _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
                     ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
     try:
+        libdl = ctypes.CDLL(None)
         info = DlInfo()
-        if ctypes.CDLL(None).dladdr(ctypes.c_void_p(address), ctypes.byref(info)) and info.dli_fname:
-            return info.dli_fname.decode()
+        if not libdl.dladdr(ctypes.c_void_p(sgemm), ctypes.byref(info)) or not info.dli_fname:
+            return None
+        lib = ctypes.CDLL(info.dli_fname.decode())
+        return ctypes.cast(lib.openblas_set_num_threads_local, ctypes.c_void_p).value
     except (OSError, AttributeError):
-        pass
-    return None
+        return None
 
 
 def _no_thread_control():
@@ -98,22 +68,8 @@ def _no_thread_control():
     return no_thread_control.address
 
 
-_choice = os.environ.get("FASTNN_BLAS", "auto")
-if _choice not in ("auto", "numpy", "scipy"):
-    raise ImportError(f"FASTNN_BLAS={_choice!r}: use 'numpy', 'scipy' or leave it unset")
-_found = _numpy_openblas() if _choice in ("auto", "numpy") else None
-if _found is None and _choice == "numpy":
-    raise ImportError("FASTNN_BLAS=numpy, but this NumPy bundles no OpenBLAS (scipy-openblas64)")
-_sgemm_address, _dgemm_address, _thread_control_address, BLAS_INT_BITS, BLAS_LIBRARY = _found or _scipy_blas()
-#: The BLAS fastnn's kernels call: part of every kernel's cache stamp (kernels/_jit.py), since the
-#: compiled code passes integers of its width.
-BLAS_KEY = f"{BLAS_LIBRARY}|int{BLAS_INT_BITS}"
-llvmlite.binding.add_symbol("fastnn_sgemm", _sgemm_address)
-llvmlite.binding.add_symbol("fastnn_dgemm", _dgemm_address)
-_N, _T = ord("N"), ord("T")
-
-#: True when fastnn can set the BLAS thread count of each GEMM (OpenBLAS ≥ 0.3.27, as NumPy's and SciPy's
-#: wheels).
+_thread_control_address = _find_thread_control()
+#: True when fastnn can set the BLAS thread count of each GEMM (OpenBLAS ≥ 0.3.27, as SciPy's wheels).
 PER_CALL_THREADS = _thread_control_address is not None
 llvmlite.binding.add_symbol("fastnn_blas_threads_local", _thread_control_address or _no_thread_control())
 _threads_local = types.ExternalFunction("fastnn_blas_threads_local", types.int32(types.int32))
@@ -141,7 +97,6 @@ def _gemm_codegen(context, builder, alpha, a, trans_a, b, trans_b, beta, c, max_
         alpha, a, trans_a, b, trans_b, beta, c)
     dtype = c_ty.dtype
     i32, i8, intp = ir.IntType(32), ir.IntType(8), context.get_value_type(types.intp)
-    blas_int = ir.IntType(BLAS_INT_BITS)
     arrays = [context.make_array(t)(context, builder, v) for t, v in ((a_ty, a), (b_ty, b), (c_ty, c))]
     (a_rows, a_cols), (b_rows, b_cols), (m, n) = (cgutils.unpack_tuple(builder, x.shape, 2)
                                                   for x in arrays)
@@ -177,13 +132,13 @@ def _gemm_codegen(context, builder, alpha, a, trans_a, b, trans_b, beta, c, max_
         return slot(i8, builder.select(trans, ir.Constant(i8, _T), ir.Constant(i8, _N)))
 
     scalar = context.get_value_type(dtype)
-    ints = [v if blas_int.width == intp.width else builder.trunc(v, blas_int) for v in (n, m, k, ldb, lda, ldc)]
-    blas_args = [flag(tb), flag(ta), slot(blas_int, ints[0]), slot(blas_int, ints[1]), slot(blas_int, ints[2]),
+    to_i32 = [builder.trunc(v, i32) for v in (n, m, k, ldb, lda, ldc)]
+    blas_args = [flag(tb), flag(ta), slot(i32, to_i32[0]), slot(i32, to_i32[1]), slot(i32, to_i32[2]),
                  slot(scalar, context.cast(builder, alpha, alpha_ty, dtype)),
-                 builder.bitcast(arrays[1].data, cgutils.voidptr_t), slot(blas_int, ints[3]),
-                 builder.bitcast(arrays[0].data, cgutils.voidptr_t), slot(blas_int, ints[4]),
+                 builder.bitcast(arrays[1].data, cgutils.voidptr_t), slot(i32, to_i32[3]),
+                 builder.bitcast(arrays[0].data, cgutils.voidptr_t), slot(i32, to_i32[4]),
                  slot(scalar, context.cast(builder, beta, beta_ty, dtype)),
-                 builder.bitcast(arrays[2].data, cgutils.voidptr_t), slot(blas_int, ints[5])]
+                 builder.bitcast(arrays[2].data, cgutils.voidptr_t), slot(i32, to_i32[5])]
     name = "fastnn_sgemm" if dtype == types.float32 else "fastnn_dgemm"
     fn = cgutils.get_or_insert_function(builder.module,
                                         ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t] * 13), name)

@@ -34,12 +34,9 @@ def _kernels_source_hash(stamps):
 
 
 def _kernels_stamp():
-    """One hash over every kernel source file, and the BLAS the kernels call (its integer width is compiled
-    into them)."""
-    from ._blas import BLAS_KEY
+    """One hash over every kernel source file."""
     names = sorted(n for n in os.listdir(_KERNELS_DIR) if n.endswith(".py"))
-    files = tuple((n, os.stat(os.path.join(_KERNELS_DIR, n)).st_mtime_ns) for n in names)
-    return _kernels_source_hash(files) + BLAS_KEY.encode()
+    return _kernels_source_hash(tuple((n, os.stat(os.path.join(_KERNELS_DIR, n)).st_mtime_ns) for n in names))
 
 
 def _whole_package_stamp(locator_class):

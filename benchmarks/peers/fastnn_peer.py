@@ -58,9 +58,7 @@ class Peer(PeerBase):
         import numba
 
         import fastnn
-        from fastnn.kernels import _blas
         out = {"fastnn": getattr(fastnn, "__version__", "?"), "numba": numba.__version__,
-               "blas_library": _blas.BLAS_LIBRARY,
                "numba_threads": numba.get_num_threads(), "fused_option": repr(self.fused), "blas": blas_info()}
         try:
             out["threading_layer"] = numba.threading_layer()
