@@ -17,11 +17,18 @@ __all__ = ["Adam", "CrossEntropyLoss", "FullyConnected", "L2Loss", "Layer", "Neu
            "MLPClassifier", "MLPRegressor"]
 
 
+_SUBMODULES = ("checkpoint", "data", "demos", "distributed", "estimators", "io", "plotting")
+
+
 def __getattr__(name):
-    """The scikit-learn estimators load on first use: importing scikit-learn costs about a second."""
+    """The scikit-learn estimators load on first use (importing scikit-learn costs about a second), and so
+    do the submodules (``fastnn.data.load_digits()`` works after a plain ``import fastnn``)."""
     if name in ("MLPClassifier", "MLPRegressor"):
         from . import estimators
         return getattr(estimators, name)
+    if name in _SUBMODULES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
 
 

@@ -347,3 +347,16 @@ def test_load_dataset_unknown_name():
         data.load_dataset("data.txt")
     with pytest.raises(ValueError, match="target"):
         data.load_dataset("digits", target="y")
+
+
+def test_submodules_are_reachable_from_a_plain_import():
+    """`import fastnn; fastnn.data.load_digits()` works (in a fresh process: here fastnn.data is imported
+    already), and an unknown attribute still names itself."""
+    import subprocess
+    import sys
+    code = ("import fastnn, sys; X, y = fastnn.data.load_digits(); assert X.shape == (1797, 64)\n"
+            "assert callable(fastnn.io.load) and callable(fastnn.checkpoint.fingerprint)\n"
+            "try:\n    fastnn.nonexistent\nexcept AttributeError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "no attribute 'nonexistent'" in done.stdout
