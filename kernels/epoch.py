@@ -6,9 +6,9 @@ Adam update of the flat parameter buffer of which every W[k], b[k] is a view.
 
 Plain SGD updates each layer inside its weight-gradient GEMM, W[k] += (-lr)·A[k]ᵀ·D[k+1] (BLAS beta = 1):
 no gradient buffer is written and no separate pass over the weights is made. Before any weight changes,
-the step proves that it stays finite: every delta D[k] must be finite, and the bound
-|ΔW| ≤ lr·batch·max|A[k]|·max|D[k+1]| added to a running bound on max|W[k]| must stay far below the
-dtype's maximum. Momentum and Adam write the gradients, check their norms and update the flat buffer.
+the step proves that it stays finite: every delta D[k] must be finite, the bound
+|dW| ≤ batch·max|A[k]|·max|D[k+1]| must stay far below the dtype's maximum, and so must lr times it added
+to a running bound on max|W[k]|. Momentum and Adam write the gradients, check their norms and update the flat buffer.
 
 Arguments (C-contiguous, one float dtype unless said):
   X (n, d); labels (n,) int64 and targets (n, m) — the one not used by ``loss_kind`` may be empty;
@@ -128,8 +128,9 @@ def _head_targets(loss_kind, logits, head, labels, targets, order, start, label_
 def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound, grads,
               slot1, slot2, step, norms, last, blas_threads):
     """Backward pass and plain SGD update inside the weight-gradient GEMMs, once the bound proves every
-    new weight finite. On the epoch's ``last`` batch the weight gradients are also written to dW (one
-    GEMM per layer per epoch), so that the epoch's gradient norms are those of the per-layer path.
+    new weight (and weight gradient) finite. On the epoch's ``last`` batch the gradients are written to
+    dW, db and the update is taken from them (one pass over the weights instead of a second GEMM), so that
+    the epoch's gradient norms are those of the per-layer path.
     Returns (failed layer or -1, what failed) with what = -1 for success."""
     L = len(W)
     lr = hyper[0]
@@ -142,17 +143,19 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, a
         dmax[k] = _absmax_bound(dx)
         amax[k] = _absmax_bound(A[k][:nb])
     for k in range(L - 1, -1, -1):
-        delta = lr * nb * max(amax[k], 1.0) * dmax[k + 1]
-        if not delta + wbound[k] < limit:
+        grad_bound = nb * max(amax[k], 1.0) * dmax[k + 1]
+        if not (lr * grad_bound + wbound[k] < limit and grad_bound < limit):
             wbound[k] = _absmax_bound(params[offsets[k]:offsets[k + 1]])
-            if not delta + wbound[k] < limit:
+            if not (lr * grad_bound + wbound[k] < limit and grad_bound < limit):
                 return k, FAIL_UPDATE
-    if last:
-        for k in range(L):
-            matmul(A[k][:nb], True, D[k + 1][:nb], False, dW[k], blas_threads)
     for k in range(L):
-        gemm(-lr, A[k][:nb], True, D[k + 1][:nb], False, 1.0, W[k], blas_threads)
-        _sgd_bias(b[k], D[k + 1][:nb], db[k], lr)
+        if last:
+            matmul(A[k][:nb], True, D[k + 1][:nb], False, dW[k], blas_threads)
+            column_sums(D[k + 1][:nb], db[k])
+            optim.sgd(params[offsets[k]:offsets[k + 1]], grads[offsets[k]:offsets[k + 1]], lr)
+        else:
+            gemm(-lr, A[k][:nb], True, D[k + 1][:nb], False, 1.0, W[k], blas_threads)
+            _sgd_bias(b[k], D[k + 1][:nb], db[k], lr)
         wbound[k] += lr * nb * max(amax[k], 1.0) * dmax[k + 1]
     return -1, -1
 

@@ -51,6 +51,9 @@ def test_fused_equals_per_layer(dtype, opt, act, kind, sizes):
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(p1, p0, rtol=tol, atol=tol)
     np.testing.assert_allclose(h1["loss"], h0["loss"], rtol=tol)
+    # the epoch's gradient norms are those of its last batch, on both paths
+    np.testing.assert_allclose(np.asarray(h1["grad_norm"]), np.asarray(h0["grad_norm"]), rtol=10 * tol)
+    assert len(h1["grad_norm"]) == 3
     assert s0 == s1 == 3 * 4
     if "accuracy" in h0:
         assert h0["accuracy"] == h1["accuracy"]
