@@ -204,6 +204,27 @@ def run_cell(cell, names, args, env, logdir, deadline=None):
     return result
 
 
+#: The CPU share (all cores, /proc/stat) that may be busy just before a run for it to count as idle, and
+#: the sample length. (The 1-minute load average is no test: it still counts work that ended a minute
+#: ago, and during the run it counts the run's own peer processes.)
+BUSY_LIMIT, BUSY_SAMPLE_S = 0.15, 2.0
+
+
+def cpu_busy_fraction(seconds=BUSY_SAMPLE_S):
+    """The fraction of CPU time (all cores) not idle over ``seconds``; None where /proc/stat is missing."""
+    def times():
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)     # total, idle + iowait
+    try:
+        total0, idle0 = times()
+        time.sleep(seconds)
+        total1, idle1 = times()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
 def blas_threads_of(entry):
     """The thread count of SciPy's OpenBLAS in a fastnn peer process (what its GEMMs ran with)."""
     for lib in (entry.get("info") or {}).get("blas") or []:
@@ -377,11 +398,11 @@ def markdown(report):
     blas = sg.get("blas") or {}
     lines.append(f"- **Machine**: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), "
                  f"{m['memory_gib']:.1f} GiB, {m['platform']}" if m.get("memory_gib") else f"- **Machine**: {m['cpu']}")
-    la0, la1 = report["load_avg_start"], report["load_avg_end"]
-    if la0 and la1:
-        busy = max(la0[0], la1[0]) > 0.5
-        lines.append(f"- **Load average** (1 min) at start / end: {la0[0]:.2f} / {la1[0]:.2f}"
-                     + (" — ⚠ the machine was busy during this run: the numbers are not reliable" if busy else ""))
+    busy = report.get("cpu_busy_before")
+    if busy is not None:
+        lines.append(f"- **Idle check**: {busy:.0%} of the CPU time was busy in the {BUSY_SAMPLE_S:g} s before the run"
+                     + (" — ⚠ other work was running: the numbers are not reliable" if busy > BUSY_LIMIT else
+                        " (idle)"))
     lines.append("- **Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items() if val))
     lines.append(f"- **BLAS** (SciPy's, used by Numba's np.dot): {blas.get('internal_api', '?')} {blas.get('version', '?')}, "
                  f"kernel {blas.get('architecture', '?')}; sgemm {sg.get('size', '?')}² best GFLOP/s by threads: "
@@ -457,11 +478,13 @@ def main(argv=None):
               "protocol": {"warmup": args.warmup, "rounds": args.rounds, "epochs_per_turn": args.epochs_per_turn,
                            "timed_epochs": args.rounds * args.epochs_per_turn, "settle_s": args.settle,
                            "budget_s": args.budget or None},
-              "load_avg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+              "load_avg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+              "cpu_busy_before": cpu_busy_fraction()}
     t0 = time.perf_counter()
-    if report["load_avg_start"] and report["load_avg_start"][0] > 0.5:
-        log(f"WARNING: load average {report['load_avg_start'][0]:.2f}: other work is running on this machine, "
-            "the numbers will not be reliable")
+    busy = report["cpu_busy_before"]
+    if busy is not None and busy > BUSY_LIMIT:
+        log(f"WARNING: {busy:.0%} of the CPU time was busy in the {BUSY_SAMPLE_S:g} s before this run: other work "
+            "is running on this machine, the numbers will not be reliable")
     end = time.monotonic() + args.budget if args.budget else None
     sgemm_runs = []
     if not args.no_sgemm:

@@ -156,6 +156,21 @@ def test_compare_runs_end_to_end(tmp_path):
     assert "| fastnn (default path) |" in text and "NumPy, textbook" in text
     assert "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset" in text
     assert "**Command**: `python -m benchmarks.compare --cells tiny" in text
+    assert 0.0 <= report["cpu_busy_before"] <= 1.0 and "**Idle check**:" in text
+
+
+def test_idle_check_reads_cpu_time(monkeypatch):
+    """compare.py's idle check: the busy share of CPU time between two /proc/stat readings."""
+    from benchmarks import compare
+    readings = iter(["cpu  100 0 100 700 100 0 0 0 0 0\n", "cpu  160 0 140 800 100 0 0 0 0 0\n"])
+
+    def fake_open(path, *args, **kwargs):
+        import io
+        assert path == "/proc/stat"
+        return io.StringIO(next(readings))
+    monkeypatch.setattr("builtins.open", fake_open)
+    monkeypatch.setattr(compare.time, "sleep", lambda s: None)
+    assert compare.cpu_busy_fraction() == pytest.approx(0.5)       # 100 busy of 200 jiffies
 
 
 def test_run_reports_errors_as_json():
