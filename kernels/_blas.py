@@ -146,15 +146,18 @@ def _gemm_codegen(context, builder, alpha, a, trans_a, b, trans_b, beta, c, max_
 
 
 def _float_matrices(*arrays):
-    """True when every argument is a 2-D float32 (or every one a float64) Numba array type."""
-    return (all(isinstance(x, types.Array) and x.ndim == 2 for x in arrays)
+    """True when every argument is a 2-D C-contiguous float32 (or every one a float64) Numba array type.
+
+    Row slices ``x[i:j]`` of C-contiguous arrays stay C-contiguous; any other layout (a transposed or
+    column-sliced view) does not type-check, rather than being multiplied with the wrong strides."""
+    return (all(isinstance(x, types.Array) and x.ndim == 2 and x.layout == "C" for x in arrays)
             and len({x.dtype for x in arrays}) == 1 and arrays[0].dtype in (types.float32, types.float64))
 
 
 @intrinsic
 def gemm(typingctx, alpha, a, trans_a, b, trans_b, beta, c, max_threads):
-    """c = alpha · op(a) · op(b) + beta · c for 2-D float32 or float64 arrays with unit column stride
-    (C-contiguous, or row slices of such). Callable from kernels only.
+    """c = alpha · op(a) · op(b) + beta · c for 2-D C-contiguous float32 or float64 arrays (row slices of
+    such included). Callable from kernels only.
 
     op(a) is a.T when ``trans_a`` (a then has shape (k, m)), else a (m, k); likewise b. c is (m, n).
     Shapes must agree; callers check them. ``max_threads`` ≤ 0 keeps the BLAS thread count set; > 0 sets
