@@ -404,7 +404,7 @@ def markdown(report):
                      + (" — ⚠ other work was running: the numbers are not reliable" if busy > BUSY_LIMIT else
                         " (idle)"))
     lines.append("- **Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items() if val))
-    lines.append(f"- **BLAS** (SciPy's, used by Numba's np.dot): {blas.get('internal_api', '?')} {blas.get('version', '?')}, "
+    lines.append(f"- **BLAS** (SciPy's, which fastnn's kernels call): {blas.get('internal_api', '?')} {blas.get('version', '?')}, "
                  f"kernel {blas.get('architecture', '?')}; sgemm {sg.get('size', '?')}² best GFLOP/s by threads: "
                  + ", ".join(f"{t}: {g:.1f}" for t, g in sorted(sg.get("best_gflops", {}).items())))
     removed = report["env_removed"]
