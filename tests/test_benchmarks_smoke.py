@@ -178,3 +178,12 @@ def test_run_reports_errors_as_json():
                          capture_output=True, text=True, timeout=120)
     msg = json.loads(res.stdout.strip().splitlines()[-1])
     assert msg["event"] == "error" and "no-such-cell" in msg["error"]
+
+
+def test_gemm_bound_runs_the_cells_gemms(capsys):
+    """benchmarks/gemm_bound.py: the GEMM-only step of a cell runs and reports its rate."""
+    from benchmarks import gemm_bound, matrix
+    assert gemm_bound.measure(matrix.get("small"), 1, seconds=0.0) > 0
+    gemm_bound.main(["tiny"])
+    out = capsys.readouterr().out
+    assert out.count("tiny: GEMMs only") == 2 and "samples/s" in out
