@@ -48,7 +48,7 @@ _OPT_NAMES = {OPT_SGD: "sgd", OPT_MOMENTUM: "momentum", OPT_ADAM: "adam"}
 FAIL_LOSS, FAIL_GRADIENT, FAIL_UPDATE = 0, 1, 2
 
 
-@internal_kernel
+@inline_kernel
 def _fail(status, batch, layer, what):
     status[0] = batch
     status[1] = layer
@@ -216,10 +216,10 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
     L = len(W)
     amax = np.empty(L + 1)            # bounds on max |A[k]| of the current batch
     dmax = np.empty(L + 1)            # bounds on max |D[k]|
-    wbound = np.empty(L)              # a running bound on max |W[k]|, max |b[k]|
-    amax[0] = x_absmax
+    wbound = np.empty(L)              # a running bound on max |W[k]|, max |b[k]|: measured on first use
     for k in range(L):
-        wbound[k] = _absmax_bound(params[offsets[k]:offsets[k + 1]])
+        wbound[k] = np.inf
+    amax[0] = x_absmax
     loss_sum = 0.0
     correct = 0
     steps = 0
