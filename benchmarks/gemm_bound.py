@@ -54,8 +54,9 @@ def main(argv=None):
         cell = matrix.get(name)
         for threads in (1, 2):
             step = measure(cell, threads)
+            gflops = cell.flops_per_sample * cell.batch / step / 1e9
             print(f"{name}: GEMMs only, {threads} BLAS thread(s): {step * 1e3:.3f} ms a step, "
-                  f"{cell.batch / step:,.0f} samples/s, {cell.flops_per_sample * cell.batch / step / 1e9:.0f} GFLOP/s")
+                  f"{cell.batch / step:,.0f} samples/s, {gflops:.0f} GFLOP/s")
     return 0
 
 

@@ -1,9 +1,10 @@
 """The one place where kernels get their Numba options.
 
-``kernel`` compiles serially; ``internal_kernel`` is a kernel that only other kernels call (no Python entry
-point); ``inline_kernel`` is a part of one kernel, inlined where it is called; ``parallel_twin`` gives the same Python function a second, ``parallel=True``
-dispatcher under its own cache name, so that a caller can pick the serial variant below the size where a
-parallel region pays for its launch (see ``PARALLEL_MIN_ELEMENTS``).
+``kernel`` compiles serially; ``internal_kernel`` is a kernel that only other kernels call (no Python
+entry point); ``inline_kernel`` is a part of one kernel, inlined where it is called; ``parallel_twin``
+gives the same Python function a second, ``parallel=True`` dispatcher under its own cache name, so that a
+caller can pick the serial variant below the size where a parallel region pays for its launch (see
+``PARALLEL_MIN_ELEMENTS``).
 
 No fastmath flag that assumes finite values (``nnan``, ``ninf``): divergence detection needs NaN and Inf
 to survive (DESIGN §3). Reductions may reassociate (``reduction_kernel``) so that they vectorise; their

@@ -8,7 +8,8 @@ Plain SGD updates each layer inside its weight-gradient GEMM, W[k] += (-lr)·A[k
 no gradient buffer is written and no separate pass over the weights is made. Before any weight changes,
 the step proves that it stays finite: every delta D[k] must be finite, the bound
 |dW| ≤ batch·max|A[k]|·max|D[k+1]| must stay far below the dtype's maximum, and so must lr times it added
-to a running bound on max|W[k]|. Momentum and Adam write the gradients, check their norms and update the flat buffer.
+to a running bound on max|W[k]|. Momentum and Adam write the gradients, check their norms and update the
+flat buffer.
 
 Arguments (C-contiguous, one float dtype unless said):
   X (n, d); labels (n,) int64 and targets (n, m) — the one not used by ``loss_kind`` may be empty;
