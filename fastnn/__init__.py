@@ -7,7 +7,7 @@ from .network import NeuralNetwork
 from .optimizers import SGD, Adam
 from .perceptron import Perceptron
 from .threads import set_num_threads
-from .trainer import Trainer
+from .training import Trainer
 
 __version__ = "0.1.0"
 

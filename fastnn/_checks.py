@@ -158,3 +158,15 @@ def targets(y, name, n_samples, n_outputs, dtype):
     out = np.ascontiguousarray(arr, dtype=dtype)
     _ensure_finite(out, name)
     return out
+
+
+def sample_weights(w, name, n_samples, dtype):
+    """Per-sample weights as a C-contiguous (n_samples,) array of ``dtype``: finite and non-negative."""
+    arr = _numeric_array(w, name)
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must have shape ({n_samples},) (one weight per sample), got {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    _ensure_finite(out, name)
+    if (out < 0).any():
+        raise ValueError(f"{name} must be non-negative, got e.g. {out[out < 0][0]!r}")
+    return out

@@ -2,7 +2,7 @@
 
 Run ``fastnn --help`` or ``fastnn COMMAND --help``. Exit codes: 0 success; 1 a runtime failure (training
 diverged, a failed gradient check, an unexpected error); 2 bad input (unknown option, bad value, missing
-or malformed file, wrong shapes); 130 interrupted (Ctrl-C). Errors are one line on stderr,
+or malformed file, wrong shapes); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Errors are one line on stderr,
 ``fastnn: error: ...``, never a traceback (set FASTNN_DEBUG=1 to get the traceback of an unexpected error).
 """
 import argparse
@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 DEFAULTS = {"hidden": "128", "activation": "relu", "optimizer": "adam", "epochs": 40, "batch_size": 32,
             "seed": 0, "lr": {"adam": 0.002, "sgd": 0.05}, "momentum": 0.9}
@@ -882,7 +882,7 @@ examples:
   fastnn gradcheck
   fastnn demo xor --plot xor.png
 
-exit codes: 0 ok, 1 runtime failure (diverged training, failed check), 2 bad input, 130 interrupted
+exit codes: 0 ok, 1 runtime failure (diverged training, failed check), 2 bad input, 130 interrupted, 143 terminated
 """
 
 
@@ -1051,7 +1051,7 @@ def _main(argv):
         return exc.code
     except KeyboardInterrupt as exc:  # fit's TrainingInterrupted says where training stopped
         _report(str(exc) or "interrupted", prefix="fastnn: ")
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if getattr(exc, "signal_name", None) == "SIGTERM" else EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `fastnn predict ... | head`
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)

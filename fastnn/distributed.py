@@ -294,7 +294,7 @@ class DistributedTrainer:
             raise ValueError(f"distributed training cannot start: the ranks disagree on the {what}: rank 0 has "
                              f"{shapes[0][3 if what == 'architecture' else slice(0, 3)]}, rank {bad} has "
                              f"{shapes[bad][3 if what == 'architecture' else slice(0, 3)]}")
-        from .trainer import new_history
+        from .training import new_history
         history = new_history(net.classification, val is not None)
 
         # 2. resume (rank 0 reads the checkpoint), then broadcast the start state
@@ -327,8 +327,8 @@ class DistributedTrainer:
             return history
 
         # 3. the epochs
-        from .trainer import _GradientHealth, _progress
-        health = _GradientHealth(net)
+        from .training import _GradientHealth, _progress
+        health = _GradientHealth(net, net.plan())
         bar = _progress(self.epochs, self.verbose, start_epoch - 1) if rank == 0 else None
         step = _Stepper(self, X, y)
         try:
@@ -343,6 +343,7 @@ class DistributedTrainer:
                 history["loss"].append(loss_sum / n)
                 if net.classification:
                     history["accuracy"].append(correct / n)
+                history["lr"].append(net.optimizer.lr)
                 with warnings.catch_warnings():
                     if rank != 0:
                         warnings.simplefilter("ignore")
@@ -402,13 +403,14 @@ class DistributedTrainer:
     def _broadcast_state(self):
         """Rank 0's parameters (one Bcast of the flat buffer) and optimizer state to every rank."""
         net, comm = self.net, self.comm
-        for p in net._opt_params:
+        plan = net.plan()
+        for p in plan.opt_params:
             comm.Bcast(p, root=0)
         opt = net.optimizer
         has_state, steps = comm.bcast((opt.state is not None, opt.steps), root=0)
         opt.steps = steps
         if has_state:
-            opt.ensure_state(net._opt_params)
+            opt.ensure_state(list(plan.opt_params))
             for slots in opt.state:
                 for s in slots:
                     comm.Bcast(s, root=0)
@@ -438,7 +440,8 @@ class _Stepper:
         self.y_buf = np.empty((b,) + y.shape[1:], y.dtype)
         self.gather_y = batch_kernels.gather if y.ndim == 1 else batch_kernels.gather_rows
         self.status = np.zeros(3)           # [failed ranks, sum of local loss * rows, correct]
-        self.extra_grads = net._opt_grads[1:]  # gradients of layers outside the flat buffer (custom layers)
+        self.plan = net.plan()
+        self.extra_grads = self.plan.opt_grads[1:]  # gradients of layers outside the flat buffer (custom layers)
 
     def __call__(self, order, b, epoch):
         t = self.t
@@ -465,10 +468,10 @@ class _Stepper:
                 if math.isfinite(loss):
                     net._backward()
                     scale = rows / g_rows     # local mean -> this rank's share of the global mean
-                    for g in net._opt_grads:
+                    for g in self.plan.opt_grads:
                         g *= scale
             else:
-                for g in net._opt_grads:
+                for g in self.plan.opt_grads:
                     g[...] = 0
         except Exception as exc:  # noqa: BLE001 - every rank must learn of it
             error = exc
@@ -478,7 +481,7 @@ class _Stepper:
             t._raise_all(error, epoch=epoch, batch=b + 1)
         if not math.isfinite(status[1]):
             raise TrainingDivergedError(epoch, b + 1)
-        comm.Allreduce(MPI.IN_PLACE, net._flat_grads, op=MPI.SUM)   # THE gradient allreduce
+        comm.Allreduce(MPI.IN_PLACE, self.plan.grads, op=MPI.SUM)   # THE gradient allreduce
         for g in self.extra_grads:
             comm.Allreduce(MPI.IN_PLACE, g, op=MPI.SUM)
         try:
@@ -487,6 +490,6 @@ class _Stepper:
             norms = net.gradient_norms()
             if np.isfinite(norms).all():
                 raise TrainingDivergedError(epoch, b + 1, what="parameter update") from None
-            layer = net._param_layers[int(np.argmin(np.isfinite(norms)))]
+            layer = self.plan.param_layers[int(np.argmin(np.isfinite(norms)))]
             raise TrainingDivergedError(epoch, b + 1, layer, what="gradient") from None
         return status[1], status[2]

@@ -37,15 +37,18 @@ class GradientHealthWarning(RuntimeWarning):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) stopped ``fit`` cleanly; a KeyboardInterrupt, so ``except KeyboardInterrupt`` works.
+    """Ctrl-C (SIGINT) or SIGTERM stopped ``fit`` cleanly; a KeyboardInterrupt, so ``except
+    KeyboardInterrupt`` works.
 
     Attributes: ``epoch`` (the epoch it stopped in, from 1), ``batch`` (batches of that epoch completed),
-    ``batches`` (batches per epoch), ``history`` (the completed epochs) and ``checkpoint`` (the path of the
-    checkpoint written on the way out, or None). The network keeps the weights of the last completed batch.
+    ``batches`` (batches per epoch), ``history`` (the completed epochs), ``checkpoint`` (the path of the
+    checkpoint written on the way out, or None) and ``signal_name`` ("SIGINT" or "SIGTERM"). The network keeps
+    the weights of the last completed batch.
     """
 
-    def __init__(self, epoch, batch, batches, history=None, checkpoint=None):
+    def __init__(self, epoch, batch, batches, history=None, checkpoint=None, signal_name="SIGINT"):
         self.epoch, self.batch, self.batches = epoch, batch, batches
+        self.signal_name = signal_name or "SIGINT"
         self.history, self.checkpoint = history, checkpoint
         where = (f"after epoch {epoch}" if batch >= batches else f"at the start of epoch {epoch}" if batch == 0
                  else f"in epoch {epoch} after batch {batch} of {batches}")

@@ -212,11 +212,7 @@ class _Model:
 
     def outputs(self, X):
         """The network's raw output (logits / regression outputs) for checked X, a new array."""
-        net, chunks = self.net, []
-        for start in range(0, len(X), PREDICT_CHUNK):
-            with net._lock:
-                chunks.append(net._forward(X[start:start + PREDICT_CHUNK]).copy())
-        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        return self.net.forward(X)
 
 
 def _axpy(y, a, x):

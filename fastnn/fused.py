@@ -51,7 +51,9 @@ class EpochRunner:
     X and y must already be checked by the network (C-contiguous, the network's dtype, labels in range).
     """
 
-    def __init__(self, net, X, y, batch_size):
+    def __init__(self, net, X, y, batch_size, sample_weights=None):
+        if sample_weights is not None:
+            raise ValueError("sample weights are not supported by the fused path yet; use fused=False")
         self.net, self.X, self.batch_size = net, X, batch_size
         fcs, self.codes = _plan(net)
         dtype, rows = net.dtype, min(batch_size, len(X))
@@ -76,7 +78,7 @@ class EpochRunner:
 
     def _optimizer_args(self):
         opt, net = self.net.optimizer, self.net
-        slots = [s.reshape(-1) for s in opt.ensure_state(net._opt_params)[0]]
+        slots = [s.reshape(-1) for s in opt.ensure_state(list(net.plan().opt_params))[0]]
         empty = np.empty(0, net.dtype)
         slots += [empty] * (2 - len(slots))
         if type(opt) is Adam:
@@ -84,21 +86,25 @@ class EpochRunner:
         kind = kernels.OPT_MOMENTUM if opt.momentum else kernels.OPT_SGD
         return kind, slots, np.array([opt.lr, opt.momentum, 0.0, 0.0])
 
-    def __call__(self, order, epoch):
+    def __call__(self, order, epoch, progress=None):
+        if progress is not None:
+            progress.check()
         net, opt = self.net, self.net.optimizer
+        plan = net.plan()
         opt_kind, (slot1, slot2), hyper = self._optimizer_args()
         previous = set_threads_local(threads.blas_threads())
         try:
-            loss_sum, correct, steps = kernels.train_epoch(
-                self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
-                self.A, self.D, self.codes, self.loss_kind, net._flat_params, net._flat_grads,
-                net._offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms,
-                self.status, self.label_buf, self.target_buf, threads.blas_threads())
+            with net.weights_changing():
+                loss_sum, correct, steps = kernels.train_epoch(
+                    self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
+                    self.A, self.D, self.codes, self.loss_kind, plan.params, plan.grads,
+                    plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms,
+                    self.status, self.label_buf, self.target_buf, threads.blas_threads())
         finally:
             set_threads_local(previous)
         opt.steps += steps
         failed_batch, failed_layer, what = (int(v) for v in self.status)
         if failed_batch:
-            layer = None if failed_layer < 0 else net._param_layers[failed_layer]
+            layer = None if failed_layer < 0 else plan.param_layers[failed_layer]
             raise TrainingDivergedError(epoch, failed_batch, layer, what=_FAILURES[what])
         return loss_sum / len(self.X), int(correct)

@@ -76,12 +76,37 @@ def _metadata(net, extra):
             "dtype": net.dtype.name, "optimizer_steps": int(net.optimizer.steps),
             "optimizer_state": None if state is None else [len(slots) for slots in state],
             "history": {k: [_history_value(v) for v in vals] for k, vals in (net.history or {}).items()},
-            "extra": extra}
+            "shuffle_state": _shuffle_state_json(net.shuffle_state), "extra": extra}
     try:
         return json.dumps(meta, default=_json_default)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"cannot save the model: its configuration or `extra` is not JSON-serialisable "
                          f"({exc})") from None
+
+
+def _shuffle_state_json(state):
+    """The (seed, bit generator state) of the network's shuffling stream as JSON, or None."""
+    if state is None:
+        return None
+    seed, bits = state
+    return {"seed": seed, "bit_generator": bits}
+
+
+def _check_shuffle_state(value):
+    """The shuffling stream saved by ``_shuffle_state_json``, checked; ValueError when malformed."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"seed", "bit_generator"}:
+        raise ValueError("metadata shuffle_state must be null or an object {seed, bit_generator}")
+    seed = value["seed"]
+    if seed is not None and (not _is_int(seed) or seed < 0):
+        raise ValueError(f"metadata shuffle_state.seed must be null or a non-negative integer, got {seed!r:.50}")
+    rng = np.random.default_rng()
+    try:
+        rng.bit_generator.state = value["bit_generator"]
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ValueError(f"metadata shuffle_state.bit_generator is not a generator state ({exc!s:.100})") from None
+    return seed, rng.bit_generator.state
 
 
 def save(net, path, extra=None):
@@ -251,7 +276,7 @@ def _expected_tensors(net, meta):
             expected[f"layers.{i}.{name}"] = p
     slots = meta.get("optimizer_state")
     if slots is not None:
-        targets = net._opt_params
+        targets = net.plan().opt_params
         n_slots = net.optimizer.n_slots
         if not (isinstance(slots, list) and len(slots) == len(targets)
                 and all(_is_int(s) and s == n_slots for s in slots)):
@@ -315,6 +340,7 @@ def load_with_metadata(path):
         if not _is_int(steps) or not 0 <= steps < 2 ** 62:
             raise ValueError(f"metadata optimizer_steps must be a non-negative integer, got {steps!r:.100}")
         history = _check_history(meta.get("history", {}))
+        shuffle_state = _check_shuffle_state(meta.get("shuffle_state"))
         if meta.get("extra") is not None and not isinstance(meta["extra"], dict):
             raise ValueError("metadata extra must be an object or null")
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
@@ -327,6 +353,7 @@ def load_with_metadata(path):
                                for i, k in enumerate(slots)]
     net.optimizer.steps = steps
     net.history = history
+    net.shuffle_state = shuffle_state
     return net, meta
 
 

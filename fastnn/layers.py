@@ -6,11 +6,16 @@ The Layer protocol (what NeuralNetwork and Trainer rely on):
 * ``_forward(x)`` / ``_backward(dy, need_input_grad=True)``: the unchecked work, used by the network on
   data it has already checked. ``_backward`` may return None when ``need_input_grad`` is False.
 * ``params`` / ``grads``: lists of arrays in the same order and shapes (empty for activations).
+* ``owner`` (read-only): the NeuralNetwork the layer belongs to, or None. A layer belongs to at most one
+  network; while that network trains, calling the layer directly raises RuntimeError (it would race with
+  training for the layer's buffers).
 
 Outputs live in buffers owned by the layer and reused by the next call (no allocation per training
 step): the array ``forward`` returns is overwritten by the next ``forward`` of the same layer; copy it to
 keep it. A smaller batch gets a view of the buffer.
 """
+import weakref
+
 import numpy as np
 
 from . import _checks, initializers
@@ -20,7 +25,46 @@ from .kernels import softmax_ce as sm_kernels
 from .threads import parallel_pays
 
 
-class Layer:
+class Owned:
+    """What a network needs of its layers and its loss: one owner, and a mark of who ran the last forward.
+
+    ``claim(net)`` makes ``net`` the owner (ValueError if another live network owns it); ``forward_mark`` is
+    the token of the network forward that last wrote the object's buffers, reset to None by any direct
+    (public) call, so that ``NeuralNetwork.backward`` can refuse to backpropagate through buffers that a
+    direct call has replaced. The owner is kept as a weak reference and dropped on copy and pickling (the
+    copied network claims its copied layers again).
+    """
+
+    _owner_ref = None
+    forward_mark = None
+
+    @property
+    def owner(self):
+        return None if self._owner_ref is None else self._owner_ref()
+
+    def claim(self, net, where):
+        owner = self.owner
+        if owner is not None and owner is not net:
+            raise ValueError(f"{where} ({type(self).__name__}) already belongs to another NeuralNetwork; a "
+                             f"layer or loss can be part of one network only (build a new one, or copy.deepcopy it)")
+        self._owner_ref = weakref.ref(net)
+
+    def _direct_call(self):
+        """Called by the public forward/backward: refuse while the owner trains; forget the network's mark."""
+        owner = self.owner
+        if owner is not None and owner.training:
+            raise RuntimeError(f"{type(self).__name__} is being trained by its network (fit or forward/backward "
+                               f"in another thread); call it after training, or use net.predict")
+        self.forward_mark = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_owner_ref", None)
+        state.pop("forward_mark", None)
+        return state
+
+
+class Layer(Owned):
     """Base class of every layer; subclasses implement ``_forward`` and ``_backward``."""
 
     def __init__(self):
@@ -30,6 +74,11 @@ class Layer:
 
     params = property(lambda self: [])
     grads = property(lambda self: [])
+
+    #: ``_infer(x) -> new array``: the output for x without touching the layer's buffers (so that predict can
+    #: run in any thread while the network trains). None for layers that have no such path (custom layers):
+    #: the network then runs them through ``_forward`` while no training step runs.
+    _infer = None
 
     def _buffer(self, name, rows, cols, dtype):
         """A (rows, cols) C-contiguous view of a reusable buffer, grown only when rows exceed it."""
@@ -46,10 +95,13 @@ class Layer:
 
     def forward(self, x):
         """y = layer(x) for x (batch, in_features); returns the layer's output buffer."""
-        return self._forward(self._check_input(x))
+        x = self._check_input(x)
+        self._direct_call()
+        return self._forward(x)
 
     def backward(self, dy):
         """dL/dx from dL/dy (same shape as the last output); fills ``grads``."""
+        self._direct_call()
         if self._out is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         dy = _checks.matrix(dy, "dy", self._out.dtype, check_finite=False)
@@ -79,18 +131,32 @@ class FullyConnected(Layer):
 
     def __init__(self, in_features, out_features, init="he", dtype=np.float32, seed=None):
         super().__init__()
-        self.in_features = _checks.positive_int(in_features, "in_features")
-        self.out_features = _checks.positive_int(out_features, "out_features")
-        self.dtype = _checks.float_dtype(dtype)
+        self._in_features = _checks.positive_int(in_features, "in_features")
+        self._out_features = _checks.positive_int(out_features, "out_features")
+        self._dtype = _checks.float_dtype(dtype)
         self.init, self.seed = init, seed
         self._init_fn = initializers.get(init)
         size = self.in_features * self.out_features + self.out_features
         self.bind(np.zeros(size, self.dtype), np.zeros(size, self.dtype))
         self.reset_parameters(seed)
 
+    # The shape and dtype are fixed at construction: the parameter buffers are sized from them.
+    in_features = property(lambda self: self._in_features, lambda self, v: self._fixed("in_features"))
+    out_features = property(lambda self: self._out_features, lambda self, v: self._fixed("out_features"))
+    dtype = property(lambda self: self._dtype, lambda self, v: self._fixed("dtype"))
+
+    def _fixed(self, name):
+        raise AttributeError(f"FullyConnected.{name} is fixed at construction (the weights are sized from "
+                             f"it); build a new FullyConnected layer instead")
+
     @property
     def n_params(self):
         return self.in_features * self.out_features + self.out_features
+
+    def is_bound_to(self, flat_params, flat_grads):
+        """True when the parameters and gradients are the views of these 1-D buffers that ``bind`` made."""
+        return (self._flat_params.base is flat_params and self._flat_grads.base is flat_grads
+                and self._w.shape == (self.in_features, self.out_features) and self._b.shape == (self.out_features,))
 
     def bind(self, flat_params, flat_grads):
         """Move parameters and gradients into the given 1-D arrays (views of a network's flat buffers)."""
@@ -131,6 +197,9 @@ class FullyConnected(Layer):
         The activation's output is then this layer's buffered output (see NeuralNetwork's fused steps).
         """
         rows = dy.shape[0]
+        if self._in is None or self._in.shape[0] != rows or self._out.shape != dy.shape:
+            raise RuntimeError("FullyConnected backward: dy does not match the saved forward batch "
+                               f"(input {None if self._in is None else self._in.shape}, dy {dy.shape})")
         dx = self._buffer("dx", rows, self.in_features, self.dtype) if need_input_grad else _no_rows(self.dtype)
         dense_kernels.backward(self._in, self._out, dy, code, self._w, self._dw, self._db, dx,
                                _no_rows(self.dtype) if delta is None else delta)
@@ -144,9 +213,24 @@ class FullyConnected(Layer):
         self._in, self._out = x, out
         return out
 
+    def _infer_with(self, x, weights, bias, code=act_kernels.IDENTITY):
+        """f(x @ weights + bias) into a new array, for given weights (a snapshot); no buffer is touched."""
+        out = np.empty((x.shape[0], self.out_features), self.dtype)
+        run = dense_kernels.forward_parallel if parallel_pays(out.size) else dense_kernels.forward
+        run(x, weights, bias, code, out)
+        return out
+
     def config(self):
         return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init,
                 "dtype": self.dtype.name, "seed": self.seed}
+
+
+def _check_saved(layer, dy):
+    """The saved output must be the one dy is the gradient of (a kernel would read past a smaller one)."""
+    out = layer._out
+    if out is None or out.shape != dy.shape or out.dtype != dy.dtype:
+        raise RuntimeError(f"{type(layer).__name__} backward: dy {dy.shape} does not match the saved output "
+                           f"{None if out is None else out.shape}")
 
 
 _NO_ROWS = {np.dtype(np.float32): np.empty((0, 0), np.float32), np.dtype(np.float64): np.empty((0, 0))}
@@ -171,7 +255,15 @@ class _Activation(Layer):
         self._out = out
         return out
 
+    def _infer(self, x):
+        out = np.empty_like(x)
+        no_bias = np.zeros(x.shape[1], x.dtype)
+        parallel = parallel_pays(out.size)
+        (act_kernels.bias_activate_parallel if parallel else act_kernels.bias_activate)(x, no_bias, self.code, out)
+        return out
+
     def _backward(self, dy, need_input_grad=True):
+        _check_saved(self, dy)
         dx = self._buffer("dx", dy.shape[0], dy.shape[1], dy.dtype)
         parallel = parallel_pays(dx.size)
         run = act_kernels.multiply_derivative_parallel if parallel else act_kernels.multiply_derivative
@@ -206,7 +298,13 @@ class SoftMax(Layer):
         self._out = out
         return out
 
+    def _infer(self, x):
+        out = np.empty_like(x)
+        sm_kernels.softmax(x, out)
+        return out
+
     def _backward(self, dy, need_input_grad=True):
+        _check_saved(self, dy)
         dx = self._buffer("dx", dy.shape[0], dy.shape[1], dy.dtype)
         sm_kernels.softmax_backward(self._out, dy, dx)
         return dx

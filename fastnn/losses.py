@@ -7,9 +7,10 @@ import numpy as np
 
 from . import _checks
 from .kernels import softmax_ce as kernels
+from .layers import Owned
 
 
-class Loss:
+class Loss(Owned):
     """Base class; subclasses set the kernels and whether targets are class labels."""
 
     classification = True
@@ -30,7 +31,9 @@ class Loss:
 
     def forward(self, pred, target):
         """Mean loss over the batch for pred (batch, outputs) and target; checked."""
-        return self._forward(*self._check(pred, target))
+        pred, target = self._check(pred, target)
+        self._direct_call()
+        return self._forward(pred, target)
 
     def _forward(self, pred, target):
         buf = self._grad_buf
@@ -40,6 +43,12 @@ class Loss:
         self._grad = grad = buf[:pred.shape[0]]
         kernel = self._label_kernel if target.ndim == 1 else self._dense_kernel
         return float(kernel(pred, target, grad))
+
+    def evaluate(self, pred, target):
+        """The mean loss of checked pred / target without touching this loss's buffers (so that it can run
+        in any thread, beside a training step)."""
+        kernel = self._label_kernel if target.ndim == 1 else self._dense_kernel
+        return float(kernel(pred, target, np.empty(pred.shape, pred.dtype)))
 
     def backward(self):
         """dL/dpred of the last forward, shape (batch, outputs)."""

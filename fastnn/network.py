@@ -1,14 +1,23 @@
-"""NeuralNetwork: an ordered list of layers, a loss and an optimizer.
+"""NeuralNetwork: an ordered, fixed stack of layers, a loss and an optimizer.
 
-All parameters of the built-in layers live in one flat buffer (and their gradients in another), so an
-optimizer step is one kernel call and a checkpoint or an allreduce is one array.
+All FullyConnected parameters live in one flat buffer (and their gradients in another), so an optimizer
+step is one kernel call and a checkpoint or an allreduce is one array. Every piece of work starts from a
+checked ``Plan`` (fastnn.plan) of the network as it is at that moment.
+
+Threads: ``predict``, ``predict_proba``, ``evaluate`` and ``forward(x)`` may run in any number of threads,
+also while another thread trains the network: they compute from a copy of the weights taken between two
+optimizer steps, never from a half-updated buffer, and touch no layer buffer. Training calls — ``fit``,
+``forward(x, y)``, ``backward``, ``step`` — run one at a time: a second one from another thread while one
+runs raises RuntimeError.
 """
+import contextlib
 import threading
+import weakref
 
 import numpy as np
 
-from . import _checks
-from .kernels import softmax_ce as sm_kernels
+from . import _checks, plan as plans
+from .kernels import activations as act_kernels
 from .layers import FullyConnected, Layer, ReLU, Sigmoid, TanH
 from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
@@ -20,93 +29,118 @@ _NET_SEED = object()  # fit's default seed: the network's own
 class NeuralNetwork:
     """A feed-forward network: ``layers`` applied in order, trained with ``loss`` and ``optimizer``.
 
+    ``layers`` is fixed at construction (a tuple; build a new network for another stack); each layer and the
+    loss belong to this network only. ``loss`` and ``optimizer`` may be replaced by other fastnn objects.
     ``seed`` (int or None): when given, every layer built without its own seed is re-initialised from it,
     and ``fit`` shuffles with it, so one seed makes a whole run reproducible.
     """
 
     def __init__(self, layers, loss=None, optimizer=None, seed=None):
-        layers = list(layers) if not isinstance(layers, Layer) else [layers]
+        layers = tuple(layers) if not isinstance(layers, Layer) else (layers,)
         if not layers:
             raise ValueError("layers must contain at least one layer")
+        self.dtype, self.n_features, self.n_outputs = plans.check_stack(layers)
+        if len({id(layer) for layer in layers}) != len(layers):
+            raise ValueError("a layer appears twice in layers; each position needs its own layer object")
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{i}] must be a fastnn Layer, got {type(layer).__name__}")
-        loss = SoftmaxCrossEntropy() if loss is None else loss
-        if not isinstance(loss, Loss):
-            raise TypeError(f"loss must be a fastnn Loss, got {type(loss).__name__}")
-        optimizer = SGD(lr=0.01) if optimizer is None else optimizer
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a fastnn Optimizer, got {type(optimizer).__name__}")
-        self.layers, self.loss, self.optimizer, self.seed = layers, loss, optimizer, seed
-        self.dtype = self._common_dtype()
-        self.n_features, self.n_outputs = self._check_chain()
+            owner = layer.owner
+            if owner is not None:
+                raise ValueError(f"layers[{i}] ({type(layer).__name__}) already belongs to another "
+                                 f"NeuralNetwork; a layer can be part of one network only (build a new one, or "
+                                 f"copy.deepcopy it)")
+        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
+        self._layers = layers
+        self._init_locks()
+        for i, layer in enumerate(layers):
+            layer.claim(self, f"layers[{i}]")
+        self.loss = SoftmaxCrossEntropy() if loss is None else loss
+        self.optimizer = SGD(lr=0.01) if optimizer is None else optimizer
+        self.seed = None if seed is None else int(seed)
         self._bind_parameters()
-        self._steps = _plan_steps(layers)
         if seed is not None:
             self._reseed(seed)
-        self._lock = threading.Lock()
-        self._ready_for_backward = False
         self.history = {}
+        self.shuffle_state = None     # the shuffling stream fit continues (see fastnn.training)
+
+    # -- structure --------------------------------------------------------------------------------
+    layers = property(lambda self: self._layers)
+
+    @layers.setter
+    def layers(self, value):
+        raise AttributeError("a network's layers are fixed at construction (its parameter buffer is sized "
+                             "from them); build a new NeuralNetwork for another stack")
+
+    @property
+    def loss(self):
+        return self._loss
+
+    @loss.setter
+    def loss(self, loss):
+        if not isinstance(loss, Loss):
+            raise TypeError(f"loss must be a fastnn Loss, got {type(loss).__name__}")
+        self._check_idle("replace the loss")
+        loss.claim(self, "the loss")
+        self._loss = loss
+
+    @property
+    def optimizer(self):
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastnn Optimizer, got {type(optimizer).__name__}")
+        self._check_idle("replace the optimizer")
+        self._optimizer = optimizer
+
+    def _init_locks(self):
+        self._train_lock = threading.Lock()     # held by fit, forward(x, y), backward, step
+        self._weights_lock = threading.Lock()   # held while weights change; predict copies them under it
+        self._training_thread = None
+        self._forward_token = None
 
     def __getstate__(self):
-        """Copying in memory (deepcopy, or a process pool of a grid search) drops the lock; model files
-        are safetensors, never this."""
+        """Copying in memory (deepcopy, a process pool) drops the locks; model files are safetensors."""
         state = self.__dict__.copy()
-        del state["_lock"]
+        for key in ("_train_lock", "_weights_lock", "_training_thread", "_forward_token"):
+            state.pop(key, None)
         return state
 
     def __setstate__(self, state):
         """A copy's layer arrays no longer view its flat buffers (copies copy views apart): bind again."""
         self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._init_locks()
+        for i, layer in enumerate(self._layers):
+            layer.claim(self, f"layers[{i}]")
+        self._loss.claim(self, "the loss")
         self._bind_parameters()
 
-    # -- construction ---------------------------------------------------------------------------
-    def _common_dtype(self):
-        dtypes = {layer.dtype for layer in self.layers if hasattr(layer, "dtype")}
-        if len(dtypes) > 1:
-            raise ValueError(f"all layers must share one dtype, got {sorted(d.name for d in dtypes)}")
-        return dtypes.pop() if dtypes else np.dtype(np.float32)
-
-    def _check_chain(self):
-        width = first = None
-        for i, layer in enumerate(self.layers):
-            n_in = getattr(layer, "in_features", None)
-            if n_in is not None:
-                if width is not None and n_in != width:
-                    raise ValueError(f"layers[{i}] expects {n_in} inputs but the layer before it gives {width}")
-                first = n_in if first is None else first
-                width = layer.out_features
-        if first is None:
-            raise ValueError("the network needs at least one FullyConnected layer")
-        return first, width
-
     def _bind_parameters(self):
-        """One flat buffer for every bindable layer's parameters; offsets mark each layer's segment."""
-        bindable = [layer for layer in self.layers if hasattr(layer, "bind")]
-        total = sum(layer.n_params for layer in bindable)
+        """One flat buffer for every FullyConnected's parameters; offsets mark each layer's segment."""
+        dense = [layer for layer in self._layers if type(layer) is FullyConnected]
+        total = sum(layer.n_params for layer in dense)
         self._flat_params = np.zeros(total, self.dtype)
         self._flat_grads = np.zeros(total, self.dtype)
-        offsets, self._param_layers, start = [0], [], 0
-        for i, layer in enumerate(self.layers):
-            if hasattr(layer, "bind"):
-                end = start + layer.n_params
-                layer.bind(self._flat_params[start:end], self._flat_grads[start:end])
-                offsets.append(end)
-                self._param_layers.append(i)
-                start = end
+        offsets, start = [0], 0
+        for layer in dense:
+            end = start + layer.n_params
+            layer.bind(self._flat_params[start:end], self._flat_grads[start:end])
+            offsets.append(end)
+            start = end
         self._offsets = np.array(offsets, np.int64)
-        self._norms = np.zeros(len(offsets) - 1, np.float64)
-        others = [layer for layer in self.layers if not hasattr(layer, "bind")]
-        self._opt_params = [self._flat_params] + [p for layer in others for p in layer.params]
-        self._opt_grads = [self._flat_grads] + [g for layer in others for g in layer.grads]
 
     def _reseed(self, seed):
-        layers = [layer for layer in self.layers if hasattr(layer, "reset_parameters")]
+        layers = [layer for layer in self._layers if hasattr(layer, "reset_parameters")]
         children = np.random.SeedSequence(seed).spawn(len(layers))
         for layer, child in zip(layers, children):
             if getattr(layer, "seed", None) is None:
                 layer.reset_parameters(child)
+
+    def plan(self):
+        """The checked Plan of the network as it is now (fastnn.plan); ValueError if it is inconsistent."""
+        return plans.build(self, (self._flat_params, self._flat_grads, self._offsets))
 
     @property
     def classification(self):
@@ -114,15 +148,49 @@ class NeuralNetwork:
 
     @property
     def params(self):
-        return [p for layer in self.layers for p in layer.params]
+        return [p for layer in self._layers for p in layer.params]
 
     @property
     def grads(self):
-        return [g for layer in self.layers for g in layer.grads]
+        return [g for layer in self._layers for g in layer.grads]
 
     @property
     def n_params(self):
         return sum(p.size for p in self.params)
+
+    # -- training state ---------------------------------------------------------------------------
+    @property
+    def training(self):
+        """True while a training call (fit, forward(x, y), backward, step) runs in some thread."""
+        return self._training_thread is not None
+
+    def _check_idle(self, what):
+        thread = getattr(self, "_training_thread", None)
+        if thread is not None and thread != threading.get_ident():
+            raise RuntimeError(f"cannot {what} while the network trains in another thread")
+
+    @contextlib.contextmanager
+    def training_session(self, what):
+        """Hold the network for one training call: RuntimeError if another thread is training it.
+
+        Re-entrant within one thread only for the calls a training loop makes itself (a callback of fit
+        calling net.fit again is refused too)."""
+        if not self._train_lock.acquire(blocking=False):
+            raise RuntimeError(f"cannot {what}: the network is already training (fit, forward/backward/step) "
+                               f"in {'this' if self._training_thread == threading.get_ident() else 'another'} "
+                               f"thread; one training call at a time")
+        self._training_thread = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._training_thread = None
+            self._train_lock.release()
+
+    @contextlib.contextmanager
+    def weights_changing(self):
+        """Held while parameters are written, so that predict never copies a half-updated buffer."""
+        with self._weights_lock:
+            yield
 
     # -- checked public API ---------------------------------------------------------------------
     def check_input(self, X, name="X"):
@@ -136,32 +204,46 @@ class NeuralNetwork:
     def forward(self, x, y=None):
         """The output for x (batch, n_features) — a new array; with y, the mean loss (a float).
 
-        ``forward(x, y)`` prepares ``backward()``.
+        ``forward(x, y)`` prepares ``backward()``: it keeps every layer's activations, which any direct call
+        of a layer or of the loss replaces (``backward`` then raises RuntimeError).
         """
         x = self.check_input(x, "x")
-        self._ready_for_backward = False
         if y is None:
-            with self._lock:
-                return self._forward(x).copy()
+            return np.concatenate(list(self._outputs(x))) if len(x) > PREDICT_CHUNK else next(self._outputs(x))
         y = self.check_target(y, x.shape[0], "y")
-        loss = self.loss._forward(self._forward(x), y)
-        self._ready_for_backward = True
+        with self.training_session("run forward(x, y)"):
+            self.plan()
+            self._forward_token = None
+            loss = self.loss._forward(self._forward(x), y)
+            self._forward_token = token = object()
+            for part in (*self._layers, self.loss):
+                part.forward_mark = token
         return loss
 
     def backward(self):
         """Backpropagation from the last ``forward(x, y)``: fills every layer's gradients."""
-        if not self._ready_for_backward:
-            raise RuntimeError("backward() needs a forward(x, y) with targets first (forward(x), predict "
-                               "and evaluate replace the saved activations)")
-        self._backward()
+        with self.training_session("run backward()"):
+            token = self._forward_token
+            if token is None:
+                raise RuntimeError("backward() needs a forward(x, y) with targets first")
+            stale = [type(p).__name__ for p in (*self._layers, self.loss) if p.forward_mark is not token]
+            if stale:
+                raise RuntimeError(f"backward(): {', '.join(stale)} ran on other data since forward(x, y) (a "
+                                   f"direct call replaced its saved activations); call forward(x, y) again")
+            self.plan()
+            self._backward()
 
     def step(self):
         """One optimizer update of every parameter from the current gradients."""
-        self.optimizer.step(self._opt_params, self._opt_grads)
+        with self.training_session("run step()"):
+            plan = self.plan()
+            with self.weights_changing():
+                self.optimizer.step(list(plan.opt_params), list(plan.opt_grads))
 
     def zero_grad(self):
-        for g in self._opt_grads:
-            g[...] = 0
+        with self.training_session("run zero_grad()"):
+            for g in self.plan().opt_grads:
+                g[...] = 0
 
     def predict_proba(self, X):
         """Class probabilities (n, classes) for a classifier."""
@@ -175,16 +257,17 @@ class NeuralNetwork:
         X = self.check_input(X)
         if self.classification:
             return np.concatenate([np.argmax(out, axis=1) for out in self._outputs(X)])
-        return np.concatenate([out.copy() for out in self._outputs(X)])
+        return np.concatenate(list(self._outputs(X)))
 
     def evaluate(self, X, y):
         """{"loss": mean loss, "accuracy": fraction correct (classifiers only)} over all of X."""
         X = self.check_input(X)
         y = self.check_target(y, X.shape[0])
         loss_sum = correct = 0.0
+        loss = self.loss
         for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._outputs(X)):
             yb = y[start:start + len(out)]
-            loss_sum += self.loss._forward(out, yb) * len(out)
+            loss_sum += loss.evaluate(out, yb) * len(out)
             if self.classification:
                 correct += count_correct(out, yb)
         result = {"loss": loss_sum / len(X)}
@@ -193,122 +276,106 @@ class NeuralNetwork:
         return result
 
     def fit(self, X, y, epochs=10, batch_size=64, validation_data=None, shuffle=True, verbose=1, *,
+            validation_split=0.0, sample_weight=None, class_weight=None, lr_schedule=None, callbacks=(),
             seed=_NET_SEED, fused="auto", checkpoint=None, checkpoint_every=1, distributed=False):
-        """Train with mini-batch gradient descent; returns the per-epoch history (see Trainer).
-
-        ``seed`` shuffles (default: the network's seed, or 0); ``fused`` picks the training path;
-        ``checkpoint=PATH`` writes a crash-safe checkpoint every ``checkpoint_every`` epochs and resumes
-        from PATH when it exists (bit-identical to an uninterrupted run). Ctrl-C stops cleanly after the
-        current batch (per-layer path) or epoch (fused path) and raises TrainingInterrupted, a
-        KeyboardInterrupt.
-
-        ``distributed=True`` trains data-parallel over the ranks of an MPI job (``mpiexec -n K python ...``;
-        needs ``pip install 'fastnn[mpi]'``): every rank calls fit with the same arguments, ``batch_size`` is
-        each rank's local batch (the global batch is K * batch_size) and the result equals one process with
-        batch K * batch_size; see fastnn.distributed.DistributedTrainer.
-        """
-        from .trainer import Trainer
-        if seed is _NET_SEED:
-            seed = 0 if self.seed is None else self.seed
-        if distributed:     # data-parallel over the MPI ranks (fastnn.distributed); batch_size is per rank
-            if fused is True:
-                raise ValueError("fused=True cannot run distributed: the fused whole-epoch kernel cannot stop "
-                                 "for the per-step gradient allreduce")
-            from .distributed import DistributedTrainer   # ImportError with the install hint without mpi4py
-            return DistributedTrainer(self, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
-                                      validation_data=validation_data, verbose=verbose, checkpoint=checkpoint,
-                                      checkpoint_every=checkpoint_every).fit(X, y)
-        trainer = Trainer(self, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
-                          validation_data=validation_data, verbose=verbose, fused=fused,
-                          checkpoint=checkpoint, checkpoint_every=checkpoint_every)
-        return trainer.fit(X, y)
+        """Train with mini-batch gradient descent; returns the per-epoch history. See fastnn.training.Trainer
+        for every argument (the same, one definition)."""
+        from .training import Trainer
+        return Trainer(self, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                       shuffle=shuffle, verbose=verbose, validation_split=validation_split,
+                       class_weight=class_weight, lr_schedule=lr_schedule, callbacks=callbacks,
+                       seed=(self.seed if self.seed is not None else 0) if seed is _NET_SEED else seed,
+                       fused=fused, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                       distributed=distributed).fit(X, y, sample_weight=sample_weight)
 
     def save(self, path):
         """Write the model to one safetensors file (atomically); see fastnn.io."""
         from .io import save
         save(self, path)
 
-    # -- unchecked internals (input already checked) --------------------------------------------
+    # -- unchecked internals (input already checked, a training session held) ----------------------
     def _forward(self, x):
-        for step in self._steps:
-            x = step.forward(x)
+        layers, i = self._layers, 0
+        while i < len(layers):
+            layer = layers[i]
+            after = layers[i + 1] if i + 1 < len(layers) else None
+            if type(layer) is FullyConnected and type(after) in _FUSED_ACTIVATIONS:
+                after._out = x = layer._forward_activated(x, after.code)
+                i += 2
+            else:
+                x = layer._forward(x)
+                i += 1
         return x
 
     def _backward(self):
         g = self.loss.backward()
-        steps = self._steps
-        for i in range(len(steps) - 1, -1, -1):
-            g = steps[i].backward(g, i > 0)
+        layers, i = self._layers, len(self._layers) - 1
+        while i >= 0:
+            layer = layers[i]
+            before = layers[i - 1] if i > 0 else None
+            if type(layer) in _FUSED_ACTIVATIONS and type(before) is FullyConnected:
+                delta = layer._buffer("dx", g.shape[0], g.shape[1], g.dtype)
+                g = before._backward(g, i > 1, layer.code, delta)
+                i -= 2
+            else:
+                g = layer._backward(g, i > 0)
+                i -= 1
 
     def _outputs(self, X):
-        """Outputs chunk by chunk, each a fresh array (thread-safe: layer buffers are used under a lock)."""
-        self._ready_for_backward = False
+        """Outputs chunk by chunk, each a new array, from one copy of the weights (thread-safe, see the
+        module docstring)."""
+        plan = self.plan()
+        if not plan.stateless_inference:      # custom layers: their buffers, while no training call runs
+            yield from self._outputs_exclusive(X)
+            return
+        with self._weights_lock:
+            params = plan.params.copy()
+        views = [(params[a:a + fc.in_features * fc.out_features].reshape(fc.in_features, fc.out_features),
+                  params[a + fc.in_features * fc.out_features:b])
+                 for fc, a, b in zip(plan.dense, plan.offsets[:-1], plan.offsets[1:])]
         for start in range(0, len(X), PREDICT_CHUNK):
-            with self._lock:
-                out = self._forward(X[start:start + PREDICT_CHUNK]).copy()
-            yield out
+            x, layers, i, k = X[start:start + PREDICT_CHUNK], plan.layers, 0, 0
+            while i < len(layers):
+                layer = layers[i]
+                if type(layer) is FullyConnected:
+                    after = layers[i + 1] if i + 1 < len(layers) else None
+                    code = after.code if type(after) in _FUSED_ACTIVATIONS else act_kernels.IDENTITY
+                    x = layer._infer_with(x, *views[k], code)
+                    k, i = k + 1, i + (2 if code != act_kernels.IDENTITY else 1)
+                else:
+                    x, i = layer._infer(x), i + 1
+            yield x
+
+    def _outputs_exclusive(self, X):
+        mine = self._training_thread == threading.get_ident()
+        for start in range(0, len(X), PREDICT_CHUNK):
+            with contextlib.nullcontext() if mine else self.training_session("predict"):
+                yield self._forward(X[start:start + PREDICT_CHUNK]).copy()
 
     def gradient_norms(self):
-        """Squared L2 norm of each parameterised layer's gradient (float64, one per bindable layer)."""
+        """Squared L2 norm of each FullyConnected's gradient, weights and bias together (float64)."""
         from .kernels.optim import squared_norms
-        squared_norms(self._flat_grads, self._offsets, self._norms)
-        return self._norms
+        norms = np.zeros(len(self._offsets) - 1, np.float64)
+        squared_norms(self._flat_grads, self._offsets, norms)
+        return norms
 
     def config(self):
-        return {"layers": [[type(layer).__name__, layer.config()] for layer in self.layers],
+        return {"layers": [[type(layer).__name__, layer.config()] for layer in self._layers],
                 "loss": [type(self.loss).__name__, self.loss.config()],
                 "optimizer": [type(self.optimizer).__name__, self.optimizer.config()],
                 "seed": self.seed}
 
     def __repr__(self):
-        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        inner = ",\n  ".join(repr(layer) for layer in self._layers)
         return f"NeuralNetwork([\n  {inner}\n], loss={self.loss!r}, optimizer={self.optimizer!r})"
 
 
-class _LayerStep:
-    """One layer of the per-layer path."""
-    __slots__ = ("forward", "backward")
-
-    def __init__(self, layer):
-        self.forward, self.backward = layer._forward, layer._backward
-
-
-class _DenseActivationStep:
-    """A FullyConnected and the built-in activation after it, one kernel call each way.
-
-    The activation layer's saved output and gradient buffer are the ones this step uses, so the layer
-    objects stay consistent with what ran.
-    """
-    __slots__ = ("fc", "act", "code")
-
-    def __init__(self, fc, act):
-        self.fc, self.act, self.code = fc, act, act.code
-
-    def forward(self, x):
-        out = self.act._out = self.fc._forward_activated(x, self.code)
-        return out
-
-    def backward(self, dy, need_input_grad):
-        delta = self.act._buffer("dx", dy.shape[0], dy.shape[1], dy.dtype)
-        return self.fc._backward(dy, need_input_grad, self.code, delta)
-
-
-def _plan_steps(layers):
-    """The per-layer path's steps: each FullyConnected fused with a ReLU/Sigmoid/TanH right after it."""
-    steps, i = [], 0
-    while i < len(layers):
-        layer, after = layers[i], layers[i + 1] if i + 1 < len(layers) else None
-        if type(layer) is FullyConnected and type(after) in (ReLU, Sigmoid, TanH):
-            steps.append(_DenseActivationStep(layer, after))
-            i += 2
-        else:
-            steps.append(_LayerStep(layer))
-            i += 1
-    return steps
+_FUSED_ACTIVATIONS = (ReLU, Sigmoid, TanH)
 
 
 def count_correct(out, target):
     """Number of rows whose argmax matches the label (int ids) or the target's argmax (distributions)."""
+    from .kernels import softmax_ce as sm_kernels
     if target.ndim == 1:
         return int(sm_kernels.count_correct_labels(out, target))
     return int(sm_kernels.count_correct_dense(out, target))

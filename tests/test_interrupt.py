@@ -123,7 +123,7 @@ def test_fused_path_stops_after_the_current_epoch(tmp_path, default_sigint, monk
     net = make_net()
     run_epoch = fused.EpochRunner.__call__
 
-    def interrupted_during_epoch_7(runner, order, epoch):    # Ctrl-C arrives while epoch 7's kernel runs
+    def interrupted_during_epoch_7(runner, order, epoch, progress):    # Ctrl-C arrives while epoch 7's kernel runs
         if epoch == 7:
             os.kill(os.getpid(), signal.SIGINT)
         return run_epoch(runner, order, epoch)
@@ -194,18 +194,18 @@ CHILD = textwrap.dedent("""
         calls = [0]
         if kind == "fused":
             run_epoch = fused.EpochRunner.__call__
-            def announce(runner, order, epoch):
+            def announce(runner, order, epoch, progress=None):
                 if epoch == 2:
                     print("ready", flush=True)
-                return run_epoch(runner, order, epoch)
+                return run_epoch(runner, order, epoch, progress)
             fused.EpochRunner.__call__ = announce
         else:
             loss_forward = net.loss._forward
-            def announce(out, target):
+            def announce(out, target, *weights):
                 calls[0] += 1
                 if calls[0] == 70:           # 63 batches an epoch
                     print("ready", flush=True)
-                return loss_forward(out, target)
+                return loss_forward(out, target, *weights)
             net.loss._forward = announce
     else:
         print("ready", flush=True)
