@@ -104,9 +104,10 @@ class EarlyStopping(Callback):
         self._last_epoch = 0
 
     def _improves(self, value):
+        # Keras' form, monitor_op(value -/+ min_delta, best), so boundary cases round as Keras' do
         if self.direction == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+            return value + self.min_delta < self.best
+        return value - self.min_delta > self.best
 
     def _snapshot(self):
         self.best_weights = [p.copy() for p in _net_params(self._net, "EarlyStopping")]

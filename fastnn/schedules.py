@@ -72,9 +72,9 @@ def _choice(value, name, owner, choices):
     return value
 
 
-def monitored_values(history, key, count, owner):
+def _monitored_values(history, key, count, owner):
     """The first ``count`` values of ``history[key]`` as floats; ValueError naming the key and the keys
-    present when it is missing or too short. Shared by ReduceLROnPlateau and the callbacks."""
+    present when it is missing or too short. (ReduceLROnPlateau.)"""
     if count <= 0:
         return []
     if key not in history:
@@ -255,7 +255,7 @@ class ReduceLROnPlateau(Schedule):
         return lr, best, bad, cooldown_counter
 
     def _rate(self, epoch, base_lr, history, samples_seen):
-        values = monitored_values(history, self.monitor, epoch - 1, "ReduceLROnPlateau")
+        values = _monitored_values(history, self.monitor, epoch - 1, "ReduceLROnPlateau")
         key = (base_lr, tuple(self.config().items()))
         cache = self._cache
         if cache is not None and cache[0] == key and len(cache[1]) <= len(values) \
