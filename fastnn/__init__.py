@@ -17,7 +17,7 @@ __all__ = ["Adam", "CrossEntropyLoss", "FullyConnected", "L2Loss", "Layer", "Neu
            "MLPClassifier", "MLPRegressor"]
 
 
-_SUBMODULES = ("checkpoint", "data", "demos", "distributed", "estimators", "io", "plotting")
+_SUBMODULES = ("callbacks", "checkpoint", "data", "demos", "distributed", "estimators", "io", "plotting", "schedules")
 
 
 def __getattr__(name):
