@@ -181,10 +181,10 @@ class Trainer:
         base_lr = opt.lr
         start_epoch, partial, settings = 1, None, None
         if self.checkpoint is not None:
-            from . import checkpoint as ckpt
+            from . import checkpoint as ckpt, schedules
             settings = ckpt.settings(self, X, y, val, "fused" if use_fused else "per-layer")
             settings.update(batch_size=batch_size, base_lr=base_lr,
-                            lr_schedule=None if self.lr_schedule is None else repr(self.lr_schedule),
+                            lr_schedule=schedules.to_config(self.lr_schedule),
                             weights=None if weights is None else ckpt.fingerprint(weights))
             ckpt.remove_stale_temporaries(self.checkpoint)
             resumed = ckpt.read(self.checkpoint, net, settings, n_batches, list(history), self.epochs)

@@ -216,7 +216,7 @@ def test_network_gradcheck_other_heads(head):
         net = _net_5763(fnn.L2Loss())
         target = rng.standard_normal((6, 3))
     elif head == "softmax+ce":
-        net = fnn.NeuralNetwork(_net_5763().layers + [fnn.SoftMax()], loss=fnn.CrossEntropyLoss(), seed=0)
+        net = fnn.NeuralNetwork(list(_net_5763().layers) + [fnn.SoftMax()], loss=fnn.CrossEntropyLoss(), seed=0)
         target = rng.integers(0, 3, 6)
     else:
         net = _net_5763()
