@@ -7,7 +7,8 @@ from .network import NeuralNetwork
 from .optimizers import SGD, Adam
 from .perceptron import Perceptron
 from .threads import set_num_threads
-from .training import Trainer
+from .training import Trainer   # registers what NeuralNetwork.fit runs
+from . import io                # registers what NeuralNetwork.save runs
 
 __version__ = "0.1.0"
 

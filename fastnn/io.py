@@ -24,6 +24,7 @@ import safetensors.numpy
 
 from .layers import LAYER_TYPES
 from .losses import LOSS_TYPES
+from . import network
 from .network import NeuralNetwork
 from .optimizers import OPTIMIZER_TYPES
 
@@ -364,3 +365,6 @@ def load(path):
     fastnn safetensors model (never unpickles or executes anything from the file).
     """
     return load_with_metadata(path)[0]
+
+
+network.provide("save", save)

@@ -25,6 +25,23 @@ from .optimizers import SGD, Optimizer
 PREDICT_CHUNK = 8192
 _NET_SEED = object()  # fit's default seed: the network's own
 
+# The training loop (fastnn.training) and model files (fastnn.io) sit above this module and import it; they
+# register what ``fit`` and ``save`` call (the Trainer class, the save function) when they are imported (``import fastnn`` imports
+# both), so that every import points one way (cli / estimators -> training -> network -> layers -> kernels).
+_SERVICES = {}
+
+
+def provide(name, function):
+    """Register the implementation of a NeuralNetwork method that lives in a higher module ("Trainer", "save")."""
+    _SERVICES[name] = function
+
+
+def _service(name):
+    try:
+        return _SERVICES[name]
+    except KeyError:
+        raise RuntimeError(f"NeuralNetwork.{name} needs fastnn's training modules: import fastnn") from None
+
 
 class NeuralNetwork:
     """A feed-forward network: ``layers`` applied in order, trained with ``loss`` and ``optimizer``.
@@ -280,8 +297,7 @@ class NeuralNetwork:
             seed=_NET_SEED, fused="auto", checkpoint=None, checkpoint_every=1, distributed=False):
         """Train with mini-batch gradient descent; returns the per-epoch history. See fastnn.training.Trainer
         for every argument (the same, one definition)."""
-        from .training import Trainer
-        return Trainer(self, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+        return _service("Trainer")(self, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                        shuffle=shuffle, verbose=verbose, validation_split=validation_split,
                        class_weight=class_weight, lr_schedule=lr_schedule, callbacks=callbacks,
                        seed=(self.seed if self.seed is not None else 0) if seed is _NET_SEED else seed,
@@ -290,8 +306,7 @@ class NeuralNetwork:
 
     def save(self, path):
         """Write the model to one safetensors file (atomically); see fastnn.io."""
-        from .io import save
-        save(self, path)
+        _service("save")(self, path)
 
     # -- unchecked internals (input already checked, a training session held) ----------------------
     def _forward(self, x):

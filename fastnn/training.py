@@ -20,6 +20,7 @@ import numpy as np
 from . import _checks
 from .kernels import batch as batch_kernels
 from .errors import GradientHealthWarning, NonFiniteUpdateError, TrainingDivergedError, TrainingInterrupted
+from . import network
 from .network import NeuralNetwork, count_correct
 
 
@@ -274,6 +275,9 @@ class Trainer:
             if hasattr(cb, "on_train_end"):
                 cb.on_train_end(net)
         return history
+
+
+network.provide("Trainer", Trainer)
 
 
 def _shuffle_stream(net, seed):
