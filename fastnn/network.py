@@ -155,9 +155,10 @@ class NeuralNetwork:
             if getattr(layer, "seed", None) is None:
                 layer.reset_parameters(child)
 
-    def plan(self):
-        """The checked Plan of the network as it is now (fastnn.plan); ValueError if it is inconsistent."""
-        return plans.build(self, (self._flat_params, self._flat_grads, self._offsets))
+    def plan(self, training=True):
+        """The checked Plan of the network as it is now (fastnn.plan); ValueError if it is inconsistent.
+        ``training=False``: for prediction (the optimizer's state is not checked)."""
+        return plans.build(self, (self._flat_params, self._flat_grads, self._offsets), training)
 
     @property
     def classification(self):
@@ -339,7 +340,7 @@ class NeuralNetwork:
     def _outputs(self, X):
         """Outputs chunk by chunk, each a new array, from one copy of the weights (thread-safe, see the
         module docstring)."""
-        plan = self.plan()
+        plan = self.plan(training=False)
         if not plan.stateless_inference:      # custom layers: their buffers, while no training call runs
             yield from self._outputs_exclusive(X)
             return

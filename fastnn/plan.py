@@ -79,8 +79,10 @@ def check_stack(layers):
     return (dtypes.pop() if dtypes else np.dtype(np.float32)), first, width
 
 
-def build(net, buffers):
-    """The Plan of ``net`` now; ``buffers`` = (params, grads, offsets) of the network's flat storage."""
+def build(net, buffers, training=True):
+    """The Plan of ``net`` now; ``buffers`` = (params, grads, offsets) of the network's flat storage.
+
+    ``training=False`` (prediction) leaves the optimizer's state unchecked: predicting needs none of it."""
     params, grads, offsets = buffers
     layers = net.layers
     for i, layer in enumerate(layers):
@@ -115,7 +117,8 @@ def build(net, buffers):
             raise ValueError(f"a custom layer's parameter and gradient must be {dtype.name} arrays of one shape")
     opt_params = (params, *extra_params)
     opt_grads = (grads, *extra_grads)
-    optimizer.ensure_state(list(opt_params))
+    if training:
+        optimizer.ensure_state(list(opt_params))
     return Plan(layers=layers, loss=loss, optimizer=optimizer, dtype=dtype, n_features=n_features,
                 n_outputs=n_outputs, params=params, grads=grads, offsets=offsets, dense=dense,
                 param_layers=param_layers, opt_params=opt_params, opt_grads=opt_grads)
