@@ -37,6 +37,7 @@ class NeuralNetwork:
         optimizer = SGD(lr=0.01) if optimizer is None else optimizer
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastnn Optimizer, got {type(optimizer).__name__}")
+        seed = _checks.seed(seed, "seed")
         self.layers, self.loss, self.optimizer, self.seed = layers, loss, optimizer, seed
         self.dtype = self._common_dtype()
         self.n_features, self.n_outputs = self._check_chain()

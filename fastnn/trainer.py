@@ -107,6 +107,7 @@ class Trainer:
             from . import checkpoint as ckpt
             settings = ckpt.settings(self, X, y, val, "fused" if use_fused else "per-layer")
             ckpt.remove_stale_temporaries(self.checkpoint)
+            ckpt.check_writable(self.checkpoint)
             resumed = ckpt.read(self.checkpoint, net, settings, n_batches, list(history), self.epochs)
             if resumed is not None:
                 history = resumed.history
