@@ -304,6 +304,8 @@ def read(path, net, settings, n_batches, history_keys, epochs):
                          f"beyond epochs={epochs}; ask for at least {epoch + (partial is not None)} epochs, or "
                          f"delete or move the file to start afresh")
     threads = state.get("threads")
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        threads = "an unknown number of"           # informational only: a bad value is not an error
     if threads != numba.get_num_threads():
         warnings.warn(f"checkpoint {path} was written with {threads} Numba threads, this run uses "
                       f"{numba.get_num_threads()}: the resumed weights may differ from an uninterrupted "
