@@ -33,6 +33,19 @@ def positive_int(value, name):
     return int(value)
 
 
+def seed(value, name="seed"):
+    """A seed: None or a non-negative integer (returned as int); TypeError for another type, ValueError
+    for a negative integer (NumPy's SeedSequence would refuse it later without naming the argument)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative integer or None, got {type(value).__name__} "
+                        f"{value!r:.100}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer or None, got {value}")
+    return int(value)
+
+
 def positive_float(value, name, allow_zero=False):
     ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and np.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):

@@ -21,13 +21,21 @@ give bit-identical weights.
 import glob
 import hashlib
 import json
+import math
 import os
+import stat
+import tempfile
 import warnings
+
+try:
+    import fcntl
+except ImportError:      # Windows: stale temporaries are then never removed
+    fcntl = None
 
 import numba
 import numpy as np
 
-from . import io
+from . import _paths, io
 
 VERSION = 1
 KEY = "checkpoint"
@@ -49,10 +57,32 @@ def check_path(path):
         raise ValueError("checkpoint must be a file path, got an empty string")
     if os.path.isdir(path):
         raise ValueError(f"checkpoint {path!r} is a directory; give a file path")
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(f"checkpoint {path!r} is {_paths.kind(os.stat(path).st_mode)}, not a regular file")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ValueError(f"checkpoint {path!r}: the directory {directory!r} does not exist")
     return path
+
+
+def check_writable(path):
+    """ValueError naming the directory when a checkpoint cannot be written next to ``path``: the directory
+    is missing, or creating, writing and syncing a file in it fails (read-only, no permission, full).
+
+    Called before the first epoch, so an unwritable checkpoint location costs no training time. The
+    probe is an unnamed temporary file (O_TMPFILE where the system has it): nothing is left behind.
+    """
+    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(directory):
+        raise ValueError(f"checkpoint {path}: the directory {directory} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=directory) as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise ValueError(f"checkpoint {path}: cannot write to the directory {directory} "
+                         f"({exc.strerror or exc})") from None
 
 
 def fingerprint(*arrays):
@@ -97,16 +127,59 @@ def _json_seed(seed):
         return repr(seed)
 
 
+def _pid_alive(pid):
+    """False only when no process ``pid`` exists (on this machine); True when it does or cannot be told."""
+    if os.name != "posix" or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):     # PermissionError: alive, someone else's
+        return True
+    return True
+
+
+def _remove_if_abandoned(tmp):
+    """Unlink the temporary ``tmp`` if no process holds its writer's flock; the lock is taken first, so a
+    writer cannot be between creating and locking it while we decide. Returns True if removed."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(tmp, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:                  # held: its writer is still writing
+            return False
+        os.unlink(tmp)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def remove_stale_temporaries(path):
-    """Delete temporary files left next to ``path`` by an atomic write that was killed (SIGKILL, power loss)."""
+    """Delete temporary files left next to ``path`` by an atomic write that was killed (SIGKILL, power loss).
+
+    Only temporaries named by ``io.temporary_name`` (``.{name}.{pid}.{16 hex}.tmp``) whose writer is
+    provably gone are removed: no process has that pid here, and nobody holds the flock the writer holds
+    while writing. A second process starting ``fit(checkpoint=P)`` therefore never deletes the first's
+    in-flight temporary.
+    """
     directory, base = os.path.split(os.path.abspath(path))
     for tmp in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(base)}.*.tmp")):
-        suffix = os.path.basename(tmp)[len(base) + 2:-4]
-        if len(suffix) == 16 and all(c in "0123456789abcdef" for c in suffix):
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        pid, _, token = os.path.basename(tmp)[len(base) + 2:-4].partition(".")
+        if not (pid.isdigit() and len(pid) <= 10 and len(token) == 16
+                and all(c in "0123456789abcdef" for c in token)):
+            continue
+        if not _pid_alive(int(pid)):
+            _remove_if_abandoned(tmp)
 
 
 def write(path, net, epoch, rng_state, settings, partial=None):
@@ -135,7 +208,9 @@ def _int(value, what, low=0):
     return value
 
 
-def _check_partial(partial, n_batches):
+def _check_partial(partial, n_batches, batch_size, n_samples):
+    """The mid-epoch position, checked against the epoch it belongs to: 1 <= batches < n_batches, a finite
+    loss_sum >= 0, 0 <= correct <= the samples of those batches."""
     if partial is None:
         return None
     if not isinstance(partial, dict):
@@ -144,10 +219,34 @@ def _check_partial(partial, n_batches):
     if batches >= n_batches:
         raise ValueError(f"partial.batches is {batches}, but an epoch has only {n_batches} batches")
     loss_sum = partial.get("loss_sum")
-    if not isinstance(loss_sum, (int, float)) or isinstance(loss_sum, bool):
-        raise ValueError("partial.loss_sum must be a number")
-    return {"batches": batches, "loss_sum": float(loss_sum),
-            "correct": _int(partial.get("correct"), "partial.correct")}
+    if not isinstance(loss_sum, (int, float)) or isinstance(loss_sum, bool) or not math.isfinite(loss_sum) \
+            or loss_sum < 0:
+        raise ValueError(f"partial.loss_sum must be a finite number >= 0, got {loss_sum!r:.100}")
+    correct = _int(partial.get("correct"), "partial.correct")
+    seen = min(batches * batch_size, n_samples)
+    if correct > seen:
+        raise ValueError(f"partial.correct is {correct}, more than the {seen} samples of the "
+                         f"{batches} batches done")
+    return {"batches": batches, "loss_sum": float(loss_sum), "correct": correct}
+
+
+def _check_rng(value):
+    """The generator state: a PCG64 state dict with every integer in range (NumPy would raise
+    OverflowError or TypeError on the wrong ones); ValueError naming the field otherwise."""
+    if not isinstance(value, dict) or value.get("bit_generator") != "PCG64":
+        raise ValueError("rng must be the state of a PCG64 bit generator")
+    inner = value.get("state")
+    if not isinstance(inner, dict):
+        raise ValueError("rng.state must be an object")
+    for name, limit, where in (("state", 128, inner), ("inc", 128, inner),
+                               ("has_uint32", 1, value), ("uinteger", 32, value)):
+        v = where.get(name)
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2 ** limit:
+            field = f"rng.state.{name}" if where is inner else f"rng.{name}"
+            raise ValueError(f"{field} must be an integer in [0, 2**{limit}), got {v!r:.100}")
+    rng = np.random.default_rng()
+    rng.bit_generator.state = value
+    return rng.bit_generator.state
 
 
 def read(path, net, settings, n_batches, history_keys, epochs):
@@ -188,24 +287,25 @@ def read(path, net, settings, n_batches, history_keys, epochs):
                          f"move the file to start afresh.")
     try:
         epoch = _int(state.get("epoch"), "epoch")
-        partial = _check_partial(state.get("partial"), n_batches)
+        partial = _check_partial(state.get("partial"), n_batches, settings["batch_size"],
+                                 settings["n_samples"])
         if partial is not None and settings.get("path") == "fused":
             raise ValueError("a mid-epoch position, but the fused path runs whole epochs only")
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state.get("rng")
-        rng_state = rng.bit_generator.state
+        rng_state = _check_rng(state.get("rng"))
         if set(saved.history) - {"grad_norm"} != set(history_keys) - {"grad_norm"} and saved.history:
             raise ValueError(f"history keys {sorted(saved.history)} do not match {sorted(history_keys)}")
         lengths = {len(v) for v in saved.history.values()}
         if saved.history and lengths != {epoch}:
             raise ValueError(f"history lengths {sorted(lengths)} do not match the epoch counter {epoch}")
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise ValueError(f"checkpoint {path} has a corrupt training state: {exc}") from None
     if epoch + (partial is not None) > epochs:
         raise ValueError(f"checkpoint {path} is at epoch {epoch}{' (and part of the next)' if partial else ''}, "
                          f"beyond epochs={epochs}; ask for at least {epoch + (partial is not None)} epochs, or "
                          f"delete or move the file to start afresh")
     threads = state.get("threads")
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        threads = "an unknown number of"           # informational only: a bad value is not an error
     if threads != numba.get_num_threads():
         warnings.warn(f"checkpoint {path} was written with {threads} Numba threads, this run uses "
                       f"{numba.get_num_threads()}: the resumed weights may differ from an uninterrupted "

@@ -9,6 +9,7 @@ import argparse
 import csv
 import math
 import os
+import stat
 import sys
 import time
 
@@ -148,10 +149,17 @@ def _check_plot(path):
 
 
 def _check_input_file(path, what):
-    if not os.path.exists(path):
-        raise CLIError(f"{path}: no such {what} file")
-    if os.path.isdir(path):
-        raise CLIError(f"{path}: is a directory, not a {what} file")
+    """CLIError unless ``path`` is an existing regular file (a FIFO, device, directory or socket is
+    refused at once: reading one could block forever or never end). A stat, so it cannot block."""
+    from ._paths import kind
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise CLIError(f"{path}: no such {what} file") from None
+    except OSError as exc:
+        raise CLIError(_error_text(exc)) from None
+    if not stat.S_ISREG(mode):
+        raise CLIError(f"{path}: is {kind(mode)}, not a {what} file")
 
 
 def _isatty(stream):
@@ -168,10 +176,12 @@ def _fmt(value):
 # ------------------------------------------------------------------------------------------- train
 
 def _csv_header(path):
+    from ._paths import open_text
+    from .data import csv_reader
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return [h.strip() for h in next(csv.reader(fh), [])]
-    except (OSError, UnicodeDecodeError, csv.Error):
+        with open_text(path, "data file") as fh:
+            return [h.strip() for h in next(csv_reader(fh, path), [])]
+    except (OSError, ValueError, csv.Error):      # UnicodeDecodeError is a ValueError
         return None
 
 
@@ -401,9 +411,12 @@ def _parse_float_cells(path, rows, lines, columns, names):
 def _read_csv_inputs(path, n_features, extra, target):
     """(X, label strings or None, description) from a CSV file for a model of ``n_features`` inputs."""
     import numpy as np
+
+    from ._paths import open_text
+    from .data import csv_reader
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
+        with open_text(path, "data file") as fh:
+            reader = csv_reader(fh, path)
             header = [h.strip() for h in next(reader, [])]
             rows, lines = [], []
             for row in reader:
@@ -416,7 +429,7 @@ def _read_csv_inputs(path, n_features, extra, target):
                 lines.append(reader.line_num)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise CLIError(f"{path}: not a readable UTF-8 CSV file ({_error_text(exc)})") from None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:              # ValueError: a FIFO or device, an endless line
         raise CLIError(_error_text(exc)) from None
     if not header or header == [""]:
         raise CLIError(f"{path}: empty file (a header row is required)")
@@ -453,26 +466,17 @@ def _read_csv_inputs(path, n_features, extra, target):
 
 
 def _read_npz_inputs(path, split):
-    import zipfile
-
-    import numpy as np
+    from .data import read_npz
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise CLIError(f"{path}: not an .npz archive")
-            keys = set(z.files)
-            use_test = split == "test" or (split is None and "X_test" in keys)
-            xk, yk = ("X_test", "y_test") if use_test else ("X", "y")
-            if xk not in keys:
-                raise CLIError(f"{path}: missing array {xk!r} (found: {sorted(keys) or 'none'})")
-            X = z[xk]
-            y = z[yk] if yk in keys else None
-    except CLIError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        problem = ("contains object arrays, which are refused" if "bject arrays" in str(exc)
-                   else f"not a readable .npz file ({_error_text(exc)})")
-        raise CLIError(f"{path}: {problem}") from None
+        _, keys = read_npz(path, ())
+        use_test = split == "test" or (split is None and "X_test" in keys)
+        xk, yk = ("X_test", "y_test") if use_test else ("X", "y")
+        if xk not in keys:
+            raise CLIError(f"{path}: missing array {xk!r} (found: {sorted(keys) or 'none'})")
+        arrays, _ = read_npz(path, (xk, yk))
+    except (ValueError, OSError) as exc:
+        raise CLIError(_error_text(exc)) from None
+    X, y = arrays[xk], arrays.get(yk)
     if X.ndim != 2 or X.dtype.kind not in "biuf" or X.size == 0:
         raise CLIError(f"{path}: {xk!r} must be a non-empty 2-D numeric array, got shape {X.shape} "
                        f"dtype {X.dtype}")

@@ -4,12 +4,17 @@ Conventions: features ``X`` are 2-D ``(n_samples, n_features)`` of a float dtype
 class labels ``y`` are int64 class ids ``(n_samples,)``; regression targets are float64. Every check
 happens here, at the boundary, and fails with a ValueError that names the argument or file and the problem.
 """
+import collections
 import csv
+import math
 import os
 import zipfile
+import zlib
 from importlib.resources import files
 
 import numpy as np
+
+from . import _memory, _paths
 
 __all__ = ["load_digits", "train_test_split", "digits_split", "make_xor", "make_spirals", "make_moons",
            "load_npz", "load_csv", "load_dataset", "DATASET_NAMES"]
@@ -169,6 +174,67 @@ def make_moons(n=1000, noise=0.1, seed=0, dtype=np.float32):
 
 # ------------------------------------------------------------------------------------------ loaders
 
+_DEFLATE_MAX_RATIO = 1032   # deflate cannot expand data more than ~1032:1 (zlib's technical note)
+
+
+def _npz_member(zf, info, path, archive_size):
+    """One .npy member of an open zip, checked before anything is allocated: no object dtype, and a
+    declared size the member can hold (its uncompressed size, what its compressed bytes can expand to,
+    and the memory available now). ValueError naming the file and the array otherwise."""
+    key = info.filename[:-4]
+    with zf.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f"{path}: array {key!r} has the unsupported .npy format version {version}")
+        shape, _, dtype = read(member)
+        if dtype.hasobject:
+            raise ValueError(f"{path}: array {key!r} contains object arrays, which are refused "
+                             f"(allow_pickle=False)")
+        nbytes = math.prod(shape) * dtype.itemsize
+        limits = [info.file_size]
+        if info.compress_type == zipfile.ZIP_DEFLATED:
+            limits.append(_DEFLATE_MAX_RATIO * info.compress_size + 1024)
+        if nbytes > min(limits) or info.compress_size > archive_size:
+            raise ValueError(f"{path}: array {key!r} declares shape {shape} of {dtype} ({nbytes:,} bytes), "
+                             f"more than the archive holds: a corrupt or hostile file")
+        _memory.check_fits(nbytes, f"{path}: array {key!r} of shape {shape} and dtype {dtype}")
+    with zf.open(info) as member:
+        return np.lib.format.read_array(member, allow_pickle=False)
+
+
+def read_npz(path, keys, what="data file"):
+    """``({key: array} for those of ``keys`` the .npz at ``path`` holds, the set of all its array names)``.
+
+    Opens only a regular file (never blocks on a FIFO), never unpickles, and checks each array's declared
+    size before allocating it (see ``_npz_member``). FileNotFoundError for a missing file, ValueError
+    naming the path for anything else.
+    """
+    path = os.fspath(path)
+    try:
+        fh = _paths.open_regular(path, what)
+    except (FileNotFoundError, ValueError):
+        raise
+    except OSError as e:
+        raise ValueError(f"{path}: not a readable .npz file ({e.strerror or e})") from None
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if fh.read(6) == b"\x93NUMPY":
+            raise ValueError(f"{path}: not an .npz archive (a single .npy array?)")
+        fh.seek(0)
+        try:
+            with zipfile.ZipFile(fh) as zf:
+                members = {info.filename[:-4]: info for info in zf.infolist() if info.filename.endswith(".npy")}
+                arrays = {k: _npz_member(zf, members[k], path, size) for k in keys if k in members}
+        except (OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error,
+                TypeError, ValueError) as e:
+            if isinstance(e, ValueError) and str(e).startswith(path):   # ours, already naming the file
+                raise
+            raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+    return arrays, set(members)
+
+
 def load_npz(path):
     """Read a dataset from an .npz file, never unpickling anything (allow_pickle=False).
 
@@ -176,25 +242,12 @@ def load_npz(path):
     numeric; ``X_test`` / ``y_test`` are optional but go together, with X_test's feature count. Returns
     ``{"X", "y", "X_test", "y_test"}`` (the test entries None when absent), dtypes as stored; other
     arrays in the file are ignored. Raises FileNotFoundError for a missing file and ValueError, naming
-    the path and the problem, for anything else.
+    the path and the problem, for anything else (a FIFO, device or directory; an array whose header
+    declares more data than the file holds or than memory can take).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    out = {}
-    try:
-        z = np.load(path, allow_pickle=False)
-        if isinstance(z, np.lib.npyio.NpzFile):  # a plain .npy file gives an ndarray instead
-            with z:
-                keys = set(z.files)
-                for key in ("X", "y", "X_test", "y_test"):
-                    out[key] = z[key] if key in keys else None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        problem = "contains object arrays, which are refused (allow_pickle=False)" if "bject arrays" in str(e) \
-            else f"not a readable .npz file ({e})"
-        raise ValueError(f"{path}: {problem}") from None
-    if not out:
-        raise ValueError(f"{path}: not an .npz archive (a single .npy array?)")
+    arrays, keys = read_npz(path, ("X", "y", "X_test", "y_test"))
+    out = {key: arrays.get(key) for key in ("X", "y", "X_test", "y_test")}
     for key in ("X", "y"):
         if out[key] is None:
             raise ValueError(f"{path}: missing array {key!r} (found: {sorted(keys) or 'none'})")
@@ -221,15 +274,21 @@ def load_npz(path):
     return out
 
 
+def csv_reader(fh, path):
+    """A csv.reader over text file ``fh`` whose lines are read with a bound (``_paths.MAX_LINE_CHARS``
+    characters; a longer line or header is a ValueError naming ``path`` and the line)."""
+    return csv.reader(_paths.bounded_lines(fh, path))
+
+
 def _read_csv_rows(path):
     """Header (list of str) and the non-blank data rows of a CSV file, with their line numbers."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
+    with _paths.open_text(path, "data file") as fh:
+        reader = csv_reader(fh, path)
         header = next(reader, None)
         if not header:
             raise ValueError(f"{path}: empty file (a header row is required)")
         header = [h.strip() for h in header]
-        dup = sorted({h for h in header if header.count(h) > 1})
+        dup = sorted(name for name, count in collections.Counter(header).items() if count > 1)
         if dup:
             raise ValueError(f"{path}: duplicate column names in the header: {dup}")
         if len(header) < 2:

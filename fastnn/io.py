@@ -17,11 +17,16 @@ import json
 import numbers
 import os
 import secrets
-import stat
+
+try:
+    import fcntl
+except ImportError:      # Windows: stale temporaries are then never removed
+    fcntl = None
 
 import numpy as np
 import safetensors.numpy
 
+from . import _paths
 from .layers import LAYER_TYPES
 from .losses import LOSS_TYPES
 from . import network
@@ -126,13 +131,29 @@ def save(net, path, extra=None):
     _atomic_write(os.fspath(path), data)
 
 
+def temporary_name(path):
+    """The name of a fresh temporary for an atomic write of ``path``: ``.{name}.{pid}.{16 hex}.tmp`` in
+    the same directory. The writer's pid in the name, and an flock the writer holds while writing, let
+    ``checkpoint.remove_stale_temporaries`` delete a temporary only when its writer is provably gone."""
+    directory, base = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
+
+
 def _atomic_write(path, data):
     """Write bytes to ``path`` through a temporary file + fsync + os.replace (+ fsync of the directory)."""
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(8)}.tmp")
+    tmp = temporary_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with os.fdopen(fd, "wb") as f:
+        f = os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    try:
+        if fcntl is not None:           # held until the file is closed (after the write and fsync)
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        with f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -201,13 +222,9 @@ def _check_metadata(header, path):
 
 
 def _open(path):
-    """Open ``path`` for reading as a regular file (FileNotFoundError if missing)."""
-    path = os.fspath(path)
-    f = open(path, "rb")
-    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-        f.close()
-        raise ValueError(f"{path}: not a regular file")
-    return f
+    """Open ``path`` for reading as a regular file (FileNotFoundError if missing; ValueError at once, never
+    a blocking open, for a FIFO, device, directory or socket)."""
+    return _paths.open_regular(path, "model file")
 
 
 def load_metadata(path):
@@ -301,6 +318,10 @@ def _check_tensors(tensors, expected):
         if arr.shape != dst.shape or arr.dtype != dst.dtype:
             raise ValueError(f"tensor {name!r} has shape {arr.shape} and dtype {arr.dtype}, the architecture "
                              f"needs {dst.shape} {dst.dtype}")
+        if not np.isfinite(arr).all():
+            bad = int(np.count_nonzero(~np.isfinite(arr)))
+            raise ValueError(f"tensor {name!r} holds {bad} NaN or infinite value(s); a model's weights and "
+                             f"optimizer state must be finite")
 
 
 def _is_number(x):
@@ -344,7 +365,7 @@ def load_with_metadata(path):
         shuffle_state = _check_shuffle_state(meta.get("shuffle_state"))
         if meta.get("extra") is not None and not isinstance(meta["extra"], dict):
             raise ValueError("metadata extra must be an object or null")
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+    except (TypeError, ValueError, KeyError, OverflowError, RecursionError) as exc:
         raise ValueError(f"{name}: invalid fastnn model file: {exc}") from None
     for key, dst in expected.items():
         if key.startswith("layers."):

@@ -136,6 +136,7 @@ class FullyConnected(Layer):
         self._dtype = _checks.float_dtype(dtype)
         self.init, self.seed = init, seed
         self._init_fn = initializers.get(init)
+        initializers.check_fits(self.in_features, self.out_features, self.dtype)
         size = self.in_features * self.out_features + self.out_features
         self.bind(np.zeros(size, self.dtype), np.zeros(size, self.dtype))
         self.reset_parameters(seed)

@@ -65,9 +65,7 @@ class NeuralNetwork:
                 raise ValueError(f"layers[{i}] ({type(layer).__name__}) already belongs to another "
                                  f"NeuralNetwork; a layer can be part of one network only (build a new one, or "
                                  f"copy.deepcopy it)")
-        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
-            raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
+        seed = _checks.seed(seed, "seed")
         self._layers = layers
         self._init_locks()
         for i, layer in enumerate(layers):

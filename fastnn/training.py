@@ -75,10 +75,7 @@ class Trainer:
         if not isinstance(shuffle, (bool, np.bool_)):
             raise ValueError(f"shuffle must be True or False, got {shuffle!r}")
         self.shuffle = bool(shuffle)
-        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral)
-                                 or seed < 0):
-            raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
-        self.seed = None if seed is None else int(seed)
+        self.seed = _checks.seed(seed, "seed")
         self.validation_data = validation_data
         split = validation_split
         if isinstance(split, (bool, np.bool_)) or not isinstance(split, numbers.Real) or not 0 <= split < 1:
@@ -188,6 +185,7 @@ class Trainer:
                             lr_schedule=schedules.to_config(self.lr_schedule),
                             weights=None if weights is None else ckpt.fingerprint(weights))
             ckpt.remove_stale_temporaries(self.checkpoint)
+            ckpt.check_writable(self.checkpoint)
             resumed = ckpt.read(self.checkpoint, net, settings, n_batches, list(history), self.epochs)
             if resumed is not None:
                 history = resumed.history

@@ -139,15 +139,29 @@ def test_failed_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["c.ckpt"]            # the temporary file was removed
 
 
+def dead_pid():
+    """The pid of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def test_stale_temporaries_are_removed(tmp_path):
+    """Only a temporary whose writer is provably gone (its pid is not alive) is removed; one with a live
+    writer's pid, or without a pid (nothing proves its writer gone), is left alone."""
     X, y = make_data()
     path = tmp_path / "c.ckpt"
-    stale = tmp_path / ".c.ckpt.0123456789abcdef.tmp"
+    stale = tmp_path / f".c.ckpt.{dead_pid()}.0123456789abcdef.tmp"
     stale.write_bytes(b"half a checkpoint")
+    live = tmp_path / f".c.ckpt.{os.getppid()}.0123456789abcdef.tmp"
+    live.write_bytes(b"being written")
+    unprovable = tmp_path / ".c.ckpt.0123456789abcdef.tmp"
+    unprovable.write_bytes(b"x")
     unrelated = tmp_path / ".c.ckpt.notmine.tmp"
     unrelated.write_bytes(b"x")
     make_net().fit(X, y, epochs=1, batch_size=32, verbose=0, checkpoint=path)
-    assert not stale.exists() and unrelated.exists() and path.exists()
+    assert not stale.exists() and path.exists()
+    assert live.exists() and unprovable.exists() and unrelated.exists()
 
 
 # ------------------------------------------------------------------------------------ refusing to resume

@@ -1,0 +1,93 @@
+"""Opening user-given paths safely (DESIGN §5): regular files only, never an ``open()`` that can block.
+
+A FIFO, a device (/dev/zero, a tty), a directory or a socket given where a file is expected is refused at
+once with a ValueError naming the path: the path is opened with O_NONBLOCK (so opening a FIFO returns at
+once instead of waiting for a writer) and the *descriptor* is checked with fstat, so a path swapped
+between a check and the open cannot slip through. Text is read line by line with a bound on each line
+(``MAX_LINE_CHARS``), so a stream without newlines cannot grow memory without limit.
+"""
+import io
+import os
+import stat
+
+MAX_LINE_CHARS = 16 * 1024 * 1024     # longest accepted line (header or data row) of a text file
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def kind(mode):
+    """A few words naming the file type of an ``st_mode`` ("a FIFO (named pipe)", "a directory", ...)."""
+    return next((text for test, text in _KINDS if test(mode)), "not a regular file")
+
+
+def check_regular(path, what="file"):
+    """``path`` as a str if it names an existing regular file (symlinks followed); ValueError naming it
+    when it is a FIFO, device, directory or socket; FileNotFoundError when it does not exist."""
+    path = os.fspath(path)
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{what} {path}: is {kind(mode)}, not a regular file")
+    return path
+
+
+def open_regular(path, what="file"):
+    """``path`` opened for binary reading, after checking through the descriptor that it is a regular file.
+
+    Never blocks: O_NONBLOCK makes opening a FIFO return at once (it is then refused), and is cleared
+    again before the file object is returned. FileNotFoundError for a missing path; ValueError naming
+    ``what`` and the path for anything that is not a regular file (including a socket, which cannot be
+    opened at all).
+    """
+    path = os.fspath(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
+        | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            raise exc from None
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{what} {path}: is {kind(mode)}, not a regular file") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{what} {path}: is {kind(mode)}, not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_text(path, what="file"):
+    """A regular file opened as UTF-8 text for the csv module (``newline=""``, a BOM skipped)."""
+    raw = open_regular(path, what)
+    try:
+        return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    except BaseException:
+        raw.close()
+        raise
+
+
+def bounded_lines(fh, path, limit=None):
+    """The lines of text file ``fh``, each read with a bound: ValueError naming ``path`` and the line
+    number for a line longer than ``limit`` characters (default ``MAX_LINE_CHARS``)."""
+    limit = MAX_LINE_CHARS if limit is None else limit
+    number = 0
+    while True:
+        line = fh.readline(limit + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > limit:
+            raise ValueError(f"{path}, line {number}: longer than {limit:,} characters (the limit for "
+                             f"one line of a text file); is this really a CSV file?")
+        yield line
