@@ -171,10 +171,12 @@ class Trainer:
         return history
 
     # -- the per-layer path ----------------------------------------------------------------------
-    def _layer_epoch_runner(self, X, y):
+    def _layer_epoch_runner(self, X, y, sample_weight=None):
+        # sample_weight: None or checked (n,) weights in the network's dtype, gathered per batch for the loss
         net, bs = self.net, self.batch_size
         x_buf = np.empty((min(bs, len(X)),) + X.shape[1:], X.dtype)
         y_buf = np.empty((min(bs, len(y)),) + y.shape[1:], y.dtype)
+        w_buf = None if sample_weight is None else np.empty(min(bs, len(X)), sample_weight.dtype)
         gather_y = batch_kernels.gather if y.ndim == 1 else batch_kernels.gather_rows
 
         def run_epoch(order, epoch, progress):
@@ -186,12 +188,16 @@ class Trainer:
                 xb, yb = x_buf[:nb], y_buf[:nb]
                 batch_kernels.gather_rows(X, order, start, xb)
                 gather_y(y, order, start, yb)
+                wb = None
+                if w_buf is not None:
+                    wb = w_buf[:nb]
+                    batch_kernels.gather(sample_weight, order, start, wb)
                 out = net._forward(xb)
-                loss = net.loss._forward(out, yb)
+                loss = net.loss._forward(out, yb, wb)
                 if not math.isfinite(loss):
                     raise TrainingDivergedError(epoch, b + 1)
                 if net.classification:
-                    correct += count_correct(out, yb)
+                    correct += count_correct(out, yb, net.loss)
                 net._backward()
                 try:
                     net.step()
@@ -208,9 +214,9 @@ class Trainer:
         return run_epoch
 
     # -- the fused path -----------------------------------------------------------------------------
-    def _fused_epoch_runner(self, X, y):
+    def _fused_epoch_runner(self, X, y, sample_weight=None):
         from .fused import EpochRunner
-        return EpochRunner(self.net, X, y, self.batch_size)
+        return EpochRunner(self.net, X, y, self.batch_size, sample_weight)
 
 
 def new_history(classification, validation):
