@@ -199,8 +199,10 @@ def test_train_refuses_multilabel_npz_targets(tmp_path):
     y = (rng.uniform(size=(40, 4)) < 0.5).astype(np.int64)
     y[0] = [1, 1, 0, 1]
     np.savez(tmp_path / "multilabel.npz", X=X, y=y)
-    line = one_line_error(run("train", "--data", "multilabel.npz", "--epochs", "1", cwd=tmp_path))
+    proc = run("train", "--data", "multilabel.npz", "--epochs", "1", cwd=tmp_path)
+    line = one_line_error(proc)
     assert "multilabel" in line and "SigmoidCrossEntropy" in line
+    assert "classes" not in proc.stdout       # refused before it is described as a k-class problem
 
 
 # ----------------------------------------------------------------------- save / predict / evaluate / info
