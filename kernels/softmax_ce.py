@@ -72,6 +72,7 @@ def softmax_ce_labels(z, labels, grad, w=None):
     if w is not None:
         wsum = _weight_sum(w, grad)
         if wsum == 0:
+            grad[:] = 0
             return 0.0
     for i in range(n):
         if w is not None:
@@ -112,6 +113,7 @@ def softmax_ce_dense(z, t, grad, w=None):
     if w is not None:
         wsum = _weight_sum(w, grad)
         if wsum == 0:
+            grad[:] = 0
             return 0.0
     for i in range(n):
         if w is not None:
@@ -160,6 +162,7 @@ def cross_entropy_labels(p, labels, grad, w=None):
     if w is not None:
         wsum = _weight_sum(w, grad)
         if wsum == 0:
+            grad[:] = 0
             return 0.0
     for i in range(n):
         pc = max(p[i, labels[i]], tiny)
@@ -185,6 +188,7 @@ def cross_entropy_dense(p, t, grad, w=None):
     if w is not None:
         wsum = _weight_sum(w, grad)
         if wsum == 0:
+            grad[:] = 0
             return 0.0
     for i in range(n):
         row = 0.0
@@ -215,6 +219,7 @@ def l2(pred, target, grad, w=None):
     if w is not None:
         wsum = _weight_sum(w, grad)
         if wsum == 0:
+            grad[:] = 0
             return 0.0
     for i in range(n):
         row = 0.0
@@ -249,14 +254,15 @@ def sigmoid_ce(z, t, grad, w=None):
     if w is not None:
         wsum = _weight_sum(w, grad)
         if wsum == 0:
+            grad[:] = 0
             return 0.0
     for i in range(n):
         row = 0.0
         if w is not None:
             inv_n = w[i] / wsum
         for j in range(m):
-            x = float(z[i, j])
-            y = float(t[i, j])
+            x = np.float64(z[i, j])
+            y = np.float64(t[i, j])
             e = math.exp(-abs(x))
             row += max(x, 0.0) - x * y + math.log1p(e)
             p = 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
@@ -276,7 +282,7 @@ def sigmoid(z, out):
     a = z.reshape(-1)
     b = out.reshape(-1)
     for k in range(a.size):
-        x = float(a[k])
+        x = np.float64(a[k])
         e = math.exp(-abs(x))
         b[k] = 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
 
