@@ -16,13 +16,7 @@ def eps(dtype):
     return float(np.finfo(dtype).eps)
 
 
-def sigmoid_ce_ref(z, t, w=None):
-    """(loss, dL/dz) in float64: Σ_j [max(z,0) - z t + log1p(exp(-|z|))] per row, weighted or plain mean."""
-    z, t = ref.f64(z), ref.f64(t)
-    rows = (np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))).sum(axis=1)
-    p = np.exp(-np.logaddexp(0, -z))
-    w = np.ones(len(z)) if w is None else ref.f64(w)
-    return float((w * rows).sum() / w.sum()), w[:, None] * (p - t) / w.sum()
+sigmoid_ce_ref = ref.sigmoid_ce
 
 
 def per_row_ref(loss_cls, z, t):
