@@ -120,8 +120,8 @@ def labels(y, name, n_samples, n_classes, dtype):
     rows are multilabel targets, refused with a pointer to SigmoidCrossEntropy.
     """
     arr = _numeric_array(y, name)
-    if arr.ndim == 2 and arr.shape[1] == 1 and n_classes != 1:
-        arr = arr[:, 0]
+    if arr.ndim == 2 and arr.shape[1] == 1 and (n_classes != 1 or not arr.any()):
+        arr = arr[:, 0]         # a column of class ids (for one class: of zeros; ones are its one-hot rows)
     if arr.ndim not in (1, 2):
         raise ValueError(f"{name} must be class ids (batch,) or one-hot (batch, {n_classes}), "
                          f"got shape {arr.shape}")
