@@ -193,7 +193,7 @@ class Trainer:
                     wb = w_buf[:nb]
                     batch_kernels.gather(sample_weight, order, start, wb)
                 out = net._forward(xb)
-                loss = net.loss._forward(out, yb, wb)
+                loss = net.loss._forward(out, yb) if wb is None else net.loss._forward(out, yb, wb)
                 if not math.isfinite(loss):
                     raise TrainingDivergedError(epoch, b + 1)
                 if net.classification:
