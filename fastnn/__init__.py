@@ -2,7 +2,7 @@
 from .errors import TrainingDivergedError
 from .gradcheck import gradcheck, numerical_gradient
 from .layers import FullyConnected, Layer, ReLU, Sigmoid, SoftMax, TanH
-from .losses import CrossEntropyLoss, L2Loss, SoftmaxCrossEntropy
+from .losses import CrossEntropyLoss, L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .network import NeuralNetwork
 from .optimizers import SGD, Adam
 from .perceptron import Perceptron
@@ -13,7 +13,7 @@ from . import io                # registers what NeuralNetwork.save runs
 __version__ = "0.1.0"
 
 __all__ = ["Adam", "CrossEntropyLoss", "FullyConnected", "L2Loss", "Layer", "NeuralNetwork", "Perceptron",
-           "ReLU", "SGD", "Sigmoid", "SoftMax", "SoftmaxCrossEntropy", "TanH", "Trainer",
+           "ReLU", "SGD", "Sigmoid", "SigmoidCrossEntropy", "SoftMax", "SoftmaxCrossEntropy", "TanH", "Trainer",
            "TrainingDivergedError", "gradcheck", "numerical_gradient", "set_num_threads", "load",
            "MLPClassifier", "MLPRegressor"]
 

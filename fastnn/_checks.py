@@ -129,11 +129,12 @@ def labels(y, name, n_samples, n_classes, dtype):
     """Classification targets: int64 class ids (batch,) or a float (batch, classes) target distribution.
 
     Float ids are accepted when they are whole numbers. Ids must lie in [0, n_classes); rows of a target
-    distribution must be finite and non-negative.
+    distribution must be finite, non-negative and sum to 1 (see ``_check_distributions``): 0/1 multi-hot
+    rows are multilabel targets, refused with a pointer to SigmoidCrossEntropy.
     """
     arr = _numeric_array(y, name)
-    if arr.ndim == 2 and arr.shape[1] == 1 and n_classes != 1:
-        arr = arr[:, 0]
+    if arr.ndim == 2 and arr.shape[1] == 1 and (n_classes != 1 or not arr.any()):
+        arr = arr[:, 0]         # a column of class ids (for one class: of zeros; ones are its one-hot rows)
     if arr.ndim not in (1, 2):
         raise ValueError(f"{name} must be class ids (batch,) or one-hot (batch, {n_classes}), "
                          f"got shape {arr.shape}")
@@ -146,6 +147,7 @@ def labels(y, name, n_samples, n_classes, dtype):
         _ensure_finite(out, name)
         if (out < 0).any():
             raise ValueError(f"{name} target probabilities must be non-negative")
+        _check_distributions(out, arr.dtype, name)
         return out
     if arr.dtype.kind == "f":
         _ensure_finite(arr, name)
@@ -159,6 +161,71 @@ def labels(y, name, n_samples, n_classes, dtype):
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def _check_distributions(t, given_dtype, name):
+    """Every row of the checked (n, m) targets ``t`` sums to 1 within m · 4 eps, eps that of the less precise
+    of ``t``'s dtype and the given array's float dtype (the rounding of m summands, each off by at most
+    eps/2 relative, in the user's sums and in the cast). Multi-hot 0/1 rows name SigmoidCrossEntropy."""
+    m = t.shape[1]
+    eps = np.finfo(t.dtype).eps
+    if np.dtype(given_dtype).kind == "f":
+        eps = max(eps, np.finfo(given_dtype).eps)
+    tol = 4 * m * eps
+    start = 0
+    for block in row_blocks(t):
+        sums = block.sum(axis=1, dtype=np.float64)
+        bad = np.flatnonzero(np.abs(sums - 1) > tol)
+        if bad.size:
+            i = int(bad[0])
+            row, total = block[i], float(sums[i])
+            if total > 1 and np.all((block[bad] == 0) | (block[bad] == 1)):
+                raise ValueError(
+                    f"{name} row {start + i} has {int(total)} ones: multi-hot rows are multilabel targets (each "
+                    f"sample may have several labels), which a softmax loss cannot learn; use "
+                    f"loss=SigmoidCrossEntropy() (one sigmoid per label) for them")
+            hint = (" (for independent labels, not one class per sample, use SigmoidCrossEntropy)"
+                    if total > 1 and (row <= 1).all() else "")
+            raise ValueError(f"{name} rows must be target distributions (one-hot or soft labels) summing to 1; "
+                             f"row {start + i} sums to {total!r}{hint}")
+        start += len(block)
+
+
+def indicators(y, name, n_samples, n_outputs, dtype):
+    """Binary / multilabel targets (SigmoidCrossEntropy): a C-contiguous (batch, outputs) ``dtype`` array of
+    values in [0, 1] (0/1 labels, or probabilities); (batch,) is accepted for one output."""
+    arr = _numeric_array(y, name)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] != n_outputs:
+        want = "(batch,) or (batch, 1)" if n_outputs == 1 else f"(batch, {n_outputs})"
+        hint = (" (class ids are targets of a softmax loss; SigmoidCrossEntropy needs 0/1 indicators)"
+                if arr.ndim == 1 else "")
+        raise ValueError(f"{name} must be 0/1 targets of shape {want} for {n_outputs} sigmoid output(s), "
+                         f"got shape {arr.shape}{hint}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} has {arr.shape[0]} rows but the input has {n_samples}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 rows (samples)")
+    if arr.dtype.kind == "f":
+        _ensure_finite(arr, name)
+    low, high = arr.min(), arr.max()        # checked before the cast, which could round into range
+    if low < 0 or high > 1:
+        raise ValueError(f"{name} targets of a sigmoid output must lie in [0, 1] (0/1 labels or "
+                         f"probabilities), got {low if low < 0 else high}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def sample_weights(w, name, n_samples, dtype):
+    """Per-sample weights as a C-contiguous (n_samples,) ``dtype`` array, finite and non-negative."""
+    arr = _numeric_array(w, name)
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must have shape ({n_samples},), one weight per sample, got shape {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    _ensure_finite(out, name)
+    if (out < 0).any():
+        raise ValueError(f"{name} must be non-negative, got {out[out < 0][0]!r}")
+    return out
+
+
 def targets(y, name, n_samples, n_outputs, dtype):
     """Regression targets as a C-contiguous (batch, outputs) array; (batch,) is accepted for one output."""
     arr = _numeric_array(y, name)
@@ -170,16 +237,4 @@ def targets(y, name, n_samples, n_outputs, dtype):
         raise ValueError(f"{name} has {arr.shape[0]} rows but the input has {n_samples}")
     out = np.ascontiguousarray(arr, dtype=dtype)
     _ensure_finite(out, name)
-    return out
-
-
-def sample_weights(w, name, n_samples, dtype):
-    """Per-sample weights as a C-contiguous (n_samples,) array of ``dtype``: finite and non-negative."""
-    arr = _numeric_array(w, name)
-    if arr.ndim != 1 or arr.shape[0] != n_samples:
-        raise ValueError(f"{name} must have shape ({n_samples},) (one weight per sample), got {arr.shape}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    _ensure_finite(out, name)
-    if (out < 0).any():
-        raise ValueError(f"{name} must be non-negative, got e.g. {out[out < 0][0]!r}")
     return out

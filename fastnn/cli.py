@@ -204,6 +204,13 @@ def _decide_task(args, y, y_test, classes):
     if y.ndim == 2:  # one-hot / target distributions
         if y.shape[1] < 2:
             raise CLIError(f"one-hot labels need at least 2 columns, got {y.shape[1]}")
+        for a in both:  # multi-hot rows are multilabel targets: softmax training would silently be wrong
+            sums = np.asarray(a, np.float64).sum(axis=1)
+            if (sums > 1.5).any():
+                i = int(np.argmax(sums > 1.5))
+                raise CLIError(f"the targets are multilabel (row {i} has {sums[i]:g} labels set): fastnn train "
+                               "fits one class per sample; train a multilabel model from Python with "
+                               "loss=fastnn.SigmoidCrossEntropy()")
         return task, y.shape[1], y, y_test
     y = y.astype(np.int64)
     y_test = None if y_test is None else y_test.astype(np.int64)

@@ -464,7 +464,7 @@ class _Stepper:
                 loss = net.loss._forward(out, yb)
                 status[1] = loss * rows
                 if net.classification:
-                    status[2] = count_correct(out, yb)
+                    status[2] = count_correct(out, yb, net.loss)
                 if math.isfinite(loss):
                     net._backward()
                     scale = rows / g_rows     # local mean -> this rank's share of the global mean

@@ -1,6 +1,7 @@
 """The bridge to the fused whole-epoch kernel (kernels/epoch.py): which networks it covers, and the
 buffers it needs. The Trainer uses it for networks made of FullyConnected layers, each optionally followed
-by one ReLU / Sigmoid / TanH, with SoftmaxCrossEntropy or L2Loss and SGD or Adam."""
+by one ReLU / Sigmoid / TanH, with a loss that has a fused head (``Loss.fused_kind``: SoftmaxCrossEntropy,
+SigmoidCrossEntropy, L2Loss) and SGD or Adam."""
 import numpy as np
 
 from . import _checks, threads
@@ -9,12 +10,13 @@ from .kernels import epoch as kernels
 from .kernels._blas import set_threads_local
 from .kernels.activations import IDENTITY
 from .layers import FullyConnected, ReLU, Sigmoid, TanH
-from .losses import L2Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Adam
 
 _FAILURES = {kernels.FAIL_LOSS: "loss", kernels.FAIL_GRADIENT: "gradient",
              kernels.FAIL_UPDATE: "parameter update"}
 _ACTIVATIONS = {ReLU: ReLU.code, Sigmoid: Sigmoid.code, TanH: TanH.code}
+_LOSS_KINDS = {"ce_labels": kernels.LOSS_CE_LABELS, "ce_dense": kernels.LOSS_CE_DENSE, "l2": kernels.LOSS_L2,
+               "sigmoid": kernels.LOSS_SIGMOID}
 
 
 def _plan(net):
@@ -29,8 +31,9 @@ def _plan(net):
             codes[-1] = _ACTIVATIONS[kind]
         else:
             raise ValueError(f"layers[{i}] ({kind.__name__}) is not a FullyConnected or one activation after it")
-    if type(net.loss) not in (SoftmaxCrossEntropy, L2Loss):
-        raise ValueError(f"the loss {type(net.loss).__name__} is not SoftmaxCrossEntropy or L2Loss")
+    if net.loss.fused_kind(2) not in _LOSS_KINDS:
+        raise ValueError(f"the loss {type(net.loss).__name__} has no fused head (SoftmaxCrossEntropy, "
+                         f"SigmoidCrossEntropy and L2Loss have)")
     if type(net.optimizer) not in (SGD, Adam):
         raise ValueError(f"the optimizer {type(net.optimizer).__name__} is not SGD or Adam")
     return fcs, np.array(codes, np.int64)
@@ -49,11 +52,12 @@ class EpochRunner:
     """Holds the buffers of the fused kernel for one fit; ``run(order, epoch)`` trains one epoch.
 
     X and y must already be checked by the network (C-contiguous, the network's dtype, labels in range).
+    ``sample_weights``: None, or (n,) per-sample weights in the network's dtype, checked (finite,
+    non-negative; ``fastnn._checks.sample_weights``); the loss is weighted as scikit-learn's MLP does
+    (fastnn.losses).
     """
 
     def __init__(self, net, X, y, batch_size, sample_weights=None):
-        if sample_weights is not None:
-            raise ValueError("sample weights are not supported by the fused path yet; use fused=False")
         self.net, self.X, self.batch_size = net, X, batch_size
         fcs, self.codes = _plan(net)
         dtype, rows = net.dtype, min(batch_size, len(X))
@@ -67,12 +71,18 @@ class EpochRunner:
         self.norms = np.zeros(len(fcs), np.float64)
         self.x_absmax = _checks.absmax(X)
         self.status = np.zeros(3, np.int64)
+        kind = net.loss.fused_kind(y.ndim)
+        if kind not in _LOSS_KINDS:
+            raise ValueError(f"the fused path has no head for {type(net.loss).__name__} with {y.ndim}-D targets")
+        self.loss_kind = _LOSS_KINDS[kind]
         if y.ndim == 1:
-            self.loss_kind = kernels.LOSS_CE_LABELS
             self.labels, self.targets = y, np.empty((0, 0), dtype)
         else:
-            self.loss_kind = kernels.LOSS_L2 if type(net.loss) is L2Loss else kernels.LOSS_CE_DENSE
             self.labels, self.targets = np.empty(0, np.int64), y
+        if sample_weights is None:
+            self.sample_weights = np.empty(0, dtype)
+        else:
+            self.sample_weights = _checks.sample_weights(sample_weights, "sample_weight", len(X), dtype)
         self.label_buf = np.empty(rows if y.ndim == 1 else 0, np.int64)
         self.target_buf = np.empty((rows, y.shape[1]) if y.ndim == 2 else (0, 0), dtype)
 
@@ -99,7 +109,7 @@ class EpochRunner:
                     self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
                     self.A, self.D, self.codes, self.loss_kind, plan.params, plan.grads,
                     plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms,
-                    self.status, self.label_buf, self.target_buf, threads.blas_threads())
+                    self.status, self.label_buf, self.target_buf, threads.blas_threads(), self.sample_weights)
         finally:
             set_threads_local(previous)
         opt.steps += steps

@@ -213,9 +213,8 @@ class NeuralNetwork:
         return _checks.matrix(X, name, self.dtype, self.n_features)
 
     def check_target(self, y, n, name="y"):
-        if self.classification:
-            return _checks.labels(y, name, n, self.n_outputs, self.dtype)
-        return _checks.targets(y, name, n, self.n_outputs, self.dtype)
+        """y checked for the loss (its ``check_target``): C-contiguous, the network's dtype or int64 ids."""
+        return self.loss.check_target(y, name, n, self.n_outputs, self.dtype)
 
     def forward(self, x, y=None):
         """The output for x (batch, n_features) — a new array; with y, the mean loss (a float).
@@ -269,11 +268,10 @@ class NeuralNetwork:
         return np.concatenate([self.loss.output_probabilities(out) for out in self._outputs(X)])
 
     def predict(self, X):
-        """Class ids (n,) int64 for a classifier; outputs (n, outputs) for regression."""
+        """What the loss predicts (its ``predictions``): class ids (n,) int64 for a softmax classifier; 0/1
+        labels (n,) or indicators (n, k) int64 for SigmoidCrossEntropy; outputs (n, outputs) for regression."""
         X = self.check_input(X)
-        if self.classification:
-            return np.concatenate([np.argmax(out, axis=1) for out in self._outputs(X)])
-        return np.concatenate(list(self._outputs(X)))
+        return np.concatenate([self.loss.predictions(out) for out in self._outputs(X)])
 
     def evaluate(self, X, y):
         """{"loss": mean loss, "accuracy": fraction correct (classifiers only)} over all of X."""
@@ -285,7 +283,7 @@ class NeuralNetwork:
             yb = y[start:start + len(out)]
             loss_sum += loss.evaluate(out, yb) * len(out)
             if self.classification:
-                correct += count_correct(out, yb)
+                correct += self.loss.count_correct(out, yb)
         result = {"loss": loss_sum / len(X)}
         if self.classification:
             result["accuracy"] = correct / len(X)
@@ -387,9 +385,10 @@ class NeuralNetwork:
 _FUSED_ACTIVATIONS = (ReLU, Sigmoid, TanH)
 
 
-def count_correct(out, target):
-    """Number of rows whose argmax matches the label (int ids) or the target's argmax (distributions)."""
-    from .kernels import softmax_ce as sm_kernels
-    if target.ndim == 1:
-        return int(sm_kernels.count_correct_labels(out, target))
-    return int(sm_kernels.count_correct_dense(out, target))
+def count_correct(out, target, loss=None):
+    """Rows of out predicted right for target, as ``loss.count_correct`` counts them; without a loss, by
+    the softmax rule (argmax equal to the label, or to the target distribution's argmax)."""
+    return (_ARGMAX_RULE if loss is None else loss).count_correct(out, target)
+
+
+_ARGMAX_RULE = SoftmaxCrossEntropy()

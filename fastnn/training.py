@@ -357,7 +357,7 @@ class _LayerEpoch:
             if not math.isfinite(loss):
                 raise TrainingDivergedError(epoch, b + 1)
             if net.classification:
-                correct += count_correct(out, yb)
+                correct += count_correct(out, yb, net.loss)
             net._backward()
             try:
                 with net.weights_changing():

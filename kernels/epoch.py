@@ -1,8 +1,9 @@
 """The fused whole-epoch kernel: every mini-batch of an epoch of a dense network, inside one Numba call.
 
 Network: L fully connected layers, layer k computing A[k+1] = f_k(A[k] @ W[k] + b[k]), with f_k an
-activation code (activations.IDENTITY for none); a softmax-cross-entropy or L2 head; an SGD, momentum or
-Adam update of the flat parameter buffer of which every W[k], b[k] is a view.
+activation code (activations.IDENTITY for none); a softmax-cross-entropy (class ids or distributions),
+sigmoid-cross-entropy (binary / multilabel; "correct" is subset accuracy) or L2 head, each optionally
+weighted per sample (softmax_ce.py's docstring: scikit-learn's weighting); an SGD, momentum or Adam update of the flat parameter buffer of which every W[k], b[k] is a view.
 
 Plain SGD updates each layer inside its weight-gradient GEMM, W[k] += (-lr)·A[k]ᵀ·D[k+1] (BLAS beta = 1):
 no gradient buffer is written and no separate pass over the weights is made. Before any weight changes,
@@ -24,7 +25,8 @@ Arguments (C-contiguous, one float dtype unless said):
   the epoch (explicit-gradient optimizers only); status (3,) int64: receives [failed batch (1-based) or 0,
   failed layer or -1, what failed: FAIL_LOSS, FAIL_GRADIENT or FAIL_UPDATE];
   label_buf (batch_size,) int64 / target_buf (batch_size, m): gathered targets; blas_threads: the most
-  BLAS threads a GEMM may use (small GEMMs get one, see _blas.matmul).
+  BLAS threads a GEMM may use (small GEMMs get one, see _blas.matmul); sample_weights (n,) in X's dtype,
+  gathered per batch like the labels, or empty (0,) for the unweighted loss (bit-identical to no weights).
 Returns (loss summed over samples, correct predictions, steps taken). On a non-finite loss, gradient or
 update, or a weight that could overflow, the kernel stops before that batch's update: the parameters stay those of
 the last finite step.
@@ -41,9 +43,11 @@ from ._jit import OPTIONS, inline_kernel, internal_kernel, specialize
 from .activations import bias_activate, scale_by_derivative
 from .batch import gather, gather_rows
 from .dense import column_sums
-from .softmax_ce import count_correct_dense, count_correct_labels, l2, softmax_ce_dense, softmax_ce_labels
+from .softmax_ce import (count_correct_dense, count_correct_indicators, count_correct_labels, l2, sigmoid_ce,
+                         softmax_ce_dense, softmax_ce_labels)
 
-LOSS_CE_LABELS, LOSS_CE_DENSE, LOSS_L2 = 0, 1, 2
+LOSS_CE_LABELS, LOSS_CE_DENSE, LOSS_L2, LOSS_SIGMOID = 0, 1, 2, 3
+_LOSS_NAMES = {LOSS_CE_LABELS: "labels", LOSS_CE_DENSE: "dense", LOSS_L2: "l2", LOSS_SIGMOID: "sigmoid"}
 OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2
 _OPT_NAMES = {OPT_SGD: "sgd", OPT_MOMENTUM: "momentum", OPT_ADAM: "adam"}
 FAIL_LOSS, FAIL_GRADIENT, FAIL_UPDATE = 0, 1, 2
@@ -108,21 +112,49 @@ def _forward(X, order, start, nb, W, b, A, codes, blas_threads):
 
 
 @inline_kernel
-def _head_labels(loss_kind, logits, head, labels, targets, order, start, label_buf, target_buf):
+def _head_labels(loss_kind, logits, head, labels, targets, order, start, label_buf, target_buf,
+                 sample_weights, weight_buf):
     """Softmax cross-entropy against the batch's class ids: (mean loss, correct predictions)."""
-    yb = label_buf[:logits.shape[0]]
+    nb = logits.shape[0]
+    yb = label_buf[:nb]
     gather(labels, order, start, yb)
-    return softmax_ce_labels(logits, yb, head), count_correct_labels(logits, yb)
+    if sample_weights.size == 0:
+        loss = softmax_ce_labels(logits, yb, head)
+    else:
+        wb = weight_buf[:nb]
+        gather(sample_weights, order, start, wb)
+        loss = softmax_ce_labels(logits, yb, head, wb)
+    return loss, count_correct_labels(logits, yb)
+
+
+def _head_targets(loss_kind, logits, head, labels, targets, order, start, label_buf, target_buf,
+                  sample_weights, weight_buf):
+    """The loss ``_LOSS`` (softmax cross-entropy on distributions, sigmoid cross-entropy or L2; bound per
+    variant, see _TARGET_HEADS) against the batch's target rows: (mean loss, ``_COUNT`` correct)."""
+    nb = logits.shape[0]
+    tb = target_buf[:nb]
+    gather_rows(targets, order, start, tb)
+    if sample_weights.size == 0:
+        loss = _LOSS(logits, tb, head)
+    else:
+        wb = weight_buf[:nb]
+        gather(sample_weights, order, start, wb)
+        loss = _LOSS(logits, tb, head, wb)
+    return loss, _COUNT(logits, tb)
 
 
 @inline_kernel
-def _head_targets(loss_kind, logits, head, labels, targets, order, start, label_buf, target_buf):
-    """Softmax cross-entropy against target distributions, or L2: (mean loss, correct predictions)."""
-    tb = target_buf[:logits.shape[0]]
-    gather_rows(targets, order, start, tb)
-    if loss_kind == LOSS_CE_DENSE:
-        return softmax_ce_dense(logits, tb, head), count_correct_dense(logits, tb)
-    return l2(logits, tb, head), 0
+def _no_count(out, t):
+    """Regression: no correct predictions to count."""
+    return 0
+
+
+_LOSS = _COUNT = None     # bound per variant of _head_targets by specialize()
+_TARGET_HEADS = {
+    kind: specialize(_head_targets, _LOSS_NAMES[kind], compile_with=inline_kernel, _LOSS=loss, _COUNT=count)
+    for kind, loss, count in ((LOSS_CE_DENSE, softmax_ce_dense, count_correct_dense), (LOSS_L2, l2, _no_count),
+                              (LOSS_SIGMOID, sigmoid_ce, count_correct_indicators))}
+_HEADS = {LOSS_CE_LABELS: _head_labels, **_TARGET_HEADS}
 
 
 @inline_kernel
@@ -207,7 +239,7 @@ _HEAD = _STEP = None     # bound per variant of _train_epoch by specialize()
 
 def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
                  params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
-                 label_buf, target_buf, blas_threads):
+                 label_buf, target_buf, blas_threads, sample_weights):
     """One epoch (see the module's docstring); GEMMs get BLAS threads by _blas.matmul.
 
     A template: ``_HEAD`` and ``_STEP`` are bound per variant (see ``train_epoch``), so that a network
@@ -221,6 +253,7 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
     for k in range(L):
         wbound[k] = np.inf
     amax[0] = x_absmax
+    weight_buf = np.empty(batch_size if sample_weights.size else 0, sample_weights.dtype)
     loss_sum = 0.0
     correct = 0
     steps = 0
@@ -232,7 +265,7 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
         nb = min(batch_size, n - start)
         _forward(X, order, start, nb, W, b, A, codes, blas_threads)
         loss, right = _HEAD(loss_kind, A[L][:nb], D[L][:nb], labels, targets, order, start, label_buf,
-                            target_buf)
+                            target_buf, sample_weights, weight_buf)
         if not math.isfinite(loss):
             _fail(status, batch, -1, FAIL_LOSS)
             return loss_sum, correct, steps
@@ -249,14 +282,17 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
 
 
 _STEPS = {OPT_SGD: _sgd_step, **_EXPLICIT_STEPS}
-_VARIANTS = {(labels, opt): specialize(_train_epoch, f"{'labels' if labels else 'targets'}_{_OPT_NAMES[opt]}",
-                                       _HEAD=_head_labels if labels else _head_targets, _STEP=step)
-             for labels in (True, False) for opt, step in _STEPS.items()}
+_VARIANTS = {(loss, opt): specialize(_train_epoch, f"{_LOSS_NAMES[loss]}_{_OPT_NAMES[opt]}", _HEAD=head,
+                                     _STEP=step)
+             for loss, head in _HEADS.items() for opt, step in _STEPS.items()}
 
 
 def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind, params, grads,
                 offsets, opt_kind, *rest):
-    """Run the variant of the epoch kernel for this loss and optimizer (arguments: module docstring)."""
-    kernel_ = _VARIANTS[loss_kind == LOSS_CE_LABELS, opt_kind]
+    """Run the variant of the epoch kernel for this loss and optimizer (arguments: module docstring; the
+    last, ``sample_weights``, may be left out for the unweighted loss)."""
+    if len(rest) == 10:           # the argument list before sample_weights
+        rest = rest + (np.empty(0, X.dtype),)
+    kernel_ = _VARIANTS[loss_kind, opt_kind]
     return kernel_(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind, params, grads,
                    offsets, opt_kind, *rest)

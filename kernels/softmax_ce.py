@@ -3,13 +3,32 @@
 Every loss returns the mean over the batch (accumulated in float64) and writes dL/d(input) into ``grad``
 (same shape as the input). Labels are either integer class ids ``(batch,)`` int64 or a target
 distribution ``(batch, classes)`` (one-hot, or soft labels) in the input's dtype. Softmax subtracts the row
-maximum (log-sum-exp), so logits of ±1e4 give finite losses and gradients.
+maximum (log-sum-exp), so logits of ±1e4 give finite losses and gradients; so does the sigmoid
+cross-entropy (max(z, 0) - z·t + log1p(exp(-|z|))).
+
+Sample weights: every loss takes an optional last argument ``w`` (batch,) in the input's dtype. Without
+it (omitted, compiled apart) the loss is the plain mean, loss = Σ_i l_i / n and grad_i = ∇l_i / n —
+unchanged, bit for bit. With it the loss is scikit-learn's MLP weighting (``_backprop``: np.average with
+``weights=sample_weight`` for the loss, deltas multiplied by w_i and divided by sw_sum = Σ w):
+
+    loss = Σ_i w_i l_i / Σ_i w_i,        grad_i = w_i ∇l_i / Σ_i w_i.
+
+A batch whose weights sum to zero has loss 0 and gradient 0 (scikit-learn would divide by zero).
 """
 import math
 
 import numpy as np
 
-from ._jit import kernel
+from ._jit import internal_kernel, kernel
+
+
+@internal_kernel
+def _weight_sum(w, like):
+    """Σ w in float64 (the sample weights of a batch, one per row of ``like``)."""
+    s = 0.0
+    for i in range(like.shape[0]):
+        s += w[i]
+    return s
 
 
 @kernel
@@ -44,12 +63,20 @@ def softmax_backward(y, dy, dx):
 
 
 @kernel
-def softmax_ce_labels(z, labels, grad):
-    """Fused softmax cross-entropy from logits z and int labels; grad = (softmax - onehot) / batch."""
+def softmax_ce_labels(z, labels, grad, w=None):
+    """Fused softmax cross-entropy from logits z and int labels; grad = (softmax - onehot) / batch
+    (weighted: see the module's docstring)."""
     n, m = z.shape
     total = 0.0
     inv_n = 1.0 / n
+    if w is not None:
+        wsum = _weight_sum(w, grad)
+        if wsum == 0:
+            grad[:] = 0
+            return 0.0
     for i in range(n):
+        if w is not None:
+            inv_n = w[i] / wsum
         zmax = z[i, 0]
         for j in range(1, m):
             if z[i, j] > zmax:
@@ -60,24 +87,37 @@ def softmax_ce_labels(z, labels, grad):
             grad[i, j] = e
             s += e
         c = labels[i]
-        total += zmax + math.log(s) - z[i, c]
+        if w is None:
+            total += zmax + math.log(s) - z[i, c]
+        else:
+            total += w[i] * (zmax + math.log(s) - z[i, c])
         scale = grad.dtype.type(inv_n / s)
         for j in range(m):
             grad[i, j] *= scale
         grad[i, c] -= inv_n
+    if w is not None:
+        return total / wsum
     return total * inv_n
 
 
 @kernel
-def softmax_ce_dense(z, t, grad):
+def softmax_ce_dense(z, t, grad, w=None):
     """Fused softmax cross-entropy against a target distribution t (batch, classes).
 
-    loss_i = sum_j t_ij (lse_i - z_ij); grad = (sum_j t_ij * softmax_i - t_i) / batch.
+    loss_i = sum_j t_ij (lse_i - z_ij); grad = (sum_j t_ij * softmax_i - t_i) / batch (weighted: see the
+    module's docstring).
     """
     n, m = z.shape
     total = 0.0
     inv_n = 1.0 / n
+    if w is not None:
+        wsum = _weight_sum(w, grad)
+        if wsum == 0:
+            grad[:] = 0
+            return 0.0
     for i in range(n):
+        if w is not None:
+            inv_n = w[i] / wsum
         zmax = z[i, 0]
         for j in range(1, m):
             if z[i, j] > zmax:
@@ -89,18 +129,26 @@ def softmax_ce_dense(z, t, grad):
             s += e
         lse = zmax + math.log(s)
         tsum = 0.0
+        row = 0.0
         for j in range(m):
             tsum += t[i, j]
             if t[i, j] != 0:
-                total += t[i, j] * (lse - z[i, j])
+                if w is None:
+                    total += t[i, j] * (lse - z[i, j])
+                else:
+                    row += t[i, j] * (lse - z[i, j])
+        if w is not None:
+            total += w[i] * row
         scale = tsum * inv_n / s
         for j in range(m):
             grad[i, j] = grad[i, j] * scale - t[i, j] * inv_n
+    if w is not None:
+        return total / wsum
     return total * inv_n
 
 
 @kernel
-def cross_entropy_labels(p, labels, grad):
+def cross_entropy_labels(p, labels, grad, w=None):
     """Cross-entropy on probabilities p with int labels: mean of -log p[label].
 
     p is clamped below at the dtype's smallest normal number so that a zero probability gives a large,
@@ -111,41 +159,147 @@ def cross_entropy_labels(p, labels, grad):
     total = 0.0
     inv_n = 1.0 / n
     grad[:] = 0
+    if w is not None:
+        wsum = _weight_sum(w, grad)
+        if wsum == 0:
+            grad[:] = 0
+            return 0.0
     for i in range(n):
         pc = max(p[i, labels[i]], tiny)
-        total -= math.log(pc)
+        if w is None:
+            total -= math.log(pc)
+        else:
+            inv_n = w[i] / wsum
+            total -= w[i] * math.log(pc)
         grad[i, labels[i]] = -inv_n / pc
+    if w is not None:
+        return total / wsum
     return total * inv_n
 
 
 @kernel
-def cross_entropy_dense(p, t, grad):
-    """Cross-entropy on probabilities p against a target distribution t: mean of -sum_j t_j log p_j."""
+def cross_entropy_dense(p, t, grad, w=None):
+    """Cross-entropy on probabilities p against a target distribution t: mean of -sum_j t_j log p_j
+    (weighted: see the module's docstring)."""
     n, m = p.shape
     tiny = np.finfo(p.dtype).tiny
     total = 0.0
     inv_n = 1.0 / n
+    if w is not None:
+        wsum = _weight_sum(w, grad)
+        if wsum == 0:
+            grad[:] = 0
+            return 0.0
     for i in range(n):
+        row = 0.0
+        if w is not None:
+            inv_n = w[i] / wsum
         for j in range(m):
             pj = max(p[i, j], tiny)
             if t[i, j] != 0:
-                total -= t[i, j] * math.log(pj)
+                if w is None:
+                    total -= t[i, j] * math.log(pj)
+                else:
+                    row -= t[i, j] * math.log(pj)
             grad[i, j] = -t[i, j] * inv_n / pj
+        if w is not None:
+            total += w[i] * row
+    if w is not None:
+        return total / wsum
     return total * inv_n
 
 
 @kernel
-def l2(pred, target, grad):
-    """0.5 * ||pred - target||² summed over outputs, mean over the batch; grad = (pred - target) / batch."""
+def l2(pred, target, grad, w=None):
+    """0.5 * ||pred - target||² summed over outputs, mean over the batch; grad = (pred - target) / batch
+    (weighted: see the module's docstring)."""
     n, m = pred.shape
     total = 0.0
     inv_n = 1.0 / n
+    if w is not None:
+        wsum = _weight_sum(w, grad)
+        if wsum == 0:
+            grad[:] = 0
+            return 0.0
     for i in range(n):
+        row = 0.0
+        if w is not None:
+            inv_n = w[i] / wsum
         for j in range(m):
             d = pred[i, j] - target[i, j]
-            total += 0.5 * d * d
+            if w is None:
+                total += 0.5 * d * d
+            else:
+                row += 0.5 * d * d
             grad[i, j] = d * inv_n
+        if w is not None:
+            total += w[i] * row
+    if w is not None:
+        return total / wsum
     return total * inv_n
+
+
+@kernel
+def sigmoid_ce(z, t, grad, w=None):
+    """Sigmoid cross-entropy from logits z (batch, outputs) against targets t (batch, outputs) in [0, 1]
+    (0/1 labels, multilabel indicators or soft targets); torch's BCEWithLogitsLoss(reduction="sum") / batch.
+
+    loss = mean_i Σ_j [max(z_ij, 0) - z_ij·t_ij + log1p(exp(-|z_ij|))]; grad = (sigmoid(z) - t) / batch
+    (weighted: see the module's docstring). exp only ever sees -|z|, so any finite logit gives a finite
+    loss and gradient. Computed in float64, stored in the input's dtype.
+    """
+    n, m = z.shape
+    total = 0.0
+    inv_n = 1.0 / n
+    if w is not None:
+        wsum = _weight_sum(w, grad)
+        if wsum == 0:
+            grad[:] = 0
+            return 0.0
+    for i in range(n):
+        row = 0.0
+        if w is not None:
+            inv_n = w[i] / wsum
+        for j in range(m):
+            x = np.float64(z[i, j])
+            y = np.float64(t[i, j])
+            e = math.exp(-abs(x))
+            row += max(x, 0.0) - x * y + math.log1p(e)
+            p = 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
+            grad[i, j] = (p - y) * inv_n
+        if w is None:
+            total += row
+        else:
+            total += w[i] * row
+    if w is not None:
+        return total / wsum
+    return total * inv_n
+
+
+@kernel
+def sigmoid(z, out):
+    """out = 1 / (1 + exp(-z)) elementwise (may alias z), stable for any finite z."""
+    a = z.reshape(-1)
+    b = out.reshape(-1)
+    for k in range(a.size):
+        x = np.float64(a[k])
+        e = math.exp(-abs(x))
+        b[k] = 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
+
+
+@kernel
+def count_correct_indicators(out, t):
+    """How many rows of logits out (batch, outputs) predict every label of t right: out > 0 where
+    t > 0.5, out <= 0 elsewhere (subset accuracy, as scikit-learn's accuracy_score on multilabel)."""
+    correct = 0
+    for i in range(out.shape[0]):
+        right = True
+        for j in range(out.shape[1]):
+            if (out[i, j] > 0) != (t[i, j] > 0.5):
+                right = False
+                break
+        correct += right
+    return correct
 
 
 @kernel

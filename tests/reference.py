@@ -138,6 +138,16 @@ def cross_entropy_dense(p, t):
     return loss, -t / (n * p)
 
 
+def sigmoid_ce(z, t, w=None):
+    """(loss, dL/dz) of the sigmoid cross-entropy from logits: per row Σ_j [max(z,0) - z t + log1p(exp(-|z|))],
+    the mean over rows, or with sample weights w: Σ w_i l_i / Σ w_i and dL/dz_i = w_i (σ(z_i) - t_i) / Σ w."""
+    z, t = f64(z), f64(t)
+    rows = (np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))).sum(axis=1)
+    p = np.exp(-np.logaddexp(0, -z))
+    w = np.ones(len(z)) if w is None else f64(w)
+    return float((w * rows).sum() / w.sum()), w[:, None] * (p - t) / w.sum()
+
+
 def l2(pred, target):
     """(0.5 ||pred - target||² summed over outputs and averaged over the batch, its gradient)."""
     d = f64(pred) - f64(target)

@@ -195,6 +195,19 @@ def test_train_npz_with_test_arrays_and_regression(tmp_path):
     assert "L2Loss (regression" in ok(run("info", "reg.safetensors", cwd=tmp_path))
 
 
+def test_train_refuses_multilabel_npz_targets(tmp_path):
+    """0/1 multi-hot rows (several labels per sample) once trained as '4 classes' of a softmax model."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 3)).astype(np.float32)
+    y = (rng.uniform(size=(40, 4)) < 0.5).astype(np.int64)
+    y[0] = [1, 1, 0, 1]
+    np.savez(tmp_path / "multilabel.npz", X=X, y=y)
+    proc = run("train", "--data", "multilabel.npz", "--epochs", "1", cwd=tmp_path)
+    line = one_line_error(proc)
+    assert "multilabel" in line and "SigmoidCrossEntropy" in line
+    assert "classes" not in proc.stdout       # refused before it is described as a k-class problem
+
+
 # ----------------------------------------------------------------------- save / predict / evaluate / info
 
 def test_save_predict_evaluate_info_round_trip(digits_model):

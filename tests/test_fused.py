@@ -61,6 +61,82 @@ def test_fused_equals_per_layer(dtype, opt, act, kind, sizes):
         assert np.array_equal(p0, p1)
 
 
+def sigmoid_targets(n, k, seed=2):
+    """(n,) 0/1 labels for one output, (n, k) multilabel indicators (one soft row) for k."""
+    rng = np.random.default_rng(seed)
+    if k == 1:
+        return rng.integers(0, 2, n)
+    y = (rng.uniform(size=(n, k)) < 0.4).astype(np.float64)
+    y[3] = rng.uniform(size=k)
+    return y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("act,sizes", [("relu", (7, 13, 4)), ("tanh", (5, 9, 1))], ids=["multilabel", "binary"])
+def test_fused_sigmoid_head_equals_per_layer(dtype, opt, act, sizes):
+    X, _ = data(101, sizes, dtype, "regression")
+    y = sigmoid_targets(101, sizes[-1])
+    results = []
+    for use_fused in (False, True):
+        net = make_net(sizes, act, fnn.SigmoidCrossEntropy, OPTIMIZERS[opt], dtype)
+        assert fused.supports(net)[0]
+        hist = net.fit(X, y, epochs=3, batch_size=32, verbose=0, fused=use_fused)
+        results.append((net._flat_params.copy(), hist))
+    (p0, h0), (p1, h1) = results
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(p1, p0, rtol=tol, atol=tol)
+    np.testing.assert_allclose(h1["loss"], h0["loss"], rtol=tol)
+    assert h0["accuracy"] == h1["accuracy"]            # subset accuracy, counted by both paths alike
+    if opt != "sgd":
+        assert np.array_equal(p0, p1)
+
+
+def _epochs(net, X, y, w, use_fused, epochs=3, batch_size=32):
+    """fit with sample weights; [(loss, accuracy or None) per epoch]."""
+    h = net.fit(X, y, epochs=epochs, batch_size=batch_size, verbose=0, fused=use_fused, sample_weight=w)
+    return list(zip(h["loss"], h.get("accuracy", [None] * epochs)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("loss,kind,sizes", [
+    (fnn.SoftmaxCrossEntropy, "labels", (6, 10, 3)), (fnn.SoftmaxCrossEntropy, "onehot", (6, 10, 3)),
+    (fnn.L2Loss, "regression", (6, 10, 2)), (fnn.SigmoidCrossEntropy, "multilabel", (6, 10, 3))])
+def test_fused_sample_weights_equal_per_layer(dtype, opt, loss, kind, sizes):
+    X, y = data(101, sizes, dtype, "regression" if kind == "multilabel" else kind)
+    if kind == "multilabel":
+        y = sigmoid_targets(101, sizes[-1])
+    w = np.random.default_rng(9).uniform(0, 3, 101).astype(dtype)
+    w[:40:3] = 0.0
+    runs = {}
+    for use_fused in (False, True):
+        net = make_net(sizes, "relu", loss, OPTIMIZERS[opt], dtype)
+        runs[use_fused] = (_epochs(net, X, y, w, use_fused), net._flat_params.copy())
+    (l0, p0), (l1, p1) = runs[False], runs[True]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(p1, p0, rtol=tol, atol=tol)
+    np.testing.assert_allclose([x[0] for x in l1], [x[0] for x in l0], rtol=tol)
+    assert [x[1] for x in l1] == [x[1] for x in l0]
+    if opt != "sgd":
+        assert np.array_equal(p0, p1)
+    # and the weights matter: unweighted training ends elsewhere
+    net = make_net(sizes, "relu", loss, OPTIMIZERS[opt], dtype)
+    _epochs(net, X, y, None, True)
+    assert not np.allclose(net._flat_params, p1, rtol=100 * tol, atol=100 * tol)
+
+
+def test_fused_unit_weights_follow_the_unweighted_run():
+    """Weights of one give the unweighted numbers (to rounding: Σw / n is not 1/n bit for bit)."""
+    X, y = data(64, (5, 7, 3), np.float64, "labels")
+    params = []
+    for w in (None, np.ones(64)):
+        net = make_net((5, 7, 3), "relu", fnn.SoftmaxCrossEntropy, OPTIMIZERS["adam"], np.float64)
+        _epochs(net, X, y, w, True)
+        params.append(net._flat_params.copy())
+    np.testing.assert_allclose(params[1], params[0], rtol=1e-12, atol=1e-14)
+
+
 def test_fused_path_is_chosen_only_for_covered_networks():
     covered = make_net((4, 5, 3), "relu", fnn.SoftmaxCrossEntropy, OPTIMIZERS["sgd"], np.float32)
     assert fused.supports(covered) == (True, "")
@@ -69,6 +145,13 @@ def test_fused_path_is_chosen_only_for_covered_networks():
     assert not ok and "SoftMax" in reason
     double_act = fnn.NeuralNetwork([fnn.FullyConnected(4, 3), fnn.ReLU(), fnn.TanH()])
     assert not fused.supports(double_act)[0]
+    sigmoid = make_net((4, 5, 3), "relu", fnn.SigmoidCrossEntropy, OPTIMIZERS["sgd"], np.float32)
+    assert fused.supports(sigmoid) == (True, "")
+
+    class OwnLoss(fnn.SoftmaxCrossEntropy):      # the kernel cannot know what a subclass overrides
+        pass
+    ok, reason = fused.supports(fnn.NeuralNetwork([fnn.FullyConnected(4, 3)], loss=OwnLoss()))
+    assert not ok and "OwnLoss" in reason
     X, y = data(10, (4, 3), np.float32, "labels")
     with pytest.raises(ValueError, match="fused=True"):
         with_softmax.fit(X, y, epochs=1, verbose=0, fused=True)

@@ -403,6 +403,66 @@ def test_count_correct(dtype, n, m, seed):
     assert sce.count_correct_dense(out, t) == expected
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+@HYP
+@given(n=sizes, m=st.integers(1, 70), seed=seeds)
+@example(n=1, m=1, seed=0)
+def test_sigmoid_ce_kernel(dtype, weighted, n, m, seed):
+    rng = np.random.default_rng(seed)
+    z = randn(rng, (n, m), dtype, 4.0)
+    t = (rng.uniform(size=(n, m)) < 0.5).astype(dtype)
+    t[0] = rng.uniform(size=m)                                   # soft targets too
+    w = rng.uniform(0.1, 2, n).astype(dtype) if weighted else None
+    grad = np.full_like(z, np.nan)
+    loss = sce.sigmoid_ce(z, t, grad) if w is None else sce.sigmoid_ce(z, t, grad, w)
+    loss_ref, grad_ref = ref.sigmoid_ce(z, t, w)
+    # float64 arithmetic on the dtype's inputs: the loss to float64 rounding of n·m terms; the gradient
+    # σ(z) - t cancels (absolute error a few eps64 times its scale w_i / Σw), then is rounded to the dtype
+    assert loss == pytest.approx(loss_ref, rel=16 * n * m * np.finfo(np.float64).eps, abs=1e-300)
+    scale = 1 / n if w is None else float(w.max() / w.astype(np.float64).sum())
+    np.testing.assert_allclose(grad, grad_ref, rtol=4 * np.finfo(dtype).eps,
+                               atol=8 * np.finfo(np.float64).eps * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_kernel_and_extremes(dtype):
+    z = np.array([[-1e4, -30.0, -1.0, 0.0, 1.0, 30.0, 1e4]], dtype)
+    out = np.empty_like(z)
+    sce.sigmoid(z, out)
+    np.testing.assert_allclose(out, 1 / (1 + np.exp(-z.astype(np.float64))), rtol=np.finfo(dtype).eps)
+    grad = np.empty_like(z)
+    t = np.array([[1, 0, 1, 0, 1, 0, 1]], dtype)
+    assert np.isfinite(sce.sigmoid_ce(z, t, grad)) and np.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@HYP
+@given(n=sizes, m=st.integers(1, 6), seed=seeds)
+def test_count_correct_indicators(dtype, n, m, seed):
+    rng = np.random.default_rng(seed)
+    out = rng.integers(-2, 3, (n, m)).astype(dtype)     # zeros: a logit of 0 predicts 0
+    t = rng.integers(0, 2, (n, m)).astype(dtype)
+    right = rng.uniform(size=n) < 0.5                   # some rows predicted fully right
+    t[right] = out[right] > 0
+    expected = int(np.all((out > 0) == (t > 0.5), axis=1).sum())
+    assert sce.count_correct_indicators(out, t) == expected
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["softmax_ce_labels", "softmax_ce_dense", "cross_entropy_labels",
+                                  "cross_entropy_dense", "l2", "sigmoid_ce"])
+def test_weighted_kernels_zero_total_weight(dtype, name):
+    """A batch whose weights sum to 0: loss 0 and a cleared gradient (no division by zero)."""
+    rng = np.random.default_rng(0)
+    z = np.ascontiguousarray(ref.softmax(rng.standard_normal((3, 4))), dtype)
+    t = np.ascontiguousarray(ref.one_hot([0, 2, 1], 4), dtype)
+    target = np.array([0, 2, 1], np.int64) if name.endswith("labels") else t
+    grad = np.full_like(z, np.nan)
+    assert getattr(sce, name)(z, target, grad, np.zeros(3, dtype)) == 0.0
+    assert not grad.any()
+
+
 # -------------------------------------------------------------------------------------------- optim
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])

@@ -1,0 +1,101 @@
+"""The layout is the architecture (DESIGN §1): imports point one way and kernels know nothing of fastnn.
+
+The test reads every import statement of the package — function-level ones included, since a lazy import
+is still a dependency — and checks that the module graph has no cycle.
+"""
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "fastnn"
+KERNELS = ROOT / "kernels"
+
+
+def _module_name(path):
+    if path.parent == KERNELS:
+        return "kernels." + path.stem
+    return path.stem if path.parent == PACKAGE else None
+
+
+def _imports(path):
+    """The fastnn modules ``path`` imports (relative imports resolved; ``from . import x`` counts as x)."""
+    tree = ast.parse(path.read_text(), str(path))
+    in_kernels = path.parent == KERNELS
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level >= 1:
+            base = (node.module or "").split(".")
+            if in_kernels:
+                base = ["kernels"] + [b for b in base if b] if node.level == 1 else [b for b in base if b]
+            if base == ["kernels"]:
+                found.update("kernels." + alias.name for alias in node.names)
+            elif base and base[0] == "kernels":
+                found.add("kernels." + base[1])
+            elif base and base != [""]:
+                found.add(base[0])
+            else:
+                for alias in node.names:
+                    found.add(("kernels." if in_kernels else "") + alias.name)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fastnn."):
+            found.add(node.module.split(".")[1])
+    return found
+
+
+def _graph():
+    files = sorted(PACKAGE.glob("*.py")) + sorted(KERNELS.glob("*.py"))
+    nodes = {_module_name(f): f for f in files if f.stem != "__init__" and f.stem != "__main__"}
+    return {name: {m for m in _imports(path) if m in nodes and m != name} for name, path in nodes.items()}
+
+
+def _cycle(graph, within=None):
+    """One import cycle (a list of modules) or None; depth-first search over ``within`` (all by default)."""
+    nodes = set(graph) if within is None else set(within)
+    state = {}
+
+    def visit(n, stack):
+        state[n] = "open"
+        stack.append(n)
+        for m in sorted(graph[n] & nodes):
+            if state.get(m) == "open":
+                return stack[stack.index(m):] + [m]
+            if m not in state:
+                found = visit(m, stack)
+                if found:
+                    return found
+        stack.pop()
+        state[n] = "done"
+        return None
+
+    for n in sorted(nodes):
+        if n not in state:
+            found = visit(n, [])
+            if found:
+                return found
+    return None
+
+
+def test_the_graph_is_read():
+    graph = _graph()
+    assert "network" in graph["training"] and "layers" in graph["network"] and "kernels.epoch" in graph["fused"]
+
+
+@pytest.mark.parametrize("group", [("network", "training", "checkpoint", "io", "distributed"), None])
+def test_no_import_cycle(group):
+    cycle = _cycle(_graph(), group)
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_kernels_know_nothing_of_the_python_api():
+    graph = _graph()
+    for name, deps in graph.items():
+        if name.startswith("kernels."):
+            assert all(d.startswith("kernels.") for d in deps), (name, deps)
+
+
+def test_lower_modules_do_not_import_upper_ones():
+    graph = _graph()
+    below_training = ("network", "plan", "layers", "losses", "optimizers", "fused")
+    for name in below_training:
+        assert not graph[name] & {"training", "estimators", "cli", "distributed"}, (name, graph[name])
