@@ -4,17 +4,17 @@ from .gradcheck import gradcheck, numerical_gradient
 from .layers import FullyConnected, Layer, ReLU, Sigmoid, SoftMax, TanH
 from .losses import CrossEntropyLoss, L2Loss, SoftmaxCrossEntropy
 from .network import NeuralNetwork
-from .optimizers import SGD, Adam
+from .optimizers import SGD, Adam, AdamW
 from .perceptron import Perceptron
 from .threads import set_num_threads
 from .trainer import Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["Adam", "CrossEntropyLoss", "FullyConnected", "L2Loss", "Layer", "NeuralNetwork", "Perceptron",
-           "ReLU", "SGD", "Sigmoid", "SoftMax", "SoftmaxCrossEntropy", "TanH", "Trainer",
-           "TrainingDivergedError", "gradcheck", "numerical_gradient", "set_num_threads", "load",
-           "MLPClassifier", "MLPRegressor"]
+__all__ = ["Adam", "AdamW", "CrossEntropyLoss", "FullyConnected", "L2Loss", "Layer",
+           "NeuralNetwork", "Perceptron", "ReLU", "SGD", "Sigmoid", "SoftMax",
+           "SoftmaxCrossEntropy", "TanH", "Trainer", "TrainingDivergedError", "gradcheck",
+           "numerical_gradient", "set_num_threads", "load", "MLPClassifier", "MLPRegressor"]
 
 
 _SUBMODULES = ("checkpoint", "data", "demos", "distributed", "estimators", "io", "plotting")
