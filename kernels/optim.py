@@ -20,12 +20,12 @@ from ._jit import internal_kernel, kernel, parallel_twin, reduction_kernel
 
 @internal_kernel
 def _sgd_scalar(p, g, v, lr, mu, wd, nesterov):
-    """torch.optim.SGD for one value: (new p, new v); v is returned unchanged when mu == 0."""
+    """torch.optim.SGD for one value: (new p, new v). Without momentum (mu = 0, v = 0) this is exactly
+    p - lr·g (v becomes g, and Nesterov needs mu > 0)."""
     if wd != 0:
         g = g + wd * p
-    if mu != 0:
-        v = mu * v + g
-        g = g + mu * v if nesterov else v
+    v = mu * v + g
+    g = g + mu * v if nesterov else v
     return p - lr * g, v
 
 
@@ -62,11 +62,13 @@ def _sgd(p, g, lr):
 
 
 def _sgd_momentum(p, g, v, lr, momentum, weight_decay=0.0, nesterov=False):
-    """SGD with the explicit gradient: weight decay, momentum (v, untouched and may be empty when
-    momentum == 0), Nesterov."""
+    """SGD with the explicit gradient: weight decay, momentum, Nesterov. The velocity v is empty when
+    there is none (momentum 0: torch keeps no buffer), else of p's size."""
     t = p.dtype.type
     lr, mu, wd = t(lr), t(momentum), t(weight_decay)
-    if mu != 0:
+    if v.size != 0 and v.size != p.size:
+        raise ValueError("sgd_momentum: v must be empty or of p's size")
+    if v.size != 0:
         for i in prange(p.size):
             p[i], v[i] = _sgd_scalar(p[i], g[i], v[i], lr, mu, wd, nesterov)
     else:
@@ -76,6 +78,8 @@ def _sgd_momentum(p, g, v, lr, momentum, weight_decay=0.0, nesterov=False):
 
 def _adam(p, g, m, v, lr, beta1, beta2, eps, step, weight_decay=0.0, decoupled=False, sklearn_eps=False):
     """One Adam (AdamW when ``decoupled``) step; ``step`` counts from 1."""
+    if m.size != p.size or v.size != p.size:
+        raise ValueError("adam: m and v must be of p's size")
     b1, c1, b2, c2, step_size, sqrt_bc2, e, wd, decay = _adam_constants(
         p, lr, beta1, beta2, eps, step, weight_decay, decoupled, sklearn_eps)
     for i in prange(p.size):
@@ -107,9 +111,11 @@ def sgd_momentum_is_finite(p, g, v, lr, momentum, weight_decay=0.0, nesterov=Fal
     """Would ``sgd_momentum`` leave every parameter and velocity finite? (reads only)"""
     t = p.dtype.type
     lr, mu, wd = t(lr), t(momentum), t(weight_decay)
+    if v.size != 0 and v.size != p.size:
+        raise ValueError("sgd_momentum_is_finite: v must be empty or of p's size")
     bad = t(0)
     for i in range(p.size):
-        q, w = _sgd_scalar(p[i], g[i], v[i] if mu != 0 else t(0), lr, mu, wd, nesterov)
+        q, w = _sgd_scalar(p[i], g[i], v[i] if v.size != 0 else t(0), lr, mu, wd, nesterov)
         bad += (q - q) + (w - w)
     return bad == 0
 
@@ -118,6 +124,8 @@ def sgd_momentum_is_finite(p, g, v, lr, momentum, weight_decay=0.0, nesterov=Fal
 def adam_is_finite(p, g, m, v, lr, beta1, beta2, eps, step, weight_decay=0.0, decoupled=False,
                    sklearn_eps=False):
     """Would ``adam`` leave every parameter and moment finite? (reads only)"""
+    if m.size != p.size or v.size != p.size:
+        raise ValueError("adam_is_finite: m and v must be of p's size")
     b1, c1, b2, c2, step_size, sqrt_bc2, e, wd, decay = _adam_constants(
         p, lr, beta1, beta2, eps, step, weight_decay, decoupled, sklearn_eps)
     bad = p.dtype.type(0)

@@ -401,3 +401,15 @@ def test_sklearn_options_refused_by_the_per_layer_path(option):
         net.fit(X, y, epochs=1, batch_size=8, verbose=0, fused=False)
     np.testing.assert_array_equal(net._flat_params, weights)
     net.fit(X, y, epochs=1, batch_size=8, verbose=0, fused=True)
+
+
+def test_kernels_refuse_state_of_the_wrong_size():
+    """Defence in depth below the Python checks: a kernel never indexes a slot shorter than p."""
+    from fastnn.kernels import optim
+    p, g = np.zeros(4), np.ones(4)
+    with pytest.raises(ValueError, match="v must be"):
+        optim.sgd_momentum_checked(p, g, np.zeros(3), 0.1, 0.9, 0.0, False)
+    with pytest.raises(ValueError, match="m and v"):
+        optim.adam_checked(p, g, np.zeros(4), np.zeros(2), 0.1, 0.9, 0.999, 1e-8, 1, 0.0, False, False)
+    assert optim.sgd_momentum_checked(p, g, np.empty(0), 0.1, 0.0, 0.5, False)   # no velocity: fine
+    np.testing.assert_array_equal(p, -0.1)
