@@ -182,6 +182,7 @@ class Optimizer:
         raise NotImplementedError
 
     def _hyper(self, *values):
+        """hyper[:len(values)] = values; [6] = _sklearn_alpha; [7] (sklearn_eps) left 0 (kernels/epoch.py)."""
         from .kernels.epoch import HYPER_SIZE      # on use: importing the epoch kernel loads the BLAS
         hyper = np.zeros(HYPER_SIZE)
         hyper[:len(values)] = values
