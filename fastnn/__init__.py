@@ -4,7 +4,7 @@ from .gradcheck import gradcheck, numerical_gradient
 from .layers import FullyConnected, Layer, ReLU, Sigmoid, SoftMax, TanH
 from .losses import CrossEntropyLoss, L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .network import NeuralNetwork
-from .optimizers import SGD, Adam
+from .optimizers import SGD, Adam, AdamW
 from .perceptron import Perceptron
 from .threads import set_num_threads
 from .training import Trainer   # registers what NeuralNetwork.fit runs
@@ -12,7 +12,7 @@ from . import io                # registers what NeuralNetwork.save runs
 
 __version__ = "0.1.0"
 
-__all__ = ["Adam", "CrossEntropyLoss", "FullyConnected", "L2Loss", "Layer", "NeuralNetwork", "Perceptron",
+__all__ = ["Adam", "AdamW", "CrossEntropyLoss", "FullyConnected", "L2Loss", "Layer", "NeuralNetwork", "Perceptron",
            "ReLU", "SGD", "Sigmoid", "SigmoidCrossEntropy", "SoftMax", "SoftmaxCrossEntropy", "TanH", "Trainer",
            "TrainingDivergedError", "gradcheck", "numerical_gradient", "set_num_threads", "load",
            "MLPClassifier", "MLPRegressor"]

@@ -1,7 +1,7 @@
 """The bridge to the fused whole-epoch kernel (kernels/epoch.py): which networks it covers, and the
 buffers it needs. The Trainer uses it for networks made of FullyConnected layers, each optionally followed
 by one ReLU / Sigmoid / TanH, with a loss that has a fused head (``Loss.fused_kind``: SoftmaxCrossEntropy,
-SigmoidCrossEntropy, L2Loss) and SGD or Adam."""
+SigmoidCrossEntropy, L2Loss) and SGD, Adam or AdamW."""
 import numpy as np
 
 from . import _checks, threads
@@ -10,7 +10,7 @@ from .kernels import epoch as kernels
 from .kernels._blas import set_threads_local
 from .kernels.activations import IDENTITY
 from .layers import FullyConnected, ReLU, Sigmoid, TanH
-from .optimizers import SGD, Adam
+from .optimizers import SGD, Adam, AdamW
 
 _FAILURES = {kernels.FAIL_LOSS: "loss", kernels.FAIL_GRADIENT: "gradient",
              kernels.FAIL_UPDATE: "parameter update"}
@@ -34,8 +34,8 @@ def _plan(net):
     if net.loss.fused_kind(2) not in _LOSS_KINDS:
         raise ValueError(f"the loss {type(net.loss).__name__} has no fused head (SoftmaxCrossEntropy, "
                          f"SigmoidCrossEntropy and L2Loss have)")
-    if type(net.optimizer) not in (SGD, Adam):
-        raise ValueError(f"the optimizer {type(net.optimizer).__name__} is not SGD or Adam")
+    if type(net.optimizer) not in (SGD, Adam, AdamW):
+        raise ValueError(f"the optimizer {type(net.optimizer).__name__} is not SGD, Adam or AdamW")
     return fcs, np.array(codes, np.int64)
 
 
@@ -87,14 +87,14 @@ class EpochRunner:
         self.target_buf = np.empty((rows, y.shape[1]) if y.ndim == 2 else (0, 0), dtype)
 
     def _optimizer_args(self):
+        """(opt_kind, [slot1, slot2], hyper) for the kernel: the optimizer's kernel_spec() and its state,
+        checked by ensure_state against the flat parameter buffer (empty arrays for unused slots)."""
         opt, net = self.net.optimizer, self.net
+        opt_kind, hyper = opt.kernel_spec()
         slots = [s.reshape(-1) for s in opt.ensure_state(list(net.plan().opt_params))[0]]
         empty = np.empty(0, net.dtype)
         slots += [empty] * (2 - len(slots))
-        if type(opt) is Adam:
-            return kernels.OPT_ADAM, slots, np.array([opt.lr, opt.beta1, opt.beta2, opt.eps])
-        kind = kernels.OPT_MOMENTUM if opt.momentum else kernels.OPT_SGD
-        return kind, slots, np.array([opt.lr, opt.momentum, 0.0, 0.0])
+        return opt_kind, slots, hyper
 
     def __call__(self, order, epoch, progress=None):
         if progress is not None:

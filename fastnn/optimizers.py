@@ -1,49 +1,146 @@
 """Optimizers: in-place updates of a list of parameter arrays from the matching gradients.
 
 A NeuralNetwork passes its one flat parameter buffer, so a step is one kernel call. The updates are those
-of torch.optim.SGD and torch.optim.Adam, step for step. A step that would make any value NaN or infinite
-writes nothing and raises NonFiniteUpdateError.
+of torch.optim.SGD (weight decay, momentum, Nesterov), torch.optim.Adam (coupled L2 weight decay) and
+torch.optim.AdamW (decoupled weight decay), step for step. A step that would make any value NaN or
+infinite writes nothing and raises NonFiniteUpdateError.
+
+Every hyperparameter is validated when it is assigned (``opt.lr = -1`` raises ValueError naming ``lr``),
+and the state (``state[i][j]``: slot j of parameter array i) is sized from the current hyperparameters
+and checked before every step, per-layer or fused, so that no kernel can read or write out of bounds.
 """
+import numbers
+
 import numpy as np
 
-from . import _checks
 from .errors import NonFiniteUpdateError
 from .kernels import optim as kernels
 from .threads import parallel_pays
 
 
+def _real(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r:.80} ({type(value).__name__})")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+def _positive(value, name):
+    value = _real(value, name)
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return value
+
+
+def _non_negative(value, name):
+    value = _real(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+    return value
+
+
+def _fraction(value, name):
+    value = _real(value, name)
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return value
+
+
+def _flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r:.80} ({type(value).__name__})")
+    return bool(value)
+
+
+class _Hyper:
+    """A hyperparameter attribute, checked by ``check(value, name)`` on every assignment."""
+
+    def __init__(self, check):
+        self.check = check
+
+    def __set_name__(self, owner, name):
+        self.name, self.key = name, "_hyper_" + name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else obj.__dict__[self.key]
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.key] = self.check(value, self.name)
+
+
 class Optimizer:
     """Base class: keeps per-parameter state, created on the first step and reset by ``reset()``.
 
-    Subclasses implement ``_is_finite(p, g, slots)``, ``_update(p, g, slots, parallel)`` and
-    ``_checked(p, g, slots)`` (check and update in one kernel call) over flat 1-D views.
+    Subclasses define ``n_slots`` (from the current hyperparameters), ``kernel_spec()``, and the kernels
+    ``_is_finite(p, g, slots)``, ``_update(p, g, slots, parallel)`` and ``_checked(p, g, slots)`` (check
+    and update in one call) over flat 1-D views.
+
+    Private, for the scikit-learn estimators, fused path only: ``_sklearn_alpha`` (float ≥ 0, default 0),
+    scikit-learn's L2 penalty alpha/(2·batch)·Σ||W||² on the weights (not the biases), added to the
+    gradient and to the loss the epoch kernel reports.
     """
 
-    n_slots = 0
+    _sklearn_alpha = _Hyper(_non_negative)
 
     def __init__(self):
         self.state = None
         self.steps = 0
         self._bound = None
+        self._sklearn_alpha = 0.0
+
+    @property
+    def n_slots(self):
+        """State arrays per parameter array, from the current hyperparameters."""
+        return 0
 
     def reset(self):
         """Forget momentum / moments and the step count."""
         self.state, self.steps, self._bound = None, 0, None
 
+    def _check_hyper(self, fused):
+        """ValueError for a combination of hyperparameters no step can take (each is valid alone)."""
+        if not fused and self._sklearn_alpha:
+            raise ValueError("_sklearn_alpha (scikit-learn's L2 penalty) needs the fused path: "
+                             "fit(..., fused=True); Optimizer.step does not apply it")
+
     def ensure_state(self, params):
-        """Create zeroed state (``n_slots`` arrays per parameter) unless it exists with these shapes."""
-        shapes = [(p.shape, p.dtype) for p in params]
-        if self.state is None or len(self.state) != len(params) or \
-                any(len(s) != self.n_slots or (s and (s[0].shape, s[0].dtype) != sh)
-                    for s, sh in zip(self.state, shapes)):
-            self.state = [[np.zeros_like(p) for _ in range(self.n_slots)] for p in params]
-        return self.state
+        """The state checked against ``params`` (a list of C-contiguous float arrays); returns it.
+
+        Zeroed state (``n_slots`` arrays per parameter array) is created when there is none or when the
+        number of arrays or of slots changed (a hyperparameter change, another network). Otherwise every
+        slot must be a writeable C-contiguous array of its parameter's exact shape and dtype, else
+        ValueError naming ``state[i][j]`` (call ``reset()`` to start afresh).
+        """
+        n, state = self.n_slots, self.state
+        if state is not None and not (isinstance(state, (list, tuple))
+                                      and all(isinstance(s, (list, tuple)) for s in state)):
+            raise TypeError(f"optimizer state must be None or a list of lists of arrays, got "
+                            f"{type(state).__name__}")
+        if state is None or len(state) != len(params) or any(len(s) != n for s in state):
+            self.state = [[np.zeros_like(p, order="C") for _ in range(n)] for p in params]
+            self._bound = None
+            return self.state
+        for i, (p, slots) in enumerate(zip(params, state)):
+            for j, s in enumerate(slots):
+                if not (isinstance(s, np.ndarray) and s.shape == p.shape and s.dtype == p.dtype
+                        and s.flags.c_contiguous and s.flags.writeable):
+                    got = (f"a {'' if s.flags.writeable else 'read-only '}"
+                           f"{'' if s.flags.c_contiguous else 'non-contiguous '}{s.dtype} array of shape "
+                           f"{s.shape}" if isinstance(s, np.ndarray) else type(s).__name__)
+                    raise ValueError(f"optimizer state[{i}][{j}] must be a writeable C-contiguous {p.dtype} "
+                                     f"array of shape {p.shape}, got {got} (call reset() to start afresh)")
+        return state
 
     def _flat_views(self, params, grads):
-        """Checked flat views of params, grads and state; cached while the same lists are passed."""
+        """Checked flat views of params, grads and state; cached while the same arrays are passed."""
+        state = self.ensure_state(params)
+        key = (params, grads, state, [s for slots in state for s in slots])
         bound = self._bound
-        if bound is not None and bound[0] is params and bound[1] is grads and bound[2] is self.state:
-            return bound[3]
+        if bound is not None and bound[0] is params and bound[1] is grads and bound[2] is state \
+                and len(bound[3]) == len(key[3]) and all(a is b for a, b in zip(bound[3], key[3])):
+            return bound[4]
         if len(params) != len(grads):
             raise ValueError(f"got {len(params)} parameter arrays but {len(grads)} gradient arrays")
         for p, g in zip(params, grads):
@@ -51,17 +148,19 @@ class Optimizer:
                 raise ValueError(f"gradient {g.shape} {g.dtype} does not match parameter {p.shape} {p.dtype}")
             if not (p.flags.c_contiguous and g.flags.c_contiguous):
                 raise ValueError("parameters and gradients must be C-contiguous arrays")
-        self.ensure_state(params)
         flats = [(p.reshape(-1), g.reshape(-1), [s.reshape(-1) for s in slots])
-                 for p, g, slots in zip(params, grads, self.state)]
-        self._bound = (params, grads, self.state, flats)
+                 for p, g, slots in zip(params, grads, state)]
+        self._bound = key + (flats,)
         return flats
 
     def step(self, params, grads):
         """Update every array of ``params`` in place from the matching array of ``grads``.
 
-        Raises NonFiniteUpdateError, before changing anything, if the update would make a value non-finite.
+        Raises NonFiniteUpdateError, before changing anything, if the update would make a value non-finite;
+        ValueError for hyperparameters no step can take (Nesterov without momentum, the fused-only
+        scikit-learn options) or state that does not match ``params`` (see ``ensure_state``).
         """
+        self._check_hyper(fused=False)
         flats = self._flat_views(params, grads)
         self.steps += 1
         if len(flats) == 1 and not parallel_pays(flats[0][0].size):
@@ -77,6 +176,19 @@ class Optimizer:
         for p, g, slots in flats:
             self._update(p, g, slots, parallel_pays(p.size))
 
+    def kernel_spec(self):
+        """(opt_kind, hyper) for the epoch kernel: an OPT_* code of kernels/epoch.py and the float64 array
+        (HYPER_SIZE,) of its hyperparameters laid out as that module's docstring says."""
+        raise NotImplementedError
+
+    def _hyper(self, *values):
+        """hyper[:len(values)] = values; [6] = _sklearn_alpha; [7] (sklearn_eps) left 0 (kernels/epoch.py)."""
+        from .kernels.epoch import HYPER_SIZE      # on use: importing the epoch kernel loads the BLAS
+        hyper = np.zeros(HYPER_SIZE)
+        hyper[:len(values)] = values
+        hyper[6] = self._sklearn_alpha
+        return hyper
+
     def config(self):
         raise NotImplementedError
 
@@ -85,49 +197,100 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional momentum: v = μ·v + g; p -= lr·v (torch.optim.SGD)."""
+    """Stochastic gradient descent as torch.optim.SGD (dampening 0): g += weight_decay·p; with momentum
+    v = μ·v + g and g = g + μ·v (Nesterov) or v; p -= lr·g. State: the velocity when momentum > 0.
+    Nesterov needs a momentum > 0 (checked at construction and at every step)."""
 
-    def __init__(self, lr=0.01, momentum=0.0):
+    lr = _Hyper(_positive)
+    momentum = _Hyper(_fraction)
+    nesterov = _Hyper(_flag)
+    weight_decay = _Hyper(_non_negative)
+
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__()
-        self.lr = _checks.positive_float(lr, "lr")
-        self.momentum = _checks.fraction(momentum, "momentum")
-        self.n_slots = 1 if self.momentum else 0
+        self.lr, self.momentum, self.nesterov, self.weight_decay = lr, momentum, nesterov, weight_decay
+        self._check_hyper(fused=True)
+
+    @property
+    def n_slots(self):
+        return 1 if self.momentum else 0
+
+    def _check_hyper(self, fused):
+        if self.nesterov and not self.momentum:
+            raise ValueError("nesterov=True needs a momentum > 0 (as torch.optim.SGD); set momentum or "
+                             "nesterov=False")
+        super()._check_hyper(fused)
+
+    def _args(self, p, slots):
+        velocity = slots[0] if slots else np.empty(0, p.dtype)
+        return velocity, self.lr, self.momentum, self.weight_decay, self.nesterov
+
+    def _plain(self):
+        return not (self.momentum or self.weight_decay or self.nesterov)
 
     def _is_finite(self, p, g, slots):
-        if self.momentum:
-            return kernels.sgd_momentum_is_finite(p, g, slots[0], self.lr, self.momentum)
-        return kernels.sgd_is_finite(p, g, self.lr)
+        if self._plain():
+            return kernels.sgd_is_finite(p, g, self.lr)
+        return kernels.sgd_momentum_is_finite(p, g, *self._args(p, slots))
 
     def _checked(self, p, g, slots):
-        if self.momentum:
-            return kernels.sgd_momentum_checked(p, g, slots[0], self.lr, self.momentum)
-        return kernels.sgd_checked(p, g, self.lr)
+        if self._plain():
+            return kernels.sgd_checked(p, g, self.lr)
+        return kernels.sgd_momentum_checked(p, g, *self._args(p, slots))
 
     def _update(self, p, g, slots, parallel):
-        if self.momentum:
-            run = kernels.sgd_momentum_parallel if parallel else kernels.sgd_momentum
-            run(p, g, slots[0], self.lr, self.momentum)
-        else:
+        if self._plain():
             (kernels.sgd_parallel if parallel else kernels.sgd)(p, g, self.lr)
+        else:
+            run = kernels.sgd_momentum_parallel if parallel else kernels.sgd_momentum
+            run(p, g, *self._args(p, slots))
+
+    def kernel_spec(self):
+        from .kernels.epoch import OPT_MOMENTUM, OPT_SGD
+        self._check_hyper(fused=True)
+        kind = OPT_SGD if self._plain() and not self._sklearn_alpha else OPT_MOMENTUM
+        return kind, self._hyper(self.lr, self.momentum, 0.0, 0.0, self.weight_decay, float(self.nesterov))
 
     def config(self):
-        return {"lr": self.lr, "momentum": self.momentum}
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay}
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015, Algorithm 1), bias-corrected as in torch.optim.Adam."""
+    """Adam (Kingma & Ba 2015, Algorithm 1), bias-corrected as in torch.optim.Adam, with coupled L2 weight
+    decay (g += weight_decay·p). State: the first and second moment estimates.
 
-    n_slots = 2
+    Private, for the scikit-learn estimators, fused path only: ``_sklearn_eps = True`` puts epsilon where
+    scikit-learn does, p -= lr·sqrt(1 - β2^t)/(1 - β1^t) · m / (sqrt(v) + eps).
+    """
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+    lr = _Hyper(_positive)
+    beta1 = _Hyper(_fraction)
+    beta2 = _Hyper(_fraction)
+    eps = _Hyper(_positive)
+    weight_decay = _Hyper(_non_negative)
+    _sklearn_eps = _Hyper(_flag)
+    _decoupled = False
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__()
-        self.lr = _checks.positive_float(lr, "lr")
-        self.beta1 = _checks.fraction(beta1, "beta1")
-        self.beta2 = _checks.fraction(beta2, "beta2")
-        self.eps = _checks.positive_float(eps, "eps")
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.weight_decay = weight_decay
+        self._sklearn_eps = False
+
+    @property
+    def n_slots(self):
+        return 2
+
+    def _check_hyper(self, fused):
+        if not fused and self._sklearn_eps:
+            raise ValueError("_sklearn_eps (scikit-learn's epsilon placement) needs the fused path: "
+                             "fit(..., fused=True); Optimizer.step does not apply it")
+        super()._check_hyper(fused)
 
     def _args(self, p, g, slots):
-        return p, g, slots[0], slots[1], self.lr, self.beta1, self.beta2, self.eps, self.steps
+        return (p, g, slots[0], slots[1], self.lr, self.beta1, self.beta2, self.eps, self.steps,
+                self.weight_decay, self._decoupled, self._sklearn_eps)
 
     def _is_finite(self, p, g, slots):
         return kernels.adam_is_finite(*self._args(p, g, slots))
@@ -138,8 +301,27 @@ class Adam(Optimizer):
     def _update(self, p, g, slots, parallel):
         (kernels.adam_parallel if parallel else kernels.adam)(*self._args(p, g, slots))
 
+    def kernel_spec(self):
+        self._check_hyper(fused=True)
+        hyper = self._hyper(self.lr, self.beta1, self.beta2, self.eps, self.weight_decay,
+                            float(self._decoupled))
+        hyper[7] = float(self._sklearn_eps)
+        from .kernels.epoch import OPT_ADAM
+        return OPT_ADAM, hyper
+
     def config(self):
-        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                "weight_decay": self.weight_decay}
 
 
-OPTIMIZER_TYPES = {cls.__name__: cls for cls in (SGD, Adam)}
+class AdamW(Adam):
+    """Adam with decoupled weight decay as torch.optim.AdamW: p *= 1 - lr·weight_decay, then the Adam step
+    (Loshchilov & Hutter 2019). State: the first and second moment estimates."""
+
+    _decoupled = True
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+        super().__init__(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+
+
+OPTIMIZER_TYPES = {cls.__name__: cls for cls in (SGD, Adam, AdamW)}

@@ -3,14 +3,20 @@
 Network: L fully connected layers, layer k computing A[k+1] = f_k(A[k] @ W[k] + b[k]), with f_k an
 activation code (activations.IDENTITY for none); a softmax-cross-entropy (class ids or distributions),
 sigmoid-cross-entropy (binary / multilabel; "correct" is subset accuracy) or L2 head, each optionally
-weighted per sample (softmax_ce.py's docstring: scikit-learn's weighting); an SGD, momentum or Adam update of the flat parameter buffer of which every W[k], b[k] is a view.
+weighted per sample (softmax_ce.py's docstring: scikit-learn's weighting); an SGD (weight decay, momentum,
+Nesterov) or Adam / AdamW update of the flat parameter buffer of which every W[k], b[k] is a view.
 
 Plain SGD updates each layer inside its weight-gradient GEMM, W[k] += (-lr)·A[k]ᵀ·D[k+1] (BLAS beta = 1):
 no gradient buffer is written and no separate pass over the weights is made. Before any weight changes,
 the step proves that it stays finite: every delta D[k] must be finite, the bound
 |dW| ≤ batch·max|A[k]|·max|D[k+1]| must stay far below the dtype's maximum, and so must lr times it added
-to a running bound on max|W[k]|. Momentum and Adam write the gradients, check their norms and update the
-flat buffer.
+to a running bound on max|W[k]|. Every other optimizer (OPT_MOMENTUM: SGD with momentum, Nesterov or
+weight decay; OPT_ADAM: Adam and AdamW) writes the gradients, checks their norms and updates the flat
+buffer with the checked kernel of kernels/optim.py that the per-layer path uses, so both agree bit for bit.
+
+scikit-learn's L2 penalty (hyper[6] = alpha > 0; explicit-gradient kinds only): each layer's weight
+gradient gets + alpha / nb · W[k] (biases are not decayed) and the batch's loss
++ 0.5 · alpha · Σ_k ||W[k]||² / nb, from the weights before the step.
 
 Arguments (C-contiguous, one float dtype unless said):
   X (n, d); labels (n,) int64 and targets (n, m) — the one not used by ``loss_kind`` may be empty;
@@ -20,7 +26,10 @@ Arguments (C-contiguous, one float dtype unless said):
   for dL/dA[k] (D[0] unused, may be (0, 0)); codes (L,) int64; loss_kind: LOSS_*;
   params, grads: the flat 1-D buffers; offsets (L+1,) int64, layer k's segment of params/grads;
   opt_kind: OPT_*; slot1, slot2: optimizer state (empty when unused);
-  hyper: float64 [lr, momentum or beta1, beta2, eps]; step0: Adam steps taken before this epoch;
+  hyper (HYPER_SIZE,) float64: [lr, momentum or beta1, beta2, eps, weight_decay, nesterov (SGD) or
+    decoupled weight decay (AdamW) as 1.0 / 0.0, sklearn_alpha, sklearn_eps (Adam: 1.0 puts eps outside
+    the bias correction, as scikit-learn does)] — built by Optimizer.kernel_spec();
+  step0: Adam steps taken before this epoch;
   x_absmax: max |X| (float64); norms (L,) float64: receives each layer's squared gradient norm summed over
   the epoch (explicit-gradient optimizers only); status (3,) int64: receives [failed batch (1-based) or 0,
   failed layer or -1, what failed: FAIL_LOSS, FAIL_GRADIENT or FAIL_UPDATE];
@@ -48,7 +57,8 @@ from .softmax_ce import (count_correct_dense, count_correct_indicators, count_co
 
 LOSS_CE_LABELS, LOSS_CE_DENSE, LOSS_L2, LOSS_SIGMOID = 0, 1, 2, 3
 _LOSS_NAMES = {LOSS_CE_LABELS: "labels", LOSS_CE_DENSE: "dense", LOSS_L2: "l2", LOSS_SIGMOID: "sigmoid"}
-OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2
+OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2      # plain SGD (in-GEMM); explicit-gradient SGD; Adam / AdamW
+HYPER_SIZE = 8
 _OPT_NAMES = {OPT_SGD: "sgd", OPT_MOMENTUM: "momentum", OPT_ADAM: "adam"}
 FAIL_LOSS, FAIL_GRADIENT, FAIL_UPDATE = 0, 1, 2
 
@@ -164,7 +174,7 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, a
     new weight (and weight gradient) finite. On the epoch's ``last`` batch the gradients are written to
     dW, db and the update is taken from them (one pass over the weights instead of a second GEMM), so that
     the epoch's gradient norms are those of the per-layer path.
-    Returns (failed layer or -1, what failed) with what = -1 for success."""
+    Returns (failed layer or -1, what failed, 0.0) with what = -1 for success."""
     L = len(W)
     lr = hyper[0]
     limit = np.finfo(params.dtype).max / 4.0
@@ -180,7 +190,7 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, a
         if not (lr * grad_bound + wbound[k] < limit and grad_bound < limit):
             wbound[k] = _absmax_bound(params[offsets[k]:offsets[k + 1]])
             if not (lr * grad_bound + wbound[k] < limit and grad_bound < limit):
-                return k, FAIL_UPDATE
+                return k, FAIL_UPDATE, 0.0
     for k in range(L):
         if last:
             matmul(A[k][:nb], True, D[k + 1][:nb], False, dW[k], blas_threads)
@@ -190,18 +200,32 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, a
             gemm(-lr, A[k][:nb], True, D[k + 1][:nb], False, 1.0, W[k], blas_threads)
             _sgd_bias(b[k], D[k + 1][:nb], db[k], lr)
         wbound[k] += lr * nb * max(amax[k], 1.0) * dmax[k + 1]
-    return -1, -1
+    return -1, -1, 0.0
 
 
 def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound,
                    grads, slot1, slot2, step, norms, last, blas_threads):
-    """Backward pass into the gradient buffer, gradient norms, then the checked update ``_UPDATE`` (bound
-    per optimizer, see _EXPLICIT_STEPS). Returns (failed layer or -1, what failed) with what = -1 for success."""
+    """Backward pass into the gradient buffer (+ scikit-learn's L2 penalty gradient), gradient norms, then
+    the checked update ``_UPDATE`` (bound per optimizer, see _EXPLICIT_STEPS). Returns (failed layer or -1,
+    what failed, the penalty 0.5·alpha·Σ||W[k]||² to add to the batch's summed loss) with what = -1 for
+    success."""
     L = len(W)
+    alpha = hyper[6]
+    penalty = 0.0
+    if alpha != 0:
+        for k in range(L):
+            penalty += optim.squared_norm(params, offsets[k], offsets[k] + W[k].size)
+        penalty *= 0.5 * alpha
+        if not math.isfinite(penalty):
+            return -1, FAIL_LOSS, penalty
+    decay = params.dtype.type(alpha / nb)
     for k in range(L - 1, -1, -1):
         dy = D[k + 1][:nb]
         matmul(A[k][:nb], True, dy, False, dW[k], blas_threads)
         column_sums(dy, db[k])
+        if alpha != 0:
+            for i in range(offsets[k], offsets[k] + W[k].size):
+                grads[i] += decay * params[i]
         if k > 0:
             dx = D[k][:nb]
             matmul(dy, False, W[k], True, dx, blas_threads)
@@ -209,23 +233,25 @@ def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyp
     for k in range(L):
         s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
         if not math.isfinite(s):
-            return k, FAIL_GRADIENT
+            return k, FAIL_GRADIENT, penalty
         norms[k] += s
     if not _UPDATE(params, grads, slot1, slot2, hyper, step):
-        return -1, FAIL_UPDATE
-    return -1, -1
+        return -1, FAIL_UPDATE, penalty
+    return -1, -1, penalty
 
 
 @inline_kernel
 def _momentum_update(params, grads, velocity, unused, hyper, step):
-    """The checked momentum update with hyper = [lr, momentum, ...]; False if it wrote nothing."""
-    return optim.sgd_momentum_checked(params, grads, velocity, hyper[0], hyper[1])
+    """The checked explicit-gradient SGD update (hyper: the module's docstring); False if it wrote nothing.
+    velocity is empty (and untouched) when the momentum is 0."""
+    return optim.sgd_momentum_checked(params, grads, velocity, hyper[0], hyper[1], hyper[4], hyper[5] != 0)
 
 
 @inline_kernel
 def _adam_update(params, grads, m, v, hyper, step):
-    """The checked Adam update with hyper = [lr, beta1, beta2, eps]; False if it wrote nothing."""
-    return optim.adam_checked(params, grads, m, v, hyper[0], hyper[1], hyper[2], hyper[3], step)
+    """The checked Adam / AdamW update (hyper: the module's docstring); False if it wrote nothing."""
+    return optim.adam_checked(params, grads, m, v, hyper[0], hyper[1], hyper[2], hyper[3], step, hyper[4],
+                              hyper[5] != 0, hyper[7] != 0)
 
 
 _UPDATE = None      # bound per variant of _explicit_step by specialize()
@@ -269,15 +295,15 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
         if not math.isfinite(loss):
             _fail(status, batch, -1, FAIL_LOSS)
             return loss_sum, correct, steps
-        layer, what = _STEP(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax, dmax,
-                            wbound, grads, slot1, slot2, step0 + steps + 1, norms, start + nb >= n,
-                            blas_threads)
+        layer, what, penalty = _STEP(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax,
+                                     dmax, wbound, grads, slot1, slot2, step0 + steps + 1, norms,
+                                     start + nb >= n, blas_threads)
         if what >= 0:
             _fail(status, batch, layer, what)
             return loss_sum, correct, steps
         correct += right
         steps += 1
-        loss_sum += loss * nb
+        loss_sum += loss * nb + penalty
     return loss_sum, correct, steps
 
 

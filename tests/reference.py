@@ -196,3 +196,58 @@ def mlp_backward(acts, weights, activations, dout):
         d = ACTIVATIONS[activations[k]][1](acts[k + 1], d)
         d, dws[k], dbs[k] = dense_backward(acts[k], weights[k], d)
     return dws, dbs, d
+
+
+# -- optimizers with weight decay, Nesterov, AdamW (torch.optim formulas) ----------------------------------
+def sgd_torch(p, g, v, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """(p, v) after one torch.optim.SGD step (dampening 0): g += wd p; v = μ v + g;
+    g = g + μ v (Nesterov) or v; p -= lr g. v is returned unchanged when momentum is 0."""
+    p, g = f64(p), f64(g)
+    if weight_decay:
+        g = g + weight_decay * p
+    if momentum:
+        v = momentum * f64(v) + g
+        g = g + momentum * v if nesterov else v
+    return p - lr * g, v
+
+
+def adam_torch(p, g, m, v, lr, beta1, beta2, eps, step, weight_decay=0.0, decoupled=False):
+    """(p, m, v) after one torch.optim.Adam step (coupled L2: g += wd p) or, with ``decoupled``, one
+    torch.optim.AdamW step (p *= 1 - lr wd first)."""
+    p, g = f64(p), f64(g)
+    if weight_decay and decoupled:
+        p = p * (1 - lr * weight_decay)
+    elif weight_decay:
+        g = g + weight_decay * p
+    return adam(p, g, m, v, lr, beta1, beta2, eps, step)
+
+
+# -- scikit-learn's MLP formulas (sklearn/neural_network/_multilayer_perceptron.py, _stochastic_optimizers.py)
+def sklearn_adam(p, g, m, v, lr, beta1, beta2, eps, step):
+    """(p, m, v) after scikit-learn's AdamOptimizer step t: epsilon added to sqrt(v), outside the bias
+    correction, which goes into the rate: p += -lr·sqrt(1 - β2^t)/(1 - β1^t) · m / (sqrt(v) + eps)."""
+    g = f64(g)
+    m = beta1 * f64(m) + (1 - beta1) * g
+    v = beta2 * f64(v) + (1 - beta2) * (g ** 2)
+    rate = lr * np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+    return f64(p) + (-rate * m / (np.sqrt(v) + eps)), m, v
+
+
+def sklearn_backprop(x, labels, weights, biases, hidden, alpha):
+    """(loss, weight gradients, bias gradients) of scikit-learn's MLPClassifier._backprop for a softmax
+    output and class ids: loss = mean cross-entropy + 0.5·alpha·Σ||W||² / n; dW = (Aᵀδ + alpha W) / n,
+    db = mean δ, with δ = probabilities - one-hot at the output. ``hidden``: the hidden layers'
+    activation name (the output layer has none)."""
+    names = [hidden] * (len(weights) - 1) + ["identity"]
+    acts = mlp_forward(x, weights, biases, names)
+    n = acts[0].shape[0]
+    loss = softmax_ce_labels(acts[-1], labels)[0]
+    loss += 0.5 * alpha * sum(float(np.dot(f64(w).ravel(), f64(w).ravel())) for w in weights) / n
+    delta = softmax(acts[-1]) - one_hot(labels, acts[-1].shape[1])
+    dws, dbs = [None] * len(weights), [None] * len(weights)
+    for k in range(len(weights) - 1, -1, -1):
+        dws[k] = (acts[k].T @ delta + alpha * f64(weights[k])) / n
+        dbs[k] = delta.mean(axis=0)
+        if k > 0:
+            delta = ACTIVATIONS[names[k - 1]][1](acts[k], delta @ f64(weights[k]).T)
+    return loss, dws, dbs

@@ -509,12 +509,16 @@ def test_adam_kernel(dtype, parallel, size, seed, hyper):
     p = randn(rng, size, dtype)
     m, v = np.zeros(size, dtype), np.zeros(size, dtype)
     p_ref, m_ref, v_ref = p.astype(np.float64), m.astype(np.float64), v.astype(np.float64)
+    g_max = 0.0
     for step in range(1, 5):
         g = randn(rng, size, dtype)
+        g_max = max(g_max, float(np.abs(g).max()))
         p_ref, m_ref, v_ref = ref.adam(p_ref, g, m_ref, v_ref, lr, b1, b2, eps, step)
         run(p, g, m, v, lr, b1, b2, eps, step)
         r = rtol(dtype)
-        np.testing.assert_allclose(m, m_ref, rtol=r, atol=r * np.abs(m_ref).max())
+        # m is a weighted sum of the gradients (weights summing to < 1) whose terms can cancel: its rounding
+        # error is bounded relative to the largest gradient, not to m itself (seen: m ~ 3e-4, error 1e-8)
+        np.testing.assert_allclose(m, m_ref, rtol=r, atol=r * g_max)
         np.testing.assert_allclose(v, v_ref, rtol=r, atol=r * np.abs(v_ref).max())
         # the update is at most ~lr per step; compare the parameters on that scale
         np.testing.assert_allclose(p, p_ref, rtol=r, atol=r * (np.abs(p_ref).max() + lr))
