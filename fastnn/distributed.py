@@ -29,6 +29,14 @@ an array) or an ``.npz`` file with "X" and "y". Files are memory-mapped (an unco
 too), so a rank reads only the rows of its own local batches, and each rank validates only its own shard
 (rows ``shard_range(N, rank, K)``) at the start.
 
+Settings: every rank must call ``fit`` with the same settings. At the start ONE allgather compares each
+rank's epochs, batch size, seed (or None on all ranks: then rank 0 draws it), shuffle, checkpoint given or
+not (and its checkpoint_every), validation data given or not (and its shapes and dtypes), optimizer type and
+hyperparameters, architecture and loss, network dtype, data shapes and dtypes, and fastnn version, together
+with the outcome of each rank's data checks; any difference raises ValueError on every rank, naming each
+setting that differs and which ranks have which value (a difference would otherwise hang a collective, crash
+inside MPI, or train on mismatched permutations).
+
 Failures: every step's status Allreduce tells all ranks whether any rank failed (an exception in gathering,
 forward or backward), so all ranks stop together with ``DistributedError`` naming the failed rank and its
 error; a bad shard stops all ranks with ValueError before training; a non-finite loss or update raises
@@ -38,6 +46,7 @@ agreed on like any other failure. An exception that escapes outside these agreed
 ``comm.Abort`` so that no rank waits forever. A rank killed outright (SIGKILL, lost node) is the launcher's
 to handle: mpiexec and srun end the whole job.
 """
+import json
 import math
 import numbers
 import os
@@ -224,9 +233,9 @@ class DistributedTrainer:
         if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral)
                                  or seed < 0):
             raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
-        if seed is None:        # every rank must draw the same permutation: rank 0's entropy decides
-            seed = self.comm.bcast(int(np.random.SeedSequence().entropy % (1 << 63)), root=0)
-        self.seed = int(seed)
+        # None: rank 0 draws the seed at the start of fit, after the ranks agreed that all of them gave None
+        # (a broadcast here would hang if only some ranks gave None)
+        self.seed = None if seed is None else int(seed)
         self.validation_data = validation_data
         self.verbose = verbose
         if checkpoint is not None:
@@ -273,8 +282,9 @@ class DistributedTrainer:
 
     def _fit(self, X, y):
         net, comm, rank, size = self.net, self.comm, self.rank, self.size
-        # 1. data: resolve and validate (each rank its shard of a memory map); agree on the outcome
-        error, mapped = None, False
+        # 1. data: resolve and validate (each rank its shard of a memory map), then ONE collective: every
+        # rank's outcome and settings, so that a failure or a disagreement stops every rank with the same error
+        error, mapped, val, mine = None, False, None, None
         try:
             X, y, mapped = _resolve_data(X, y)
             if mapped:
@@ -283,17 +293,18 @@ class DistributedTrainer:
                 X = net.check_input(X, "X")
             y = net.check_target(np.asarray(y), X.shape[0], "y")
             val = self._check_validation()
+            mine = self._settings(X, y, val)
         except (ValueError, TypeError, OSError) as exc:
             error = exc
-        self._agree(error, exc_type=ValueError)
+        gathered = comm.allgather((None if error is None else f"{type(error).__name__}: {error}", mine))
+        errors = {r: text for r, (text, _) in enumerate(gathered) if text is not None}
+        if errors:
+            detail = "; ".join(f"rank {r}: {t}" for r, t in sorted(errors.items()))
+            raise ValueError(f"distributed training cannot start: {detail}") from error
+        _check_agreement([s for _, s in gathered])
+        if self.seed is None:       # every rank gave None (agreed above): rank 0's entropy decides
+            self.seed = int(comm.bcast(int(np.random.SeedSequence().entropy % (1 << 63)), root=0))
         n = X.shape[0]
-        shapes = comm.allgather((n, net.n_params, net.dtype.str, _arch(net)))
-        if len(set(shapes)) != 1:
-            bad = next(r for r, s in enumerate(shapes) if s != shapes[0])
-            what = "architecture" if shapes[bad][:3] == shapes[0][:3] else "(samples, parameters, dtype)"
-            raise ValueError(f"distributed training cannot start: the ranks disagree on the {what}: rank 0 has "
-                             f"{shapes[0][3 if what == 'architecture' else slice(0, 3)]}, rank {bad} has "
-                             f"{shapes[bad][3 if what == 'architecture' else slice(0, 3)]}")
         from .training import new_history
         history = new_history(net.classification, val is not None)
 
@@ -375,6 +386,28 @@ class DistributedTrainer:
                 bar.close()
         return history
 
+    def _settings(self, X, y, val):
+        """This rank's settings that every rank must share: name -> a comparable (hashable) value."""
+        from . import __version__
+        net = self.net
+        config = json.loads(_arch(net))
+        optimizer = config.pop("optimizer")
+        return {
+            "fastnn version": __version__,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "checkpoint": (f"given, checkpoint_every={self.checkpoint_every}" if self.checkpoint is not None
+                           else "not given"),
+            "validation_data": ("not given" if val is None else
+                                f"X {val[0].shape} {val[0].dtype}, y {val[1].shape} {val[1].dtype}"),
+            "optimizer": json.dumps(optimizer, sort_keys=True),
+            "architecture": json.dumps(config, sort_keys=True),
+            "network dtype": net.dtype.str,
+            "data": f"X {X.shape} {X.dtype}, y {y.shape} {y.dtype}",
+        }
+
     def _check_validation(self):
         if self.validation_data is None:
             return None
@@ -419,9 +452,29 @@ class DistributedTrainer:
             opt.steps = steps
 
 
+def _check_agreement(settings):
+    """Raise ValueError (the same on every rank: it is computed from the same gathered list) naming each
+    setting on which the ranks differ and which ranks have which value."""
+    differ = []
+    for name in settings[0]:
+        by_value = {}
+        for r, s in enumerate(settings):
+            by_value.setdefault(s[name], []).append(r)
+        if len(by_value) > 1:
+            parts = []
+            for value, ranks in by_value.items():
+                shown = repr(value) if not isinstance(value, str) else value
+                if len(shown) > 300:
+                    shown = shown[:300] + "..."
+                parts.append(f"{'rank' if len(ranks) == 1 else 'ranks'} {', '.join(map(str, ranks))}: {shown}")
+            differ.append(f"{name} ({'; '.join(parts)})")
+    if differ:
+        raise ValueError("distributed training cannot start: the ranks disagree on " + ", and on ".join(differ)
+                         + "; every rank must call DistributedTrainer(...).fit with the same settings and data")
+
+
 def _arch(net):
     """The architecture as JSON, seeds left out (rank 0's weights are broadcast anyway)."""
-    import json
     from . import io
     config = net.config()
     config.pop("seed", None)

@@ -93,6 +93,31 @@ WORKER = textwrap.dedent('''
             def broken():
                 raise RuntimeError("a bug outside the agreed points")
             tr._broadcast_state = broken
+    elif mode == "mismatch":        # rank 1 (or rank 0 for "*-rank0") differs in one setting
+        what = sys.argv[4]
+        odd = rank == (0 if what.endswith("-rank0") else 1)
+        kw = dict(batch_size={B}, epochs=2, seed=7, verbose=0)
+        opt = fnn.SGD(lr=0.1)
+        if odd:
+            if what == "epochs":
+                kw["epochs"] = 3
+            elif what == "batch_size":
+                kw["batch_size"] = {B} + 1
+            elif what == "seed":
+                kw["seed"] = 8
+            elif what.startswith("seed-none"):
+                kw["seed"] = None
+            elif what == "shuffle":
+                kw["shuffle"] = False
+            elif what.startswith("checkpoint"):
+                kw["checkpoint"] = sys.argv[5]
+            elif what.startswith("validation"):
+                kw["validation_data"] = (X[:50], y[:50])
+            elif what == "optimizer":
+                opt = fnn.SGD(lr=0.2)
+        net = network(opt, seed)
+        tr = DistributedTrainer(net, **kw)
+        source = (X, y)
     try:
         history = tr.fit(*source)
     except (DistributedError, fnn.TrainingDivergedError, ValueError) as exc:
@@ -222,6 +247,39 @@ def test_divergence_is_raised_on_every_rank_at_the_same_step(tmp_path):
     assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
     assert {line["error"] for line in lines} == {"TrainingDivergedError"}
     assert len({tuple(line["where"]) for line in lines}) == 1
+
+
+MISMATCHES = {        # setting given differently on one rank -> the setting named in the error
+    "epochs": "epochs (rank 0: 2; rank 1: 3)",
+    "batch_size": f"batch_size (rank 0: {B}; rank 1: {B + 1})",
+    "seed": "seed (rank 0: 7; rank 1: 8)",
+    "seed-none-rank0": "seed (rank 0: None; rank 1: 7)",
+    "shuffle": "shuffle (rank 0: True; rank 1: False)",
+    "checkpoint": "checkpoint (rank 0: not given; rank 1: given, checkpoint_every=1)",
+    "checkpoint-rank0": "checkpoint (rank 0: given, checkpoint_every=1; rank 1: not given)",
+    "validation": "validation_data (rank 0: not given; rank 1: X (50, 5) float64, y (50,) int64)",
+    "validation-rank0": "validation_data (rank 0: X (50, 5) float64, y (50,) int64; rank 1: not given)",
+    "optimizer": "optimizer (rank 0: ",
+}
+
+
+@needs_mpi
+@pytest.mark.parametrize("what", sorted(MISMATCHES))
+def test_ranks_with_different_settings_all_stop_naming_the_setting(tmp_path, what):
+    """Before issue 13 these hung until killed, crashed inside MPICH's Allreduce, or trained on
+    different permutations on each rank; now one collective at the start raises on every rank."""
+    X, y, path = _data(tmp_path)
+    ckpt = tmp_path / "run.ckpt"
+    proc, lines, elapsed = _launch(tmp_path, "mismatch", tmp_path / "w.npy", path, what, ckpt)
+    assert proc.returncode != 0 and elapsed < TIMEOUT
+    assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
+    messages = {line["message"] for line in lines}
+    assert len(messages) == 1, messages                 # the same error on every rank
+    for line in lines:
+        assert line["error"] == "ValueError"
+        assert "distributed training cannot start: the ranks disagree on " + MISMATCHES[what] in line["message"]
+        assert line["message"].count("disagree") == 1 and " and on " not in line["message"]   # only that one
+    assert not ckpt.exists() and not (tmp_path / "w.npy").exists()
 
 
 @needs_mpi

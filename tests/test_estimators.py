@@ -59,13 +59,61 @@ def _smooth_regression(n=600, seed=0):
 
 # ------------------------------------------------------------------------- scikit-learn's checks
 
+# scikit-learn checks whose tolerance is below what float32 and the BLAS guarantee: expected to fail on some
+# machines (non-strict: they pass on others). Marked for every estimator: the cause is in the BLAS, not in
+# one solver.
+MACHINE_DEPENDENT_CHECKS = {
+    "check_methods_sample_order_invariance": (
+        "float32 predict_proba of permuted rows differs in the last bit: measured 6e-8 against scikit-learn's "
+        "rtol 1e-7 (float32 eps is 1.2e-7) for solver='sgd' on AMD Zen 5 with OPENBLAS_CORETYPE=Haswell, and "
+        "on an Intel Xeon with the same core type; OpenBLAS's sgemm rounds a row differently depending on "
+        "its position in the kernel's register block, and fastnn does not promise bit-identical rows under "
+        "permutation (DESIGN 6: a float32 comparison at rtol 1e-7 is a bug in the test)"),
+}
+
 if HAVE_SKLEARN:
     @no_convergence_warning
     @parametrize_with_checks([MLPClassifier(max_iter=100), MLPRegressor(max_iter=100),
                               MLPClassifier(solver="sgd", hidden_layer_sizes=(20, 10), activation="tanh",
                                             max_iter=100)])
-    def test_sklearn_estimator_checks(estimator, check):
+    def test_sklearn_estimator_checks(estimator, check, request):
+        name = getattr(check, "func", check).__name__
+        if name in MACHINE_DEPENDENT_CHECKS:
+            request.applymarker(pytest.mark.xfail(strict=False, reason=MACHINE_DEPENDENT_CHECKS[name]))
         check(estimator)
+
+
+@no_convergence_warning
+@pytest.mark.parametrize("params", [dict(), dict(solver="sgd", hidden_layer_sizes=(20, 10), activation="tanh")],
+                         ids=["adam-relu", "sgd-tanh"])
+def test_predict_proba_row_order_within_float32_rounding(params):
+    """What check_methods_sample_order_invariance (expected to fail on some machines, above) should test:
+    permuting the rows permutes predict_proba, up to float32 rounding. The bound is computed, not guessed:
+    layer by layer, a float32 dot product of K terms plus a bias is within gamma = (K + 1) * eps of the
+    exact value relative to the sum of the absolute values of its terms (Higham, 3.1), so two evaluations
+    that sum in different orders differ by at most 2 * gamma * (|a| |W| + |b|), plus |W|^T of the difference
+    their inputs already had (tanh and ReLU are 1-Lipschitz; their own rounding adds 2 * 4 eps |a|); the
+    softmax's Jacobian has row sums 2 p (1 - p) <= 1/2, so the probabilities differ by at most half the
+    logits' largest difference, plus 2 * 4 eps of their own rounding."""
+    rng = np.random.RandomState(0)
+    X = 3 * rng.uniform(size=(200, 7))
+    y = (X[:, 0] + X[:, 1]).astype(int) % 3
+    est = MLPClassifier(max_iter=20, random_state=0, **params).fit(X, y)
+    perm = rng.permutation(len(X))
+    direct, permuted = est.predict_proba(X), est.predict_proba(X[perm])
+    eps = float(np.finfo(direct.dtype).eps)
+    a = X.astype(direct.dtype).astype(np.float64)
+    spread = np.zeros_like(a)           # the inputs are the same float32 values in both calls
+    for i, (W, b) in enumerate(zip(est.coefs_, est.intercepts_)):
+        W, b = np.asarray(W, np.float64), np.asarray(b, np.float64)
+        gamma = (W.shape[0] + 1) * eps
+        spread = 2 * gamma * (np.abs(a) @ np.abs(W) + np.abs(b)) + spread @ np.abs(W)
+        z = a @ W + b
+        if i < len(est.coefs_) - 1:
+            a = np.tanh(z) if est.activation == "tanh" else np.maximum(z, 0)
+            spread = spread + 8 * eps * np.abs(a)
+    bound = 0.5 * spread.max(axis=1, keepdims=True) + 8 * eps
+    assert np.all(np.abs(permuted - direct[perm]) <= bound[perm]), np.abs(permuted - direct[perm]).max()
 
 
 # -------------------------------------------------------- the same numbers as sklearn.neural_network
@@ -426,7 +474,15 @@ def test_coefs_are_live_views_and_assignable(digits):
     np.testing.assert_allclose(clf.predict_proba(Xte[:4]), 0.1, rtol=1e-6)
     clf.coefs_ = [np.ones_like(w) for w in clf.coefs_]  # new arrays: picked up by predict and fit
     clf.intercepts_ = [np.zeros_like(b) for b in clf.intercepts_]
-    np.testing.assert_allclose(clf.predict_proba(Xte[:4]), 0.1, rtol=1e-6)
+    # All-ones weights: the 10 logits are equal in exact arithmetic, but each is a float32 sum that the BLAS
+    # may order differently per column: each layer's sums of K terms are within gamma_K = K eps of exact,
+    # relative to the sum of the terms (all >= 0 here), so two logits differ by at most 2 (gamma_64 +
+    # gamma_16) * z, z the exact logit; the softmax of logits that differ by d is within exp(d) - 1 of 1/10.
+    x = Xte[:4].astype(np.float64)
+    z = 16 * x.sum(axis=1, keepdims=True)               # 64 -> 16 (ReLU of sums >= 0) -> 10, all weights 1
+    eps = float(np.finfo(clf.coefs_[0].dtype).eps)
+    rtol = np.expm1(2 * (64 + 16) * eps * z) + 4 * eps
+    assert np.all(np.abs(clf.predict_proba(Xte[:4]) - 0.1) <= 0.1 * rtol)
     clf.set_params(warm_start=True).fit(Xtr, ytr)
     assert clf.coefs_[0] is clf._model.fcs[0].weights
     with pytest.raises(ValueError, match="must have shape"):
