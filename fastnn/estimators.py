@@ -4,7 +4,11 @@ Drop-in replacements for ``sklearn.neural_network.MLPClassifier`` / ``MLPRegress
 names, defaults and fitted attributes, and the same training algorithm (scikit-learn's Glorot-uniform
 initialisation drawn from ``random_state``, the same shuffling, mini-batches, L2 penalty, tol /
 n_iter_no_change convergence test, early stopping and ConvergenceWarning). The network itself is a
-``fastnn.NeuralNetwork`` of FullyConnected + activation layers trained with ``fastnn.SGD`` / ``fastnn.Adam``.
+``fastnn.NeuralNetwork`` of FullyConnected + activation layers trained with ``fastnn.SGD`` / ``fastnn.Adam``
+by fastnn's one training loop (``fastnn.training.Trainer``) on the fused whole-epoch kernel: scikit-learn's
+sample orders come in through ``sample_order``, its L2 penalty (``alpha``) and Adam epsilon through the
+optimizer's scikit-learn options, its convergence test, learning-rate rules and early stopping through a
+callback (``_SklearnRules``).
 
 scikit-learn is optional. When it is installed the estimators derive from ``sklearn.base.BaseEstimator``
 and ``ClassifierMixin`` / ``RegressorMixin`` and validate input with scikit-learn's own ``validate_data``,
@@ -14,7 +18,6 @@ get_params / set_params / score themselves and validate input with fastnn's chec
 Differences from scikit-learn (each raises a clear error rather than doing something else):
 
 * ``solver="lbfgs"`` and ``MLPRegressor(loss="poisson")`` are not supported.
-* ``sample_weight`` is not supported (``fit(..., sample_weight=...)`` raises TypeError).
 * a classifier needs at least two classes (scikit-learn fits a constant model to one class).
 * computation happens in ``dtype`` (an extra parameter, float32 by default; scikit-learn uses the input's
   float dtype), so ``coefs_``, ``intercepts_``, ``predict_proba`` and regression predictions are of that
@@ -30,15 +33,14 @@ import numbers
 import warnings
 
 import numpy as np
-from scipy.special import expit
 
 from . import _checks
-from .kernels import optim as _optim_kernels
-from .threads import parallel_pays
+from .errors import TrainingDivergedError
 from .layers import FullyConnected, ReLU, Sigmoid, TanH
-from .losses import L2Loss, Loss, SoftmaxCrossEntropy
-from .network import PREDICT_CHUNK, NeuralNetwork
+from .losses import L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
+from .network import NeuralNetwork
 from .optimizers import SGD, Adam
+from .training import Trainer
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -150,12 +152,13 @@ if not HAVE_SKLEARN:  # pragma: no cover - exercised only without scikit-learn
             return _r2(np.asarray(y, np.float64), self.predict(X))
 
 
-def _r2(y, pred):
-    """scikit-learn's r2_score (multioutput="uniform_average", force_finite=True)."""
+def _r2(y, pred, w=None):
+    """scikit-learn's r2_score (multioutput="uniform_average", force_finite=True, sample_weight=w)."""
     y = np.asarray(y, np.float64).reshape(len(y), -1)
     pred = np.asarray(pred, np.float64).reshape(y.shape)
-    num = ((y - pred) ** 2).sum(axis=0)
-    den = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    w = np.ones((len(y), 1)) if w is None else np.asarray(w, np.float64).reshape(-1, 1)
+    num = (w * (y - pred) ** 2).sum(axis=0)
+    den = (w * (y - np.average(y, axis=0, weights=w[:, 0])) ** 2).sum(axis=0)
     scores = np.ones(y.shape[1])
     ok = den != 0
     scores[ok] = 1 - num[ok] / den[ok]
@@ -164,26 +167,6 @@ def _r2(y, pred):
 
 
 # ------------------------------------------------------------------------------- network pieces
-
-class _LogisticLoss(Loss):
-    """Binary cross-entropy on logits, one independent logistic output per column (scikit-learn's
-    ``binary_log_loss`` with a logistic output): summed over outputs, mean over the batch; gradient
-    (sigmoid(z) - y) / batch. Targets are float 0/1 (batch, outputs). Used for binary and multilabel."""
-
-    classification = True
-
-    def _forward(self, pred, target):
-        n = pred.shape[0]
-        self._grad = grad = expit(pred)
-        grad -= target
-        grad /= grad.dtype.type(n)
-        # softplus(z) - y z = -[y log σ(z) + (1 - y) log(1 - σ(z))], stable for any finite z
-        return float(np.sum(np.logaddexp(0, pred) - target * pred, dtype=np.float64) / n)
-
-    @staticmethod
-    def output_probabilities(out):
-        return expit(out)
-
 
 class _Model:
     """The fastnn network behind a fitted estimator, and what training needs to reach into it."""
@@ -195,7 +178,9 @@ class _Model:
             layers.append(FullyConnected(n_in, n_out, dtype=dtype, seed=0))
             if act is not None and i < len(n_units) - 2:
                 layers.append(act())
-        loss = {"softmax": SoftmaxCrossEntropy, "logistic": _LogisticLoss, "identity": L2Loss}[out_kind]()
+        loss = {"softmax": SoftmaxCrossEntropy, "logistic": SigmoidCrossEntropy, "identity": L2Loss}[out_kind]()
+        if out_kind == "identity":      # scikit-learn reports the squared error averaged over the outputs
+            loss.report_scale = 1.0 / n_units[-1]
         self.net = NeuralNetwork(layers, loss=loss, optimizer=optimizer)
         self.fcs = [layer for layer in layers if isinstance(layer, FullyConnected)]
         self.activation, self.out_kind, self.dtype = activation, out_kind, np.dtype(dtype)
@@ -215,10 +200,51 @@ class _Model:
         return self.net.forward(X)
 
 
-def _axpy(y, a, x):
-    """y += a * x in place for 1-D contiguous arrays (fastnn's SGD kernel: y -= (-a) * x)."""
-    run = _optim_kernels.sgd_parallel if parallel_pays(y.size) else _optim_kernels.sgd
-    run(y, x, -a)
+class _SklearnOrder:
+    """scikit-learn's sample orders: each epoch shuffles the previous epoch's order with ``random_state``
+    (``sklearn.utils.shuffle(sample_idx, random_state=rs)``), or keeps 0..n-1 without shuffling."""
+
+    def __init__(self, rs, n, shuffle):
+        self.rs, self.shuffle, self.idx = rs, shuffle, np.arange(n)
+
+    def __call__(self, n):
+        if self.shuffle:
+            perm = np.arange(n)
+            self.rs.shuffle(perm)
+            self.idx = self.idx[perm]
+        return self.idx
+
+
+class _SklearnRules:
+    """The end of each scikit-learn iteration, as a training-loop callback: the fitted attributes
+    (n_iter_, loss_, loss_curve_, t_), the tol / n_iter_no_change test on the loss or the validation score,
+    the learning-rate rules (invscaling, adaptive) and the ConvergenceWarning."""
+
+    def __init__(self, est, opt, n, early_stopping, X_val, Y_val, w_val, incremental):
+        self.est, self.opt, self.n, self.incremental = est, opt, n, incremental
+        self.early_stopping, self.val = early_stopping, (X_val, Y_val, w_val)
+
+    def on_epoch_end(self, epoch, history):
+        est, opt = self.est, self.opt
+        est.n_iter_ += 1
+        est.loss_ = history["loss"][-1]
+        est.t_ += self.n
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+        est._update_no_improvement_count(self.early_stopping, *self.val)
+        est._iteration_ends(opt)
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = "Validation score" if self.early_stopping else "Training loss"
+            msg = ("%s did not improve more than tol=%f for %d consecutive epochs."
+                   % (what, est.tol, est.n_iter_no_change))
+            if est._trigger_stopping(opt, msg):
+                return True
+            est._no_improvement_count = 0
+        if not self.incremental and est.n_iter_ == est.max_iter:
+            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
+                          "converged yet." % est.max_iter, ConvergenceWarning, stacklevel=2)
+        return False
 
 
 def _is_int(value):
@@ -342,22 +368,26 @@ class _BaseMLP(BaseEstimator):
         return _dense(X, dtype), y
 
     # -- fitting ------------------------------------------------------------------------------
-    def fit(self, X, y, **fit_params):
+    def fit(self, X, y, sample_weight=None, **fit_params):
         """Fit the model to X (n_samples, n_features) and y; returns self.
 
         Trains for up to ``max_iter`` epochs (fewer when the loss / validation score stops improving by
         ``tol`` for ``n_iter_no_change`` epochs). With ``warm_start`` a fitted model continues training.
+        ``sample_weight`` (n_samples,): weights of scikit-learn's MLP (each batch's loss and gradient are
+        their weighted means, the L2 penalty divided by the batch's weight sum).
         """
         _reject_fit_params(self, "fit", fit_params)
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
-    def _fit(self, X, y, incremental, classes=None):
+    def _fit(self, X, y, incremental, classes=None, sample_weight=None):
         sizes, dtype = self._check_params(incremental)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         if not first_pass:
             dtype = self._model.dtype
         X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype)
         Y = self._encode_targets(y, first_pass, incremental, classes, dtype)
+        if sample_weight is not None:
+            sample_weight = _checks.sample_weights(sample_weight, "sample_weight", X.shape[0], dtype)
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(sizes, X.shape[1], Y, dtype)
@@ -365,7 +395,7 @@ class _BaseMLP(BaseEstimator):
             self._sync_from_attributes()
             self._point_attributes()
             self._check_continuation(X, Y)
-        self._fit_stochastic(X, Y, incremental)
+        self._fit_stochastic(X, Y, incremental, sample_weight)
         return self
 
     def _initialize(self, sizes, n_features, Y, dtype):
@@ -421,23 +451,28 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = np.inf
 
     def _make_optimizer(self):
+        """scikit-learn's SGD (momentum, Nesterov: the same steps as torch's formulation while the rate is
+        constant; ``_set_lr`` keeps them equal when it changes) or Adam (epsilon placed as scikit-learn does)."""
         if self.solver == "sgd":
-            return SGD(lr=self.learning_rate_init, momentum=self.momentum)
+            return SGD(lr=self.learning_rate_init, momentum=self.momentum,
+                       nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
         return Adam(lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon)
 
-    def _fit_stochastic(self, X, Y, incremental):
-        model = self._model
-        net = model.net
+    def _fit_stochastic(self, X, Y, incremental, sample_weight):
+        """scikit-learn's _fit_stochastic, as a client of fastnn's training loop on the fused kernel."""
+        net = self._model.net
         if not incremental or not getattr(self, "_has_optimizer", False):
             net.optimizer = self._make_optimizer()
             self._has_optimizer = True
         opt = net.optimizer
+        opt._sklearn_alpha = float(self.alpha)
+        if isinstance(opt, Adam):
+            opt._sklearn_eps = True
         rs = self._random_state
         early_stopping = self.early_stopping
+        X_val = Y_val = w_val = None
         if early_stopping:
-            X, Y, X_val, Y_val = self._split_validation(X, Y, rs)
-        else:
-            X_val = Y_val = None
+            X, Y, sample_weight, X_val, Y_val, w_val = self._split_validation(X, Y, sample_weight, rs)
         n = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n)
@@ -446,109 +481,46 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be "
                               "clipped", stacklevel=4)
             batch_size = int(np.clip(self.batch_size, 1, n))
-
-        loss, fcs = net.loss, model.fcs
-        alpha = float(self.alpha)
-        weights = [fc.weights.reshape(-1) for fc in fcs]
-        decay = [(fc.grad_weights.reshape(-1), w) for fc, w in zip(fcs, weights)]
-        flat, grads = net._flat_params, net._flat_grads
-        nesterov = isinstance(opt, SGD) and self.nesterovs_momentum and opt.momentum > 0
-        adam, eps, beta2 = isinstance(opt, Adam), float(self.epsilon), float(self.beta_2)
-        loss_scale = 1.0 / self.n_outputs_ if model.out_kind == "identity" else 1.0
-        x_buf = np.empty((batch_size, X.shape[1]), X.dtype)
-        y_buf = np.empty((batch_size,) + Y.shape[1:], Y.dtype)
-        sample_idx = np.arange(n)
-
+        rules = _SklearnRules(self, opt, n, early_stopping, X_val, Y_val, w_val, incremental)
+        trainer = Trainer(net, batch_size=batch_size, epochs=1 if incremental else self.max_iter, verbose=0,
+                          fused=True, callbacks=[rules], sample_order=_SklearnOrder(rs, n, self.shuffle))
         self.n_iter_ = 0
         try:
-            for _ in range(self.max_iter):
-                if self.shuffle:  # = sklearn.utils.shuffle(sample_idx, random_state=rs)
-                    perm = np.arange(n)
-                    rs.shuffle(perm)
-                    sample_idx = sample_idx[perm]
-                accumulated = 0.0
-                for start in range(0, n, batch_size):
-                    stop = min(start + batch_size, n)
-                    nb = stop - start
-                    if self.shuffle:
-                        idx = sample_idx[start:stop]
-                        xb = np.take(X, idx, axis=0, out=x_buf[:nb])
-                        yb = np.take(Y, idx, axis=0, out=y_buf[:nb])
-                    else:
-                        xb, yb = X[start:stop], Y[start:stop]
-                    batch_loss = loss._forward(net._forward(xb), yb) * loss_scale
-                    net._backward()
-                    if alpha:
-                        squares = sum(_optim_kernels.squared_norm(w, 0, w.size) for w in weights)
-                        batch_loss += 0.5 * alpha * squares / nb
-                        for dw, w in decay:  # gradient of alpha/(2 nb) ||W||²
-                            _axpy(dw, alpha / nb, w)
-                    if not np.isfinite(batch_loss):
-                        raise ValueError(_diverged_message(self.n_iter_ + 1))
-                    if adam:  # scikit-learn adds epsilon to sqrt(v), torch to sqrt(v̂): same step
-                        opt.eps = eps / np.sqrt(1.0 - beta2 ** (opt.steps + 1))
-                    try:
-                        net.step()
-                    except ArithmeticError as exc:  # fastnn refuses an update that overflows to NaN/Inf
-                        raise ValueError(_diverged_message(self.n_iter_ + 1)) from exc
-                    if nesterov:  # turn the step -lr·b into scikit-learn's Nesterov step -lr·(g + μ·b)
-                        _axpy(flat, -opt.lr, grads)
-                        _axpy(flat, opt.lr * (1.0 - opt.momentum), opt.state[0][0])
-                    accumulated += batch_loss * nb
-
-                self.n_iter_ += 1
-                self.loss_ = accumulated / n
-                self.t_ += n
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                self._update_no_improvement_count(early_stopping, X_val, Y_val)
-                self._iteration_ends(opt)
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if early_stopping:
-                        msg = ("Validation score did not improve more than tol=%f for %d consecutive epochs."
-                               % (self.tol, self.n_iter_no_change))
-                    else:
-                        msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
-                               % (self.tol, self.n_iter_no_change))
-                    if self._trigger_stopping(opt, msg):
-                        break
-                    self._no_improvement_count = 0
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
-                                  "hasn't converged yet." % self.max_iter, ConvergenceWarning, stacklevel=4)
+            trainer.fit(X, Y, sample_weight=sample_weight)
+        except TrainingDivergedError as exc:
+            raise ValueError(_diverged_message(self.n_iter_ + 1)) from exc
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
-
         if early_stopping:  # restore the best weights
-            model.set_weights(self._best_coefs, self._best_intercepts)
-        if not np.isfinite(flat).all():
-            raise ValueError(_diverged_message(self.n_iter_))
+            self._model.set_weights(self._best_coefs, self._best_intercepts)
 
-    def _split_validation(self, X, Y, rs):
+    def _split_validation(self, X, Y, sample_weight, rs):
+        """scikit-learn's early-stopping split (its train_test_split with random_state=rs); the sample
+        weights split with the rows."""
         stratify = Y if self._is_classifier and self.n_outputs_ == 1 else None
+        arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
         if HAVE_SKLEARN:
             from sklearn.model_selection import train_test_split
-            X_train, X_val, Y_train, Y_val = train_test_split(
-                X, Y, random_state=rs, test_size=self.validation_fraction, stratify=stratify)
+            parts = train_test_split(*arrays, random_state=rs, test_size=self.validation_fraction,
+                                     stratify=stratify)
         else:  # pragma: no cover - ShuffleSplit's arithmetic, not stratified
             n = X.shape[0]
             n_test = int(np.ceil(self.validation_fraction * n))
             n_train = int(np.floor((1 - self.validation_fraction) * n))
             perm = rs.permutation(n)
             test, train = perm[:n_test], perm[n_test:n_test + n_train]
-            X_train, X_val, Y_train, Y_val = X[train], X[test], Y[train], Y[test]
-        if X_val.shape[0] < 2:
+            parts = [p for a in arrays for p in (a[train], a[test])]
+        parts = [np.ascontiguousarray(p) for p in parts]
+        if parts[1].shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of "
                              "your dataset.")
-        return (np.ascontiguousarray(X_train), np.ascontiguousarray(Y_train), np.ascontiguousarray(X_val),
-                np.ascontiguousarray(Y_val))
+        X_train, X_val, Y_train, Y_val = parts[:4]
+        w_train, w_val = (parts[4], parts[5]) if sample_weight is not None else (None, None)
+        return X_train, Y_train, w_train, X_val, Y_val, w_val
 
-    def _update_no_improvement_count(self, early_stopping, X_val, Y_val):
+    def _update_no_improvement_count(self, early_stopping, X_val, Y_val, w_val=None):
         if early_stopping:
-            score = self._validation_score(X_val, Y_val)
+            score = self._validation_score(X_val, Y_val, w_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)
@@ -652,10 +624,6 @@ def _diverged_message(iteration):
 def _reject_fit_params(est, method, fit_params):
     if not fit_params:
         return
-    if "sample_weight" in fit_params:
-        raise TypeError(f"{type(est).__name__}.{method} does not support sample_weight: fastnn trains every "
-                        "sample with equal weight. Drop the argument, or use "
-                        f"sklearn.neural_network.{type(est).__name__} for weighted samples.")
     raise TypeError(f"{type(est).__name__}.{method}() got unexpected keyword argument(s): "
                     f"{', '.join(sorted(fit_params))}")
 
@@ -710,7 +678,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.max_fun = max_fun
         self.dtype = dtype
 
-    def partial_fit(self, X, y, classes=None, **fit_params):
+    def partial_fit(self, X, y, sample_weight=None, classes=None, **fit_params):
         """One epoch over (X, y), continuing from the current model. ``classes`` (every class label that
         will ever appear) is required on the first call."""
         _reject_fit_params(self, "partial_fit", fit_params)
@@ -720,7 +688,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if not first and classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
             raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, was: "
                              f"{self.classes_!r}")
-        return self._fit(X, y, incremental=True, classes=None if not first else classes)
+        return self._fit(X, y, incremental=True, classes=None if not first else classes,
+                         sample_weight=sample_weight)
 
     # -- targets ------------------------------------------------------------------------------
     def _encode_targets(self, y, first_pass, incremental, classes, dtype):
@@ -774,14 +743,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _out_activation(self):
         return "softmax" if self._y_type == "multiclass" else "logistic"
 
-    def _validation_score(self, X, Y):
-        """Accuracy on the early-stopping split (Y encoded)."""
+    def _validation_score(self, X, Y, w=None):
+        """Accuracy on the early-stopping split (Y encoded), weighted by w (scikit-learn's accuracy_score)."""
         out = self._model.outputs(X)
         if not np.isfinite(out).all():
             return np.nan
         if self._y_type == "multiclass":
-            return float(np.mean(np.argmax(out, axis=1) == Y))
-        return float(np.mean(np.all((out > 0) == (Y > 0.5), axis=1)))
+            right = np.argmax(out, axis=1) == Y
+        else:
+            right = np.all((out > 0) == (Y > 0.5), axis=1)
+        return float(np.average(right, weights=w))
 
     # -- prediction ---------------------------------------------------------------------------
     def predict(self, X):
@@ -870,10 +841,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             raise ValueError(f"loss must be 'squared_error', got {self.loss!r}")
         return super()._check_params(incremental)
 
-    def partial_fit(self, X, y, **fit_params):
+    def partial_fit(self, X, y, sample_weight=None, **fit_params):
         """One epoch over (X, y), continuing from the current model."""
         _reject_fit_params(self, "partial_fit", fit_params)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def _encode_targets(self, y, first_pass, incremental, classes, dtype):
         Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=dtype)
@@ -888,11 +859,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _out_activation(self):
         return "identity"
 
-    def _validation_score(self, X, Y):
+    def _validation_score(self, X, Y, w=None):
         out = self._model.outputs(X)
         if not np.isfinite(out).all():
             return np.nan
-        return _r2(Y, out)
+        return _r2(Y, out, w)
 
     def predict(self, X):
         """Predicted values, (n_samples,) for one output, else (n_samples, n_outputs)."""

@@ -105,7 +105,7 @@ class EpochRunner:
         previous = set_threads_local(threads.blas_threads())
         try:
             with net.weights_changing():
-                loss_sum, correct, steps = kernels.train_epoch(
+                loss_sum, correct, steps, penalty_sum = kernels.train_epoch(
                     self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
                     self.A, self.D, self.codes, self.loss_kind, plan.params, plan.grads,
                     plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms,
@@ -117,4 +117,4 @@ class EpochRunner:
         if failed_batch:
             layer = None if failed_layer < 0 else plan.param_layers[failed_layer]
             raise TrainingDivergedError(epoch, failed_batch, layer, what=_FAILURES[what])
-        return loss_sum / len(self.X), int(correct)
+        return (loss_sum * net.loss.report_scale + penalty_sum) / len(self.X), int(correct)

@@ -25,6 +25,9 @@ class Loss(Owned):
 
     classification = True
     _label_kernel = _dense_kernel = None
+    #: the factor between the loss a fit reports and the one it differentiates (scikit-learn's MLPRegressor
+    #: reports the squared error averaged over outputs but steps with its sum's gradient); 1 unless set.
+    report_scale = 1.0
 
     def __init__(self):
         self._grad_buf = None

@@ -12,7 +12,6 @@ runs raises RuntimeError.
 """
 import contextlib
 import threading
-import weakref
 
 import numpy as np
 

@@ -40,6 +40,9 @@ class Trainer:
     ``on_epoch_end(epoch, history) -> bool`` (True stops), optional ``on_train_begin(net)`` /
     ``on_train_end(net)``; see fastnn.callbacks), ``checkpoint`` / ``checkpoint_every``, ``distributed``.
     ``fit(X, y, sample_weight=None)``: per-sample weights (n,), non-negative, finite, not all zero.
+    ``sample_order`` (Trainer only; advanced): a callable n -> the next epoch's order, a permutation of
+    range(n), replacing ``shuffle`` and ``seed`` (the scikit-learn drop-ins use it to draw scikit-learn's
+    orders); it cannot be combined with ``checkpoint``.
 
     History: per-epoch lists "loss" and, for classifiers, "accuracy" (over the epoch's batches, each measured
     before its update), "val_loss" / "val_accuracy" with validation data, "lr" (the rate the epoch used),
@@ -66,7 +69,7 @@ class Trainer:
 
     def __init__(self, net, batch_size=64, epochs=10, shuffle=True, seed=0, validation_data=None,
                  verbose=1, fused="auto", checkpoint=None, checkpoint_every=1, *, validation_split=0.0,
-                 class_weight=None, lr_schedule=None, callbacks=(), distributed=False):
+                 class_weight=None, lr_schedule=None, callbacks=(), distributed=False, sample_order=None):
         if not isinstance(net, NeuralNetwork):
             raise TypeError(f"net must be a fastnn NeuralNetwork, got {type(net).__name__}")
         self.net = net
@@ -109,6 +112,11 @@ class Trainer:
             if not callable(getattr(cb, "on_epoch_end", None)):
                 raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has no on_epoch_end(epoch, history) method")
         self.callbacks = tuple(callbacks)
+        if sample_order is not None and not callable(sample_order):
+            raise TypeError(f"sample_order must be None or a callable n -> order, got {type(sample_order).__name__}")
+        if sample_order is not None and checkpoint is not None:
+            raise ValueError("sample_order cannot be combined with checkpoint= (its state is not saved)")
+        self.sample_order = sample_order
         self.distributed = bool(distributed)
         if self.distributed and fused is True:
             raise ValueError("fused=True cannot run distributed: the fused whole-epoch kernel cannot stop "
@@ -120,6 +128,13 @@ class Trainer:
         if self.fused is True and not ok:
             raise ValueError(f"fused=True but the fused path cannot run this network: {reason}")
         return ok and self.fused is not False
+
+    def _order(self, rng, n):
+        """This epoch's sample order: the user's ``sample_order``, a permutation from the shuffling stream, or
+        0..n-1."""
+        if self.sample_order is not None:
+            return _checked_order(self.sample_order(n), n)
+        return rng.permutation(n) if self.shuffle else np.arange(n)
 
     def fit(self, X, y, sample_weight=None):
         """Train; returns the history. See the class docstring."""
@@ -226,7 +241,7 @@ class Trainer:
                     if self.lr_schedule is not None:
                         opt.lr = self.lr_schedule.lr(epoch, base_lr, history, samples_seen)
                     rng_state = rng.bit_generator.state
-                    order = rng.permutation(len(X)) if self.shuffle else np.arange(len(X))
+                    order = self._order(rng, len(X))
                     progress = _EpochProgress(stop, partial)
                     partial = None
                     net.plan()      # whatever a callback or another thread changed is checked again
@@ -276,6 +291,16 @@ class Trainer:
 
 
 network.provide("Trainer", Trainer)
+
+
+def _checked_order(order, n):
+    """A sample order from a user's ``sample_order``: a permutation of range(n) as C-contiguous int64 (the
+    kernels index X with it)."""
+    order = np.ascontiguousarray(order, dtype=np.int64)
+    if order.shape != (n,) or (n and (order.min() < 0 or order.max() >= n)) or \
+            not np.all(np.bincount(order, minlength=n) == 1):
+        raise ValueError(f"sample_order must return a permutation of range({n}) (each sample once)")
+    return order
 
 
 def _shuffle_stream(net, seed):
@@ -368,7 +393,7 @@ class _LayerEpoch:
                     raise TrainingDivergedError(epoch, b + 1, what="parameter update") from None
                 layer = plan.param_layers[int(np.argmin(np.isfinite(norms)))]
                 raise TrainingDivergedError(epoch, b + 1, layer, what="gradient") from None
-            loss_sum += loss * nb
+            loss_sum += loss * nb * net.loss.report_scale
             progress.done(b + 1, loss_sum, correct)
         return loss_sum / len(X), correct
 

@@ -36,7 +36,8 @@ Arguments (C-contiguous, one float dtype unless said):
   label_buf (batch_size,) int64 / target_buf (batch_size, m): gathered targets; blas_threads: the most
   BLAS threads a GEMM may use (small GEMMs get one, see _blas.matmul); sample_weights (n,) in X's dtype,
   gathered per batch like the labels, or empty (0,) for the unweighted loss (bit-identical to no weights).
-Returns (loss summed over samples, correct predictions, steps taken). On a non-finite loss, gradient or
+Returns (loss summed over samples, correct predictions, steps taken, scikit-learn L2 penalty summed over
+the batches as scikit-learn adds it to the loss (0 unless hyper[6] > 0)). On a non-finite loss, gradient or
 update, or a weight that could overflow, the kernel stops before that batch's update: the parameters stay those of
 the last finite step.
 """
@@ -169,7 +170,7 @@ _HEADS = {LOSS_CE_LABELS: _head_labels, **_TARGET_HEADS}
 
 @inline_kernel
 def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound, grads,
-              slot1, slot2, step, norms, last, blas_threads):
+              slot1, slot2, step, norms, last, blas_threads, denom):
     """Backward pass and plain SGD update inside the weight-gradient GEMMs, once the bound proves every
     new weight (and weight gradient) finite. On the epoch's ``last`` batch the gradients are written to
     dW, db and the update is taken from them (one pass over the weights instead of a second GEMM), so that
@@ -204,21 +205,21 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, a
 
 
 def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound,
-                   grads, slot1, slot2, step, norms, last, blas_threads):
+                   grads, slot1, slot2, step, norms, last, blas_threads, denom):
     """Backward pass into the gradient buffer (+ scikit-learn's L2 penalty gradient), gradient norms, then
     the checked update ``_UPDATE`` (bound per optimizer, see _EXPLICIT_STEPS). Returns (failed layer or -1,
-    what failed, the penalty 0.5·alpha·Σ||W[k]||² to add to the batch's summed loss) with what = -1 for
-    success."""
+    what failed, the penalty 0.5·alpha·Σ||W[k]||²·nb/denom to add to the batch's summed loss) with what = -1
+    for success. ``denom`` is the batch's row count, or its sum of sample weights (scikit-learn's sw_sum)."""
     L = len(W)
     alpha = hyper[6]
     penalty = 0.0
     if alpha != 0:
         for k in range(L):
             penalty += optim.squared_norm(params, offsets[k], offsets[k] + W[k].size)
-        penalty *= 0.5 * alpha
+        penalty *= 0.5 * alpha * nb / denom if denom > 0 else 0.0
         if not math.isfinite(penalty):
             return -1, FAIL_LOSS, penalty
-    decay = params.dtype.type(alpha / nb)
+    decay = params.dtype.type(alpha / denom if denom > 0 else 0.0)
     for k in range(L - 1, -1, -1):
         dy = D[k + 1][:nb]
         matmul(A[k][:nb], True, dy, False, dW[k], blas_threads)
@@ -281,6 +282,7 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
     amax[0] = x_absmax
     weight_buf = np.empty(batch_size if sample_weights.size else 0, sample_weights.dtype)
     loss_sum = 0.0
+    penalty_sum = 0.0
     correct = 0
     steps = 0
     _fail(status, 0, -1, FAIL_LOSS)
@@ -294,17 +296,23 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
                             target_buf, sample_weights, weight_buf)
         if not math.isfinite(loss):
             _fail(status, batch, -1, FAIL_LOSS)
-            return loss_sum, correct, steps
+            return loss_sum, correct, steps, penalty_sum
+        denom = float(nb)
+        if sample_weights.size:          # scikit-learn's sw_sum: the batch's weights, summed in float64
+            denom = 0.0
+            for i in range(nb):
+                denom += weight_buf[i]
         layer, what, penalty = _STEP(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax,
                                      dmax, wbound, grads, slot1, slot2, step0 + steps + 1, norms,
-                                     start + nb >= n, blas_threads)
+                                     start + nb >= n, blas_threads, denom)
         if what >= 0:
             _fail(status, batch, layer, what)
-            return loss_sum, correct, steps
+            return loss_sum, correct, steps, penalty_sum
         correct += right
         steps += 1
-        loss_sum += loss * nb + penalty
-    return loss_sum, correct, steps
+        loss_sum += loss * nb
+        penalty_sum += penalty
+    return loss_sum, correct, steps, penalty_sum
 
 
 _STEPS = {OPT_SGD: _sgd_step, **_EXPLICIT_STEPS}

@@ -71,6 +71,18 @@ MACHINE_DEPENDENT_CHECKS = {
         "permutation (DESIGN 6: a float32 comparison at rtol 1e-7 is a bug in the test)"),
 }
 
+# Checks that compare two float32 fits at scikit-learn's rtol 1e-7 (about one float32 eps): fastnn computes
+# in float32 by default, so two mathematically equal fits that sum in different orders differ in the last
+# bits. check_sample_weight_equivalence_on_dense_data fits 15 samples with integer weights against the same
+# samples repeated: one full batch each, the same gradient up to float32 summation order; measured 6e-8
+# absolute (3.9e-7 relative) in predict_proba. (scikit-learn lists it as an expected failure for its own
+# MLPRegressor with solver="sgd".) In float64 the same comparison holds, see test_sample_weight_*.
+FLOAT32_PRECISION_CHECKS = {
+    "check_sample_weight_equivalence_on_dense_data": "float32 summation order: measured 6e-8 in predict_proba "
+                                                      "against rtol 1e-7 (weights vs repeated rows)",
+    "check_sample_weight_equivalence_on_sparse_data": "float32 summation order, as on dense data",
+}
+
 if HAVE_SKLEARN:
     @no_convergence_warning
     @parametrize_with_checks([MLPClassifier(max_iter=100), MLPRegressor(max_iter=100),
@@ -80,6 +92,8 @@ if HAVE_SKLEARN:
         name = getattr(check, "func", check).__name__
         if name in MACHINE_DEPENDENT_CHECKS:
             request.applymarker(pytest.mark.xfail(strict=False, reason=MACHINE_DEPENDENT_CHECKS[name]))
+        if name in FLOAT32_PRECISION_CHECKS:
+            request.applymarker(pytest.mark.xfail(strict=False, reason=FLOAT32_PRECISION_CHECKS[name]))
         check(estimator)
 
 
@@ -416,17 +430,70 @@ def test_random_state_makes_results_reproducible(digits):
     assert not np.array_equal(a.coefs_[0], b.coefs_[0])  # a RandomState instance advances
 
 
-def test_sample_weight_is_a_clear_error(digits):
+def test_unknown_fit_arguments_are_a_clear_error(digits):
     Xtr, _, ytr, _ = digits
-    w = np.ones(len(Xtr))
-    for est in (MLPClassifier(max_iter=2), MLPRegressor(max_iter=2)):
-        with pytest.raises(TypeError, match="does not support sample_weight"):
-            est.fit(Xtr, ytr, sample_weight=w)
-        with pytest.raises(TypeError, match="does not support sample_weight"):
-            est.partial_fit(Xtr, ytr, sample_weight=w)
-        assert not hasattr(est, "coefs_")
     with pytest.raises(TypeError, match="unexpected keyword"):
         MLPClassifier().fit(Xtr, ytr, epochs=3)
+    with pytest.raises(ValueError, match="sample_weight"):
+        MLPClassifier(max_iter=2).fit(Xtr, ytr, sample_weight=-np.ones(len(Xtr)))
+
+
+@needs_sklearn
+@no_convergence_warning
+@pytest.mark.parametrize("params", [dict(), dict(solver="sgd", alpha=0.01, learning_rate_init=0.05),
+                                    dict(early_stopping=True, validation_fraction=0.2, n_iter_no_change=2),
+                                    dict(batch_size=64, alpha=1e-3)],
+                         ids=["adam", "sgd-alpha", "early-stopping", "batches-alpha"])
+def test_sample_weight_matches_sklearn(digits64, params):
+    """Weighted fits reproduce scikit-learn's (float64): each batch's loss and gradient are the weighted
+    means, the L2 penalty is divided by the batch's weight sum, early stopping splits and scores weighted."""
+    from sklearn.neural_network import MLPClassifier as SkMLPClassifier, MLPRegressor as SkMLPRegressor
+    Xtr, _, ytr, _ = digits64
+    Xtr, ytr = Xtr[:500], ytr[:500]
+    w = np.random.RandomState(4).uniform(0, 3, len(Xtr))
+    w[::7] = 0
+    params = dict(dict(random_state=2, max_iter=8, hidden_layer_sizes=(24,)), **params)
+    for ours, ref, y in ((MLPClassifier(dtype=np.float64, **params), SkMLPClassifier(**params), ytr),
+                         (MLPRegressor(dtype=np.float64, **params), SkMLPRegressor(**params),
+                          np.stack([ytr / 9.0, Xtr[:, 10]], axis=1))):
+        ours.fit(Xtr, y, sample_weight=w)
+        ref.fit(Xtr, y, sample_weight=w)
+        assert ours.n_iter_ == ref.n_iter_
+        np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-9)
+        for a, b in zip(ours.coefs_, ref.coefs_):
+            np.testing.assert_allclose(a, b, atol=1e-9)
+        if params.get("early_stopping"):
+            np.testing.assert_allclose(ours.validation_scores_, ref.validation_scores_, rtol=1e-9)
+    unweighted = MLPClassifier(dtype=np.float64, **params).fit(Xtr, ytr)
+    weighted = MLPClassifier(dtype=np.float64, **params).fit(Xtr, ytr, sample_weight=w)
+    assert not np.allclose(unweighted.coefs_[0], weighted.coefs_[0])
+
+
+def test_estimators_train_on_the_fused_kernel(digits, monkeypatch):
+    """Every configuration scikit-learn allows runs on the fused whole-epoch kernel: the per-layer engine is
+    never entered."""
+    from fastnn import training
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the per-layer engine ran")
+
+    monkeypatch.setattr(training._LayerEpoch, "__call__", refuse)
+    Xtr, _, ytr, _ = digits
+    Xtr, ytr = Xtr[:300], ytr[:300]
+    multilabel = np.stack([ytr % 2, ytr > 4], axis=1)
+    configs = [dict(), dict(solver="sgd", nesterovs_momentum=True), dict(solver="sgd", momentum=0.0),
+               dict(solver="sgd", learning_rate="invscaling"), dict(solver="sgd", learning_rate="adaptive"),
+               dict(early_stopping=True), dict(alpha=0.0), dict(activation="logistic"),
+               dict(activation="identity"), dict(activation="tanh", dtype=np.float64)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for params in configs:
+            MLPClassifier(max_iter=3, random_state=0, **params).fit(Xtr, ytr, sample_weight=np.ones(len(ytr)))
+            MLPClassifier(max_iter=3, random_state=0, **params).fit(Xtr, ytr % 2)
+            MLPClassifier(max_iter=3, random_state=0, **params).fit(Xtr, multilabel)
+            MLPRegressor(max_iter=3, random_state=0, **params).fit(Xtr, ytr / 9.0)
+            MLPClassifier(random_state=0, **{k: v for k, v in params.items() if k != "early_stopping"}
+                          ).partial_fit(Xtr, ytr, classes=np.arange(10))
 
 
 @no_convergence_warning
