@@ -48,12 +48,9 @@ to handle: mpiexec and srun end the whole job.
 """
 import json
 import math
-import numbers
 import os
 import struct
 import sys
-import time
-import warnings
 import zipfile
 
 import numpy as np
@@ -68,7 +65,8 @@ except ImportError as _exc:  # pragma: no cover - exercised only where mpi4py is
 from . import _checks  # noqa: E402
 from .errors import NonFiniteUpdateError, TrainingDivergedError  # noqa: E402
 from .kernels import batch as batch_kernels  # noqa: E402
-from .network import NeuralNetwork, count_correct  # noqa: E402
+from . import network  # noqa: E402
+from .network import count_correct  # noqa: E402
 
 __all__ = ["DistributedTrainer", "DistributedError", "shard_range", "open_array", "threads_per_rank", "world"]
 
@@ -206,57 +204,57 @@ def _sample_fingerprint(X, y):
                                     np.array(X.shape + y.shape, np.int64))
 
 
-# -- the trainer -----------------------------------------------------------------------------------------
+# -- the trainer: a client of fastnn.training's loop ---------------------------------------------------------
 class DistributedTrainer:
-    """Fits ``net`` with synchronous data-parallel SGD over the ranks of ``comm`` (default COMM_WORLD).
+    """Fits ``net`` with synchronous data-parallel SGD over the ranks of ``comm`` (default COMM_WORLD): the
+    one training loop of fastnn.training (``Trainer(..., distributed=comm)``), every argument the same.
 
-    ``batch_size`` is the LOCAL batch b of each rank: the global batch is K·b on K ranks. ``epochs``,
-    ``shuffle``, ``seed``, ``validation_data`` ((X_val, y_val) arrays, each rank evaluates its share) and
-    ``verbose`` (rank 0's progress bar) are those of ``Trainer``; ``checkpoint`` (a path, written by rank 0
-    every ``checkpoint_every`` epochs and after the last; resumed from when it exists, on any number of
-    ranks with the same global batch). ``fit`` returns the history (the same keys as Trainer's: loss and
-    accuracy reduced over all ranks, val_*, grad_norm of the reduced gradient, time) on every rank.
-    Always the per-layer path (the fused whole-epoch kernel cannot stop for an allreduce).
+    ``batch_size`` is the LOCAL batch b of each rank: the global batch is K·b on K ranks. ``fit(X, y)``
+    also takes paths (see the module docstring) and returns the history on every rank. Always the per-layer
+    engine (the fused whole-epoch kernel cannot stop for an allreduce).
     """
 
     def __init__(self, net, comm=None, batch_size=64, epochs=10, shuffle=True, seed=0, verbose=1,
-                 validation_data=None, checkpoint=None, checkpoint_every=1):
-        if not isinstance(net, NeuralNetwork):
-            raise TypeError(f"net must be a fastnn NeuralNetwork, got {type(net).__name__}")
-        self.net = net
+                 validation_data=None, checkpoint=None, checkpoint_every=1, **settings):
+        Trainer = network.service("Trainer")      # fastnn.training's, registered there (imports point one way)
         self.comm = MPI.COMM_WORLD if comm is None else comm
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
-        self.batch_size = _checks.positive_int(batch_size, "batch_size")
-        self.global_batch_size = self.batch_size * self.size
-        self.epochs = _checks.positive_int(epochs, "epochs")
-        self.shuffle = bool(shuffle)
-        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral)
-                                 or seed < 0):
-            raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
-        # None: rank 0 draws the seed at the start of fit, after the ranks agreed that all of them gave None
-        # (a broadcast here would hang if only some ranks gave None)
-        self.seed = None if seed is None else int(seed)
-        self.validation_data = validation_data
-        self.verbose = verbose
-        if checkpoint is not None:
-            from .checkpoint import check_path
-            checkpoint = check_path(checkpoint)
-        self.checkpoint = checkpoint
-        self.checkpoint_every = _checks.positive_int(checkpoint_every, "checkpoint_every")
+        self.trainer = Trainer(net, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
+                               verbose=verbose, validation_data=validation_data, checkpoint=checkpoint,
+                               checkpoint_every=checkpoint_every, distributed=self.comm, **settings)
+        self.net = net
 
     @property
     def is_root(self):
         return self.rank == 0
 
+    def fit(self, X, y=None, sample_weight=None):
+        """Train on every rank (a collective call); returns the history. See the module docstring."""
+        return self.trainer.fit(X, y, sample_weight=sample_weight)
+
+
+class MPIRun:
+    """Where fastnn.training's loop runs when ``distributed`` is set: K MPI ranks kept in step.
+
+    The loop calls the same methods as on one process (training._Local); here each is the collective that
+    keeps the ranks' data, settings, checkpoints, stops and errors in agreement (see the module docstring).
+    """
+
+    def __init__(self, comm=None):
+        self.comm = MPI.COMM_WORLD if comm is None else comm
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.is_root = self.rank == 0
+        self.mapped = False
+
     # -- agreement: every rank learns whether any rank failed ---------------------------------------------
-    def _agree(self, error, exc_type=None, epoch=None, batch=None, where=None):
+    def agree(self, error, exc_type=None, epoch=None, batch=None, where=None):
         """Collective: raise on every rank if ``error`` (an exception or None) is set on any rank."""
         flag = np.array([0.0 if error is None else 1.0])
         self.comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.SUM)
         if flag[0]:
-            self._raise_all(error, exc_type, epoch, batch, where)
+            self.raise_all(error, exc_type, epoch, batch, where)
 
-    def _raise_all(self, error, exc_type=None, epoch=None, batch=None, where=None):
+    def raise_all(self, error, exc_type=None, epoch=None, batch=None, where=None):
         text = None if error is None else f"{type(error).__name__}: {error}"
         gathered = self.comm.allgather(text)
         errors = {r: t for r, t in enumerate(gathered) if t is not None}
@@ -265,177 +263,96 @@ class DistributedTrainer:
             raise exc_type(f"distributed training cannot start: {detail}") from error
         raise DistributedError(errors, epoch, batch, where) from error
 
-    # -- fit -------------------------------------------------------------------------------------------
-    def fit(self, X, y=None):
-        """Train on every rank (a collective call); returns the history. See the module docstring."""
-        try:
-            return self._fit(X, y)
-        except (DistributedError, TrainingDivergedError, ValueError, TypeError):
-            raise               # agreed on by every rank (or raised before any collective)
-        except BaseException as exc:    # escaped outside an agreed point: no rank may wait forever
-            if self.size > 1:
-                sys.stderr.write(f"fastnn.distributed: rank {self.rank}: {type(exc).__name__}: {exc}; "
+    def any(self, flag):
+        """Collective: True on every rank when ``flag`` is set on any rank (Ctrl-C / SIGTERM on one rank)."""
+        total = np.array([1.0 if flag else 0.0])
+        self.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
+        return bool(total[0])
+
+    class _Guard:
+        def __init__(self, run):
+            self.run = run
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, kind, exc, tb):
+            """An exception that escaped outside an agreed point: no rank may wait forever."""
+            agreed = (DistributedError, TrainingDivergedError, ValueError, TypeError, KeyboardInterrupt)
+            if exc is not None and not isinstance(exc, agreed) and self.run.size > 1:
+                sys.stderr.write(f"fastnn.distributed: rank {self.run.rank}: {kind.__name__}: {exc}; "
                                  f"aborting all ranks\n")
                 sys.stderr.flush()
-                self.comm.Abort(1)
-            raise
+                self.run.comm.Abort(1)
+            return False
 
-    def _fit(self, X, y):
-        net, comm, rank, size = self.net, self.comm, self.rank, self.size
-        # 1. data: resolve and validate (each rank its shard of a memory map), then ONE collective: every
-        # rank's outcome and settings, so that a failure or a disagreement stops every rank with the same error
-        error, mapped, val, mine = None, False, None, None
+    def guard(self):
+        return MPIRun._Guard(self)
+
+    # -- the loop's steps -----------------------------------------------------------------------------------
+    def prepare(self, trainer, X, y, sample_weight):
+        """Resolve and validate the data (each rank its shard of a memory map), then ONE collective: every
+        rank's outcome and settings, so that a failure or a disagreement stops every rank with the same error."""
+        net = trainer.net
+        error, val, mine = None, None, None
         try:
-            X, y, mapped = _resolve_data(X, y)
-            if mapped:
-                X = _check_mapped(net, X, rank, size)
+            if sample_weight is not None or trainer.class_weight is not None or trainer.validation_split:
+                raise ValueError("distributed training does not support sample_weight, class_weight or "
+                                 "validation_split yet")
+            X, y, self.mapped = _resolve_data(X, y)
+            if self.mapped:
+                X = _check_mapped(net, X, self.rank, self.size)
             else:
                 X = net.check_input(X, "X")
             y = net.check_target(np.asarray(y), X.shape[0], "y")
-            val = self._check_validation()
-            mine = self._settings(X, y, val)
+            val = None if trainer.validation_data is None else trainer._validation()
+            mine = _settings(trainer, X, y, val)
         except (ValueError, TypeError, OSError) as exc:
             error = exc
-        gathered = comm.allgather((None if error is None else f"{type(error).__name__}: {error}", mine))
+        gathered = self.comm.allgather((None if error is None else f"{type(error).__name__}: {error}", mine))
         errors = {r: text for r, (text, _) in enumerate(gathered) if text is not None}
         if errors:
             detail = "; ".join(f"rank {r}: {t}" for r, t in sorted(errors.items()))
             raise ValueError(f"distributed training cannot start: {detail}") from error
         _check_agreement([s for _, s in gathered])
-        if self.seed is None:       # every rank gave None (agreed above): rank 0's entropy decides
-            self.seed = int(comm.bcast(int(np.random.SeedSequence().entropy % (1 << 63)), root=0))
-        n = X.shape[0]
-        from .training import new_history
-        history = new_history(net.classification, val is not None)
+        return X, y, None, val
 
-        # 2. resume (rank 0 reads the checkpoint), then broadcast the start state
-        gb = self.global_batch_size
-        n_batches = -(-n // gb)
-        rng = np.random.default_rng(self.seed)
-        start_epoch, settings = 1, None
-        if self.checkpoint is not None:
-            from . import checkpoint as ckpt
-            error, resumed = None, None
+    def seed(self, seed):
+        """Every rank gave the same seed (agreed); None on every rank: rank 0's entropy decides."""
+        if seed is None:
+            seed = int(self.comm.bcast(int(np.random.SeedSequence().entropy % (1 << 63)), root=0))
+        return seed
+
+    def batch_size(self, batch_size, n):
+        return batch_size * self.size
+
+    def use_fused(self, trainer):
+        return False
+
+    def path_name(self, use_fused):
+        return "distributed"
+
+    def fingerprint(self, X, y):
+        from .checkpoint import fingerprint
+        return _sample_fingerprint(X, y) if self.mapped else fingerprint(X, y)
+
+    def on_root(self, work, where=None):
+        """Run ``work`` on rank 0 (reading or writing a checkpoint); every rank gets its result or its error."""
+        error, result = None, None
+        if self.is_root:
             try:
-                ckpt.check_savable(net)
-                if rank == 0:
-                    fp = _sample_fingerprint(X, y) if mapped else ckpt.fingerprint(X, y)
-                    settings = {"batch_size": gb, "shuffle": self.shuffle, "seed": self.seed,
-                                "path": "distributed", "n_samples": int(n), "data": fp,
-                                "validation": val is not None}
-                    ckpt.remove_stale_temporaries(self.checkpoint)
-                    resumed = ckpt.read(self.checkpoint, net, settings, n_batches, list(history), self.epochs)
+                result = work()
             except (ValueError, TypeError, OSError) as exc:
                 error = exc
-            self._agree(error, exc_type=ValueError)
-            state = comm.bcast(None if resumed is None else (resumed.epoch, resumed.rng_state, resumed.history),
-                               root=0)
-            if state is not None:
-                start_epoch, rng.bit_generator.state, history = state[0] + 1, state[1], state[2]
-        self._broadcast_state()
-        net.history = history
-        if start_epoch > self.epochs:
-            return history
+        if where is None:
+            self.agree(error, exc_type=ValueError)
+        else:
+            self.agree(error, where=where)
+        return self.comm.bcast(result, root=0)
 
-        # 3. the epochs
-        from .training import _GradientHealth, _progress
-        health = _GradientHealth(net, net.plan())
-        bar = _progress(self.epochs, self.verbose, start_epoch - 1) if rank == 0 else None
-        step = _Stepper(self, X, y)
-        try:
-            for epoch in range(start_epoch, self.epochs + 1):
-                t0 = time.perf_counter()
-                order = rng.permutation(n) if self.shuffle else np.arange(n)
-                loss_sum = correct = 0.0
-                for b in range(n_batches):
-                    ls, c = step(order, b, epoch)
-                    loss_sum += ls
-                    correct += c
-                history["loss"].append(loss_sum / n)
-                if net.classification:
-                    history["accuracy"].append(correct / n)
-                history["lr"].append(net.optimizer.lr)
-                with warnings.catch_warnings():
-                    if rank != 0:
-                        warnings.simplefilter("ignore")
-                    history["grad_norm"].append(health.record(epoch))
-                if val is not None:
-                    scores = self._evaluate(*val)
-                    history["val_loss"].append(scores[0])
-                    if net.classification:
-                        history["val_accuracy"].append(scores[1])
-                history["time"].append(time.perf_counter() - t0)
-                if self.checkpoint is not None and (epoch % self.checkpoint_every == 0 or epoch == self.epochs):
-                    error = None
-                    if rank == 0:
-                        try:
-                            from . import checkpoint as ckpt
-                            ckpt.write(self.checkpoint, net, epoch, rng.bit_generator.state, settings)
-                        except (OSError, ValueError) as exc:
-                            error = exc
-                    self._agree(error, epoch=epoch, where=f"the checkpoint after epoch {epoch}")
-                if bar is not None:
-                    bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()
-                                     if k not in ("time", "grad_norm")})
-                    bar.update(1)
-        except TrainingDivergedError as exc:
-            exc.history = history
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
-        return history
-
-    def _settings(self, X, y, val):
-        """This rank's settings that every rank must share: name -> a comparable (hashable) value."""
-        from . import __version__
-        net = self.net
-        config = json.loads(_arch(net))
-        optimizer = config.pop("optimizer")
-        return {
-            "fastnn version": __version__,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-            "shuffle": self.shuffle,
-            "checkpoint": (f"given, checkpoint_every={self.checkpoint_every}" if self.checkpoint is not None
-                           else "not given"),
-            "validation_data": ("not given" if val is None else
-                                f"X {val[0].shape} {val[0].dtype}, y {val[1].shape} {val[1].dtype}"),
-            "optimizer": json.dumps(optimizer, sort_keys=True),
-            "architecture": json.dumps(config, sort_keys=True),
-            "network dtype": net.dtype.str,
-            "data": f"X {X.shape} {X.dtype}, y {y.shape} {y.dtype}",
-        }
-
-    def _check_validation(self):
-        if self.validation_data is None:
-            return None
-        try:
-            X_val, y_val = self.validation_data
-        except (TypeError, ValueError):
-            raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-        X_val = self.net.check_input(X_val, "validation_data X")
-        return X_val, self.net.check_target(y_val, X_val.shape[0], "validation_data y")
-
-    def _evaluate(self, X_val, y_val):
-        """(mean loss, accuracy) over all of the validation set: each rank evaluates its share."""
-        lo, hi = shard_range(len(X_val), self.rank, self.size)
-        part = np.zeros(2)
-        error = None
-        try:
-            if hi > lo:
-                s = self.net.evaluate(X_val[lo:hi], y_val[lo:hi])
-                part[:] = s["loss"] * (hi - lo), s.get("accuracy", 0.0) * (hi - lo)
-        except Exception as exc:  # noqa: BLE001 - agreed on below
-            error = exc
-        self._agree(error, where="validation")
-        self.comm.Allreduce(MPI.IN_PLACE, part, op=MPI.SUM)
-        return part[0] / len(X_val), part[1] / len(X_val)
-
-    def _broadcast_state(self):
+    def start(self, net):
         """Rank 0's parameters (one Bcast of the flat buffer) and optimizer state to every rank."""
-        net, comm = self.net, self.comm
+        comm = self.comm
         plan = net.plan()
         for p in plan.opt_params:
             comm.Bcast(p, root=0)
@@ -450,6 +367,53 @@ class DistributedTrainer:
         elif opt.state is not None:
             opt.reset()
             opt.steps = steps
+
+    def engine(self, trainer, X, y, batch_size, weights, use_fused):
+        return _DistributedEpoch(self, trainer.net, X, y, trainer.batch_size, batch_size)
+
+    def evaluate(self, net, X_val, y_val):
+        """{"loss", "accuracy"} over all of the validation set: each rank evaluates its share."""
+        lo, hi = shard_range(len(X_val), self.rank, self.size)
+        part = np.zeros(2)
+        error = None
+        try:
+            if hi > lo:
+                s = net.evaluate(X_val[lo:hi], y_val[lo:hi])
+                part[:] = s["loss"] * (hi - lo), s.get("accuracy", 0.0) * (hi - lo)
+        except Exception as exc:  # noqa: BLE001 - agreed on below
+            error = exc
+        self.agree(error, where="validation")
+        self.comm.Allreduce(MPI.IN_PLACE, part, op=MPI.SUM)
+        scores = {"loss": part[0] / len(X_val)}
+        if net.classification:
+            scores["accuracy"] = part[1] / len(X_val)
+        return scores
+
+
+def _settings(trainer, X, y, val):
+    """This rank's settings that every rank must share: name -> a comparable (hashable) value."""
+    from . import __version__
+    from .schedules import to_config
+    net = trainer.net
+    config = json.loads(_arch(net))
+    optimizer = config.pop("optimizer")
+    return {
+        "fastnn version": __version__,
+        "epochs": trainer.epochs,
+        "batch_size": trainer.batch_size,
+        "seed": trainer.seed,
+        "shuffle": trainer.shuffle,
+        "checkpoint": (f"given, checkpoint_every={trainer.checkpoint_every}" if trainer.checkpoint is not None
+                       else "not given"),
+        "validation_data": ("not given" if val is None else
+                            f"X {val[0].shape} {val[0].dtype}, y {val[1].shape} {val[1].dtype}"),
+        "optimizer": json.dumps(optimizer, sort_keys=True),
+        "lr_schedule": json.dumps(to_config(trainer.lr_schedule), sort_keys=True, default=repr),
+        "callbacks": ", ".join(type(cb).__name__ for cb in trainer.callbacks) or "none",
+        "architecture": json.dumps(config, sort_keys=True),
+        "network dtype": net.dtype.str,
+        "data": f"X {X.shape} {X.dtype}, y {y.shape} {y.dtype}",
+    }
 
 
 def _check_agreement(settings):
@@ -483,25 +447,38 @@ def _arch(net):
     return json.dumps(config, default=io._json_default, sort_keys=True)
 
 
-class _Stepper:
-    """One synchronous step: local forward/backward, status Allreduce, gradient Allreduce, update."""
+class _DistributedEpoch:
+    """The distributed engine: one epoch of synchronous steps — local forward/backward, a status Allreduce,
+    THE gradient Allreduce, the same update on every rank. ``(order, epoch, progress)`` -> (mean loss,
+    correct), like the loop's other engines; a stop asked on any rank stops every rank at the same batch."""
 
-    def __init__(self, trainer, X, y):
-        self.t, self.X, self.y = trainer, X, y
-        net, b = trainer.net, trainer.batch_size
-        self.x_buf = np.empty((b, X.shape[1]), net.dtype)
-        self.y_buf = np.empty((b,) + y.shape[1:], y.dtype)
+    def __init__(self, run, net, X, y, local_batch, global_batch):
+        self.run, self.net, self.X, self.y = run, net, X, y
+        self.gb = global_batch
+        self.x_buf = np.empty((local_batch, X.shape[1]), net.dtype)
+        self.y_buf = np.empty((local_batch,) + y.shape[1:], y.dtype)
         self.gather_y = batch_kernels.gather if y.ndim == 1 else batch_kernels.gather_rows
         self.status = np.zeros(3)           # [failed ranks, sum of local loss * rows, correct]
         self.plan = net.plan()
         self.extra_grads = self.plan.opt_grads[1:]  # gradients of layers outside the flat buffer (custom layers)
 
-    def __call__(self, order, b, epoch):
-        t = self.t
-        net, comm, rank, size = t.net, t.comm, t.rank, t.size
-        gb, n = t.global_batch_size, len(self.X)
-        g_start = b * gb
-        g_rows = min(gb, n - g_start)
+    def __call__(self, order, epoch, progress):
+        n = len(self.X)
+        loss_sum, correct = progress.loss_sum, progress.correct
+        for b in range(progress.batches, -(-n // self.gb)):
+            progress.check()
+            ls, c = self._step(order, b, epoch)
+            loss_sum += ls
+            correct += c
+            progress.done(b + 1, loss_sum, correct)
+        return loss_sum / n, correct
+
+    def _step(self, order, b, epoch):
+        run, net, plan = self.run, self.net, self.plan
+        comm, rank, size = run.comm, run.rank, run.size
+        n = len(self.X)
+        g_start = b * self.gb
+        g_rows = min(self.gb, n - g_start)
         pieces = _split(g_rows, size)
         rows = pieces[rank]
         start = g_start + sum(pieces[:rank])
@@ -521,28 +498,29 @@ class _Stepper:
                 if math.isfinite(loss):
                     net._backward()
                     scale = rows / g_rows     # local mean -> this rank's share of the global mean
-                    for g in self.plan.opt_grads:
+                    for g in plan.opt_grads:
                         g *= scale
             else:
-                for g in self.plan.opt_grads:
+                for g in plan.opt_grads:
                     g[...] = 0
         except Exception as exc:  # noqa: BLE001 - every rank must learn of it
             error = exc
             status[0] = 1.0
         comm.Allreduce(MPI.IN_PLACE, status, op=MPI.SUM)
         if status[0]:
-            t._raise_all(error, epoch=epoch, batch=b + 1)
+            run.raise_all(error, epoch=epoch, batch=b + 1)
         if not math.isfinite(status[1]):
             raise TrainingDivergedError(epoch, b + 1)
-        comm.Allreduce(MPI.IN_PLACE, self.plan.grads, op=MPI.SUM)   # THE gradient allreduce
+        comm.Allreduce(MPI.IN_PLACE, plan.grads, op=MPI.SUM)   # THE gradient allreduce
         for g in self.extra_grads:
             comm.Allreduce(MPI.IN_PLACE, g, op=MPI.SUM)
         try:
-            net.step()
+            with net.weights_changing():
+                plan.optimizer.step(list(plan.opt_params), list(plan.opt_grads))
         except NonFiniteUpdateError:    # identical gradients and weights: every rank gets here together
             norms = net.gradient_norms()
             if np.isfinite(norms).all():
                 raise TrainingDivergedError(epoch, b + 1, what="parameter update") from None
-            layer = self.plan.param_layers[int(np.argmin(np.isfinite(norms)))]
+            layer = plan.param_layers[int(np.argmin(np.isfinite(norms)))]
             raise TrainingDivergedError(epoch, b + 1, layer, what="gradient") from None
         return status[1], status[2]

@@ -35,6 +35,11 @@ def provide(name, function):
     _SERVICES[name] = function
 
 
+def service(name):
+    """What a higher module registered under ``name`` ("Trainer": fastnn.training.Trainer, "save")."""
+    return _service(name)
+
+
 def _service(name):
     try:
         return _SERVICES[name]

@@ -38,7 +38,8 @@ class Trainer:
     classifiers), ``lr_schedule`` (a fastnn.schedules object or a callable epoch -> lr: the optimizer's rate
     for each epoch, from the rate it had when fit started), ``callbacks`` (objects with
     ``on_epoch_end(epoch, history) -> bool`` (True stops), optional ``on_train_begin(net)`` /
-    ``on_train_end(net)``; see fastnn.callbacks), ``checkpoint`` / ``checkpoint_every``, ``distributed``.
+    ``on_train_end(net)``; see fastnn.callbacks), ``checkpoint`` / ``checkpoint_every``, ``distributed`` (True, or an mpi4py communicator: data-parallel
+    over MPI ranks, see fastnn.distributed; ``batch_size`` is then each rank's local batch).
     ``fit(X, y, sample_weight=None)``: per-sample weights (n,), non-negative, finite, not all zero.
     ``sample_order`` (Trainer only; advanced): a callable n -> the next epoch's order, a permutation of
     range(n), replacing ``shuffle`` and ``seed`` (the scikit-learn drop-ins use it to draw scikit-learn's
@@ -117,8 +118,12 @@ class Trainer:
         if sample_order is not None and checkpoint is not None:
             raise ValueError("sample_order cannot be combined with checkpoint= (its state is not saved)")
         self.sample_order = sample_order
-        self.distributed = bool(distributed)
-        if self.distributed and fused is True:
+        if isinstance(distributed, (bool, np.bool_)) or distributed is None:
+            distributed = bool(distributed)
+        elif not hasattr(distributed, "Allreduce"):
+            raise TypeError(f"distributed must be True, False or an MPI communicator, got {distributed!r:.80}")
+        self.distributed = distributed
+        if self.distributed is not False and fused is True:
             raise ValueError("fused=True cannot run distributed: the fused whole-epoch kernel cannot stop "
                              "for the per-step gradient allreduce")
 
@@ -138,19 +143,12 @@ class Trainer:
 
     def fit(self, X, y, sample_weight=None):
         """Train; returns the history. See the class docstring."""
-        net = self.net
+        run = _LOCAL
         if self.distributed:
-            from .distributed import DistributedTrainer   # ImportError with the install hint without mpi4py
-            if sample_weight is not None or self.class_weight is not None or self.lr_schedule is not None \
-                    or self.callbacks or self.validation_split:
-                raise ValueError("distributed=True does not support sample_weight, class_weight, lr_schedule, "
-                                 "callbacks or validation_split yet")
-            return DistributedTrainer(net, batch_size=self.batch_size, epochs=self.epochs, shuffle=self.shuffle,
-                                      seed=self.seed, validation_data=self.validation_data,
-                                      verbose=self.verbose, checkpoint=self.checkpoint,
-                                      checkpoint_every=self.checkpoint_every).fit(X, y)
-        with net.training_session("fit"):
-            return self._fit(X, y, sample_weight)
+            from .distributed import MPIRun     # ImportError with the install hint without mpi4py
+            run = MPIRun(None if self.distributed is True else self.distributed)
+        with self.net.training_session("fit"), run.guard():
+            return self._fit(X, y, sample_weight, run)
 
     def _data(self, X, y, sample_weight):
         """Checked (X, y, weights or None, validation pair or None)."""
@@ -171,64 +169,72 @@ class Trainer:
             X, y = X[:len(X) - n_val], y[:len(y) - n_val]
             weights = None if weights is None else weights[:len(X)]
         elif self.validation_data is not None:
-            try:
-                X_val, y_val = self.validation_data
-            except (TypeError, ValueError):
-                raise ValueError("validation_data must be a pair (X_val, y_val)") from None
-            X_val = net.check_input(X_val, "validation_data X")
-            val = (X_val, net.check_target(y_val, X_val.shape[0], "validation_data y"))
+            val = self._validation()
         if weights is not None and not weights.any():
             raise ValueError("sample_weight is zero for every training sample")
         return X, y, weights, val
 
-    def _fit(self, X, y, sample_weight):
+    def _validation(self):
+        """The checked validation pair from ``validation_data``."""
+        try:
+            X_val, y_val = self.validation_data
+        except (TypeError, ValueError):
+            raise ValueError("validation_data must be a pair (X_val, y_val)") from None
+        X_val = self.net.check_input(X_val, "validation_data X")
+        return X_val, self.net.check_target(y_val, X_val.shape[0], "validation_data y")
+
+    def _fit(self, X, y, sample_weight, run):
         net = self.net
         plan = net.plan()
-        X, y, weights, val = self._data(X, y, sample_weight)
+        X, y, weights, val = run.prepare(self, X, y, sample_weight)
+        seed = run.seed(self.seed)
         opt = plan.optimizer
-        batch_size = min(self.batch_size, len(X))
+        batch_size = run.batch_size(self.batch_size, len(X))      # the global batch
         history = new_history(net.classification, val is not None)
-        use_fused = self._use_fused()
+        use_fused = run.use_fused(self)
         n_batches = -(-len(X) // batch_size)
-        rng = _shuffle_stream(net, self.seed)
+        rng = _shuffle_stream(net, seed)
         base_lr = opt.lr
         start_epoch, partial, settings = 1, None, None
         if self.checkpoint is not None:
             from . import checkpoint as ckpt, schedules
-            settings = ckpt.settings(self, X, y, val, "fused" if use_fused else "per-layer")
-            settings.update(batch_size=batch_size, base_lr=base_lr,
+            settings = ckpt.settings(self, X, y, val, run.path_name(use_fused))
+            settings.update(batch_size=batch_size, base_lr=base_lr, seed=seed, data=run.fingerprint(X, y),
                             lr_schedule=schedules.to_config(self.lr_schedule),
                             weights=None if weights is None else ckpt.fingerprint(weights))
-            ckpt.remove_stale_temporaries(self.checkpoint)
-            ckpt.check_writable(self.checkpoint)
-            resumed = ckpt.read(self.checkpoint, net, settings, n_batches, list(history), self.epochs)
+
+            def read():
+                ckpt.remove_stale_temporaries(self.checkpoint)
+                ckpt.check_writable(self.checkpoint)
+                found = ckpt.read(self.checkpoint, net, settings, n_batches, list(history), self.epochs)
+                return None if found is None else (found.epoch, found.rng_state, found.partial, found.history)
+            resumed = run.on_root(read)
             if resumed is not None:
-                history = resumed.history
-                rng.bit_generator.state = resumed.rng_state
-                start_epoch, partial = resumed.epoch + 1, resumed.partial
+                start_epoch, rng.bit_generator.state, partial, history = resumed
+                start_epoch += 1
+        run.start(net)
         net.history = history
         if start_epoch > self.epochs:       # a finished run's checkpoint: nothing left to do
             return history
-        if use_fused:
-            from .fused import EpochRunner
-            run_epoch = EpochRunner(net, X, y, batch_size, sample_weights=weights)
-        else:
-            run_epoch = _LayerEpoch(net, X, y, batch_size, weights)
-        health = _GradientHealth(net, plan)
+        run_epoch = run.engine(self, X, y, batch_size, weights, use_fused)
+        health = _GradientHealth(net, plan, warn=run.is_root)
         stop = _StopFlag()
-        bar = _progress(self.epochs, self.verbose, start_epoch - 1)
+        bar = _progress(self.epochs, self.verbose, start_epoch - 1) if run.is_root else None
         samples_seen = (start_epoch - 1) * len(X)
 
         def save(epoch, rng_state, progress=None):
             if self.checkpoint is None:
                 return None
             from . import checkpoint as ckpt
-            lr, opt.lr = opt.lr, base_lr     # the file records the network as fit found it
-            try:
-                ckpt.write(self.checkpoint, net, epoch, rng_state, settings,
-                           None if progress is None or progress.batches == 0 else progress.state())
-            finally:
-                opt.lr = lr
+
+            def write():
+                lr, opt.lr = opt.lr, base_lr     # the file records the network as fit found it
+                try:
+                    ckpt.write(self.checkpoint, net, epoch, rng_state, settings,
+                               None if progress is None or progress.batches == 0 else progress.state())
+                finally:
+                    opt.lr = lr
+            run.on_root(write, where=f"the checkpoint after epoch {epoch}")
             return self.checkpoint
 
         for cb in self.callbacks:
@@ -242,7 +248,7 @@ class Trainer:
                         opt.lr = self.lr_schedule.lr(epoch, base_lr, history, samples_seen)
                     rng_state = rng.bit_generator.state
                     order = self._order(rng, len(X))
-                    progress = _EpochProgress(stop, partial)
+                    progress = _EpochProgress(stop, partial, run.any)
                     partial = None
                     net.plan()      # whatever a callback or another thread changed is checked again
                     try:
@@ -255,7 +261,7 @@ class Trainer:
                         raise TrainingInterrupted(epoch, progress.batches, n_batches, history, path,
                                                   signal_name=stop.signal_name) from None
                     finally:
-                        net.shuffle_state = (self.seed, rng.bit_generator.state)
+                        net.shuffle_state = (seed, rng.bit_generator.state)
                     samples_seen += len(X)
                     history["loss"].append(loss)
                     if net.classification:
@@ -263,20 +269,20 @@ class Trainer:
                     history["lr"].append(opt.lr)
                     history["grad_norm"].append(health.record(epoch))
                     if val is not None:
-                        scores = net.evaluate(*val)
+                        scores = run.evaluate(net, *val)
                         history["val_loss"].append(scores["loss"])
                         if net.classification:
                             history["val_accuracy"].append(scores["accuracy"])
                     history["time"].append(time.perf_counter() - start)
                     stop_asked = any([bool(cb.on_epoch_end(epoch, history)) for cb in self.callbacks])
-                    last = epoch == self.epochs or stop_asked
-                    if epoch % self.checkpoint_every == 0 or last or stop.requested:
+                    interrupted = run.any(stop.requested)
+                    if epoch % self.checkpoint_every == 0 or epoch == self.epochs or stop_asked or interrupted:
                         save(epoch, rng.bit_generator.state)
                     if bar is not None:
                         bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()
                                          if k not in ("time", "grad_norm")})
                         bar.update(1)
-                    if stop.requested:
+                    if interrupted:
                         raise TrainingInterrupted(epoch, n_batches, n_batches, history, self.checkpoint,
                                                   signal_name=stop.signal_name)
                     if stop_asked:
@@ -288,6 +294,56 @@ class Trainer:
             if hasattr(cb, "on_train_end"):
                 cb.on_train_end(net)
         return history
+
+
+class _Local:
+    """Where the loop runs: one process. (fastnn.distributed.MPIRun is the other place: the same methods,
+    with the collectives that keep K ranks in step.)"""
+
+    is_root = True
+
+    def guard(self):
+        return contextlib.nullcontext()
+
+    def prepare(self, trainer, X, y, sample_weight):
+        return trainer._data(X, y, sample_weight)
+
+    def seed(self, seed):
+        return seed
+
+    def batch_size(self, batch_size, n):
+        return min(batch_size, n)
+
+    def use_fused(self, trainer):
+        return trainer._use_fused()
+
+    def path_name(self, use_fused):
+        return "fused" if use_fused else "per-layer"
+
+    def fingerprint(self, X, y):
+        from .checkpoint import fingerprint
+        return fingerprint(X, y)
+
+    def on_root(self, work, where=None):
+        return work()
+
+    def start(self, net):
+        pass
+
+    def engine(self, trainer, X, y, batch_size, weights, use_fused):
+        if use_fused:
+            from .fused import EpochRunner
+            return EpochRunner(trainer.net, X, y, batch_size, sample_weights=weights)
+        return _LayerEpoch(trainer.net, X, y, batch_size, weights)
+
+    def evaluate(self, net, X, y):
+        return net.evaluate(X, y)
+
+    def any(self, flag):
+        return bool(flag)
+
+
+_LOCAL = _Local()
 
 
 network.provide("Trainer", Trainer)
@@ -468,14 +524,15 @@ class _EpochProgress:
     """The per-layer path's position inside an epoch: batches done and the running loss / correct sums
     (what a checkpoint written on Ctrl-C stores to resume mid-epoch exactly)."""
 
-    def __init__(self, flag, partial=None):
-        self.flag = flag
+    def __init__(self, flag, partial=None, agree=bool):
+        self.flag, self.agree = flag, agree
         self.batches, self.loss_sum, self.correct = 0, 0.0, 0
         if partial is not None:
             self.batches, self.loss_sum, self.correct = partial["batches"], partial["loss_sum"], partial["correct"]
 
     def check(self):
-        if self.flag.requested:
+        """Raise _Stop when a signal asked training to stop (on any rank: ``agree`` is a collective there)."""
+        if self.agree(self.flag.requested):
             raise _Stop
 
     def done(self, batches, loss_sum, correct):
@@ -492,8 +549,8 @@ VANISHING, EXPLODING = 1e-7, 1e3
 class _GradientHealth:
     """Per-layer gradient norms for the history, and one GradientHealthWarning per kind per fit."""
 
-    def __init__(self, net, plan):
-        self.net, self.plan = net, plan
+    def __init__(self, net, plan, warn=True):
+        self.net, self.plan, self.warn = net, plan, warn
         self.weight_sq = np.zeros(len(plan.param_layers), np.float64)
         self.warned = set()
 
@@ -515,6 +572,8 @@ class _GradientHealth:
 
     def _warn(self, kind, epoch, k, g, w, bound):
         self.warned.add(kind)
+        if not self.warn:
+            return
         layer = self.plan.param_layers[k]
         warnings.warn(f"{kind} gradient in layer {layer} ({type(self.net.layers[layer]).__name__}) at epoch "
                       f"{epoch}: gradient norm {g:.3g} is {bound} times its weights' norm {w:.3g}. See "
