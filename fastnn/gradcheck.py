@@ -1,12 +1,20 @@
 """Finite-difference gradients and gradient checks (the lecture's "check your implementation").
 
+A network is checked on both training paths: the per-layer backward pass, and — when the fused whole-epoch
+kernel can train the network — the gradient that kernel computes for one batch (read back from one SGD step
+of learning rate 1 on a copy of the network), including the optimizer's coupled weight decay and
+scikit-learn's L2 penalty as gradients of the objective they add.
+
 Central differences: df/dx_i ≈ (f(x + h_i e_i) - f(x - h_i e_i)) / (2 h_i), with h_i = cbrt(eps) ·
 max(|x_i|, 1): the step that balances truncation error O(h²) against rounding error O(eps/h).
 """
+import copy
+
 import numpy as np
 
 from .layers import Layer
 from .network import NeuralNetwork
+from .optimizers import SGD, AdamW
 
 
 def numerical_gradient(f, x, h=None):
@@ -59,11 +67,14 @@ class GradcheckReport(dict):
         return "\n".join(rows)
 
 
-def gradcheck(layer_or_net, x, target=None, seed=0):
+def gradcheck(layer_or_net, x, target=None, seed=0, fused="auto"):
     """Compare analytic and central-difference gradients; returns a GradcheckReport.
 
     For a Layer, the scalar checked is sum(forward(x) * g) with a fixed random g. For a NeuralNetwork,
-    it is the network's loss against ``target`` (random valid targets when None). Run it in float64.
+    it is the network's loss against ``target`` (random valid targets when None), on the per-layer path
+    ("layers[i].params[j]", "x") and, with ``fused`` "auto" (when the fused kernel supports the network) or
+    True, the fused kernel's gradient of the loss plus the optimizer's coupled weight decay / scikit-learn
+    penalty ("fused layers[i].params[j]"). Run it in float64.
     """
     rng = np.random.default_rng(seed)
     if isinstance(layer_or_net, NeuralNetwork):
@@ -73,17 +84,14 @@ def gradcheck(layer_or_net, x, target=None, seed=0):
             target = (rng.integers(0, net.n_outputs, len(x)) if net.classification
                       else rng.standard_normal((len(x), net.n_outputs)))
         target = net.check_target(target, len(x), "target")
-
-        def loss():
-            return net.loss._forward(net._forward(x), target)
-
-        loss()
-        net._backward()
-        dx = net.loss.backward()
-        for layer in reversed(net.layers):
-            dx = layer._backward(dx)
-        report = _compare_params(net.layers, loss)
-        report["x"] = relative_error(dx.copy(), numerical_gradient(lambda _: loss(), x))
+        with net.training_session("run gradcheck"):
+            report = _check_layer_path(net, x, target)
+        from . import fused as fused_path
+        supported, reason = fused_path.supports(net)
+        if fused is True and not supported:
+            raise ValueError(f"fused=True but the fused kernel cannot train this network: {reason}")
+        if fused is not False and supported:
+            report.update(_check_fused_path(net, x, target))
         return report
     if not isinstance(layer_or_net, Layer):
         raise TypeError(f"gradcheck takes a Layer or a NeuralNetwork, got {type(layer_or_net).__name__}")
@@ -98,6 +106,58 @@ def gradcheck(layer_or_net, x, target=None, seed=0):
     dx = layer._backward(g.astype(x.dtype)).copy()
     report = _compare_params([layer], scalar, prefix="")
     report["x"] = relative_error(dx, numerical_gradient(lambda _: scalar(), x))
+    return report
+
+
+def _check_layer_path(net, x, target):
+    def loss():
+        return net.loss._forward(net._forward(x), target)
+
+    loss()
+    net._backward()
+    dx = net.loss.backward()
+    for layer in reversed(net.layers):
+        dx = layer._backward(dx)
+    report = _compare_params(net.layers, loss)
+    report["x"] = relative_error(dx.copy(), numerical_gradient(lambda _: loss(), x))
+    return report
+
+
+def _objective(opt):
+    """(coupled weight decay, scikit-learn alpha) of ``opt``: what its step adds to the loss's gradient."""
+    coupled = 0.0 if isinstance(opt, AdamW) else float(getattr(opt, "weight_decay", 0.0))
+    return coupled, float(getattr(opt, "_sklearn_alpha", 0.0))
+
+
+def _check_fused_path(net, x, target):
+    """The fused kernel's gradient for the batch (x, target), against central differences of the loss plus
+    0.5·wd·||params||² (coupled weight decay) plus 0.5·alpha·Σ||W||² / batch (scikit-learn's penalty)."""
+    wd, alpha = _objective(net.optimizer)
+    twin = copy.deepcopy(net)
+    twin.optimizer = SGD(lr=1.0, weight_decay=wd)
+    twin.optimizer._sklearn_alpha = alpha
+    plan = twin.plan()
+    before = plan.params.copy()
+    twin.fit(x, target, epochs=1, batch_size=len(x), shuffle=False, verbose=0, fused=True)
+    gradient = before - plan.params          # one step of learning rate 1: p_new = p - grad
+    plan.params[...] = before
+    n = len(x)
+
+    def objective():
+        value = twin.loss._forward(twin._forward(x), target)
+        value += 0.5 * wd * float(np.dot(plan.params, plan.params))
+        for fc in plan.dense:
+            value += 0.5 * alpha * float(np.sum(fc.weights * fc.weights)) / n
+        return value
+
+    report = GradcheckReport()
+    for k, (i, fc) in enumerate(zip(plan.param_layers, plan.dense)):
+        segment = gradient[plan.offsets[k]:plan.offsets[k + 1]]
+        size = fc.in_features * fc.out_features
+        for j, (p, a) in enumerate(((fc.weights, segment[:size].reshape(fc.weights.shape)),
+                                    (fc.bias, segment[size:]))):
+            report[f"fused layers[{i}].params[{j}]"] = relative_error(
+                a, numerical_gradient(lambda _: objective(), p))
     return report
 
 
