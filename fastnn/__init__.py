@@ -1,7 +1,7 @@
 """fastnn: fast, checked feed-forward neural networks on the CPU (NumPy + Numba)."""
 from .errors import TrainingDivergedError
 from .gradcheck import gradcheck, numerical_gradient
-from .layers import FullyConnected, Layer, ReLU, Sigmoid, SoftMax, TanH
+from .layers import FullyConnected, Layer, ReLU, Sigmoid, SoftMax, TanH, register_layer
 from .losses import CrossEntropyLoss, L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .network import NeuralNetwork
 from .optimizers import SGD, Adam, AdamW
@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 __all__ = ["Adam", "AdamW", "CrossEntropyLoss", "FullyConnected", "L2Loss", "Layer", "NeuralNetwork", "Perceptron",
            "ReLU", "SGD", "Sigmoid", "SigmoidCrossEntropy", "SoftMax", "SoftmaxCrossEntropy", "TanH", "Trainer",
-           "TrainingDivergedError", "gradcheck", "numerical_gradient", "set_num_threads", "load",
+           "TrainingDivergedError", "gradcheck", "numerical_gradient", "register_layer", "set_num_threads", "load",
            "MLPClassifier", "MLPRegressor"]
 
 
