@@ -1,7 +1,7 @@
 """fastnn: fast, checked feed-forward neural networks on the CPU (NumPy + Numba)."""
 from .errors import TrainingDivergedError
 from .gradcheck import gradcheck, numerical_gradient
-from .layers import FullyConnected, Layer, ReLU, Sigmoid, SoftMax, TanH, register_layer
+from .layers import FullyConnected, Layer, ReLU, Sigmoid, SoftMax, TanH
 from .losses import CrossEntropyLoss, L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .network import NeuralNetwork
 from .optimizers import SGD, Adam, AdamW
@@ -9,6 +9,7 @@ from .perceptron import Perceptron
 from .threads import set_num_threads
 from .training import Trainer   # registers what NeuralNetwork.fit runs
 from . import io                # registers what NeuralNetwork.save runs
+from .layers import register_layer   # custom layers that save and load
 from .export import to_torch    # registers what NeuralNetwork.export_onnx runs (onnx, torch: imported on use)
 
 __version__ = "0.1.0"
