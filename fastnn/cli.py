@@ -680,8 +680,13 @@ def cmd_export(args):
     classes = extra.get("classes")
     if not (isinstance(classes, list) and head in ("softmax", "probabilities") and len(classes) == net.n_outputs):
         classes = None
+    scaling = extra.get("standardize")        # fastnn train --standardize: the graph scales its input too
+    if scaling is not None and not (isinstance(scaling, dict) and {"mean", "std"} <= set(scaling)):
+        raise CLIError(f"cannot export {args.model}: its input scaling ('standardize' in the file) is not "
+                       f"{{mean, std}}; the ONNX graph would get unscaled inputs")
+    standardize = None if scaling is None else (scaling["mean"], scaling["std"])
     try:
-        export.export_onnx(net, args.onnx, classes=classes)
+        export.export_onnx(net, args.onnx, classes=classes, standardize=standardize)
     except ImportError as exc:
         raise CLIError(str(exc), code=EXIT_FAILURE) from None
     except (ValueError, TypeError) as exc:
@@ -691,7 +696,8 @@ def cmd_export(args):
     outputs = export.output_names(head)
     print(f"wrote {args.onnx}: ONNX opset {export.OPSET}, input 'input' (batch, {net.n_features}) "
           f"{net.dtype.name}, outputs {', '.join(repr(o) for o in outputs)}"
-          f"{' (label: class names)' if classes is not None else ''}")
+          f"{' (label: class names)' if classes is not None else ''}"
+          f"{'; the input is standardized inside the graph' if standardize is not None else ''}")
     return EXIT_OK
 
 

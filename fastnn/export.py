@@ -243,9 +243,26 @@ def _classes(classes):
 
 
 # -- ONNX ---------------------------------------------------------------------------------------------
-def to_onnx(net, *, head=None, classes=None, opset=OPSET):
+def _standardize(standardize, n_features, dtype):
+    if standardize is None:
+        return None
+    try:
+        mean, std = (np.asarray(a, dtype=np.float64) for a in standardize)
+    except (TypeError, ValueError):
+        raise TypeError("standardize must be None or a (mean, std) pair of arrays") from None
+    for name, a in (("mean", mean), ("std", std)):
+        if a.shape != (n_features,) or not np.isfinite(a).all():
+            raise ValueError(f"standardize {name} must be {n_features} finite numbers (one per input feature), "
+                             f"got shape {a.shape}")
+    if not (std > 0).all():
+        raise ValueError("standardize std must be positive")
+    return mean.astype(dtype), std.astype(dtype)
+
+
+def to_onnx(net, *, head=None, classes=None, standardize=None, opset=OPSET):
     """The ONNX ModelProto of ``net`` (see the module docstring for the graph, ``head`` and ``classes``);
-    checked with ``onnx.checker.check_model``. Needs the ``onnx`` package."""
+    checked with ``onnx.checker.check_model``. Needs the ``onnx`` package. ``standardize``: None or
+    (mean, std), one value per feature: the graph then computes the network of (input - mean) / std."""
     try:
         import onnx
         from onnx import TensorProto, helper
@@ -265,8 +282,11 @@ def to_onnx(net, *, head=None, classes=None, opset=OPSET):
                          f"{2 if head == 'binary' else n_out}")
     if classes is not None and head == "sigmoid" and not (n_out == 1 and len(classes) == 2):
         raise ValueError("classes= with head='sigmoid' needs one output and two classes (the label of 0 and of 1)")
+    scaling = _standardize(standardize, net.n_features, net.dtype)
     g = OnnxGraph(net.dtype)
     x = "input"
+    if scaling is not None:
+        x = g.op("Div", g.op("Sub", x, g.const(scaling[0])), g.const(scaling[1]))
     raw = "logits" if head in ("softmax", "sigmoid", "binary") else "output"
     for k, (layer, name, config, params) in enumerate(layers):
         out = raw if k == len(layers) - 1 else None
@@ -312,16 +332,16 @@ def to_onnx(net, *, head=None, classes=None, opset=OPSET):
     return model
 
 
-def export_onnx(net, path, *, head=None, classes=None, opset=OPSET):
+def export_onnx(net, path, *, head=None, classes=None, standardize=None, opset=OPSET):
     """Write ``net`` as an ONNX model to ``path`` atomically (temporary file, fsync, rename); returns the
-    path. ``head`` (default: from the loss) and ``classes`` (labels for the "label" output) as in the
-    module docstring. ValueError for a custom layer, TypeError for a non-network."""
+    path. ``head`` (default: from the loss), ``classes`` (labels for the "label" output) and
+    ``standardize`` (input scaling) as in ``to_onnx`` and the module docstring. ValueError for a custom layer, TypeError for a non-network."""
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
     path = os.fspath(path)
     if not path or os.path.isdir(path):
         raise ValueError(f"path must name a file, got {path!r}")
-    model = to_onnx(net, head=head, classes=classes, opset=opset)
+    model = to_onnx(net, head=head, classes=classes, standardize=standardize, opset=opset)
     io.atomic_write(path, model.SerializeToString())
     return path
 

@@ -293,3 +293,27 @@ def test_to_torch_layers_and_weights(dtype):
         got = model(torch.from_numpy(X)).numpy()
     t = tol(dtype, TORCH_ULPS)
     np.testing.assert_allclose(got, net.predict_proba(X), rtol=t, atol=t)
+
+
+def test_standardized_inputs_are_scaled_inside_the_graph(tmp_path, capsys):
+    """A model trained on (X - mean) / std (fastnn train --standardize stores mean and std in the file):
+    the exported graph takes raw X."""
+    _ort()
+    from fastnn import cli, io
+    net = _net(np.float32, fnn.SoftmaxCrossEntropy())
+    mean, std = np.array([1.0, -2, 3, 0, 5]), np.array([0.5, 2, 1, 4, 3])
+    X = _data(40, 5, np.float32) * std.astype(np.float32) + mean.astype(np.float32)
+    want = net.predict_proba(((X - mean) / std).astype(np.float32))
+    t = tol(np.float32, ONNX_ULPS)
+    export.export_onnx(net, tmp_path / "a.onnx", standardize=(mean, std))
+    np.testing.assert_allclose(run_onnx(tmp_path / "a.onnx", X)["probabilities"], want, rtol=t, atol=t)
+    io.save(net, tmp_path / "m.safetensors", extra={"standardize": {"mean": mean.tolist(), "std": std.tolist()}})
+    assert cli.main(["export", str(tmp_path / "m.safetensors"), "--onnx", str(tmp_path / "b.onnx")]) == 0
+    assert "standardized inside the graph" in capsys.readouterr().out
+    np.testing.assert_allclose(run_onnx(tmp_path / "b.onnx", X)["probabilities"], want, rtol=t, atol=t)
+    for bad, exc in (((mean[:3], std), ValueError), ((mean, -std), ValueError), ("x", TypeError)):
+        with pytest.raises(exc, match="standardize"):
+            export.export_onnx(net, tmp_path / "c.onnx", standardize=bad)
+    io.save(net, tmp_path / "odd.safetensors", extra={"standardize": [1, 2]})
+    assert cli.main(["export", str(tmp_path / "odd.safetensors"), "--onnx", str(tmp_path / "c.onnx")]) == 2
+    assert "input scaling" in capsys.readouterr().err and not (tmp_path / "c.onnx").exists()
