@@ -9,12 +9,15 @@ from .perceptron import Perceptron
 from .threads import set_num_threads
 from .training import Trainer   # registers what NeuralNetwork.fit runs
 from . import io                # registers what NeuralNetwork.save runs
+from .layers import register_layer   # custom layers that save and load
+from .export import to_torch    # registers what NeuralNetwork.export_onnx runs (onnx, torch: imported on use)
 
 __version__ = "0.1.0"
 
 __all__ = ["Adam", "AdamW", "CrossEntropyLoss", "FullyConnected", "L2Loss", "Layer", "NeuralNetwork", "Perceptron",
            "ReLU", "SGD", "Sigmoid", "SigmoidCrossEntropy", "SoftMax", "SoftmaxCrossEntropy", "TanH", "Trainer",
-           "TrainingDivergedError", "gradcheck", "numerical_gradient", "set_num_threads", "load",
+           "TrainingDivergedError", "gradcheck", "numerical_gradient", "register_layer", "set_num_threads", "load",
+           "to_torch",
            "MLPClassifier", "MLPRegressor"]
 
 

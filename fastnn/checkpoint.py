@@ -95,17 +95,10 @@ def fingerprint(*arrays):
 
 
 def check_savable(net):
-    """ValueError unless every layer, the loss and the optimizer are built-in types (a model file rebuilds
-    them from its type maps only, so a checkpoint of a custom layer could be written but never read)."""
-    from .layers import LAYER_TYPES
-    from .losses import LOSS_TYPES
-    from .optimizers import OPTIMIZER_TYPES
-    parts = [(f"layers[{i}]", layer, LAYER_TYPES) for i, layer in enumerate(net.layers)]
-    parts += [("the loss", net.loss, LOSS_TYPES), ("the optimizer", net.optimizer, OPTIMIZER_TYPES)]
-    for what, obj, types in parts:
-        if types.get(type(obj).__name__) is not type(obj):
-            raise ValueError(f"checkpoint= needs a network of built-in fastnn types, but {what} is "
-                             f"{type(obj).__name__}, which a model file cannot rebuild")
+    """ValueError unless a model file can rebuild every part of the network (``io.check_savable``: custom
+    layers registered and rebuildable, built-in loss and optimizer), so that no checkpoint is written that
+    could never be read."""
+    io.check_savable(net, "checkpoint=")
 
 
 def settings(trainer, X, y, validation, path):

@@ -672,6 +672,35 @@ def cmd_info(args):
     return EXIT_OK
 
 
+def cmd_export(args):
+    from . import export
+    net, _, extra = _load_model(args.model)
+    _check_output_path(args.onnx, "ONNX file")
+    head = export.head_of(net)
+    classes = extra.get("classes")
+    if not (isinstance(classes, list) and head in ("softmax", "probabilities") and len(classes) == net.n_outputs):
+        classes = None
+    scaling = extra.get("standardize")        # fastnn train --standardize: the graph scales its input too
+    if scaling is not None and not (isinstance(scaling, dict) and {"mean", "std"} <= set(scaling)):
+        raise CLIError(f"cannot export {args.model}: its input scaling ('standardize' in the file) is not "
+                       f"{{mean, std}}; the ONNX graph would get unscaled inputs")
+    standardize = None if scaling is None else (scaling["mean"], scaling["std"])
+    try:
+        export.export_onnx(net, args.onnx, classes=classes, standardize=standardize)
+    except ImportError as exc:
+        raise CLIError(str(exc), code=EXIT_FAILURE) from None
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"cannot export {args.model}: {_error_text(exc)}") from None
+    except OSError as exc:
+        raise CLIError(f"cannot write {args.onnx}: {_error_text(exc)}", code=EXIT_FAILURE) from None
+    outputs = export.output_names(head)
+    print(f"wrote {args.onnx}: ONNX opset {export.OPSET}, input 'input' (batch, {net.n_features}) "
+          f"{net.dtype.name}, outputs {', '.join(repr(o) for o in outputs)}"
+          f"{' (label: class names)' if classes is not None else ''}"
+          f"{'; the input is standardized inside the graph' if standardize is not None else ''}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------- gradcheck
 
 def gradcheck_networks(seed=0):
@@ -851,6 +880,12 @@ Print a model file's architecture, parameter count, optimizer, training settings
 version (the file is checked, never executed).
 """
 
+HELP_EXPORT = """\
+Write a saved model as an ONNX file (opset 13) for onnxruntime and other ONNX runtimes: input 'input' (batch,
+features) in the model's dtype; outputs 'logits' (or 'output'), and for classifiers 'probabilities' and
+'label' (the class name when the model file stores class names). Needs pip install 'fastnn[onnx]'.
+"""
+
 HELP_GRADCHECK = """\
 Compare the analytic gradients of three small float64 networks - together every layer (FullyConnected, ReLU,
 Sigmoid, TanH, SoftMax) and every loss (CrossEntropyLoss, SoftmaxCrossEntropy, L2Loss) - with central finite
@@ -890,6 +925,7 @@ examples:
   fastnn predict moons.safetensors moons --proba --out predictions.csv
   fastnn evaluate moons.safetensors moons
   fastnn info moons.safetensors
+  fastnn export moons.safetensors --onnx moons.onnx
   fastnn gradcheck
   fastnn demo xor --plot xor.png
 
@@ -983,6 +1019,13 @@ def build_parser():
                        description=_text(HELP_INFO))
     p.add_argument("model", metavar="MODEL", help="model file written by fastnn train --save")
     p.set_defaults(func=cmd_info, prog_=p.prog)
+
+    # export
+    p = sub.add_parser("export", formatter_class=_Formatter, help="write a saved model as ONNX",
+                       description=_text(HELP_EXPORT))
+    p.add_argument("model", metavar="MODEL", help="model file written by fastnn train --save")
+    p.add_argument("--onnx", metavar="OUT.onnx", required=True, help="the ONNX file to write")
+    p.set_defaults(func=cmd_export, prog_=p.prog)
 
     # gradcheck
     p = sub.add_parser(

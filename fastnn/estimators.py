@@ -568,6 +568,23 @@ class _BaseMLP(BaseEstimator):
         self._sync_from_attributes()
         return self._model.outputs(X)
 
+    def export_onnx(self, path):
+        """Write the fitted model as ONNX (fastnn.export): input "input" (batch, n_features_in_) in the
+        estimator's dtype; outputs "logits" (the raw network output), "probabilities" (= predict_proba) and
+        "label" (= predict: classes_ values; multilabel: indicators) for a classifier, "output" (batch,
+        n_outputs) for a regressor. Returns the path."""
+        from . import export
+        check_is_fitted(self)
+        self._sync_from_attributes()
+        net = self._model.net
+        if not isinstance(self, MLPClassifier):
+            return export.export_onnx(net, path, head="regression")
+        if self._y_type == "multiclass":
+            return export.export_onnx(net, path, head="softmax", classes=self.classes_)
+        if self._y_type == "binary":
+            return export.export_onnx(net, path, head="binary", classes=self.classes_)
+        return export.export_onnx(net, path, head="sigmoid")
+
     # -- pickling / copying: the network holds a lock and buffers; rebuild it from the attributes ----
     def __getstate__(self):
         state = super().__getstate__() if HAVE_SKLEARN else self.__dict__

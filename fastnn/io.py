@@ -27,7 +27,7 @@ import numpy as np
 import safetensors.numpy
 
 from . import _paths
-from .layers import LAYER_TYPES
+from .layers import LAYER_TYPES, register_layer
 from .losses import LOSS_TYPES
 from . import network
 from .network import NeuralNetwork
@@ -74,6 +74,61 @@ def _history_value(v):
     if isinstance(v, (list, tuple, np.ndarray)):
         return [float(x) for x in v]
     return float(v)
+
+
+def _layer_is_registered(layer):
+    return LAYER_TYPES.get(type(layer).__name__) is type(layer)
+
+
+def check_savable(net, what="save"):
+    """ValueError, saying what to do, unless a model file can rebuild every part of ``net``.
+
+    Files rebuild layers, the loss and the optimizer from their type maps only (``LAYER_TYPES``, ``LOSS_TYPES``,
+    ``OPTIMIZER_TYPES``), so a custom Layer subclass must be registered (``fastnn.register_layer``) and be
+    rebuildable as ``cls(**config())`` with params of the same shapes; custom losses and optimizers cannot
+    be saved. Checked at ``save`` and before a checkpointed fit, never at load: a file that is written can
+    be read. ``what`` names the caller in the message ("save", "checkpoint=")."""
+    for i, layer in enumerate(net.layers):
+        cls = type(layer)
+        if not _layer_is_registered(layer):
+            raise ValueError(f"{what}: layers[{i}] is {cls.__module__}.{cls.__qualname__}, a custom layer (not "
+                             f"one of fastnn's built-in layers) that is not registered, so a model file could not rebuild it; register it with "
+                             f"fastnn.register_layer({cls.__name__}) (or @fastnn.register_layer above its class) "
+                             f"— its params are saved as tensors and its config() as JSON, and load rebuilds it "
+                             f"as {cls.__name__}(**config())")
+        if cls.__module__ != register_layer.__module__:
+            _check_rebuildable(layer, i, what)
+    for part, kinds, obj, types in (("the loss", "losses", net.loss, LOSS_TYPES),
+                                    ("the optimizer", "optimizers", net.optimizer, OPTIMIZER_TYPES)):
+        if types.get(type(obj).__name__) is not type(obj):
+            raise ValueError(f"{what}: {part} is {type(obj).__qualname__}, a custom class; model files rebuild "
+                             f"{kinds} from fastnn's own types only ({', '.join(sorted(types))}): "
+                             f"use one of them to save, or keep the weights yourself (net.params)")
+
+
+def _check_rebuildable(layer, i, what):
+    """A registered custom layer must come back from its JSON config with params of the same layout."""
+    cls = type(layer)
+    config = layer.config()
+    if not isinstance(config, dict):
+        raise ValueError(f"{what}: layers[{i}] ({cls.__name__}).config() must return a dict of constructor "
+                         f"arguments, got {type(config).__name__}")
+    try:
+        config = json.loads(json.dumps(config, default=_json_default))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: layers[{i}] ({cls.__name__}).config() is not JSON-serialisable ({exc})") from None
+    try:
+        rebuilt = cls(**config)
+    except Exception as exc:
+        raise ValueError(f"{what}: layers[{i}] cannot be rebuilt as {cls.__name__}(**config()) with "
+                         f"config() = {config!r:.200}: {type(exc).__name__}: {exc}; a model file could be "
+                         f"written but not loaded") from None
+    have = [(np.shape(p), getattr(p, "dtype", None)) for p in layer.params]
+    again = [(np.shape(p), getattr(p, "dtype", None)) for p in rebuilt.params]
+    if have != again or not all(isinstance(p, np.ndarray) for p in layer.params):
+        raise ValueError(f"{what}: layers[{i}] ({cls.__name__}) rebuilt from its config() has params "
+                         f"{again}, but the layer has {have}; config() must return every constructor argument "
+                         f"that shapes the params (and params must be NumPy arrays)")
 
 
 def _metadata(net, extra):
@@ -127,8 +182,9 @@ def save(net, path, extra=None):
         raise TypeError(f"net must be a fastnn NeuralNetwork, got {type(net).__name__}")
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
+    check_savable(net)
     data = safetensors.numpy.save(_tensors(net), metadata={METADATA_KEY: _metadata(net, extra)})
-    _atomic_write(os.fspath(path), data)
+    atomic_write(os.fspath(path), data)
 
 
 def temporary_name(path):
@@ -139,7 +195,7 @@ def temporary_name(path):
     return os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
 
 
-def _atomic_write(path, data):
+def atomic_write(path, data):
     """Write bytes to ``path`` through a temporary file + fsync + os.replace (+ fsync of the directory)."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = temporary_name(path)
@@ -242,15 +298,22 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _spec(entry, what, types):
+def _spec(entry, what, types, hint=""):
     """(class, kwargs) from a [type name, kwargs dict] pair, the class looked up in ``types`` only."""
     if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
             and isinstance(entry[1], dict)):
         raise ValueError(f"{what} must be a [type name, arguments] pair, got {entry!r:.200}")
     cls = types.get(entry[0])
     if cls is None:
-        raise ValueError(f"{what} has the unknown type {entry[0]!r:.100}; known: {sorted(types)}")
+        raise ValueError(f"{what} has the unknown type {entry[0]!r:.100}; known: {sorted(types)}{hint}")
     return cls, entry[1]
+
+
+def _layer_hint(name):
+    if not isinstance(name, str) or not name.isidentifier():
+        return ""
+    return (f". If {name} is a custom Layer subclass, import the code that defines it and register it with "
+            f"fastnn.register_layer({name}) before loading")
 
 
 def _check_size(kwargs, what, budget):
@@ -270,7 +333,8 @@ def _build(meta, budget):
         raise ValueError("metadata 'architecture' must be an object with a 'layers' list")
     layers = []
     for i, entry in enumerate(arch["layers"]):
-        cls, kwargs = _spec(entry, f"layer {i}", LAYER_TYPES)
+        name = entry[0] if isinstance(entry, list) and entry else None
+        cls, kwargs = _spec(entry, f"layer {i}", LAYER_TYPES, _layer_hint(name))
         budget = _check_size(kwargs, f"layer {i}", budget)
         layers.append(cls(**kwargs))
     loss_cls, loss_kwargs = _spec(arch.get("loss"), "loss", LOSS_TYPES)
@@ -370,6 +434,7 @@ def load_with_metadata(path):
     for key, dst in expected.items():
         if key.startswith("layers."):
             dst[...] = tensors[key]
+    _check_loaded_custom_layers(net, tensors, name)
     if slots is not None:
         net.optimizer.state = [[np.array(tensors[f"optimizer.state.{i}.{j}"], copy=True) for j in range(k)]
                                for i, k in enumerate(slots)]
@@ -377,6 +442,18 @@ def load_with_metadata(path):
     net.history = history
     net.shuffle_state = shuffle_state
     return net, meta
+
+
+def _check_loaded_custom_layers(net, tensors, name):
+    """A custom layer's ``params`` must be its own arrays: the loaded values must be there when read again."""
+    for i, layer in enumerate(net.layers):
+        if type(layer).__module__ == register_layer.__module__:
+            continue
+        for pname, p in zip(_param_names(layer), layer.params):
+            if not np.array_equal(p, tensors[f"layers.{i}.{pname}"]):
+                raise ValueError(f"{name}: layers[{i}] ({type(layer).__name__}): the loaded values did not stay "
+                                 f"in its params; a custom layer's params must return the layer's own arrays, "
+                                 f"not copies")
 
 
 def load(path):

@@ -121,6 +121,37 @@ class Layer(Owned):
         return f"{type(self).__name__}({args})"
 
 
+def register_layer(cls):
+    """Make a custom ``Layer`` subclass savable and loadable; returns ``cls`` (so it works as a decorator).
+
+    ``fastnn.register_layer(MyLayer)`` or ``@fastnn.register_layer`` above ``class MyLayer(fastnn.Layer)``.
+    A registered layer is saved as its ``params`` (tensors "layers.{i}.0", "layers.{i}.1", ...) and its
+    ``config()`` (a JSON object of constructor arguments); loading looks its class name up in
+    ``LAYER_TYPES`` and rebuilds it as ``MyLayer(**config)``, then copies the saved values into the new
+    layer's ``params`` arrays — so ``params`` must return the layer's own arrays, the same shapes for the
+    same config. Register before ``save`` (an unregistered custom layer is refused there, with this hint)
+    and before ``load`` in the process that loads (import the module that defines and registers it).
+
+    The name is the class name: a name already taken by another class is refused with ValueError, except
+    that a class re-defined in the same module with the same qualified name (a re-run notebook cell)
+    replaces the earlier definition; fastnn's own layers are never replaced.
+    """
+    if not isinstance(cls, type) or not issubclass(cls, Layer) or cls is Layer:
+        raise TypeError(f"register_layer needs a subclass of fastnn.Layer (the class itself), got {cls!r:.100}")
+    name = cls.__name__
+    known = LAYER_TYPES.get(name)
+    if known is not None and known is not cls:
+        same_definition = (known.__module__, known.__qualname__) == (cls.__module__, cls.__qualname__)
+        if known.__module__ == __name__ or not same_definition:
+            where = "fastnn's built-in layer" if known.__module__ == __name__ else \
+                f"the registered layer {known.__module__}.{known.__qualname__}"
+            raise ValueError(f"cannot register {cls.__module__}.{cls.__qualname__}: the layer type name "
+                             f"{name!r} is taken by {where}; model files name layers by class name, so "
+                             f"rename the class")
+    LAYER_TYPES[name] = cls
+    return cls
+
+
 class FullyConnected(Layer):
     """y = x @ weights + bias, for x (batch, in_features) -> y (batch, out_features).
 

@@ -31,7 +31,8 @@ _SERVICES = {}
 
 
 def provide(name, function):
-    """Register the implementation of a NeuralNetwork method that lives in a higher module ("Trainer", "save")."""
+    """Register the implementation of a NeuralNetwork method that lives in a higher module ("Trainer", "save",
+    "export_onnx")."""
     _SERVICES[name] = function
 
 
@@ -308,6 +309,12 @@ class NeuralNetwork:
     def save(self, path):
         """Write the model to one safetensors file (atomically); see fastnn.io."""
         _service("save")(self, path)
+
+    def export_onnx(self, path):
+        """Write the network as an ONNX model (opset >= 13; outputs "logits"/"output", and "probabilities" and
+        "label" for classifiers) atomically to ``path``; needs ``pip install 'fastnn[onnx]'``. See
+        fastnn.export for the graph, other heads and class labels."""
+        return _service("export_onnx")(self, path)
 
     # -- unchecked internals (input already checked, a training session held) ----------------------
     def _forward(self, x):
