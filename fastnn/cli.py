@@ -18,8 +18,6 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 
 DEFAULTS = {"hidden": "128", "activation": "relu", "optimizer": "adam", "epochs": 40, "batch_size": 32,
             "seed": 0, "lr": {"adam": 0.002, "sgd": 0.05}, "momentum": 0.9}
 DATASET_NAMES = ("digits", "xor", "spirals", "moons")
-#: fastnn.layers.ACTIVATIONS' names, listed here so that --help imports no NumPy (a test compares them)
-ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "leaky_relu", "elu", "silu", "gelu", "softplus", "identity")
 
 
 class CLIError(Exception):
@@ -921,7 +919,7 @@ def build_parser():
                         "float labels")
     p.add_argument("--hidden", type=parse_hidden, default=parse_hidden(DEFAULTS["hidden"]), metavar="W1,W2,...",
                    help="hidden layer widths, comma-separated; '' or 0 for no hidden layer (default: 128)")
-    p.add_argument("--activation", choices=ACTIVATION_NAMES, default=DEFAULTS["activation"],
+    p.add_argument("--activation", choices=tuple(fastnn.layers.ACTIVATIONS), default=DEFAULTS["activation"],
                    help="activation of the hidden layers (default: %(default)s)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default=DEFAULTS["optimizer"],
                    help="optimizer (default: %(default)s)")

@@ -23,9 +23,10 @@ CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "
 #: codes whose derivative reads the pre-activation z (the others read the output y)
 NEEDS_Z = frozenset((LEAKY_RELU, ELU, SILU, GELU, GELU_TANH, SOFTPLUS))
 SOFTPLUS_THRESHOLD = 20.0          # torch.nn.Softplus(beta=1, threshold=20)
-_SQRT1_2 = 0.70710678118654752440  # 1/sqrt(2)
-_GELU_PDF = 0.39894228040143267794  # 1/sqrt(2 pi)
-_SQRT_2_PI = 0.79788456080286535588  # sqrt(2/pi)
+# GELU's constants computed as torch computes them (M_SQRT1_2, M_2_SQRTPI, M_SQRT2), so that the results agree
+_SQRT1_2 = 0.70710678118654752440                          # 1/sqrt(2)
+_GELU_PDF = 1.12837916709551257390 * _SQRT1_2 * 0.5        # 1/sqrt(2 pi)
+_SQRT_2_PI = 1.41421356237309504880 * 1.12837916709551257390 * 0.5   # sqrt(2/pi)
 _KAPPA = 0.044715
 
 
@@ -83,7 +84,7 @@ def gelu(z, p, one):
 
 @internal_kernel
 def gelu_grad(z, p, one):
-    return 0.5 * (1.0 + math.erf(z * _SQRT1_2)) + z * (math.exp(-0.5 * z * z) * _GELU_PDF)
+    return 0.5 * (1.0 + math.erf(z * _SQRT1_2)) + z * (_GELU_PDF * math.exp(z * z * -0.5))
 
 
 @internal_kernel
@@ -96,7 +97,7 @@ def gelu_tanh(z, p, one):
 def gelu_tanh_grad(z, p, one):
     z2 = z * z
     t = math.tanh(_SQRT_2_PI * (z + _KAPPA * (z2 * z)))
-    return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * (_SQRT_2_PI * (1.0 + 3.0 * _KAPPA * z2))
+    return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * (_SQRT_2_PI * (1.0 + 3.0 * _KAPPA * z2))   # torch's order
 
 
 @internal_kernel
