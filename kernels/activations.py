@@ -9,6 +9,7 @@ z: callers keep z for those codes only (``needs_z``) and pass an empty array oth
 NaN propagates (relu(NaN) is NaN). Every form is overflow-free for finite z (softplus switches to z above
 20, as torch does; ELU uses expm1; SiLU the two-sided sigmoid; GELU's tails give 0 and z).
 Scalars are made in the array's dtype (``one``): Numba promotes a bare int literal with float32 to float64.
+GELU is the exception: with torch's float64 constants it computes in float64 and rounds to the dtype.
 All arrays are 2-D ``(batch, features)``, C-contiguous, one float dtype; ``out`` may alias an input.
 """
 import math
