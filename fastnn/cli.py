@@ -955,7 +955,7 @@ def build_parser():
                         "float labels")
     p.add_argument("--hidden", type=parse_hidden, default=parse_hidden(DEFAULTS["hidden"]), metavar="W1,W2,...",
                    help="hidden layer widths, comma-separated; '' or 0 for no hidden layer (default: 128)")
-    p.add_argument("--activation", choices=("relu", "sigmoid", "tanh"), default=DEFAULTS["activation"],
+    p.add_argument("--activation", choices=tuple(fastnn.layers.ACTIVATIONS), default=DEFAULTS["activation"],
                    help="activation of the hidden layers (default: %(default)s)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default=DEFAULTS["optimizer"],
                    help="optimizer (default: %(default)s)")

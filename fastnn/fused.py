@@ -1,6 +1,6 @@
 """The bridge to the fused whole-epoch kernel (kernels/epoch.py): which networks it covers, and the
 buffers it needs. The Trainer uses it for networks made of FullyConnected layers, each optionally followed
-by one ReLU / Sigmoid / TanH, with a loss that has a fused head (``Loss.fused_kind``: SoftmaxCrossEntropy,
+by one Activation (``layers.fused_activation``: ReLU, LeakyReLU, GELU, Identity, ...), with a loss that has a fused head (``Loss.fused_kind``: SoftmaxCrossEntropy,
 SigmoidCrossEntropy, L2Loss) and SGD, Adam or AdamW."""
 import numpy as np
 
@@ -8,27 +8,28 @@ from . import _checks, threads
 from .errors import TrainingDivergedError
 from .kernels import epoch as kernels
 from .kernels._blas import set_threads_local
-from .kernels.activations import IDENTITY
-from .layers import FullyConnected, ReLU, Sigmoid, TanH
+from .kernels.activations import IDENTITY, needs_z
+from .layers import FullyConnected, fused_activation
 from .optimizers import SGD, Adam, AdamW
 
 _FAILURES = {kernels.FAIL_LOSS: "loss", kernels.FAIL_GRADIENT: "gradient",
              kernels.FAIL_UPDATE: "parameter update"}
-_ACTIVATIONS = {ReLU: ReLU.code, Sigmoid: Sigmoid.code, TanH: TanH.code}
 _LOSS_KINDS = {"ce_labels": kernels.LOSS_CE_LABELS, "ce_dense": kernels.LOSS_CE_DENSE, "l2": kernels.LOSS_L2,
                "sigmoid": kernels.LOSS_SIGMOID}
 
 
 def _plan(net):
-    """(list of FullyConnected, activation codes) or raise ValueError saying what is not covered."""
-    fcs, codes = [], []
+    """(list of FullyConnected, activation codes (L,) int64, activation parameters (L,) float64) or raise
+    ValueError saying what is not covered."""
+    fcs, codes, act_params = [], [], []
     for i, layer in enumerate(net.layers):
         kind = type(layer)
         if kind is FullyConnected:
             fcs.append(layer)
             codes.append(IDENTITY)
-        elif kind in _ACTIVATIONS and fcs and codes[-1] == IDENTITY and net.layers[i - 1] is fcs[-1]:
-            codes[-1] = _ACTIVATIONS[kind]
+            act_params.append(0.0)
+        elif fused_activation(layer) and fcs and net.layers[i - 1] is fcs[-1]:
+            codes[-1], act_params[-1] = layer.code, float(layer.param)
         else:
             raise ValueError(f"layers[{i}] ({kind.__name__}) is not a FullyConnected or one activation after it")
     if net.loss.fused_kind(2) not in _LOSS_KINDS:
@@ -36,7 +37,7 @@ def _plan(net):
                          f"SigmoidCrossEntropy and L2Loss have)")
     if type(net.optimizer) not in (SGD, Adam, AdamW):
         raise ValueError(f"the optimizer {type(net.optimizer).__name__} is not SGD, Adam or AdamW")
-    return fcs, np.array(codes, np.int64)
+    return fcs, np.array(codes, np.int64), np.array(act_params, np.float64)
 
 
 def supports(net):
@@ -59,7 +60,7 @@ class EpochRunner:
 
     def __init__(self, net, X, y, batch_size, sample_weights=None):
         self.net, self.X, self.batch_size = net, X, batch_size
-        fcs, self.codes = _plan(net)
+        fcs, self.codes, self.act_params = _plan(net)
         dtype, rows = net.dtype, min(batch_size, len(X))
         self.W = tuple(fc.weights for fc in fcs)
         self.b = tuple(fc.bias for fc in fcs)
@@ -68,6 +69,9 @@ class EpochRunner:
         widths = [fcs[0].in_features] + [fc.out_features for fc in fcs]
         self.A = tuple(np.empty((rows, w), dtype) for w in widths)
         self.D = (np.empty((0, 0), dtype),) + tuple(np.empty((rows, w), dtype) for w in widths[1:])
+        # the pre-activations, kept only for the activations whose derivative reads them
+        self.Z = tuple(np.empty((rows, w) if needs_z(code) else (0, 0), dtype)
+                       for w, code in zip(widths[1:], self.codes))
         self.norms = np.zeros(len(fcs), np.float64)
         self.x_absmax = _checks.absmax(X)
         self.status = np.zeros(3, np.int64)
@@ -107,7 +111,7 @@ class EpochRunner:
             with net.weights_changing():
                 loss_sum, correct, steps, penalty_sum = kernels.train_epoch(
                     self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
-                    self.A, self.D, self.codes, self.loss_kind, plan.params, plan.grads,
+                    self.A, self.D, self.Z, self.codes, self.act_params, self.loss_kind, plan.params, plan.grads,
                     plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms,
                     self.status, self.label_buf, self.target_buf, threads.blas_threads(), self.sample_weights)
         finally:

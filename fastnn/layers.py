@@ -221,35 +221,48 @@ class FullyConnected(Layer):
         dst[...] = arr
 
     def _forward(self, x):
-        return self._forward_activated(x, act_kernels.IDENTITY)
+        return self._forward_activated(x)
 
-    def _backward(self, dy, need_input_grad=True, code=act_kernels.IDENTITY, delta=None):
-        """Backward of this layer; with ``code`` and the buffer ``delta``, of the activation after it too.
-
-        The activation's output is then this layer's buffered output (see NeuralNetwork's fused steps).
-        """
+    def _backward(self, dy, need_input_grad=True, activation=None):
+        """Backward of this layer; with ``activation`` (an Activation that ``_forward_activated`` ran), of the
+        activation after it too: its output is then this layer's buffered output, its pre-activation (when
+        its derivative needs one) its ``z`` buffer, and delta goes to its "dx" buffer."""
         rows = dy.shape[0]
         if self._in is None or self._in.shape[0] != rows or self._out.shape != dy.shape:
             raise RuntimeError("FullyConnected backward: dy does not match the saved forward batch "
                                f"(input {None if self._in is None else self._in.shape}, dy {dy.shape})")
         dx = self._buffer("dx", rows, self.in_features, self.dtype) if need_input_grad else _no_rows(self.dtype)
-        dense_kernels.backward(self._in, self._out, dy, code, self._w, self._dw, self._db, dx,
-                               _no_rows(self.dtype) if delta is None else delta)
+        code, param, z, delta = act_kernels.IDENTITY, 0.0, _no_rows(self.dtype), _no_rows(self.dtype)
+        if activation is not None:
+            code, param = activation.code, activation.param
+            z = activation._saved_z(dy)
+            delta = activation._buffer("dx", rows, self.out_features, self.dtype)
+        dense_kernels.backward(self._in, self._out, z, dy, code, param, self._w, self._dw, self._db, dx, delta)
         return dx if need_input_grad else None
 
-    def _forward_activated(self, x, code):
-        """f(x @ weights + bias) in one pass for the activation ``code``; the output is buffered."""
+    def _forward_activated(self, x, activation=None):
+        """f(x @ weights + bias) in one pass for the Activation ``activation`` (None: no activation); the
+        output is buffered here and, as the activation's output, there (its pre-activation too if needed)."""
         out = self._buffer("out", x.shape[0], self.out_features, self.dtype)
+        code, param, z = act_kernels.IDENTITY, 0.0, _no_rows(self.dtype)
+        if activation is not None:
+            code, param = activation.code, activation.param
+            if act_kernels.needs_z(code):
+                z = activation._buffer("z", x.shape[0], self.out_features, self.dtype)
         run = dense_kernels.forward_parallel if parallel_pays(out.size) else dense_kernels.forward
-        run(x, self._w, self._b, code, out)
+        run(x, self._w, self._b, code, param, z, out)
         self._in, self._out = x, out
+        if activation is not None:
+            activation._in = z if z.shape[0] else None
+            activation._out = out
         return out
 
-    def _infer_with(self, x, weights, bias, code=act_kernels.IDENTITY):
+    def _infer_with(self, x, weights, bias, activation=None):
         """f(x @ weights + bias) into a new array, for given weights (a snapshot); no buffer is touched."""
         out = np.empty((x.shape[0], self.out_features), self.dtype)
+        code, param = (act_kernels.IDENTITY, 0.0) if activation is None else (activation.code, activation.param)
         run = dense_kernels.forward_parallel if parallel_pays(out.size) else dense_kernels.forward
-        run(x, weights, bias, code, out)
+        run(x, weights, bias, code, param, _no_rows(self.dtype), out)
         return out
 
     def config(self):
@@ -273,49 +286,157 @@ def _no_rows(dtype):
     return _NO_ROWS[dtype]
 
 
-class _Activation(Layer):
-    """An elementwise activation; backward uses the saved output (exact for these functions)."""
+class Activation(Layer):
+    """Base class of the elementwise activations that run as a kernel code (kernels/activations.py).
+
+    A subclass declares its ``code`` (and, if it has one, its numeric ``param``, e.g. a slope); that is
+    all an activation needs to run in every engine: the per-layer path, the fused dense + activation pass
+    and the fused epoch kernel (see ``fused_activation``). The derivative is taken from the saved output,
+    or from the saved input for the codes whose derivative needs it (``kernels.activations.NEEDS_Z``).
+    Input and output: (batch, features), float32 or float64; no parameters.
+    """
 
     code = act_kernels.IDENTITY
+    param = 0.0
+
+    def _saved_z(self, dy):
+        """The saved pre-activation for the derivative, or an empty array when the code does not read it."""
+        if not act_kernels.needs_z(self.code):
+            return _no_rows(dy.dtype)
+        z = self._in
+        if z is None or z.shape != dy.shape or z.dtype != dy.dtype:
+            raise RuntimeError(f"{type(self).__name__} backward: dy {dy.shape} does not match the saved input "
+                               f"{None if z is None else z.shape}")
+        return z
+
+    def _activate(self, x, out, no_bias):
+        parallel = parallel_pays(out.size)
+        (act_kernels.bias_activate_parallel if parallel else act_kernels.bias_activate)(
+            x, no_bias, self.code, self.param, out)
+        return out
 
     def _forward(self, x):
-        out = self._buffer("out", x.shape[0], x.shape[1], x.dtype)
         no_bias = self._buffer("zero_bias", 1, x.shape[1], x.dtype)[0]
         no_bias[:] = 0
-        parallel = parallel_pays(out.size)
-        (act_kernels.bias_activate_parallel if parallel else act_kernels.bias_activate)(x, no_bias, self.code, out)
+        out = self._activate(x, self._buffer("out", x.shape[0], x.shape[1], x.dtype), no_bias)
         self._out = out
+        self._in = x if act_kernels.needs_z(self.code) else None
         return out
 
     def _infer(self, x):
-        out = np.empty_like(x)
-        no_bias = np.zeros(x.shape[1], x.dtype)
-        parallel = parallel_pays(out.size)
-        (act_kernels.bias_activate_parallel if parallel else act_kernels.bias_activate)(x, no_bias, self.code, out)
-        return out
+        return self._activate(x, np.empty_like(x), np.zeros(x.shape[1], x.dtype))
 
     def _backward(self, dy, need_input_grad=True):
         _check_saved(self, dy)
+        z = self._saved_z(dy)
         dx = self._buffer("dx", dy.shape[0], dy.shape[1], dy.dtype)
         parallel = parallel_pays(dx.size)
         run = act_kernels.multiply_derivative_parallel if parallel else act_kernels.multiply_derivative
-        run(self.code, self._out, dy, dx)
+        run(self.code, self.param, self._out, z, dy, dx)
         return dx
 
 
-class ReLU(_Activation):
+def fused_activation(layer):
+    """True when ``layer`` runs exactly its kernel code: an Activation whose class overrides none of the
+    computing methods (a subclass that does is run as the custom layer it is)."""
+    cls = type(layer)
+    return (isinstance(layer, Activation) and layer.code in act_kernels.CODES.values()
+            and all(getattr(cls, name) is getattr(Activation, name) for name in ("_forward", "_backward", "_infer")))
+
+
+def _real(value, name):
+    """A finite real number (not a bool) as a float, or ValueError/TypeError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def _read_only(cls_name, name):
+    def refuse(self, value):
+        raise AttributeError(f"{cls_name}.{name} is fixed at construction; build a new {cls_name} instead")
+    return refuse
+
+
+class Identity(Activation):
+    """x unchanged (torch.nn.Identity); derivative 1."""
+    code = act_kernels.IDENTITY
+
+
+class ReLU(Activation):
     """max(x, 0) elementwise; derivative [y > 0]."""
     code = act_kernels.RELU
 
 
-class Sigmoid(_Activation):
+class Sigmoid(Activation):
     """1 / (1 + exp(-x)) elementwise (overflow-free); derivative y (1 - y)."""
     code = act_kernels.SIGMOID
 
 
-class TanH(_Activation):
+class TanH(Activation):
     """tanh(x) elementwise; derivative 1 - y²."""
     code = act_kernels.TANH
+
+
+class LeakyReLU(Activation):
+    """x if x > 0 else negative_slope · x (torch.nn.LeakyReLU); ``negative_slope``: a finite float, fixed at
+    construction."""
+    code = act_kernels.LEAKY_RELU
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self._slope = _real(negative_slope, "negative_slope")
+
+    negative_slope = property(lambda self: self._slope, _read_only("LeakyReLU", "negative_slope"))
+    param = property(lambda self: self._slope)
+
+    def config(self):
+        return {"negative_slope": self.negative_slope}
+
+
+class ELU(Activation):
+    """x if x > 0 else alpha · (exp(x) - 1) (torch.nn.ELU, computed with expm1); ``alpha``: a finite float,
+    fixed at construction."""
+    code = act_kernels.ELU
+
+    def __init__(self, alpha=1.0):
+        super().__init__()
+        self._alpha = _real(alpha, "alpha")
+
+    alpha = property(lambda self: self._alpha, _read_only("ELU", "alpha"))
+    param = property(lambda self: self._alpha)
+
+    def config(self):
+        return {"alpha": self.alpha}
+
+
+class SiLU(Activation):
+    """x · sigmoid(x) (torch.nn.SiLU, "swish"); the derivative is read at the saved input."""
+    code = act_kernels.SILU
+
+
+class GELU(Activation):
+    """x · Φ(x) (torch.nn.GELU): ``approximate="none"`` the exact form x/2 (1 + erf(x/√2)), ``"tanh"``
+    x/2 (1 + tanh(√(2/π)(x + 0.044715 x³))); fixed at construction."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r:.100}")
+        self._approximate = approximate
+
+    approximate = property(lambda self: self._approximate, _read_only("GELU", "approximate"))
+    code = property(lambda self: act_kernels.GELU if self._approximate == "none" else act_kernels.GELU_TANH)
+
+    def config(self):
+        return {"approximate": self.approximate}
+
+
+class Softplus(Activation):
+    """log(1 + exp(x)), and x itself above 20 (torch.nn.Softplus with beta=1, threshold=20)."""
+    code = act_kernels.SOFTPLUS
 
 
 class SoftMax(Layer):
@@ -342,5 +463,8 @@ class SoftMax(Layer):
         return dx
 
 
-LAYER_TYPES = {cls.__name__: cls for cls in (FullyConnected, ReLU, Sigmoid, TanH, SoftMax)}
-ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": TanH}
+#: every activation by its name (fastnn train --activation)
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": TanH, "leaky_relu": LeakyReLU, "elu": ELU, "silu": SiLU,
+               "gelu": GELU, "softplus": Softplus, "identity": Identity}
+#: the layer classes a model file may name (fastnn.io rebuilds each from its config())
+LAYER_TYPES = {cls.__name__: cls for cls in (FullyConnected, SoftMax, *ACTIVATIONS.values())}

@@ -16,8 +16,7 @@ import threading
 import numpy as np
 
 from . import _checks, plan as plans
-from .kernels import activations as act_kernels
-from .layers import FullyConnected, Layer, ReLU, Sigmoid, TanH
+from .layers import FullyConnected, Layer, fused_activation
 from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
 
@@ -322,8 +321,8 @@ class NeuralNetwork:
         while i < len(layers):
             layer = layers[i]
             after = layers[i + 1] if i + 1 < len(layers) else None
-            if type(layer) is FullyConnected and type(after) in _FUSED_ACTIVATIONS:
-                after._out = x = layer._forward_activated(x, after.code)
+            if type(layer) is FullyConnected and fused_activation(after):
+                x = layer._forward_activated(x, after)
                 i += 2
             else:
                 x = layer._forward(x)
@@ -336,9 +335,8 @@ class NeuralNetwork:
         while i >= 0:
             layer = layers[i]
             before = layers[i - 1] if i > 0 else None
-            if type(layer) in _FUSED_ACTIVATIONS and type(before) is FullyConnected:
-                delta = layer._buffer("dx", g.shape[0], g.shape[1], g.dtype)
-                g = before._backward(g, i > 1, layer.code, delta)
+            if fused_activation(layer) and type(before) is FullyConnected:
+                g = before._backward(g, i > 1, activation=layer)
                 i -= 2
             else:
                 g = layer._backward(g, i > 0)
@@ -362,9 +360,9 @@ class NeuralNetwork:
                 layer = layers[i]
                 if type(layer) is FullyConnected:
                     after = layers[i + 1] if i + 1 < len(layers) else None
-                    code = after.code if type(after) in _FUSED_ACTIVATIONS else act_kernels.IDENTITY
-                    x = layer._infer_with(x, *views[k], code)
-                    k, i = k + 1, i + (2 if code != act_kernels.IDENTITY else 1)
+                    fuse = fused_activation(after)
+                    x = layer._infer_with(x, *views[k], after if fuse else None)
+                    k, i = k + 1, i + (2 if fuse else 1)
                 else:
                     x, i = layer._infer(x), i + 1
             yield x
@@ -392,8 +390,6 @@ class NeuralNetwork:
         inner = ",\n  ".join(repr(layer) for layer in self._layers)
         return f"NeuralNetwork([\n  {inner}\n], loss={self.loss!r}, optimizer={self.optimizer!r})"
 
-
-_FUSED_ACTIVATIONS = (ReLU, Sigmoid, TanH)
 
 
 def count_correct(out, target, loss=None):

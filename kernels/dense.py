@@ -1,26 +1,31 @@
-"""Fully connected layer kernels, row-major: y = x @ w + b.
+"""Fully connected layer kernels, row-major: y = f(x @ w + b) for an activation code f (activations.py).
 
-Shapes: x (batch, n_in), w (n_in, n_out), b (n_out,), y and dy (batch, n_out), dx (batch, n_in).
+Shapes: x (batch, n_in), w (n_in, n_out), b (n_out,), y, z and dy (batch, n_out), dx (batch, n_in).
 All C-contiguous, one float dtype. The GEMMs go to BLAS (kernels/_blas.py); the bias and the activation
-are fused into one pass over the GEMM output.
+are fused into one pass over the GEMM output. ``param`` is the activation's parameter (a float, see
+activations.py); ``z`` receives (forward) / holds (backward) the pre-activation x @ w + b when the
+activation's derivative needs it (activations.NEEDS_Z), and is empty ((0, 0)) otherwise.
 """
 from ._blas import gemm
-from ._jit import kernel
+from ._jit import kernel, specialize
 from .activations import IDENTITY, bias_activate, bias_activate_parallel, multiply_derivative
 
 
-@kernel
-def forward(x, w, b, code, out):
-    """out = f(x @ w + b) with the activation ``code`` (activations.IDENTITY for none)."""
-    gemm(1.0, x, False, w, False, 0.0, out, 0)
-    bias_activate(out, b, code, out)
+def _forward(x, w, b, code, param, z, out):
+    """out = f(x @ w + b) with the activation ``code`` (activations.IDENTITY for none); z: see above."""
+    if z.shape[0] > 0:            # keep the pre-activation: z = x @ w + b, out = f(z)
+        gemm(1.0, x, False, w, False, 0.0, z, 0)
+        _ACTIVATE(z, b, code, param, out)
+        _ACTIVATE(z, b, IDENTITY, 0.0, z)
+    else:
+        gemm(1.0, x, False, w, False, 0.0, out, 0)
+        _ACTIVATE(out, b, code, param, out)
 
 
-@kernel
-def forward_parallel(x, w, b, code, out):
-    """``forward`` with the bias/activation pass split across threads (large outputs only)."""
-    gemm(1.0, x, False, w, False, 0.0, out, 0)
-    bias_activate_parallel(out, b, code, out)
+_ACTIVATE = None      # bound per variant by specialize()
+forward = specialize(_forward, "serial", _ACTIVATE=bias_activate)
+#: ``forward`` with the bias/activation pass split across threads (large outputs only)
+forward_parallel = specialize(_forward, "parallel", _ACTIVATE=bias_activate_parallel)
 
 
 @kernel
@@ -34,15 +39,16 @@ def column_sums(dy, db):
 
 
 @kernel
-def backward(x, y, dy, code, w, dw, db, dx, delta):
+def backward(x, y, z, dy, code, param, w, dw, db, dx, delta):
     """Backward through y = f(x @ w + b) with the activation ``code``, in one call.
 
-    delta = dy * f'(y) (delta is then unused and may be empty when code is IDENTITY: dy is used as is);
-    dw = x.T @ delta; db = column sums of delta; dx = delta @ w.T unless dx has no rows (first layer).
+    delta = dy * f'(z) (from y, or from the saved pre-activation z for codes in NEEDS_Z; delta is then
+    unused and may be empty when code is IDENTITY: dy is used as is); dw = x.T @ delta; db = column sums
+    of delta; dx = delta @ w.T unless dx has no rows (first layer).
     """
     g = dy
     if code != IDENTITY:
-        multiply_derivative(code, y, dy, delta)
+        multiply_derivative(code, param, y, z, dy, delta)
         g = delta
     gemm(1.0, x, True, g, False, 0.0, dw, 0)
     column_sums(g, db)

@@ -23,7 +23,9 @@ Arguments (C-contiguous, one float dtype unless said):
   order (n,) int64, the epoch's sample order; batch_size;
   W, b, dW, db: tuples of the L weight (in_k, out_k), bias (out_k,) arrays and their gradients;
   A: tuple of L+1 buffers (batch_size, width_k), A[0] the gathered input batch; D: tuple of L+1 buffers
-  for dL/dA[k] (D[0] unused, may be (0, 0)); codes (L,) int64; loss_kind: LOSS_*;
+  for dL/dA[k] (D[0] unused, may be (0, 0)); Z: tuple of L buffers (batch_size, out_k) for the
+  pre-activations of the layers whose activation needs them (activations.NEEDS_Z), (0, 0) for the others;
+  codes (L,) int64: the activation codes; act_params (L,) float64: their parameters; loss_kind: LOSS_*;
   params, grads: the flat 1-D buffers; offsets (L+1,) int64, layer k's segment of params/grads;
   opt_kind: OPT_*; slot1, slot2: optimizer state (empty when unused);
   hyper (HYPER_SIZE,) float64: [lr, momentum or beta1, beta2, eps, weight_decay, nesterov (SGD) or
@@ -50,7 +52,7 @@ from numba.extending import overload
 from . import optim
 from ._blas import gemm, matmul
 from ._jit import OPTIONS, inline_kernel, internal_kernel, specialize
-from .activations import bias_activate, scale_by_derivative
+from .activations import IDENTITY, bias_activate, scale_by_derivative
 from .batch import gather, gather_rows
 from .dense import column_sums
 from .softmax_ce import (count_correct_dense, count_correct_indicators, count_correct_labels, l2, sigmoid_ce,
@@ -114,12 +116,19 @@ def _sgd_bias(b, dy, db, lr):
 
 
 @inline_kernel
-def _forward(X, order, start, nb, W, b, A, codes, blas_threads):
+def _forward(X, order, start, nb, W, b, A, Z, codes, act_params, blas_threads):
+    """A[k+1] = f_k(A[k] @ W[k] + b[k]); Z[k] keeps the pre-activation where f_k's derivative reads it."""
     gather_rows(X, order, start, A[0][:nb])
     for k in range(len(W)):
         out = A[k + 1][:nb]
-        matmul(A[k][:nb], False, W[k], False, out, blas_threads)
-        bias_activate(out, b[k], codes[k], out)
+        if Z[k].shape[0] > 0:
+            z = Z[k][:nb]
+            matmul(A[k][:nb], False, W[k], False, z, blas_threads)
+            bias_activate(z, b[k], codes[k], act_params[k], out)
+            bias_activate(z, b[k], IDENTITY, 0.0, z)
+        else:
+            matmul(A[k][:nb], False, W[k], False, out, blas_threads)
+            bias_activate(out, b[k], codes[k], act_params[k], out)
 
 
 @inline_kernel
@@ -169,8 +178,8 @@ _HEADS = {LOSS_CE_LABELS: _head_labels, **_TARGET_HEADS}
 
 
 @inline_kernel
-def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound, grads,
-              slot1, slot2, step, norms, last, blas_threads, denom):
+def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, params, offsets, hyper, amax, dmax,
+              wbound, grads, slot1, slot2, step, norms, last, blas_threads, denom):
     """Backward pass and plain SGD update inside the weight-gradient GEMMs, once the bound proves every
     new weight (and weight gradient) finite. On the epoch's ``last`` batch the gradients are written to
     dW, db and the update is taken from them (one pass over the weights instead of a second GEMM), so that
@@ -183,7 +192,7 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, a
     for k in range(L - 1, 0, -1):
         dx = D[k][:nb]
         matmul(D[k + 1][:nb], False, W[k], True, dx, blas_threads)
-        scale_by_derivative(codes[k - 1], A[k][:nb], dx)
+        scale_by_derivative(codes[k - 1], act_params[k - 1], A[k][:nb], Z[k - 1][:nb], dx)
         dmax[k] = _absmax_bound(dx)
         amax[k] = _absmax_bound(A[k][:nb])
     for k in range(L - 1, -1, -1):
@@ -204,8 +213,8 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, a
     return -1, -1, 0.0
 
 
-def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax, dmax, wbound,
-                   grads, slot1, slot2, step, norms, last, blas_threads, denom):
+def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, params, offsets, hyper, amax,
+                   dmax, wbound, grads, slot1, slot2, step, norms, last, blas_threads, denom):
     """Backward pass into the gradient buffer (+ scikit-learn's L2 penalty gradient), gradient norms, then
     the checked update ``_UPDATE`` (bound per optimizer, see _EXPLICIT_STEPS). Returns (failed layer or -1,
     what failed, the penalty 0.5·alpha·Σ||W[k]||²·nb/denom to add to the batch's summed loss) with what = -1
@@ -230,7 +239,7 @@ def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyp
         if k > 0:
             dx = D[k][:nb]
             matmul(dy, False, W[k], True, dx, blas_threads)
-            scale_by_derivative(codes[k - 1], A[k][:nb], dx)
+            scale_by_derivative(codes[k - 1], act_params[k - 1], A[k][:nb], Z[k - 1][:nb], dx)
     for k in range(L):
         s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
         if not math.isfinite(s):
@@ -264,7 +273,7 @@ _EXPLICIT_STEPS = {
 _HEAD = _STEP = None     # bound per variant of _train_epoch by specialize()
 
 
-def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind,
+def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, codes, act_params, loss_kind,
                  params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
                  label_buf, target_buf, blas_threads, sample_weights):
     """One epoch (see the module's docstring); GEMMs get BLAS threads by _blas.matmul.
@@ -291,7 +300,7 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
     for start in range(0, n, batch_size):
         batch += 1
         nb = min(batch_size, n - start)
-        _forward(X, order, start, nb, W, b, A, codes, blas_threads)
+        _forward(X, order, start, nb, W, b, A, Z, codes, act_params, blas_threads)
         loss, right = _HEAD(loss_kind, A[L][:nb], D[L][:nb], labels, targets, order, start, label_buf,
                             target_buf, sample_weights, weight_buf)
         if not math.isfinite(loss):
@@ -302,8 +311,8 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, code
             denom = 0.0
             for i in range(nb):
                 denom += weight_buf[i]
-        layer, what, penalty = _STEP(opt_kind, nb, W, b, dW, db, A, D, codes, params, offsets, hyper, amax,
-                                     dmax, wbound, grads, slot1, slot2, step0 + steps + 1, norms,
+        layer, what, penalty = _STEP(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, params, offsets,
+                                     hyper, amax, dmax, wbound, grads, slot1, slot2, step0 + steps + 1, norms,
                                      start + nb >= n, blas_threads, denom)
         if what >= 0:
             _fail(status, batch, layer, what)
@@ -321,12 +330,12 @@ _VARIANTS = {(loss, opt): specialize(_train_epoch, f"{_LOSS_NAMES[loss]}_{_OPT_N
              for loss, head in _HEADS.items() for opt, step in _STEPS.items()}
 
 
-def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind, params, grads,
-                offsets, opt_kind, *rest):
+def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, codes, act_params, loss_kind,
+                params, grads, offsets, opt_kind, *rest):
     """Run the variant of the epoch kernel for this loss and optimizer (arguments: module docstring; the
     last, ``sample_weights``, may be left out for the unweighted loss)."""
     if len(rest) == 10:           # the argument list before sample_weights
         rest = rest + (np.empty(0, X.dtype),)
     kernel_ = _VARIANTS[loss_kind, opt_kind]
-    return kernel_(X, labels, targets, order, batch_size, W, b, dW, db, A, D, codes, loss_kind, params, grads,
-                   offsets, opt_kind, *rest)
+    return kernel_(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, codes, act_params, loss_kind,
+                   params, grads, offsets, opt_kind, *rest)

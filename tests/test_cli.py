@@ -329,7 +329,7 @@ def test_error_bad_csv_cell(tmp_path):
 @pytest.mark.parametrize("args, expected", [
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
     (["trian"], "invalid choice"),
-    (["train", "--activation", "softplus"], "invalid choice"),
+    (["train", "--activation", "swish"], "invalid choice"),
     (["train", "--hidden", "12,x"], "--hidden"),
     (["train", "--hidden", "-3"], "--hidden"),
     (["train", "--lr", "0"], "--lr"),

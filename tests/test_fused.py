@@ -5,7 +5,9 @@ import pytest
 import fastnn as fnn
 from fastnn import fused
 
-ACTS = {"relu": fnn.ReLU, "sigmoid": fnn.Sigmoid, "tanh": fnn.TanH, None: None}
+ACTS = {"relu": fnn.ReLU, "sigmoid": fnn.Sigmoid, "tanh": fnn.TanH, None: None,
+        "leaky_relu": lambda: fnn.LeakyReLU(0.1), "elu": lambda: fnn.ELU(0.8), "silu": fnn.SiLU, "gelu": fnn.GELU,
+        "gelu_tanh": lambda: fnn.GELU(approximate="tanh"), "softplus": fnn.Softplus, "identity": fnn.Identity}
 
 
 def make_net(sizes, act, loss, opt, dtype, seed=0):
@@ -37,7 +39,10 @@ OPTIMIZERS = {"sgd": lambda: fnn.SGD(lr=0.05), "momentum": lambda: fnn.SGD(lr=0.
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("act,kind,sizes", [
     ("relu", "labels", (7, 13, 5)), ("sigmoid", "onehot", (4, 9, 8, 3)), ("tanh", "regression", (3, 11, 2)),
-    (None, "labels", (6, 4)), ("relu", "labels", (2, 16, 16, 2))])
+    (None, "labels", (6, 4)), ("relu", "labels", (2, 16, 16, 2)),
+    ("leaky_relu", "labels", (5, 9, 7, 3)), ("elu", "onehot", (4, 9, 8, 3)), ("silu", "regression", (3, 11, 2)),
+    ("gelu", "labels", (7, 13, 5)), ("gelu_tanh", "regression", (3, 8, 6, 2)), ("softplus", "labels", (6, 10, 3)),
+    ("identity", "onehot", (4, 7, 3))])
 def test_fused_equals_per_layer(dtype, opt, act, kind, sizes):
     loss = fnn.L2Loss if kind == "regression" else fnn.SoftmaxCrossEntropy
     X, y = data(101, sizes, dtype, kind)          # 101 = 3 batches of 32 and a last batch of 5
@@ -140,6 +145,12 @@ def test_fused_unit_weights_follow_the_unweighted_run():
 def test_fused_path_is_chosen_only_for_covered_networks():
     covered = make_net((4, 5, 3), "relu", fnn.SoftmaxCrossEntropy, OPTIMIZERS["sgd"], np.float32)
     assert fused.supports(covered) == (True, "")
+    for act in ACTS:                 # every activation, Identity included, once after each dense layer
+        if act is not None:
+            assert fused.supports(make_net((4, 5, 6, 3), act, fnn.L2Loss, OPTIMIZERS["sgd"], np.float32))[0]
+    ok, reason = fused.supports(fnn.NeuralNetwork([fnn.FullyConnected(4, 3), fnn.Identity(), fnn.ReLU()]))
+    assert not ok and "ReLU" in reason
+    assert not fused.supports(fnn.NeuralNetwork([fnn.FullyConnected(4, 3), fnn.GELU(), fnn.GELU()]))[0]
     with_softmax = fnn.NeuralNetwork([fnn.FullyConnected(4, 3), fnn.SoftMax()], loss=fnn.CrossEntropyLoss())
     ok, reason = fused.supports(with_softmax)
     assert not ok and "SoftMax" in reason
@@ -179,8 +190,9 @@ from numba.core.runtime import rtsys
 rng = np.random.default_rng(0)
 X = rng.standard_normal((4096, 20)).astype(np.float32)
 y = rng.integers(0, 3, 4096)
-for opt in (lambda: fnn.SGD(lr=0.01), lambda: fnn.SGD(lr=0.01, momentum=0.9), lambda: fnn.Adam()):
-    net = fnn.NeuralNetwork([fnn.FullyConnected(20, 32), fnn.ReLU(), fnn.FullyConnected(32, 3)],
+for opt, act in ((lambda: fnn.SGD(lr=0.01), fnn.ReLU), (lambda: fnn.SGD(lr=0.01, momentum=0.9), fnn.ReLU),
+                 (lambda: fnn.Adam(), fnn.ReLU), (lambda: fnn.SGD(lr=0.01), fnn.GELU), (lambda: fnn.Adam(), fnn.SiLU)):
+    net = fnn.NeuralNetwork([fnn.FullyConnected(20, 32), act(), fnn.FullyConnected(32, 3)],
                             optimizer=opt(), seed=0)
     net.fit(X[:256], y[:256], epochs=1, batch_size=32, verbose=0, fused=True)
     counts = []
@@ -194,7 +206,8 @@ for opt in (lambda: fnn.SGD(lr=0.01), lambda: fnn.SGD(lr=0.01, momentum=0.9), la
 
 def test_fused_epoch_allocates_nothing_per_step():
     """Numba's own allocation counter: a fit of 128 steps allocates exactly as often as one of 8 (the
-    per-fit set-up only), for every optimizer. (GEMM arguments once cost three arrays per call.)"""
+    per-fit set-up only), for every optimizer, and with an activation that keeps its pre-activation.
+    (GEMM arguments once cost three arrays per call.)"""
     import os
     import subprocess
     import sys
@@ -203,6 +216,6 @@ def test_fused_epoch_allocates_nothing_per_step():
                           timeout=600)
     assert done.returncode == 0, done.stderr
     rows = [tuple(map(int, line.split())) for line in done.stdout.split("\n") if line.strip()]
-    assert len(rows) == 3
+    assert len(rows) == 5
     for short, long in rows:
         assert short > 0 and short == long, rows

@@ -44,14 +44,21 @@ def randn(rng, shape, dtype, scale=1.0):
     return np.ascontiguousarray(rng.standard_normal(shape) * scale, dtype=dtype)
 
 
+def no_rows(dtype):
+    """The empty (0, 0) array kernels take for "no pre-activation kept" (codes outside act.NEEDS_Z)."""
+    return np.empty((0, 0), dtype)
+
+
 def forward_kernel(parallel):
-    """f(z) through the bias-and-activation kernel with a zero bias."""
+    """f(z) through the bias-and-activation kernel with a zero bias (activations without a parameter)."""
     run = act.bias_activate_parallel if parallel else act.bias_activate
-    return lambda code, z, out: run(z, np.zeros(z.shape[1], z.dtype), code, out)
+    return lambda code, z, out: run(z, np.zeros(z.shape[1], z.dtype), code, 0.0, out)
 
 
 def backward_kernel(parallel):
-    return act.multiply_derivative_parallel if parallel else act.multiply_derivative
+    """dy * f' through the output y (activations whose derivative reads y)."""
+    run = act.multiply_derivative_parallel if parallel else act.multiply_derivative
+    return lambda code, y, dy, out: run(code, 0.0, y, no_rows(y.dtype), dy, out)
 
 
 def twins(module, name):
@@ -114,7 +121,7 @@ def test_scalar_activate_and_derivative(dtype, name):
         y = y[0, 0]
         assert_close(y, f(np.array([[z]]))[0, 0], dtype)
         d = np.empty((1, 1), dtype)
-        act.multiply_derivative(code, np.array([[y]], dtype), np.array([[one]], dtype), d)
+        backward_kernel(False)(code, np.array([[y]], dtype), np.array([[one]], dtype), d)
         d = d[0, 0]
         # 1 - y² cancels for y near 1: compare on the scale of 1
         assert_close(d, fback(np.array([[y]]), np.ones((1, 1)))[0, 0], dtype, scale=1.0)
@@ -139,7 +146,7 @@ def test_sigmoid_does_not_overflow(dtype, parallel):
     x = np.array([[1.0]], dtype)
     w = np.array([[-1000.0, 1000.0]], dtype)
     out = np.empty((1, 2), dtype)
-    dense.forward(x, w, np.zeros(2, dtype), act.SIGMOID, out)
+    dense.forward(x, w, np.zeros(2, dtype), act.SIGMOID, 0.0, no_rows(dtype), out)
     np.testing.assert_array_equal(out, [[0.0, 1.0]])
 
 
@@ -161,7 +168,7 @@ def test_nan_propagates_through_activations(dtype, name, parallel):
     # and through the dense kernel's fused activation
     out = np.empty((1, 2), dtype)
     dense.forward(np.array([[np.nan]], dtype), np.ones((1, 2), dtype), np.zeros(2, dtype),
-                  ACT_CODES[name], out)
+                  ACT_CODES[name], 0.0, no_rows(dtype), out)
     assert np.isnan(out).all()
 
 
@@ -183,7 +190,7 @@ def test_dense_forward(dtype, parallel, n, k, m, seed, name):
     rng = np.random.default_rng(seed)
     x, w, b = randn(rng, (n, k), dtype), randn(rng, (k, m), dtype), randn(rng, m, dtype)
     out = np.full((n, m), np.nan, dtype)
-    (dense.forward_parallel if parallel else dense.forward)(x, w, b, ACT_CODES[name], out)
+    (dense.forward_parallel if parallel else dense.forward)(x, w, b, ACT_CODES[name], 0.0, no_rows(dtype), out)
     z = ref.dense_forward(x, w, b)
     # scale of the rounding error of the dot products: (|x| @ |w| + |b|)
     scale = ref.dense_forward(np.abs(x), np.abs(w), np.abs(b))
@@ -201,7 +208,7 @@ def test_bias_activate(dtype, parallel, n, m, seed, name):
     rng = np.random.default_rng(seed)
     out, b = randn(rng, (n, m), dtype, 2.0), randn(rng, m, dtype)
     expected = ref.ACTIVATIONS[name][0](out.astype(np.float64) + b)
-    (act.bias_activate_parallel if parallel else act.bias_activate)(out, b, ACT_CODES[name], out)
+    (act.bias_activate_parallel if parallel else act.bias_activate)(out, b, ACT_CODES[name], 0.0, out)
     assert_close(out, expected, dtype, scale=np.abs(out).max() + np.abs(b).max() + 1)
 
 
@@ -225,7 +232,7 @@ def test_dense_backward(dtype, n, k, m, seed, name, need_dx):
     dx_ref, dw_ref, db_ref = ref.dense_backward(x, w, delta_ref)
     dw, db = np.full((k, m), np.nan, dtype), np.full(m, np.nan, dtype)
     dx = np.full((n, k) if need_dx else (0, 0), np.nan, dtype)
-    dense.backward(x, y, dy, ACT_CODES[name], w, dw, db, dx, delta)
+    dense.backward(x, y, no_rows(dtype), dy, ACT_CODES[name], 0.0, w, dw, db, dx, delta)
     r = rtol(dtype)
     _, dw_scale, db_scale = ref.dense_backward(np.abs(x), np.abs(w), np.abs(delta_ref))
     np.testing.assert_allclose(dw, dw_ref, rtol=r, atol=r * dw_scale.max())

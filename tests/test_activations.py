@@ -1,0 +1,264 @@
+"""The activations LeakyReLU, ELU, SiLU, GELU (exact and tanh), Softplus and Identity (issue 12): each as
+torch.nn defines it (float64, 1e-10), against a float64 NumPy reference in float32, by central finite
+differences in a network, finite at ±1e4, savable, and run by both engines (tests/test_fused.py)."""
+import numpy as np
+import pytest
+from scipy.special import erf
+
+import fastnn as fnn
+from fastnn import fused, layers
+from fastnn.kernels import activations as act
+
+# -- float64 NumPy references, f(z) and f'(z), written from the definitions -----------------------------------
+SQRT_2_PI = np.sqrt(2 / np.pi)
+
+
+def _gelu_tanh_parts(z):
+    t = np.tanh(SQRT_2_PI * (z + 0.044715 * z ** 3))
+    return t, SQRT_2_PI * (1 + 3 * 0.044715 * z ** 2)
+
+
+def _sigmoid(z):
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+REFERENCE = {
+    "leaky_relu": (lambda z, p: np.where(z > 0, z, p * z), lambda z, p: np.where(z > 0, 1.0, p)),
+    "elu": (lambda z, p: np.where(z > 0, z, p * np.expm1(np.minimum(z, 0))),
+            lambda z, p: np.where(z > 0, 1.0, p * np.exp(np.minimum(z, 0)))),
+    "silu": (lambda z, p: z * _sigmoid(z), lambda z, p: _sigmoid(z) * (1 + z * (1 - _sigmoid(z)))),
+    "gelu": (lambda z, p: 0.5 * z * (1 + erf(z / np.sqrt(2))),
+             lambda z, p: 0.5 * (1 + erf(z / np.sqrt(2))) + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)),
+    "gelu_tanh": (lambda z, p: 0.5 * z * (1 + _gelu_tanh_parts(z)[0]),
+                  lambda z, p: 0.5 * (1 + _gelu_tanh_parts(z)[0])
+                  + 0.5 * z * (1 - _gelu_tanh_parts(z)[0] ** 2) * _gelu_tanh_parts(z)[1]),
+    "softplus": (lambda z, p: np.where(z > 20, z, np.log1p(np.exp(np.minimum(z, 20)))),
+                 lambda z, p: np.where(z > 20, 1.0, _sigmoid(z))),
+    "identity": (lambda z, p: z, lambda z, p: np.ones_like(z)),
+}
+
+#: name -> (fastnn layer factory, torch module factory, the activation's parameter)
+CASES = {
+    "leaky_relu": (lambda: fnn.LeakyReLU(0.2), lambda nn: nn.LeakyReLU(0.2), 0.2),
+    "leaky_relu_negative": (lambda: fnn.LeakyReLU(-0.3), lambda nn: nn.LeakyReLU(-0.3), -0.3),
+    "elu": (lambda: fnn.ELU(0.7), lambda nn: nn.ELU(0.7), 0.7),
+    "silu": (lambda: fnn.SiLU(), lambda nn: nn.SiLU(), 0.0),
+    "gelu": (lambda: fnn.GELU(), lambda nn: nn.GELU(), 0.0),
+    "gelu_tanh": (lambda: fnn.GELU(approximate="tanh"), lambda nn: nn.GELU(approximate="tanh"), 0.0),
+    "softplus": (lambda: fnn.Softplus(), lambda nn: nn.Softplus(), 0.0),
+    "identity": (lambda: fnn.Identity(), lambda nn: nn.Identity(), 0.0),
+}
+
+
+def reference(name):
+    return REFERENCE[name.replace("_negative", "")]
+
+
+#: large ± values, zero (both signs), tiny and subnormal values, the softplus threshold, and ordinary values
+EDGES = np.array([-1e4, -710.0, -100.0, -30.0, -20.5, -5.0, -1.0, -1e-8, -1e-300, -0.0, 0.0, 1e-300, 1e-8, 0.5,
+                  1.0, 5.0, 19.99, 20.0, 20.01, 30.0, 100.0, 710.0, 1e4])
+
+
+def inputs(rows=5, seed=0):
+    """(rows, len(EDGES)) float64: EDGES in the first row, N(0, 3²) below."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, EDGES.size)) * 3
+    x[0] = EDGES
+    return x
+
+
+def assert_within(got, expected, bound):
+    """|got - expected| <= bound elementwise (bound an array or a scalar)."""
+    err = np.abs(np.asarray(got, np.float64) - expected)
+    bad = ~(err <= bound)
+    assert not bad.any(), (f"{bad.sum()} of {bad.size} off; worst at {np.argmax(np.where(bad, err, 0))}: "
+                           f"got {np.asarray(got).ravel()[np.argmax(np.where(bad, err, 0))]!r}, expected "
+                           f"{np.asarray(expected).ravel()[np.argmax(np.where(bad, err, 0))]!r}")
+
+
+def torch_or_skip():
+    return pytest.importorskip("torch", reason="PyTorch is not installed: the torch comparisons are skipped")
+
+
+# -- against torch.nn ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_layer_equals_torch_float64(name):
+    torch = torch_or_skip()
+    make, make_torch, _ = CASES[name]
+    x = inputs()
+    dy = np.random.default_rng(1).standard_normal(x.shape)
+    layer = make()
+    y = layer.forward(x).copy()
+    dx = layer.backward(dy).copy()
+    t = torch.tensor(x, requires_grad=True)
+    ty = make_torch(torch.nn)(t)
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-300)
+    # a derivative is a sum of terms of order 1 (GELU: Φ(z) + z φ(z)) that cancel in the tails: 1e-10 of
+    # the gradient's own scale |dy|, beside 1e-10 of the value
+    assert_within(dx, t.grad.numpy(), 1e-10 * (np.abs(t.grad.numpy()) + np.abs(dy)))
+    assert np.isfinite(y).all() and np.isfinite(dx).all()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_network_equals_torch_float64(name):
+    """Dense + activation fused in one pass (the saved pre-activation feeds the derivative), forward,
+    backward and predict, against torch.nn.Sequential."""
+    torch = torch_or_skip()
+    make, make_torch, _ = CASES[name]
+    rng = np.random.default_rng(2)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(4, 6, dtype=np.float64), make(),
+                             fnn.FullyConnected(6, 3, dtype=np.float64)], loss=fnn.L2Loss(), seed=0)
+    fc0 = net.layers[0]
+    fc0.weights = fc0.weights * 30          # pre-activations of many scales, signs and the softplus switch
+    x, target = rng.standard_normal((9, 4)), rng.standard_normal((9, 3))
+    loss = net.forward(x, target)
+    net.backward()
+    seq = torch.nn.Sequential(torch.nn.Linear(4, 6), make_torch(torch.nn), torch.nn.Linear(6, 3)).double()
+    with torch.no_grad():
+        for lin, fc in zip((seq[0], seq[2]), (net.layers[0], net.layers[2])):
+            lin.weight.copy_(torch.tensor(fc.weights.T))
+            lin.bias.copy_(torch.tensor(fc.bias))
+    out = seq(torch.tensor(x))
+    tloss = 0.5 * ((out - torch.tensor(target)) ** 2).sum() / len(x)
+    tloss.backward()
+    assert loss == pytest.approx(tloss.item(), rel=1e-10)
+    np.testing.assert_allclose(net.predict(x), out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for lin, fc in zip((seq[0], seq[2]), (net.layers[0], net.layers[2])):
+        np.testing.assert_allclose(fc.grad_weights, lin.weight.grad.numpy().T, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(fc.grad_bias, lin.bias.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# -- float32 and float64 against the NumPy reference (no torch needed) -----------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_kernels_against_reference(dtype, name, parallel):
+    """bias_activate and multiply_derivative for every code, at the edge values and random ones: the
+    reference is evaluated in float64 at the input as stored in ``dtype``; elementwise, so the tolerance is
+    a few eps of the dtype times the size of the terms (a derivative sums terms up to 1 + |z| that cancel),
+    plus the smallest normal number (times |z|) for results that underflow."""
+    make, _, param = CASES[name]
+    f, fprime = reference(name)
+    layer = make()
+    with np.errstate(over="ignore"):
+        z = inputs(seed=3).astype(dtype)
+    z = z[:, np.isfinite(z).all(axis=0)]
+    zero_bias = np.zeros(z.shape[1], dtype)
+    dy = np.random.default_rng(4).standard_normal(z.shape).astype(dtype)
+    y = np.full_like(z, np.nan)
+    (act.bias_activate_parallel if parallel else act.bias_activate)(z, zero_bias, layer.code, layer.param, y)
+    dx = np.full_like(z, np.nan)
+    run = act.multiply_derivative_parallel if parallel else act.multiply_derivative
+    run(layer.code, layer.param, y, z, dy, dx)
+    z64 = z.astype(np.float64)
+    eps, tiny = np.finfo(dtype).eps, np.finfo(dtype).tiny
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected, slope = f(z64, param), fprime(z64, param)
+    assert np.isfinite(y).all() and np.isfinite(dx).all()
+    floor = 8 * tiny * (1 + np.abs(z64))
+    # GELU as torch writes it, z/2 (1 + erf(z/√2)), cancels for negative z: its error is eps of |z|
+    y_scale = np.abs(z64) if name.startswith("gelu") else np.abs(expected)
+    assert_within(y, expected, 8 * eps * y_scale + floor)
+    dy64 = dy.astype(np.float64)
+    assert_within(dx, dy64 * slope, 16 * eps * np.abs(dy64) * (np.abs(slope) + 1 + np.abs(z64)) + floor)
+    # in place: out aliasing dy
+    d = dy.copy()
+    run(layer.code, layer.param, y, z, d, d)
+    np.testing.assert_array_equal(d, dx)
+
+
+def test_stable_forms_are_finite_at_large_inputs():
+    """softplus(1e4) = 1e4, ELU(-1e4) = -alpha, GELU's tails 0 and z, with finite unit / zero gradients."""
+    z = np.array([[-1e4, 1e4]])
+    expected = {"softplus": ([0.0, 1e4], [0.0, 1.0]), "elu": ([-0.7, 1e4], [0.0, 1.0]),
+                "gelu": ([0.0, 1e4], [0.0, 1.0]), "gelu_tanh": ([0.0, 1e4], [0.0, 1.0]),
+                "silu": ([0.0, 1e4], [0.0, 1.0])}
+    for name, (y_ok, dx_ok) in expected.items():
+        layer = CASES[name][0]()
+        y = layer.forward(z).copy()
+        dx = layer.backward(np.ones_like(z))
+        np.testing.assert_array_equal(y[0], y_ok)
+        np.testing.assert_array_equal(dx[0], dx_ok)
+
+
+# -- finite differences ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_network_gradcheck(name):
+    rng = np.random.default_rng(5)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(4, 6, dtype=np.float64), CASES[name][0](),
+                             fnn.FullyConnected(6, 3, dtype=np.float64), CASES[name][0](),
+                             fnn.FullyConnected(3, 2, dtype=np.float64)], seed=0)
+    for fc in net.layers[::2]:
+        fc.bias = rng.standard_normal(fc.out_features) * 0.5
+    x = rng.standard_normal((7, 4)) * 2
+    report = fnn.gradcheck(net, x, rng.integers(0, 2, 7))
+    assert report.max_error < 1e-6, str(report)
+
+
+# -- construction, registry, save and load ---------------------------------------------------------------------
+def test_arguments_are_validated_and_fixed():
+    with pytest.raises(TypeError, match="negative_slope"):
+        fnn.LeakyReLU("0.1")
+    with pytest.raises(TypeError, match="negative_slope"):
+        fnn.LeakyReLU(True)
+    with pytest.raises(ValueError, match="negative_slope"):
+        fnn.LeakyReLU(float("nan"))
+    with pytest.raises(ValueError, match="alpha"):
+        fnn.ELU(float("inf"))
+    with pytest.raises(TypeError, match="alpha"):
+        fnn.ELU(None)
+    with pytest.raises(ValueError, match="approximate"):
+        fnn.GELU("exact")
+    leaky, elu, gelu = fnn.LeakyReLU(np.float32(0.25)), fnn.ELU(2), fnn.GELU("tanh")
+    assert (leaky.negative_slope, elu.alpha, gelu.approximate) == (0.25, 2.0, "tanh")
+    assert type(leaky.negative_slope) is float and type(elu.alpha) is float
+    for layer, attr, value in ((leaky, "negative_slope", 0.5), (elu, "alpha", 3.0), (gelu, "approximate", "none")):
+        with pytest.raises(AttributeError, match=attr):
+            setattr(layer, attr, value)
+    assert fnn.LeakyReLU().negative_slope == 0.01 and fnn.ELU().alpha == 1.0 and fnn.GELU().approximate == "none"
+
+
+def test_registry_is_one_place():
+    """Every activation is an fnn.Activation with a kernel code, in LAYER_TYPES and ACTIVATIONS."""
+    for name, cls in layers.ACTIVATIONS.items():
+        assert issubclass(cls, fnn.Activation) and layers.LAYER_TYPES[cls.__name__] is cls
+        assert getattr(fnn, cls.__name__) is cls
+        assert cls().code in act.CODES.values()
+    codes = {CASES[name][0]().code for name in CASES}
+    assert len(codes) == 7        # exact and tanh GELU are two codes; LeakyReLU is one code for any slope
+
+
+def test_a_subclass_that_overrides_the_computation_is_not_fused():
+    class Doubled(fnn.ReLU):
+        def _forward(self, x):
+            return super()._forward(x) * 2
+    assert layers.fused_activation(fnn.ReLU()) and not layers.fused_activation(Doubled())
+    net = fnn.NeuralNetwork([fnn.FullyConnected(3, 2), Doubled()])
+    ok, reason = fused.supports(net)
+    assert not ok and "Doubled" in reason
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_save_and_load_round_trip(name, tmp_path):
+    rng = np.random.default_rng(6)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(3, 5), CASES[name][0](), fnn.FullyConnected(5, 2)], seed=0)
+    net.layers[0].weights = net.layers[0].weights * 10
+    path = tmp_path / "model.safetensors"
+    net.save(path)
+    loaded = fnn.load(path)
+    assert type(loaded.layers[1]) is type(net.layers[1])
+    assert loaded.layers[1].config() == net.layers[1].config()
+    assert (loaded.layers[1].code, loaded.layers[1].param) == (net.layers[1].code, net.layers[1].param)
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.forward(x), net.forward(x))
+
+
+def test_cli_trains_with_a_new_activation(tmp_path):
+    from fastnn import cli
+    parser = cli.build_parser()
+    for name in layers.ACTIVATIONS:
+        args = parser.parse_args(["train", "--data", "xor", "--activation", name])
+        assert args.activation == name
+    net = cli.build_network(2, [4], 2, "gelu", "classification", fnn.Adam(), 0)
+    assert isinstance(net.layers[1], fnn.GELU) and fused.supports(net)[0]
