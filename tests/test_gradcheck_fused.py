@@ -11,7 +11,10 @@ import fastnn.gradcheck  # noqa: F401 - the module (fastnn.gradcheck is also the
 gc = sys.modules["fastnn.gradcheck"]
 
 TOL = 1e-6
-ACTIVATIONS = [fnn.ReLU, fnn.Sigmoid, fnn.TanH, None]
+ACTIVATIONS = {"linear": None, "relu": fnn.ReLU, "sigmoid": fnn.Sigmoid, "tanh": fnn.TanH,
+               "leaky_relu": lambda: fnn.LeakyReLU(0.2), "elu": lambda: fnn.ELU(0.7), "silu": fnn.SiLU,
+               "gelu": fnn.GELU, "gelu_tanh": lambda: fnn.GELU(approximate="tanh"), "softplus": fnn.Softplus,
+               "identity": fnn.Identity}
 LOSSES = {
     "softmax-labels": (fnn.SoftmaxCrossEntropy, lambda rng: rng.integers(0, 3, 7)),
     "softmax-soft": (fnn.SoftmaxCrossEntropy, lambda rng: rng.dirichlet(np.ones(3), 7)),
@@ -44,10 +47,10 @@ def make(act, loss, opt):
 
 @pytest.mark.parametrize("decay", sorted(DECAY))
 @pytest.mark.parametrize("loss", sorted(LOSSES))
-@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: "linear" if a is None else a.__name__)
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
 def test_fused_gradients_match_central_differences(act, loss, decay):
     loss_cls, target = LOSSES[loss]
-    net, x = make(act, loss_cls, DECAY[decay]())
+    net, x = make(ACTIVATIONS[act], loss_cls, DECAY[decay]())
     before = [p.copy() for p in net.params]
     report = fnn.gradcheck(net, x, target(np.random.default_rng(5)))
     fused = {k: v for k, v in report.items() if k.startswith("fused")}
