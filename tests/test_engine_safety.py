@@ -293,3 +293,27 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
     assert info["type"] == "TrainingInterrupted" and info["signal"] == "SIGTERM"
     assert info["checkpoint"] == str(path) and os.path.exists(path)
     assert fnn.io.load_metadata(path)["extra"]["checkpoint"]["epoch"] >= 2
+
+
+def test_cli_sigterm_exits_143_with_one_line(tmp_path):
+    """`fastnn train` stopped by SIGTERM (what Slurm and container runtimes send first): the checkpoint is
+    written, the exit code is 143 and stderr says where it stopped in one line."""
+    import shutil
+    import time
+    exe = shutil.which("fastnn") or os.path.join(os.path.dirname(sys.executable), "fastnn")
+    ckpt = tmp_path / "run.ckpt"
+    proc = subprocess.Popen([exe, "train", "--data", "digits", "--epochs", "100000", "--quiet",
+                             "--checkpoint", str(ckpt), "--checkpoint-every", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert ckpt.exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint within 120 s"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0] and str(ckpt) in lines[0], err
