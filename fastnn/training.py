@@ -479,7 +479,10 @@ class _GradientHealth:
       converged does not trigger it: its gradients shrink with its loss (L2: g ~ sqrt(L); cross-entropy:
       g ~ L), and mini-batch noise keeps them in proportion to the loss on a non-zero floor. Requiring
       several epochs in a row (several different mini-batches) ignores a batch that happens to miss a
-      layer's active region. A loss of 0 (a perfect fit) never warns.
+      layer's active region. A loss of 0 (a perfect fit) never warns, nor does the last parameterised layer:
+      it receives the loss gradient directly, so a small gradient there means the loss is stationary
+      (converged, perhaps at the model's capacity: a linear model on XOR), not that it vanished on its way
+      back through the layers.
     * exploding: ``g > EXPLODING * w`` at any epoch (one step of any sane learning rate rewrites the layer);
       usually unscaled inputs, so the message suggests standardising them or a lower learning rate.
 
@@ -504,11 +507,12 @@ class _GradientHealth:
         grads = np.sqrt(net.gradient_norms()).tolist()
         squared_norms(self.plan.params, self.plan.offsets, self.weight_sq)
         weights = np.sqrt(self.weight_sq)
+        last = len(grads) - 1
         for k, (g, w) in enumerate(zip(grads, weights)):
             if not (math.isfinite(g) and math.isfinite(loss)) or loss <= 0 or w == 0:
                 self.low[k] = 0
                 continue
-            self.low[k] = self.low[k] + 1 if g * w < VANISHING * loss else 0
+            self.low[k] = self.low[k] + 1 if k < last and g * w < VANISHING * loss else 0
             if "vanishing" not in self.warned and self.low[k] >= VANISHING_EPOCHS:
                 self._warn("vanishing", epoch,
                            f"vanishing gradient in layer {self._layer(k)} for {VANISHING_EPOCHS} epochs up to "

@@ -130,6 +130,18 @@ def test_converged_model_does_not_warn(kind):
     assert layers.min() < 1e-5            # tiny gradients: what the old rule called vanishing
 
 
+def test_a_model_at_its_capacity_does_not_warn():
+    """A linear model on XOR settles at chance (loss ln 2) with a zero gradient: a stationary loss, not a
+    gradient that vanished on its way back through the layers (the output layer gets the loss gradient
+    directly)."""
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float64)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(2, 2, dtype=np.float64)], optimizer=fnn.Adam(lr=0.05), seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientHealthWarning)
+        history = net.fit(X, np.array([0, 1, 1, 0]), epochs=400, batch_size=4, verbose=0)
+    assert abs(history["loss"][-1] - np.log(2)) < 1e-3
+
+
 def test_warning_clears_the_progress_bar(capsys):
     """With a progress bar on stderr, the warning starts on a line of its own (the bar is cleared first,
     then redrawn), instead of being appended to the bar's line."""
