@@ -10,7 +10,15 @@ temporary file, fsync, rename) whose ``extra`` metadata holds the training state
      "partial": null or {              # progress inside epoch 8 (written on Ctrl-C by the per-layer path)
          "batches": 5, "loss_sum": 3.2, "correct": 140},
      "settings": {...},                # what must match to resume (see ``settings``)
+     "history_dropped": {"loss": 19000, ...},   # epochs left out at the start of each history list
      "threads": 2}                     # numba threads of the writer (informational)
+
+The history is bounded: each per-epoch list keeps its last ``HISTORY_EPOCHS`` (1000) entries, so a
+checkpoint's size does not grow with the number of epochs (a 20,000-epoch run once made a 4,482-parameter
+checkpoint 2.8 MB). The list a learning-rate schedule replays (ReduceLROnPlateau's ``monitor``) is kept
+whole, since the rate of the next epoch depends on all of it; nothing else in training reads past
+entries, so a resumed run stays bit-identical — only its returned history starts later (a function schedule
+or a callback of your own that reads old history entries sees the bounded lists after a resume).
 
 The parameters, the optimizer state (momentum / Adam moments, step count) and the history are the model
 file's own tensors and metadata. Because the weights, the optimizer state, the generator state and the
@@ -39,6 +47,7 @@ from . import _paths, io
 
 VERSION = 1
 KEY = "checkpoint"
+HISTORY_EPOCHS = 1000
 
 
 class Resume:
@@ -175,11 +184,38 @@ def remove_stale_temporaries(path):
             _remove_if_abandoned(tmp)
 
 
+def _replayed_keys(settings):
+    """History keys the run's learning-rate schedule replays from the start (kept whole)."""
+    schedule = settings.get("lr_schedule") if isinstance(settings, dict) else None
+    config = schedule.get("config") if isinstance(schedule, dict) else None
+    monitor = config.get("monitor") if isinstance(config, dict) else None
+    return {monitor} if isinstance(monitor, str) else set()
+
+
+def bounded_history(history, epoch, settings):
+    """(history with each list cut to its last HISTORY_EPOCHS entries, except the replayed ones; {key: number
+    of epochs left out at the start}) for a checkpoint after ``epoch`` epochs."""
+    keep = _replayed_keys(settings)
+    out, dropped = {}, {}
+    for key, values in (history or {}).items():
+        values = list(values) if key in keep else list(values)[-HISTORY_EPOCHS:]
+        out[key] = values
+        if epoch - len(values):
+            dropped[key] = int(epoch - len(values))
+    return out, dropped
+
+
 def write(path, net, epoch, rng_state, settings, partial=None):
-    """Atomically write the checkpoint: ``net`` (weights, optimizer state, ``net.history``) + training state."""
+    """Atomically write the checkpoint: ``net`` (weights, optimizer state, the bounded ``net.history``) +
+    training state."""
+    history, dropped = bounded_history(net.history, int(epoch), settings)
     extra = {KEY: {"version": VERSION, "epoch": int(epoch), "rng": rng_state, "partial": partial,
-                   "settings": settings, "threads": numba.get_num_threads()}}
-    io.save(net, path, extra=extra)
+                   "settings": settings, "history_dropped": dropped, "threads": numba.get_num_threads()}}
+    full, net.history = net.history, history
+    try:
+        io.save(net, path, extra=extra)
+    finally:
+        net.history = full
 
 
 def _describe_difference(a, b, where="architecture"):
@@ -287,9 +323,17 @@ def read(path, net, settings, n_batches, history_keys, epochs):
         rng_state = _check_rng(state.get("rng"))
         if set(saved.history) - {"grad_norm"} != set(history_keys) - {"grad_norm"} and saved.history:
             raise ValueError(f"history keys {sorted(saved.history)} do not match {sorted(history_keys)}")
-        lengths = {len(v) for v in saved.history.values()}
-        if saved.history and lengths != {epoch}:
-            raise ValueError(f"history lengths {sorted(lengths)} do not match the epoch counter {epoch}")
+        dropped = state.get("history_dropped", {})
+        if not isinstance(dropped, dict) or set(dropped) - set(saved.history):
+            raise ValueError("history_dropped must map history keys to numbers of epochs")
+        replayed = _replayed_keys(settings)
+        for key, values in saved.history.items():
+            gone = _int(dropped.get(key, 0), f"history_dropped[{key!r}]")
+            if gone and key in replayed:
+                raise ValueError(f"history[{key!r}] is cut short, but the learning-rate schedule replays it")
+            if len(values) + gone != epoch:
+                raise ValueError(f"history[{key!r}] has {len(values)} entries after {gone} left out, but the "
+                                 f"epoch counter is {epoch}")
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise ValueError(f"checkpoint {path} has a corrupt training state: {exc}") from None
     if epoch + (partial is not None) > epochs:

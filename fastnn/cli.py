@@ -169,6 +169,49 @@ def _isatty(stream):
         return False
 
 
+def _warn(args, message):
+    """A one-line warning on stderr (``fastnn: warning: ...``), unless --quiet."""
+    if not getattr(args, "quiet", False):
+        _report(message, prefix="fastnn: warning: ")
+
+
+def standardization(X):
+    """(mean, std) of each column of X in float64; a constant column gets std 1 (it becomes 0, no division by
+    zero)."""
+    import numpy as np
+    X = np.asarray(X, np.float64)
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    std[~(std > 0)] = 1.0
+    return mean, std
+
+
+def scale(X, mean, std):
+    """(X - mean) / std in X's float dtype (float32 for integer inputs)."""
+    import numpy as np
+    dtype = X.dtype if X.dtype.kind == "f" else np.float32
+    return ((np.asarray(X, np.float64) - mean) / std).astype(dtype)
+
+
+def _model_scaling(extra, n_features, path):
+    """(mean, std) arrays of a model trained with --standardize, None for one without; CLIError when the
+    stored values are malformed."""
+    import numpy as np
+    stored = extra.get("standardize")
+    if stored is None:
+        return None
+    try:
+        mean = np.asarray(stored["mean"], np.float64)
+        std = np.asarray(stored["std"], np.float64)
+        ok = mean.shape == std.shape == (n_features,) and np.isfinite(mean).all() and (std > 0).all() \
+            and np.isfinite(std).all()
+    except (TypeError, KeyError, ValueError):
+        ok = False
+    if not ok:
+        raise CLIError(f"{path}: the stored standardization is malformed (expected a finite mean and a "
+                       f"positive std for each of the {n_features} features)")
+    return mean, std
+
+
 def _fmt(value):
     return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
 
@@ -219,6 +262,12 @@ def _decide_task(args, y, y_test, classes):
         raise CLIError(f"class labels must be integers >= 0, got {low} (use --task regression for numeric "
                        "targets)")
     n_classes = len(classes) if classes is not None else max(int(a.max()) for a in both) + 1
+    n_samples = sum(len(a) for a in both)
+    limit = max(math.sqrt(n_samples), 10)
+    if args.task == "auto" and classes is None and n_classes > limit:
+        raise CLIError(f"the integer target would make {n_classes:,} classes from {n_samples:,} samples (more "
+                       f"than sqrt(n) = {math.sqrt(n_samples):.0f}): if it is a quantity, use --task regression; "
+                       f"if it really is class ids, use --task classification")
     if n_classes < 2:
         raise CLIError(f"classification needs at least 2 classes, but the labels are all {int(y[0])}")
     return task, n_classes, y, y_test
@@ -269,19 +318,30 @@ def cmd_train(args):
     if args.data.lower() not in DATASET_NAMES and os.path.splitext(args.data)[1].lower() in (".npz", ".csv"):
         _check_input_file(args.data, "data")
 
+    drop = [name.strip() for text in args.drop or () for name in text.split(",") if name.strip()]
+    is_csv = args.data.lower().endswith(".csv") and args.data.lower() not in DATASET_NAMES
+    if drop and not is_csv:
+        raise CLIError(f"--drop applies only to .csv files, not {args.data!r}")
     try:
-        data = load_dataset(args.data, target=args.target, seed=0)
+        data = load_dataset(args.data, target=args.target, seed=0, drop=drop)
     except (ValueError, TypeError, OSError) as exc:
         raise CLIError(_error_text(exc)) from None
     X, y, X_test, y_test, classes = data["X"], data["y"], data["X_test"], data["y_test"], data["classes"]
     task, n_outputs, y, y_test = _decide_task(args, y, y_test, classes)
-    features = target_name = None
-    if args.data.lower().endswith(".csv"):
+    features = data.get("features")
+    target_name = None
+    if is_csv:
         header = _csv_header(args.data)
         if header:
             target_name = args.target if args.target is not None else header[-1]
-            features = [h for h in header if h != target_name]
+        from .data import id_like_columns
+        for name, how in id_like_columns(X, features):
+            _warn(args, f"column {name!r} looks like a row id ({how}): a model can learn the row order "
+                        f"instead of the data (a file sorted by class gives the class away); drop it with "
+                        f"--drop {name}")
 
+    if args.val_split is None:      # the headline score is on held-out data: hold some out if there is no test set
+        args.val_split = 0.2 if X_test is None else 0.0
     X_val = y_val = None
     if args.val_split:
         stratify = task == "classification" and y.ndim == 1
@@ -290,6 +350,12 @@ def cmd_train(args):
                                                   seed=args.seed)
         except ValueError as exc:
             raise CLIError(f"--val-split {args.val_split}: {_error_text(exc)}") from None
+
+    scaling = None
+    if args.standardize:             # from the training rows only; applied to validation and test rows alike
+        mean, std = standardization(X)
+        X, X_val, X_test = (None if a is None else scale(a, mean, std) for a in (X, X_val, X_test))
+        scaling = {"mean": mean.tolist(), "std": std.tolist()}
 
     optimizer = (fnn.Adam(lr=args.lr) if args.optimizer == "adam"
                  else fnn.SGD(lr=args.lr, momentum=args.momentum))
@@ -302,7 +368,9 @@ def cmd_train(args):
     parts.append(f"{len(X_test):,} test samples" if X_test is not None else "no test set")
     what = (f"{n_outputs} classes" if task == "classification"
             else f"regression, {n_outputs} output{'s' if n_outputs > 1 else ''}")
-    _say(args, f"data     {data['name']}: {', '.join(parts)}; {X.shape[1]} features; {what}")
+    dropped = f" ({', '.join(drop)} dropped)" if drop else ""
+    scaled = ", standardized" if args.standardize else ""
+    _say(args, f"data     {data['name']}: {', '.join(parts)}; {X.shape[1]} features{dropped}{scaled}; {what}")
     opt = (f"adam lr {args.lr:g}" if args.optimizer == "adam"
            else f"sgd lr {args.lr:g} momentum {args.momentum:g}")
     hidden_act = f", {args.activation}" if args.hidden else " (no hidden layer)"
@@ -333,25 +401,27 @@ def cmd_train(args):
         rate = len(X) * (len(times) - 1) / max(sum(times[1:]), 1e-12)
     else:
         rate = len(X) * args.epochs / max(elapsed, 1e-12)
+    val_share = f"held-out {args.val_split:.0%}"
+    if X_test is not None:
+        where, held, X_eval, y_eval = "test", f"test set, {len(X_test):,} samples", X_test, y_test
+    elif X_val is not None:
+        where, held, X_eval, y_eval = "validation", f"{val_share}, {len(X_val):,} samples", X_val, y_val
+    else:
+        where, held, X_eval, y_eval = ("train", "the training data itself, not held out: optimistic; "
+                                       "--val-split 0.2 holds out 20%", X, y)
     try:
-        if X_test is not None:
-            scores, where = net.evaluate(X_test, y_test), "test"
-        else:
-            scores, where = net.evaluate(X, y), "train"
+        scores = net.evaluate(X_eval, y_eval)
     except ValueError as exc:
-        raise CLIError(f"cannot evaluate on the {'test' if X_test is not None else 'training'} set: "
-                       f"{_error_text(exc)}") from None
-    if X_val is not None:
+        raise CLIError(f"cannot evaluate on the {where} data: {_error_text(exc)}") from None
+    if X_val is not None and X_test is not None:
         val = net.evaluate(X_val, y_val)
         val_text = (f"accuracy {val['accuracy']:.4f}, " if "accuracy" in val else "") + f"loss {_fmt(val['loss'])}"
-        _say(args, f"validation {val_text} ({len(X_val):,} samples)")
+        _say(args, f"validation {val_text} ({val_share}, {len(X_val):,} samples)")
     if task == "classification":
-        score = f"{where} accuracy {scores['accuracy']:.4f}"
+        score = f"{where} accuracy {scores['accuracy']:.4f} ({held})"
     else:
         rmse = math.sqrt(2 * scores["loss"] / n_outputs)  # L2Loss = 0.5 * squared error summed over outputs
-        score = f"{where} loss {_fmt(scores['loss'])} (RMSE {_fmt(rmse)})"
-    if X_test is None:
-        score += " (no test set)"
+        score = f"{where} loss {_fmt(scores['loss'])} (RMSE {_fmt(rmse)}; {held})"
     timing = f"time {elapsed:.2f} s"
     if len(times) >= 2:  # the time beyond steady-state epochs: Numba's first-call compilation / cache load
         startup = elapsed - len(times) * sum(times[1:]) / (len(times) - 1)
@@ -366,7 +436,8 @@ def cmd_train(args):
                  "features": features, "target": target_name, "hidden": list(args.hidden),
                  "activation": args.activation, "optimizer": args.optimizer, "lr": args.lr,
                  "momentum": args.momentum, "epochs": args.epochs, "batch_size": args.batch_size,
-                 "seed": args.seed, "val_split": args.val_split, "n_train": len(X),
+                 "seed": args.seed, "val_split": args.val_split, "n_train": len(X), "dropped": drop,
+                 "standardize": scaling,
                  f"{where}_loss": scores["loss"], "train_time_s": round(elapsed, 4),
                  "fastnn_version": fnn.__version__}
         if "accuracy" in scores:
@@ -520,6 +591,12 @@ def _check_features(X, net, where):
         raise CLIError(f"{where}: the model takes {net.n_features} features, the data has {X.shape[1]}")
 
 
+def _scaled_inputs(X, net, extra, path):
+    """Raw inputs scaled as the model's training inputs were (a model trained with --standardize)."""
+    scaling = _model_scaling(extra, net.n_features, path)
+    return X if scaling is None else scale(X, *scaling)
+
+
 def _labels_for(net, extra, labels, where):
     """Targets the network can score: class ids (mapped through the model's class names) or floats."""
     import numpy as np
@@ -561,6 +638,7 @@ def cmd_predict(args):
         _check_output_path(args.out, "output file")
     X, _, where = _read_inputs(args.data, net, extra, target=args.target, split=args.split)
     _check_features(X, net, where)
+    X = _scaled_inputs(X, net, extra, args.model)
     try:
         pred = net.predict(X)
         proba = net.predict_proba(X) if args.proba else None
@@ -598,6 +676,7 @@ def cmd_evaluate(args):
         raise CLIError(f"{where}: no labels to evaluate against (a .csv needs a label column, an .npz "
                        f"the array 'y' or 'y_test')")
     _check_features(X, net, where)
+    X = _scaled_inputs(X, net, extra, args.model)
     y = _labels_for(net, extra, labels, where)
     try:
         scores = net.evaluate(X, y)
@@ -625,6 +704,34 @@ def describe_architecture(arch):
     return " -> ".join(parts)
 
 
+def _describe_scaling(scaling):
+    mean, std = scaling.get("mean"), scaling.get("std")
+    if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std)):
+        return "standardized (malformed values)"
+    shown = ", ".join(f"{m:.4g}/{s:.4g}" for m, s in zip(mean[:4], std[:4])
+                      if isinstance(m, (int, float)) and isinstance(s, (int, float)))
+    more = ", ..." if len(mean) > 4 else ""
+    return (f"standardized with the training rows' mean/std of {len(mean)} features ({shown}{more}); "
+            f"predict and evaluate apply it to raw inputs")
+
+
+def _describe_checkpoint(state):
+    """A training checkpoint's position and settings, without its generator state or data fingerprint."""
+    s = state.get("settings") if isinstance(state.get("settings"), dict) else {}
+    schedule = s.get("lr_schedule")
+    parts = [f"after epoch {state.get('epoch')}"
+             + (f" and {state['partial'].get('batches')} batches of the next"
+                if isinstance(state.get("partial"), dict) else ""),
+             f"batch {s.get('batch_size')}", f"shuffle {'on' if s.get('shuffle') else 'off'}",
+             f"seed {s.get('seed')}", f"{s.get('n_samples')} training samples",
+             "validation data" if s.get("validation") else "no validation data",
+             f"{s.get('path')} path" if s.get("path") else None,
+             f"lr schedule {schedule.get('type')}" if isinstance(schedule, dict) else None,
+             "sample weights" if s.get("weights") else None,
+             f"written with {state.get('threads')} threads" if state.get("threads") else None]
+    return ", ".join(p for p in parts if p)
+
+
 def cmd_info(args):
     net, meta, extra = _load_model(args.model)
     size = os.path.getsize(args.model)
@@ -642,6 +749,16 @@ def cmd_info(args):
             ("optimizer", f"{opt_name}({opt_args}), {meta.get('optimizer_steps', 0):,} steps taken")]
     if isinstance(extra.get("classes"), list):
         rows.append(("classes", ", ".join(str(c) for c in extra["classes"])))
+    if isinstance(extra.get("features"), list):
+        dropped = extra.get("dropped") if isinstance(extra.get("dropped"), list) else []
+        rows.append(("features", ", ".join(map(str, extra["features"]))
+                     + (f" (dropped: {', '.join(map(str, dropped))})" if dropped else "")))
+    scaling = extra.get("standardize")
+    if isinstance(scaling, dict):
+        rows.append(("inputs", _describe_scaling(scaling)))
+    state = extra.get("checkpoint")
+    if isinstance(state, dict):
+        rows.append(("checkpoint", _describe_checkpoint(state)))
     if extra.get("trained_with"):
         settings = [f"data {extra.get('data')}", f"{extra.get('n_train', '?'):,} samples"
                     if isinstance(extra.get("n_train"), int) else None,
@@ -655,17 +772,21 @@ def cmd_info(args):
                     if isinstance(extra.get("train_time_s"), (int, float)) else None]
         rows.append(("training", ", ".join(s for s in settings if s)))
         scores = [f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in extra.items()
-                  if k.split("_")[0] in ("test", "train") and k.split("_")[-1] in ("accuracy", "loss")
+                  if k.split("_")[0] in ("test", "validation", "train") and k.split("_")[-1] in ("accuracy", "loss")
                   and isinstance(v, (int, float))]
         if scores:
             rows.append(("scores", ", ".join(scores)))
-    elif extra:
-        rows.append(("extra", ", ".join(f"{k}={v}" for k, v in extra.items())[:300]))
+    else:
+        others = {k: v for k, v in extra.items() if k != "checkpoint" and isinstance(v, (int, float, str, bool))}
+        if others:
+            rows.append(("extra", ", ".join(f"{k}={v}" for k, v in others.items())[:300]))
     history = meta.get("history") or {}
     if history.get("loss"):
+        epochs = state.get("epoch") if isinstance(state, dict) and isinstance(state.get("epoch"), int) \
+            else len(history["loss"])
         last = ", ".join(f"{k} {_fmt(v[-1])}" for k, v in history.items()
                          if v and k != "time" and isinstance(v[-1], (int, float)))  # not per-layer lists
-        rows.append(("history", f"{len(history['loss'])} epochs; last: {last}"))
+        rows.append(("history", f"{epochs:,} epochs trained; last epoch: {last}"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
@@ -731,12 +852,15 @@ def _gradient_label(net, key):
     """'layers[0].params[1]' -> 'layers[0] FullyConnected bias'; 'x' -> 'input x'."""
     if key == "x":
         return "input x"
+    prefix = ""
+    if key.startswith("fused "):          # the fused kernel's gradient of the same parameter
+        prefix, key = "fused kernel: ", key[len("fused "):]
     try:
         i = int(key.split("]")[0].split("[")[1])
         j = int(key.split("params[")[1].rstrip("]"))
         layer = net.layers[i]
         name = ("weights", "bias")[j] if len(layer.params) == 2 else f"params[{j}]"
-        return f"layers[{i}] {type(layer).__name__}.{name} {tuple(layer.params[j].shape)}"
+        return f"{prefix}layers[{i}] {type(layer).__name__}.{name} {tuple(layer.params[j].shape)}"
     except (IndexError, ValueError, AttributeError):
         return key
 
@@ -850,8 +974,8 @@ fastnn: fast, checked feed-forward neural networks on the CPU.
 """
 
 HELP_TRAIN = """\
-Train a fully connected network and report its accuracy (or loss, for regression) on the test set - or on
-the training set when the data has no test set.
+Train a fully connected network and report its accuracy (or loss, for regression) on held-out data: the
+test set, or without one the --val-split validation rows (20% by default); the output says which.
 
 Integer labels mean classification (softmax cross-entropy, one output per class); float labels mean
 regression (L2 loss, linear outputs); --task overrides this. The datasets and their splits are fixed; --seed
@@ -950,9 +1074,15 @@ def build_parser():
                         "X_test, y_test; .csv with a header row, the label in the last column or --target "
                         "(default: %(default)s)")
     p.add_argument("--target", metavar="NAME", help="label column of a .csv file (default: the last column)")
+    p.add_argument("--drop", action="append", metavar="COLUMN[,...]",
+                   help="leave these columns of a .csv file out (ids, names, free text); repeatable")
+    p.add_argument("--standardize", action="store_true",
+                   help="scale every feature to mean 0, std 1 with the training rows' mean and std; both are "
+                        "stored in the model file and predict / evaluate apply them to raw inputs")
     p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                    help="auto (the default): classification for integer or named labels, regression for "
-                        "float labels")
+                        "float labels; integer labels that would make more than sqrt(n) classes are refused "
+                        "with a hint to choose")
     p.add_argument("--hidden", type=parse_hidden, default=parse_hidden(DEFAULTS["hidden"]), metavar="W1,W2,...",
                    help="hidden layer widths, comma-separated; '' or 0 for no hidden layer (default: 128)")
     p.add_argument("--activation", choices=tuple(fastnn.layers.ACTIVATIONS), default=DEFAULTS["activation"],
@@ -971,8 +1101,10 @@ def build_parser():
                    help="seed of the weights, the shuffling and the validation split (default: %(default)s)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="threads for Numba and BLAS together (default: Numba's default, all cores)")
-    p.add_argument("--val-split", type=_val_fraction, default=0.0, metavar="FRACTION",
-                   help="hold out this fraction of the training data for validation (default: 0, none)")
+    p.add_argument("--val-split", type=_val_fraction, default=None, metavar="FRACTION",
+                   help="hold out this fraction of the training data for validation, stratified by class for "
+                        "classification (default: 0.2 when the data has no test set, else 0); without a test "
+                        "set the reported score is the validation score")
     p.add_argument("--save", metavar="MODEL", help="write the trained model to this file (safetensors)")
     p.add_argument("--plot", metavar="PNG", help="write the training curves (loss, accuracy) to this PNG")
     p.add_argument("--quiet", "-q", action="store_true",

@@ -17,7 +17,7 @@ import numpy as np
 from . import _memory, _paths
 
 __all__ = ["load_digits", "train_test_split", "digits_split", "make_xor", "make_spirals", "make_moons",
-           "load_npz", "load_csv", "load_dataset", "DATASET_NAMES"]
+           "load_npz", "load_csv", "load_dataset", "id_like_columns", "DATASET_NAMES"]
 
 DATASET_NAMES = ("digits", "xor", "spirals", "moons")
 
@@ -320,19 +320,30 @@ def _parse_labels(labels):
         return y.astype(np.int64).reshape(-1), [str(c) for c in classes]
 
 
-def load_csv(path, target=None, dtype=np.float32):
+def _is_number(cell):
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def load_csv(path, target=None, dtype=np.float32, drop=()):
     """Read a dataset from a CSV file with a header row (csv module, comma-separated, UTF-8).
 
-    The label column is named by `target` (default: the last column); every other column is a feature and
-    every feature cell must be a finite number. Labels that are all integers become int64 class ids;
-    other numbers become float64 regression targets; otherwise the labels are strings, mapped to the
-    index of each in their sorted list of names. Blank lines are skipped.
+    The label column is named by `target` (default: the last column); the columns named in `drop` (an
+    iterable of names: ids, free text) are left out; every other column is a feature and every feature cell
+    must be a finite number. Labels that are all integers become int64 class ids; other numbers become
+    float64 regression targets; otherwise the labels are strings, mapped to the index of each in their
+    sorted list of names. Blank lines are skipped.
 
     Returns ``(X, y, feature_names, classes)``: X of `dtype`, shape (n, features); y (n,) int64 or float64;
     feature_names list of str; classes the sorted list of label strings, or None for numeric labels.
-    Raises ValueError naming the path and the problem (line and column of the first bad cell).
+    Raises ValueError naming the path and the problem: a text column (most of its cells are not numbers)
+    by name, with the advice to drop it; otherwise the line and column of the first bad cell.
     """
     path, dtype = os.fspath(path), _float_dtype(dtype)
+    drop = [drop] if isinstance(drop, str) else list(drop or ())
     try:
         header, rows, lines = _read_csv_rows(path)
     except (UnicodeDecodeError, csv.Error) as e:
@@ -343,17 +354,34 @@ def load_csv(path, target=None, dtype=np.float32):
         t = header.index(target)
     else:
         raise ValueError(f"{path}: no column named {target!r} for target; columns are {header}")
-    features = [h for i, h in enumerate(header) if i != t]
+    unknown = [name for name in drop if name not in header]
+    if unknown:
+        raise ValueError(f"{path}: no column named {unknown[0]!r} to drop; columns are {header}")
+    if header[t] in drop:
+        raise ValueError(f"{path}: cannot drop the target column {header[t]!r}")
+    keep = [i for i, h in enumerate(header) if i != t and h not in drop]
+    if not keep:
+        raise ValueError(f"{path}: no feature columns left after dropping {drop}")
+    features = [header[i] for i in keep]
     cells = np.array(rows, dtype=str)
     labels = np.char.strip(cells[:, t])
-    cells = np.delete(cells, t, axis=1)
+    cells = cells[:, keep]
     try:
         X = cells.astype(np.float64)
         ok = bool(np.isfinite(X).all())
     except ValueError:
         ok = False
-    if not ok:  # name the first cell that is not a finite number
-        for (r, c), cell in np.ndenumerate(cells):
+    if not ok:
+        for c, name in enumerate(features):       # a text column: name it and say how to leave it out
+            column = np.char.strip(cells[:, c])
+            filled = column[column != ""]
+            text = [cell for cell in filled.tolist() if not _is_number(cell)]
+            if text and 2 * len(text) > len(filled):
+                r = int(np.flatnonzero(column == text[0])[0])
+                raise ValueError(f"{path}: column {name!r} is text, not numbers (line {lines[r]}: {text[0]!r}); "
+                                 f"drop it (fastnn train --drop {name}; load_csv(..., drop=[{name!r}])) "
+                                 f"or choose it as the target")
+        for (r, c), cell in np.ndenumerate(cells):  # else name the first cell that is not a finite number
             try:
                 ok = np.isfinite(float(cell))
             except ValueError:
@@ -371,22 +399,53 @@ def load_csv(path, target=None, dtype=np.float32):
     return X.astype(dtype), y, features, classes
 
 
-def load_dataset(name_or_path, target=None, seed=0, dtype=np.float32):
+def id_like_columns(X, names=None, min_rows=10):
+    """``[(column index or name, description)]`` for the columns of X that look like row ids rather than
+    measurements: every value an integer, all distinct, and either in file order (increasing or decreasing:
+    row numbers, sorted ids) or exactly a range lo..lo+n-1 in any order (a shuffled row number). A model
+    can learn the row order from such a column (a file sorted by class gives its class away). Only checked
+    with at least ``min_rows`` rows."""
+    X = np.asarray(X)
+    found = []
+    if X.ndim != 2 or len(X) < min_rows:
+        return found
+    for c in range(X.shape[1]):
+        col = X[:, c].astype(np.float64)
+        if not np.all(col == np.round(col)):
+            continue
+        lo, hi = col.min(), col.max()
+        if len(np.unique(col)) != len(col):
+            continue
+        steps = np.diff(col)
+        if (steps > 0).all() or (steps < 0).all():
+            how = "increasing with the row" if steps[0] > 0 else "decreasing with the row"
+        elif hi - lo == len(col) - 1:
+            how = "a shuffled row number"
+        else:
+            continue
+        found.append((c if names is None else names[c], f"distinct integers {lo:.0f}..{hi:.0f}, {how}"))
+    return found
+
+
+def load_dataset(name_or_path, target=None, seed=0, dtype=np.float32, drop=()):
     """Load a dataset by name or file path, as ``fastnn train`` does.
 
     Names: "digits" (the fixed stratified 75/25 split of the bundled digits), "xor" (make_xor(n=400,
     noise=0.1), no test set), "spirals" and "moons" (1000 points, seeded stratified 75/25 split).
-    Paths: ``*.npz`` (load_npz; its X_test/y_test if present) or ``*.csv`` (load_csv, with `target`; no
-    test set). Returns a dict: X (n, features) of `dtype`; y (n,) int64 class ids (float for regression
+    Paths: ``*.npz`` (load_npz; its X_test/y_test if present) or ``*.csv`` (load_csv, with `target` and
+    `drop`; no test set). Returns a dict: X (n, features) of `dtype`; y (n,) int64 class ids (float for regression
     targets, 2-D if the file stores one-hot or multi-output targets); X_test, y_test likewise or None;
-    classes (list of label names from a CSV, else None); name (str).
+    classes (list of label names from a CSV, else None); features (a CSV's feature column names, else
+    None); name (str).
     """
     key = os.fspath(name_or_path)
     dtype = _float_dtype(dtype)
     ext = os.path.splitext(key)[1].lower()
     if target is not None and (key.lower() in DATASET_NAMES or ext != ".csv"):
         raise ValueError(f"target={target!r} applies only to .csv files, not {key!r}")
-    X_test = y_test = classes = None
+    if drop and (key.lower() in DATASET_NAMES or ext != ".csv"):
+        raise ValueError(f"drop={drop!r} applies only to .csv files, not {key!r}")
+    X_test = y_test = classes = features = None
     if key.lower() == "digits":
         X, X_test, y, y_test = digits_split(seed=seed, dtype=dtype)
     elif key.lower() == "xor":
@@ -403,9 +462,10 @@ def load_dataset(name_or_path, target=None, seed=0, dtype=np.float32):
             X_test = X_test.astype(dtype)
             y_test = y_test.astype(np.int64) if y_test.dtype.kind in "biu" else y_test.astype(np.float64)
     elif ext == ".csv":
-        X, y, _, classes = load_csv(key, target=target, dtype=dtype)
+        X, y, features, classes = load_csv(key, target=target, dtype=dtype, drop=drop)
     else:
         raise ValueError(f"unknown dataset {key!r}: expected one of {', '.join(DATASET_NAMES)}, "
                          f"or a path ending in .npz or .csv")
     name = key.lower() if key.lower() in DATASET_NAMES else key
-    return {"X": X, "y": y, "X_test": X_test, "y_test": y_test, "classes": classes, "name": name}
+    return {"X": X, "y": y, "X_test": X_test, "y_test": y_test, "classes": classes,
+            "features": features, "name": name}

@@ -138,10 +138,11 @@ def test_train_options(tmp_path, extra):
         assert "64-10" in out and "no hidden layer" in out
 
 
-def test_train_xor_reports_training_accuracy(tmp_path):
+def test_train_xor_without_a_test_set_reports_held_out_validation_accuracy(tmp_path):
     out = ok(run("train", "--data", "xor", "--hidden", "8", "--activation", "tanh", cwd=tmp_path))
-    assert "no test set" in out
-    assert score(out, "train accuracy") >= 0.95
+    assert "320 training, 80 validation, no test set" in out      # 20% held out by default
+    assert score(out, "validation accuracy") >= 0.95 and "(held-out 20%, 80 samples)" in out
+    assert "train accuracy" not in out
 
 
 def test_train_moons_with_validation(tmp_path):
@@ -160,7 +161,7 @@ def test_train_csv_with_named_labels_then_predict_and_evaluate(tmp_path):
     out = ok(run("train", "--data", "flowers.csv", "--target", "species", "--epochs", "60", "--save",
                  "fl.safetensors", cwd=tmp_path))
     assert "3 classes" in out and "no test set" in out
-    assert score(out, "train accuracy") >= 0.9
+    assert score(out, "validation accuracy") >= 0.9
     # predict by column name: the columns may come in another order, the label column may be absent
     write_csv(tmp_path / "new.csv", ["c", "b", "a"], [[f"{x[2]:.4f}", f"{x[1]:.4f}", f"{x[0]:.4f}"] for x in X])
     rows = list(csv.reader(ok(run("predict", "fl.safetensors", "new.csv", "--proba", cwd=tmp_path))
@@ -189,7 +190,8 @@ def test_train_npz_with_test_arrays_and_regression(tmp_path):
     out = ok(run("train", "--data", "reg.npz", "--hidden", "32", "--epochs", "60", "--save", "reg.safetensors",
                  cwd=tmp_path))
     assert "regression, 1 output" in out
-    assert score(out, "train loss") < 0.05
+    # held-out 20% (60 samples): 0.099 measured; predicting the mean scores ~0.37 (0.5 x the target variance)
+    assert score(out, "validation loss") < 0.2
     pred = ok(run("predict", "reg.safetensors", "reg.npz", cwd=tmp_path)).splitlines()
     assert pred[0] == "prediction" and len(pred) == 301
     assert "L2Loss (regression" in ok(run("info", "reg.safetensors", cwd=tmp_path))
@@ -258,7 +260,9 @@ def test_gradcheck_passes(tmp_path):
                  "SoftmaxCrossEntropy", "L2Loss", "input x"):
         assert name in out, name
     errors = [float(e) for e in re.findall(r"(\d\.\d+e[-+]\d+)  ok", out)]
-    assert len(errors) == 19 and max(errors) < 1e-6
+    # 19 per-layer gradients (3 networks) and the fused kernel's 8 of the two networks it can train
+    assert len(errors) == 27 and max(errors) < 1e-6
+    assert out.count("fused kernel: ") == 8
     assert "FAIL" not in out and "passed" in out
 
 
@@ -280,7 +284,9 @@ def test_demo_xor(tmp_path):
 
 def test_demo_approx_error_shrinks_with_width(tmp_path):
     args = ["demo", "approx"] + (["--plot", "approx.png"] if HAVE_MPL else [])
-    out = ok(run(*args, cwd=tmp_path))
+    proc = run(*args, cwd=tmp_path)
+    out = ok(proc)
+    assert "GradientHealthWarning" not in proc.stderr      # its fits converge; that is not 'vanishing'
     table = {int(m.group(1)): [float(v) for v in m.group(2).split()]
              for m in re.finditer(r"^[ \t]+(\d+)[ \t]+([\d. \t]+?)[ \t]*$", out, re.M)}
     assert sorted(table) == [1, 2, 4, 8, 16, 32]

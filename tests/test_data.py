@@ -309,13 +309,49 @@ def test_csv_other_problems(tmp_path):
     assert "empty label" in _csv_error(tmp_path, "a,y\n1,\n")
 
 
+def test_csv_text_column_is_named_with_the_advice_to_drop_it(tmp_path):
+    """A string id column used to fail as "column 'id': expected a finite number, got 'S0000'"."""
+    text = "id,name,a,quality\n" + "".join(f"S{i:04d},wine {i},{i * 0.5},{i % 3}\n" for i in range(6))
+    msg = _csv_error(tmp_path, text)
+    assert "column 'id' is text" in msg and "--drop id" in msg and "line 2: 'S0000'" in msg
+    msg = _csv_error(tmp_path, text, drop=["id"])
+    assert "column 'name' is text" in msg and "--drop name" in msg
+    X, y, names, classes = data.load_csv(_write(tmp_path, text, "ok.csv"), drop=["id", "name"])
+    assert names == ["a"] and X.shape == (6, 1) and list(y) == [0, 1, 2, 0, 1, 2] and classes is None
+    assert data.load_csv(_write(tmp_path, text, "ok.csv"), drop="id,name".split(","))[2] == ["a"]
+
+
+def test_csv_drop_problems(tmp_path):
+    text = "id,a,y\n1,2,0\n2,3,1\n"
+    assert "no column named 'idx' to drop" in _csv_error(tmp_path, text, drop=["idx"])
+    assert "cannot drop the target column 'y'" in _csv_error(tmp_path, text, drop=["y"])
+    assert "no feature columns left" in _csv_error(tmp_path, text, drop=["id", "a"])
+    with pytest.raises(ValueError, match="drop"):
+        data.load_dataset("digits", drop=["x"])
+
+
+def test_id_like_columns():
+    rng = np.random.default_rng(0)
+    n = 50
+    X = np.column_stack([np.arange(n),                        # row numbers 0..n-1
+                         rng.permutation(n) + 1000,           # a shuffled id
+                         np.sort(rng.choice(10_000, n, replace=False)),   # sorted ids with gaps
+                         rng.normal(size=n),                  # a measurement
+                         rng.integers(0, 20, n),              # an integer feature with repeats
+                         rng.choice(10_000, n, replace=False)])           # distinct integers, no order
+    found = data.id_like_columns(X, ["row", "shuffled", "sorted", "x", "count", "code"])
+    assert [name for name, _ in found] == ["row", "shuffled", "sorted"]
+    assert "0..49" in found[0][1] and "increasing" in found[0][1] and "shuffled" in found[1][1]
+    assert data.id_like_columns(X[:5]) == []                  # too few rows to tell
+
+
 # ------------------------------------------------------------------------------------------- load_dataset
 
 @pytest.mark.parametrize("name,n_train,n_test", [("digits", 1347, 450), ("xor", 400, None),
                                                  ("spirals", 750, 250), ("moons", 750, 250)])
 def test_load_dataset_names(name, n_train, n_test):
     d = data.load_dataset(name)
-    assert set(d) == {"X", "y", "X_test", "y_test", "classes", "name"}
+    assert set(d) == {"X", "y", "X_test", "y_test", "classes", "features", "name"}
     assert d["name"] == name and d["classes"] is None
     assert len(d["X"]) == len(d["y"]) == n_train and d["X"].dtype == np.float32 and d["y"].dtype == np.int64
     if n_test is None:
@@ -338,6 +374,7 @@ def test_load_dataset_files(tmp_path):
     c = _write(tmp_path, "lab,x\ncat,1\ndog,2\n", "d.CSV")
     d = data.load_dataset(str(c), target="lab")
     assert d["classes"] == ["cat", "dog"] and list(d["y"]) == [0, 1] and d["name"] == str(c)
+    assert d["features"] == ["x"]
 
 
 def test_load_dataset_unknown_name():

@@ -81,16 +81,86 @@ def test_healthy_training_does_not_warn():
 def test_vanishing_gradient_warns_once(fused):
     X, y = make_data()
     net = make_net("sgd", lr=1e-3, act=fnn.Sigmoid)
-    net.layers[0].weights *= 1e4                    # saturated sigmoids: the first layer's gradient vanishes
-    net.layers[0].bias[...] = 1e4
+    net.layers[0].bias[...] = 1e4                   # every sigmoid saturated: the first layer's gradient is 0
     with pytest.warns(GradientHealthWarning) as record:
-        history = net.fit(X, y, epochs=5, batch_size=16, verbose=0, fused=fused)
+        history = net.fit(X, y, epochs=8, batch_size=16, verbose=0, fused=fused)
     found = _health_warnings(record)
     assert len(found) == 1, [str(w.message) for w in found]
     msg = str(found[0].message)
-    assert "vanishing" in msg and "layer 0" in msg and "epoch 1" in msg
+    assert "vanishing" in msg and "layer 0" in msg and "5 epochs up to epoch 5" in msg
+    assert "\n" not in msg
     assert issubclass(GradientHealthWarning, RuntimeWarning)
-    assert history["grad_norm"][0][0] < 1e-7 * np.linalg.norm(net._flat_params[:5 * 16 + 16])
+    w = np.linalg.norm(net._flat_params[:5 * 16 + 16])
+    assert all(g[0] * w < 1e-6 * loss for g, loss in zip(history["grad_norm"][:5], history["loss"]))
+
+
+def test_vanishing_needs_consecutive_epochs():
+    """Four epochs of a dead layer are not enough (a fit that short, or one batch that misses a layer's
+    active region, says nothing)."""
+    X, y = make_data()
+    net = make_net("sgd", lr=1e-3, act=fnn.Sigmoid)
+    net.layers[0].bias[...] = 1e4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientHealthWarning)
+        net.fit(X, y, epochs=4, batch_size=16, verbose=0)
+
+
+def _fit_to_convergence(loss, X, y, epochs, **kw):
+    net = fnn.NeuralNetwork([fnn.FullyConnected(X.shape[1], 16, dtype=np.float64), fnn.TanH(),
+                             fnn.FullyConnected(16, 16, dtype=np.float64), fnn.TanH(),
+                             fnn.FullyConnected(16, 2 if y.ndim == 1 else y.shape[1], dtype=np.float64)],
+                            loss=loss, optimizer=fnn.Adam(lr=0.01), seed=0)
+    return net.fit(X, y, epochs=epochs, verbose=0, **kw)
+
+
+@pytest.mark.parametrize("kind", ["classification", "regression"])
+def test_converged_model_does_not_warn(kind):
+    """A model that has fitted its data (loss near 0, gradients near 0 with it) is not 'vanishing':
+    under the old rule (gradient < 1e-7 x weights) the regression fit warned."""
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float64)
+    if kind == "classification":
+        y, loss = np.array([0, 1, 1, 0]), fnn.SoftmaxCrossEntropy()
+    else:
+        y, loss = np.array([[0.0, 1.0], [1.0, 0.5], [1.0, 0.5], [0.0, 1.0]]), fnn.L2Loss()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientHealthWarning)
+        history = _fit_to_convergence(loss, X, y, 3000, batch_size=4)
+    assert history["loss"][-1] < 1e-4
+    layers = np.array(history["grad_norm"][-1])
+    assert layers.min() < 1e-5            # tiny gradients: what the old rule called vanishing
+
+
+def test_a_model_at_its_capacity_does_not_warn():
+    """A linear model on XOR settles at chance (loss ln 2) with a zero gradient: a stationary loss, not a
+    gradient that vanished on its way back through the layers (the output layer gets the loss gradient
+    directly)."""
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float64)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(2, 2, dtype=np.float64)], optimizer=fnn.Adam(lr=0.05), seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GradientHealthWarning)
+        history = net.fit(X, np.array([0, 1, 1, 0]), epochs=400, batch_size=4, verbose=0)
+    assert abs(history["loss"][-1] - np.log(2)) < 1e-3
+
+
+def test_warning_clears_the_progress_bar(capsys):
+    """With a progress bar on stderr, the warning starts on a line of its own (the bar is cleared first,
+    then redrawn), instead of being appended to the bar's line."""
+    X, y = make_data()
+    net = make_net("sgd", lr=1e-3, act=fnn.Sigmoid)
+    net.layers[0].bias[...] = 1e4
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        import sys
+        print(f"WARNING {category.__name__}: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        net.fit(X, y, epochs=8, batch_size=16, verbose=1)
+    err = capsys.readouterr().err
+    at = err.index("WARNING GradientHealthWarning")
+    assert "training" in err[:at] and err[at - 1] in "\r\n", repr(err[max(0, at - 80):at + 40])
+    assert "8/8" in err[at:]                               # the bar goes on after the warning
 
 
 @pytest.mark.parametrize("fused", ["auto", False])
@@ -104,6 +174,7 @@ def test_exploding_gradient_warns_once(fused):
         net.fit(X, y, epochs=4, batch_size=16, verbose=0, fused=fused)
     found = _health_warnings(record)
     assert len(found) == 1 and "exploding" in str(found[0].message), [str(w.message) for w in found]
+    assert "standardi" in str(found[0].message)            # the usual cause, and its fix
 
 
 # ------------------------------------------------------------------------------------ divergence
