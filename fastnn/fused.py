@@ -90,12 +90,12 @@ class EpochRunner:
         self.label_buf = np.empty(rows if y.ndim == 1 else 0, np.int64)
         self.target_buf = np.empty((rows, y.shape[1]) if y.ndim == 2 else (0, 0), dtype)
 
-    def _optimizer_args(self):
+    def _optimizer_args(self, plan):
         """(opt_kind, [slot1, slot2], hyper) for the kernel: the optimizer's kernel_spec() and its state,
         checked by ensure_state against the flat parameter buffer (empty arrays for unused slots)."""
-        opt, net = self.net.optimizer, self.net
+        opt, net = plan.optimizer, self.net
         opt_kind, hyper = opt.kernel_spec()
-        slots = [s.reshape(-1) for s in opt.ensure_state(list(net.plan().opt_params))[0]]
+        slots = [s.reshape(-1) for s in opt.ensure_state(list(plan.opt_params))[0]]
         empty = np.empty(0, net.dtype)
         slots += [empty] * (2 - len(slots))
         return opt_kind, slots, hyper
@@ -105,7 +105,7 @@ class EpochRunner:
             progress.check()
         net, opt = self.net, self.net.optimizer
         plan = net.plan()
-        opt_kind, (slot1, slot2), hyper = self._optimizer_args()
+        opt_kind, (slot1, slot2), hyper = self._optimizer_args(plan)
         previous = set_threads_local(threads.blas_threads())
         try:
             with net.weights_changing():
