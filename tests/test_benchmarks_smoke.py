@@ -47,12 +47,17 @@ def build_or_skip(name, X, y):
 
 
 def test_matrix_cells():
-    assert list(matrix.CELLS) == ["tiny", "small", "mnist128", "mnist1024", "wide"]
+    assert list(matrix.CELLS) == ["tiny", "small", "mnist128", "mnist1024", "wide", "tabular"]
     mnist = matrix.get("mnist128")
     W = 784 * 256 + 256 * 128 + 128 * 10
     assert mnist.weights == W
     assert mnist.flops_per_sample == 2 * W + 2 * W + 2 * (W - 784 * 256)
     assert matrix.get("mnist1024").batch == 1024 and matrix.get("wide").sizes == (1024, 4096, 4096, 10)
+    tab = matrix.get("tabular")
+    assert (tab.sizes, tab.batch, tab.optimizer) == ((100, 100, 5), 200, "adam")
+    assert tab.hyper == {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}       # torch.optim.Adam's
+    assert tab.flops_per_sample == 6 * (100 * 100 + 100 * 5) - 2 * 100 * 100       # the optimizer adds none
+    assert [c.name for c in matrix.CELLS.values() if c.optimizer != "sgd"] == ["tabular"]
     for cell in matrix.CELLS.values():
         assert cell.n_full % cell.batch == 0 and cell.n_quick % cell.batch == 0 and cell.n_full >= 8 * cell.batch
     X1, y1 = matrix.make_data(TINY, n=256)
