@@ -139,6 +139,51 @@ def test_numpy_baseline_gradients_equal_fastnn(cell, dtype, rtol):
         np.testing.assert_allclose(fc.bias, b, rtol=rtol, atol=rtol)
 
 
+@pytest.mark.parametrize("name", [p for p in IN_PROCESS if p != "torch-all"])
+def test_peer_trains_the_adam_cell(name, restore_threads):
+    """Every peer honours the cell's optimizer: on tabular (Adam) it builds, trains and the loss goes down."""
+    cell = matrix.get("tabular")
+    X, y = matrix.make_data(cell, n=20 * cell.batch)
+    cls, options, _ = peers.load(name)
+    ok, why = cls.available()
+    if not ok:
+        pytest.skip(f"peer {name} not available: {why}")
+    peer = cls(cell, X, y, seed=0, **options)
+    peer.epoch()
+    before = peer.loss()
+    times = peer.epochs(2)
+    assert len(times) == 2 and all(math.isfinite(t) and t > 0 for t in times)
+    after = peer.loss()
+    assert after < before, f"{name}: loss {before:.4f} -> {after:.4f} after 2 more Adam epochs"
+    json.dumps(peer.info())
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_numpy_baseline_adam_equals_fastnn(dtype, rtol):
+    """The textbook NumPy Adam step moves the weights as fastnn.Adam does (3 steps: the bias corrections)."""
+    import fastnn as fnn
+    c = matrix.get("tabular")
+    h = c.hyper
+    layers = [fnn.FullyConnected(100, 100, dtype=dtype), fnn.ReLU(), fnn.FullyConnected(100, 5, dtype=dtype)]
+    net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(c), seed=3)
+    fcs = [layer for layer in net.layers if isinstance(layer, fnn.FullyConnected)]
+    params = [(fc.weights.copy(), fc.bias.copy()) for fc in fcs]
+    state = numpy_peer.adam_init(params)
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        x = rng.standard_normal((40, 100)).astype(dtype)
+        labels = rng.integers(0, 5, 40)
+        _, grads = numpy_peer.loss_and_grads(params, x, labels)
+        numpy_peer.adam_step(params, grads, state, h["lr"], h["beta1"], h["beta2"], h["eps"])
+        net.forward(x, labels)
+        net.backward()
+        net.step()
+        for fc, (w, b) in zip(fcs, params):
+            np.testing.assert_allclose(fc.weights, w, rtol=rtol, atol=rtol * 1e-2)
+            np.testing.assert_allclose(fc.bias, b, rtol=rtol, atol=rtol * 1e-2)
+    assert state["t"] == 3
+
+
 def test_compare_runs_end_to_end(tmp_path):
     """compare.py: child processes, rounds, sgemm, the Markdown table and the JSON, on a tiny run."""
     out = tmp_path / "compare.json"
