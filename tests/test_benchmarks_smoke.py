@@ -188,22 +188,28 @@ def test_compare_runs_end_to_end(tmp_path):
     """compare.py: child processes, rounds, sgemm, the Markdown table and the JSON, on a tiny run."""
     out = tmp_path / "compare.json"
     env = dict(os.environ, OPENBLAS_CORETYPE=os.environ.get("OPENBLAS_CORETYPE", "Haswell"))
-    cmd = [sys.executable, "-m", "benchmarks.compare", "--cells", "tiny", "--peers", "fastnn,numpy", "--n", "1024",
-           "--rounds", "2", "--settle", "0", "--sgemm-size", "128", "--sgemm-repeats", "2", "--json", str(out)]
+    cmd = [sys.executable, "-m", "benchmarks.compare", "--cells", "tiny", "--peers", "fastnn,fastnn-layer,numpy",
+           "--n", "1024", "--rounds", "2", "--settle", "0", "--sgemm-size", "128", "--sgemm-repeats", "2",
+           "--json", str(out)]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(out.read_text())
     cell = report["cells"][0]
-    for name in ("fastnn", "numpy"):
+    for name in ("fastnn", "fastnn-layer", "numpy"):
         entry = cell["peers"][name]
         assert entry["status"] == "ok", entry
         assert len(entry["times"]) == 2 and entry["samples_per_s"]["median"] > 0
         assert entry["peak_rss_mib"] > 0
         assert entry["trains"], entry
     assert "fastnn_pct_of_limit" in cell["summary"] and "fastnn/best_peer" in cell["summary"]
+    s = cell["summary"]
+    assert s["fused/layer"] == pytest.approx(cell["peers"]["fastnn"]["samples_per_s"]["median"]
+                                             / cell["peers"]["fastnn-layer"]["samples_per_s"]["median"])
+    assert "fastnn_not_fused" not in s            # tiny runs on the fused path
     assert "OPENBLAS_CORETYPE" in report["env_removed"]
     text = res.stdout
     assert "| fastnn (default path) |" in text and "NumPy, textbook" in text
+    assert "| **fastnn fused ÷ per-layer path** (target ≥ 1) |" in text and "| optimizer | SGD lr 0.01 |" in text
     assert "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset" in text
     assert "**Command**: `python -m benchmarks.compare --cells tiny" in text
     assert 0.0 <= report["cpu_busy_before"] <= 1.0 and "**Idle check**:" in text
