@@ -11,6 +11,8 @@ How it measures (and prints with the table):
   the order rotating from round to round, so that a change in machine load hits every peer alike;
 * per peer and cell: the median samples/s over the timed epochs (>= 5 in a full run), with min and max; the
   peak RSS of its process; its loss after warm-up and at the end (a trainer that does not train is flagged);
+* per cell, fastnn's default (fused) path ÷ its per-layer path (``fastnn`` ÷ ``fastnn-layer``; issue 10's
+  target: >= 1 on every cell), marked where the default path did not run fused;
 * the FLOP limit is the sgemm rate (2048^2 float32, scipy.linalg.blas.sgemm = the BLAS that Numba's np.dot
   calls) at fastnn's BLAS thread count, measured in the same run, before and after the cells (best of both);
   fastnn's % of it uses the exact work per sample of matrix.py (6W - 2 W_first).
@@ -253,6 +255,12 @@ def summarise(result, sgemm):
             s[f"{mine}/torch"] = rate[mine] / torch[s["torch_best"]]
         if others:
             s[f"{mine}/best_peer"] = rate[mine] / others[s["best_peer"]]
+    if "fastnn" in rate and "fastnn-layer" in rate:
+        s["fused/layer"] = rate["fastnn"] / rate["fastnn-layer"]
+    if "fastnn" in ps:
+        fused = (ps["fastnn"].get("info") or {}).get("fused_path")
+        if fused is not True:          # the default path fell back to the per-layer one: say so beside the ratio
+            s["fastnn_not_fused"] = str((ps["fastnn"].get("info") or {}).get("fused_reason") or fused)
     if "fastnn" in rate:
         threads = blas_threads_of(ps["fastnn"]) or peers.CORES
         limit = sgemm.get("best_gflops", {}).get(str(threads))
@@ -282,6 +290,15 @@ def fmt_range(lo, hi):
     if a.split()[-1:] == b.split()[-1:] and " " in a:
         a = a.split()[0]
     return f"{a}–{b}"
+
+
+def fmt_optimizer(cell):
+    """'SGD lr 0.01' / 'Adam lr 0.001, β 0.9/0.999, ε 1e-08' from a cell's describe()."""
+    h = cell.get("hyper") or {"lr": matrix.LR}
+    name = cell.get("optimizer", "sgd")
+    if name == "adam":
+        return f"Adam lr {h['lr']:g}, β {h['beta1']:g}/{h['beta2']:g}, ε {h['eps']:g}"
+    return f"{name.upper()} lr {h['lr']:g}"
 
 
 def machine_info():
@@ -334,6 +351,7 @@ def markdown(report):
     lines += [head, "|---" * (len(cells) + 1) + "|"]
     lines.append("| layers / batch / samples per epoch | " + " | ".join(
         f"{c['cell']['layers']} / {c['cell']['batch']} / {c['n']:,}" for c in cells) + " |")
+    lines.append("| optimizer | " + " | ".join(fmt_optimizer(c["cell"]) for c in cells) + " |")
     if any(c.get("cut_by_budget") for c in cells):
         lines.append("| timed epochs per peer | " + " | ".join(
             f"{c['rounds'] * report['protocol']['epochs_per_turn']}" + (" (cut by --budget)" if c.get("cut_by_budget")
@@ -367,6 +385,12 @@ def markdown(report):
         lines.append("| best peer | " + " | ".join(
             peers.PEERS[c["summary"]["best_peer"]][2] if "best_peer" in c["summary"] else "–" for c in cells) + " |")
     ratio_row("fastnn per-layer path ÷ PyTorch", "fastnn-layer/torch")
+    vals = [c["summary"].get("fused/layer") for c in cells]
+    if any(v is not None for v in vals):      # issue 10: the fused path >= the per-layer path on every cell
+        lines.append("| **fastnn fused ÷ per-layer path** (target ≥ 1) | " + " | ".join(
+            "–" if v is None else f"{v:.3g}×" + (" ⚠ < 1" if v < 1 else "")
+            + (" (default path not fused)" if "fastnn_not_fused" in c["summary"] else "")
+            for v, c in zip(vals, cells)) + " |")
     ratio_row("fastnn 1 thread ÷ PyTorch", "fastnn-1t/torch")
     lines.append("| work per sample (6W − 2W₁), MFLOP | " + " | ".join(
         f"{c['cell']['flops_per_sample'] / 1e6:.3g}" for c in cells) + " |")
@@ -415,7 +439,8 @@ def markdown(report):
     lines.append(f"- **Protocol**: one process per peer and cell; {p['warmup']} warm-up epoch(s) excluded (compilation "
                  f"happens there); {p['rounds']} interleaved rounds × {p['epochs_per_turn']} epoch(s) per peer, order "
                  f"rotating each round; fixed-seed synthetic data (benchmarks/matrix.py), float32, ReLU, softmax "
-                 f"cross-entropy, SGD lr=0.01; samples/s = samples per epoch ÷ epoch seconds.")
+                 f"cross-entropy, each cell's optimizer (row 'optimizer'; torch.optim's defaults for Adam); samples/s = "
+                 f"samples per epoch ÷ epoch seconds.")
     lines.append(f"- **Command**: `{report['command']}`")
     return "\n".join(lines)
 

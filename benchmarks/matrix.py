@@ -1,7 +1,11 @@
-"""The benchmark matrix of issue 3: five networks, their data and their exact work per sample.
+"""The benchmark matrix of issues 3 and 10: six networks, their data, optimizer and exact work per sample.
 
-Every cell: float32, ReLU after every hidden layer, softmax cross-entropy on the logits, plain SGD with
-lr = 0.01 (no momentum, no weight decay), shuffled mini-batches, data in memory.
+Every cell: float32, ReLU after every hidden layer, softmax cross-entropy on the logits, shuffled
+mini-batches, data in memory. The optimizer is the cell's ``optimizer`` (``OPTIMIZERS`` has the
+hyperparameters): plain SGD with lr = 0.01 (no momentum, no weight decay) for the five cells of issue 3;
+Adam with torch.optim.Adam's defaults (lr = 0.001, betas 0.9 / 0.999, eps = 1e-8, no weight decay,
+bias-corrected) for ``tabular``, the issue-10 task (scikit-learn's MLPClassifier default solver on a
+tabular problem). Every peer builds the cell's optimizer in its own library.
 
 Data: synthetic and reproducible. X ~ N(0, 1) float32 (n, features); the labels are the argmax of a fixed
 random linear "teacher" (X @ T), so the problem is learnable and a working trainer's loss goes down. The
@@ -19,6 +23,11 @@ of batches (no partial last batch: every peer then runs one batch shape, and JAX
     mnist128   784-256-128-10      128      65,536   (512 b)     8,192
     mnist1024  784-256-128-10     1024      65,536    (64 b)     8,192 (8 batches)
     wide       1024-4096-4096-10   512       4,096     (8 b)     1,024 (2 batches)
+    tabular    100-100-5 (Adam)    200     409,600  (2048 b)    51,200 (256 batches)
+
+tabular's batch of 200 (scikit-learn's default batch_size) admits no power-of-two n: its n is a power of
+two of batches instead, 0.16-0.2 s at the 2-2.5 M samples/s expected of the fastest trainer on a network
+of small's size.
 
 --quick sizes its epochs for the slowest peers (PyTorch's ~130 us per step: ~0.25 s on tiny), since there
 every peer's warm-up and epochs must fit in a few minutes together.
@@ -28,13 +37,21 @@ O(widths), not O(weights), and are left out, consistently for every cell):
     W = sum of in_k * out_k over the layers, W_first = the first layer's weights;
     forward 2W, weight gradients 2W, input gradients 2(W - W_first) (the first layer needs none):
     flops_per_sample = 6W - 2 W_first.
+The optimizer does not change it: an SGD or Adam update is O(weights) per step, once per batch, not per
+sample (Adam's ~10 flops per parameter per step are ~10 W / batch per sample: 0.05 W for tabular's batch of
+200, about 1 % of its 6W - 2 W_first = 4.1 W; left out, like the biases, consistently for every cell).
 """
 from dataclasses import dataclass
 
 import numpy as np
 
 DTYPE = np.float32
-LR = 0.01
+LR = 0.01                 # plain SGD's learning rate (the cells of issue 3)
+#: optimizer name -> its hyperparameters, the same in every peer (Adam: torch.optim.Adam's defaults)
+OPTIMIZERS = {
+    "sgd": {"lr": LR},
+    "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+}
 SEED = 20240601
 #: rows used by each peer's ``loss()`` (a sanity check outside the timed epochs)
 EVAL_ROWS = 1024
@@ -47,6 +64,20 @@ class Cell:
     batch: int
     n_full: int
     n_quick: int
+    optimizer: str = "sgd"   # a key of OPTIMIZERS
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"cell {self.name}: unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+
+    @property
+    def hyper(self):
+        """The optimizer's hyperparameters (a fresh dict: lr, and beta1, beta2, eps for Adam)."""
+        return dict(OPTIMIZERS[self.optimizer])
+
+    @property
+    def lr(self):
+        return OPTIMIZERS[self.optimizer]["lr"]
 
     @property
     def shapes(self):
@@ -90,7 +121,7 @@ class Cell:
     def describe(self):
         return {"name": self.name, "layers": self.layers_str, "batch": self.batch, "n_full": self.n_full,
                 "n_quick": self.n_quick, "weights": self.weights, "params": self.n_params,
-                "flops_per_sample": self.flops_per_sample}
+                "flops_per_sample": self.flops_per_sample, "optimizer": self.optimizer, "hyper": self.hyper}
 
 
 CELLS = {
@@ -100,6 +131,7 @@ CELLS = {
         Cell("mnist128", (784, 256, 128, 10), 128, 1 << 16, 1 << 13),
         Cell("mnist1024", (784, 256, 128, 10), 1024, 1 << 16, 1 << 13),
         Cell("wide", (1024, 4096, 4096, 10), 512, 1 << 12, 1 << 10),
+        Cell("tabular", (100, 100, 5), 200, 200 << 11, 200 << 8, optimizer="adam"),
     )
 }
 for _c in CELLS.values():
@@ -111,6 +143,15 @@ def get(name):
         return CELLS[name]
     except KeyError:
         raise ValueError(f"unknown cell {name!r}; cells: {', '.join(CELLS)}") from None
+
+
+def fastnn_optimizer(cell):
+    """The cell's optimizer as a fastnn object (fastnn imported here, not at this module's import)."""
+    import fastnn as fnn
+    h = cell.hyper
+    if cell.optimizer == "adam":
+        return fnn.Adam(lr=h["lr"], beta1=h["beta1"], beta2=h["beta2"], eps=h["eps"])
+    return fnn.SGD(lr=h["lr"])
 
 
 def make_data(cell, n=None, quick=False, seed=SEED):

@@ -47,12 +47,17 @@ def build_or_skip(name, X, y):
 
 
 def test_matrix_cells():
-    assert list(matrix.CELLS) == ["tiny", "small", "mnist128", "mnist1024", "wide"]
+    assert list(matrix.CELLS) == ["tiny", "small", "mnist128", "mnist1024", "wide", "tabular"]
     mnist = matrix.get("mnist128")
     W = 784 * 256 + 256 * 128 + 128 * 10
     assert mnist.weights == W
     assert mnist.flops_per_sample == 2 * W + 2 * W + 2 * (W - 784 * 256)
     assert matrix.get("mnist1024").batch == 1024 and matrix.get("wide").sizes == (1024, 4096, 4096, 10)
+    tab = matrix.get("tabular")
+    assert (tab.sizes, tab.batch, tab.optimizer) == ((100, 100, 5), 200, "adam")
+    assert tab.hyper == {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}       # torch.optim.Adam's
+    assert tab.flops_per_sample == 6 * (100 * 100 + 100 * 5) - 2 * 100 * 100       # the optimizer adds none
+    assert [c.name for c in matrix.CELLS.values() if c.optimizer != "sgd"] == ["tabular"]
     for cell in matrix.CELLS.values():
         assert cell.n_full % cell.batch == 0 and cell.n_quick % cell.batch == 0 and cell.n_full >= 8 * cell.batch
     X1, y1 = matrix.make_data(TINY, n=256)
@@ -134,26 +139,77 @@ def test_numpy_baseline_gradients_equal_fastnn(cell, dtype, rtol):
         np.testing.assert_allclose(fc.bias, b, rtol=rtol, atol=rtol)
 
 
+@pytest.mark.parametrize("name", [p for p in IN_PROCESS if p != "torch-all"])
+def test_peer_trains_the_adam_cell(name, restore_threads):
+    """Every peer honours the cell's optimizer: on tabular (Adam) it builds, trains and the loss goes down."""
+    cell = matrix.get("tabular")
+    X, y = matrix.make_data(cell, n=20 * cell.batch)
+    cls, options, _ = peers.load(name)
+    ok, why = cls.available()
+    if not ok:
+        pytest.skip(f"peer {name} not available: {why}")
+    peer = cls(cell, X, y, seed=0, **options)
+    peer.epoch()
+    before = peer.loss()
+    times = peer.epochs(2)
+    assert len(times) == 2 and all(math.isfinite(t) and t > 0 for t in times)
+    after = peer.loss()
+    assert after < before, f"{name}: loss {before:.4f} -> {after:.4f} after 2 more Adam epochs"
+    json.dumps(peer.info())
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-4)])
+def test_numpy_baseline_adam_equals_fastnn(dtype, rtol):
+    """The textbook NumPy Adam step moves the weights as fastnn.Adam does (3 steps: the bias corrections)."""
+    import fastnn as fnn
+    c = matrix.get("tabular")
+    h = c.hyper
+    layers = [fnn.FullyConnected(100, 100, dtype=dtype), fnn.ReLU(), fnn.FullyConnected(100, 5, dtype=dtype)]
+    net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(c), seed=3)
+    fcs = [layer for layer in net.layers if isinstance(layer, fnn.FullyConnected)]
+    params = [(fc.weights.copy(), fc.bias.copy()) for fc in fcs]
+    state = numpy_peer.adam_init(params)
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        x = rng.standard_normal((40, 100)).astype(dtype)
+        labels = rng.integers(0, 5, 40)
+        _, grads = numpy_peer.loss_and_grads(params, x, labels)
+        numpy_peer.adam_step(params, grads, state, h["lr"], h["beta1"], h["beta2"], h["eps"])
+        net.forward(x, labels)
+        net.backward()
+        net.step()
+        for fc, (w, b) in zip(fcs, params):
+            np.testing.assert_allclose(fc.weights, w, rtol=rtol, atol=rtol * 1e-2)
+            np.testing.assert_allclose(fc.bias, b, rtol=rtol, atol=rtol * 1e-2)
+    assert state["t"] == 3
+
+
 def test_compare_runs_end_to_end(tmp_path):
     """compare.py: child processes, rounds, sgemm, the Markdown table and the JSON, on a tiny run."""
     out = tmp_path / "compare.json"
     env = dict(os.environ, OPENBLAS_CORETYPE=os.environ.get("OPENBLAS_CORETYPE", "Haswell"))
-    cmd = [sys.executable, "-m", "benchmarks.compare", "--cells", "tiny", "--peers", "fastnn,numpy", "--n", "1024",
-           "--rounds", "2", "--settle", "0", "--sgemm-size", "128", "--sgemm-repeats", "2", "--json", str(out)]
+    cmd = [sys.executable, "-m", "benchmarks.compare", "--cells", "tiny", "--peers", "fastnn,fastnn-layer,numpy",
+           "--n", "1024", "--rounds", "2", "--settle", "0", "--sgemm-size", "128", "--sgemm-repeats", "2",
+           "--json", str(out)]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(out.read_text())
     cell = report["cells"][0]
-    for name in ("fastnn", "numpy"):
+    for name in ("fastnn", "fastnn-layer", "numpy"):
         entry = cell["peers"][name]
         assert entry["status"] == "ok", entry
         assert len(entry["times"]) == 2 and entry["samples_per_s"]["median"] > 0
         assert entry["peak_rss_mib"] > 0
         assert entry["trains"], entry
     assert "fastnn_pct_of_limit" in cell["summary"] and "fastnn/best_peer" in cell["summary"]
+    s = cell["summary"]
+    assert s["fused/layer"] == pytest.approx(cell["peers"]["fastnn"]["samples_per_s"]["median"]
+                                             / cell["peers"]["fastnn-layer"]["samples_per_s"]["median"])
+    assert "fastnn_not_fused" not in s            # tiny runs on the fused path
     assert "OPENBLAS_CORETYPE" in report["env_removed"]
     text = res.stdout
     assert "| fastnn (default path) |" in text and "NumPy, textbook" in text
+    assert "| **fastnn fused ÷ per-layer path** (target ≥ 1) |" in text and "| optimizer | SGD lr 0.01 |" in text
     assert "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset" in text
     assert "**Command**: `python -m benchmarks.compare --cells tiny" in text
     assert 0.0 <= report["cpu_busy_before"] <= 1.0 and "**Idle check**:" in text

@@ -6,7 +6,8 @@
 * ``set_threads(n)``: fastnn.set_num_threads (Numba and BLAS together).
 * ``require(module, name)``: a kernel by name, or NotImplementedError (asv then skips the benchmark) when a
   kernel has been renamed or removed, so a refactor shows up as skipped benchmarks, not a broken suite.
-* ``build_net(cell)``: the cell's network (float32, ReLU, softmax CE, SGD lr=0.01).
+* ``build_net(cell)``: the cell's network (float32, ReLU, softmax CE, the cell's optimizer: SGD lr=0.01, or
+  Adam with torch's defaults on ``tabular``; matrix.fastnn_optimizer).
 """
 import importlib.util
 import os
@@ -61,7 +62,8 @@ def build_net(cell, seed=0):
         layers.append(fnn.FullyConnected(n_in, n_out, dtype=matrix.DTYPE))
         if k < len(cell.shapes) - 1:
             layers.append(fnn.ReLU())
-    return fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=fnn.SGD(lr=matrix.LR), seed=seed)
+    return fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell),
+                             seed=seed)
 
 
 def rss_mib():

@@ -1,11 +1,13 @@
 """Training throughput and memory on the benchmark matrix (asv ``track_`` / ``peakmem_``).
 
 * ``TrainingThroughput.track_samples_per_s``: fastnn's default path (``net.fit``) on every cell of
-  benchmarks/matrix.py, for 1 thread and all cores (fastnn.set_num_threads), in samples/s: the median of
+  benchmarks/matrix.py (each with its own optimizer: Adam on ``tabular``), for 1 thread and all cores (fastnn.set_num_threads), in samples/s: the median of
   3 epochs from the Trainer's history["time"], after one warm-up epoch in ``setup`` (compilation is not
   counted). The cells' full data sizes (matrix.py), so the numbers line up with compare.py.
 * ``PerLayerThroughput.track_samples_per_s``: the same, forced onto the general per-layer path
-  (fused=False), for the cells where that path has its own target (tiny, small).
+  (fused=False), for the cells where that path has its own target (tiny, small) and for tabular (issue 10:
+  the fused path >= the per-layer path, Adam included); ``asv compare`` of the two classes' tabular rows
+  shows the ratio over time.
 * ``TrainingMemory.peakmem_train``: peak RSS of a process that builds the cell's data and network and
   trains 2 epochs. ``track_rss_growth_mib``: RSS after epoch 5 minus RSS after epoch 2 (should be ~0:
   no allocation per step in the steady state).
@@ -47,7 +49,7 @@ class TrainingThroughput:
 
 
 class PerLayerThroughput(TrainingThroughput):
-    params = (["tiny", "small"], THREADS)
+    params = (["tiny", "small", "tabular"], THREADS)
 
     def setup(self, cell, threads):
         set_threads(threads)

@@ -6,9 +6,10 @@
     fastnn-1t     fastnn's default path with fastnn.set_num_threads(1) (not in the default set)
     torch-1t      PyTorch, torch.set_num_threads(1)
     torch-all     PyTorch, torch.set_num_threads(all cores)
-    jax           JAX, a jit-compiled train step (manual SGD, no optax)
-    sklearn       scikit-learn MLPClassifier(solver="sgd"), one partial_fit per epoch
-    numpy         a textbook NumPy MLP + SGD (numpy_peer.py)
+    jax           JAX, a jit-compiled train step (manual SGD or Adam, no optax)
+    sklearn       scikit-learn MLPClassifier(solver="sgd" or "adam"), one partial_fit per epoch
+    numpy         a textbook NumPy MLP + SGD or Adam (numpy_peer.py)
+Every peer trains with the cell's optimizer (matrix.Cell.optimizer, hyperparameters in matrix.OPTIMIZERS).
 """
 import importlib
 import os
@@ -28,7 +29,7 @@ PEERS = {
     "torch-1t": ("torch_peer", {"threads": 1}, "PyTorch, 1 thread"),
     "torch-all": ("torch_peer", {"threads": CORES}, f"PyTorch, {CORES} threads"),
     "jax": ("jax_peer", {}, "JAX, jit step"),
-    "sklearn": ("sklearn_peer", {}, "scikit-learn MLPClassifier (sgd)"),
+    "sklearn": ("sklearn_peer", {}, "scikit-learn MLPClassifier"),
     "numpy": ("numpy_peer", {}, "NumPy, textbook"),
 }
 DEFAULT = ["fastnn", "fastnn-layer", "torch-1t", "torch-all", "jax", "sklearn", "numpy"]

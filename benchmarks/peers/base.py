@@ -1,9 +1,11 @@
 """The interface every peer implements, and helpers they share.
 
 A peer is a class ``Peer(cell, X, y, seed=0, **options)`` that builds its model for a matrix cell (float32,
-ReLU hidden layers, softmax cross-entropy, plain SGD lr=0.01) over the data it is given, and then
+ReLU hidden layers, softmax cross-entropy, the cell's optimizer: ``cell.optimizer`` with the hyperparameters
+``cell.hyper`` — plain SGD lr=0.01, or Adam lr=0.001, betas 0.9/0.999, eps=1e-8) over the data it is given,
+and then
 
-* ``epoch()``     trains one epoch (a fresh shuffle, every mini-batch, one SGD step each) and returns the
+* ``epoch()``     trains one epoch (a fresh shuffle, every mini-batch, one optimizer step each) and returns the
                   elapsed seconds of that epoch (``time.perf_counter``), nothing outside it;
 * ``epochs(k)``   trains k epochs and returns their k durations (a peer may do this in one call, as fastnn
                   does through its Trainer's history["time"]);
@@ -24,12 +26,16 @@ from .. import matrix
 class PeerBase:
     name = "?"
     label = "?"
+    #: the optimizers (matrix.OPTIMIZERS keys) this peer implements
+    optimizers = ("sgd", "adam")
 
     def __init__(self, cell, X, y, seed=0, **options):
         if X.dtype != matrix.DTYPE or y.dtype != np.int64:
             raise TypeError(f"peers take float32 X and int64 y, got {X.dtype} and {y.dtype}")
         if len(X) % cell.batch:
             raise ValueError(f"n = {len(X)} is not a whole number of batches of {cell.batch}")
+        if cell.optimizer not in self.optimizers:
+            raise ValueError(f"peer {self.name} has no {cell.optimizer!r} optimizer (cell {cell.name})")
         self.cell, self.X, self.y, self.seed = cell, X, y, seed
         self.n, self.batch = len(X), cell.batch
         self.eval_rows = min(len(X), matrix.EVAL_ROWS)

@@ -1,4 +1,5 @@
-"""fastnn: NeuralNetwork([FullyConnected, ReLU, ..., FullyConnected], SoftmaxCrossEntropy, SGD(lr=0.01)).
+"""fastnn: NeuralNetwork([FullyConnected, ReLU, ..., FullyConnected], SoftmaxCrossEntropy, the cell's optimizer:
+SGD(lr=0.01) or Adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8) — matrix.fastnn_optimizer).
 
 ``epochs(k)`` is one ``net.fit(X, y, epochs=k, batch_size=b, verbose=0)`` and returns the Trainer's
 history["time"]: the seconds of each epoch (shuffle included; the input checks and buffer set-up that a fit
@@ -33,7 +34,7 @@ class Peer(PeerBase):
             layers.append(fnn.FullyConnected(n_in, n_out, dtype=matrix.DTYPE))
             if k < len(cell.shapes) - 1:
                 layers.append(fnn.ReLU())
-        self.net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=fnn.SGD(lr=matrix.LR),
+        self.net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell),
                                      seed=seed)
         self._fits = 0
 
@@ -59,7 +60,8 @@ class Peer(PeerBase):
 
         import fastnn
         out = {"fastnn": getattr(fastnn, "__version__", "?"), "numba": numba.__version__,
-               "numba_threads": numba.get_num_threads(), "fused_option": repr(self.fused), "blas": blas_info()}
+               "numba_threads": numba.get_num_threads(), "fused_option": repr(self.fused),
+               "optimizer": repr(self.net.optimizer), "blas": blas_info()}
         try:
             out["threading_layer"] = numba.threading_layer()
         except ValueError:          # no parallel region has run yet

@@ -1,10 +1,11 @@
-"""The hand-written NumPy network: a clean, textbook MLP with softmax cross-entropy and plain SGD.
+"""The hand-written NumPy network: a clean, textbook MLP with softmax cross-entropy and plain SGD or Adam.
 
 Written from the formulas, the way a course would, with no buffers and no fusing (every step allocates its
 temporaries). Convention as in fastnn: a batch is (batch, features), a layer is z = a @ W + b with W of
 shape (in, out); ReLU after every hidden layer; the loss is the batch mean, so dL/dlogits =
 (softmax - onehot) / batch. Works in the dtype of the parameters (float32 in the benchmark; the smoke test
-also checks its gradients against fastnn's in float64).
+also checks its gradients against fastnn's in float64). Adam (cells with ``optimizer="adam"``) is
+``adam_step``: torch.optim.Adam's update, written out (and tested equal to fastnn's Adam step).
 """
 import time
 
@@ -60,6 +61,30 @@ def sgd_step(params, grads, lr):
         b -= lr * db
 
 
+def adam_init(params):
+    """Adam's state: zero first and second moments shaped like every weight and bias, and the step count 0."""
+    return {"m": [(np.zeros_like(w), np.zeros_like(b)) for w, b in params],
+            "v": [(np.zeros_like(w), np.zeros_like(b)) for w, b in params], "t": 0}
+
+
+def adam_step(params, grads, state, lr, beta1, beta2, eps):
+    """One Adam step in place (Kingma & Ba, bias-corrected as torch.optim.Adam):
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g²;  p -= lr / (1 - b1^t) · m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+    state["t"] += 1
+    t = state["t"]
+    dtype = params[0][0].dtype.type
+    step_size = dtype(lr / (1.0 - beta1 ** t))
+    sqrt_bc2 = dtype(np.sqrt(1.0 - beta2 ** t))
+    b1, b2, eps = dtype(beta1), dtype(beta2), dtype(eps)
+    for layer, grad, m, v in zip(params, grads, state["m"], state["v"]):
+        for p, g, m_, v_ in zip(layer, grad, m, v):
+            m_ *= b1
+            m_ += (1 - b1) * g
+            v_ *= b2
+            v_ += (1 - b2) * g * g
+            p -= step_size * m_ / (np.sqrt(v_) / sqrt_bc2 + eps)
+
+
 class Peer(PeerBase):
     name = "numpy"
     label = "NumPy (textbook)"
@@ -68,16 +93,21 @@ class Peer(PeerBase):
         super().__init__(cell, X, y, seed=seed)
         self.rng = np.random.default_rng(seed)
         self.params = init_params(cell.sizes, self.rng, matrix.DTYPE)
-        self.lr = matrix.DTYPE(matrix.LR)
+        self.hyper = cell.hyper
+        self.lr = matrix.DTYPE(self.hyper["lr"])
+        self.adam = adam_init(self.params) if cell.optimizer == "adam" else None
 
     def epoch(self):
-        X, y, b, params, lr = self.X, self.y, self.batch, self.params, self.lr
+        X, y, b, params, lr, adam, h = self.X, self.y, self.batch, self.params, self.lr, self.adam, self.hyper
         start = time.perf_counter()
         perm = self.rng.permutation(self.n)
         for i in range(0, self.n, b):
             idx = perm[i:i + b]
             _, grads = loss_and_grads(params, X[idx], y[idx])
-            sgd_step(params, grads, lr)
+            if adam is None:
+                sgd_step(params, grads, lr)
+            else:
+                adam_step(params, grads, adam, h["lr"], h["beta1"], h["beta2"], h["eps"])
         return time.perf_counter() - start
 
     def loss(self):
@@ -86,4 +116,4 @@ class Peer(PeerBase):
         return softmax_ce(logits, self.y[:rows])
 
     def info(self):
-        return {"numpy": np.__version__, "blas": blas_info()}
+        return {"numpy": np.__version__, "optimizer": self.cell.optimizer, "blas": blas_info()}

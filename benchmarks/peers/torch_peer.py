@@ -1,4 +1,6 @@
-"""PyTorch (CPU): nn.Sequential(Linear, ReLU, ..., Linear), nn.CrossEntropyLoss, torch.optim.SGD(lr=0.01).
+"""PyTorch (CPU): nn.Sequential(Linear, ReLU, ..., Linear), nn.CrossEntropyLoss, the cell's optimizer:
+torch.optim.SGD(lr=0.01) or torch.optim.Adam(lr=0.001, betas=(0.9, 0.999), eps=1e-8) (its defaults, stated
+explicitly; foreach/fused left to torch's own default choice, as a user gets it).
 
 The standard training loop over tensors made once from the data (``torch.from_numpy``: no copy), with a
 ``torch.randperm`` shuffle per epoch and ``X[idx]`` mini-batches; ``zero_grad``/``backward``/``step`` per
@@ -7,7 +9,6 @@ its best for this loop. ``threads`` sets ``torch.set_num_threads``.
 """
 import time
 
-from .. import matrix
 from .base import PeerBase, softmax_ce
 
 
@@ -38,7 +39,12 @@ class Peer(PeerBase):
                 mods.append(nn.ReLU())
         self.model = nn.Sequential(*mods)
         self.model.train()
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=matrix.LR)
+        h = cell.hyper
+        if cell.optimizer == "adam":
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=h["lr"], betas=(h["beta1"], h["beta2"]),
+                                        eps=h["eps"])
+        else:
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=h["lr"])
         self.loss_fn = nn.CrossEntropyLoss()
         self.Xt = torch.from_numpy(X)
         self.yt = torch.from_numpy(y)
@@ -66,5 +72,5 @@ class Peer(PeerBase):
     def info(self):
         torch = self.torch
         return {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                "interop_threads": torch.get_num_interop_threads(),
+                "interop_threads": torch.get_num_interop_threads(), "optimizer": type(self.opt).__name__,
                 "parallel_info": torch.__config__.parallel_info().splitlines()[:8]}
