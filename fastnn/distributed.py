@@ -462,18 +462,18 @@ class _DistributedEpoch:
         self.plan = net.plan()
         self.extra_grads = self.plan.opt_grads[1:]  # gradients of layers outside the flat buffer (custom layers)
 
-    def __call__(self, order, epoch, progress):
+    def __call__(self, order, epoch, progress, dropout_key=0):
         n = len(self.X)
         loss_sum, correct = progress.loss_sum, progress.correct
         for b in range(progress.batches, -(-n // self.gb)):
             progress.check()
-            ls, c = self._step(order, b, epoch)
+            ls, c = self._step(order, b, epoch, dropout_key)
             loss_sum += ls
             correct += c
             progress.done(b + 1, loss_sum, correct)
         return loss_sum / n, correct
 
-    def _step(self, order, b, epoch):
+    def _step(self, order, b, epoch, dropout_key=0):
         run, net, plan = self.run, self.net, self.plan
         comm, rank, size = run.comm, run.rank, run.size
         n = len(self.X)
@@ -490,7 +490,7 @@ class _DistributedEpoch:
                 xb, yb = self.x_buf[:rows], self.y_buf[:rows]
                 batch_kernels.gather_rows(self.X, order, start, xb)
                 self.gather_y(self.y, order, start, yb)
-                out = net._forward(xb)
+                out = net._forward(xb, (dropout_key, b, start - g_start))   # the global batch's masks
                 loss = net.loss._forward(out, yb)
                 status[1] = loss * rows
                 if net.classification:

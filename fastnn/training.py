@@ -21,6 +21,7 @@ from . import _checks
 from .kernels import batch as batch_kernels
 from .errors import GradientHealthWarning, NonFiniteUpdateError, TrainingDivergedError, TrainingInterrupted
 from . import network
+from .layers import dropout_epoch_key
 from .network import NeuralNetwork, count_correct
 
 
@@ -252,7 +253,7 @@ class Trainer:
                     partial = None
                     net.plan()      # whatever a callback or another thread changed is checked again
                     try:
-                        loss, correct = run_epoch(order, epoch, progress)
+                        loss, correct = run_epoch(order, epoch, progress, dropout_epoch_key(rng_state, epoch))
                     except TrainingDivergedError as exc:
                         exc.history = history
                         raise
@@ -407,8 +408,9 @@ def _class_weights(class_weight, y, net, weights):
 class _LayerEpoch:
     """The per-layer engine: one epoch of any network, layer by layer, batch by batch.
 
-    ``(order, epoch, progress)`` -> (mean loss, correct); progress (_EpochProgress) resumes after
-    ``progress.batches`` batches and stops before a batch on Ctrl-C.
+    ``(order, epoch, progress, dropout_key)`` -> (mean loss, correct); progress (_EpochProgress) resumes after
+    ``progress.batches`` batches and stops before a batch on Ctrl-C; batch b's Dropout masks are keyed
+    (dropout_key, b, 0) (layers.Dropout).
     """
 
     def __init__(self, net, X, y, batch_size, weights):
@@ -418,7 +420,7 @@ class _LayerEpoch:
         self.w_buf = None if weights is None else np.empty(batch_size, weights.dtype)
         self.gather_y = batch_kernels.gather if y.ndim == 1 else batch_kernels.gather_rows
 
-    def __call__(self, order, epoch, progress):
+    def __call__(self, order, epoch, progress, dropout_key=0):
         net, X, y, bs = self.net, self.X, self.y, self.bs
         loss_sum, correct, first = progress.loss_sum, progress.correct, progress.batches
         plan = net.plan()
@@ -428,7 +430,7 @@ class _LayerEpoch:
             xb, yb = self.x_buf[:nb], self.y_buf[:nb]
             batch_kernels.gather_rows(X, order, start, xb)
             self.gather_y(y, order, start, yb)
-            out = net._forward(xb)
+            out = net._forward(xb, (dropout_key, b, 0))
             if self.weights is None:
                 loss = net.loss._forward(out, yb)
             else:
