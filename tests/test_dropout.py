@@ -235,3 +235,19 @@ def test_save_load_round_trip(tmp_path):
 def test_kernel_threshold():
     assert drop_kernels.threshold(0.0) == 0
     assert drop_kernels.threshold(0.5) == 2 ** 52
+
+
+def test_masks_do_not_depend_on_the_thread_count():
+    X, y = make_data(300)
+    import numba
+    runs, previous = [], numba.get_num_threads()
+    try:
+        for n in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            fnn.set_num_threads(n)
+            for use_fused in (True, False):
+                net = make_net(opt="momentum")
+                net.fit(X, y, epochs=2, batch_size=64, verbose=0, fused=use_fused)
+                runs.append(net.plan().params.copy())
+    finally:
+        fnn.set_num_threads(previous)
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
