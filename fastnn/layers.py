@@ -510,7 +510,15 @@ class Dropout(Layer):
     scale = property(lambda self: 1.0 / (1.0 - self._p))
 
     def forward(self, x, key=None):
+        """Dropout of x (batch, features) with the batch key ``key`` = (epoch key in [0, 2**64), batch index
+        >= 0, first row's position >= 0); without a key, the identity (inference)."""
         x = self._check_input(x)
+        if key is not None:
+            ok = isinstance(key, tuple) and len(key) == 3 and all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in key)
+            if not ok or key[0] >= 2 ** 64 or key[1] >= 2 ** 63 or key[2] >= 2 ** 63:
+                raise ValueError(f"key must be None or a tuple (epoch key < 2**64, batch index, first row) of "
+                                 f"non-negative integers, got {key!r:.100}")
         self._direct_call()
         return self._forward(x, key)
 

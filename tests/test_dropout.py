@@ -44,6 +44,9 @@ def test_p_is_validated_fixed_and_configured():
     with pytest.raises(AttributeError, match="fixed"):
         d.p = 0.1
     assert LAYER_TYPES["Dropout"] is fnn.Dropout and "Dropout" in fnn.__all__
+    for key in ((1, 2), (-1, 0, 0), (2 ** 64, 0, 0), (0, 1.5, 0), [0, 0, 0], (0, True, 0)):
+        with pytest.raises(ValueError, match="key"):
+            d.forward(np.ones((2, 3)), key=key)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -126,7 +129,8 @@ def test_fused_supports_dropout_between_dense_layers_only():
     assert fused.supports(ok)[0]
     for layers in ([fnn.FullyConnected(6, 3), fnn.Dropout(0.2)],
                    [fnn.FullyConnected(6, 4), fnn.Dropout(0.2), fnn.Dropout(0.2), fnn.FullyConnected(4, 3)],
-                   [fnn.FullyConnected(6, 4), fnn.Dropout(0.2), fnn.ReLU(), fnn.FullyConnected(4, 3)]):
+                   [fnn.FullyConnected(6, 4), fnn.Dropout(0.2), fnn.ReLU(), fnn.FullyConnected(4, 3)],
+                   [fnn.Dropout(0.2), fnn.FullyConnected(6, 3)]):
         net = fnn.NeuralNetwork(layers)
         assert not fused.supports(net)[0]
         X, y = make_data()
