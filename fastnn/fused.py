@@ -114,7 +114,7 @@ class EpochRunner:
         slots += [empty] * (2 - len(slots))
         return opt_kind, slots, hyper
 
-    def __call__(self, order, epoch, progress=None, dropout_key=0):
+    def __call__(self, order, epoch, progress=None):
         if progress is not None:
             progress.check()
         for k, drop in enumerate(self.drops):
@@ -131,7 +131,7 @@ class EpochRunner:
                     self.A, self.D, self.Z, self.codes, self.act_params, self.loss_kind, plan.params, plan.grads,
                     plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms,
                     self.status, self.label_buf, self.target_buf, threads.blas_threads(), self.sample_weights,
-                    self.Y, self.drop_thr, self.drop_scale, np.uint64(dropout_key))
+                    self.Y, self.drop_thr, self.drop_scale, np.uint64(getattr(progress, "dropout_key", 0)))
         finally:
             set_threads_local(previous)
         opt.steps += steps

@@ -475,6 +475,13 @@ def dropout_epoch_key(stream_state, epoch):
     return drop_kernels.epoch_key(int.from_bytes(digest[:8], "little"), int(epoch))
 
 
+def has_keyed_layers(net_or_layers):
+    """True when a layer of the network (or list of layers) takes a batch key (Dropout): engines then pass
+    ``NeuralNetwork._forward`` one."""
+    layers = getattr(net_or_layers, "layers", net_or_layers)
+    return any(getattr(layer, "takes_batch_key", False) for layer in layers)
+
+
 def manual_dropout_key(seed):
     """The batch key ``NeuralNetwork.forward(x, y)`` uses: batch 0 of epoch 0 of the network's seed (0 when
     None) — the same mask at every call, so that a manual forward/backward is one fixed linear map."""
