@@ -65,6 +65,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only where mpi4py is
 from . import _checks  # noqa: E402
 from .errors import NonFiniteUpdateError, TrainingDivergedError  # noqa: E402
 from .kernels import batch as batch_kernels  # noqa: E402
+from .layers import has_keyed_layers  # noqa: E402
 from . import network  # noqa: E402
 from .network import count_correct  # noqa: E402
 
@@ -460,6 +461,7 @@ class _DistributedEpoch:
         self.gather_y = batch_kernels.gather if y.ndim == 1 else batch_kernels.gather_rows
         self.status = np.zeros(3)           # [failed ranks, sum of local loss * rows, correct]
         self.plan = net.plan()
+        self.keyed = has_keyed_layers(net)
         self.extra_grads = self.plan.opt_grads[1:]  # gradients of layers outside the flat buffer (custom layers)
 
     def __call__(self, order, epoch, progress):
@@ -467,13 +469,13 @@ class _DistributedEpoch:
         loss_sum, correct = progress.loss_sum, progress.correct
         for b in range(progress.batches, -(-n // self.gb)):
             progress.check()
-            ls, c = self._step(order, b, epoch)
+            ls, c = self._step(order, b, epoch, progress.dropout_key)
             loss_sum += ls
             correct += c
             progress.done(b + 1, loss_sum, correct)
         return loss_sum / n, correct
 
-    def _step(self, order, b, epoch):
+    def _step(self, order, b, epoch, dropout_key=0):
         run, net, plan = self.run, self.net, self.plan
         comm, rank, size = run.comm, run.rank, run.size
         n = len(self.X)
@@ -490,7 +492,8 @@ class _DistributedEpoch:
                 xb, yb = self.x_buf[:rows], self.y_buf[:rows]
                 batch_kernels.gather_rows(self.X, order, start, xb)
                 self.gather_y(self.y, order, start, yb)
-                out = net._forward(xb)
+                # Dropout: the masks of these rows of the global batch (as one process draws them)
+                out = net._forward(xb, (dropout_key, b, start - g_start)) if self.keyed else net._forward(xb)
                 loss = net.loss._forward(out, yb)
                 status[1] = loss * rows
                 if net.classification:

@@ -1,6 +1,7 @@
 """The bridge to the fused whole-epoch kernel (kernels/epoch.py): which networks it covers, and the
 buffers it needs. The Trainer uses it for networks made of FullyConnected layers, each optionally followed
-by one Activation (``layers.fused_activation``: ReLU, LeakyReLU, GELU, Identity, ...), with a loss that has a fused head (``Loss.fused_kind``: SoftmaxCrossEntropy,
+by one Activation (``layers.fused_activation``: ReLU, LeakyReLU, GELU, Identity, ...) and then optionally one
+Dropout (not after the last FullyConnected: the head reads that layer's output), with a loss that has a fused head (``Loss.fused_kind``: SoftmaxCrossEntropy,
 SigmoidCrossEntropy, L2Loss) and SGD, Adam or AdamW."""
 import numpy as np
 
@@ -9,7 +10,7 @@ from .errors import TrainingDivergedError
 from .kernels import epoch as kernels
 from .kernels._blas import set_threads_local
 from .kernels.activations import IDENTITY, needs_z
-from .layers import FullyConnected, fused_activation
+from .layers import Dropout, FullyConnected, fused_activation
 from .optimizers import SGD, Adam, AdamW
 
 _FAILURES = {kernels.FAIL_LOSS: "loss", kernels.FAIL_GRADIENT: "gradient",
@@ -19,25 +20,33 @@ _LOSS_KINDS = {"ce_labels": kernels.LOSS_CE_LABELS, "ce_dense": kernels.LOSS_CE_
 
 
 def _plan(net):
-    """(list of FullyConnected, activation codes (L,) int64, activation parameters (L,) float64) or raise
-    ValueError saying what is not covered."""
-    fcs, codes, act_params = [], [], []
-    for i, layer in enumerate(net.layers):
+    """(list of FullyConnected, activation codes (L,) int64, activation parameters (L,) float64, the Dropout
+    layer after each FullyConnected or None) or raise ValueError saying what is not covered."""
+    fcs, codes, act_params, drops = [], [], [], []
+    layers = net.layers
+    for i, layer in enumerate(layers):
         kind = type(layer)
         if kind is FullyConnected:
             fcs.append(layer)
             codes.append(IDENTITY)
             act_params.append(0.0)
-        elif fused_activation(layer) and fcs and net.layers[i - 1] is fcs[-1]:
+            drops.append(None)
+        elif fused_activation(layer) and fcs and layers[i - 1] is fcs[-1]:
             codes[-1], act_params[-1] = layer.code, float(layer.param)
+        elif kind is Dropout and fcs and drops[-1] is None and \
+                (layers[i - 1] is fcs[-1] or (fused_activation(layers[i - 1]) and layers[i - 2] is fcs[-1])):
+            if not any(type(later) is FullyConnected for later in layers[i + 1:]):
+                raise ValueError(f"layers[{i}] (Dropout) comes after the last FullyConnected")
+            drops[-1] = layer
         else:
-            raise ValueError(f"layers[{i}] ({kind.__name__}) is not a FullyConnected or one activation after it")
+            raise ValueError(f"layers[{i}] ({kind.__name__}) is not a FullyConnected, one activation after it "
+                             f"or one Dropout after those")
     if net.loss.fused_kind(2) not in _LOSS_KINDS:
         raise ValueError(f"the loss {type(net.loss).__name__} has no fused head (SoftmaxCrossEntropy, "
                          f"SigmoidCrossEntropy and L2Loss have)")
     if type(net.optimizer) not in (SGD, Adam, AdamW):
         raise ValueError(f"the optimizer {type(net.optimizer).__name__} is not SGD, Adam or AdamW")
-    return fcs, np.array(codes, np.int64), np.array(act_params, np.float64)
+    return fcs, np.array(codes, np.int64), np.array(act_params, np.float64), drops
 
 
 def supports(net):
@@ -60,7 +69,7 @@ class EpochRunner:
 
     def __init__(self, net, X, y, batch_size, sample_weights=None):
         self.net, self.X, self.batch_size = net, X, batch_size
-        fcs, self.codes, self.act_params = _plan(net)
+        fcs, self.codes, self.act_params, self.drops = _plan(net)
         dtype, rows = net.dtype, min(batch_size, len(X))
         self.W = tuple(fc.weights for fc in fcs)
         self.b = tuple(fc.bias for fc in fcs)
@@ -72,6 +81,11 @@ class EpochRunner:
         # the pre-activations, kept only for the activations whose derivative reads them
         self.Z = tuple(np.empty((rows, w) if needs_z(code) else (0, 0), dtype)
                        for w, code in zip(widths[1:], self.codes))
+        # dropout: the activation's output before the mask (A[k+1] is after it); p is read at every epoch
+        self.Y = tuple(np.empty((rows, w) if drop is not None else (0, 0), dtype)
+                       for w, drop in zip(widths[1:], self.drops))
+        self.drop_thr = np.zeros(len(fcs), np.int64)
+        self.drop_scale = np.ones(len(fcs), np.float64)
         self.norms = np.zeros(len(fcs), np.float64)
         self.x_absmax = _checks.absmax(X)
         self.status = np.zeros(3, np.int64)
@@ -103,6 +117,9 @@ class EpochRunner:
     def __call__(self, order, epoch, progress=None):
         if progress is not None:
             progress.check()
+        for k, drop in enumerate(self.drops):
+            if drop is not None:
+                self.drop_thr[k], self.drop_scale[k] = drop.threshold, drop.scale
         net, opt = self.net, self.net.optimizer
         plan = net.plan()
         opt_kind, (slot1, slot2), hyper = self._optimizer_args(plan)
@@ -113,7 +130,8 @@ class EpochRunner:
                     self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
                     self.A, self.D, self.Z, self.codes, self.act_params, self.loss_kind, plan.params, plan.grads,
                     plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms,
-                    self.status, self.label_buf, self.target_buf, threads.blas_threads(), self.sample_weights)
+                    self.status, self.label_buf, self.target_buf, threads.blas_threads(), self.sample_weights,
+                    self.Y, self.drop_thr, self.drop_scale, np.uint64(getattr(progress, "dropout_key", 0)))
         finally:
             set_threads_local(previous)
         opt.steps += steps

@@ -12,7 +12,7 @@ import copy
 
 import numpy as np
 
-from .layers import Layer
+from .layers import Layer, dropout_epoch_key
 from .network import NeuralNetwork
 from .optimizers import SGD, AdamW
 
@@ -74,7 +74,9 @@ def gradcheck(layer_or_net, x, target=None, seed=0, fused="auto"):
     it is the network's loss against ``target`` (random valid targets when None), on the per-layer path
     ("layers[i].params[j]", "x") and, with ``fused`` "auto" (when the fused kernel supports the network) or
     True, the fused kernel's gradient of the loss plus the optimizer's coupled weight decay / scikit-learn
-    penalty ("fused layers[i].params[j]"). Run it in float64.
+    penalty ("fused layers[i].params[j]"). Run it in float64. Dropout layers of a network drop units with
+    one fixed batch key on both paths (for one key dropout is a fixed linear map); a Dropout layer checked
+    alone runs unkeyed, as the identity.
     """
     rng = np.random.default_rng(seed)
     if isinstance(layer_or_net, NeuralNetwork):
@@ -109,9 +111,17 @@ def gradcheck(layer_or_net, x, target=None, seed=0, fused="auto"):
     return report
 
 
+def _fit_key():
+    """The Dropout batch key of the one-batch fit that ``_check_fused_path`` runs (seed 0, no shuffling, a
+    fresh stream: epoch 1, batch 0, row 0): both paths check the same fixed mask, a linear map."""
+    return dropout_epoch_key(np.random.default_rng(0).bit_generator.state, 1), 0, 0
+
+
 def _check_layer_path(net, x, target):
+    key = _fit_key()
+
     def loss():
-        return net.loss._forward(net._forward(x), target)
+        return net.loss._forward(net._forward(x, key), target)
 
     loss()
     net._backward()
@@ -138,13 +148,16 @@ def _check_fused_path(net, x, target):
     twin.optimizer._sklearn_alpha = alpha
     plan = twin.plan()
     before = plan.params.copy()
-    twin.fit(x, target, epochs=1, batch_size=len(x), shuffle=False, verbose=0, fused=True)
+    twin.shuffle_state = None       # a fresh stream from seed 0: the dropout key of _fit_key()
+    twin.fit(x, target, epochs=1, batch_size=len(x), shuffle=False, verbose=0, fused=True, seed=0)
     gradient = before - plan.params          # one step of learning rate 1: p_new = p - grad
     plan.params[...] = before
     n = len(x)
 
+    key = _fit_key()
+
     def objective():
-        value = twin.loss._forward(twin._forward(x), target)
+        value = twin.loss._forward(twin._forward(x, key), target)
         value += 0.5 * wd * float(np.dot(plan.params, plan.params))
         for fc in plan.dense:
             value += 0.5 * alpha * float(np.sum(fc.weights * fc.weights)) / n

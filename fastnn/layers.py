@@ -14,6 +14,8 @@ Outputs live in buffers owned by the layer and reused by the next call (no alloc
 step): the array ``forward`` returns is overwritten by the next ``forward`` of the same layer; copy it to
 keep it. A smaller batch gets a view of the buffer.
 """
+import hashlib
+import json
 import weakref
 
 import numpy as np
@@ -21,6 +23,7 @@ import numpy as np
 from . import _checks, initializers
 from .kernels import activations as act_kernels
 from .kernels import dense as dense_kernels
+from .kernels import dropout as drop_kernels
 from .kernels import softmax_ce as sm_kernels
 from .threads import parallel_pays
 
@@ -463,8 +466,103 @@ class SoftMax(Layer):
         return dx
 
 
+def dropout_epoch_key(stream_state, epoch):
+    """The dropout key (a uint64 as a Python int) of one epoch of a fit: a hash of the shuffling stream's
+    state at the epoch's start (a ``bit_generator.state`` dict: determined by the fit's seed, stored by
+    checkpoints) and of the epoch number. The mask of a unit is then a pure function of (this key, batch
+    index, row position in the batch, unit) — see kernels/dropout.py."""
+    digest = hashlib.sha256(json.dumps(stream_state, sort_keys=True, default=int).encode()).digest()
+    return drop_kernels.epoch_key(int.from_bytes(digest[:8], "little"), int(epoch))
+
+
+def has_keyed_layers(net_or_layers):
+    """True when a layer of the network (or list of layers) takes a batch key (Dropout): engines then pass
+    ``NeuralNetwork._forward`` one."""
+    layers = getattr(net_or_layers, "layers", net_or_layers)
+    return any(getattr(layer, "takes_batch_key", False) for layer in layers)
+
+
+def manual_dropout_key(seed):
+    """The batch key ``NeuralNetwork.forward(x, y)`` uses: batch 0 of epoch 0 of the network's seed (0 when
+    None) — the same mask at every call, so that a manual forward/backward is one fixed linear map."""
+    return drop_kernels.epoch_key(0 if seed is None else int(seed), 0), 0, 0
+
+
+class Dropout(Layer):
+    """Inverted dropout (torch.nn.Dropout): while training, each unit is kept with probability 1 - p and
+    scaled by 1/(1-p) (rounded to the dtype), else zeroed; at inference (predict, evaluate, forward(x)) the
+    identity. ``p``: a float in [0, 1), fixed at construction.
+
+    Masks come from a batch key, not from a generator: ``_forward(x, key)`` with key = (epoch key, batch
+    index, first row's position in the batch) — the training loop passes one per mini-batch
+    (``dropout_epoch_key``), ``NeuralNetwork.forward(x, y)`` a fixed one (``manual_dropout_key``); key None
+    is inference. For one key dropout is a fixed linear map, so gradients check exactly (``fnn.gradcheck`` of
+    a network uses the key of the fit it runs). ``forward(x, key=None)``: the checked call, the identity
+    without a key. ``_backward`` applies the mask of the last keyed forward to dy.
+    """
+
+    takes_batch_key = True
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        p = _real(p, "p")
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"p must be in [0, 1) (the probability of dropping a unit), got {p}")
+        self._p = p
+        self._key = None
+
+    p = property(lambda self: self._p, _read_only("Dropout", "p"))
+    #: the keep threshold of kernels/dropout.py and the scale of kept units (float64; rounded to the dtype)
+    threshold = property(lambda self: drop_kernels.threshold(self._p))
+    scale = property(lambda self: 1.0 / (1.0 - self._p))
+
+    def forward(self, x, key=None):
+        """Dropout of x (batch, features) with the batch key ``key`` = (epoch key in [0, 2**64), batch index
+        >= 0, first row's position >= 0); without a key, the identity (inference)."""
+        x = self._check_input(x)
+        if key is not None:
+            ok = isinstance(key, tuple) and len(key) == 3 and all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in key)
+            if not ok or key[0] >= 2 ** 64 or key[1] >= 2 ** 63 or key[2] >= 2 ** 63:
+                raise ValueError(f"key must be None or a tuple (epoch key < 2**64, batch index, first row) of "
+                                 f"non-negative integers, got {key!r:.100}")
+        self._direct_call()
+        return self._forward(x, key)
+
+    def _forward(self, x, key=None):
+        self._key = key
+        if key is None:
+            out = self._buffer("out", x.shape[0], x.shape[1], x.dtype)
+            out[...] = x
+        else:
+            out = self._masked(x, "out", key)
+        self._out = out
+        return out
+
+    def _masked(self, x, name, key):
+        epoch_key, batch, row0 = key
+        out = self._buffer(name, x.shape[0], x.shape[1], x.dtype)
+        drop_kernels.apply(np.uint64(epoch_key), int(batch), int(row0), self.threshold, self.scale,
+                           np.ascontiguousarray(x), out)
+        return out
+
+    def _infer(self, x):
+        return x.copy()
+
+    def _backward(self, dy, need_input_grad=True):
+        _check_saved(self, dy)
+        if self._key is None:
+            dx = self._buffer("dx", dy.shape[0], dy.shape[1], dy.dtype)
+            dx[...] = dy
+            return dx
+        return self._masked(dy, "dx", self._key)
+
+    def config(self):
+        return {"p": self.p}
+
+
 #: every activation by its name (fastnn train --activation)
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": TanH, "leaky_relu": LeakyReLU, "elu": ELU, "silu": SiLU,
                "gelu": GELU, "softplus": Softplus, "identity": Identity}
 #: the layer classes a model file may name (fastnn.io rebuilds each from its config())
-LAYER_TYPES = {cls.__name__: cls for cls in (FullyConnected, SoftMax, *ACTIVATIONS.values())}
+LAYER_TYPES = {cls.__name__: cls for cls in (FullyConnected, SoftMax, Dropout, *ACTIVATIONS.values())}

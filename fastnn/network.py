@@ -16,7 +16,7 @@ import threading
 import numpy as np
 
 from . import _checks, plan as plans
-from .layers import FullyConnected, Layer, fused_activation
+from .layers import FullyConnected, Layer, fused_activation, manual_dropout_key
 from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
 
@@ -224,7 +224,9 @@ class NeuralNetwork:
         """The output for x (batch, n_features) — a new array; with y, the mean loss (a float).
 
         ``forward(x, y)`` prepares ``backward()``: it keeps every layer's activations, which any direct call
-        of a layer or of the loss replaces (``backward`` then raises RuntimeError).
+        of a layer or of the loss replaces (``backward`` then raises RuntimeError). It trains: Dropout layers
+        drop units, with the fixed batch key ``layers.manual_dropout_key(net.seed)`` (the same mask at every
+        call); ``forward(x)`` is inference (Dropout is the identity).
         """
         x = self.check_input(x, "x")
         if y is None:
@@ -233,7 +235,7 @@ class NeuralNetwork:
         with self.training_session("run forward(x, y)"):
             self.plan()
             self._forward_token = None
-            loss = self.loss._forward(self._forward(x), y)
+            loss = self.loss._forward(self._forward(x, manual_dropout_key(self.seed)), y)
             self._forward_token = token = object()
             for part in (*self._layers, self.loss):
                 part.forward_mark = token
@@ -316,7 +318,9 @@ class NeuralNetwork:
         return _service("export_onnx")(self, path)
 
     # -- unchecked internals (input already checked, a training session held) ----------------------
-    def _forward(self, x):
+    def _forward(self, x, key=None):
+        """The training forward pass; ``key`` (epoch key, batch index, first row's position) keys the
+        Dropout masks (layers.Dropout), None: no dropout (inference)."""
         layers, i = self._layers, 0
         while i < len(layers):
             layer = layers[i]
@@ -324,6 +328,9 @@ class NeuralNetwork:
             if type(layer) is FullyConnected and fused_activation(after):
                 x = layer._forward_activated(x, after)
                 i += 2
+            elif getattr(layer, "takes_batch_key", False):
+                x = layer._forward(x, key)
+                i += 1
             else:
                 x = layer._forward(x)
                 i += 1

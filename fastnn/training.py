@@ -21,6 +21,7 @@ from . import _checks
 from .kernels import batch as batch_kernels
 from .errors import GradientHealthWarning, NonFiniteUpdateError, TrainingDivergedError, TrainingInterrupted
 from . import network
+from .layers import dropout_epoch_key, has_keyed_layers
 from .network import NeuralNetwork, count_correct
 
 
@@ -250,7 +251,7 @@ class Trainer:
                         opt.lr = self.lr_schedule.lr(epoch, base_lr, history, samples_seen)
                     rng_state = rng.bit_generator.state
                     order = self._order(rng, len(X))
-                    progress = _EpochProgress(stop, partial, run.any)
+                    progress = _EpochProgress(stop, partial, run.any, dropout_epoch_key(rng_state, epoch))
                     partial = None
                     net.plan()      # whatever a callback or another thread changed is checked again
                     try:
@@ -410,7 +411,8 @@ class _LayerEpoch:
     """The per-layer engine: one epoch of any network, layer by layer, batch by batch.
 
     ``(order, epoch, progress)`` -> (mean loss, correct); progress (_EpochProgress) resumes after
-    ``progress.batches`` batches and stops before a batch on Ctrl-C.
+    ``progress.batches`` batches and stops before a batch on Ctrl-C; batch b's Dropout masks are keyed
+    (progress.dropout_key, b, 0) (layers.Dropout).
     """
 
     def __init__(self, net, X, y, batch_size, weights):
@@ -419,6 +421,7 @@ class _LayerEpoch:
         self.y_buf = np.empty((batch_size,) + y.shape[1:], y.dtype)
         self.w_buf = None if weights is None else np.empty(batch_size, weights.dtype)
         self.gather_y = batch_kernels.gather if y.ndim == 1 else batch_kernels.gather_rows
+        self.keyed = has_keyed_layers(net)
 
     def __call__(self, order, epoch, progress):
         net, X, y, bs = self.net, self.X, self.y, self.bs
@@ -430,7 +433,7 @@ class _LayerEpoch:
             xb, yb = self.x_buf[:nb], self.y_buf[:nb]
             batch_kernels.gather_rows(X, order, start, xb)
             self.gather_y(y, order, start, yb)
-            out = net._forward(xb)
+            out = net._forward(xb, (progress.dropout_key, b, 0)) if self.keyed else net._forward(xb)
             if self.weights is None:
                 loss = net.loss._forward(out, yb)
             else:
@@ -524,10 +527,11 @@ def _signals_deferred(flag):
 
 class _EpochProgress:
     """The per-layer path's position inside an epoch: batches done and the running loss / correct sums
-    (what a checkpoint written on Ctrl-C stores to resume mid-epoch exactly)."""
+    (what a checkpoint written on Ctrl-C stores to resume mid-epoch exactly); ``dropout_key``: the epoch's
+    Dropout key (layers.dropout_epoch_key), which every engine reads here."""
 
-    def __init__(self, flag, partial=None, agree=bool):
-        self.flag, self.agree = flag, agree
+    def __init__(self, flag, partial=None, agree=bool, dropout_key=0):
+        self.flag, self.agree, self.dropout_key = flag, agree, dropout_key
         self.batches, self.loss_sum, self.correct = 0, 0.0, 0
         if partial is not None:
             self.batches, self.loss_sum, self.correct = partial["batches"], partial["loss_sum"], partial["correct"]

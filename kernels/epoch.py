@@ -37,7 +37,12 @@ Arguments (C-contiguous, one float dtype unless said):
   failed layer or -1, what failed: FAIL_LOSS, FAIL_GRADIENT or FAIL_UPDATE];
   label_buf (batch_size,) int64 / target_buf (batch_size, m): gathered targets; blas_threads: the most
   BLAS threads a GEMM may use (small GEMMs get one, see _blas.matmul); sample_weights (n,) in X's dtype,
-  gathered per batch like the labels, or empty (0,) for the unweighted loss (bit-identical to no weights).
+  gathered per batch like the labels, or empty (0,) for the unweighted loss (bit-identical to no weights);
+  dropout (kernels/dropout.py) after layer k's activation where drop_thr[k] > 0: Y tuple of L buffers
+  (batch_size, out_k) for the activation's output before dropout ((0, 0) for layers without dropout), drop_thr
+  (L,) int64 keep thresholds, drop_scale (L,) float64 scales 1/(1-p), dkey the epoch's uint64 key (batch b of
+  the epoch, 0-based, row i: masks keyed (dkey, b, i), as the per-layer path keys them). The mask is applied
+  to A[k+1] in the forward pass and to the delta of layer k in the backward pass.
 Returns (loss summed over samples, correct predictions, steps taken, scikit-learn L2 penalty summed over
 the batches as scikit-learn adds it to the loss (0 unless hyper[6] > 0)). On a non-finite loss, gradient or
 update, or a weight that could overflow, the kernel stops before that batch's update: the parameters stay those of
@@ -50,6 +55,7 @@ from numba import types
 from numba.extending import overload
 
 from . import optim
+from .dropout import apply as dropout_apply
 from ._blas import gemm, matmul
 from ._jit import OPTIONS, inline_kernel, internal_kernel, specialize
 from .activations import IDENTITY, bias_activate, scale_by_derivative
@@ -116,11 +122,13 @@ def _sgd_bias(b, dy, db, lr):
 
 
 @inline_kernel
-def _forward(X, order, start, nb, W, b, A, Z, codes, act_params, blas_threads):
-    """A[k+1] = f_k(A[k] @ W[k] + b[k]); Z[k] keeps the pre-activation where f_k's derivative reads it."""
+def _forward(X, order, start, nb, W, b, A, Z, codes, act_params, blas_threads, Y, drop_thr, drop_scale, dkey,
+             batch):
+    """A[k+1] = f_k(A[k] @ W[k] + b[k]); Z[k] keeps the pre-activation where f_k's derivative reads it.
+    Layer k with dropout (drop_thr[k] > 0): f_k's output goes to Y[k] and A[k+1] is its dropped copy."""
     gather_rows(X, order, start, A[0][:nb])
     for k in range(len(W)):
-        out = A[k + 1][:nb]
+        out = Y[k][:nb] if drop_thr[k] > 0 else A[k + 1][:nb]
         if Z[k].shape[0] > 0:
             z = Z[k][:nb]
             matmul(A[k][:nb], False, W[k], False, z, blas_threads)
@@ -129,6 +137,19 @@ def _forward(X, order, start, nb, W, b, A, Z, codes, act_params, blas_threads):
         else:
             matmul(A[k][:nb], False, W[k], False, out, blas_threads)
             bias_activate(out, b[k], codes[k], act_params[k], out)
+        if drop_thr[k] > 0:
+            dropout_apply(dkey, batch, 0, drop_thr[k], drop_scale[k], out, A[k + 1][:nb])
+
+
+@inline_kernel
+def _delta_through(k, nb, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch, dx):
+    """dx (dL/dA[k]) -> dL/d(pre-activation of layer k-1): through layer k-1's dropout, then its activation
+    (whose output is Y[k-1] when it has dropout, else A[k])."""
+    if drop_thr[k - 1] > 0:
+        dropout_apply(dkey, batch, 0, drop_thr[k - 1], drop_scale[k - 1], dx, dx)
+        scale_by_derivative(codes[k - 1], act_params[k - 1], Y[k - 1][:nb], Z[k - 1][:nb], dx)
+    else:
+        scale_by_derivative(codes[k - 1], act_params[k - 1], A[k][:nb], Z[k - 1][:nb], dx)
 
 
 @inline_kernel
@@ -179,7 +200,8 @@ _HEADS = {LOSS_CE_LABELS: _head_labels, **_TARGET_HEADS}
 
 @inline_kernel
 def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, params, offsets, hyper, amax, dmax,
-              wbound, grads, slot1, slot2, step, norms, last, blas_threads, denom):
+              wbound, grads, slot1, slot2, step, norms, last, blas_threads, denom, Y, drop_thr, drop_scale, dkey,
+              batch):
     """Backward pass and plain SGD update inside the weight-gradient GEMMs, once the bound proves every
     new weight (and weight gradient) finite. On the epoch's ``last`` batch the gradients are written to
     dW, db and the update is taken from them (one pass over the weights instead of a second GEMM), so that
@@ -192,7 +214,7 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, params, of
     for k in range(L - 1, 0, -1):
         dx = D[k][:nb]
         matmul(D[k + 1][:nb], False, W[k], True, dx, blas_threads)
-        scale_by_derivative(codes[k - 1], act_params[k - 1], A[k][:nb], Z[k - 1][:nb], dx)
+        _delta_through(k, nb, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch, dx)
         dmax[k] = _absmax_bound(dx)
         amax[k] = _absmax_bound(A[k][:nb])
     for k in range(L - 1, -1, -1):
@@ -214,7 +236,8 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, params, of
 
 
 def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, params, offsets, hyper, amax,
-                   dmax, wbound, grads, slot1, slot2, step, norms, last, blas_threads, denom):
+                   dmax, wbound, grads, slot1, slot2, step, norms, last, blas_threads, denom, Y, drop_thr,
+                   drop_scale, dkey, batch):
     """Backward pass into the gradient buffer (+ scikit-learn's L2 penalty gradient), gradient norms, then
     the checked update ``_UPDATE`` (bound per optimizer, see _EXPLICIT_STEPS). Returns (failed layer or -1,
     what failed, the penalty 0.5·alpha·Σ||W[k]||²·nb/denom to add to the batch's summed loss) with what = -1
@@ -239,7 +262,7 @@ def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, param
         if k > 0:
             dx = D[k][:nb]
             matmul(dy, False, W[k], True, dx, blas_threads)
-            scale_by_derivative(codes[k - 1], act_params[k - 1], A[k][:nb], Z[k - 1][:nb], dx)
+            _delta_through(k, nb, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch, dx)
     for k in range(L):
         s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
         if not math.isfinite(s):
@@ -275,7 +298,7 @@ _HEAD = _STEP = None     # bound per variant of _train_epoch by specialize()
 
 def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, codes, act_params, loss_kind,
                  params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
-                 label_buf, target_buf, blas_threads, sample_weights):
+                 label_buf, target_buf, blas_threads, sample_weights, Y, drop_thr, drop_scale, dkey):
     """One epoch (see the module's docstring); GEMMs get BLAS threads by _blas.matmul.
 
     A template: ``_HEAD`` and ``_STEP`` are bound per variant (see ``train_epoch``), so that a network
@@ -300,7 +323,8 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, c
     for start in range(0, n, batch_size):
         batch += 1
         nb = min(batch_size, n - start)
-        _forward(X, order, start, nb, W, b, A, Z, codes, act_params, blas_threads)
+        _forward(X, order, start, nb, W, b, A, Z, codes, act_params, blas_threads, Y, drop_thr, drop_scale, dkey,
+                 batch - 1)
         loss, right = _HEAD(loss_kind, A[L][:nb], D[L][:nb], labels, targets, order, start, label_buf,
                             target_buf, sample_weights, weight_buf)
         if not math.isfinite(loss):
@@ -313,7 +337,8 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, c
                 denom += weight_buf[i]
         layer, what, penalty = _STEP(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, params, offsets,
                                      hyper, amax, dmax, wbound, grads, slot1, slot2, step0 + steps + 1, norms,
-                                     start + nb >= n, blas_threads, denom)
+                                     start + nb >= n, blas_threads, denom, Y, drop_thr, drop_scale, dkey,
+                                     batch - 1)
         if what >= 0:
             _fail(status, batch, layer, what)
             return loss_sum, correct, steps, penalty_sum
@@ -332,10 +357,13 @@ _VARIANTS = {(loss, opt): specialize(_train_epoch, f"{_LOSS_NAMES[loss]}_{_OPT_N
 
 def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, codes, act_params, loss_kind,
                 params, grads, offsets, opt_kind, *rest):
-    """Run the variant of the epoch kernel for this loss and optimizer (arguments: module docstring; the
-    last, ``sample_weights``, may be left out for the unweighted loss)."""
+    """Run the variant of the epoch kernel for this loss and optimizer (arguments: module docstring;
+    ``sample_weights`` may be left out for the unweighted loss, the dropout arguments for none)."""
     if len(rest) == 10:           # the argument list before sample_weights
         rest = rest + (np.empty(0, X.dtype),)
+    if len(rest) == 11:           # no dropout
+        rest = rest + (tuple(np.empty((0, 0), X.dtype) for _ in W), np.zeros(len(W), np.int64),
+                       np.ones(len(W)), np.uint64(0))
     kernel_ = _VARIANTS[loss_kind, opt_kind]
     return kernel_(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, codes, act_params, loss_kind,
                    params, grads, offsets, opt_kind, *rest)

@@ -62,6 +62,12 @@ WORKER = textwrap.dedent('''
         tr = DistributedTrainer(net, batch_size={B}, epochs=3, seed=7, verbose=0,
                                 validation_data=(X[:50], y[:50]))
         source = (X, y)
+    elif mode == "dropout":
+        net = fnn.NeuralNetwork([fnn.FullyConnected(X.shape[1], 12, dtype=np.float64), fnn.TanH(), fnn.Dropout(0.3),
+                                 fnn.FullyConnected(12, 3, dtype=np.float64)],
+                                optimizer=fnn.SGD(lr=0.1, momentum=0.9), seed=seed)
+        tr = DistributedTrainer(net, batch_size={B}, epochs=3, seed=7, verbose=0)
+        source = (X, y)
     elif mode == "adam-npz":
         net = network(fnn.Adam(lr=0.01), seed)
         tr = DistributedTrainer(net, batch_size={B}, epochs=3, seed=7, verbose=0)
@@ -180,6 +186,22 @@ def test_two_ranks_equal_one_process_with_the_global_batch(tmp_path):
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(dist[key], history[key], rtol=1e-10, atol=1e-12, err_msg=key)
     np.testing.assert_allclose(dist["grad_norm"], history["grad_norm"], rtol=1e-8)
+
+
+@needs_mpi
+def test_two_ranks_with_dropout_draw_the_masks_of_one_process(tmp_path):
+    """Each rank masks its rows of the global batch with their positions in it: the same masks, so the same
+    run, as one process with the global batch."""
+    X, y, path = _data(tmp_path)
+    proc, lines, _ = _launch(tmp_path, "dropout", tmp_path / "w.npy", path)
+    assert proc.returncode == 0, proc.stderr
+    net = fnn.NeuralNetwork([fnn.FullyConnected(5, 12, dtype=np.float64), fnn.TanH(), fnn.Dropout(0.3),
+                             fnn.FullyConnected(12, 3, dtype=np.float64)],
+                            optimizer=fnn.SGD(lr=0.1, momentum=0.9), seed=0)
+    net.fit(X, y, epochs=3, batch_size=K * B, seed=7, verbose=0, fused=False)
+    np.testing.assert_allclose(np.load(tmp_path / "w.npy"), net._flat_params, rtol=0, atol=1e-10)
+    no_dropout, _ = _single_process(X, y, fnn.SGD(lr=0.1, momentum=0.9), validation=False)
+    assert not np.allclose(net._flat_params, no_dropout._flat_params, rtol=0, atol=1e-6)
 
 
 @needs_mpi
