@@ -31,12 +31,16 @@ def optimizers():
 
 class NetworkMachine(RuleBasedStateMachine):
     @initialize(dtype=DTYPES, hidden=st.integers(1, 9), n_in=st.integers(1, 5), n_out=st.integers(2, 4),
-                opt=optimizers(), act=st.sampled_from([fnn.ReLU, fnn.Sigmoid, fnn.TanH]))
-    def build(self, dtype, hidden, n_in, n_out, opt, act):
+                opt=optimizers(), act=st.sampled_from([fnn.ReLU, fnn.Sigmoid, fnn.TanH, fnn.GELU, fnn.LeakyReLU]),
+                dropout=st.sampled_from([None, 0.0, 0.3]))
+    def build(self, dtype, hidden, n_in, n_out, opt, act, dropout):
         self.dtype, self.n_in, self.n_out = dtype, n_in, n_out
+        # self.layers: the three layers the rules poke at (dense, activation, dense); a Dropout may sit
+        # between the activation and the last dense layer
         self.layers = [fnn.FullyConnected(n_in, hidden, dtype=dtype), act(), fnn.FullyConnected(hidden, n_out,
                                                                                                dtype=dtype)]
-        self.net = fnn.NeuralNetwork(self.layers, optimizer=opt, seed=0)
+        stack = self.layers[:2] + ([] if dropout is None else [fnn.Dropout(dropout)]) + self.layers[2:]
+        self.net = fnn.NeuralNetwork(stack, optimizer=opt, seed=0)
         self.tmp = tempfile.mkdtemp()
 
     def data(self, n, seed):
