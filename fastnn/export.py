@@ -263,15 +263,15 @@ def to_onnx(net, *, head=None, classes=None, standardize=None, opset=OPSET):
     """The ONNX ModelProto of ``net`` (see the module docstring for the graph, ``head`` and ``classes``);
     checked with ``onnx.checker.check_model``. Needs the ``onnx`` package. ``standardize``: None or
     (mean, std), one value per feature: the graph then computes the network of (input - mean) / std."""
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < OPSET:
+        raise ValueError(f"opset must be an integer >= {OPSET}, got {opset!r:.50}")
+    layers = _snapshot(net, ONNX_LAYERS, "export_onnx")     # the user's errors first, then the dependency
     try:
         import onnx
         from onnx import TensorProto, helper
     except ImportError:
         raise ImportError("ONNX export needs the onnx package: pip install 'fastnn[onnx]' (or pip install "
                           "onnx onnxruntime)") from None
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < OPSET:
-        raise ValueError(f"opset must be an integer >= {OPSET}, got {opset!r:.50}")
-    layers = _snapshot(net, ONNX_LAYERS, "export_onnx")
     head = _head(net, head)
     classes = _classes(classes)
     if classes is not None and head == "regression":
@@ -352,12 +352,12 @@ def to_torch(net):
     the matching activation modules), in the network's dtype and in eval mode (call ``.train()`` to train
     it further; Dropout is then active). Its output is ``net.forward``'s (logits, for the fused losses).
     Needs torch (imported here, not when fastnn is). ValueError for a custom layer."""
+    layers = _snapshot(net, TORCH_LAYERS, "to_torch")       # the user's errors first, then the dependency
     try:
         import torch
         from torch import nn
     except ImportError:
         raise ImportError("fastnn.to_torch needs PyTorch: pip install torch (see https://pytorch.org)") from None
-    layers = _snapshot(net, TORCH_LAYERS, "to_torch")
     dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[net.dtype]
     modules = [_torch_dense(nn, torch, layer, params, dtype) if type(layer) is FullyConnected
                else TORCH_LAYERS[name](nn, config) for layer, name, config, params in layers]
