@@ -234,24 +234,24 @@ class FullyConnected(Layer):
         if self._in is None or self._in.shape[0] != rows or self._out.shape != dy.shape:
             raise RuntimeError("FullyConnected backward: dy does not match the saved forward batch "
                                f"(input {None if self._in is None else self._in.shape}, dy {dy.shape})")
-        dx = self._buffer("dx", rows, self.in_features, self.dtype) if need_input_grad else _no_rows(self.dtype)
-        code, param, z, delta = act_kernels.IDENTITY, 0.0, _no_rows(self.dtype), _no_rows(self.dtype)
+        dx = self._buffer("dx", rows, self._in_features, self._dtype) if need_input_grad else _no_rows(self._dtype)
+        code, param, z, delta = act_kernels.IDENTITY, 0.0, _no_rows(self._dtype), _no_rows(self._dtype)
         if activation is not None:
             code, param = activation.code, activation.param
             z = activation._saved_z(dy)
-            delta = activation._buffer("dx", rows, self.out_features, self.dtype)
+            delta = activation._buffer("dx", rows, self._out_features, self._dtype)
         dense_kernels.backward(self._in, self._out, z, dy, code, param, self._w, self._dw, self._db, dx, delta)
         return dx if need_input_grad else None
 
     def _forward_activated(self, x, activation=None):
         """f(x @ weights + bias) in one pass for the Activation ``activation`` (None: no activation); the
         output is buffered here and, as the activation's output, there (its pre-activation too if needed)."""
-        out = self._buffer("out", x.shape[0], self.out_features, self.dtype)
-        code, param, z = act_kernels.IDENTITY, 0.0, _no_rows(self.dtype)
+        out = self._buffer("out", x.shape[0], self._out_features, self._dtype)
+        code, param, z = act_kernels.IDENTITY, 0.0, _no_rows(self._dtype)
         if activation is not None:
             code, param = activation.code, activation.param
             if act_kernels.needs_z(code):
-                z = activation._buffer("z", x.shape[0], self.out_features, self.dtype)
+                z = activation._buffer("z", x.shape[0], self._out_features, self._dtype)
         run = dense_kernels.forward_parallel if parallel_pays(out.size) else dense_kernels.forward
         run(x, self._w, self._b, code, param, z, out)
         self._in, self._out = x, out

@@ -136,6 +136,22 @@ class NeuralNetwork:
         self._loss.claim(self, "the loss")
         self._bind_parameters()
 
+    def _plan_steps(self):
+        """The per-layer path's steps, fixed with the layers: (layer, the activation fused into it or None,
+        whether it takes a dropout key) — each FullyConnected with the kernel-coded activation right after it
+        runs as one kernel call each way."""
+        steps, layers, i = [], self._layers, 0
+        while i < len(layers):
+            layer = layers[i]
+            after = layers[i + 1] if i + 1 < len(layers) else None
+            if type(layer) is FullyConnected and fused_activation(after):
+                steps.append((layer, after, False))
+                i += 2
+            else:
+                steps.append((layer, None, bool(getattr(layer, "takes_batch_key", False))))
+                i += 1
+        self._steps = tuple(steps)
+
     def _bind_parameters(self):
         """One flat buffer for every FullyConnected's parameters; offsets mark each layer's segment."""
         dense = [layer for layer in self._layers if type(layer) is FullyConnected]
@@ -149,6 +165,7 @@ class NeuralNetwork:
             offsets.append(end)
             start = end
         self._offsets = np.array(offsets, np.int64)
+        self._plan_steps()
 
     def _reseed(self, seed):
         layers = [layer for layer in self._layers if hasattr(layer, "reset_parameters")]
@@ -206,11 +223,10 @@ class NeuralNetwork:
             self._training_thread = None
             self._train_lock.release()
 
-    @contextlib.contextmanager
     def weights_changing(self):
-        """Held while parameters are written, so that predict never copies a half-updated buffer."""
-        with self._weights_lock:
-            yield
+        """A lock (use ``with``) held while parameters are written, so that predict never copies a
+        half-updated buffer."""
+        return self._weights_lock
 
     # -- checked public API ---------------------------------------------------------------------
     def check_input(self, X, name="X"):
@@ -321,33 +337,25 @@ class NeuralNetwork:
     def _forward(self, x, key=None):
         """The training forward pass; ``key`` (epoch key, batch index, first row's position) keys the
         Dropout masks (layers.Dropout), None: no dropout (inference)."""
-        layers, i = self._layers, 0
-        while i < len(layers):
-            layer = layers[i]
-            after = layers[i + 1] if i + 1 < len(layers) else None
-            if type(layer) is FullyConnected and fused_activation(after):
-                x = layer._forward_activated(x, after)
-                i += 2
-            elif getattr(layer, "takes_batch_key", False):
+        for layer, activation, keyed in self._steps:
+            if activation is not None:
+                x = layer._forward_activated(x, activation)
+            elif keyed:
                 x = layer._forward(x, key)
-                i += 1
             else:
                 x = layer._forward(x)
-                i += 1
         return x
 
     def _backward(self):
         g = self.loss.backward()
-        layers, i = self._layers, len(self._layers) - 1
-        while i >= 0:
-            layer = layers[i]
-            before = layers[i - 1] if i > 0 else None
-            if fused_activation(layer) and type(before) is FullyConnected:
-                g = before._backward(g, i > 1, activation=layer)
-                i -= 2
+        steps = self._steps
+        for k in range(len(steps) - 1, -1, -1):
+            layer, activation, _ = steps[k]
+            need_input_grad = k > 0
+            if activation is not None:
+                g = layer._backward(g, need_input_grad, activation=activation)
             else:
-                g = layer._backward(g, i > 0)
-                i -= 1
+                g = layer._backward(g, need_input_grad)
 
     def _outputs(self, X):
         """Outputs chunk by chunk, each a new array, from one copy of the weights (thread-safe, see the

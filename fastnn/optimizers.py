@@ -134,13 +134,16 @@ class Optimizer:
         return state
 
     def _flat_views(self, params, grads):
-        """Checked flat views of params, grads and state; cached while the same arrays are passed."""
-        state = self.ensure_state(params)
-        key = (params, grads, state, [s for slots in state for s in slots])
-        bound = self._bound
+        """Checked flat views of params, grads and state; cached while the same lists, the same state
+        arrays and the same slot count are passed (a kernel never gets a view of an array that was not
+        checked: any replaced slot, list or hyperparameter that changes the slot count misses the cache)."""
+        bound, state = self._bound, self.state
         if bound is not None and bound[0] is params and bound[1] is grads and bound[2] is state \
-                and len(bound[3]) == len(key[3]) and all(a is b for a, b in zip(bound[3], key[3])):
-            return bound[4]
+                and bound[3] == self.n_slots:
+            slots = [s for group in state for s in group]
+            if len(slots) == len(bound[4]) and all(a is b for a, b in zip(slots, bound[4])):
+                return bound[5]
+        state = self.ensure_state(params)
         if len(params) != len(grads):
             raise ValueError(f"got {len(params)} parameter arrays but {len(grads)} gradient arrays")
         for p, g in zip(params, grads):
@@ -150,7 +153,7 @@ class Optimizer:
                 raise ValueError("parameters and gradients must be C-contiguous arrays")
         flats = [(p.reshape(-1), g.reshape(-1), [s.reshape(-1) for s in slots])
                  for p, g, slots in zip(params, grads, state)]
-        self._bound = key + (flats,)
+        self._bound = (params, grads, state, self.n_slots, [s for slots in state for s in slots], flats)
         return flats
 
     def step(self, params, grads):

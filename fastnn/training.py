@@ -427,6 +427,7 @@ class _LayerEpoch:
         net, X, y, bs = self.net, self.X, self.y, self.bs
         loss_sum, correct, first = progress.loss_sum, progress.correct, progress.batches
         plan = net.plan()
+        opt_params, opt_grads = list(plan.opt_params), list(plan.opt_grads)   # the same lists every step
         for b, start in enumerate(range(first * bs, len(X), bs), first):
             progress.check()
             nb = min(bs, len(X) - start)
@@ -447,7 +448,7 @@ class _LayerEpoch:
             net._backward()
             try:
                 with net.weights_changing():
-                    plan.optimizer.step(list(plan.opt_params), list(plan.opt_grads))
+                    plan.optimizer.step(opt_params, opt_grads)
             except NonFiniteUpdateError:
                 norms = net.gradient_norms()
                 if np.isfinite(norms).all():
