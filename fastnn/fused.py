@@ -115,8 +115,6 @@ class EpochRunner:
         return opt_kind, slots, hyper
 
     def __call__(self, order, epoch, progress=None):
-        if progress is not None:
-            progress.check()
         for k, drop in enumerate(self.drops):
             if drop is not None:
                 self.drop_thr[k], self.drop_scale[k] = drop.threshold, drop.scale
