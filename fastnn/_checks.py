@@ -46,6 +46,17 @@ def seed(value, name="seed"):
     return int(value)
 
 
+def real(value, name):
+    """A finite real number (not a bool) as a float: TypeError for a non-number, ValueError for NaN/Inf,
+    each naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r:.80} ({type(value).__name__})")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
 def positive_float(value, name, allow_zero=False):
     ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and np.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):

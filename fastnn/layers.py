@@ -347,14 +347,7 @@ def fused_activation(layer):
             and all(getattr(cls, name) is getattr(Activation, name) for name in ("_forward", "_backward", "_infer")))
 
 
-def _real(value, name):
-    """A finite real number (not a bool) as a float, or ValueError/TypeError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
+_real = _checks.real
 
 
 def _read_only(cls_name, name):

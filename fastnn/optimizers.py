@@ -9,22 +9,15 @@ Every hyperparameter is validated when it is assigned (``opt.lr = -1`` raises Va
 and the state (``state[i][j]``: slot j of parameter array i) is sized from the current hyperparameters
 and checked before every step, per-layer or fused, so that no kernel can read or write out of bounds.
 """
-import numbers
-
 import numpy as np
 
+from . import _checks
 from .errors import NonFiniteUpdateError
 from .kernels import optim as kernels
 from .threads import parallel_pays
 
 
-def _real(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r:.80} ({type(value).__name__})")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return value
+_real = _checks.real
 
 
 def _positive(value, name):
