@@ -62,7 +62,7 @@ try:
 except ImportError as _exc:  # pragma: no cover - exercised only where mpi4py is missing
     raise ImportError(f"{INSTALL_HINT} (could not import mpi4py: {_exc})") from _exc
 
-from . import _checks  # noqa: E402
+from . import _checks, _paths  # noqa: E402
 from .errors import NonFiniteUpdateError, TrainingDivergedError  # noqa: E402
 from .kernels import batch as batch_kernels  # noqa: E402
 from .layers import has_keyed_layers  # noqa: E402
@@ -123,8 +123,10 @@ def _split(n, size):
 # -- memory-mapped inputs ---------------------------------------------------------------------------
 def open_array(path, key=None):
     """A read-only array from ``path``: ``.npy`` memory-mapped; member ``key`` of an ``.npz`` memory-mapped
-    when stored uncompressed (``np.savez``), read into memory when compressed. Never unpickles."""
+    when stored uncompressed (``np.savez``), read into memory when compressed. Never unpickles; only a
+    regular file is opened (a FIFO or device is refused at once instead of blocking)."""
     path = os.fspath(path)
+    _paths.check_regular(path, "data file")
     if path.lower().endswith(".npy"):
         return np.load(path, mmap_mode="r", allow_pickle=False)
     if not path.lower().endswith(".npz"):

@@ -347,3 +347,14 @@ def test_shard_range_and_split_cover_every_row():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT,
                           stdin=subprocess.DEVNULL)
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+@needs_mpi
+def test_open_array_refuses_a_fifo_at_once(tmp_path):
+    """A FIFO given as distributed data is refused with a ValueError, never opened (open() would block)."""
+    fifo = tmp_path / "data.npy"
+    os.mkfifo(fifo)
+    code = ("import sys\nfrom fastnn.distributed import open_array\ntry:\n    open_array(sys.argv[1])\n"
+            "except ValueError as exc:\n    print('refused:', exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "refused:" in proc.stdout and "FIFO" in proc.stdout, proc.stdout + proc.stderr
