@@ -495,13 +495,13 @@ class _DistributedEpoch:
                 batch_kernels.gather_rows(self.X, order, start, xb)
                 self.gather_y(self.y, order, start, yb)
                 # Dropout: the masks of these rows of the global batch (as one process draws them)
-                out = net._forward(xb, (dropout_key, b, start - g_start)) if self.keyed else net._forward(xb)
+                out = net.train_forward(xb, (dropout_key, b, start - g_start)) if self.keyed else net.train_forward(xb)
                 loss = net.loss._forward(out, yb)
                 status[1] = loss * rows
                 if net.classification:
                     status[2] = count_correct(out, yb, net.loss)
                 if math.isfinite(loss):
-                    net._backward()
+                    net.train_backward()
                     scale = rows / g_rows     # local mean -> this rank's share of the global mean
                     for g in plan.opt_grads:
                         g *= scale

@@ -121,10 +121,10 @@ def _check_layer_path(net, x, target):
     key = _fit_key()
 
     def loss():
-        return net.loss._forward(net._forward(x, key), target)
+        return net.loss._forward(net.train_forward(x, key), target)
 
     loss()
-    net._backward()
+    net.train_backward()
     dx = net.loss.backward()
     for layer in reversed(net.layers):
         dx = layer._backward(dx)
@@ -157,7 +157,7 @@ def _check_fused_path(net, x, target):
     key = _fit_key()
 
     def objective():
-        value = twin.loss._forward(twin._forward(x, key), target)
+        value = twin.loss._forward(twin.train_forward(x, key), target)
         value += 0.5 * wd * float(np.dot(plan.params, plan.params))
         for fc in plan.dense:
             value += 0.5 * alpha * float(np.sum(fc.weights * fc.weights)) / n

@@ -251,7 +251,7 @@ class NeuralNetwork:
         with self.training_session("run forward(x, y)"):
             self.plan()
             self._forward_token = None
-            loss = self.loss._forward(self._forward(x, manual_dropout_key(self.seed)), y)
+            loss = self.loss._forward(self.train_forward(x, manual_dropout_key(self.seed)), y)
             self._forward_token = token = object()
             for part in (*self._layers, self.loss):
                 part.forward_mark = token
@@ -268,7 +268,7 @@ class NeuralNetwork:
                 raise RuntimeError(f"backward(): {', '.join(stale)} ran on other data since forward(x, y) (a "
                                    f"direct call replaced its saved activations); call forward(x, y) again")
             self.plan()
-            self._backward()
+            self.train_backward()
 
     def step(self):
         """One optimizer update of every parameter from the current gradients."""
@@ -333,10 +333,12 @@ class NeuralNetwork:
         fastnn.export for the graph, other heads and class labels."""
         return _service("export_onnx")(self, path)
 
-    # -- unchecked internals (input already checked, a training session held) ----------------------
-    def _forward(self, x, key=None):
-        """The training forward pass; ``key`` (epoch key, batch index, first row's position) keys the
-        Dropout masks (layers.Dropout), None: no dropout (inference)."""
+    # -- the engines' unchecked calls (input already checked, a training session held) --------------
+    def train_forward(self, x, key=None):
+        """The training forward pass for the engines (fastnn.training, distributed, gradcheck): ``x`` already
+        checked (C-contiguous, the network's dtype and width), the caller in a training session; the
+        layers keep their activations for ``train_backward``. ``key`` (epoch key, batch index, first row's
+        position) keys the Dropout masks (layers.Dropout), None: no dropout. Returns the output buffer."""
         for layer, activation, keyed in self._steps:
             if activation is not None:
                 x = layer._forward_activated(x, activation)
@@ -346,7 +348,9 @@ class NeuralNetwork:
                 x = layer._forward(x)
         return x
 
-    def _backward(self):
+    def train_backward(self):
+        """Backpropagation from the loss's last ``_forward`` through the layers that ``train_forward`` ran:
+        fills every layer's gradients (the engines' unchecked call; see ``backward`` for the checked one)."""
         g = self.loss.backward()
         steps = self._steps
         for k in range(len(steps) - 1, -1, -1):
@@ -386,7 +390,7 @@ class NeuralNetwork:
         mine = self._training_thread == threading.get_ident()
         for start in range(0, len(X), PREDICT_CHUNK):
             with contextlib.nullcontext() if mine else self.training_session("predict"):
-                yield self._forward(X[start:start + PREDICT_CHUNK]).copy()
+                yield self.train_forward(X[start:start + PREDICT_CHUNK]).copy()
 
     def gradient_norms(self):
         """Squared L2 norm of each FullyConnected's gradient, weights and bias together (float64)."""

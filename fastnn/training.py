@@ -434,7 +434,7 @@ class _LayerEpoch:
             xb, yb = self.x_buf[:nb], self.y_buf[:nb]
             batch_kernels.gather_rows(X, order, start, xb)
             self.gather_y(y, order, start, yb)
-            out = net._forward(xb, (progress.dropout_key, b, 0)) if self.keyed else net._forward(xb)
+            out = net.train_forward(xb, (progress.dropout_key, b, 0)) if self.keyed else net.train_forward(xb)
             if self.weights is None:
                 loss = net.loss._forward(out, yb)
             else:
@@ -445,7 +445,7 @@ class _LayerEpoch:
                 raise TrainingDivergedError(epoch, b + 1)
             if net.classification:
                 correct += count_correct(out, yb, net.loss)
-            net._backward()
+            net.train_backward()
             try:
                 with net.weights_changing():
                     plan.optimizer.step(opt_params, opt_grads)

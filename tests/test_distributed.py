@@ -84,13 +84,13 @@ WORKER = textwrap.dedent('''
         source = (sys.argv[3], None) if mode == "bad-shard" else (X, y)
         if mode == "raise" and rank == 1:
             calls = [0]
-            forward = net._forward
+            forward = net.train_forward
             def failing(x):
                 calls[0] += 1
                 if calls[0] == 3:
                     raise RuntimeError("simulated failure on rank 1")
                 return forward(x)
-            net._forward = failing
+            net.train_forward = failing
     elif mode == "abort":           # a bug outside the agreed points: comm.Abort ends every rank
         net = network(fnn.SGD(lr=0.1), seed)
         tr = DistributedTrainer(net, batch_size={B}, epochs=2, seed=7, verbose=0)
@@ -153,7 +153,8 @@ def _data(tmp_path, bad_rows=None):
 
 
 def _launch(tmp_path, mode, out, *args, timeout=TIMEOUT):
-    """Run the worker on K ranks; (process, the ranks' result records, seconds)."""
+    """Run the worker on K ranks; (process, the ranks' result records, seconds). A hang (a rank waiting
+    forever in a collective) fails the calling test through subprocess.run's timeout, not a time assertion."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
@@ -233,7 +234,6 @@ def test_a_failing_rank_stops_every_rank_without_hanging(tmp_path):
     X, y, path = _data(tmp_path)
     proc, lines, elapsed = _launch(tmp_path, "raise", tmp_path / "w.npy", path)
     assert proc.returncode != 0
-    assert elapsed < TIMEOUT
     assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
     for line in lines:                      # every rank: the same error, naming rank 1 and the step
         assert line["error"] == "DistributedError"
@@ -246,7 +246,7 @@ def test_a_failing_rank_stops_every_rank_without_hanging(tmp_path):
 def test_an_error_outside_the_agreed_points_aborts_every_rank(tmp_path):
     X, y, path = _data(tmp_path)
     proc, lines, elapsed = _launch(tmp_path, "abort", tmp_path / "w.npy", path)
-    assert proc.returncode != 0 and elapsed < TIMEOUT
+    assert proc.returncode != 0
     assert "rank 1: RuntimeError: a bug outside the agreed points; aborting all ranks" in proc.stderr
     assert not (tmp_path / "w.npy").exists()
 
@@ -255,7 +255,7 @@ def test_an_error_outside_the_agreed_points_aborts_every_rank(tmp_path):
 def test_a_bad_shard_stops_every_rank_before_training(tmp_path):
     X, y, path = _data(tmp_path, bad_rows=[150])   # in rank 1's shard (rows 102..202)
     proc, lines, elapsed = _launch(tmp_path, "bad-shard", tmp_path / "w.npy", path)
-    assert proc.returncode != 0 and elapsed < TIMEOUT
+    assert proc.returncode != 0
     assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
     for line in lines:
         assert line["error"] == "ValueError"
@@ -266,7 +266,7 @@ def test_a_bad_shard_stops_every_rank_before_training(tmp_path):
 def test_divergence_is_raised_on_every_rank_at_the_same_step(tmp_path):
     X, y, path = _data(tmp_path)
     proc, lines, elapsed = _launch(tmp_path, "diverge", tmp_path / "w.npy", path)
-    assert proc.returncode != 0 and elapsed < TIMEOUT
+    assert proc.returncode != 0
     assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
     assert {line["error"] for line in lines} == {"TrainingDivergedError"}
     assert len({tuple(line["where"]) for line in lines}) == 1
@@ -294,7 +294,7 @@ def test_ranks_with_different_settings_all_stop_naming_the_setting(tmp_path, wha
     X, y, path = _data(tmp_path)
     ckpt = tmp_path / "run.ckpt"
     proc, lines, elapsed = _launch(tmp_path, "mismatch", tmp_path / "w.npy", path, what, ckpt)
-    assert proc.returncode != 0 and elapsed < TIMEOUT
+    assert proc.returncode != 0
     assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
     messages = {line["message"] for line in lines}
     assert len(messages) == 1, messages                 # the same error on every rank
