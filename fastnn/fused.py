@@ -3,12 +3,16 @@ buffers it needs. The Trainer uses it for networks made of FullyConnected layers
 by one Activation (``layers.fused_activation``: ReLU, LeakyReLU, GELU, Identity, ...) and then optionally one
 Dropout (not after the last FullyConnected: the head reads that layer's output), with a loss that has a fused head (``Loss.fused_kind``: SoftmaxCrossEntropy,
 SigmoidCrossEntropy, L2Loss) and SGD, Adam or AdamW."""
+import threading
+
 import numpy as np
 
 from . import _checks, threads
 from .errors import TrainingDivergedError
 from .kernels import epoch as kernels
+from .kernels import epoch_parallel
 from .kernels._blas import set_threads_local
+from .kernels._sync import ABORT, SYNC_SIZE
 from .kernels.activations import IDENTITY, needs_z
 from .layers import Dropout, FullyConnected, fused_activation
 from .optimizers import SGD, Adam, AdamW
@@ -103,6 +107,8 @@ class EpochRunner:
             self.sample_weights = _checks.sample_weights(sample_weights, "sample_weight", len(X), dtype)
         self.label_buf = np.empty(rows if y.ndim == 1 else 0, np.int64)
         self.target_buf = np.empty((rows, y.shape[1]) if y.ndim == 2 else (0, 0), dtype)
+        self.weight_buf = np.empty(rows if self.sample_weights.size else 0, dtype)
+        self.widths, self.rows = widths, rows
 
     def _optimizer_args(self, plan):
         """(opt_kind, [slot1, slot2], hyper) for the kernel: the optimizer's kernel_spec() and its state,
@@ -121,15 +127,26 @@ class EpochRunner:
         net, opt = self.net, self.net.optimizer
         plan = net.plan()
         opt_kind, (slot1, slot2), hyper = self._optimizer_args(plan)
+        dkey = np.uint64(getattr(progress, "dropout_key", 0))
+        T = threads.batch_parallel_threads(self.widths, self.rows)
         previous = set_threads_local(threads.blas_threads())
         try:
             with net.weights_changing():
-                loss_sum, correct, steps, penalty_sum = kernels.train_epoch(
-                    self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
-                    self.A, self.D, self.Z, self.codes, self.act_params, self.loss_kind, plan.params, plan.grads,
-                    plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms,
-                    self.status, self.label_buf, self.target_buf, threads.blas_threads(), self.sample_weights,
-                    self.Y, self.drop_thr, self.drop_scale, np.uint64(getattr(progress, "dropout_key", 0)))
+                if T > 1:
+                    loss_sum, correct, steps, penalty_sum = self._run_parallel(
+                        T, epoch_parallel.variant(self.loss_kind, opt_kind),
+                        (self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
+                         self.A, self.D, self.Z, self.codes, self.act_params, self.loss_kind, plan.params,
+                         plan.grads, plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.norms,
+                         self.status, self.label_buf, self.target_buf, self.weight_buf, self.sample_weights,
+                         self.Y, self.drop_thr, self.drop_scale, dkey))
+                else:
+                    loss_sum, correct, steps, penalty_sum = kernels.train_epoch(
+                        self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW,
+                        self.db, self.A, self.D, self.Z, self.codes, self.act_params, self.loss_kind,
+                        plan.params, plan.grads, plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps,
+                        self.x_absmax, self.norms, self.status, self.label_buf, self.target_buf,
+                        threads.blas_threads(), self.sample_weights, self.Y, self.drop_thr, self.drop_scale, dkey)
         finally:
             set_threads_local(previous)
         opt.steps += steps
@@ -138,3 +155,29 @@ class EpochRunner:
             layer = None if failed_layer < 0 else plan.param_layers[failed_layer]
             raise TrainingDivergedError(epoch, failed_batch, layer, what=_FAILURES[what])
         return (loss_sum * net.loss.report_scale + penalty_sum) / len(self.X), int(correct)
+
+    def _run_parallel(self, T, kernel, args):
+        """One epoch of the batch-parallel kernel on T threads: this one (thread 0) and T - 1 started here.
+        Every thread runs until the epoch ends, or leaves at its next barrier when another one raised (the
+        abort flag of ``sync``); the first exception is re-raised here."""
+        sync = np.zeros(SYNC_SIZE, np.int64)
+        partials = np.zeros((T, len(self.W) + 4), np.float64)
+        results, errors = [None] * T, [None] * T
+
+        def work(t):
+            try:
+                results[t] = kernel(t, T, sync, partials, *args)
+            except BaseException as exc:     # noqa: B036 -- the other threads must not wait for this one
+                errors[t] = exc
+                sync[ABORT] = 1
+        workers = [threading.Thread(target=work, args=(t,), name=f"fastnn-epoch-{t}", daemon=True)
+                   for t in range(1, T)]
+        for worker in workers:
+            worker.start()
+        work(0)
+        for worker in workers:
+            worker.join()
+        for error in errors:
+            if error is not None:
+                raise error
+        return results[0]

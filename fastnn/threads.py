@@ -55,6 +55,24 @@ def parallel_pays(size):
     return size >= PARALLEL_MIN_ELEMENTS and blas_threads() == 1 and numba.get_num_threads() > 1
 
 
+#: batch-parallel epochs need at least this many rows per thread and this many multiply-adds per step and
+#: thread (below, the barriers and the per-thread GEMM calls cost more than the split saves): measured,
+#: benchmarks/README.md "batch-parallel rule".
+MIN_ROWS_PER_THREAD = 8
+MIN_MACS_PER_THREAD = 1 << 15
+
+
+def batch_parallel_threads(widths, batch_rows):
+    """How many threads the fused kernel splits each mini-batch over (1: the serial kernel around
+    multi-threaded BLAS) for a network of layer ``widths`` (input first) and mini-batches of
+    ``batch_rows`` rows, at the current thread count."""
+    n = numba.get_num_threads()
+    macs = 3 * batch_rows * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    while n > 1 and (batch_rows < n * MIN_ROWS_PER_THREAD or macs < n * MIN_MACS_PER_THREAD):
+        n -= 1
+    return n
+
+
 def blas_threads():
     """The most BLAS threads one GEMM of fastnn may use: set_num_threads' n, else Numba's thread count."""
     return _blas_threads if _blas_threads is not None else numba.get_num_threads()

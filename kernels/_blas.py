@@ -146,18 +146,21 @@ def _gemm_codegen(context, builder, alpha, a, trans_a, b, trans_b, beta, c, max_
 
 
 def _float_matrices(*arrays):
-    """True when every argument is a 2-D C-contiguous float32 (or every one a float64) Numba array type.
+    """True when every argument is a 2-D float32 (or every one a float64) Numba array type, C-contiguous
+    or of layout "A".
 
-    Row slices ``x[i:j]`` of C-contiguous arrays stay C-contiguous; any other layout (a transposed or
-    column-sliced view) does not type-check, rather than being multiplied with the wrong strides."""
-    return (all(isinstance(x, types.Array) and x.ndim == 2 and x.layout == "C" for x in arrays)
+    Row slices ``x[i:j]`` of C-contiguous arrays stay C-contiguous; column slices ``x[:, i:j]`` have layout
+    "A", their rows strided, their elements adjacent, which BLAS takes as a leading dimension. The caller
+    must not pass any other "A" array (elements not adjacent); a transposed (F-layout) view does not
+    type-check, rather than being multiplied with the wrong strides."""
+    return (all(isinstance(x, types.Array) and x.ndim == 2 and x.layout in ("C", "A") for x in arrays)
             and len({x.dtype for x in arrays}) == 1 and arrays[0].dtype in (types.float32, types.float64))
 
 
 @intrinsic
 def gemm(typingctx, alpha, a, trans_a, b, trans_b, beta, c, max_threads):
-    """c = alpha · op(a) · op(b) + beta · c for 2-D C-contiguous float32 or float64 arrays (row slices of
-    such included). Callable from kernels only.
+    """c = alpha · op(a) · op(b) + beta · c for 2-D C-contiguous float32 or float64 arrays (row slices and
+    column slices of such included: ``_float_matrices``). Callable from kernels only.
 
     op(a) is a.T when ``trans_a`` (a then has shape (k, m)), else a (m, k); likewise b. c is (m, n).
     Shapes must agree; callers check them. ``max_threads`` ≤ 0 keeps the BLAS thread count set; > 0 sets

@@ -122,65 +122,68 @@ def _sgd_bias(b, dy, db, lr):
 
 
 @inline_kernel
-def _forward(X, order, start, nb, W, b, A, Z, codes, act_params, blas_threads, Y, drop_thr, drop_scale, dkey,
-             batch):
-    """A[k+1] = f_k(A[k] @ W[k] + b[k]); Z[k] keeps the pre-activation where f_k's derivative reads it.
-    Layer k with dropout (drop_thr[k] > 0): f_k's output goes to Y[k] and A[k+1] is its dropped copy."""
-    gather_rows(X, order, start, A[0][:nb])
+def forward_rows(X, order, start, r0, r1, W, b, A, Z, codes, act_params, blas_threads, Y, drop_thr, drop_scale,
+                 dkey, batch):
+    """Rows r0:r1 of the batch starting at ``start``: A[k+1] = f_k(A[k] @ W[k] + b[k]); Z[k] keeps the
+    pre-activation where f_k's derivative reads it. Layer k with dropout (drop_thr[k] > 0): f_k's output
+    goes to Y[k] and A[k+1] is its dropped copy."""
+    gather_rows(X, order, start + r0, A[0][r0:r1])
     for k in range(len(W)):
-        out = Y[k][:nb] if drop_thr[k] > 0 else A[k + 1][:nb]
+        out = Y[k][r0:r1] if drop_thr[k] > 0 else A[k + 1][r0:r1]
         if Z[k].shape[0] > 0:
-            z = Z[k][:nb]
-            matmul(A[k][:nb], False, W[k], False, z, blas_threads)
+            z = Z[k][r0:r1]
+            matmul(A[k][r0:r1], False, W[k], False, z, blas_threads)
             bias_activate(z, b[k], codes[k], act_params[k], out)
             bias_activate(z, b[k], IDENTITY, 0.0, z)
         else:
-            matmul(A[k][:nb], False, W[k], False, out, blas_threads)
+            matmul(A[k][r0:r1], False, W[k], False, out, blas_threads)
             bias_activate(out, b[k], codes[k], act_params[k], out)
         if drop_thr[k] > 0:
-            dropout_apply(dkey, batch, 0, drop_thr[k], drop_scale[k], out, A[k + 1][:nb])
+            dropout_apply(dkey, batch, r0, drop_thr[k], drop_scale[k], out, A[k + 1][r0:r1])
 
 
 @inline_kernel
-def _delta_through(k, nb, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch, dx):
-    """dx (dL/dA[k]) -> dL/d(pre-activation of layer k-1): through layer k-1's dropout, then its activation
-    (whose output is Y[k-1] when it has dropout, else A[k])."""
+def delta_through(k, r0, r1, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch, dx):
+    """dx (dL/dA[k], rows r0:r1 of the batch) -> dL/d(pre-activation of layer k-1): through layer k-1's
+    dropout, then its activation (whose output is Y[k-1] when it has dropout, else A[k])."""
     if drop_thr[k - 1] > 0:
-        dropout_apply(dkey, batch, 0, drop_thr[k - 1], drop_scale[k - 1], dx, dx)
-        scale_by_derivative(codes[k - 1], act_params[k - 1], Y[k - 1][:nb], Z[k - 1][:nb], dx)
+        dropout_apply(dkey, batch, r0, drop_thr[k - 1], drop_scale[k - 1], dx, dx)
+        scale_by_derivative(codes[k - 1], act_params[k - 1], Y[k - 1][r0:r1], Z[k - 1][r0:r1], dx)
     else:
-        scale_by_derivative(codes[k - 1], act_params[k - 1], A[k][:nb], Z[k - 1][:nb], dx)
+        scale_by_derivative(codes[k - 1], act_params[k - 1], A[k][r0:r1], Z[k - 1][r0:r1], dx)
 
 
 @inline_kernel
-def _head_labels(loss_kind, logits, head, labels, targets, order, start, label_buf, target_buf,
-                 sample_weights, weight_buf):
-    """Softmax cross-entropy against the batch's class ids: (mean loss, correct predictions)."""
-    nb = logits.shape[0]
-    yb = label_buf[:nb]
-    gather(labels, order, start, yb)
+def _head_labels(loss_kind, logits, head, labels, targets, order, start, r0, label_buf, target_buf,
+                 sample_weights, weight_buf, norm):
+    """Softmax cross-entropy against the class ids of rows r0:r0+len(logits) of the batch: (loss, correct
+    predictions); ``norm``: softmax_ce's (-1: these rows are the batch)."""
+    r1 = r0 + logits.shape[0]
+    yb = label_buf[r0:r1]
+    gather(labels, order, start + r0, yb)
     if sample_weights.size == 0:
-        loss = softmax_ce_labels(logits, yb, head)
+        loss = softmax_ce_labels(logits, yb, head, None, norm)
     else:
-        wb = weight_buf[:nb]
-        gather(sample_weights, order, start, wb)
-        loss = softmax_ce_labels(logits, yb, head, wb)
+        wb = weight_buf[r0:r1]
+        gather(sample_weights, order, start + r0, wb)
+        loss = softmax_ce_labels(logits, yb, head, wb, norm)
     return loss, count_correct_labels(logits, yb)
 
 
-def _head_targets(loss_kind, logits, head, labels, targets, order, start, label_buf, target_buf,
-                  sample_weights, weight_buf):
+def _head_targets(loss_kind, logits, head, labels, targets, order, start, r0, label_buf, target_buf,
+                  sample_weights, weight_buf, norm):
     """The loss ``_LOSS`` (softmax cross-entropy on distributions, sigmoid cross-entropy or L2; bound per
-    variant, see _TARGET_HEADS) against the batch's target rows: (mean loss, ``_COUNT`` correct)."""
-    nb = logits.shape[0]
-    tb = target_buf[:nb]
-    gather_rows(targets, order, start, tb)
+    variant, see _TARGET_HEADS) against the target rows r0:r0+len(logits) of the batch: (loss, ``_COUNT``
+    correct); ``norm`` as for _head_labels."""
+    r1 = r0 + logits.shape[0]
+    tb = target_buf[r0:r1]
+    gather_rows(targets, order, start + r0, tb)
     if sample_weights.size == 0:
-        loss = _LOSS(logits, tb, head)
+        loss = _LOSS(logits, tb, head, None, norm)
     else:
-        wb = weight_buf[:nb]
-        gather(sample_weights, order, start, wb)
-        loss = _LOSS(logits, tb, head, wb)
+        wb = weight_buf[r0:r1]
+        gather(sample_weights, order, start + r0, wb)
+        loss = _LOSS(logits, tb, head, wb, norm)
     return loss, _COUNT(logits, tb)
 
 
@@ -195,7 +198,7 @@ _TARGET_HEADS = {
     kind: specialize(_head_targets, _LOSS_NAMES[kind], compile_with=inline_kernel, _LOSS=loss, _COUNT=count)
     for kind, loss, count in ((LOSS_CE_DENSE, softmax_ce_dense, count_correct_dense), (LOSS_L2, l2, _no_count),
                               (LOSS_SIGMOID, sigmoid_ce, count_correct_indicators))}
-_HEADS = {LOSS_CE_LABELS: _head_labels, **_TARGET_HEADS}
+HEADS = {LOSS_CE_LABELS: _head_labels, **_TARGET_HEADS}
 
 
 @inline_kernel
@@ -214,7 +217,7 @@ def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, params, of
     for k in range(L - 1, 0, -1):
         dx = D[k][:nb]
         matmul(D[k + 1][:nb], False, W[k], True, dx, blas_threads)
-        _delta_through(k, nb, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch, dx)
+        delta_through(k, 0, nb, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch, dx)
         dmax[k] = _absmax_bound(dx)
         amax[k] = _absmax_bound(A[k][:nb])
     for k in range(L - 1, -1, -1):
@@ -262,7 +265,7 @@ def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, param
         if k > 0:
             dx = D[k][:nb]
             matmul(dy, False, W[k], True, dx, blas_threads)
-            _delta_through(k, nb, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch, dx)
+            delta_through(k, 0, nb, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch, dx)
     for k in range(L):
         s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
         if not math.isfinite(s):
@@ -323,10 +326,10 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, c
     for start in range(0, n, batch_size):
         batch += 1
         nb = min(batch_size, n - start)
-        _forward(X, order, start, nb, W, b, A, Z, codes, act_params, blas_threads, Y, drop_thr, drop_scale, dkey,
-                 batch - 1)
-        loss, right = _HEAD(loss_kind, A[L][:nb], D[L][:nb], labels, targets, order, start, label_buf,
-                            target_buf, sample_weights, weight_buf)
+        forward_rows(X, order, start, 0, nb, W, b, A, Z, codes, act_params, blas_threads, Y, drop_thr, drop_scale,
+                     dkey, batch - 1)
+        loss, right = _HEAD(loss_kind, A[L][:nb], D[L][:nb], labels, targets, order, start, 0, label_buf,
+                            target_buf, sample_weights, weight_buf, -1.0)
         if not math.isfinite(loss):
             _fail(status, batch, -1, FAIL_LOSS)
             return loss_sum, correct, steps, penalty_sum
@@ -352,7 +355,7 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, c
 _STEPS = {OPT_SGD: _sgd_step, **_EXPLICIT_STEPS}
 _VARIANTS = {(loss, opt): specialize(_train_epoch, f"{_LOSS_NAMES[loss]}_{_OPT_NAMES[opt]}", _HEAD=head,
                                      _STEP=step)
-             for loss, head in _HEADS.items() for opt, step in _STEPS.items()}
+             for loss, head in HEADS.items() for opt, step in _STEPS.items()}
 
 
 def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, codes, act_params, loss_kind,

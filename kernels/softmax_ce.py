@@ -14,6 +14,11 @@ unchanged, bit for bit. With it the loss is scikit-learn's MLP weighting (``_bac
     loss = Σ_i w_i l_i / Σ_i w_i,        grad_i = w_i ∇l_i / Σ_i w_i.
 
 A batch whose weights sum to zero has loss 0 and gradient 0 (scikit-learn would divide by zero).
+
+The fused heads (softmax_ce_*, l2, sigmoid_ce) take ``norm``: -1 (the default) divides by the rows (or the
+weights) given, as above; ``norm`` ≥ 0 is the whole batch's row count (or weight sum), so that a
+block of a batch's rows (the batch-parallel kernel, epoch_parallel.py) gets the batch's gradient, and the
+blocks' losses add up to the batch's.
 """
 import math
 
@@ -63,14 +68,14 @@ def softmax_backward(y, dy, dx):
 
 
 @kernel
-def softmax_ce_labels(z, labels, grad, w=None):
+def softmax_ce_labels(z, labels, grad, w=None, norm=-1.0):
     """Fused softmax cross-entropy from logits z and int labels; grad = (softmax - onehot) / batch
     (weighted: see the module's docstring)."""
     n, m = z.shape
     total = 0.0
-    inv_n = 1.0 / n
+    inv_n = 1.0 / n if norm < 0 else 1.0 / norm
     if w is not None:
-        wsum = _weight_sum(w, grad)
+        wsum = _weight_sum(w, grad) if norm < 0 else norm
         if wsum == 0:
             grad[:] = 0
             return 0.0
@@ -101,7 +106,7 @@ def softmax_ce_labels(z, labels, grad, w=None):
 
 
 @kernel
-def softmax_ce_dense(z, t, grad, w=None):
+def softmax_ce_dense(z, t, grad, w=None, norm=-1.0):
     """Fused softmax cross-entropy against a target distribution t (batch, classes).
 
     loss_i = sum_j t_ij (lse_i - z_ij); grad = (sum_j t_ij * softmax_i - t_i) / batch (weighted: see the
@@ -109,9 +114,9 @@ def softmax_ce_dense(z, t, grad, w=None):
     """
     n, m = z.shape
     total = 0.0
-    inv_n = 1.0 / n
+    inv_n = 1.0 / n if norm < 0 else 1.0 / norm
     if w is not None:
-        wsum = _weight_sum(w, grad)
+        wsum = _weight_sum(w, grad) if norm < 0 else norm
         if wsum == 0:
             grad[:] = 0
             return 0.0
@@ -210,14 +215,14 @@ def cross_entropy_dense(p, t, grad, w=None):
 
 
 @kernel
-def l2(pred, target, grad, w=None):
+def l2(pred, target, grad, w=None, norm=-1.0):
     """0.5 * ||pred - target||² summed over outputs, mean over the batch; grad = (pred - target) / batch
     (weighted: see the module's docstring)."""
     n, m = pred.shape
     total = 0.0
-    inv_n = 1.0 / n
+    inv_n = 1.0 / n if norm < 0 else 1.0 / norm
     if w is not None:
-        wsum = _weight_sum(w, grad)
+        wsum = _weight_sum(w, grad) if norm < 0 else norm
         if wsum == 0:
             grad[:] = 0
             return 0.0
@@ -240,7 +245,7 @@ def l2(pred, target, grad, w=None):
 
 
 @kernel
-def sigmoid_ce(z, t, grad, w=None):
+def sigmoid_ce(z, t, grad, w=None, norm=-1.0):
     """Sigmoid cross-entropy from logits z (batch, outputs) against targets t (batch, outputs) in [0, 1]
     (0/1 labels, multilabel indicators or soft targets); torch's BCEWithLogitsLoss(reduction="sum") / batch.
 
@@ -250,9 +255,9 @@ def sigmoid_ce(z, t, grad, w=None):
     """
     n, m = z.shape
     total = 0.0
-    inv_n = 1.0 / n
+    inv_n = 1.0 / n if norm < 0 else 1.0 / norm
     if w is not None:
-        wsum = _weight_sum(w, grad)
+        wsum = _weight_sum(w, grad) if norm < 0 else norm
         if wsum == 0:
             grad[:] = 0
             return 0.0

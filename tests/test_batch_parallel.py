@@ -1,0 +1,212 @@
+"""The batch-parallel fused kernel (kernels/epoch_parallel.py) against the serial one, and its threads.
+
+The split is forced (``threads.batch_parallel_threads`` patched) so that small networks run it; T = 3
+works although the machine may have 2 cores (the threads are fastnn's own, not Numba's pool).
+Tolerances: both kernels compute the same sums of the same products, but a row block's GEMM, the
+per-thread partial sums of the loss and the norms may round differently, so parameters after s steps
+may differ by a few ulps per step: rtol = atol = 64 · s · eps of the dtype.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn import threads
+
+ACTS = {"relu": fnn.ReLU, "sigmoid": fnn.Sigmoid, "tanh": fnn.TanH, "gelu": fnn.GELU, "softplus": fnn.Softplus,
+        None: None}
+
+
+def make_net(sizes, act, loss, opt, dtype, seed=0):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(fnn.FullyConnected(a, b, dtype=dtype))
+        if ACTS[act] is not None and i < len(sizes) - 2:
+            layers.append(ACTS[act]())
+    return fnn.NeuralNetwork(layers, loss=loss(), optimizer=opt(), seed=seed)
+
+
+def data(n, sizes, dtype, kind, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    if kind == "labels":
+        y = rng.integers(0, sizes[-1], n)
+    elif kind == "onehot":
+        y = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], n)]
+    else:
+        y = rng.standard_normal((n, sizes[-1])).astype(dtype)
+    return X, y
+
+OPTIMIZERS = {"sgd": lambda: fnn.SGD(lr=0.05), "momentum": lambda: fnn.SGD(lr=0.05, momentum=0.9, nesterov=True,
+                                                                          weight_decay=1e-3),
+              "adam": lambda: fnn.Adam(lr=0.003, weight_decay=1e-3), "adamw": lambda: fnn.AdamW(lr=0.003)}
+
+
+def _fit(T, monkeypatch, make, X, y, **fit_args):
+    monkeypatch.setattr(threads, "batch_parallel_threads", lambda widths, rows: T)
+    net = make()
+    hist = net.fit(X, y, verbose=0, fused=True, **fit_args)
+    return net, hist
+
+
+def _tol(dtype, steps):
+    return 64 * steps * np.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("T", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("act,kind,sizes", [
+    ("relu", "labels", (7, 13, 5)), ("sigmoid", "onehot", (4, 9, 8, 3)), ("tanh", "regression", (3, 11, 2)),
+    (None, "labels", (6, 4)), ("gelu", "labels", (2, 16, 16, 2)), ("softplus", "regression", (5, 2, 1))])
+def test_parallel_equals_serial(T, dtype, opt, act, kind, sizes, monkeypatch):
+    """Every head and optimizer; widths below T (a thread with no rows of W), a last batch of 5 rows
+    (3 threads: blocks of 1, 2, 2)."""
+    loss = fnn.L2Loss if kind == "regression" else fnn.SoftmaxCrossEntropy
+    X, y = data(101, sizes, dtype, kind)
+    make = lambda: make_net(sizes, act, loss, OPTIMIZERS[opt], dtype)     # noqa: E731
+    serial, h1 = _fit(1, monkeypatch, make, X, y, epochs=3, batch_size=32)
+    parallel, hT = _fit(T, monkeypatch, make, X, y, epochs=3, batch_size=32)
+    tol = _tol(dtype, 12)
+    np.testing.assert_allclose(parallel._flat_params, serial._flat_params, rtol=tol, atol=tol)
+    np.testing.assert_allclose(hT["loss"], h1["loss"], rtol=tol)
+    np.testing.assert_allclose(hT["grad_norm"], h1["grad_norm"], rtol=10 * tol, atol=tol)
+    assert parallel.optimizer.steps == serial.optimizer.steps == 12
+    if "accuracy" in h1:
+        assert hT["accuracy"] == h1["accuracy"]
+
+
+@pytest.mark.parametrize("T", [2, 3])
+def test_same_thread_count_is_bit_identical(T, monkeypatch):
+    X, y = data(300, (12, 20, 4), np.float32, "labels")
+    make = lambda: make_net((12, 20, 4), "relu", fnn.SoftmaxCrossEntropy, OPTIMIZERS["adam"], np.float32)  # noqa
+    a, ha = _fit(T, monkeypatch, make, X, y, epochs=2, batch_size=50)
+    b, hb = _fit(T, monkeypatch, make, X, y, epochs=2, batch_size=50)
+    assert np.array_equal(a._flat_params, b._flat_params)
+    assert ha["loss"] == hb["loss"]
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "softmax"])
+def test_sigmoid_head_sample_weights_and_dropout(loss, monkeypatch):
+    """Sample weights (one batch whose weights sum to 0), scikit-learn's penalty and epsilon, Dropout."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((90, 6))
+    if loss == "sigmoid":
+        y, head = (rng.random((90, 3)) < 0.4).astype(np.float64), fnn.SigmoidCrossEntropy
+    else:
+        y, head = rng.integers(0, 3, 90), fnn.SoftmaxCrossEntropy
+    w = rng.random(90)
+    w[30:60] = 0                     # the second batch weighs nothing
+
+    def make():
+        opt = fnn.Adam(lr=0.01)
+        opt._sklearn_alpha, opt._sklearn_eps = 1e-3, True
+        return fnn.NeuralNetwork([fnn.FullyConnected(6, 10, dtype=np.float64), fnn.ReLU(), fnn.Dropout(0.3),
+                                  fnn.FullyConnected(10, 3, dtype=np.float64)], loss=head(), optimizer=opt,
+                                 seed=4)
+    serial, h1 = _fit(1, monkeypatch, make, X, y, epochs=3, batch_size=30, sample_weight=w)
+    parallel, h2 = _fit(2, monkeypatch, make, X, y, epochs=3, batch_size=30, sample_weight=w)
+    tol = _tol(np.float64, 9)
+    np.testing.assert_allclose(parallel._flat_params, serial._flat_params, rtol=tol, atol=tol)
+    np.testing.assert_allclose(h2["loss"], h1["loss"], rtol=tol)
+
+
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_divergence_stops_at_the_same_batch_with_finite_weights(opt, monkeypatch):
+    X, y = data(64, (5, 8, 3), np.float32, "labels")
+    X *= 1e3
+    make_opt = {"sgd": lambda: fnn.SGD(lr=1e30), "momentum": lambda: fnn.SGD(lr=1e30, momentum=0.5),
+                "adam": lambda: fnn.Adam(lr=1e36), "adamw": lambda: fnn.AdamW(lr=1e36)}[opt]
+    errors = []
+    for T in (1, 2):
+        monkeypatch.setattr(threads, "batch_parallel_threads", lambda widths, rows: T)
+        net = make_net((5, 8, 3), "relu", fnn.SoftmaxCrossEntropy, make_opt, np.float32)
+        with pytest.raises(fnn.TrainingDivergedError) as info:
+            net.fit(X, y, epochs=5, batch_size=16, verbose=0, fused=True)
+        assert np.isfinite(net._flat_params).all()
+        errors.append((info.value.epoch, info.value.batch))
+    if opt != "sgd":     # plain SGD: the serial kernel stops on a bound, the parallel one on the values
+        assert errors[0] == errors[1]
+
+
+def test_parallel_epoch_allocates_nothing_per_step():
+    """Numba's allocation counter: a batch-parallel fit of 128 steps allocates as often as one of 8."""
+    script = textwrap.dedent("""
+        import numpy as np
+        import fastnn as fnn
+        from fastnn import threads
+        from numba.core.runtime import rtsys
+        threads.batch_parallel_threads = lambda widths, rows: 2
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((4096, 20)).astype(np.float32)
+        y = rng.integers(0, 3, 4096)
+        for opt in (lambda: fnn.SGD(lr=0.01), lambda: fnn.SGD(lr=0.01, momentum=0.9), fnn.Adam):
+            net = fnn.NeuralNetwork([fnn.FullyConnected(20, 32), fnn.GELU(), fnn.Dropout(0.2),
+                                     fnn.FullyConnected(32, 3)], optimizer=opt(), seed=0)
+            net.fit(X[:256], y[:256], epochs=1, batch_size=32, verbose=0, fused=True)
+            counts = []
+            for n in (256, 4096):
+                before = rtsys.get_allocation_stats().alloc
+                net.fit(X[:n], y[:n], epochs=1, batch_size=32, verbose=0, fused=True)
+                counts.append(rtsys.get_allocation_stats().alloc - before)
+            print(counts[0], counts[1])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, NUMBA_NRT_STATS="1"),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [tuple(map(int, line.split())) for line in done.stdout.split("\n") if line.strip()]
+    assert len(rows) == 3
+    for short, long in rows:
+        assert short == long, rows
+
+
+def test_a_failing_thread_does_not_hang_the_others(monkeypatch):
+    """A thread whose kernel raises sets the abort flag: the others leave at their next barrier and the
+    error reaches the caller (no hang: the test runs in a subprocess with a timeout)."""
+    script = textwrap.dedent("""
+        import numpy as np
+        import fastnn as fnn
+        from fastnn import fused, threads
+        from fastnn.kernels import epoch_parallel
+        threads.batch_parallel_threads = lambda widths, rows: 3
+        real = epoch_parallel.variant
+
+        def variant(*kind):
+            kernel = real(*kind)
+
+            def run(t, *args):
+                if t == 2:
+                    raise MemoryError("thread 2 failed")
+                return kernel(t, *args)
+            return run
+        epoch_parallel.variant = variant
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((512, 8)).astype(np.float32)
+        y = rng.integers(0, 3, 512)
+        net = fnn.NeuralNetwork([fnn.FullyConnected(8, 16), fnn.ReLU(), fnn.FullyConnected(16, 3)], seed=0)
+        before = net._flat_params.copy()
+        try:
+            net.fit(X, y, epochs=2, batch_size=32, verbose=0, fused=True)
+        except MemoryError as exc:
+            print("raised", exc)
+        net.fit(X, y, epochs=1, batch_size=32, verbose=0, fused=False)   # the network is usable
+        print("usable", np.isfinite(net._flat_params).all())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "raised thread 2 failed" in done.stdout and "usable True" in done.stdout
+
+
+def test_rule_splits_only_where_it_pays(monkeypatch):
+    """The measured rule: rows per thread and work per thread both above their minimum."""
+    import numba
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 4)
+    assert threads.batch_parallel_threads([2, 16, 16, 2], 32) == 1          # the tiny cell
+    assert threads.batch_parallel_threads([784, 256, 128, 10], 128) == 4
+    assert threads.batch_parallel_threads([784, 256, 128, 10], 16) == 2     # 8 rows per thread at most
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 1)
+    assert threads.batch_parallel_threads([784, 256, 128, 10], 1024) == 1
