@@ -157,16 +157,19 @@ class EpochRunner:
         return (loss_sum * net.loss.report_scale + penalty_sum) / len(self.X), int(correct)
 
     def _run_parallel(self, T, kernel, args):
-        """One epoch of the batch-parallel kernel on T threads: this one (thread 0) and T - 1 started here.
-        Every thread runs until the epoch ends, or leaves at its next barrier when another one raised (the
-        abort flag of ``sync``); the first exception is re-raised here."""
+        """One epoch of the batch-parallel kernel, its phases cut in T blocks, run by T threads: this one
+        and T - 1 started here. A thread that raises sets the abort flag of ``sync`` (the others return
+        at once); the first exception is re-raised here. Returns the epoch's totals."""
         sync = np.zeros(SYNC_SIZE, np.int64)
         partials = np.zeros((T, len(self.W) + 4), np.float64)
-        results, errors = [None] * T, [None] * T
+        totals = np.zeros(4, np.float64)
+        self.status[:] = (0, -1, kernels.FAIL_LOSS)
+        self.norms[:] = 0
+        errors = [None] * T
 
         def work(t):
             try:
-                results[t] = kernel(t, T, sync, partials, *args)
+                kernel(t, T, sync, partials, totals, *args)
             except BaseException as exc:     # noqa: B036 -- the other threads must not wait for this one
                 errors[t] = exc
                 sync[ABORT] = 1
@@ -180,4 +183,4 @@ class EpochRunner:
         for error in errors:
             if error is not None:
                 raise error
-        return results[0]
+        return totals[0], int(totals[1]), int(totals[2]), totals[3]

@@ -1,17 +1,20 @@
-"""Threads that meet: atomics and a barrier for kernels that several threads run at once.
+"""Threads that share the blocks of a kernel: atomics, and waiting that gives the core away.
 
-The batch-parallel epoch kernel (epoch_parallel.py) runs on T threads that fastnn starts itself (Python
-threads calling one ``nogil`` kernel, fastnn/fused.py); they meet at ``barrier`` a few times per
-mini-batch. Every thread is a real OS thread, so a barrier cannot wait on a thread that was never
-scheduled (a ``prange`` may run two chunks on one thread, which a barrier would deadlock).
+The batch-parallel epoch kernel (epoch_parallel.py) is a sequence of phases, each cut into T blocks;
+the threads running it (fastnn's own: Python threads calling one ``nogil`` kernel, fastnn/fused.py)
+*claim* blocks one at a time from a shared counter, so block ``id`` is phase id // T, block id % T.
+Before it runs a block of phase g, a thread waits until every block of phase g - 1 is done. What is
+computed depends only on T, never on which thread runs which block, so results are bit-identical for a
+given T; and when the machine's other cores are busy and one thread is not scheduled, the others run its
+blocks instead of waiting for it (issue 11: a busy core must not be a cliff). A thread can only ever
+wait for a block that another thread has claimed and is running.
 
 The wait spins briefly (``pause``) and then yields the core (``sched_yield``): on an idle machine the
-other thread arrives within the spin, and on a machine whose cores are busy with other work a waiting
-thread gives its core away instead of burning it (issue 11: a busy core must not be a cliff).
+other thread finishes within the spin, on a busy one the waiting thread gives its core away.
 
-``sync`` is an int64 array of SYNC_SIZE slots shared by the threads: [arrived, generation, abort].
-A thread that fails (an exception in its kernel) sets ``abort``; every barrier then returns False at
-once, so that the others leave the kernel instead of waiting for it.
+``sync`` is an int64 array of SYNC_SIZE slots shared by the threads: [claimed, done, stop, abort]. The
+kernel sets ``stop`` when training must end early (a non-finite loss, gradient or update); a thread
+that raised sets ``abort`` (fused.py), and every wait then returns at once.
 """
 import ctypes
 import platform
@@ -24,8 +27,8 @@ from numba.extending import intrinsic
 
 from ._jit import inline_kernel
 
-ARRIVED, GENERATION, ABORT = 0, 1, 2
-SYNC_SIZE = 3
+CLAIMED, DONE, STOP, ABORT = 0, 1, 2, 3
+SYNC_SIZE = 4
 #: pauses before a waiting thread starts yielding its core (a pause is ~10-140 cycles by CPU)
 SPINS = 2000
 
@@ -94,29 +97,16 @@ def cpu_relax(typingctx):
 
 
 @inline_kernel
-def barrier(sync, nthreads):
-    """Wait until all ``nthreads`` threads have called it (for this generation). False if a thread
-    aborted: the caller then leaves the kernel."""
-    if atomic_load(sync, ABORT) != 0:
-        return False
-    generation = atomic_load(sync, GENERATION)
-    if atomic_add(sync, ARRIVED, 1) == nthreads - 1:
-        atomic_store(sync, ARRIVED, 0)
-        atomic_add(sync, GENERATION, 1)
-        return atomic_load(sync, ABORT) == 0
+def wait_until_done(sync, blocks):
+    """Wait until ``blocks`` blocks are done in all; False (at once) once the kernel stopped or a thread
+    aborted: a block claimed after that is never run, so nobody may wait for it."""
     spins = 0
-    while atomic_load(sync, GENERATION) == generation:
-        if atomic_load(sync, ABORT) != 0:
+    while atomic_load(sync, DONE) < blocks:
+        if atomic_load(sync, ABORT) != 0 or atomic_load(sync, STOP) != 0:
             return False
         if spins < SPINS:
             spins += 1
             cpu_relax()
         else:
             _sched_yield()
-    return atomic_load(sync, ABORT) == 0
-
-
-@inline_kernel
-def abort(sync):
-    """Make every barrier of ``sync`` return False from now on."""
-    atomic_store(sync, ABORT, 1)
+    return atomic_load(sync, ABORT) == 0 and atomic_load(sync, STOP) == 0

@@ -165,23 +165,27 @@ def test_parallel_epoch_allocates_nothing_per_step():
 
 
 def test_a_failing_thread_does_not_hang_the_others(monkeypatch):
-    """A thread whose kernel raises sets the abort flag: the others leave at their next barrier and the
-    error reaches the caller (no hang: the test runs in a subprocess with a timeout)."""
+    """A thread that claimed a block and raised before finishing it sets the abort flag: the others stop
+    waiting for that block and the error reaches the caller (no hang: a subprocess with a timeout)."""
     script = textwrap.dedent("""
         import numpy as np
         import fastnn as fnn
         from fastnn import fused, threads
         from fastnn.kernels import epoch_parallel
+        from fastnn.kernels._sync import CLAIMED, atomic_add
+        from numba import njit
+        claim = njit(lambda sync, slot, value: atomic_add(sync, slot, value))
         threads.batch_parallel_threads = lambda widths, rows: 3
         real = epoch_parallel.variant
 
         def variant(*kind):
             kernel = real(*kind)
 
-            def run(t, *args):
-                if t == 2:
+            def run(t, T, sync, *args):
+                if t == 2:        # claim a block, then fail before finishing it
+                    claim(sync, CLAIMED, 1)
                     raise MemoryError("thread 2 failed")
-                return kernel(t, *args)
+                return kernel(t, T, sync, *args)
             return run
         epoch_parallel.variant = variant
         rng = np.random.default_rng(0)
