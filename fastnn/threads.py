@@ -29,15 +29,18 @@ def cpu_count():
 
 
 def set_num_threads(n):
-    """Use ``n`` threads for Numba's parallel kernels and for BLAS (NumPy's and SciPy's OpenBLAS)."""
+    """Use ``n`` threads for Numba's parallel kernels and for BLAS: the one the kernels call
+    (kernels/_blas.py) and every other one loaded (NumPy's, SciPy's), through threadpoolctl."""
     global _blas_threads
     from ._checks import positive_int
+    from .kernels import _blas
     n = positive_int(n, "n")
     limit = numba.config.NUMBA_NUM_THREADS
     if n > limit:
         raise ValueError(f"n must be at most {limit} (the cores Numba was started with), got {n}")
     numba.set_num_threads(n)
     _blas_threads = n
+    _blas.set_blas_threads(n)     # directly: without threadpoolctl, or should it not recognise the library
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

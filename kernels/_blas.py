@@ -1,20 +1,36 @@
 """BLAS GEMM with alpha and beta, callable from Numba kernels.
 
 ``np.dot`` inside Numba computes C = A·B only, and instantiates a large implementation (checks, copies)
-for every combination of layouts, which LLVM then spends seconds optimising. ``gemm`` calls the same
-BLAS (SciPy's, through ``scipy.linalg.cython_blas``) directly: C = alpha·op(A)·op(B) + beta·C on
-C-contiguous arrays, so that plain SGD can also update the weights inside the gradient GEMM,
-W += (-lr)·Xᵀ·dY, with no gradient buffer and no separate pass over W.
+for every combination of layouts, which LLVM then spends seconds optimising. ``gemm`` calls BLAS sgemm /
+dgemm directly: C = alpha·op(A)·op(B) + beta·C on C-contiguous arrays, so that plain SGD can also update
+the weights inside the gradient GEMM, W += (-lr)·Xᵀ·dY, with no gradient buffer and no separate pass over W.
+
+Which BLAS: the OpenBLAS of the ``scipy-openblas32`` wheel when it is installed and at least
+``MIN_OPENBLAS`` (0.3.31 fixed a race in GEMM, 0.3.34 races between level-3 calls made at the same time from
+several threads, which is what fastnn's threads do); else SciPy's own (``scipy.linalg.cython_blas``; SciPy
+1.17 bundles 0.3.30). ``FASTNN_BLAS=scipy`` in the environment picks SciPy's (to compare the two).
+``BLAS_NAME``, ``BLAS_VERSION`` and ``BLAS_CONFIG`` tell which one the kernels call. The wheel's library is
+found without importing its package: ``import scipy_openblas32`` loads it with RTLD_GLOBAL, and SciPy's
+extension modules loaded after that bind their BLAS and LAPACK symbols (the same ``scipy_*`` names) to it
+instead of to SciPy's own OpenBLAS.
 
 The functions are declared to Numba as external symbols ("fastnn_sgemm", "fastnn_dgemm") whose addresses
 are registered with LLVM when this module is imported, as Numba does for its own np.dot: unlike a ctypes
-pointer, a symbol keeps the calling kernels cacheable on disk.
+pointer, a symbol keeps the calling kernels cacheable on disk (the cache holds the name; the address is
+looked up when a kernel is loaded, so switching BLAS needs no recompilation).
+
+Thread counts: "fastnn_blas_threads_local" is OpenBLAS's ``openblas_set_num_threads_local`` (set the count,
+return the previous one). In OpenBLAS's pthreads builds (SciPy's and the wheel's) it is not thread-local:
+it calls the process-wide ``openblas_set_num_threads``. The wheel does not export it (0.3.34), so there it
+is a few lines of LLVM code doing the same with the two functions the wheel does export.
 """
 import ctypes
+import importlib.util
+import os
+import re
 
 import llvmlite.binding
 import numpy as np
-import scipy.linalg.cython_blas as _cython_blas
 from llvmlite import ir
 from numba import cfunc, types
 from numba.core import cgutils
@@ -22,10 +38,54 @@ from numba.extending import intrinsic
 
 from ._jit import kernel
 
+#: The oldest OpenBLAS taken from the scipy-openblas32 wheel (see the module's docstring).
+MIN_OPENBLAS = (0, 3, 34)
 
-def _pointer(name):
+
+def _address(lib, *names):
+    """The address of the first of ``names`` that the ctypes library ``lib`` exports, else None."""
+    for name in names:
+        try:
+            return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+        except AttributeError:
+            continue
+    return None
+
+
+def _string(lib, *names):
+    """What the first exported ``const char *f(void)`` of ``names`` returns, else ''."""
+    address = _address(lib, *names)
+    return ctypes.CFUNCTYPE(ctypes.c_char_p)(address)().decode(errors="replace") if address else ""
+
+
+def _version(config):
+    """(major, minor, patch) from an OpenBLAS config string ("OpenBLAS 0.3.34.481.3 DYNAMIC_ARCH ..."), or None."""
+    match = re.match(r"OpenBLAS (\d+)\.(\d+)\.(\d+)", config)
+    return tuple(int(v) for v in match.groups()) if match else None
+
+
+def _wheel_library():
+    """The scipy-openblas32 wheel's library (ctypes, RTLD_LOCAL) and its path; None when it is not installed.
+
+    Found through the package's location, not by importing it (see the module's docstring)."""
+    spec = importlib.util.find_spec("scipy_openblas32")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        lib_dir = os.path.join(folder, "lib")
+        names = sorted(n for n in os.listdir(lib_dir) if n.startswith("libscipy_openblas")
+                       and (n.endswith((".so", ".dylib", ".dll")) or ".so." in n)) if os.path.isdir(lib_dir) else []
+        if names:
+            path = os.path.join(lib_dir, names[0])
+            try:
+                return ctypes.CDLL(path), path
+            except OSError:         # a broken install: SciPy's BLAS, as without the wheel
+                return None
+    return None
+
+
+def _scipy_pointer(name):
     """The address of SciPy's BLAS function ``name`` (from scipy.linalg.cython_blas)."""
-    capsule = _cython_blas.__pyx_capi__[name]
+    import scipy.linalg.cython_blas as cython_blas
+    capsule = cython_blas.__pyx_capi__[name]
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
@@ -33,31 +93,90 @@ def _pointer(name):
     return get_pointer(capsule, get_name(capsule))
 
 
-for _name in ("sgemm", "dgemm"):
-    llvmlite.binding.add_symbol("fastnn_" + _name, _pointer(_name))
-_N, _T = ord("N"), ord("T")
-
-
-def _find_thread_control():
-    """The address of ``openblas_set_num_threads_local`` in the BLAS that SciPy (and so Numba) uses.
-
-    Found through the library that holds SciPy's sgemm; None for a BLAS without it (then the thread
-    count of each GEMM is left to the BLAS).
-    """
-    sgemm = ctypes.cast(ctypes.c_void_p(_pointer("sgemm")), ctypes.c_void_p).value
-
+def _library_holding(address):
+    """The library (ctypes) and path of the shared object that holds ``address``; (None, None) if unknown."""
     class DlInfo(ctypes.Structure):
         _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
                     ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
     try:
-        libdl = ctypes.CDLL(None)
         info = DlInfo()
-        if not libdl.dladdr(ctypes.c_void_p(sgemm), ctypes.byref(info)) or not info.dli_fname:
-            return None
-        lib = ctypes.CDLL(info.dli_fname.decode())
-        return ctypes.cast(lib.openblas_set_num_threads_local, ctypes.c_void_p).value
+        if not ctypes.CDLL(None).dladdr(ctypes.c_void_p(address), ctypes.byref(info)) or not info.dli_fname:
+            return None, None
+        path = info.dli_fname.decode()
+        return ctypes.CDLL(path), path
     except (OSError, AttributeError):
-        return None
+        return None, None
+
+
+def _find_blas():
+    """The BLAS the kernels call: a dict with the library (``lib``, kept alive here), ``path``, ``source``,
+    ``config`` and the addresses ``sgemm``, ``dgemm``, ``local`` (openblas_set_num_threads_local), ``get`` /
+    ``set`` (openblas_get/set_num_threads); a missing function's address is None."""
+    wheel = None if os.environ.get("FASTNN_BLAS", "").strip().lower() == "scipy" else _wheel_library()
+    if wheel is not None:
+        lib, path = wheel
+        config = _string(lib, "scipy_openblas_get_config")
+        sgemm, dgemm = _address(lib, "scipy_sgemm_"), _address(lib, "scipy_dgemm_")
+        if sgemm and dgemm and (_version(config) or (0,)) >= MIN_OPENBLAS:
+            source = "scipy-openblas32"
+        else:
+            wheel = None            # too old (or not the library expected): SciPy's, as before
+    if wheel is None:
+        sgemm, dgemm = _scipy_pointer("sgemm"), _scipy_pointer("dgemm")
+        lib, path = _library_holding(sgemm)         # SciPy's cython_blas module; dlsym also searches its BLAS
+        config = _string(lib, "scipy_openblas_get_config", "openblas_get_config") if lib else ""
+        if config:
+            path = _library_holding(_address(lib, "scipy_openblas_get_config", "openblas_get_config"))[1] or path
+        source = "scipy"
+    found = {"lib": lib, "path": path, "source": source, "config": config, "sgemm": sgemm, "dgemm": dgemm,
+             "core": "", "local": None, "get": None, "set": None}
+    if lib is not None:
+        found.update(core=_string(lib, "scipy_openblas_get_corename", "openblas_get_corename"),
+                     local=_address(lib, "openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local"),
+                     get=_address(lib, "scipy_openblas_get_num_threads", "openblas_get_num_threads"),
+                     set=_address(lib, "scipy_openblas_set_num_threads", "openblas_set_num_threads"))
+    return found
+
+
+_BLAS = _find_blas()
+for _name in ("sgemm", "dgemm"):
+    llvmlite.binding.add_symbol("fastnn_" + _name, _BLAS[_name])
+_N, _T = ord("N"), ord("T")
+
+#: Where the kernels' BLAS comes from: "scipy-openblas32" (the wheel) or "scipy" (SciPy's own).
+BLAS_SOURCE = _BLAS["source"]
+#: The library's path ('' when unknown).
+BLAS_LIBRARY = _BLAS["path"] or ""
+#: The library's openblas_get_config(), e.g. "OpenBLAS 0.3.34.481.3 DYNAMIC_ARCH NO_AFFINITY SkylakeX
+#: MAX_THREADS=64" (the kernel family, here SkylakeX, follows OPENBLAS_CORETYPE); '' for another BLAS.
+BLAS_CONFIG = _BLAS["config"]
+#: OpenBLAS's (major, minor, patch), e.g. (0, 3, 34); None for another BLAS.
+BLAS_VERSION = _version(BLAS_CONFIG)
+#: One line for reports, e.g. "OpenBLAS 0.3.34.481.3 SkylakeX (scipy-openblas32)".
+BLAS_NAME = (" ".join(BLAS_CONFIG.split()[:2] + [_BLAS["core"]]).strip() if BLAS_VERSION
+             else "the BLAS of scipy.linalg.cython_blas") + f" ({BLAS_SOURCE})"
+
+
+def _threads_local_shim(get, set):
+    """The address of machine code for ``int f(int n) { int old = get(); set(n); return old; }``, which is
+    what openblas_set_num_threads_local does in OpenBLAS's pthreads builds; with the engine that holds it."""
+    llvmlite.binding.initialize_native_target()
+    llvmlite.binding.initialize_native_asmprinter()
+    llvmlite.binding.add_symbol("fastnn_blas_get_threads", get)
+    llvmlite.binding.add_symbol("fastnn_blas_set_threads", set)
+    module, i32 = ir.Module("fastnn_blas_threads"), ir.IntType(32)
+    get_fn = ir.Function(module, ir.FunctionType(i32, []), "fastnn_blas_get_threads")
+    set_fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [i32]), "fastnn_blas_set_threads")
+    shim = ir.Function(module, ir.FunctionType(i32, [i32]), "fastnn_blas_threads_local_shim")
+    builder = ir.IRBuilder(shim.append_basic_block())
+    old = builder.call(get_fn, [])
+    builder.call(set_fn, [shim.args[0]])
+    builder.ret(old)
+    engine = llvmlite.binding.create_mcjit_compiler(
+        llvmlite.binding.parse_assembly(str(module)),
+        llvmlite.binding.Target.from_default_triple().create_target_machine())
+    engine.finalize_object()
+    return engine.get_function_address(shim.name), engine
 
 
 def _no_thread_control():
@@ -68,11 +187,31 @@ def _no_thread_control():
     return no_thread_control.address
 
 
-_thread_control_address = _find_thread_control()
-#: True when fastnn can set the BLAS thread count of each GEMM (OpenBLAS ≥ 0.3.27, as SciPy's wheels).
+_shim_engine = None
+_thread_control_address = _BLAS["local"]
+if _thread_control_address is None and _BLAS["get"] and _BLAS["set"]:
+    _thread_control_address, _shim_engine = _threads_local_shim(_BLAS["get"], _BLAS["set"])
+#: True when fastnn can set the BLAS thread count before each GEMM (any OpenBLAS of SciPy's or of the wheel).
 PER_CALL_THREADS = _thread_control_address is not None
 llvmlite.binding.add_symbol("fastnn_blas_threads_local", _thread_control_address or _no_thread_control())
 _threads_local = types.ExternalFunction("fastnn_blas_threads_local", types.int32(types.int32))
+_set_threads = ctypes.CFUNCTYPE(None, ctypes.c_int)(_BLAS["set"]) if _BLAS["set"] else None
+_get_threads = ctypes.CFUNCTYPE(ctypes.c_int)(_BLAS["get"]) if _BLAS["get"] else None
+
+
+def set_blas_threads(n):
+    """Set the thread count of the BLAS the kernels call, process-wide (openblas_set_num_threads); returns
+    False when that BLAS has no such function."""
+    if _set_threads is None:
+        return False
+    _set_threads(int(n))
+    return True
+
+
+def get_blas_threads():
+    """The thread count of the BLAS the kernels call (openblas_get_num_threads), or None if unknown."""
+    return None if _get_threads is None else int(_get_threads())
+
 
 #: GEMMs with fewer multiply-adds than this run on one BLAS thread: below it, waking and joining the
 #: other threads costs more than it saves (measured: benchmarks/README.md, "threads").

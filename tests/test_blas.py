@@ -1,0 +1,186 @@
+"""The BLAS the kernels call (kernels/_blas.py): which one it is, that its GEMMs are right, and that
+several Python threads may run them at once.
+
+Error bound of a GEMM (Higham, Accuracy and Stability of Numerical Algorithms, 3.5): each entry of
+C = A·B computed in floating point is within gamma_k * sum_p |a_ip| |b_pj| of the exact one, gamma_k =
+k*eps / (1 - k*eps) ~ k*eps for sums of k products. The reference (float64 matmul of the same data) adds
+its own error, far smaller for float32 data and of the same order for float64; alpha, beta·C and the
+reference add a few more roundings each. So the tests allow 4 * k * eps * (|alpha| |A||B| + |beta| |C|),
+entrywise; a wrong stride, transpose or row slice gives errors of O(|A||B|) itself.
+"""
+import importlib.metadata
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+from fastnn.kernels import _blas
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WHEEL = importlib.util.find_spec("scipy_openblas32") is not None
+
+
+@numba.njit(nogil=True)
+def _gemm(alpha, a, trans_a, b, trans_b, beta, c, threads):
+    _blas.gemm(alpha, a, trans_a, b, trans_b, beta, c, threads)
+
+
+@numba.njit(nogil=True)
+def _gemm_rows(alpha, a, ra, b, rb, beta, c, rc):
+    """The GEMM on the first rows of a, b and c: row slices, whose leading dimension is the full width."""
+    _blas.gemm(alpha, a[:ra], False, b[:rb], False, beta, c[:rc], 0)
+
+
+@numba.njit(nogil=True)
+def _repeat_gemm(a, b, c, out, times):
+    """``times`` GEMMs c = a·b on one BLAS thread, each result copied into out[i]."""
+    for i in range(times):
+        _blas.gemm(1.0, a, False, b, False, 0.0, c, 1)
+        out[i] = c
+
+
+def _bound(dtype, k, alpha, a, b, beta, c):
+    eps = np.finfo(dtype).eps
+    a, b, c = (np.abs(x.astype(np.float64)) for x in (a, b, c))
+    return 4 * max(k, 1) * eps * (abs(alpha) * (a @ b) + abs(beta) * c) + np.finfo(dtype).tiny
+
+
+def _check(dtype, m, n, k, trans_a, trans_b, alpha, beta, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    c = rng.standard_normal((m, n)).astype(dtype)
+    op_a, op_b = (a.T if trans_a else a), (b.T if trans_b else b)
+    want = alpha * (op_a.astype(np.float64) @ op_b.astype(np.float64)) + beta * c.astype(np.float64)
+    got = c.copy()
+    _gemm(alpha, a, trans_a, b, trans_b, beta, got, 0)
+    assert np.all(np.abs(got - want) <= _bound(dtype, k, alpha, op_a, op_b, beta, c))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,n,k", [(200, 100, 100), (64, 64, 128), (128, 256, 784), (32, 16, 16), (1, 1, 1),
+                                   (7, 3, 513), (300, 1, 50), (1, 300, 50)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_agrees_with_matmul(dtype, m, n, k, trans_a, trans_b):
+    _check(dtype, m, n, k, trans_a, trans_b, 1.0, 0.0, seed=m * 7 + n * 3 + k)
+    _check(dtype, m, n, k, trans_a, trans_b, -0.01, 1.0, seed=m + n + k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_on_row_slices(dtype):
+    """Row slices of wider arrays: lda/ldb/ldc are the parents' widths, only the first rows change."""
+    rng = np.random.default_rng(3)
+    a, b, c = (rng.standard_normal(s).astype(dtype) for s in ((90, 40), (40, 30), (90, 30)))
+    for ra, rc in ((90, 90), (17, 17), (1, 1)):
+        got = c.copy()
+        _gemm_rows(0.5, a, ra, b, 40, 2.0, got, rc)
+        want = 0.5 * (a[:ra].astype(np.float64) @ b.astype(np.float64)) + 2.0 * c[:rc].astype(np.float64)
+        assert np.all(np.abs(got[:rc] - want) <= _bound(dtype, 40, 0.5, a[:ra], b, 2.0, c[:rc]))
+        np.testing.assert_array_equal(got[rc:], c[rc:])
+
+
+def test_which_blas():
+    """With scipy-openblas32 installed (a dependency), the kernels call it, and it is new enough."""
+    assert _blas.BLAS_NAME and _blas.BLAS_SOURCE in ("scipy-openblas32", "scipy")
+    if os.environ.get("FASTNN_BLAS", "").lower() == "scipy":
+        assert _blas.BLAS_SOURCE == "scipy"
+        return
+    if not WHEEL:
+        pytest.skip("scipy-openblas32 is not installed: the kernels call SciPy's BLAS")
+    assert _blas.BLAS_SOURCE == "scipy-openblas32", importlib.metadata.version("scipy-openblas32")
+    assert _blas.BLAS_VERSION >= _blas.MIN_OPENBLAS == (0, 3, 34)
+    assert _blas.BLAS_CONFIG.startswith("OpenBLAS 0.3.") and "scipy_openblas32" in _blas.BLAS_LIBRARY
+    assert _blas.PER_CALL_THREADS
+
+
+def test_openblas_coretype_is_honoured():
+    """OPENBLAS_CORETYPE picks the kernel family of the kernels' BLAS too (the tests run with and without it)."""
+    if _blas.BLAS_VERSION is None:
+        pytest.skip("not an OpenBLAS")
+    code = "from fastnn.kernels import _blas; print(_blas.BLAS_NAME)"
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell", PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Haswell" in out.stdout and _blas.BLAS_SOURCE in out.stdout
+
+
+def test_thread_count_control():
+    """set_threads_local returns the previous count; set_num_threads reaches the kernels' BLAS."""
+    import fastnn
+    if not _blas.PER_CALL_THREADS or _blas.get_blas_threads() is None:
+        pytest.skip("this BLAS has no thread control")
+    before = fastnn.threads.get_num_threads()
+    try:
+        previous = _blas.set_threads_local(1)
+        assert _blas.get_blas_threads() == 1
+        assert _blas.set_threads_local(previous) == 1
+        fastnn.set_num_threads(1)
+        assert _blas.get_blas_threads() == 1
+        if numba.config.NUMBA_NUM_THREADS >= 2:
+            fastnn.set_num_threads(2)
+            assert _blas.get_blas_threads() == 2
+    finally:
+        fastnn.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_concurrent_gemms_match_serial(dtype):
+    """Four Python threads (the kernel releases the GIL) each run a few hundred single-threaded GEMMs at the
+    same time; every result must equal the serial one bit for bit (same data, same BLAS thread count, so the
+    same operations in the same order). A race between concurrent level-3 calls (OpenBLAS < 0.3.34 had
+    such) would show as a differing or garbage result."""
+    rng = np.random.default_rng(5)
+    shapes = [(200, 100, 100), (64, 128, 64), (128, 784, 256), (32, 16, 16)]
+    jobs = [(rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype))
+            for m, k, n in shapes]
+    times = 200
+    serial = []
+    for a, b in jobs:
+        c = np.empty((a.shape[0], b.shape[1]), dtype)
+        _gemm(1.0, a, False, b, False, 0.0, c, 1)
+        serial.append(c)
+    outs = [np.zeros((times,) + s.shape, dtype) for s in serial]
+    errors = []
+
+    def work(i):
+        try:
+            a, b = jobs[i]
+            _repeat_gemm(a, b, np.empty_like(serial[i]), outs[i], times)
+        except BaseException as e:      # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+    _repeat_gemm(*jobs[0], np.empty_like(serial[0]), outs[0][:1], 1)     # compile before the race
+    previous = _blas.set_threads_local(1)
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        _blas.set_threads_local(previous)
+    assert not errors
+    for want, got in zip(serial, outs):
+        bad = [i for i in range(times) if not np.array_equal(got[i], want)]
+        assert not bad, f"{len(bad)} of {times} concurrent GEMMs differ from the serial result"
+
+
+def test_fallback_to_scipy_blas():
+    """FASTNN_BLAS=scipy: the kernels call SciPy's own BLAS (the path taken without the wheel), and are right."""
+    code = ("import numpy as np, numba\n"
+            "from fastnn.kernels import _blas\n"
+            "@numba.njit\n"
+            "def mm(a, b, c):\n"
+            "    _blas.gemm(1.0, a, False, b, False, 0.0, c, 2)\n"
+            "a = np.arange(12.0, dtype=np.float32).reshape(3, 4); b = np.ones((4, 2), np.float32)\n"
+            "c = np.empty((3, 2), np.float32); mm(a, b, c)\n"
+            "assert np.array_equal(c, a @ b), c\n"
+            "print(_blas.BLAS_SOURCE, _blas.PER_CALL_THREADS, _blas.BLAS_NAME)\n")
+    env = dict(os.environ, FASTNN_BLAS="scipy", PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("scipy True")
