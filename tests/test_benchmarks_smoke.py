@@ -243,3 +243,40 @@ def test_gemm_bound_runs_the_cells_gemms(capsys):
     gemm_bound.main(["tiny"])
     out = capsys.readouterr().out
     assert out.count("tiny: GEMMs only") == 2 and "samples/s" in out
+
+
+def test_thread_variant_peer_names():
+    """fastnn@Nt / fastnn-layer@Nt: the base peer with threads=N; other peers take no suffix."""
+    assert peers.parse("fastnn@2t") == ("fastnn", 2) and peers.parse("torch-1t") == ("torch-1t", None)
+    _, options, label = peers.spec("fastnn-layer@1t")
+    assert options == {"fused": False, "threads": 1} and label.endswith(", 1 thread")
+    assert peers.threaded("fastnn", 4) == "fastnn@4t" and peers.is_fastnn("fastnn@4t")
+    assert not peers.is_fastnn("numpy")
+    for bad in ("numpy@2t", "fastnn@0t", "fastnn@2", "fastnn@xt", "nope"):
+        with pytest.raises(ValueError):
+            peers.parse(bad)
+
+
+def test_compare_scaling_and_targets_on_fake_rates():
+    """compare.summarise: thread variants are no 'best peer'; the scaling table's ratios and its ⚠ marks."""
+    from benchmarks import compare
+
+    def entry(rate, threads=None):
+        return {"status": "ok", "samples_per_s": {"median": rate, "min": rate, "max": rate},
+                "info": {"numba_threads": threads or 2}}
+    result = {"cell": matrix.get("small").describe(), "n": 64, "rounds": 1, "peers": {
+        "fastnn": entry(300.0), "fastnn@1t": entry(200.0, 1), "fastnn@2t": entry(300.0),
+        "fastnn-layer": entry(150.0), "fastnn-1t": entry(190.0, 1), "numpy": entry(250.0)}}
+    s = compare.summarise(result, {})
+    assert s["best_peer"] == "numpy" and s["fastnn/best_peer"] == pytest.approx(1.2)
+    sc = s["scaling"]["fastnn"]
+    assert sc["samples_per_s"] == {"1": 200.0, "2": 300.0}                # the @Nt peers win over fastnn-1t
+    assert sc["source"] == {"1": "fastnn@1t", "2": "fastnn@2t"} and sc["speedup_over_1t"] == {"2": 1.5}
+    assert "fastnn-layer" not in s["scaling"]                             # one thread count only
+    report = {"cells": [result], "peers": list(result["peers"]), "quick": True, "sgemm": {}, "env_removed": {},
+              "protocol": {"timed_epochs": 1, "epochs_per_turn": 1, "warmup": 1, "rounds": 1},
+              "machine": {"cpu": "x"}, "versions": {}, "command": "c"}
+    text = compare.markdown(report)
+    assert "| **fastnn ÷ best peer** (target ≥ 1.25) | 1.2× ⚠ < 1.25 |" in text
+    assert "| **fastnn (default path): 2 threads ÷ 1 thread** | 1.5× ⚠ < 1.8 |" in text
+    assert "| fastnn (default path), 1 thread | 200 |" in text
