@@ -280,3 +280,16 @@ def test_compare_scaling_and_targets_on_fake_rates():
     assert "| **fastnn ÷ best peer** (target ≥ 1.25) | 1.2× ⚠ < 1.25 |" in text
     assert "| **fastnn (default path): 2 threads ÷ 1 thread** | 1.5× ⚠ < 1.8 |" in text
     assert "| fastnn (default path), 1 thread | 200 |" in text
+
+
+def test_compare_threads_option_adds_the_variant_peers():
+    from benchmarks import compare
+    args = compare.parse_args(["--peers", "fastnn,fastnn-layer,numpy", "--threads", "2,1"])
+    assert args.thread_list == [1, 2]
+    assert args.peer_list == ["fastnn", "fastnn-layer", "numpy", "fastnn@1t", "fastnn-layer@1t", "fastnn@2t",
+                              "fastnn-layer@2t"]
+    assert compare.parse_args(["--peers", "fastnn,numpy"]).thread_list == []
+    for bad in (["--peers", "numpy", "--threads", "1,2"], ["--threads", "0,2"], ["--threads", "a"],
+                ["--peers", "numpy@2t"]):
+        with pytest.raises(SystemExit):
+            compare.parse_args(bad)
