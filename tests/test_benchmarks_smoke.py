@@ -293,3 +293,35 @@ def test_compare_threads_option_adds_the_variant_peers():
                 ["--peers", "numpy@2t"]):
         with pytest.raises(SystemExit):
             compare.parse_args(bad)
+
+
+def test_under_load_busy_loop_is_pinned_and_killed():
+    """under_load.busy_core: the loop pins itself to the core, burns CPU, and is gone after the block (also
+    when the block raises)."""
+    from benchmarks import compare, under_load
+    env, _ = compare.child_env()
+    core = max(os.sched_getaffinity(0))
+    with under_load.busy_core(core, env) as stats:
+        pid = stats["pid"]
+        assert stats["affinity"] == str(core) and os.path.exists(f"/proc/{pid}")
+    assert stats["wall_s"] >= 0 and not os.path.exists(f"/proc/{pid}")
+    with pytest.raises(KeyboardInterrupt):
+        with under_load.busy_core(core, env) as stats:
+            pid = stats["pid"]
+            raise KeyboardInterrupt
+    assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_under_load_ratios_and_table():
+    from benchmarks import under_load
+    r = under_load.ratios({"idle-1t": 100.0, "idle-default": 180.0, "loaded-1t": 90.0, "loaded-default": 45.0})
+    assert r == {"loaded_default/loaded_1t": 0.5, "loaded_default/idle_default": 0.25, "idle_default/idle_1t": 1.8}
+    cell = {"cell": matrix.get("tiny").describe(), "n": 1024, "ratios": r, "conditions": {
+        k: {"samples_per_s": {"median": v}, "threads": 2} for k, v in
+        (("idle-1t", 100.0), ("idle-default", 180.0), ("loaded-1t", 90.0), ("loaded-default", 45.0))}}
+    report = {"cells": [cell], "examples": [], "quick": True, "epochs": 3, "warmup": 1, "repeats": 1,
+              "busy_core": 1, "machine": {"cpu": "x", "cores": 2, "cores_usable": 2}, "env_removed": {},
+              "command": "c"}
+    text = under_load.markdown(report)
+    assert "| tiny (2-16-16-2, batch 32, n 1,024) | 100 | 180 (2t) | 90 | 45 (2t) | **0.5×** ⚠ < 0.8 | 0.25× | 1.8× |" \
+        in text
