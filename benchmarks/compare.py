@@ -43,7 +43,8 @@ from . import matrix, peers
 
 ROOT = Path(__file__).resolve().parent.parent
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-#: issue 11's targets: fastnn (default path) ÷ the best other peer on every cell; 2 threads ÷ 1 thread on these cells
+#: issue 11's targets: fastnn (default path) ÷ the best other peer on every cell; 2 threads ÷ 1 thread on
+#: these cells
 BEST_PEER_TARGET = 1.25
 SCALING_TARGET, SCALING_CELLS = 1.8, ("small", "mnist128", "mnist1024", "wide", "tabular")
 PACKAGES = ["numpy", "numba", "scipy", "torch", "jax", "jaxlib", "scikit-learn", "threadpoolctl", "fastnn"]
@@ -610,7 +611,8 @@ def main(argv=None):
         + (f" (removed: {', '.join(f'{k}={v}' for k, v in removed.items())})" if removed else " (neither was set)"))
     threads = sorted({1, peers.CORES})
     report = {"command": command, "quick": args.quick, "machine": machine_info(), "versions": versions(),
-              "env_removed": removed, "peers": args.peer_list, "threads": args.thread_list, "numba_cache_dir": args.numba_cache_dir,
+              "env_removed": removed, "peers": args.peer_list, "threads": args.thread_list,
+              "numba_cache_dir": args.numba_cache_dir,
               "protocol": {"warmup": args.warmup, "rounds": args.rounds, "epochs_per_turn": args.epochs_per_turn,
                            "timed_epochs": args.rounds * args.epochs_per_turn, "settle_s": args.settle,
                            "budget_s": args.budget or None},

@@ -53,7 +53,6 @@ Assumptions (printed with the results; all options):
 import argparse
 import json
 import math
-import os
 import shlex
 import statistics
 import subprocess

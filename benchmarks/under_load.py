@@ -272,8 +272,8 @@ def markdown(report):
     if report.get("examples"):
         lines += ["", "### The README's drop-in example (digits, StandardScaler + MLPClassifier(hidden_layer_sizes="
                       "(128,), random_state=0)): seconds per fit, median (ratios are speeds: 1 / time)", ""]
-        lines.append("| estimator | " + " | ".join(cols) + f" | **loaded: default ÷ 1 thread** (target ≥ {TARGET:g}) "
-                     "| loaded ÷ idle, default threads | idle: default ÷ 1 thread |")
+        lines.append("| estimator | " + " | ".join(cols) + " | **loaded: default ÷ 1 thread** "
+                     f"(target ≥ {TARGET:g}) | loaded ÷ idle, default threads | idle: default ÷ 1 thread |")
         lines.append("|---" * (len(cols) + 4) + "|")
         for ex in report["examples"]:
             row = []
