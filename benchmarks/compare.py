@@ -1,6 +1,7 @@
 """fastnn side by side with its peers on the benchmark matrix of issue 3.
 
-    python -m benchmarks.compare [--quick] [--cells tiny,small] [--peers fastnn,torch-1t,...] [--json out.json]
+    python -m benchmarks.compare [--quick] [--cells tiny,small] [--peers fastnn,torch-1t,...] [--threads 1,2]
+                                 [--json out.json]
 
 How it measures (and prints with the table):
 * every peer runs in its own process (``python -m benchmarks.peers.run PEER CELL --serve``), started with
@@ -15,7 +16,12 @@ How it measures (and prints with the table):
   target: >= 1 on every cell), marked where the default path did not run fused;
 * the FLOP limit is the sgemm rate (2048^2 float32, scipy.linalg.blas.sgemm = the BLAS that Numba's np.dot
   calls) at fastnn's BLAS thread count, measured in the same run, before and after the cells (best of both);
-  fastnn's % of it uses the exact work per sample of matrix.py (6W - 2 W_first).
+  fastnn's % of it uses the exact work per sample of matrix.py (6W - 2 W_first);
+* ``--threads 1,2`` adds, for each listed count N, the peers fastnn@Nt (and fastnn-layer@Nt when fastnn-layer
+  is in --peers): the same path with fastnn.set_num_threads(N) in the peer process, timed in the same
+  interleaved rounds as every other peer; a scaling table follows the main one: per cell, samples/s at each
+  thread count and N threads ÷ 1 thread (issue 11's target: 2 threads ÷ 1 thread >= 1.8 on every cell but
+  tiny). fastnn ÷ best peer is issue 11's other target (>= 1.25 on every cell).
 ``--quick`` uses the smaller data sizes of matrix.py and 3 timed epochs: a check that everything runs,
 in under 3 minutes, not a measurement to quote.
 """
@@ -37,6 +43,10 @@ from . import matrix, peers
 
 ROOT = Path(__file__).resolve().parent.parent
 UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+#: issue 11's targets: fastnn (default path) ÷ the best other peer on every cell; 2 threads ÷ 1 thread on
+#: these cells
+BEST_PEER_TARGET = 1.25
+SCALING_TARGET, SCALING_CELLS = 1.8, ("small", "mnist128", "mnist1024", "wide", "tabular")
 PACKAGES = ["numpy", "numba", "scipy", "torch", "jax", "jaxlib", "scikit-learn", "threadpoolctl", "fastnn"]
 
 
@@ -146,7 +156,7 @@ def run_cell(cell, names, args, env, logdir, deadline=None):
                 msg = child.recv(args.timeout)
             except (EOFError, TimeoutError, ValueError) as exc:
                 msg = {"event": "error", "error": str(exc)}
-            entry = result["peers"][name] = {"label": peers.PEERS[name][2], "status": msg["event"]}
+            entry = result["peers"][name] = {"label": peers.label(name), "status": msg["event"]}
             if msg["event"] == "ready":
                 entry.update(status="ok", times=[], rss_mib=[], warmup_times=msg["warmup_times"],
                              warmup_wall_s=msg["warmup_wall_s"], loss_after_warmup=msg["loss_after_warmup"],
@@ -241,7 +251,7 @@ def summarise(result, sgemm):
     rate = {k: v["samples_per_s"]["median"] for k, v in ps.items() if "samples_per_s" in v}
     s = {}
     torch = {k: rate[k] for k in peers.TORCH if k in rate}
-    others = {k: v for k, v in rate.items() if k not in peers.FASTNN}
+    others = {k: v for k, v in rate.items() if not peers.is_fastnn(k)}
     if torch:
         s["torch_best"] = max(torch, key=torch.get)
     if others:
@@ -261,6 +271,9 @@ def summarise(result, sgemm):
         fused = (ps["fastnn"].get("info") or {}).get("fused_path")
         if fused is not True:          # the default path fell back to the per-layer one: say so beside the ratio
             s["fastnn_not_fused"] = str((ps["fastnn"].get("info") or {}).get("fused_reason") or fused)
+    scaling = thread_scaling(result)
+    if scaling:
+        s["scaling"] = scaling
     if "fastnn" in rate:
         threads = blas_threads_of(ps["fastnn"]) or peers.CORES
         limit = sgemm.get("best_gflops", {}).get(str(threads))
@@ -272,6 +285,43 @@ def summarise(result, sgemm):
             s["fastnn_pct_of_limit"] = 100.0 * gflops / limit
     result["summary"] = s
     return s
+
+
+def default_threads_of(entry):
+    """The thread count a fastnn peer ran with (Numba's, from its info), or None."""
+    return (entry.get("info") or {}).get("numba_threads")
+
+
+def thread_scaling(result):
+    """Per fastnn path present: samples/s by thread count and N threads ÷ 1 thread, for one cell.
+
+    The measurements are the fastnn@Nt / fastnn-layer@Nt peers; a thread count none of them covers is taken
+    from fastnn-1t (1 thread, default path) or from the plain peer at the thread count it ran with (its
+    default), and ``source`` names the peer of every figure. {} when no path has two thread counts.
+    """
+    ps = result["peers"]
+    rate = {k: v["samples_per_s"]["median"] for k, v in ps.items() if "samples_per_s" in v}
+    out = {}
+    for base in peers.THREADED:
+        src = {}
+        for name in rate:
+            b, n = peers.parse(name)
+            if b == base and n is not None:
+                src[n] = name
+        implicit = {"fastnn-1t": 1} if base == "fastnn" else {}
+        if base in rate and default_threads_of(ps[base]):
+            implicit[base] = default_threads_of(ps[base])
+        for name, n in implicit.items():
+            if name in rate and n not in src:
+                src[n] = name
+        if len(src) < 2:
+            continue
+        entry = {"samples_per_s": {str(n): rate[src[n]] for n in sorted(src)},
+                 "source": {str(n): src[n] for n in sorted(src)}}
+        if 1 in src:
+            entry["speedup_over_1t"] = {str(n): rate[src[n]] / rate[src[1]] for n in sorted(src) if n != 1}
+        out[base] = entry
+    return out
 
 
 # -- report ---------------------------------------------------------------------------------------------------
@@ -372,7 +422,7 @@ def markdown(report):
                 row.append(e["status"])
             else:
                 row.append("–")
-        lines.append(f"| {peers.PEERS[name][2]} | " + " | ".join(row) + " |")
+        lines.append(f"| {peers.label(name)} | " + " | ".join(row) + " |")
 
     def ratio_row(title, key, fmt="{:.3g}×"):
         vals = [c["summary"].get(key) for c in cells]
@@ -380,10 +430,14 @@ def markdown(report):
             lines.append(f"| {title} | " + " | ".join("–" if v is None else fmt.format(v) for v in vals) + " |")
 
     ratio_row("**fastnn ÷ PyTorch (best thread count)**", "fastnn/torch")
-    ratio_row("**fastnn ÷ best peer**", "fastnn/best_peer")
+    vals = [c["summary"].get("fastnn/best_peer") for c in cells]
+    if any(v is not None for v in vals):      # issue 11: >= 1.25 on every cell
+        lines.append(f"| **fastnn ÷ best peer** (target ≥ {BEST_PEER_TARGET:g}) | " + " | ".join(
+            "–" if v is None else f"{v:.3g}×" + (f" ⚠ < {BEST_PEER_TARGET:g}" if v < BEST_PEER_TARGET else "")
+            for v in vals) + " |")
     if any("best_peer" in c["summary"] for c in cells):
         lines.append("| best peer | " + " | ".join(
-            peers.PEERS[c["summary"]["best_peer"]][2] if "best_peer" in c["summary"] else "–" for c in cells) + " |")
+            peers.label(c["summary"]["best_peer"]) if "best_peer" in c["summary"] else "–" for c in cells) + " |")
     ratio_row("fastnn per-layer path ÷ PyTorch", "fastnn-layer/torch")
     vals = [c["summary"].get("fused/layer") for c in cells]
     if any(v is not None for v in vals):      # issue 10: the fused path >= the per-layer path on every cell
@@ -398,6 +452,7 @@ def markdown(report):
     size = report["sgemm"].get("size", "?")
     ratio_row(f"FLOP limit: sgemm {size}² GFLOP/s (at fastnn's BLAS threads)", "limit_gflops", "{:.3g}")
     ratio_row("**fastnn % of the FLOP limit**", "fastnn_pct_of_limit", "{:.1f} %")
+    lines += scaling_markdown(cells, head)
     lines.append("")
     lines.append("### Peak RSS per process, MiB (growth of the RSS over the timed epochs in parentheses)")
     lines.append("")
@@ -408,7 +463,7 @@ def markdown(report):
             e = c["peers"].get(name, {})
             row.append(f"{e['peak_rss_mib']:.0f} ({e.get('rss_growth_mib', 0):+.1f})" if e.get("peak_rss_mib")
                        else "–")
-        lines.append(f"| {peers.PEERS[name][2]} | " + " | ".join(row) + " |")
+        lines.append(f"| {peers.label(name)} | " + " | ".join(row) + " |")
     lines.append("")
     notes = []
     for c in cells:
@@ -445,12 +500,51 @@ def markdown(report):
     return "\n".join(lines)
 
 
+def scaling_markdown(cells, head):
+    """The thread-scaling table (empty when no cell has a fastnn path at two thread counts)."""
+    if not any(c.get("summary", {}).get("scaling") for c in cells):
+        return []
+    lines = ["", f"### fastnn thread scaling: samples/s by thread count (median), and N threads ÷ 1 thread "
+                 f"(issue 11's target: 2 threads ÷ 1 thread ≥ {SCALING_TARGET:g} on {', '.join(SCALING_CELLS)})",
+             "", head, "|---" * (len(cells) + 1) + "|"]
+    for base in peers.THREADED:
+        per_cell = [c.get("summary", {}).get("scaling", {}).get(base) for c in cells]
+        counts = sorted({int(n) for sc in per_cell if sc for n in sc["samples_per_s"]})
+        if not counts:
+            continue
+        title = peers.label(base)
+        for n in counts:
+            lines.append(f"| {title}, {n} thread{'s' if n > 1 else ''} | " + " | ".join(
+                fmt_rate(sc["samples_per_s"][str(n)]) + ("" if sc["source"][str(n)] == peers.threaded(base, n)
+                                                         else f" ({sc['source'][str(n)]})")
+                if sc and str(n) in sc["samples_per_s"] else "–" for sc in per_cell) + " |")
+        for n in counts:
+            if n == 1:
+                continue
+            row = []
+            for sc, c in zip(per_cell, cells):
+                v = (sc or {}).get("speedup_over_1t", {}).get(str(n))
+                if v is None:
+                    row.append("–")
+                    continue
+                mark = (f" ⚠ < {SCALING_TARGET:g}" if n == 2 and c["cell"]["name"] in SCALING_CELLS
+                        and v < SCALING_TARGET else "")
+                row.append(f"{v:.3g}×{mark}")
+            lines.append(f"| **{title}: {n} threads ÷ 1 thread** | " + " | ".join(row) + " |")
+    return lines
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.splitlines()[0],
-                                epilog=f"cells: {', '.join(matrix.CELLS)}; peers: {', '.join(peers.PEERS)}")
+                                epilog=f"cells: {', '.join(matrix.CELLS)}; peers: {', '.join(peers.PEERS)}, "
+                                       f"{', '.join(b + '@Nt' for b in peers.THREADED)}")
     p.add_argument("--quick", action="store_true", help="small data and 3 timed epochs: < 3 minutes")
     p.add_argument("--cells", default=",".join(matrix.CELLS), help="comma-separated cells")
     p.add_argument("--peers", default=",".join(peers.DEFAULT), help="comma-separated peers")
+    p.add_argument("--threads", default=None,
+                   help="comma-separated thread counts, e.g. 1,2: adds fastnn@Nt (and fastnn-layer@Nt when "
+                        "fastnn-layer is among --peers) for each, and the thread-scaling table; default: none "
+                        "(fastnn runs at its default thread count only)")
     p.add_argument("--json", default=None, help="write the full results here (default benchmarks/compare-latest.json)")
     p.add_argument("--markdown", default=None, help="also write the Markdown report here")
     p.add_argument("--rounds", type=int, default=None, help="timed epochs per peer (default 7; --quick 3)")
@@ -480,8 +574,26 @@ def parse_args(argv=None):
     args.cell_list = [matrix.get(c) for c in args.cells.split(",") if c]
     args.peer_list = [x for x in args.peers.split(",") if x]
     for x in args.peer_list:
-        if x not in peers.PEERS:
-            p.error(f"unknown peer {x!r}; peers: {', '.join(peers.PEERS)}")
+        try:
+            peers.parse(x)
+        except ValueError as exc:
+            p.error(str(exc))
+    args.thread_list = []
+    if args.threads:
+        try:
+            args.thread_list = sorted({int(t) for t in args.threads.split(",") if t.strip()})
+        except ValueError:
+            p.error(f"--threads takes comma-separated integers, got {args.threads!r}")
+        if not args.thread_list or args.thread_list[0] < 1:
+            p.error(f"--threads: every thread count must be >= 1, got {args.threads!r}")
+        bases = [b for b in peers.THREADED if b in args.peer_list]
+        if not bases:
+            p.error(f"--threads needs {' or '.join(peers.THREADED)} among --peers")
+        for n in args.thread_list:
+            for b in bases:
+                name = peers.threaded(b, n)
+                if name not in args.peer_list:
+                    args.peer_list.append(name)
     if args.n is not None:
         bad = [c.name for c in args.cell_list if args.n % c.batch]
         if bad:
@@ -499,7 +611,8 @@ def main(argv=None):
         + (f" (removed: {', '.join(f'{k}={v}' for k, v in removed.items())})" if removed else " (neither was set)"))
     threads = sorted({1, peers.CORES})
     report = {"command": command, "quick": args.quick, "machine": machine_info(), "versions": versions(),
-              "env_removed": removed, "peers": args.peer_list, "numba_cache_dir": args.numba_cache_dir,
+              "env_removed": removed, "peers": args.peer_list, "threads": args.thread_list,
+              "numba_cache_dir": args.numba_cache_dir,
               "protocol": {"warmup": args.warmup, "rounds": args.rounds, "epochs_per_turn": args.epochs_per_turn,
                            "timed_epochs": args.rounds * args.epochs_per_turn, "settle_s": args.settle,
                            "budget_s": args.budget or None},

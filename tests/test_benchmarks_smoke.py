@@ -243,3 +243,85 @@ def test_gemm_bound_runs_the_cells_gemms(capsys):
     gemm_bound.main(["tiny"])
     out = capsys.readouterr().out
     assert out.count("tiny: GEMMs only") == 2 and "samples/s" in out
+
+
+def test_thread_variant_peer_names():
+    """fastnn@Nt / fastnn-layer@Nt: the base peer with threads=N; other peers take no suffix."""
+    assert peers.parse("fastnn@2t") == ("fastnn", 2) and peers.parse("torch-1t") == ("torch-1t", None)
+    _, options, label = peers.spec("fastnn-layer@1t")
+    assert options == {"fused": False, "threads": 1} and label.endswith(", 1 thread")
+    assert peers.threaded("fastnn", 4) == "fastnn@4t" and peers.is_fastnn("fastnn@4t")
+    assert not peers.is_fastnn("numpy")
+    for bad in ("numpy@2t", "fastnn@0t", "fastnn@2", "fastnn@xt", "nope"):
+        with pytest.raises(ValueError):
+            peers.parse(bad)
+
+
+def test_compare_scaling_and_targets_on_fake_rates():
+    """compare.summarise: thread variants are no 'best peer'; the scaling table's ratios and its ⚠ marks."""
+    from benchmarks import compare
+
+    def entry(rate, threads=None):
+        return {"status": "ok", "samples_per_s": {"median": rate, "min": rate, "max": rate},
+                "info": {"numba_threads": threads or 2}}
+    result = {"cell": matrix.get("small").describe(), "n": 64, "rounds": 1, "peers": {
+        "fastnn": entry(300.0), "fastnn@1t": entry(200.0, 1), "fastnn@2t": entry(300.0),
+        "fastnn-layer": entry(150.0), "fastnn-1t": entry(190.0, 1), "numpy": entry(250.0)}}
+    s = compare.summarise(result, {})
+    assert s["best_peer"] == "numpy" and s["fastnn/best_peer"] == pytest.approx(1.2)
+    sc = s["scaling"]["fastnn"]
+    assert sc["samples_per_s"] == {"1": 200.0, "2": 300.0}                # the @Nt peers win over fastnn-1t
+    assert sc["source"] == {"1": "fastnn@1t", "2": "fastnn@2t"} and sc["speedup_over_1t"] == {"2": 1.5}
+    assert "fastnn-layer" not in s["scaling"]                             # one thread count only
+    report = {"cells": [result], "peers": list(result["peers"]), "quick": True, "sgemm": {}, "env_removed": {},
+              "protocol": {"timed_epochs": 1, "epochs_per_turn": 1, "warmup": 1, "rounds": 1},
+              "machine": {"cpu": "x"}, "versions": {}, "command": "c"}
+    text = compare.markdown(report)
+    assert "| **fastnn ÷ best peer** (target ≥ 1.25) | 1.2× ⚠ < 1.25 |" in text
+    assert "| **fastnn (default path): 2 threads ÷ 1 thread** | 1.5× ⚠ < 1.8 |" in text
+    assert "| fastnn (default path), 1 thread | 200 |" in text
+
+
+def test_compare_threads_option_adds_the_variant_peers():
+    from benchmarks import compare
+    args = compare.parse_args(["--peers", "fastnn,fastnn-layer,numpy", "--threads", "2,1"])
+    assert args.thread_list == [1, 2]
+    assert args.peer_list == ["fastnn", "fastnn-layer", "numpy", "fastnn@1t", "fastnn-layer@1t", "fastnn@2t",
+                              "fastnn-layer@2t"]
+    assert compare.parse_args(["--peers", "fastnn,numpy"]).thread_list == []
+    for bad in (["--peers", "numpy", "--threads", "1,2"], ["--threads", "0,2"], ["--threads", "a"],
+                ["--peers", "numpy@2t"]):
+        with pytest.raises(SystemExit):
+            compare.parse_args(bad)
+
+
+def test_under_load_busy_loop_is_pinned_and_killed():
+    """under_load.busy_core: the loop pins itself to the core, burns CPU, and is gone after the block (also
+    when the block raises)."""
+    from benchmarks import compare, under_load
+    env, _ = compare.child_env()
+    core = max(os.sched_getaffinity(0))
+    with under_load.busy_core(core, env) as stats:
+        pid = stats["pid"]
+        assert stats["affinity"] == str(core) and os.path.exists(f"/proc/{pid}")
+    assert stats["wall_s"] >= 0 and not os.path.exists(f"/proc/{pid}")
+    with pytest.raises(KeyboardInterrupt):
+        with under_load.busy_core(core, env) as stats:
+            pid = stats["pid"]
+            raise KeyboardInterrupt
+    assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_under_load_ratios_and_table():
+    from benchmarks import under_load
+    r = under_load.ratios({"idle-1t": 100.0, "idle-default": 180.0, "loaded-1t": 90.0, "loaded-default": 45.0})
+    assert r == {"loaded_default/loaded_1t": 0.5, "loaded_default/idle_default": 0.25, "idle_default/idle_1t": 1.8}
+    cell = {"cell": matrix.get("tiny").describe(), "n": 1024, "ratios": r, "conditions": {
+        k: {"samples_per_s": {"median": v}, "threads": 2} for k, v in
+        (("idle-1t", 100.0), ("idle-default", 180.0), ("loaded-1t", 90.0), ("loaded-default", 45.0))}}
+    report = {"cells": [cell], "examples": [], "quick": True, "epochs": 3, "warmup": 1, "repeats": 1,
+              "busy_core": 1, "machine": {"cpu": "x", "cores": 2, "cores_usable": 2}, "env_removed": {},
+              "command": "c"}
+    text = under_load.markdown(report)
+    row = "| tiny (2-16-16-2, batch 32, n 1,024) | 100 | 180 (2t) | 90 | 45 (2t) | **0.5×** ⚠ < 0.8 | 0.25× | 1.8× |"
+    assert row in text

@@ -9,6 +9,9 @@
     jax           JAX, a jit-compiled train step (manual SGD or Adam, no optax)
     sklearn       scikit-learn MLPClassifier(solver="sgd" or "adam"), one partial_fit per epoch
     numpy         a textbook NumPy MLP + SGD or Adam (numpy_peer.py)
+    fastnn@Nt, fastnn-layer@Nt
+                  fastnn (either path) with fastnn.set_num_threads(N) in the peer process, for any N >= 1
+                  (compare.py --threads adds them; ``spec`` builds them from the name)
 Every peer trains with the cell's optimizer (matrix.Cell.optimizer, hyperparameters in matrix.OPTIMIZERS).
 """
 import importlib
@@ -35,19 +38,61 @@ PEERS = {
 DEFAULT = ["fastnn", "fastnn-layer", "torch-1t", "torch-all", "jax", "sklearn", "numpy"]
 FASTNN = {"fastnn", "fastnn-layer", "fastnn-1t"}
 TORCH = {"torch-1t", "torch-all"}
+#: the peers that take a thread-count suffix "@Nt" (fastnn.set_num_threads(N) in the peer process)
+THREADED = ("fastnn", "fastnn-layer")
+
+
+def parse(name):
+    """(base peer, thread count or None): "fastnn@2t" -> ("fastnn", 2), "torch-1t" -> ("torch-1t", None).
+    Raises ValueError for an unknown peer or a malformed suffix."""
+    base, sep, suffix = name.partition("@")
+    if not sep:
+        if name not in PEERS:
+            raise ValueError(f"unknown peer {name!r}; peers: {', '.join(PEERS)}, and {'@Nt, '.join(THREADED)}@Nt")
+        return name, None
+    if base not in THREADED:
+        raise ValueError(f"peer {name!r}: only {', '.join(THREADED)} take a thread count (@Nt)")
+    digits = suffix[:-1] if suffix.endswith("t") else ""
+    if not digits.isdigit() or int(digits) < 1:
+        raise ValueError(f"peer {name!r}: the suffix must be @Nt with N >= 1 threads, e.g. {base}@2t")
+    return base, int(digits)
+
+
+def threaded(base, n):
+    """The name of peer ``base`` (one of THREADED) at ``n`` threads: threaded("fastnn", 2) == "fastnn@2t"."""
+    name = f"{base}@{int(n)}t"
+    parse(name)
+    return name
+
+
+def is_fastnn(name):
+    """True for every fastnn peer, thread-count variants included (they are not 'peers' of fastnn)."""
+    return parse(name)[0] in FASTNN
+
+
+def spec(name):
+    """(module, options, label) of the peer ``name``, "@Nt" variants included."""
+    base, n = parse(name)
+    mod, options, label = PEERS[base]
+    options = dict(options)
+    if n is not None:
+        options["threads"] = n
+        label = f"{label}, {n} thread{'s' if n > 1 else ''}"
+    return mod, options, label
+
+
+def label(name):
+    return spec(name)[2]
 
 
 def module(name):
-    if name not in PEERS:
-        raise ValueError(f"unknown peer {name!r}; peers: {', '.join(PEERS)}")
-    return importlib.import_module(f"{__name__}.{PEERS[name][0]}")
+    return importlib.import_module(f"{__name__}.{spec(name)[0]}")
 
 
 def load(name):
     """(Peer class, options, label) of the peer ``name``."""
-    mod = module(name)
-    _, options, label = PEERS[name]
-    return mod.Peer, dict(options), label
+    mod_name, options, label_ = spec(name)
+    return importlib.import_module(f"{__name__}.{mod_name}").Peer, options, label_
 
 
 def build(name, cell, X, y, seed=0):
