@@ -14,8 +14,8 @@ How it measures (and prints with the table):
   peak RSS of its process; its loss after warm-up and at the end (a trainer that does not train is flagged);
 * per cell, fastnn's default (fused) path ÷ its per-layer path (``fastnn`` ÷ ``fastnn-layer``; issue 10's
   target: >= 1 on every cell), marked where the default path did not run fused;
-* the FLOP limit is the sgemm rate (2048^2 float32, scipy.linalg.blas.sgemm = the BLAS that Numba's np.dot
-  calls) at fastnn's BLAS thread count, measured in the same run, before and after the cells (best of both);
+* the FLOP limit is the sgemm rate (2048^2 float32, through the kernels' own BLAS call: benchmarks/sgemm.py)
+  at fastnn's BLAS thread count, measured in the same run, before and after the cells (best of both);
   fastnn's % of it uses the exact work per sample of matrix.py (6W - 2 W_first);
 * ``--threads 1,2`` adds, for each listed count N, the peers fastnn@Nt (and fastnn-layer@Nt when fastnn-layer
   is in --peers): the same path with fastnn.set_num_threads(N) in the peer process, timed in the same
@@ -238,9 +238,13 @@ def cpu_busy_fraction(seconds=BUSY_SAMPLE_S):
 
 
 def blas_threads_of(entry):
-    """The thread count of SciPy's OpenBLAS in a fastnn peer process (what its GEMMs ran with)."""
-    for lib in (entry.get("info") or {}).get("blas") or []:
-        if lib.get("internal_api") == "openblas" and "scipy" in os.path.dirname(lib.get("filepath") or ""):
+    """The thread count of the kernels' OpenBLAS in a fastnn peer process (what its GEMMs ran with)."""
+    libs = [lib for lib in (entry.get("info") or {}).get("blas") or [] if lib.get("internal_api") == "openblas"]
+    for lib in libs:          # the scipy-openblas32 wheel the kernels call, else SciPy's bundled OpenBLAS
+        if "scipy_openblas" in os.path.basename(lib.get("filepath") or ""):
+            return lib.get("num_threads")
+    for lib in libs:
+        if "scipy" in os.path.dirname(lib.get("filepath") or ""):
             return lib.get("num_threads")
     return None
 
@@ -483,8 +487,8 @@ def markdown(report):
                      + (" — ⚠ other work was running: the numbers are not reliable" if busy > BUSY_LIMIT else
                         " (idle)"))
     lines.append("- **Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items() if val))
-    lines.append(f"- **BLAS** (SciPy's, which fastnn's kernels call): {blas.get('internal_api', '?')} {blas.get('version', '?')}, "
-                 f"kernel {blas.get('architecture', '?')}; sgemm {sg.get('size', '?')}² best GFLOP/s by threads: "
+    lines.append(f"- **BLAS** (the one fastnn's kernels call): {blas.get('name', '?')} ({blas.get('source', '?')}); "
+                 f"sgemm {sg.get('size', '?')}² best GFLOP/s by threads: "
                  + ", ".join(f"{t}: {g:.1f}" for t, g in sorted(sg.get("best_gflops", {}).items())))
     removed = report["env_removed"]
     lines.append("- **Environment**: every peer process (and the sgemm measurement) runs with OPENBLAS_CORETYPE and "

@@ -1,63 +1,51 @@
-"""The FLOP limit: single-precision GEMM rate of the BLAS that fastnn's kernels use.
+"""The FLOP limit: single-precision GEMM rate of the BLAS that fastnn's kernels call.
 
-Numba's ``np.dot`` inside njit calls SciPy's BLAS (scipy.linalg.cython_blas), so the limit is measured with
-``scipy.linalg.blas.sgemm`` on 2048 x 2048 float32 (Fortran-ordered, so no copies; C preallocated, beta=0),
-with the BLAS thread count set through threadpoolctl. Work = 2 N^3 per call. Prints JSON:
+fastnn's kernels call sgemm of the scipy-openblas32 wheel (or SciPy's bundled OpenBLAS when the wheel is
+missing: fastnn.kernels._blas.BLAS_NAME says which) through the intrinsic ``_blas.gemm``; the limit is
+measured with that same call from a Numba kernel on 2048 x 2048 float32 (C preallocated, beta = 0), the
+BLAS thread count set per call (``max_threads``). Work = 2 N^3 per call. Prints JSON:
 
     python -m benchmarks.sgemm [--size 2048] [--threads 1,2] [--repeats 10]
 
-Reported per thread count: best and median GFLOP/s, and the BLAS SciPy loaded (architecture = the
-OpenBLAS kernel in use, which OPENBLAS_CORETYPE would override).
+Reported per thread count: best and median GFLOP/s, and the BLAS (name, library, the OpenBLAS kernel in
+use, which OPENBLAS_CORETYPE would override).
 """
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 
 
-def scipy_blas_info():
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    libs = [d for d in threadpool_info() if d.get("user_api") == "blas"]
-    for d in libs:
-        if "scipy" in os.path.dirname(d.get("filepath") or "").lower():      # scipy.libs/ (wheel) or scipy/
-            return {k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")}
-    return {k: libs[0].get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")} \
-        if libs else None
+def kernels_blas_info():
+    """The BLAS of fastnn's kernels: name (version and core), library path, where it came from."""
+    from fastnn.kernels import _blas
+    return {"name": _blas.BLAS_NAME, "version": ".".join(map(str, _blas.BLAS_VERSION or ())),
+            "filepath": _blas.BLAS_LIBRARY, "source": _blas.BLAS_SOURCE}
 
 
 def measure(size=2048, threads=(1,), repeats=10, min_seconds=0.5):
     import numpy as np
-    from scipy.linalg import blas
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
+    from numba import njit
+
+    from fastnn.kernels import _blas
+
+    @njit(nogil=True)
+    def sgemm(a, b, c, n):
+        _blas.gemm(1.0, a, False, b, False, 0.0, c, n)
     rng = np.random.default_rng(0)
-    a = np.asfortranarray(rng.standard_normal((size, size), dtype=np.float32))
-    b = np.asfortranarray(rng.standard_normal((size, size), dtype=np.float32))
-    c = np.zeros((size, size), np.float32, order="F")
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    c = np.zeros((size, size), np.float32)
     flops = 2.0 * size ** 3
-    out = {"size": size, "flops_per_call": flops, "blas": scipy_blas_info(), "threads": {}}
+    out = {"size": size, "flops_per_call": flops, "blas": kernels_blas_info(), "threads": {}}
     for n in threads:
-        ctx = threadpool_limits(n, user_api="blas") if threadpool_limits else None
-        if ctx is not None:
-            ctx.__enter__()
-        try:
-            blas.sgemm(1.0, a, b, beta=0.0, c=c, overwrite_c=1)          # warm-up (threads, pages)
-            times, start = [], time.perf_counter()
-            while len(times) < repeats or (time.perf_counter() - start < min_seconds and len(times) < 100):
-                t0 = time.perf_counter()
-                r = blas.sgemm(1.0, a, b, beta=0.0, c=c, overwrite_c=1)
-                times.append(time.perf_counter() - t0)
-            assert r.shape == (size, size)
-        finally:
-            if ctx is not None:
-                ctx.__exit__(None, None, None)
+        sgemm(a, b, c, n)          # warm-up (compilation, threads, pages)
+        times, start = [], time.perf_counter()
+        while len(times) < repeats or (time.perf_counter() - start < min_seconds and len(times) < 100):
+            t0 = time.perf_counter()
+            sgemm(a, b, c, n)
+            times.append(time.perf_counter() - t0)
         out["threads"][str(n)] = {"best_gflops": flops / min(times) / 1e9,
                                   "median_gflops": flops / statistics.median(times) / 1e9, "calls": len(times)}
     return out
