@@ -12,9 +12,15 @@ wait for a block that another thread has claimed and is running.
 The wait spins briefly (``pause``) and then yields the core (``sched_yield``): on an idle machine the
 other thread finishes within the spin, on a busy one the waiting thread gives its core away.
 
-``sync`` is an int64 array of SYNC_SIZE slots shared by the threads: [claimed, done, stop, abort]. The
-kernel sets ``stop`` when training must end early (a non-finite loss, gradient or update); a thread
-that raised sets ``abort`` (fused.py), and every wait then returns at once.
+The one case where a thread still waits long: another thread was descheduled while it held a block
+(its core is shared with other work). Thread 0 measures its time waiting against its time working
+(``cycles``); when it has waited longer than it worked, it sets ``retire``, the other threads claim no
+more blocks, and thread 0 runs the rest of the epoch's blocks alone — still the same T blocks per
+phase, so the same numbers (issue 11's "detect and adapt").
+
+``sync`` is an int64 array of SYNC_SIZE slots shared by the threads: [claimed, done, stop, abort,
+retire]. The kernel sets ``stop`` when training must end early (a non-finite loss, gradient or update);
+a thread that raised sets ``abort`` (fused.py), and every wait then returns at once.
 """
 import ctypes
 import platform
@@ -27,8 +33,8 @@ from numba.extending import intrinsic
 
 from ._jit import inline_kernel
 
-CLAIMED, DONE, STOP, ABORT = 0, 1, 2, 3
-SYNC_SIZE = 4
+CLAIMED, DONE, STOP, ABORT, RETIRE = 0, 1, 2, 3, 4
+SYNC_SIZE = 5
 #: pauses before a waiting thread starts yielding its core (a pause is ~10-140 cycles by CPU)
 SPINS = 2000
 
@@ -82,6 +88,16 @@ def atomic_store(typingctx, array, index, value):
         builder.store_atomic(value, _slot_pointer(context, builder, sig, args), "seq_cst", 8)
         return context.get_dummy_value()
     return types.void(array, index, value), codegen
+
+
+@intrinsic
+def cycles(typingctx):
+    """The CPU's cycle counter (x86 ``rdtsc``): for comparing two durations of one thread, not a clock."""
+    def codegen(context, builder, sig, args):
+        counter = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(64), []),
+                                                 "llvm.readcyclecounter")
+        return builder.call(counter, [])
+    return types.int64(), codegen
 
 
 @intrinsic

@@ -16,6 +16,9 @@ mini-batch of nb rows, three phases of T blocks, each phase starting when the pr
    so all reach the same verdict; then it updates its parameter ranges with the checked optimizer
    arithmetic of optim.py (the per-layer path's); block 0 adds the batch to the epoch's totals.
 
+When thread 0 has waited for the others longer than it worked (a core shared with other work: see
+_sync.py), the others retire and thread 0 runs the remaining blocks alone, with the same numbers.
+
 Arguments: those of epoch.train_epoch (its module docstring), without the serial kernel's bound-tracking
 ones (x_absmax, blas_threads), plus t (the thread's index), T (the blocks per phase), ``sync``
 (_sync.SYNC_SIZE,) int64 zeroed, ``partials`` (T, L + 4) float64, ``totals`` (4,) float64 zeroed: receives
@@ -33,7 +36,7 @@ import numpy as np
 from . import optim
 from ._blas import matmul, set_threads_local
 from ._jit import inline_kernel, specialize
-from ._sync import CLAIMED, DONE, STOP, atomic_add, atomic_load, atomic_store, wait_until_done
+from ._sync import CLAIMED, DONE, RETIRE, STOP, atomic_add, atomic_load, atomic_store, cycles, wait_until_done
 from .dense import column_sums
 from .epoch import (FAIL_GRADIENT, FAIL_LOSS, FAIL_UPDATE, HEADS, OPT_ADAM, OPT_MOMENTUM, OPT_SGD, _LOSS_NAMES,
                     delta_through, forward_rows)
@@ -120,11 +123,19 @@ def _train_epoch_parallel(t, T, sync, partials, totals, X, labels, targets, orde
     L = len(W)
     alpha = hyper[6]
     phases = _PHASES * ((n + batch_size - 1) // batch_size)
+    waited = worked = 0
     while True:
+        if t > 0 and atomic_load(sync, RETIRE) != 0:
+            return
         claimed = atomic_add(sync, CLAIMED, 1)
         g, blk = claimed // T, claimed % T
-        if g >= phases or not wait_until_done(sync, g * T) or atomic_load(sync, STOP) != 0:
+        if g >= phases:
             return
+        before = cycles()
+        if not wait_until_done(sync, g * T) or atomic_load(sync, STOP) != 0:
+            return
+        began = cycles()
+        waited += began - before
         batch, phase = g // _PHASES, g % _PHASES        # batch: 0-based
         start = batch * batch_size
         nb = min(batch_size, n - start)
@@ -217,6 +228,10 @@ def _train_epoch_parallel(t, T, sync, partials, totals, X, labels, targets, orde
                     totals[2] += 1
                     totals[3] += penalty
         atomic_add(sync, DONE, 1)
+        if t == 0:
+            worked += cycles() - began
+            if waited > worked and g >= _PHASES * 4:      # another thread holds us up: run on alone
+                atomic_store(sync, RETIRE, 1)
 
 
 _UPDATES = {"sgd": (_sgd_finite, _sgd_write), "adam": (_adam_finite, _adam_write)}
