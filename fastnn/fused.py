@@ -137,7 +137,7 @@ class EpochRunner:
                         T, epoch_parallel.variant(self.loss_kind, opt_kind),
                         (self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
                          self.A, self.D, self.Z, self.codes, self.act_params, self.loss_kind, plan.params,
-                         plan.grads, plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.norms,
+                         plan.grads, plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms,
                          self.status, self.label_buf, self.target_buf, self.weight_buf, self.sample_weights,
                          self.Y, self.drop_thr, self.drop_scale, dkey))
                 else:
@@ -161,15 +161,16 @@ class EpochRunner:
         and T - 1 started here. A thread that raises sets the abort flag of ``sync`` (the others return
         at once); the first exception is re-raised here. Returns the epoch's totals."""
         sync = np.zeros(SYNC_SIZE, np.int64)
-        partials = np.zeros((T, len(self.W) + 4), np.float64)
+        partials = np.zeros((T, epoch_parallel.partials_columns(len(self.W))), np.float64)
         totals = np.zeros(4, np.float64)
+        wbound = np.full((T, len(self.W)), np.inf)      # plain SGD's running bounds on max |W[k]|
         self.status[:] = (0, -1, kernels.FAIL_LOSS)
         self.norms[:] = 0
         errors = [None] * T
 
         def work(t):
             try:
-                kernel(t, T, sync, partials, totals, *args)
+                kernel(t, T, sync, partials, totals, wbound, *args)
             except BaseException as exc:     # noqa: B036 -- the other threads must not wait for this one
                 errors[t] = exc
                 sync[ABORT] = 1
