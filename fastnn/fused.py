@@ -164,13 +164,14 @@ class EpochRunner:
         partials = np.zeros((T, epoch_parallel.partials_columns(len(self.W))), np.float64)
         totals = np.zeros(4, np.float64)
         wbound = np.full((T, len(self.W)), np.inf)      # plain SGD's running bounds on max |W[k]|
+        self.clock = clock = np.zeros((T, 4), np.int64)   # cycles waiting / in each phase, per thread
         self.status[:] = (0, -1, kernels.FAIL_LOSS)
         self.norms[:] = 0
         errors = [None] * T
 
         def work(t):
             try:
-                kernel(t, T, sync, partials, totals, wbound, *args)
+                kernel(t, T, sync, partials, totals, wbound, clock, *args)
             except BaseException as exc:     # noqa: B036 -- the other threads must not wait for this one
                 errors[t] = exc
                 sync[ABORT] = 1

@@ -1,18 +1,18 @@
-"""Thread counts: Numba's and BLAS's threads together, so that they never oversubscribe the cores.
+"""Thread counts: fastnn's threads and BLAS's together, so that they never oversubscribe the cores.
 
-Policy (measured with benchmarks/threads.py on the 2-core machine; numbers in benchmarks/README.md):
-* BLAS gets ``n`` threads for GEMMs large enough to pay for waking them (kernels/_blas.py,
-  ``MIN_THREADED_MACS``); smaller GEMMs run on the calling thread alone.
-* Numba's ``parallel=True`` kernels are used only where they pay: an elementwise pass of at least
-  ``PARALLEL_MIN_ELEMENTS`` while BLAS runs single-threaded (``parallel_pays``). A parallel region
-  entered right after a multi-threaded OpenBLAS call waited ~7.6 ms for the BLAS threads, which spin
-  before they sleep (GNU OpenMP layer); with OMP_WAIT_POLICY=passive or the workqueue layer the launch
-  still cost 30-60 us, which a serial pass only exceeds above ~1e6 elements. The fused epoch kernel
-  is serial Numba around multi-threaded BLAS.
-* Results are deterministic for a given thread count; a different count can change the last bits (the
-  BLAS splits its work differently).
-On a machine whose cores are busy with other work, ``set_num_threads(1)`` avoids threads that spin while
-waiting for a core: with 2 threads on 2 busy cores an epoch can be 10-50x slower.
+Policy (measured on the 2-core machine; the numbers are in benchmarks/README.md, "threads"):
+* The fused epoch kernel splits every mini-batch over ``batch_parallel_threads`` threads of its own
+  (kernels/epoch_parallel.py), each running single-threaded GEMMs: one thread pool at a time, never BLAS's
+  spinning threads beside fastnn's. Networks too small for the split to pay (``MIN_ROWS_PER_THREAD``,
+  ``MIN_MACS_PER_THREAD``) run the serial kernel, whose GEMMs get ``n`` BLAS threads when large enough to
+  pay for waking them (kernels/_blas.py, ``MIN_THREADED_MACS``).
+* Numba's ``parallel=True`` kernels (the per-layer path) are used only where they pay: an elementwise pass
+  of at least ``PARALLEL_MIN_ELEMENTS`` while BLAS runs single-threaded (``parallel_pays``). A parallel
+  region entered right after a multi-threaded OpenBLAS call waited ~7.6 ms for the BLAS threads, which
+  spin before they sleep.
+* Results are deterministic for a given thread count; a different count can change the last bits.
+* A busy core: the batch-parallel kernel's threads yield instead of spinning, and when its first thread
+  has waited for the others longer than it worked, it finishes the epoch alone (same numbers).
 """
 import os
 
@@ -62,7 +62,7 @@ def parallel_pays(size):
 #: thread (below, the barriers and the per-thread GEMM calls cost more than the split saves): measured,
 #: benchmarks/README.md "batch-parallel rule".
 MIN_ROWS_PER_THREAD = 8
-MIN_MACS_PER_THREAD = 1 << 15
+MIN_MACS_PER_THREAD = 1 << 20
 
 
 def batch_parallel_threads(widths, batch_rows):

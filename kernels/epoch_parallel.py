@@ -26,7 +26,8 @@ _sync.py), the others retire and thread 0 runs the remaining blocks alone, with 
 
 Arguments: those of epoch.train_epoch (its module docstring) but ``blas_threads`` (every GEMM here is
 single-threaded), plus t (the thread's index), T (the blocks per phase), ``sync`` (_sync.SYNC_SIZE,) int64
-zeroed, ``partials`` (T, partials_columns(L)) float64, ``totals`` (4,) float64 zeroed: receives the epoch's
+zeroed, ``partials`` (T, partials_columns(L)) float64, ``clock`` (T, 4) int64 zeroed: receives each
+thread's CPU cycles spent waiting and working in phases 0, 1, 2 (for benchmarks: where the time goes), ``totals`` (4,) float64 zeroed: receives the epoch's
 (loss summed over samples, correct, steps, penalty), ``wbound`` (T, L) float64 of inf (plain SGD's running
 bounds), and ``weight_buf`` (batch_size,) in X's dtype (or (0,) unweighted); ``status`` must hold
 [0, -1, FAIL_LOSS] and ``norms`` zeros on entry. All are shared by the threads. On a non-finite loss,
@@ -256,7 +257,7 @@ _HEAD = _FINITE_UPDATE = _WRITE_UPDATE = None     # bound per variant by special
 _PLAIN_SGD = False                                # True: the variant of plain SGD (two phases per batch)
 
 
-def _train_epoch_parallel(t, T, sync, partials, totals, wbound, X, labels, targets, order, batch_size, W, b, dW,
+def _train_epoch_parallel(t, T, sync, partials, totals, wbound, clock, X, labels, targets, order, batch_size, W, b, dW,
                           db, A, D, Z, codes, act_params, loss_kind, params, grads, offsets, opt_kind, slot1, slot2,
                           hyper, step0, x_absmax, norms, status, label_buf, target_buf, weight_buf, sample_weights,
                           Y, drop_thr, drop_scale, dkey):
@@ -280,6 +281,7 @@ def _train_epoch_parallel(t, T, sync, partials, totals, wbound, X, labels, targe
             return
         began = cycles()
         waited += began - before
+        clock[t, 0] += began - before
         batch, phase = g // per_batch, g % per_batch        # batch: 0-based
         start = batch * batch_size
         nb = min(batch_size, n - start)
@@ -322,8 +324,10 @@ def _train_epoch_parallel(t, T, sync, partials, totals, wbound, X, labels, targe
                 if blk == 0:
                     _add_batch(partials, T, L, nb, penalty, totals, norms, True)
         atomic_add(sync, DONE, 1)
+        ended = cycles()
+        clock[t, 1 + phase] += ended - began
         if t == 0:
-            worked += cycles() - began
+            worked += ended - began
             if waited > worked and g >= 4 * per_batch:      # another thread holds us up: run on alone
                 atomic_store(sync, RETIRE, 1)
 
@@ -345,6 +349,6 @@ _OPT_UPDATE = {OPT_SGD: "plain", OPT_MOMENTUM: "sgd", OPT_ADAM: "adam"}
 
 def variant(loss_kind, opt_kind):
     """The compiled kernel for this loss and optimizer, called as
-    ``variant(...)(t, T, sync, partials, totals, wbound, X, labels, ...)`` (arguments: the module's
+    ``variant(...)(t, T, sync, partials, totals, wbound, clock, X, labels, ...)`` (arguments: the module's
     docstring)."""
     return _VARIANTS[loss_kind, _OPT_UPDATE[opt_kind]]
