@@ -76,7 +76,7 @@ def measure(cell, epochs, hz):
         for epoch in range(epochs + 1):
             for way, (n, blocks, thread) in ways.items():
                 fnn.set_num_threads(n)
-                threads.batch_parallel_threads = lambda widths, rows, blocks=blocks: blocks
+                threads.batch_parallel_threads = lambda widths, rows, samples, blocks=blocks: blocks
                 fused.threading.Thread = thread
                 seconds = net.fit(X, y, epochs=1, batch_size=cell.batch, verbose=0, seed=epoch)["time"][0]
                 if epoch:             # the first round compiles

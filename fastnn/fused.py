@@ -128,7 +128,7 @@ class EpochRunner:
         plan = net.plan()
         opt_kind, (slot1, slot2), hyper = self._optimizer_args(plan)
         dkey = np.uint64(getattr(progress, "dropout_key", 0))
-        T = threads.batch_parallel_threads(self.widths, self.rows)
+        T = threads.batch_parallel_threads(self.widths, self.rows, len(self.X))
         previous = set_threads_local(threads.blas_threads())
         try:
             with net.weights_changing():

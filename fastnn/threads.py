@@ -58,20 +58,25 @@ def parallel_pays(size):
     return size >= PARALLEL_MIN_ELEMENTS and blas_threads() == 1 and numba.get_num_threads() > 1
 
 
-#: batch-parallel epochs need at least this many rows per thread and this many multiply-adds per step and
-#: thread (below, the barriers and the per-thread GEMM calls cost more than the split saves): measured,
-#: benchmarks/README.md "batch-parallel rule".
+#: batch-parallel epochs need at least this many rows per thread, this many multiply-adds per step and
+#: thread (below, splitting the batch costs more than it saves: 64-128-10 at batch 64, 0.9M per thread,
+#: ran 0.89-1.07x as fast on 2 threads as on one, 100-100-5 at batch 200, 3.1M, 1.2-1.35x), and this many
+#: per epoch and thread (the other threads start at every epoch, ~0.1-0.2 ms: scikit-learn's digits example,
+#: 26M per epoch and thread, fitted in 0.27 s on 2 threads against 0.19 s on one). benchmarks/README.md,
+#: "The batch-parallel kernel".
 MIN_ROWS_PER_THREAD = 8
 MIN_MACS_PER_THREAD = 1 << 20
+MIN_EPOCH_MACS_PER_THREAD = 1 << 27
 
 
-def batch_parallel_threads(widths, batch_rows):
+def batch_parallel_threads(widths, batch_rows, samples):
     """How many threads the fused kernel splits each mini-batch over (1: the serial kernel around
-    multi-threaded BLAS) for a network of layer ``widths`` (input first) and mini-batches of
-    ``batch_rows`` rows, at the current thread count."""
+    multi-threaded BLAS) for a network of layer ``widths`` (input first), mini-batches of ``batch_rows``
+    rows and epochs of ``samples`` samples, at the current thread count."""
     n = numba.get_num_threads()
-    macs = 3 * batch_rows * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-    while n > 1 and (batch_rows < n * MIN_ROWS_PER_THREAD or macs < n * MIN_MACS_PER_THREAD):
+    per_sample = 3 * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    while n > 1 and (batch_rows < n * MIN_ROWS_PER_THREAD or batch_rows * per_sample < n * MIN_MACS_PER_THREAD
+                     or samples * per_sample < n * MIN_EPOCH_MACS_PER_THREAD):
         n -= 1
     return n
 

@@ -47,7 +47,7 @@ OPTIMIZERS = {"sgd": lambda: fnn.SGD(lr=0.05), "momentum": lambda: fnn.SGD(lr=0.
 
 
 def _fit(T, monkeypatch, make, X, y, **fit_args):
-    monkeypatch.setattr(threads, "batch_parallel_threads", lambda widths, rows: T)
+    monkeypatch.setattr(threads, "batch_parallel_threads", lambda widths, rows, samples: T)
     net = make()
     hist = net.fit(X, y, verbose=0, fused=True, **fit_args)
     return net, hist
@@ -123,7 +123,7 @@ def test_divergence_stops_at_the_same_batch_with_finite_weights(opt, monkeypatch
                 "adam": lambda: fnn.Adam(lr=1e36), "adamw": lambda: fnn.AdamW(lr=1e36)}[opt]
     errors = []
     for T in (1, 2):
-        monkeypatch.setattr(threads, "batch_parallel_threads", lambda widths, rows: T)
+        monkeypatch.setattr(threads, "batch_parallel_threads", lambda widths, rows, samples: T)
         net = make_net((5, 8, 3), "relu", fnn.SoftmaxCrossEntropy, make_opt, np.float32)
         with pytest.raises(fnn.TrainingDivergedError) as info:
             net.fit(X, y, epochs=5, batch_size=16, verbose=0, fused=True)
@@ -139,7 +139,7 @@ def test_parallel_epoch_allocates_nothing_per_step():
         import fastnn as fnn
         from fastnn import threads
         from numba.core.runtime import rtsys
-        threads.batch_parallel_threads = lambda widths, rows: 2
+        threads.batch_parallel_threads = lambda widths, rows, samples: 2
         rng = np.random.default_rng(0)
         X = rng.standard_normal((4096, 20)).astype(np.float32)
         y = rng.integers(0, 3, 4096)
@@ -174,7 +174,7 @@ def test_a_failing_thread_does_not_hang_the_others(monkeypatch):
         from fastnn.kernels._sync import CLAIMED, atomic_add
         from numba import njit
         claim = njit(lambda sync, slot, value: atomic_add(sync, slot, value))
-        threads.batch_parallel_threads = lambda widths, rows: 3
+        threads.batch_parallel_threads = lambda widths, rows, samples: 3
         real = epoch_parallel.variant
 
         def variant(*kind):
@@ -205,11 +205,14 @@ def test_a_failing_thread_does_not_hang_the_others(monkeypatch):
 
 
 def test_rule_splits_only_where_it_pays(monkeypatch):
-    """The measured rule: rows per thread and work per thread both above their minimum."""
+    """The measured rule: rows, work per step and work per epoch per thread all above their minimum."""
     import numba
     monkeypatch.setattr(numba, "get_num_threads", lambda: 4)
-    assert threads.batch_parallel_threads([2, 16, 16, 2], 32) == 1          # the tiny cell
-    assert threads.batch_parallel_threads([784, 256, 128, 10], 128) == 4
-    assert threads.batch_parallel_threads([784, 256, 128, 10], 16) == 2     # 8 rows per thread at most
+    mnist = [784, 256, 128, 10]
+    assert threads.batch_parallel_threads([2, 16, 16, 2], 32, 1 << 20) == 1        # the tiny cell
+    assert threads.batch_parallel_threads([64, 128, 10], 64, 1 << 19) == 1          # the small cell
+    assert threads.batch_parallel_threads(mnist, 128, 1 << 16) == 4
+    assert threads.batch_parallel_threads(mnist, 16, 1 << 16) == 2                  # 8 rows per thread at most
+    assert threads.batch_parallel_threads([64, 128, 10], 200, 1797) == 1            # a short epoch (digits)
     monkeypatch.setattr(numba, "get_num_threads", lambda: 1)
-    assert threads.batch_parallel_threads([784, 256, 128, 10], 1024) == 1
+    assert threads.batch_parallel_threads(mnist, 1024, 1 << 16) == 1
