@@ -14,6 +14,7 @@ rdtsc cycles converted with the TSC rate measured here) µs per step per thread 
 import argparse
 import statistics
 import sys
+import threading
 import time
 
 import numpy as np
@@ -47,9 +48,10 @@ class _NotStarted:
         pass
 
 
-def measure(cell, epochs, hz):
-    import threading
+_THREAD = threading.Thread      # the real one: measure() swaps fastnn's for _NotStarted and back
 
+
+def measure(cell, epochs, hz):
     import fastnn as fnn
     from fastnn import fused, threads
 
@@ -66,7 +68,7 @@ def measure(cell, epochs, hz):
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         runners.append(self)
-    ways = {"serial": (1, 1, threading.Thread), "2 threads": (2, 2, threading.Thread),
+    ways = {"serial": (1, 1, _THREAD), "2 threads": (2, 2, _THREAD),
             "2 blocks, 1 thread": (2, 2, _NotStarted)}
     steps = len(X) // cell.batch
     times = {w: [] for w in ways}
@@ -86,7 +88,7 @@ def measure(cell, epochs, hz):
                         clocks[way].append(clock / steps / hz * 1e6)
     finally:
         fused.EpochRunner.__init__, threads.batch_parallel_threads = original_init, rule
-        fused.threading.Thread = threading.Thread
+        fused.threading.Thread = _THREAD
     return {w: (statistics.median(times[w]), np.median(clocks[w], axis=0) if clocks[w] else None) for w in ways}
 
 
