@@ -237,9 +237,18 @@ def _gemm_codegen(context, builder, alpha, a, trans_a, b, trans_b, beta, c, max_
     dtype = c_ty.dtype
     i32, i8, intp = ir.IntType(32), ir.IntType(8), context.get_value_type(types.intp)
     arrays = [context.make_array(t)(context, builder, v) for t, v in ((a_ty, a), (b_ty, b), (c_ty, c))]
+    itemsize = context.get_constant(types.intp, context.get_abi_sizeof(context.get_data_type(dtype)))
+    for array_type, array in zip((a_ty, b_ty, c_ty), arrays):
+        if array_type.layout != "C":       # a column slice: its elements must be adjacent
+            inner = cgutils.unpack_tuple(builder, array.strides, 2)[1]
+            columns = cgutils.unpack_tuple(builder, array.shape, 2)[1]
+            spread = builder.and_(builder.icmp_signed("!=", inner, itemsize),
+                                  builder.icmp_signed(">", columns, ir.Constant(intp, 1)))
+            with builder.if_then(spread, likely=False):
+                context.call_conv.return_user_exc(
+                    builder, ValueError, ("gemm: an operand's elements are not adjacent within a row",))
     (a_rows, a_cols), (b_rows, b_cols), (m, n) = (cgutils.unpack_tuple(builder, x.shape, 2)
                                                   for x in arrays)
-    itemsize = context.get_constant(types.intp, context.get_abi_sizeof(context.get_data_type(dtype)))
 
     def leading(x, cols):     # the row stride in elements; at least 1 as BLAS requires
         stride = builder.sdiv(cgutils.unpack_tuple(builder, x.strides, 2)[0], itemsize)
@@ -289,9 +298,9 @@ def _float_matrices(*arrays):
     or of layout "A".
 
     Row slices ``x[i:j]`` of C-contiguous arrays stay C-contiguous; column slices ``x[:, i:j]`` have layout
-    "A", their rows strided, their elements adjacent, which BLAS takes as a leading dimension. The caller
-    must not pass any other "A" array (elements not adjacent); a transposed (F-layout) view does not
-    type-check, rather than being multiplied with the wrong strides."""
+    "A", their rows strided, their elements adjacent, which BLAS takes as a leading dimension. Any other
+    "A" array (elements not adjacent, ``x[:, ::2]``) raises ValueError when called; a transposed (F-layout)
+    view does not type-check: neither is multiplied with the wrong strides."""
     return (all(isinstance(x, types.Array) and x.ndim == 2 and x.layout in ("C", "A") for x in arrays)
             and len({x.dtype for x in arrays}) == 1 and arrays[0].dtype in (types.float32, types.float64))
 

@@ -602,16 +602,30 @@ def _call_gemm_rows(alpha, a, ra, trans_a, b, rb, trans_b, beta, c, rc):
     _blas.gemm(alpha, a[:ra], trans_a, b[:rb], trans_b, beta, c[:rc], 0)
 
 
-def test_gemm_refuses_views_that_are_not_c_contiguous():
-    """A transposed or column-sliced view does not compile (rather than being read with wrong strides)."""
+def test_gemm_takes_column_slices_and_refuses_other_views():
+    """Column slices (rows strided, elements adjacent: the batch-parallel kernel's weight-gradient blocks)
+    multiply right; a transposed view does not compile and a view whose elements are not adjacent raises,
+    rather than being read with wrong strides."""
     @numba.njit
     def call(a, b, c):
         _blas.gemm(1.0, a, False, b, False, 0.0, c, 0)
-    x = np.ones((4, 4), np.float32)
+
+    @numba.njit
+    def call_t(a, b, c):
+        _blas.gemm(1.0, a, True, b, False, 0.0, c, 0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 8))
+    out = np.zeros((8, 8))[:4, 2:6]
+    call(x[:4, 1:5].copy(), x[2:6, 2:6], out)
+    np.testing.assert_allclose(out, x[:4, 1:5] @ x[2:6, 2:6], rtol=1e-13, atol=1e-13)
+    grad = np.zeros((3, 8))
+    call_t(x[:, 2:5], x, grad)                   # A[:, i0:i1]ᵀ · D, as the kernel's gradient phase
+    np.testing.assert_allclose(grad, x[:, 2:5].T @ x, rtol=1e-13, atol=1e-13)
+    y = np.ones((4, 4), np.float32)
     with pytest.raises(numba.core.errors.TypingError):
-        call(x.T, x, x.copy())
-    with pytest.raises(numba.core.errors.TypingError):
-        call(x, x, np.ones((4, 8), np.float32)[:, :4])
+        call(y.T, y, y.copy())
+    with pytest.raises(ValueError, match="not adjacent"):
+        call(y, y, np.ones((4, 8), np.float32)[:, ::2])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
