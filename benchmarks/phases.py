@@ -2,9 +2,9 @@
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.phases [--cells small,tabular] [--epochs 3]
 
-Per cell (the matrix's network, data and optimizer), the fused default path is run three ways, one epoch
+Per cell (the matrix's network, data and optimizer), the fused default path is run four ways, one epoch
 at a time, interleaved: ``serial`` (the serial kernel on one thread: fastnn.set_num_threads(1)),
-``2 threads`` (the batch-parallel kernel, its phases in 2 blocks, run by 2 threads), and ``2 blocks, 1
+``serial, 2-thread GEMMs`` (the serial kernel at 2 threads: its large GEMMs on 2 BLAS threads), ``2 threads`` (the batch-parallel kernel, its phases in 2 blocks, run by 2 threads), and ``2 blocks, 1
 thread`` (the same kernel and blocks, run by one thread: the other threads are not started). The last two
 compute the same numbers; their difference is what running the blocks on two cores at once costs or
 saves. Printed per way: µs per step (median epoch), and from the kernel's own counters (EpochRunner.clock,
@@ -68,7 +68,7 @@ def measure(cell, epochs, hz):
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         runners.append(self)
-    ways = {"serial": (1, 1, _THREAD), "2 threads": (2, 2, _THREAD),
+    ways = {"serial": (1, 1, _THREAD), "serial, 2-thread GEMMs": (2, 1, _THREAD), "2 threads": (2, 2, _THREAD),
             "2 blocks, 1 thread": (2, 2, _NotStarted)}
     steps = len(X) // cell.batch
     times = {w: [] for w in ways}

@@ -1,8 +1,13 @@
-"""The bridge to the fused whole-epoch kernel (kernels/epoch.py): which networks it covers, and the
-buffers it needs. The Trainer uses it for networks made of FullyConnected layers, each optionally followed
-by one Activation (``layers.fused_activation``: ReLU, LeakyReLU, GELU, Identity, ...) and then optionally one
-Dropout (not after the last FullyConnected: the head reads that layer's output), with a loss that has a fused head (``Loss.fused_kind``: SoftmaxCrossEntropy,
-SigmoidCrossEntropy, L2Loss) and SGD, Adam or AdamW."""
+"""The bridge to the fused whole-epoch kernels: which networks they cover, the buffers they need, and
+which one runs an epoch — the serial kernel (kernels/epoch.py) or, where fastnn.threads'
+``batch_parallel_threads`` says splitting a mini-batch pays, the batch-parallel one
+(kernels/epoch_parallel.py) on threads started here.
+
+The Trainer uses them for networks made of FullyConnected layers, each optionally followed by one
+Activation (``layers.fused_activation``: ReLU, LeakyReLU, GELU, Identity, ...) and then optionally one
+Dropout (not after the last FullyConnected: the head reads that layer's output), with a loss that has a
+fused head (``Loss.fused_kind``: SoftmaxCrossEntropy, SigmoidCrossEntropy, L2Loss) and SGD, Adam or AdamW.
+"""
 import threading
 
 import numpy as np
