@@ -7,7 +7,7 @@ from .losses import CrossEntropyLoss, L2Loss, SigmoidCrossEntropy, SoftmaxCrossE
 from .network import NeuralNetwork
 from .optimizers import SGD, Adam, AdamW
 from .perceptron import Perceptron
-from .threads import set_num_threads
+from .threads import get_num_threads, num_threads, set_num_threads
 from .training import Trainer   # registers what NeuralNetwork.fit runs
 from . import io                # registers what NeuralNetwork.save runs
 from .layers import register_layer   # custom layers that save and load
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 __all__ = ["Activation", "Adam", "AdamW", "CrossEntropyLoss", "ELU", "FullyConnected", "GELU", "Identity",
            "Dropout", "LeakyReLU", "SiLU", "Softplus", "L2Loss", "Layer", "NeuralNetwork", "Perceptron",
            "ReLU", "SGD", "Sigmoid", "SigmoidCrossEntropy", "SoftMax", "SoftmaxCrossEntropy", "TanH", "Trainer",
-           "TrainingDivergedError", "gradcheck", "numerical_gradient", "register_layer", "set_num_threads", "load",
+           "TrainingDivergedError", "gradcheck", "numerical_gradient", "register_layer", "set_num_threads", "get_num_threads", "num_threads", "load",
            "to_torch",
            "MLPClassifier", "MLPRegressor"]
 

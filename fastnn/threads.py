@@ -1,46 +1,113 @@
-"""Thread counts: fastnn's threads and BLAS's together, so that they never oversubscribe the cores.
+"""Thread counts: what ``fnn.set_num_threads`` and ``fnn.num_threads`` mean, and how many threads a fit uses.
 
-Policy (measured on the 2-core machine; the numbers are in benchmarks/README.md, "threads"):
+* One count for the process: ``set_num_threads(n)`` holds for every Python thread's fits, predicts and
+  evaluates (a web server's workers, a thread pool); ``with num_threads(n):`` overrides it for one block
+  of one thread. Without either, the default is the cores this process may use (its affinity mask and
+  cgroup quota), bounded by the usual thread variables where they are set (``default_threads``).
+* The count is read when a call starts and passed down: the fused kernel's workers (``batch_parallel_threads``)
+  and the BLAS thread count of each GEMM (``blas_threads``, passed with the call) come from it, never from
+  Numba's per-thread setting.
 * The fused epoch kernel splits every mini-batch over ``batch_parallel_threads`` threads of its own
   (kernels/epoch_parallel.py), each running single-threaded GEMMs: one thread pool at a time, never BLAS's
   spinning threads beside fastnn's. Networks too small for the split to pay (``MIN_ROWS_PER_THREAD``,
   ``MIN_MACS_PER_THREAD``) run the serial kernel, whose GEMMs get ``n`` BLAS threads when large enough to
   pay for waking them (kernels/_blas.py, ``MIN_THREADED_MACS``).
-* Numba's ``parallel=True`` kernels (the per-layer path) are used only where they pay: an elementwise pass
-  of at least ``PARALLEL_MIN_ELEMENTS`` while BLAS runs single-threaded (``parallel_pays``). A parallel
-  region entered right after a multi-threaded OpenBLAS call waited ~7.6 ms for the BLAS threads, which
-  spin before they sleep.
+* No Numba ``parallel=True`` region runs (``parallel_pays``): its OpenMP runtime would make a later
+  ``fork()`` unsafe. fastnn's own workers are joined before a call returns, and OpenBLAS re-creates its
+  pool in a forked child, so a child forked after any fastnn call works.
 * Results are deterministic for a given thread count; a different count can change the last bits.
 * A busy core: the batch-parallel kernel's threads yield instead of spinning, and when its first thread
   has waited for the others longer than it worked, it finishes the epoch alone (same numbers).
 """
+import contextlib
 import os
+import threading
 
 import numba
 
-from .kernels._jit import PARALLEL_MIN_ELEMENTS
+#: environment variables that bound fastnn's default thread count, first match wins for FASTNN_NUM_THREADS;
+#: the others (set by joblib/loky workers, job schedulers and users) are all honoured: the smallest counts.
+_ENV_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
-_blas_threads = None
+_process_threads = None          # set_num_threads' n, for every thread of the process (None: the default)
+_local = threading.local()       # num_threads(n) blocks of the calling thread: a stack of counts
+_lock = threading.Lock()
 
 
 def cpu_count():
-    """Cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    """Cores this process may run on: its affinity mask (taskset, cpusets) and its cgroup CPU quota."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cores, quota)) if quota else max(1, cores)
+
+
+def _cgroup_cpu_quota():
+    """The CPU quota of this process's cgroup, rounded up to whole cores (cgroup v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us``), or None when there is none (or it cannot be read)."""
+    candidates = (("/sys/fs/cgroup/cpu.max", None),
+                  ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+    for quota_path, period_path in candidates:
+        try:
+            with open(quota_path) as f:
+                fields = f.read().split()
+            if period_path is not None:
+                with open(period_path) as f:
+                    fields.append(f.read().strip())
+            if not fields or fields[0] in ("max", "-1"):
+                return None
+            quota, period = int(fields[0]), int(fields[1])
+            return max(1, -(-quota // period)) if quota > 0 and period > 0 else None
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def _env_threads(name):
+    """A positive int from the environment variable ``name`` (its first comma-separated field, as OpenMP
+    reads OMP_NUM_THREADS), or None when unset or not a positive number."""
+    value = os.environ.get(name, "").split(",")[0].strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def max_threads():
+    """The most threads ``set_num_threads`` accepts: the cores Numba was started with."""
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def default_threads():
+    """The thread count fastnn uses when ``set_num_threads`` was not called: FASTNN_NUM_THREADS if set,
+    else the cores this process may use (affinity mask, cgroup quota) bounded by OMP_NUM_THREADS,
+    OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and NUMBA_NUM_THREADS where they are set (joblib/loky workers
+    set them to their share of the machine)."""
+    explicit = _env_threads("FASTNN_NUM_THREADS")
+    if explicit is not None:
+        return max(1, min(explicit, max_threads()))
+    counts = [cpu_count(), max_threads()] + [c for c in map(_env_threads, _ENV_VARIABLES) if c is not None]
+    return max(1, min(counts))
+
+
+def _checked_count(n):
+    from ._checks import positive_int
+    n = positive_int(n, "n")
+    limit = max_threads()
+    if n > limit:
+        raise ValueError(f"n must be at most {limit} (the cores Numba was started with), got {n}")
+    return n
 
 
 def set_num_threads(n):
-    """Use ``n`` threads for Numba's parallel kernels and for BLAS: the one the kernels call
-    (kernels/_blas.py) and every other one loaded (NumPy's, SciPy's), through threadpoolctl."""
-    global _blas_threads
-    from ._checks import positive_int
+    """Use ``n`` threads for every fit, predict and evaluate of this process, whichever Python thread runs
+    them (a web server's workers, a thread pool): fastnn's own workers and the BLAS calls of its kernels,
+    whose count is passed with each call. Other BLAS libraries loaded in the process (NumPy's, SciPy's) are
+    limited to ``n`` too, through threadpoolctl. ``with num_threads(n):`` sets a count for one block of
+    one thread instead."""
+    global _process_threads
     from .kernels import _blas
-    n = positive_int(n, "n")
-    limit = numba.config.NUMBA_NUM_THREADS
-    if n > limit:
-        raise ValueError(f"n must be at most {limit} (the cores Numba was started with), got {n}")
-    numba.set_num_threads(n)
-    _blas_threads = n
-    _blas.set_blas_threads(n)     # directly: without threadpoolctl, or should it not recognise the library
+    n = _checked_count(n)
+    with _lock:
+        _process_threads = n
+        numba.set_num_threads(n)      # Numba's own count (per Python thread; no fastnn kernel reads it)
+        _blas.set_blas_threads(n)     # directly: without threadpoolctl, or should it not recognise the library
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -49,13 +116,38 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """The number of threads fastnn uses (Numba's parallel kernels and BLAS)."""
-    return numba.get_num_threads()
+    """The number of threads fastnn uses in the calling thread: the innermost ``num_threads`` block's,
+    else ``set_num_threads``' (for the whole process), else ``default_threads()``."""
+    stack = getattr(_local, "stack", None)
+    if stack:
+        return stack[-1]
+    n = _process_threads
+    return default_threads() if n is None else n
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """``with fnn.num_threads(n): ...``: fits, predicts and evaluates that this thread runs inside the block
+    use ``n`` threads; other threads, and this one after the block, keep theirs. Blocks nest."""
+    n = _checked_count(n)
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    stack.append(n)
+    try:
+        yield n
+    finally:
+        stack.pop()
 
 
 def parallel_pays(size):
-    """Whether an elementwise pass over ``size`` elements should use a ``parallel=True`` kernel."""
-    return size >= PARALLEL_MIN_ELEMENTS and blas_threads() == 1 and numba.get_num_threads() > 1
+    """Whether an elementwise pass over ``size`` elements should use a ``parallel=True`` kernel: never.
+
+    Numba's parallel kernels run on its threading layer (GNU OpenMP here), which makes every later fork()
+    unsafe ("fork() called from a process already using GNU OpenMP"; multiprocessing forks by default on
+    Linux) and whose thread count is per Python thread; DESIGN §4 wants fastnn's own workers instead. The
+    elementwise passes of the per-layer path are cheap beside their GEMMs, which BLAS threads."""
+    return False
 
 
 #: batch-parallel epochs need at least this many rows per thread, this many multiply-adds per step and
@@ -73,7 +165,7 @@ def batch_parallel_threads(widths, batch_rows, samples):
     """How many threads the fused kernel splits each mini-batch over (1: the serial kernel around
     multi-threaded BLAS) for a network of layer ``widths`` (input first), mini-batches of ``batch_rows``
     rows and epochs of ``samples`` samples, at the current thread count."""
-    n = numba.get_num_threads()
+    n = get_num_threads()
     per_sample = 3 * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
     while n > 1 and (batch_rows < n * MIN_ROWS_PER_THREAD or batch_rows * per_sample < n * MIN_MACS_PER_THREAD
                      or samples * per_sample < n * MIN_EPOCH_MACS_PER_THREAD):
@@ -82,5 +174,6 @@ def batch_parallel_threads(widths, batch_rows, samples):
 
 
 def blas_threads():
-    """The most BLAS threads one GEMM of fastnn may use: set_num_threads' n, else Numba's thread count."""
-    return _blas_threads if _blas_threads is not None else numba.get_num_threads()
+    """The most BLAS threads one GEMM of fastnn may use in the calling thread (``get_num_threads``); the
+    kernels pass it with every GEMM."""
+    return get_num_threads()

@@ -206,13 +206,12 @@ def test_a_failing_thread_does_not_hang_the_others(monkeypatch):
 
 def test_rule_splits_only_where_it_pays(monkeypatch):
     """The measured rule: rows, work per step and work per epoch per thread all above their minimum."""
-    import numba
-    monkeypatch.setattr(numba, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(threads, "get_num_threads", lambda: 4)
     mnist = [784, 256, 128, 10]
     assert threads.batch_parallel_threads([2, 16, 16, 2], 32, 1 << 20) == 1        # the tiny cell
     assert threads.batch_parallel_threads([64, 128, 10], 64, 1 << 19) == 1          # the small cell
     assert threads.batch_parallel_threads(mnist, 128, 1 << 16) == 4
     assert threads.batch_parallel_threads(mnist, 16, 1 << 16) == 2                  # 8 rows per thread at most
     assert threads.batch_parallel_threads([64, 128, 10], 200, 1797) == 1            # a short epoch (digits)
-    monkeypatch.setattr(numba, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(threads, "get_num_threads", lambda: 1)
     assert threads.batch_parallel_threads(mnist, 1024, 1 << 16) == 1

@@ -168,3 +168,193 @@ def test_independent_networks_train_concurrently_as_alone():
     _concurrently(len(configs), work)
     for a, b in zip(serial, results):
         assert np.array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------- thread counts as users mean them
+MNIST = [784, 256, 128, 10]
+
+
+def _in_worker(fn):
+    """fn() run in a new Python thread (a web server's worker); its result, or its exception re-raised."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            out["error"] = exc
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+@pytest.fixture
+def restore_threads():
+    before = fnn.threads._process_threads
+    yield
+    fnn.threads._process_threads = before
+
+
+def test_set_num_threads_holds_in_every_thread(restore_threads):
+    fnn.set_num_threads(1)
+    assert fnn.get_num_threads() == 1
+    assert _in_worker(fnn.get_num_threads) == 1
+    # the count that decides a fit's workers and its GEMMs' BLAS threads, read in the worker thread
+    assert _in_worker(lambda: fnn.threads.batch_parallel_threads(MNIST, 128, 1 << 16)) == 1
+    assert _in_worker(fnn.threads.blas_threads) == 1
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs NUMBA_NUM_THREADS >= 2")
+def test_set_num_threads_in_a_worker_governs_the_main_thread(restore_threads):
+    fnn.set_num_threads(1)
+    _in_worker(lambda: fnn.set_num_threads(2))
+    assert fnn.get_num_threads() == 2
+    assert fnn.threads.batch_parallel_threads(MNIST, 128, 1 << 16) == 2
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs NUMBA_NUM_THREADS >= 2")
+def test_num_threads_block_is_this_threads_only_and_nests(restore_threads):
+    fnn.set_num_threads(2)
+    seen = []
+    with fnn.num_threads(1) as n:
+        assert n == 1 and fnn.get_num_threads() == 1
+        seen.append(_in_worker(fnn.get_num_threads))        # another thread keeps the process's count
+        with fnn.num_threads(2):
+            assert fnn.get_num_threads() == 2
+        assert fnn.get_num_threads() == 1
+    assert fnn.get_num_threads() == 2 and seen == [2]
+    with pytest.raises(RuntimeError):                        # restored when the block raises
+        with fnn.num_threads(1):
+            raise RuntimeError("boom")
+    assert fnn.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None, 10 ** 30, np.float64(2.0)])
+def test_bad_thread_counts_are_refused_with_their_name(bad, restore_threads):
+    before = fnn.get_num_threads()
+    for call in (fnn.set_num_threads, lambda n: fnn.num_threads(n).__enter__()):
+        with pytest.raises(ValueError, match="n must be"):
+            call(bad)
+    assert fnn.get_num_threads() == before
+
+
+def _child_threads(env_changes, code="import fastnn; print(fastnn.get_num_threads())", preexec=None):
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "FASTNN_NUM_THREADS")}
+    env.update(env_changes)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         preexec_fn=preexec)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs NUMBA_NUM_THREADS >= 2")
+@pytest.mark.parametrize("variable", ["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                      "FASTNN_NUM_THREADS"])
+def test_the_usual_thread_variables_bound_the_default(variable):
+    """joblib/loky workers and job schedulers say a process's share in these variables."""
+    assert _child_threads({variable: "1"}) == 1
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity") or numba.config.NUMBA_NUM_THREADS < 2,
+                    reason="needs sched_setaffinity and 2 cores")
+def test_the_affinity_mask_bounds_the_default():
+    import os
+    assert _child_threads({}, preexec=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) == 1
+
+
+def test_cgroup_quota_is_read_in_whole_cores(monkeypatch, tmp_path):
+    import builtins
+    files = {"/sys/fs/cgroup/cpu.max": "150000 100000\n"}
+    real_open = builtins.open
+
+    def fake_open(path, *args, **kwargs):
+        if path in files:
+            target = tmp_path / "cpu.max"
+            target.write_text(files[path])
+            return real_open(target, *args, **kwargs)
+        if str(path).startswith("/sys/fs/cgroup"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert fnn.threads._cgroup_cpu_quota() == 2
+    files["/sys/fs/cgroup/cpu.max"] = "max 100000\n"
+    assert fnn.threads._cgroup_cpu_quota() is None
+    files["/sys/fs/cgroup/cpu.max"] = "garbage"
+    assert fnn.threads._cgroup_cpu_quota() is None
+
+
+# ------------------------------------------------------------------------------------------ fork after any call
+_FORK_CHILD = """
+import multiprocessing as mp, os, sys, threading
+import numpy as np
+import fastnn as fnn
+from fastnn import threads
+
+def make(sizes, fused_ok=True):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(fnn.FullyConnected(a, b))
+        if i < len(sizes) - 2:
+            layers.append(fnn.ReLU())
+    return fnn.NeuralNetwork(layers, optimizer=fnn.Adam(lr=1e-3), seed=0)
+
+rng = np.random.default_rng(0)
+kind = sys.argv[1]
+X = rng.standard_normal((4096, 64)).astype(np.float32)
+y = rng.integers(0, 10, 4096)
+net = make([64, 256, 512, 10])
+if kind == "fit_fused":
+    net.fit(X, y, epochs=1, batch_size=64, verbose=0)
+elif kind == "fit_batch_parallel":
+    threads.batch_parallel_threads = lambda widths, rows, samples: 2
+    net.fit(X, y, epochs=1, batch_size=64, verbose=0)
+elif kind == "fit_per_layer":
+    net.fit(X, y, epochs=1, batch_size=64, verbose=0, fused=False)
+elif kind == "predict_in_worker":
+    fnn.set_num_threads(1)
+    t = threading.Thread(target=lambda: (net.predict_proba(np.tile(X, (2, 1))), net.evaluate(X, y)))
+    t.start(); t.join()
+elif kind == "predict":
+    net.predict_proba(np.tile(X, (2, 1)))
+elif kind == "gradcheck":
+    fnn.gradcheck(fnn.FullyConnected(5, 3, dtype="float64", seed=0), np.ones((4, 5)))
+
+def child(q):
+    small = make([64, 16, 10])
+    small.fit(X[:256], y[:256], epochs=1, batch_size=32, verbose=0)
+    big = np.tile(X, (2, 1))
+    out = []     # the calls that would enter a parallel region: large inputs, in this and in another thread
+    t = threading.Thread(target=lambda: out.append(net.predict_proba(big).shape[0]))
+    t.start(); t.join()
+    out.append(net.predict_proba(big).shape[0])
+    q.put(int(small.predict(X[:8]).shape[0]) if out == [len(big)] * 2 else -1)
+
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+p.join(60)
+if p.is_alive():
+    p.kill()
+    sys.exit("the forked child hung")
+sys.exit(0 if p.exitcode == 0 and q.get(timeout=5) == 8 else f"the forked child failed: exit {p.exitcode}")
+"""
+
+
+@pytest.mark.parametrize("kind", ["fit_fused", "fit_batch_parallel", "fit_per_layer", "predict",
+                                  "predict_in_worker", "gradcheck"])
+def test_fork_after_any_call_leaves_a_working_child(kind):
+    """multiprocessing forks by default on Linux: nothing fastnn started (its workers, BLAS's pool, a
+    threading layer) may make the child unsafe."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _FORK_CHILD, kind], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OpenMP" not in out.stderr, out.stderr[-3000:]
