@@ -107,11 +107,20 @@ class Tiny:
     def track_value(self):
         return 42.0
     track_value.unit = "things"
+
+
+class NeedsSomethingOptional:
+    def setup(self):
+        raise NotImplementedError("an optional package is not installed")
+
+    def track_value(self):
+        return 1.0
 '''
 
 
 def test_dashboard_renders_offline_in_chromium(tmp_path):
-    """asv run + publish + vendor + dashboard_check on a one-benchmark project against this repository."""
+    """asv run + publish + vendor + dashboard_check on a tiny project against this repository (one benchmark
+with a value, one that skips with a reason)."""
     browser = dashboard_check.find_chromium()
     if browser is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium): dashboard check not run")
@@ -134,6 +143,9 @@ def test_dashboard_renders_offline_in_chromium(tmp_path):
         res = subprocess.run(asv + cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                              env=dict(os.environ, HOME=str(tmp_path)))
         assert res.returncode == 0, f"asv {cmd[0]}:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+        if cmd[0] == "run":     # NotImplementedError in setup: skipped (n/a), not failed, and asv exits 0
+            assert "NeedsSomethingOptional.track_value" in res.stdout and "n/a" in res.stdout
+            assert "failed" not in res.stdout
     try:
         vendor_asv_js.vendor(str(tmp_path / "html"), vendor_asv_js.DEFAULT_CACHE, log=lambda *a: None)
     except vendor_asv_js.VendorError as e:
