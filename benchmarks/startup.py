@@ -312,6 +312,7 @@ def summarize_startup(results, whats):
                 row[mode] = {"wall_s": med([r["wall_s"] for r in runs]), "cpu_s": med([r["cpu_s"] for r in runs]),
                              "runs": len(runs)}
                 if "fit_s" in runs[0]:
+                    row[mode]["import_s"] = med([r["import_s"] for r in runs])
                     row[mode]["fit_s"] = med([r["fit_s"] for r in runs])
                     row[mode]["n_iter"] = runs[0]["n_iter"]
         for mode in ("cold", "warm"):
@@ -387,6 +388,16 @@ def markdown(report):
                          f"{fmt_x(row.get('cold_vs_sklearn'))} | {fmt_x(row.get('warm_vs_sklearn'))} |")
         lines += ["", "Ratios: fastnn's median wall time ÷ scikit-learn's (same run). Cold: an empty "
                   "NUMBA_CACHE_DIR for each run; warm: a cache filled by one untimed run.", ""]
+        inner = [(w, r) for w, r in report["startup"].items() if any("fit_s" in r.get(m, {}) for m in r)]
+        if inner:
+            lines += ["Inside those processes (median s): imports (numpy + the estimator's module) / `fit` alone "
+                      "/ iterations run", "", "| fit | fastnn cold | fastnn warm | scikit-learn |", "|---|---|---|---|"]
+            for what, row in inner:
+                def split(mode):
+                    e = row.get(mode, {})
+                    return "–" if "fit_s" not in e else f"{e['import_s']:.2f} / {e['fit_s']:.2f} / {e['n_iter']}"
+                lines.append(f"| {what} | {split('cold')} | {split('warm')} | {split('sklearn')} |")
+            lines.append("")
     if report.get("percall"):
         lines += ["### Per-call cost: per epoch (per block of X for predict/evaluate), median wall (CPU)", "",
                   "| cell | comparison | k calls | one call | overhead wall | overhead CPU |", "|---|---|---|---|---|---|"]

@@ -21,7 +21,8 @@ def test_startup_summary_is_medians_and_ratios_of_medians():
     raw = {
         "train|cold": _runs((3.0, 2.0), (1.0, 1.0), (2.0, 5.0)),
         "train|warm": _runs((0.5, 0.4)),
-        "digits/float32|cold": [dict(r, fit_s=1.0, n_iter=30) for r in _runs((6.0, 3.0), (4.0, 3.0))],
+        "digits/float32|cold": [dict(r, import_s=i, fit_s=1.0, n_iter=30)
+                                for r, i in zip(_runs((6.0, 3.0), (4.0, 3.0)), (0.5, 0.7))],
         "digits/float32|warm": _runs((1.0, 1.0), (3.0, 1.0), (2.0, 1.0)),
         "digits/float32|sklearn": _runs((2.0, 4.0), (2.0, 4.0)),
     }
@@ -30,6 +31,7 @@ def test_startup_summary_is_medians_and_ratios_of_medians():
     assert "sklearn" not in s["train"] and "cold_vs_sklearn" not in s["train"]
     d = s["digits/float32"]
     assert d["cold"]["wall_s"] == 5.0 and d["cold"]["fit_s"] == 1.0 and d["cold"]["n_iter"] == 30
+    assert d["cold"]["import_s"] == pytest.approx(0.6)
     assert d["cold_vs_sklearn"] == pytest.approx(2.5)            # median 5 / median 2
     assert d["warm_vs_sklearn"] == pytest.approx(1.0)
     assert d["warm_vs_sklearn_cpu"] == pytest.approx(0.25)
@@ -53,7 +55,9 @@ def test_markdown_table():
               "blas": [{"internal_api": "openblas", "version": "0.3.34", "architecture": "SkylakeX",
                         "num_threads": 2, "filepath": "/x/libscipy_openblas.so"}],
               "data_shapes": {"digits": [1797, 64, 10]},
-              "startup": {"digits/float32": {"cold": {"wall_s": 3.0, "cpu_s": 2.5}, "warm": {"wall_s": 1.0, "cpu_s": 1.0},
+              "startup": {"digits/float32": {"cold": {"wall_s": 3.0, "cpu_s": 2.5, "import_s": 0.4, "fit_s": 2.0,
+                                                      "n_iter": 30},
+                                             "warm": {"wall_s": 1.0, "cpu_s": 1.0},
                                              "sklearn": {"wall_s": 2.0, "cpu_s": 2.0},
                                              "cold_vs_sklearn": 1.5, "warm_vs_sklearn": 0.5}},
               "percall": [{"layers": "64-128-10", "batch": 64, "optimizer": "sgd", "rows": 8192, "k": 2,
@@ -64,6 +68,7 @@ def test_markdown_table():
     assert "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (removed here: OPENBLAS_CORETYPE=Haswell)" in md
     assert "| 3.00 (2.50) | 1.00 (1.00) | 2.00 (2.00) | 1.50× | 0.50× |" in md
     assert "1,797×64, 10 classes, float32" in md
+    assert "| digits/float32 | 0.40 / 2.00 / 30 | – | – |" in md
     assert "| 11.0 ms (20.0 ms) | 10.0 ms (20.0 ms) | +10.0 % | +0.0 % |" in md
 
 
