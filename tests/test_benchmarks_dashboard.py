@@ -102,6 +102,16 @@ def test_integrity_check():
     assert vendor_asv_js.integrity_matches(data, None) is None
 
 
+def test_dashboard_check_static_part_and_exit_codes(tmp_path, monkeypatch):
+    (tmp_path / "index.html").write_text(PAGE)
+    (failure,) = dashboard_check.static_failures(str(tmp_path))
+    assert "index.html loads 5 file(s) from the network" in failure and "vendor_asv_js.py" in failure
+    assert dashboard_check.main(["--html", str(tmp_path / "nothing"), "--chromium", sys.executable]) == 2
+    monkeypatch.setattr(dashboard_check.shutil, "which", lambda name: None)
+    assert dashboard_check.find_chromium() is None
+    assert dashboard_check.main(["--html", str(tmp_path)]) == 2          # no browser: exit 2, not a pass
+
+
 BENCH = '''
 class Tiny:
     def track_value(self):
