@@ -228,7 +228,7 @@ class DistributedTrainer:
     """
 
     def __init__(self, net, comm=None, batch_size=64, epochs=10, shuffle=True, seed=0, verbose=1,
-                 validation_data=None, checkpoint=None, checkpoint_every=1, **settings):
+                 validation_data=None, checkpoint=None, checkpoint_every=None, **settings):
         _require_mpi()
         Trainer = network.service("Trainer")      # fastnn.training's, registered there (imports point one way)
         self.comm = MPI.COMM_WORLD if comm is None else comm
