@@ -49,7 +49,9 @@ class GradientHealth:
         from .kernels.optim import squared_norms
         net = self.net
         if plan is not None and plan.param_layers != self.plan.param_layers:    # a callback changed the layers
-            self.__init__(net, plan, self.warn)
+            self.plan = plan
+            self.weight_sq = np.zeros(len(plan.param_layers), np.float64)
+            self.low = np.zeros(len(plan.param_layers), np.int64)
         if loss is None:
             losses = (net.history or {}).get("loss") or [math.nan]
             loss = losses[-1]

@@ -8,19 +8,17 @@ import pytest
 
 import fastnn as fnn
 from fastnn.errors import GradientHealthWarning
+from tests import helpers
 
-OPTIMIZERS = {"sgd": lambda lr: fnn.SGD(lr=lr), "momentum": lambda lr: fnn.SGD(lr=lr, momentum=0.5),
-              "adam": lambda lr: fnn.Adam(lr=lr)}
+OPTIMIZERS = {name: helpers.OPTIMIZERS[name] for name in ("sgd", "momentum", "adam")}
 
 
 def make_net(opt="adam", lr=0.01, act=fnn.ReLU, dtype=np.float32, loss=None):
-    return fnn.NeuralNetwork([fnn.FullyConnected(5, 16, dtype=dtype), act(), fnn.FullyConnected(16, 3, dtype=dtype)],
-                             loss=loss, optimizer=OPTIMIZERS[opt](lr), seed=0)
+    return helpers.make_net((5, 16, 3), opt=opt, lr=lr, act=act, dtype=dtype, loss=loss)
 
 
 def make_data(n=95, dtype=np.float32):
-    rng = np.random.default_rng(2)
-    return rng.standard_normal((n, 5)).astype(dtype), rng.integers(0, 3, n)
+    return helpers.make_data(n, features=5, classes=3, seed=2, dtype=dtype)
 
 
 def layer_gradient_norms(net):
