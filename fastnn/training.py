@@ -9,6 +9,7 @@ This module keeps the settings (``Trainer``) and the loop; the rest has modules 
 * fastnn.callbacks the callback protocol (``CallbackList``), fastnn.checkpoint the checkpoint file.
 ``NeuralNetwork.fit``, ``DistributedTrainer``, the scikit-learn estimators and the CLI are clients of this loop.
 """
+import contextlib
 import math
 import numbers
 import time
@@ -266,59 +267,66 @@ class _Loop:
         stop = signals.StopFlag()
         bar = _progress(tr.epochs, tr.verbose, start_epoch - 1) if run.is_root else None
         samples_seen = (start_epoch - 1) * len(X)
-        try:
-            with signals.deferred(stop):
-                for epoch in range(start_epoch, tr.epochs + 1):
-                    began = time.perf_counter()
-                    plan = net.plan()      # once per epoch: whatever a callback or another thread changed
-                    self._follow(plan)
-                    if self.schedule is not None:
-                        self.opt.lr = run.call(lambda: self.schedule.lr(epoch, self.base_lr, history,
-                                                                        samples_seen), "lr_schedule")
-                    lr = self.lr_set = self.opt.lr
-                    rng_state = rng.bit_generator.state
-                    order = tr.order(rng, len(X))
-                    progress = Progress(stop, partial, run.any, dropout_epoch_key(rng_state, epoch), plan)
-                    partial = None
-                    try:
-                        loss, correct = self.engine(order, epoch, progress)
-                    except TrainingDivergedError as exc:
-                        exc.history = history
-                        raise
-                    except Stop:
-                        path = self._save(epoch - 1, rng_state, progress)
-                        raise TrainingInterrupted(epoch, progress.batches, n_batches, history, path,
-                                                  signal_name=stop.signal_name) from None
-                    finally:
-                        net.shuffle_state = (seed, rng.bit_generator.state)
-                    samples_seen += len(X)
-                    with signals.critical():       # the epoch's row, whole or not at all
-                        self._record(epoch, loss, correct, lr, plan, began)
-                    stop_asked = run.any(run.call(lambda: self.callbacks.on_epoch_end(epoch, history),
-                                                  "on_epoch_end"))
-                    self._check_history(epoch)
-                    interrupted = run.any(stop.requested)
-                    last = epoch == tr.epochs or stop_asked or interrupted
-                    if self.store is not None and (last or self.store.due(epoch)):
-                        self._save(epoch, rng.bit_generator.state, stopped=stop_asked)
-                    if bar is not None:
-                        bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()
-                                         if k not in ("time", "grad_norm") and v and isinstance(v[-1], float)})
-                        bar.update(1)
-                    if interrupted:
-                        raise TrainingInterrupted(epoch, n_batches, n_batches, history, tr.checkpoint,
-                                                  signal_name=stop.signal_name)
-                    if stop_asked:
-                        break
-        finally:
-            if bar is not None:
-                bar.close()
-            if self.schedule is not None:
-                self.opt.lr = self.base_lr     # the rate as this fit found it: the same call resumes
-            if self.store is not None:
-                tr.checkpoint_seconds = self.store.seconds
+        with signals.deferred(stop), self._ending(bar):
+            for epoch in range(start_epoch, tr.epochs + 1):
+                began = time.perf_counter()
+                plan = net.plan()      # once per epoch: whatever a callback or another thread changed
+                self._follow(plan)
+                if self.schedule is not None:
+                    self.opt.lr = run.call(lambda: self.schedule.lr(epoch, self.base_lr, history,
+                                                                    samples_seen), "lr_schedule")
+                lr = self.lr_set = self.opt.lr
+                rng_state = rng.bit_generator.state
+                order = tr.order(rng, len(X))
+                progress = Progress(stop, partial, run.any, dropout_epoch_key(rng_state, epoch), plan)
+                partial = None
+                try:
+                    loss, correct = self.engine(order, epoch, progress)
+                except TrainingDivergedError as exc:
+                    exc.history = history
+                    raise
+                except Stop:
+                    path = self._save(epoch - 1, rng_state, progress)
+                    raise TrainingInterrupted(epoch, progress.batches, n_batches, history, path,
+                                              signal_name=stop.signal_name) from None
+                finally:
+                    net.shuffle_state = (seed, rng.bit_generator.state)
+                samples_seen += len(X)
+                with signals.critical():       # the epoch's row, whole or not at all
+                    self._record(epoch, loss, correct, lr, plan, began)
+                stop_asked = run.any(run.call(lambda: self.callbacks.on_epoch_end(epoch, history),
+                                              "on_epoch_end"))
+                self._check_history(epoch)
+                interrupted = run.any(stop.requested)
+                last = epoch == tr.epochs or stop_asked or interrupted
+                if self.store is not None and (last or self.store.due(epoch)):
+                    self._save(epoch, rng.bit_generator.state, stopped=stop_asked)
+                if bar is not None:
+                    bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()
+                                     if k not in ("time", "grad_norm") and v and isinstance(v[-1], float)})
+                    bar.update(1)
+                if interrupted:
+                    raise TrainingInterrupted(epoch, n_batches, n_batches, history, tr.checkpoint,
+                                              signal_name=stop.signal_name)
+                if stop_asked:
+                    break
         run.call(lambda: self.callbacks.on_train_end(net), "on_train_end")
         return history
+
+    @contextlib.contextmanager
+    def _ending(self, bar):
+        """However the epochs end: close the bar, take the scheduled rate out of the optimizer (the same
+        call then resumes), report the checkpoint time — with a second signal held until done."""
+        try:
+            yield
+        finally:
+            with signals.critical():
+                if bar is not None:
+                    bar.close()
+                if self.schedule is not None:
+                    self.opt.lr = self.base_lr
+                if self.store is not None:
+                    self.trainer.checkpoint_seconds = self.store.seconds
 
     def _record(self, epoch, loss, correct, lr, plan, began):
         """Append the epoch's row to every list of the loop's history (validation included)."""
