@@ -362,6 +362,11 @@ class _Loop:
         """Take in what callbacks changed since the last epoch (see Trainer): the optimizer, the loss, the
         layers, the rate."""
         layers, loss, opt = self.captured
+        if self.store is not None and (plan.optimizer is not opt or plan.loss is not loss):
+            what = "net.optimizer" if plan.optimizer is not opt else "net.loss"
+            raise ValueError(f"a callback replaced {what} in a fit with checkpoint=: the checkpoint would hold a "
+                             f"network this fit's call cannot rebuild, so it could never be resumed; change "
+                             f"{what} between fits instead")
         if plan.optimizer is not opt:
             self.opt = plan.optimizer                # the schedule drives the new optimizer, from its rate
             self.base_lr = self.opt.lr

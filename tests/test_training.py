@@ -166,3 +166,14 @@ def test_local_run_calls_no_private_trainer_method():
     Xc, yc, w, val = LocalRun().prepare(tr, X, y, None)
     assert Xc.shape == X.shape and w is None and val is None
     assert LocalRun().use_fused(tr) is True
+
+
+@pytest.mark.parametrize("fused", ENGINES)
+@pytest.mark.parametrize("what", ["optimizer", "loss"])
+def test_replacing_what_a_checkpoint_rebuilds_is_refused_in_a_checkpointed_fit(tmp_path, fused, what):
+    net, (X, y) = make_net(), make_data()
+    new = fnn.SGD(lr=0.1) if what == "optimizer" else fnn.SoftmaxCrossEntropy()
+    with pytest.raises(ValueError, match=f"a callback replaced net.{what} in a fit with checkpoint="):
+        net.fit(X, y, epochs=3, verbose=0, fused=fused, checkpoint=tmp_path / "c.ckpt",
+                callbacks=[At(1, lambda net, _: setattr(net, what, new))])
+    assert len(net.history["loss"]) == 1
