@@ -464,7 +464,7 @@ def test_without_mpi4py_the_import_error_says_how_to_install():
 def test_shard_range_and_split_cover_every_row():
     # in a subprocess: importing mpi4py initialises MPI, which the pytest process should not do
     code = textwrap.dedent("""
-        from fastnn.engines.distributed import _split, shard_range
+        from fastnn.engines.shards import shard_range, split as _split
         for n in (0, 1, 7, 203):
             for size in (1, 2, 3, 8):
                 ranges = [shard_range(n, r, size) for r in range(size)]

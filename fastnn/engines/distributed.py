@@ -49,10 +49,7 @@ to handle: mpiexec and srun end the whole job.
 import contextlib
 import json
 import math
-import os
-import struct
 import sys
-import zipfile
 
 import numpy as np
 
@@ -64,18 +61,17 @@ try:
 except ImportError as _exc:  # pragma: no cover - exercised only where mpi4py is missing
     MPI, MPI_ERROR = None, f"{INSTALL_HINT} (could not import mpi4py: {_exc})"
 
-from .. import _checks, _paths, network  # noqa: E402
+from .. import network  # noqa: E402
 from ..errors import TrainingDivergedError  # noqa: E402
 from ..kernels import batch as batch_kernels  # noqa: E402
 from ..layers import has_keyed_layers  # noqa: E402
 from ..network import count_correct  # noqa: E402
 from .per_layer import LayerEpoch, step  # noqa: E402
+from .shards import (check_mapped, open_array, resolve_data, sample_fingerprint, shard_range,  # noqa: E402,F401
+                     split)
 
 __all__ = ["DistributedTrainer", "DistributedError", "shard_range", "open_array", "threads_per_rank", "world",
            "LocalRun", "MPIRun", "DistributedEpoch"]
-
-CHECK_ROWS = 65536  # rows validated at a time when checking a memory-mapped shard
-
 
 class DistributedError(RuntimeError):
     """A rank failed during distributed training; raised on every rank.
@@ -115,106 +111,6 @@ def threads_per_rank(comm=None):
         return max(1, cpu_count() // local.Get_size())
     finally:
         local.Free()
-
-
-def shard_range(n, rank, size):
-    """The contiguous rows [start, stop) of ``n`` that rank ``rank`` of ``size`` owns (sizes differ by <= 1)."""
-    base, extra = divmod(n, size)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (rank < extra)
-
-
-def _split(n, size):
-    """Sizes of ``size`` consecutive pieces of ``n`` rows, as even as possible (larger pieces first)."""
-    base, extra = divmod(n, size)
-    return [base + (r < extra) for r in range(size)]
-
-
-# -- memory-mapped inputs ---------------------------------------------------------------------------
-def open_array(path, key=None):
-    """A read-only array from ``path``: ``.npy`` memory-mapped; member ``key`` of an ``.npz`` memory-mapped
-    when stored uncompressed (``np.savez``), read into memory when compressed. Never unpickles; only a
-    regular file is opened (a FIFO or device is refused at once instead of blocking)."""
-    path = os.fspath(path)
-    _paths.check_regular(path, "data file")
-    if path.lower().endswith(".npy"):
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    if not path.lower().endswith(".npz"):
-        raise ValueError(f"{path}: expected a .npy or .npz file")
-    name = f"{key}.npy"
-    try:
-        with zipfile.ZipFile(path) as zf:
-            info = zf.getinfo(name)
-    except KeyError:
-        raise ValueError(f"{path}: the archive has no array {key!r}") from None
-    except zipfile.BadZipFile as exc:
-        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
-    if info.compress_type == zipfile.ZIP_STORED:
-        with open(path, "rb") as f:
-            f.seek(info.header_offset)
-            header = f.read(30)
-            if header[:4] == b"PK\x03\x04":
-                name_len, extra_len = struct.unpack("<HH", header[26:30])
-                f.seek(info.header_offset + 30 + name_len + extra_len)
-                version = np.lib.format.read_magic(f)
-                if version in ((1, 0), (2, 0)):
-                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                            else np.lib.format.read_array_header_2_0)
-                    shape, fortran, dtype = read(f)
-                    if not dtype.hasobject:
-                        return np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape,
-                                         order="F" if fortran else "C")
-    with np.load(path, allow_pickle=False) as z:   # compressed (np.savez_compressed): read it whole
-        return z[key]
-
-
-def _resolve_data(X, y):
-    """(X, y, mapped): arrays or memory maps from arrays / paths."""
-    mapped = False
-    if isinstance(X, (str, os.PathLike)):
-        path = os.fspath(X)
-        if not os.path.isfile(path):
-            raise ValueError(f"X: no such file {path!r}")
-        X, mapped = open_array(path, "X"), True
-        if y is None:
-            if not path.lower().endswith(".npz"):
-                raise ValueError("y is required when X is a .npy file (give y as an array or .npy path)")
-            y = open_array(path, "y")
-    if isinstance(y, (str, os.PathLike)):
-        if not os.path.isfile(os.fspath(y)):
-            raise ValueError(f"y: no such file {os.fspath(y)!r}")
-        y = open_array(y, "y")
-    if y is None:
-        raise ValueError("y is required")
-    return X, y, mapped
-
-
-def _check_mapped(net, X, rank, size):
-    """Validate this rank's shard of a memory-mapped X (shape, dtype, NaN/Inf) chunk by chunk."""
-    if X.dtype.kind not in "biuf":
-        raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}")
-    if X.shape[0] == 0:
-        raise ValueError("X is empty: it has 0 rows (samples)")
-    if X.shape[1] != net.n_features:
-        raise ValueError(f"X must have {net.n_features} features (columns), got {X.shape[1]}")
-    start, stop = shard_range(X.shape[0], rank, size)
-    for lo in range(start, stop, CHECK_ROWS):
-        hi = min(stop, lo + CHECK_ROWS)
-        try:
-            _checks.matrix(X[lo:hi], "X", net.dtype, net.n_features)
-        except ValueError as exc:
-            raise ValueError(f"X rows {lo}..{hi - 1} (this rank's shard {start}..{stop - 1}): {exc}") from None
-    return np.asarray(X)      # an ndarray over the map (Numba's gather takes it; pages load on use)
-
-
-def _sample_fingerprint(X, y):
-    """A cheap fingerprint of memory-mapped data for checkpoints: shapes, dtypes and up to 1024 spread rows."""
-    from ..checkpoint import fingerprint
-    rows = np.unique(np.linspace(0, X.shape[0] - 1, min(1024, X.shape[0])).astype(np.int64))
-    return "sampled:" + fingerprint(np.asarray(X[rows]), np.asarray(y[rows]),
-                                    np.array(X.shape + y.shape, np.int64))
 
 
 # -- the trainer: a client of fastnn.training's loop ---------------------------------------------------------
@@ -312,9 +208,9 @@ class MPIRun:
             if sample_weight is not None or trainer.class_weight is not None or trainer.validation_split:
                 raise ValueError("distributed training does not support sample_weight, class_weight or "
                                  "validation_split yet")
-            X, y, self.mapped = _resolve_data(X, y)
+            X, y, self.mapped = resolve_data(X, y)
             if self.mapped:
-                X = _check_mapped(net, X, self.rank, self.size)
+                X = check_mapped(net, X, self.rank, self.size)
             else:
                 X = net.check_input(X, "X")
             y = net.check_target(np.asarray(y), X.shape[0], "y")
@@ -355,7 +251,7 @@ class MPIRun:
 
     def fingerprint(self, X, y):
         from ..checkpoint import fingerprint
-        return _sample_fingerprint(X, y) if self.mapped else fingerprint(X, y)
+        return sample_fingerprint(X, y) if self.mapped else fingerprint(X, y)
 
     def on_root(self, work, where=None):
         """Run ``work`` on rank 0 (reading or writing a checkpoint); every rank gets its result or its error."""
@@ -520,7 +416,7 @@ class DistributedEpoch:
         n = len(self.X)
         g_start = b * self.gb
         g_rows = min(self.gb, n - g_start)
-        pieces = _split(g_rows, size)
+        pieces = split(g_rows, size)
         rows = pieces[rank]
         start = g_start + sum(pieces[:rank])
         status = self.status
