@@ -346,6 +346,7 @@ class _Loop:
     def _check_history(self, epoch):
         """ValueError when a callback removed, replaced or cut a history list the loop fills."""
         history, dropped = self.history, self.store.dropped if self.store is not None else {}
+        self.net.history = history          # the fit's history, even if a callback assigned another
         for key in self.keys:
             values = history.get(key)
             if not isinstance(values, list) or len(values) + dropped.get(key, 0) != epoch:

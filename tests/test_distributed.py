@@ -132,6 +132,9 @@ WORKER = textwrap.dedent('''
                 kw["class_weight"] = "balanced"
             elif what == "vsplit":
                 kw["validation_split"] = 0.25
+            elif what == "data":
+                X = X.copy()
+                X[-1, 0] += 1.0        # the same shapes, other contents
             elif what == "bad-batch_size":
                 kw["batch_size"] = 0
             elif what == "bad-callback":
@@ -352,6 +355,7 @@ MISMATCHES = {        # setting given differently on one rank -> the setting nam
     "validation-rank0": "validation_data (rank 0: X (50, 5) float64, y (50,) int64; rank 1: not given)",
     "optimizer": "optimizer (rank 0: ",
     "fused": "fused (rank 0: 'auto'; rank 1: True)",
+    "data": "data contents (1024 spread rows) (rank 0: sampled:",
     "lr_schedule": "lr_schedule (rank 0: null; rank 1: ",
     "callbacks": "callbacks (rank 0: none; rank 1: EarlyStopping{'monitor': 'loss'",
 }

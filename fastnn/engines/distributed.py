@@ -347,6 +347,7 @@ def _settings(trainer, X, y, val):
         "architecture": json.dumps(config, sort_keys=True),
         "network dtype": net.dtype.str,
         "data": f"X {X.shape} {X.dtype}, y {y.shape} {y.dtype}",
+        "data contents (1024 spread rows)": sample_fingerprint(X, y),
     }
 
 
