@@ -1,7 +1,9 @@
 """Gradient health: per-layer gradient norms for the history, and one GradientHealthWarning per kind per fit
 (vanishing, exploding), written through the progress bar's writer. See ``GradientHealth``."""
 import contextlib
+import inspect
 import math
+import os
 import warnings
 
 import numpy as np
@@ -86,7 +88,17 @@ class GradientHealth:
         if not self.warn:           # not the rank that reports (distributed)
             return
         with bar_write_mode():
-            warnings.warn(message, GradientHealthWarning, stacklevel=4)
+            warnings.warn(message, GradientHealthWarning, stacklevel=user_stacklevel())
+
+
+def user_stacklevel():
+    """The ``stacklevel`` that makes a warning issued by the caller of this function point at the first
+    frame outside the fastnn package (the user's fit call, whichever public entry point it went through)."""
+    root = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = inspect.currentframe().f_back, 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(root):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 @contextlib.contextmanager

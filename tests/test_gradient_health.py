@@ -267,3 +267,14 @@ def test_non_finite_gradient_names_epoch_batch_and_layer(opt):
     assert np.array_equal(ref._flat_params, net._flat_params)
     for a, b in zip(ref.optimizer.state or [], net.optimizer.state or []):
         assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_the_warning_points_at_the_users_fit_call():
+    X, y = make_data()
+    net = make_net("sgd", lr=1e-3, act=fnn.Sigmoid)
+    net.layers[0].bias[...] = 1e4                   # every sigmoid saturated: a vanishing gradient
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net.fit(X, y, epochs=8, batch_size=16, verbose=0)      # the line the warning must name
+    mine = [w for w in caught if issubclass(w.category, GradientHealthWarning)]
+    assert mine and {w.filename for w in mine} == {__file__}
