@@ -517,3 +517,50 @@ def test_default_policy_writes_by_cost_and_always_at_the_end(tmp_path, monkeypat
     monkeypatch.setattr(ckpt, "MIN_INTERVAL", 3600.0)
     make_net().fit(X, y, epochs=6, verbose=0, checkpoint=tmp_path / "c.ckpt", checkpoint_every=2)
     assert epochs_written == [2, 4, 6]                          # an explicit N means every N epochs
+
+
+def _readme_net():
+    return fnn.NeuralNetwork([fnn.FullyConnected(6, 32), fnn.GELU(), fnn.Dropout(0.2), fnn.FullyConnected(32, 4)],
+                             loss=fnn.SoftmaxCrossEntropy(), optimizer=fnn.AdamW(lr=3e-3, weight_decay=1e-2),
+                             seed=0)
+
+
+class SigintAtLoss:
+    """SIGINT during the n-th batch's loss of the per-layer engine: a Ctrl-C mid-epoch."""
+
+    def __init__(self, net, n):
+        forward, self.count = net.loss.forward_unchecked, [0]
+
+        def wrapped(*args):
+            self.count[0] += 1
+            if self.count[0] == n:
+                signal.raise_signal(signal.SIGINT)
+            return forward(*args)
+        net.loss.forward_unchecked = wrapped
+
+
+@pytest.mark.parametrize("fused, at", [("auto", None), (False, None), (False, 23)])
+def test_the_readme_keras_example_with_a_checkpoint_resumes_exactly(tmp_path, default_sigint, fused, at):
+    """README's example (AdamW, Dropout, cosine schedule, validation_split, EarlyStopping restoring the best
+    weights) with checkpoint=: Ctrl-C after epoch 4 (or mid-epoch, batch 23) and the same call again ends
+    as the uninterrupted fit — same epochs trained, same best epoch, same restored weights."""
+    X, y = make_data(n=300)
+
+    def fit(net, path, stop_epoch=None):
+        early = fnn.callbacks.EarlyStopping(monitor="val_loss", patience=3)
+        return net.fit(X, y, epochs=40, batch_size=32, validation_split=0.2, verbose=0, fused=fused,
+                       lr_schedule=fnn.schedules.CosineAnnealingLR(T_max=40, eta_min=1e-5), checkpoint=path,
+                       callbacks=[early, SigintAt(stop_epoch)]), early
+
+    ref = _readme_net()
+    h_ref, e_ref = fit(ref, tmp_path / "ref.ckpt")
+    net, path = _readme_net(), tmp_path / "run.ckpt"
+    if at is not None:
+        SigintAtLoss(net, at)
+    with pytest.raises(TrainingInterrupted):
+        fit(net, path, None if at is not None else 4)
+    resumed = _readme_net()
+    h, early = fit(resumed, path)
+    same_state(resumed, ref)
+    same_history(h, h_ref)
+    assert (early.best_epoch, early.stopped_epoch) == (e_ref.best_epoch, e_ref.stopped_epoch)
