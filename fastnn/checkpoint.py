@@ -115,6 +115,18 @@ def load_callback_states(saved, callbacks, path):
                              f"{exc}") from None
 
 
+def _schedule_setting(schedule):
+    """What a resume must share of the schedule: its config; for a user's function (not saved) its type and
+    name, so that resuming without it, or with another, is refused instead of changing the rates."""
+    from . import schedules
+    config = schedules.to_config(schedule)
+    if config is None and schedule is not None:
+        fn = getattr(schedule, "fn", schedule)
+        name = getattr(fn, "__qualname__", None) or type(fn).__qualname__     # no address: stable across runs
+        config = {"type": type(schedule).__name__, "fn": f"{getattr(fn, '__module__', '?')}.{name}"}
+    return config
+
+
 class Store:
     """A fit's checkpoint: its settings, when to write (``due``), ``write`` and ``resume``; ``seconds`` the
     time spent writing. Built by the loop (fastnn.training) when ``checkpoint`` is given."""
@@ -124,7 +136,7 @@ class Store:
         self.path, self.every, self.run, self.net = trainer.checkpoint, trainer.checkpoint_every, run, trainer.net
         self.settings = settings(trainer, X, y, val, path_name)
         self.settings.update(batch_size=batch_size, base_lr=base_lr, seed=seed, data=run.fingerprint(X, y),
-                             lr_schedule=schedules.to_config(trainer.lr_schedule),
+                             lr_schedule=_schedule_setting(trainer.lr_schedule),
                              weights=None if weights is None else fingerprint(weights))
         self.base_lr, self.seconds, self.last_cost, self.dropped = base_lr, 0.0, 0.0, {}
         self.last_end = time.perf_counter()

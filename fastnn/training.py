@@ -224,6 +224,8 @@ class _Loop:
         self.trainer, self.run, self.net = trainer, run, trainer.net
         self.callbacks = callback_protocol.CallbackList(trainer.callbacks)
         self.schedule = trainer.lr_schedule
+        fn = getattr(self.schedule, "fn", None)        # a user's schedule object may keep state, like a callback
+        self.stateful = list(self.callbacks.callbacks) + ([fn] if callable(getattr(fn, "state_dict", None)) else [])
         self.store = None
         self.lr_set = None       # the rate the loop set for the last epoch
 
@@ -247,7 +249,7 @@ class _Loop:
             self.store = Store(tr, run, X, y, val, weights, seed, self.batch_size, self.base_lr,
                                run.path_name(self.use_fused))
             run.call(lambda: self.callbacks.on_train_begin(net), "on_train_begin")
-            resumed = self.store.resume(n_batches, list(history), tr.epochs, self.callbacks.callbacks)
+            resumed = self.store.resume(n_batches, list(history), tr.epochs, self.stateful)
             if resumed is not None:
                 start_epoch, partial = resumed.epoch + 1, resumed.partial
                 rng.bit_generator.state = resumed.rng_state
@@ -404,7 +406,7 @@ class _Loop:
             return None
         partial = None if progress is None or progress.batches == 0 else progress.state()
         with signals.critical():
-            self.store.write(epoch, rng_state, partial, self.opt.lr, self.callbacks.callbacks, stopped)
+            self.store.write(epoch, rng_state, partial, self.opt.lr, self.stateful, stopped)
         return self.trainer.checkpoint
 
 

@@ -564,3 +564,50 @@ def test_the_readme_keras_example_with_a_checkpoint_resumes_exactly(tmp_path, de
     same_state(resumed, ref)
     same_history(h, h_ref)
     assert (early.best_epoch, early.stopped_epoch) == (e_ref.best_epoch, e_ref.stopped_epoch)
+
+
+class CountingSchedule:
+    """A user's schedule object with state (it counts its calls) and state_dict / load_state_dict."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def lr(self, epoch, base_lr, history, samples_seen):
+        self.calls += 1
+        return base_lr / self.calls
+
+    def state_dict(self):
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state):
+        if not isinstance(state, dict) or not isinstance(state.get("calls"), int):
+            raise ValueError("CountingSchedule: bad state")
+        self.calls = state["calls"]
+
+
+def test_a_stateful_schedule_object_resumes_exactly(tmp_path, default_sigint):
+    X, y = make_data()
+    ref = make_net()
+    h_ref = ref.fit(X, y, epochs=6, verbose=0, lr_schedule=CountingSchedule(), checkpoint=tmp_path / "r.ckpt")
+    net, path = make_net(), tmp_path / "c.ckpt"
+    with pytest.raises(TrainingInterrupted):
+        net.fit(X, y, epochs=6, verbose=0, lr_schedule=CountingSchedule(), checkpoint=path,
+                callbacks=[SigintAt(3)])
+    h = make_net().fit(X, y, epochs=6, verbose=0, lr_schedule=CountingSchedule(), checkpoint=path,
+                       callbacks=[SigintAt(None)])
+    assert h["lr"] == h_ref["lr"] == [0.01 / k for k in range(1, 7)]
+
+
+def _function_schedule(epoch):
+    return 0.01 * 0.9 ** epoch
+
+
+@pytest.mark.parametrize("again", [None, fnn.schedules.StepLR(2), lambda epoch: 0.01])
+def test_resuming_without_the_function_schedule_is_refused(tmp_path, again):
+    X, y = make_data()
+    path = tmp_path / "c.ckpt"
+    make_net().fit(X, y, epochs=2, verbose=0, lr_schedule=_function_schedule, checkpoint=path)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        make_net().fit(X, y, epochs=4, verbose=0, lr_schedule=again, checkpoint=path)
+    h = make_net().fit(X, y, epochs=4, verbose=0, lr_schedule=_function_schedule, checkpoint=path)
+    assert len(h["loss"]) == 4
