@@ -21,6 +21,9 @@ the network and optimizer state of the last finite step. The engines:
 
 A *run strategy* says where the loop runs (``engines.distributed.LocalRun``: one process;
 ``engines.distributed.MPIRun``: K ranks kept in step) and makes the engine; see fastnn.training.
+``engines.shards`` holds the data side of MPI runs (row ownership, memory-mapped inputs).
+(fastnn.fused, the fused engine, moves here after this session's kernel rewrite; it still builds its own
+Plan each epoch instead of reading ``progress.plan``.)
 """
 
 __all__ = ["Progress", "Stop"]
