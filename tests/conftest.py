@@ -1,10 +1,7 @@
-"""Fixtures shared by the test files (helpers in tests/helpers.py)."""
+"""Fixtures shared by the test files (data and networks: tests/helpers.py)."""
 import signal
 
-
 import pytest
-
-
 
 
 @pytest.fixture
@@ -13,10 +10,3 @@ def default_sigint():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
-
-
-@pytest.fixture
-def classification_data():
-    """(X (150, 6) float32, y (150,) class ids in [0, 4))."""
-    from tests.helpers import make_data
-    return make_data()
