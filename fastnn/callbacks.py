@@ -14,9 +14,15 @@ network's parameter arrays. ::
 
     net.fit(X, y, epochs=100, callbacks=[PrintLoss(), fnn.callbacks.EarlyStopping(patience=5)])
 
+A callback whose behaviour depends on earlier epochs keeps a checkpointed fit exact by defining
+``state_dict() -> dict`` (JSON-able) and ``load_state_dict(state)`` (checks ``state`` before changing
+anything): ``fit(checkpoint=...)`` stores the state with each checkpoint and gives it back on resume, after
+``on_train_begin``. EarlyStopping has both; a callback without them is taken to have no state.
+
 ``CallbackList`` runs a list of callbacks by this protocol (every callback's on_epoch_end is called each
 epoch, even after one asked to stop); ``get(spec)`` checks what a user passed as ``callbacks``.
 """
+import base64
 import math
 import numbers
 
@@ -148,6 +154,58 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             return True
         return False
+
+    def state_dict(self):
+        """The state a resumed fit needs (JSON-able; floats as hex, the best weights as base64 bytes)."""
+        weights = None if self.best_weights is None else [
+            {"dtype": w.dtype.str, "shape": list(w.shape), "data": base64.b64encode(w.tobytes()).decode()}
+            for w in self.best_weights]
+        return {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best_epoch": self.best_epoch,
+                "best": float(self.best).hex(), "last_epoch": self._last_epoch, "best_weights": weights}
+
+    def load_state_dict(self, state):
+        """Restore ``state_dict()``'s state; ValueError, changing nothing, when it is malformed or its
+        weights do not fit the network given to on_train_begin."""
+        if not isinstance(state, dict):
+            raise ValueError(f"EarlyStopping state must be a dict, got {type(state).__name__}")
+        ints = {}
+        for key in ("wait", "stopped_epoch", "best_epoch", "last_epoch"):
+            v = state.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"EarlyStopping state {key!r} must be an integer >= 0, got {v!r:.60}")
+            ints[key] = v
+        if ints["best_epoch"] > ints["last_epoch"] or ints["stopped_epoch"] > ints["last_epoch"] \
+                or ints["wait"] > ints["last_epoch"]:
+            raise ValueError("EarlyStopping state: best_epoch, stopped_epoch and wait cannot exceed last_epoch")
+        try:
+            best = float.fromhex(state.get("best"))
+        except (TypeError, ValueError):
+            raise ValueError(f"EarlyStopping state 'best' must be a float in hex, got {state.get('best')!r:.60}") \
+                from None
+        if math.isnan(best) or best == (math.inf if self.direction == "max" else -math.inf):
+            raise ValueError(f"EarlyStopping state 'best' is {best!r}, impossible for mode {self.direction!r}")
+        weights = state.get("best_weights")
+        restored = None
+        if weights is not None:
+            if not self.restore_best_weights:
+                raise ValueError("EarlyStopping state has best weights but restore_best_weights is False")
+            params = _net_params(self._net, "EarlyStopping") if self._net is not None else None
+            if params is None or not isinstance(weights, list) or len(weights) != len(params):
+                raise ValueError("EarlyStopping state: best_weights do not match the network's parameters")
+            restored = []
+            for p, w in zip(params, weights):
+                try:
+                    a = np.frombuffer(base64.b64decode(w["data"], validate=True), dtype=np.dtype(w["dtype"]))
+                    a = a.reshape(w["shape"]).copy()
+                except (TypeError, ValueError, KeyError) as exc:
+                    raise ValueError(f"EarlyStopping state: a best weight is malformed ({exc})") from None
+                if a.shape != p.shape or a.dtype != p.dtype or not np.isfinite(a).all():
+                    raise ValueError("EarlyStopping state: best_weights do not match the network's parameters")
+                restored.append(a)
+        elif self.restore_best_weights and ints["last_epoch"] > 0:
+            raise ValueError("EarlyStopping state lacks the best weights that restore_best_weights needs")
+        self.wait, self.stopped_epoch, self.best_epoch = ints["wait"], ints["stopped_epoch"], ints["best_epoch"]
+        self._last_epoch, self.best, self.best_weights = ints["last_epoch"], best, restored
 
     def on_train_end(self, net):
         if self.restore_best_weights and self.best_weights is not None and self.best_epoch != self._last_epoch:

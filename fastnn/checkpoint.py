@@ -11,7 +11,20 @@ temporary file, fsync, rename) whose ``extra`` metadata holds the training state
          "batches": 5, "loss_sum": 3.2, "correct": 140},
      "settings": {...},                # what must match to resume (see ``settings``)
      "history_dropped": {"loss": 19000, ...},   # epochs left out at the start of each history list
+     "lr": 0.01,                       # the optimizer's rate after the epoch (a callback may have set it)
+     "stopped": false,                 # a callback stopped the fit at ``epoch``: a rerun is finished
+     "callbacks": [{"type": "EarlyStopping", "config": {...}, "state": {...}}, ...],
+                                       # every callback with state_dict() / load_state_dict(state)
      "threads": 2}                     # numba threads of the writer (informational)
+
+The history written holds the loop's keys and any a callback added (numbers or lists of numbers); on
+reading, every value is checked (losses finite and >= 0, accuracies in [0, 1], rates finite and > 0,
+times and gradient norms finite and >= 0): a hostile or corrupt file is refused naming the entry.
+
+When to write (``Store.due``): every ``checkpoint_every`` epochs when given; by default whenever the time
+since the last write is at least ``COST_RATIO`` times what the last write took and at least
+``MIN_INTERVAL`` seconds, so that writing costs at most 1 / (1 + COST_RATIO) of the time; always after
+the last epoch, when a callback stops the fit and on a signal (the loop asks for those).
 
 The history is bounded: each per-epoch list keeps its last ``HISTORY_EPOCHS`` (1000) entries, so a
 checkpoint's size does not grow with the number of epochs (a 20,000-epoch run once made a 4,482-parameter
@@ -28,11 +41,13 @@ give bit-identical weights.
 """
 import glob
 import hashlib
+import numbers
 import json
 import math
 import os
 import stat
 import tempfile
+import time
 import warnings
 
 try:
@@ -48,13 +63,125 @@ from . import _paths, io
 VERSION = 1
 KEY = "checkpoint"
 HISTORY_EPOCHS = 1000
+COST_RATIO = 19          # default policy: writes take at most 1/20 of the time
+MIN_INTERVAL = 0.5       # default policy: seconds between writes at least
 
 
 class Resume:
-    """What ``read`` restores besides the network itself."""
+    """What ``read`` restores besides the network itself (JSON-able values: MPI broadcasts it)."""
 
-    def __init__(self, epoch, rng_state, partial, history):
+    def __init__(self, epoch, rng_state, partial, history, dropped=None, lr=None, stopped=False, callbacks=()):
         self.epoch, self.rng_state, self.partial, self.history = epoch, rng_state, partial, history
+        self.dropped, self.lr, self.stopped, self.callbacks = dropped or {}, lr, stopped, list(callbacks)
+
+
+def stateful(callbacks):
+    """The callbacks whose state a checkpoint holds: those with state_dict() and load_state_dict()."""
+    return [cb for cb in callbacks if callable(getattr(cb, "state_dict", None))
+            and callable(getattr(cb, "load_state_dict", None))]
+
+
+def callback_states(callbacks):
+    """[{"type", "config", "state"}] of the stateful callbacks; ValueError when a state is not JSON."""
+    out = []
+    for cb in stateful(callbacks):
+        config = cb.config() if callable(getattr(cb, "config", None)) else None
+        entry = {"type": type(cb).__name__, "config": config, "state": cb.state_dict()}
+        try:
+            out.append(json.loads(json.dumps(entry, default=io.json_default, allow_nan=False)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"checkpoint: the callback {type(cb).__name__}'s state_dict() or config() is not "
+                             f"JSON-serialisable ({exc})") from None
+    return out
+
+
+def load_callback_states(saved, callbacks, path):
+    """Give each stateful callback its saved state; ValueError (before the first epoch) when the callbacks
+    differ from the checkpoint's or a state is refused by its load_state_dict."""
+    mine = stateful(callbacks)
+    have = [(type(cb).__name__, cb.config() if callable(getattr(cb, "config", None)) else None) for cb in mine]
+    if not isinstance(saved, list) or not all(isinstance(e, dict) for e in saved):
+        raise ValueError(f"checkpoint {path} has a corrupt training state: callbacks must be a list of objects")
+    had = [(e.get("type"), e.get("config")) for e in saved]
+    if have != had:
+        raise ValueError(f"checkpoint {path} was written with the callbacks {had!r:.300}, this fit has {have!r:.300} "
+                         f"(those with a state); resuming would not reproduce that run. Use the same callbacks, "
+                         f"or delete or move the file to start afresh.")
+    for cb, entry in zip(mine, saved):
+        try:
+            cb.load_state_dict(entry.get("state"))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"checkpoint {path} has a corrupt state for the callback {type(cb).__name__}: "
+                             f"{exc}") from None
+
+
+def _schedule_setting(schedule):
+    """What a resume must share of the schedule: its config; for a user's function (not saved) its type and
+    name, so that resuming without it, or with another, is refused instead of changing the rates."""
+    from . import schedules
+    config = schedules.to_config(schedule)
+    if config is None and schedule is not None:
+        fn = getattr(schedule, "fn", schedule)
+        name = getattr(fn, "__qualname__", None) or type(fn).__qualname__     # no address: stable across runs
+        config = {"type": type(schedule).__name__, "fn": f"{getattr(fn, '__module__', '?')}.{name}"}
+    return config
+
+
+class Store:
+    """A fit's checkpoint: its settings, when to write (``due``), ``write`` and ``resume``; ``seconds`` the
+    time spent writing. Built by the loop (fastnn.training) when ``checkpoint`` is given."""
+
+    def __init__(self, trainer, run, X, y, val, weights, seed, batch_size, base_lr, path_name):
+        from . import schedules
+        self.path, self.every, self.run, self.net = trainer.checkpoint, trainer.checkpoint_every, run, trainer.net
+        self.settings = settings(trainer, X, y, val, path_name)
+        self.settings.update(batch_size=batch_size, base_lr=base_lr, seed=seed, data=run.fingerprint(X, y),
+                             lr_schedule=_schedule_setting(trainer.lr_schedule),
+                             weights=None if weights is None else fingerprint(weights))
+        self.base_lr, self.seconds, self.last_cost, self.dropped = base_lr, 0.0, 0.0, {}
+        self.last_end = time.perf_counter()
+
+    def resume(self, n_batches, keys, epochs, callbacks):
+        """The Resume state (the network restored, the callbacks given their states), or None without a file;
+        ValueError, the same on every rank, for a checkpoint that cannot be resumed."""
+        def work():
+            remove_stale_temporaries(self.path)
+            check_writable(self.path)
+            return read(self.path, self.net, self.settings, n_batches, keys, epochs, callbacks)
+        found = self.run.on_root(work)
+        if found is not None:
+            if self.run.is_root:         # read() gave rank 0's callbacks their states; now the others'
+                self.run.call(lambda: None, "resume")
+            else:
+                self.run.call(lambda: load_callback_states(found.callbacks, callbacks, self.path), "resume")
+            self.dropped = found.dropped
+        return found
+
+    def due(self, epoch):
+        """Whether the policy writes after ``epoch`` (the same answer on every rank: rank 0's)."""
+        if self.every is not None:
+            return epoch % self.every == 0
+        now = time.perf_counter()
+        mine = now - self.last_end >= max(MIN_INTERVAL, COST_RATIO * self.last_cost)
+        return self.run.any(mine and self.run.is_root)
+
+    def write(self, epoch, rng_state, partial, lr, callbacks, stopped=False):
+        """Write the checkpoint after ``epoch`` epochs (rank 0; agreed on every rank)."""
+        began = time.perf_counter()
+        net, opt = self.net, self.net.optimizer
+
+        def work():
+            states = callback_states(callbacks)
+            rate, opt.lr = opt.lr, self.base_lr     # the file records the network as fit found it
+            try:
+                write(self.path, net, epoch, rng_state, self.settings, partial, lr=lr, stopped=stopped,
+                      callbacks=states)
+            finally:
+                opt.lr = rate
+        self.run.on_root(work, where=f"the checkpoint after epoch {epoch}")
+        self.last_end = time.perf_counter()
+        self.last_cost = self.last_end - began
+        self.seconds += self.last_cost
 
 
 def check_path(path):
@@ -124,7 +251,7 @@ def settings(trainer, X, y, validation, path):
 
 def _json_seed(seed):
     try:
-        return json.loads(json.dumps(seed, default=io._json_default))
+        return json.loads(json.dumps(seed, default=io.json_default))
     except (TypeError, ValueError):
         return repr(seed)
 
@@ -205,17 +332,47 @@ def bounded_history(history, epoch, settings):
     return out, dropped
 
 
-def write(path, net, epoch, rng_state, settings, partial=None):
+def write(path, net, epoch, rng_state, settings, partial=None, lr=None, stopped=False, callbacks=()):
     """Atomically write the checkpoint: ``net`` (weights, optimizer state, the bounded ``net.history``) +
-    training state."""
+    training state (``lr`` the rate in force, ``stopped`` a callback ended the fit, ``callbacks`` their
+    states from ``callback_states``)."""
     history, dropped = bounded_history(net.history, int(epoch), settings)
+    for key, values in history.items():
+        for v in values:
+            if not (_number(v) or (isinstance(v, (list, tuple)) and all(map(_number, v)))):
+                raise ValueError(f"checkpoint: history[{key!r}] holds {v!r:.60}; a checkpointed history holds "
+                                 f"numbers or lists of numbers (a callback added this key?)")
     extra = {KEY: {"version": VERSION, "epoch": int(epoch), "rng": rng_state, "partial": partial,
-                   "settings": settings, "history_dropped": dropped, "threads": numba.get_num_threads()}}
+                   "settings": settings, "history_dropped": dropped, "lr": None if lr is None else float(lr),
+                   "stopped": bool(stopped), "callbacks": list(callbacks), "threads": numba.get_num_threads()}}
     full, net.history = net.history, history
     try:
         io.save(net, path, extra=extra)
     finally:
         net.history = full
+
+
+def _number(v):
+    return isinstance(v, (numbers.Real, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+# what a history entry of the loop may hold: (low, high, low included)
+_RANGES = {"loss": (0.0, math.inf), "val_loss": (0.0, math.inf), "accuracy": (0.0, 1.0),
+           "val_accuracy": (0.0, 1.0), "time": (0.0, math.inf), "grad_norm": (0.0, math.inf)}
+
+
+def check_history_values(history):
+    """ValueError naming the first entry of the loop's keys out of its range (or not finite); a rate must be
+    finite and > 0. Keys a callback added: finite numbers or lists of them."""
+    for key, values in history.items():
+        low, high = _RANGES.get(key, (-math.inf, math.inf))
+        for i, v in enumerate(values):
+            for x in (v if isinstance(v, list) else [v]):
+                ok = math.isfinite(x) and low <= x <= high and (key != "lr" or x > 0)
+                if not ok:
+                    rule = "> 0" if key == "lr" else (f"in [{low:g}, {high:g}]" if math.isfinite(high)
+                                                      else f">= {low:g}" if math.isfinite(low) else "finite")
+                    raise ValueError(f"history[{key!r}][{i}] is {x!r}; it must be finite and {rule}")
 
 
 def _describe_difference(a, b, where="architecture"):
@@ -278,7 +435,7 @@ def _check_rng(value):
     return rng.bit_generator.state
 
 
-def read(path, net, settings, n_batches, history_keys, epochs):
+def read(path, net, settings, n_batches, history_keys, epochs, callbacks=()):
     """Restore ``net`` from the checkpoint at ``path``; the Resume state, or None if there is no file.
 
     Raises ValueError naming the file when it is not a fastnn checkpoint, is corrupt, was written for
@@ -299,7 +456,7 @@ def read(path, net, settings, n_batches, history_keys, epochs):
     if state.get("version") != VERSION:
         raise ValueError(f"checkpoint {path} has version {state.get('version')!r:.50}; this fastnn reads "
                          f"version {VERSION}")
-    current = json.loads(json.dumps(net.config(), default=io._json_default))
+    current = json.loads(json.dumps(net.config(), default=io.json_default))
     if meta.get("architecture") != current:
         raise ValueError(f"checkpoint {path} was written for a different network: "
                          f"{_describe_difference(current, meta.get('architecture'))}. Delete or move the "
@@ -321,8 +478,16 @@ def read(path, net, settings, n_batches, history_keys, epochs):
         if partial is not None and settings.get("path") == "fused":
             raise ValueError("a mid-epoch position, but the fused path runs whole epochs only")
         rng_state = _check_rng(state.get("rng"))
-        if set(saved.history) - {"grad_norm"} != set(history_keys) - {"grad_norm"} and saved.history:
-            raise ValueError(f"history keys {sorted(saved.history)} do not match {sorted(history_keys)}")
+        missing = set(history_keys) - {"grad_norm"} - set(saved.history)
+        if missing and saved.history:
+            raise ValueError(f"history keys {sorted(saved.history)} lack {sorted(missing)}")
+        check_history_values(saved.history)
+        lr = state.get("lr")
+        if lr is not None and not (_number(lr) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r:.100}")
+        stopped = state.get("stopped", False)
+        if not isinstance(stopped, bool):
+            raise ValueError(f"stopped must be true or false, got {stopped!r:.100}")
         dropped = state.get("history_dropped", {})
         if not isinstance(dropped, dict) or set(dropped) - set(saved.history):
             raise ValueError("history_dropped must map history keys to numbers of epochs")
@@ -331,6 +496,8 @@ def read(path, net, settings, n_batches, history_keys, epochs):
             gone = _int(dropped.get(key, 0), f"history_dropped[{key!r}]")
             if gone and key in replayed:
                 raise ValueError(f"history[{key!r}] is cut short, but the learning-rate schedule replays it")
+            if key not in history_keys and saved.history and len(values) + gone <= epoch:
+                continue                # a key a callback added (perhaps after the first epoch)
             if len(values) + gone != epoch:
                 raise ValueError(f"history[{key!r}] has {len(values)} entries after {gone} left out, but the "
                                  f"epoch counter is {epoch}")
@@ -347,10 +514,15 @@ def read(path, net, settings, n_batches, history_keys, epochs):
         warnings.warn(f"checkpoint {path} was written with {threads} Numba threads, this run uses "
                       f"{numba.get_num_threads()}: the resumed weights may differ from an uninterrupted "
                       f"run in the last bits (BLAS sums in another order)", RuntimeWarning, stacklevel=3)
+    states = state.get("callbacks", [])
+    load_callback_states(states, callbacks, path)
     # everything checked: restore in place (the network's flat buffers stay the same objects)
     for p, q in zip(net.params, saved.params):
         p[...] = q
     net.optimizer.state = saved.optimizer.state
     net.optimizer.steps = saved.optimizer.steps
     history = {k: list(saved.history.get(k, [])) if saved.history else [] for k in history_keys}
-    return Resume(epoch, rng_state, partial, history)
+    for k, values in (saved.history or {}).items():
+        history.setdefault(k, list(values))
+    dropped = {k: int(v) for k, v in state.get("history_dropped", {}).items()}
+    return Resume(epoch, rng_state, partial, history, dropped, lr, stopped, states)

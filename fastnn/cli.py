@@ -1113,8 +1113,9 @@ def build_parser():
     p.add_argument("--checkpoint", metavar="PATH",
                    help="write a crash-safe checkpoint here every --checkpoint-every epochs; if PATH exists, "
                         "resume from it (the same command then ends with bit-identical weights)")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=1, metavar="N",
-                   help="epochs between checkpoints (default: %(default)s)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N",
+                   help="epochs between checkpoints (default: whenever writing has cost under 5%% of the "
+                        "training time since the last one; always after the last epoch and on Ctrl-C)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel training over the ranks of an MPI job: launch as 'mpiexec -n K fastnn "
                         "train --distributed ...' (or srun); --batch-size is per rank, the global batch is K "

@@ -57,6 +57,9 @@ def _json_default(obj):
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
 
+json_default = _json_default     # public: checkpoints and the MPI agreement encode configurations the same way
+
+
 def _tensors(net):
     """name -> array for every parameter and optimizer state array of ``net``."""
     tensors = {}

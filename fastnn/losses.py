@@ -50,6 +50,10 @@ class Loss(Owned):
         self._direct_call()
         return self._forward(*checked)
 
+    def forward_unchecked(self, pred, target, weights=None):
+        """The engines' unchecked forward (inputs as ``_forward`` documents them); the mean loss."""
+        return self._forward(pred, target, weights)
+
     def _forward(self, pred, target, weights=None):
         """Unchecked forward: pred (batch, outputs) C-contiguous float32/float64, target as
         ``check_target`` returns it, weights None or (batch,) C-contiguous in pred's dtype."""

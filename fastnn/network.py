@@ -313,7 +313,7 @@ class NeuralNetwork:
 
     def fit(self, X, y, epochs=10, batch_size=64, validation_data=None, shuffle=True, verbose=1, *,
             validation_split=0.0, sample_weight=None, class_weight=None, lr_schedule=None, callbacks=(),
-            seed=_NET_SEED, fused="auto", checkpoint=None, checkpoint_every=1, distributed=False):
+            seed=_NET_SEED, fused="auto", checkpoint=None, checkpoint_every=None, distributed=False):
         """Train with mini-batch gradient descent; returns the per-epoch history. See fastnn.training.Trainer
         for every argument (the same, one definition)."""
         return _service("Trainer")(self, epochs=epochs, batch_size=batch_size, validation_data=validation_data,

@@ -11,11 +11,14 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "fastnn"
 KERNELS = ROOT / "kernels"
+ENGINES = PACKAGE / "engines"
 
 
 def _module_name(path):
     if path.parent == KERNELS:
         return "kernels." + path.stem
+    if path.parent == ENGINES:
+        return "engines" if path.stem == "__init__" else "engines." + path.stem
     return path.stem if path.parent == PACKAGE else None
 
 
@@ -25,7 +28,21 @@ def _imports(path):
     in_kernels = path.parent == KERNELS
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level >= 1:
+        if isinstance(node, ast.ImportFrom) and node.level >= 1 and (
+                path.parent == ENGINES or (node.module or "").split(".")[0] == "engines"):
+            # fastnn/engines: ``from .x`` (inside engines) or ``from .engines.x`` is engines.x
+            parts = [p for p in (node.module or "").split(".") if p]
+            if path.parent == ENGINES and node.level == 1:
+                parts = ["engines"] + parts
+            if parts and parts[0] == "engines":
+                found.add(".".join(parts[:2]) if len(parts) > 1 else "engines")
+                if len(parts) == 1:
+                    found.update("engines." + alias.name for alias in node.names)
+            elif parts:
+                found.add(parts[0])
+            else:
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level >= 1:
             base = (node.module or "").split(".")
             if in_kernels:
                 base = ["kernels"] + [b for b in base if b] if node.level == 1 else [b for b in base if b]
@@ -46,6 +63,7 @@ def _imports(path):
 def _graph():
     files = sorted(PACKAGE.glob("*.py")) + sorted(KERNELS.glob("*.py"))
     nodes = {_module_name(f): f for f in files if f.stem != "__init__" and f.stem != "__main__"}
+    nodes.update({_module_name(f): f for f in sorted(ENGINES.glob("*.py"))})
     return {name: {m for m in _imports(path) if m in nodes and m != name} for name, path in nodes.items()}
 
 
@@ -99,3 +117,7 @@ def test_lower_modules_do_not_import_upper_ones():
     below_training = ("network", "plan", "layers", "losses", "optimizers", "fused")
     for name in below_training:
         assert not graph[name] & {"training", "estimators", "cli", "distributed"}, (name, graph[name])
+    for name in [n for n in graph if n.startswith("engines")]:     # the loop calls its engines, not back
+        assert not graph[name] & {"training", "estimators", "cli", "distributed"}, (name, graph[name])
+    assert {"engines", "engines.distributed"} <= graph["training"]
+    assert "engines.per_layer" in graph["engines.distributed"]

@@ -258,3 +258,79 @@ def test_get():
 
 def test_reachable_from_package():
     assert fnn.callbacks is C and fnn.callbacks.EarlyStopping is C.EarlyStopping
+
+
+# ------------------------------------------------------------------------- state for checkpoints
+def _partway(cb, values, net):
+    """cb after on_train_begin and the epochs of ``values`` (params hold the epoch number)."""
+    cb.on_train_begin(net)
+    history = {"loss": [], "val_loss": []}
+    for epoch, v in enumerate(values, start=1):
+        net.set_all(float(epoch))
+        history["loss"].append(1.0)
+        history["val_loss"].append(v)
+        cb.on_epoch_end(epoch, history)
+    return history
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_state_dict_round_trips_through_json_exactly(restore):
+    import json
+    net = FakeNet()
+    a = C.EarlyStopping(patience=3, restore_best_weights=restore)
+    _partway(a, [0.5, 1 / 3, 0.9], net)
+    state = json.loads(json.dumps(a.state_dict(), allow_nan=False))
+    b = C.EarlyStopping(patience=3, restore_best_weights=restore)
+    b.on_train_begin(FakeNet())
+    b.load_state_dict(state)
+    assert (b.best, b.best_epoch, b.wait, b.stopped_epoch) == (1 / 3, 2, 1, 0)
+    if restore:
+        assert all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in zip(a.best_weights, b.best_weights))
+    else:
+        assert b.best_weights is None
+    # carried on, both stop at the same epoch and restore the same weights
+    history = {"loss": [1.0] * 3, "val_loss": [0.5, 1 / 3, 0.9]}
+    for cb, n in ((a, net), (b, FakeNet())):
+        for epoch in (4, 5):
+            n.set_all(float(epoch))
+            history_e = {k: v + [1.0] * (epoch - 3) for k, v in history.items()}
+            stop = cb.on_epoch_end(epoch, history_e)
+        assert stop and cb.stopped_epoch == 5
+        cb.on_train_end(n)
+        assert n.params[0][0, 0] == (2.0 if restore else 5.0)
+
+
+def test_a_fresh_state_dict_has_no_weights_and_infinite_best():
+    cb = C.EarlyStopping()
+    cb.on_train_begin(FakeNet())
+    state = cb.state_dict()
+    assert state["best_weights"] is None and float.fromhex(state["best"]) == math.inf
+    cb.load_state_dict(state)
+    assert cb.best == math.inf and cb.best_epoch == 0
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda s: s.update(wait=-1), "wait"),
+    (lambda s: s.update(wait=True), "wait"),
+    (lambda s: s.update(best_epoch=9), "cannot exceed"),
+    (lambda s: s.update(best="nan"), "impossible"),
+    (lambda s: s.update(best=float("-inf").hex()), "impossible"),
+    (lambda s: s.update(best=3), "hex"),
+    (lambda s: s.update(best_weights=None), "lacks the best weights"),
+    (lambda s: s["best_weights"][0].update(data="!!"), "malformed"),
+    (lambda s: s["best_weights"][0].update(shape=[3, 2]), "do not match"),
+    (lambda s: s["best_weights"][0].update(dtype="<f4"), "malformed|do not match"),
+    (lambda s: s["best_weights"].pop(), "do not match"),
+])
+def test_load_state_dict_refuses_a_malformed_state_and_changes_nothing(change, words):
+    net = FakeNet()
+    a = C.EarlyStopping(patience=3)
+    _partway(a, [0.5, 0.4, 0.9], net)
+    state = a.state_dict()
+    change(state)
+    b = C.EarlyStopping(patience=3)
+    b.on_train_begin(FakeNet())
+    before = (b.best, b.best_epoch, b.wait, b.best_weights)
+    with pytest.raises(ValueError, match=words):
+        b.load_state_dict(state)
+    assert (b.best, b.best_epoch, b.wait, b.best_weights) == before

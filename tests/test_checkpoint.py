@@ -20,57 +20,27 @@ import pytest
 import fastnn as fnn
 from fastnn import checkpoint as ckpt
 from fastnn import io
+from fastnn.errors import TrainingInterrupted
+from tests.helpers import make_data, make_net, same_history, same_state
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 
-OPTIMIZERS = {"sgd": lambda: fnn.SGD(lr=0.05), "momentum": lambda: fnn.SGD(lr=0.05, momentum=0.9),
-              "adam": lambda: fnn.Adam(lr=0.01)}
-
-
-def make_net(opt="adam", sizes=(6, 12, 4), seed=0):
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(fnn.FullyConnected(a, b))
-        if i < len(sizes) - 2:
-            layers.append(fnn.TanH())
-    return fnn.NeuralNetwork(layers, optimizer=OPTIMIZERS[opt](), seed=seed)
-
-
-def make_data(n=150, features=6, classes=4, seed=1):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, features)).astype(np.float32), rng.integers(0, classes, n)
-
-
-def same_state(a, b):
-    assert np.array_equal(a._flat_params, b._flat_params)
-    assert a.optimizer.steps == b.optimizer.steps
-    sa, sb = a.optimizer.state or [], b.optimizer.state or []
-    assert len(sa) == len(sb)
-    for x, y in zip(sa, sb):
-        assert all(np.array_equal(u, v) for u, v in zip(x, y))
-
-
-def same_history(h1, h2):
-    assert set(h1) == set(h2)
-    for key in h1:
-        if key != "time":
-            assert h1[key] == h2[key], key
 
 
 # ------------------------------------------------------------------------------------ in-process resume
 @pytest.mark.parametrize("fused", ["auto", False])
-@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("opt", ["adam", "momentum", "sgd"])
 def test_resume_is_bit_identical(tmp_path, opt, fused):
     X, y = make_data()
     Xv, yv = make_data(40, seed=5)
     kwargs = dict(batch_size=16, verbose=0, fused=fused, validation_data=(Xv, yv))
-    ref = make_net(opt)
+    ref = make_net(opt=opt)
     h_ref = ref.fit(X, y, epochs=7, **kwargs)
     path = tmp_path / "run.ckpt"
-    first = make_net(opt)
+    first = make_net(opt=opt)
     first.fit(X, y, epochs=3, checkpoint=path, checkpoint_every=2, **kwargs)   # writes after epochs 2 and 3
     assert io.load_metadata(path)["extra"]["checkpoint"]["epoch"] == 3
-    resumed = make_net(opt, seed=123)      # other initial weights: all overwritten by the checkpoint
+    resumed = make_net(opt=opt, seed=123)      # other initial weights: all overwritten by the checkpoint
     resumed.seed = 0                       # (the architecture, seed included, must match)
     h = resumed.fit(X, y, epochs=7, checkpoint=path, checkpoint_every=2, **kwargs)
     same_state(ref, resumed)
@@ -80,7 +50,7 @@ def test_resume_is_bit_identical(tmp_path, opt, fused):
     final = fnn.load(path)
     same_state(ref, final)
     # rerunning a finished command changes nothing and returns the history
-    again = make_net(opt)
+    again = make_net(opt=opt)
     h2 = again.fit(X, y, epochs=7, checkpoint=path, **kwargs)
     same_state(ref, again)
     same_history(h_ref, h2)
@@ -104,7 +74,7 @@ def test_resume_without_shuffle_and_with_seed_none(tmp_path):
 def test_checkpoint_file_contents(tmp_path):
     X, y = make_data()
     path = tmp_path / "c.ckpt"
-    net = make_net("momentum")
+    net = make_net(opt="momentum")
     net.fit(X, y, epochs=3, batch_size=50, verbose=0, checkpoint=path, seed=7)
     meta = io.load_metadata(path)
     state = meta["extra"]["checkpoint"]
@@ -174,7 +144,7 @@ def _checkpointed(tmp_path, **kwargs):
 
 @pytest.mark.parametrize("change,words", [
     (lambda X, y: (make_net(sizes=(6, 10, 4)), X, y, {}), "different network"),
-    (lambda X, y: (make_net("momentum"), X, y, {}), "different network"),
+    (lambda X, y: (make_net(opt="momentum"), X, y, {}), "different network"),
     (lambda X, y: (make_net(seed=1), X, y, {}), "different network"),
     (lambda X, y: (make_net(), X, y, {"batch_size": 16}), "batch_size"),
     (lambda X, y: (make_net(), X, y, {"seed": 3}), "seed"),
@@ -229,7 +199,7 @@ def test_checkpoint_arguments_are_checked(tmp_path):
                      (str(tmp_path / "missing-dir" / "c.ckpt"), ValueError)):
         with pytest.raises(exc, match="checkpoint"):
             net.fit(X, y, epochs=1, verbose=0, checkpoint=bad)
-    for bad in (0, -1, 1.5, True, None):
+    for bad in (0, -1, 1.5, True):      # None is the default policy (checkpoint.Store.due)
         with pytest.raises(ValueError, match="checkpoint_every"):
             net.fit(X, y, epochs=1, verbose=0, checkpoint=tmp_path / "c.ckpt", checkpoint_every=bad)
 
@@ -379,3 +349,265 @@ def test_sigkill_inside_the_checkpoint_write_keeps_the_previous_one(tmp_path):
     final.stdout.readline()
     _finish(final)
     assert np.array_equal(np.load(out), np.load(tmp_path / "ref.npy"))
+
+
+# ------------------------------------------------------- everything a resume depends on (issue 20 class 4)
+class SigintAt:
+    """Sends this process SIGINT at the end of epoch ``epoch`` (None: never): the loop finishes the epoch,
+    writes the checkpoint and raises TrainingInterrupted, as Ctrl-C in a notebook does."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, history):
+        if epoch == self.epoch:
+            signal.raise_signal(signal.SIGINT)
+
+
+class AddsKey:
+    """A callback in the Keras habit: adds its own history key (from epoch 2 on)."""
+
+    def on_epoch_end(self, epoch, history):
+        if epoch >= 2:
+            history.setdefault("twice_loss", []).append(2 * history["loss"][-1])
+
+
+def _early():
+    return fnn.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+
+
+RESUMABLE = {
+    "early_stopping": dict(callbacks=_early),
+    "early_stopping_acc": dict(callbacks=lambda: fnn.callbacks.EarlyStopping(monitor="accuracy", patience=2,
+                                                                             min_delta=0.5)),
+    "history_key": dict(callbacks=AddsKey),
+    "plateau": dict(lr_schedule=lambda: fnn.schedules.ReduceLROnPlateau(patience=1, factor=0.5)),
+    "step": dict(lr_schedule=lambda: fnn.schedules.StepLR(2, 0.5)),
+    "exponential": dict(lr_schedule=lambda: fnn.schedules.ExponentialLR(0.8)),
+    "cosine": dict(lr_schedule=lambda: fnn.schedules.CosineAnnealingLR(5, eta_min=1e-4)),
+    "invscaling": dict(lr_schedule=lambda: fnn.schedules.InverseScaling(0.5)),
+}
+
+
+def _resumable_fit(net, X, y, path, kind, stop_at, epochs=10, fused="auto"):
+    spec = RESUMABLE[kind]
+    cbs = [spec["callbacks"]()] if "callbacks" in spec else []
+    schedule = spec["lr_schedule"]() if "lr_schedule" in spec else None
+    Xv, yv = make_data(n=60, seed=9)
+    h = net.fit(X, y, epochs=epochs, batch_size=32, verbose=0, fused=fused, checkpoint=path,
+                validation_data=(Xv, yv), lr_schedule=schedule, callbacks=cbs + [SigintAt(stop_at)])
+    return h, cbs
+
+
+@pytest.mark.parametrize("fused", ["auto", False])
+@pytest.mark.parametrize("kind", sorted(RESUMABLE))
+def test_interrupted_then_the_same_call_again_equals_the_uninterrupted_fit(tmp_path, default_sigint, kind, fused):
+    """Ctrl-C after epoch 3, then the same call in the same process (a notebook), then a third with a fresh
+    network (a new process): all equal the uninterrupted fit bit for bit — weights, optimizer, rate,
+    history (with the key a callback adds), EarlyStopping's best / wait / restored weights."""
+    X, y = make_data(n=200)
+    ref = make_net()
+    h_ref, cb_ref = _resumable_fit(ref, X, y, tmp_path / "ref.ckpt", kind, None, fused=fused)
+    for fresh in (False, True):
+        net, path = make_net(), tmp_path / f"run{fresh}.ckpt"
+        with pytest.raises(TrainingInterrupted):
+            _resumable_fit(net, X, y, path, kind, 3, fused=fused)
+        if fresh:
+            net = make_net()
+        h, cbs = _resumable_fit(net, X, y, path, kind, None, fused=fused)
+        same_state(net, ref)
+        assert net.optimizer.lr == ref.optimizer.lr
+        same_history(h, h_ref)
+        for a, b in zip(cbs, cb_ref):
+            if isinstance(a, fnn.callbacks.EarlyStopping):
+                assert (a.best, a.best_epoch, a.wait, a.stopped_epoch) == (b.best, b.best_epoch, b.wait,
+                                                                           b.stopped_epoch)
+        again, _ = _resumable_fit(make_net(), X, y, path, kind, None, fused=fused)    # a finished run
+        same_history(again, h_ref)
+
+
+def _rewrite(path, change):
+    """Rewrite the checkpoint at ``path`` after ``change(history, state)`` edits its metadata."""
+    saved, meta = io.load_with_metadata(path)
+    change(saved.history, meta["extra"]["checkpoint"])
+    io.save(saved, path, extra=meta["extra"])
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda h, s: h["loss"].__setitem__(0, float("nan")), r"history\['loss'\]\[0\] is nan"),
+    (lambda h, s: h["loss"].__setitem__(1, -3.0), r"history\['loss'\]\[1\] is -3.0"),
+    (lambda h, s: h["accuracy"].__setitem__(0, 7.5), r"history\['accuracy'\]\[0\] is 7.5.*\[0, 1\]"),
+    (lambda h, s: h["val_accuracy"].__setitem__(0, -0.1), r"history\['val_accuracy'\]"),
+    (lambda h, s: h["lr"].__setitem__(0, 0.0), r"history\['lr'\]\[0\] is 0.0"),
+    (lambda h, s: h["time"].__setitem__(0, float("inf")), r"history\['time'\]"),
+    (lambda h, s: h["grad_norm"].__setitem__(0, [1.0, -2.0]), r"history\['grad_norm'\]"),
+    (lambda h, s: h.__setitem__("mine", [float("nan")]), r"history\['mine'\]"),
+    (lambda h, s: h.__setitem__("mine", [1.0] * 9), r"history\['mine'\] has 9"),
+    (lambda h, s: h.pop("val_loss"), "lack"),
+    (lambda h, s: s.__setitem__("lr", -1.0), "lr must be"),
+    (lambda h, s: s.__setitem__("stopped", "yes"), "stopped"),
+    (lambda h, s: s["callbacks"][0]["state"].__setitem__("wait", -1), "EarlyStopping.*wait"),
+    (lambda h, s: s["callbacks"][0]["state"].__setitem__("best", "zz"), "EarlyStopping.*best"),
+    (lambda h, s: s["callbacks"][0]["state"].__setitem__("best_weights", None), "best weights"),
+    (lambda h, s: s["callbacks"][0]["state"]["best_weights"][0].__setitem__("shape", [2, 2]), "EarlyStopping"),
+    (lambda h, s: s["callbacks"][0].__setitem__("config", {"patience": 99}), "callbacks"),
+    (lambda h, s: s.__setitem__("callbacks", []), "callbacks"),
+])
+def test_a_hostile_training_state_is_refused_clearly(tmp_path, default_sigint, change, words):
+    X, y = make_data(n=200)
+    net, path = make_net(), tmp_path / "c.ckpt"
+    with pytest.raises(TrainingInterrupted):
+        _resumable_fit(net, X, y, path, "early_stopping", 3)
+    _rewrite(path, change)
+    net = make_net()
+    before = [p.copy() for p in net.params]
+    with pytest.raises(ValueError, match=words):
+        _resumable_fit(net, X, y, path, "early_stopping", None)
+    assert all(np.array_equal(p, q) for p, q in zip(before, net.params))      # nothing restored
+
+
+def test_a_history_value_a_checkpoint_cannot_hold_is_refused_clearly(tmp_path):
+    X, y = make_data()
+    net = make_net()
+
+    class Text:
+        def on_epoch_end(self, epoch, history):
+            history.setdefault("note", []).append("fine")
+    with pytest.raises(ValueError, match=r"history\['note'\] holds 'fine'"):
+        net.fit(X, y, epochs=2, verbose=0, checkpoint=tmp_path / "c.ckpt", callbacks=[Text()])
+
+
+def test_a_stopped_fit_is_finished_when_run_again(tmp_path):
+    """EarlyStopping stopped the fit: running the same call again trains nothing more and restores the
+    same best weights (it used to train on from the checkpoint)."""
+    X, y = make_data(n=200)
+    Xv, yv = make_data(n=60, seed=9)
+    runs = []
+    for _ in range(2):
+        net, cb = make_net(opt="sgd", lr=2.0), fnn.callbacks.EarlyStopping(patience=1)
+        h = net.fit(X, y, epochs=30, verbose=0, checkpoint=tmp_path / "c.ckpt", validation_data=(Xv, yv),
+                    callbacks=[cb])
+        runs.append((net, h, cb))
+    (a, ha, ca), (b, hb, cb) = runs
+    assert ca.stopped_epoch and len(ha["loss"]) == ca.stopped_epoch < 30
+    same_history(ha, hb)
+    assert all(np.array_equal(p, q) for p, q in zip(a.params, b.params))
+
+
+def test_default_policy_writes_by_cost_and_always_at_the_end(tmp_path, monkeypatch):
+    """checkpoint_every=None: a write after epoch e only when the time since the last write is at least
+    COST_RATIO x the last write's cost (and MIN_INTERVAL); always after the last epoch."""
+    X, y = make_data()
+    epochs_written = []
+    real = ckpt.write
+
+    def spy(path, net, epoch, *args, **kwargs):
+        epochs_written.append(epoch)
+        return real(path, net, epoch, *args, **kwargs)
+    monkeypatch.setattr(ckpt, "write", spy)
+    monkeypatch.setattr(ckpt, "MIN_INTERVAL", 3600.0)          # no epoch is 'due' by time
+    make_net().fit(X, y, epochs=20, verbose=0, checkpoint=tmp_path / "a.ckpt")
+    assert epochs_written == [20]
+    epochs_written.clear()
+    monkeypatch.setattr(ckpt, "MIN_INTERVAL", 0.0)
+    monkeypatch.setattr(ckpt, "COST_RATIO", 0.0)               # every epoch is due
+    make_net().fit(X, y, epochs=5, verbose=0, checkpoint=tmp_path / "b.ckpt")
+    assert epochs_written == [1, 2, 3, 4, 5]
+    epochs_written.clear()
+    monkeypatch.setattr(ckpt, "MIN_INTERVAL", 3600.0)
+    make_net().fit(X, y, epochs=6, verbose=0, checkpoint=tmp_path / "c.ckpt", checkpoint_every=2)
+    assert epochs_written == [2, 4, 6]                          # an explicit N means every N epochs
+
+
+def _readme_net():
+    return fnn.NeuralNetwork([fnn.FullyConnected(6, 32), fnn.GELU(), fnn.Dropout(0.2), fnn.FullyConnected(32, 4)],
+                             loss=fnn.SoftmaxCrossEntropy(), optimizer=fnn.AdamW(lr=3e-3, weight_decay=1e-2),
+                             seed=0)
+
+
+class SigintAtLoss:
+    """SIGINT during the n-th batch's loss of the per-layer engine: a Ctrl-C mid-epoch."""
+
+    def __init__(self, net, n):
+        forward, self.count = net.loss.forward_unchecked, [0]
+
+        def wrapped(*args):
+            self.count[0] += 1
+            if self.count[0] == n:
+                signal.raise_signal(signal.SIGINT)
+            return forward(*args)
+        net.loss.forward_unchecked = wrapped
+
+
+@pytest.mark.parametrize("fused, at", [("auto", None), (False, None), (False, 23)])
+def test_the_readme_keras_example_with_a_checkpoint_resumes_exactly(tmp_path, default_sigint, fused, at):
+    """README's example (AdamW, Dropout, cosine schedule, validation_split, EarlyStopping restoring the best
+    weights) with checkpoint=: Ctrl-C after epoch 4 (or mid-epoch, batch 23) and the same call again ends
+    as the uninterrupted fit — same epochs trained, same best epoch, same restored weights."""
+    X, y = make_data(n=300)
+
+    def fit(net, path, stop_epoch=None):
+        early = fnn.callbacks.EarlyStopping(monitor="val_loss", patience=3)
+        return net.fit(X, y, epochs=40, batch_size=32, validation_split=0.2, verbose=0, fused=fused,
+                       lr_schedule=fnn.schedules.CosineAnnealingLR(T_max=40, eta_min=1e-5), checkpoint=path,
+                       callbacks=[early, SigintAt(stop_epoch)]), early
+
+    ref = _readme_net()
+    h_ref, e_ref = fit(ref, tmp_path / "ref.ckpt")
+    net, path = _readme_net(), tmp_path / "run.ckpt"
+    if at is not None:
+        SigintAtLoss(net, at)
+    with pytest.raises(TrainingInterrupted):
+        fit(net, path, None if at is not None else 4)
+    resumed = _readme_net()
+    h, early = fit(resumed, path)
+    same_state(resumed, ref)
+    same_history(h, h_ref)
+    assert (early.best_epoch, early.stopped_epoch) == (e_ref.best_epoch, e_ref.stopped_epoch)
+
+
+class CountingSchedule:
+    """A user's schedule object with state (it counts its calls) and state_dict / load_state_dict."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def lr(self, epoch, base_lr, history, samples_seen):
+        self.calls += 1
+        return base_lr / self.calls
+
+    def state_dict(self):
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state):
+        if not isinstance(state, dict) or not isinstance(state.get("calls"), int):
+            raise ValueError("CountingSchedule: bad state")
+        self.calls = state["calls"]
+
+
+def test_a_stateful_schedule_object_resumes_exactly(tmp_path, default_sigint):
+    X, y = make_data()
+    ref = make_net()
+    h_ref = ref.fit(X, y, epochs=6, verbose=0, lr_schedule=CountingSchedule(), checkpoint=tmp_path / "r.ckpt")
+    net, path = make_net(), tmp_path / "c.ckpt"
+    with pytest.raises(TrainingInterrupted):
+        net.fit(X, y, epochs=6, verbose=0, lr_schedule=CountingSchedule(), checkpoint=path,
+                callbacks=[SigintAt(3)])
+    h = make_net().fit(X, y, epochs=6, verbose=0, lr_schedule=CountingSchedule(), checkpoint=path,
+                       callbacks=[SigintAt(None)])
+    assert h["lr"] == h_ref["lr"] == [0.01 / k for k in range(1, 7)]
+
+
+def _function_schedule(epoch):
+    return 0.01 * 0.9 ** epoch
+
+
+@pytest.mark.parametrize("again", [None, fnn.schedules.StepLR(2), lambda epoch: 0.01])
+def test_resuming_without_the_function_schedule_is_refused(tmp_path, again):
+    X, y = make_data()
+    path = tmp_path / "c.ckpt"
+    make_net().fit(X, y, epochs=2, verbose=0, lr_schedule=_function_schedule, checkpoint=path)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        make_net().fit(X, y, epochs=4, verbose=0, lr_schedule=again, checkpoint=path)
+    h = make_net().fit(X, y, epochs=4, verbose=0, lr_schedule=_function_schedule, checkpoint=path)
+    assert len(h["loss"]) == 4

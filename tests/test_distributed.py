@@ -122,12 +122,83 @@ WORKER = textwrap.dedent('''
                 kw["validation_data"] = (X[:50], y[:50])
             elif what == "optimizer":
                 opt = fnn.SGD(lr=0.2)
+            elif what == "fused":
+                kw["fused"] = True
+            elif what == "lr_schedule":
+                kw["lr_schedule"] = fnn.schedules.StepLR(2)
+            elif what == "callbacks":
+                kw["callbacks"] = [fnn.callbacks.EarlyStopping(monitor="loss", patience=3)]
+            elif what == "class_weight":
+                kw["class_weight"] = "balanced"
+            elif what == "vsplit":
+                kw["validation_split"] = 0.25
+            elif what == "data":
+                X = X.copy()
+                X[-1, 0] += 1.0        # the same shapes, other contents
+            elif what == "bad-batch_size":
+                kw["batch_size"] = 0
+            elif what == "bad-callback":
+                kw["callbacks"] = [fnn.callbacks.EarlyStopping]
         net = network(opt, seed)
+        try:
+            tr = DistributedTrainer(net, **kw)
+        except (ValueError, TypeError) as exc:      # raised on every rank (agreed when built)
+            tr, built_error = None, exc
+        source = (X, y)
+    elif mode == "user-code":       # user code raises on rank 1 only: every rank stops with the same error
+        where = sys.argv[4]
+        net = network(fnn.SGD(lr=0.1), seed)
+        odd = rank == 1
+
+        def boom(*args):
+            raise RuntimeError(f"user code failed in {{where}}")
+
+        class Hook:
+            def on_train_begin(self, net):
+                if odd and where == "on_train_begin":
+                    boom()
+
+            def on_epoch_end(self, epoch, history):
+                if odd and where == "on_epoch_end" and epoch == 2:
+                    boom()
+                return odd and where == "stop-one-rank" and epoch == 2
+
+            def on_train_end(self, net):
+                if odd and where == "on_train_end":
+                    boom()
+
+        class Schedule:
+            def __call__(self, epoch):
+                if odd and where == "schedule" and epoch == 2:
+                    boom()
+                return 0.1
+        kw = dict(batch_size={B}, epochs=3, seed=7, verbose=0, callbacks=[Hook()])
+        if where == "schedule":
+            kw["lr_schedule"] = Schedule()
+        if where == "validation":
+            kw["validation_data"] = (X[:50], y[:50])
         tr = DistributedTrainer(net, **kw)
+        if odd and where in ("forward-first", "validation"):
+            forward = net.train_forward
+            infer = net.predict_proba if hasattr(net, "predict_proba") else None
+
+            def failing(x, *key):
+                if where == "forward-first":
+                    raise RuntimeError("forward failed on rank 1")
+                return forward(x, *key)
+            net.train_forward = failing
+            if where == "validation":
+                real = net.evaluate
+
+                def bad_evaluate(*a, **k):
+                    raise RuntimeError("validation failed on rank 1")
+                net.evaluate = bad_evaluate
         source = (X, y)
     try:
+        if tr is None:
+            raise built_error
         history = tr.fit(*source)
-    except (DistributedError, fnn.TrainingDivergedError, ValueError) as exc:
+    except (DistributedError, fnn.TrainingDivergedError, ValueError, TypeError) as exc:
         where = [getattr(exc, "epoch", None), getattr(exc, "batch", None)]
         with open(f"{{out}}.rank{{rank}}", "w") as f:
             json.dump({{"rank": rank, "error": type(exc).__name__, "message": str(exc), "where": where}}, f)
@@ -278,11 +349,15 @@ MISMATCHES = {        # setting given differently on one rank -> the setting nam
     "seed": "seed (rank 0: 7; rank 1: 8)",
     "seed-none-rank0": "seed (rank 0: None; rank 1: 7)",
     "shuffle": "shuffle (rank 0: True; rank 1: False)",
-    "checkpoint": "checkpoint (rank 0: not given; rank 1: given, checkpoint_every=1)",
-    "checkpoint-rank0": "checkpoint (rank 0: given, checkpoint_every=1; rank 1: not given)",
+    "checkpoint": "checkpoint (rank 0: not given; rank 1: given, checkpoint_every=None)",
+    "checkpoint-rank0": "checkpoint (rank 0: given, checkpoint_every=None; rank 1: not given)",
     "validation": "validation_data (rank 0: not given; rank 1: X (50, 5) float64, y (50,) int64)",
     "validation-rank0": "validation_data (rank 0: X (50, 5) float64, y (50,) int64; rank 1: not given)",
     "optimizer": "optimizer (rank 0: ",
+    "fused": "fused (rank 0: 'auto'; rank 1: True)",
+    "data": "data contents (1024 spread rows) (rank 0: sampled:",
+    "lr_schedule": "lr_schedule (rank 0: null; rank 1: ",
+    "callbacks": "callbacks (rank 0: none; rank 1: EarlyStopping{'monitor': 'loss'",
 }
 
 
@@ -303,6 +378,65 @@ def test_ranks_with_different_settings_all_stop_naming_the_setting(tmp_path, wha
         assert "distributed training cannot start: the ranks disagree on " + MISMATCHES[what] in line["message"]
         assert line["message"].count("disagree") == 1 and " and on " not in line["message"]   # only that one
     assert not ckpt.exists() and not (tmp_path / "w.npy").exists()
+
+
+@needs_mpi
+@pytest.mark.parametrize("what, error, words", [
+    ("bad-batch_size", "ValueError", "rank 1: ValueError: batch_size must be"),
+    ("bad-callback", "TypeError", "rank 1: TypeError: callbacks[0] is the class EarlyStopping"),
+    ("class_weight", "ValueError", "rank 1: ValueError: distributed training does not support"),
+    ("vsplit", "ValueError", "rank 1: ValueError: distributed training does not support"),
+])
+def test_a_setting_refused_on_one_rank_stops_every_rank(tmp_path, what, error, words):
+    """An argument only one rank refuses (when the trainer is built): every rank raises the same error
+    naming that rank (the other rank used to wait for it in the first collective)."""
+    X, y, path = _data(tmp_path)
+    proc, lines, _ = _launch(tmp_path, "mismatch", tmp_path / "w.npy", path, what, tmp_path / "c.ckpt")
+    assert proc.returncode != 0
+    assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
+    assert len({line["message"] for line in lines}) == 1
+    for line in lines:
+        assert line["error"] == error and "distributed training cannot start: " + words in line["message"]
+
+
+@needs_mpi
+def test_fused_true_on_every_rank_is_refused_on_every_rank(tmp_path):
+    X, y, path = _data(tmp_path)
+    script = WORKER.replace('kw = dict(batch_size={B}, epochs=2, seed=7, verbose=0)'.format(B=B),
+                            'kw = dict(batch_size={B}, epochs=2, seed=7, verbose=0, fused=True)'.format(B=B))
+    assert script != WORKER
+    (tmp_path / "fused_worker.py").write_text(script)
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    out = tmp_path / "w.npy"
+    proc = subprocess.run([MPIEXEC, "-n", str(K), sys.executable, str(tmp_path / "fused_worker.py"), "mismatch",
+                           str(out), path, "none", str(tmp_path / "c.ckpt")], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
+    lines = [json.loads(open(f"{out}.rank{r}").read()) for r in range(K) if os.path.exists(f"{out}.rank{r}")]
+    assert proc.returncode != 0 and len(lines) == K, proc.stderr
+    for line in lines:
+        assert line["error"] == "ValueError" and "fused=True cannot run distributed" in line["message"]
+
+
+@needs_mpi
+@pytest.mark.parametrize("where", ["on_train_begin", "on_epoch_end", "on_train_end", "schedule", "forward-first",
+                                   "validation"])
+def test_user_code_failing_on_one_rank_stops_every_rank_with_one_error(tmp_path, where):
+    X, y, path = _data(tmp_path)
+    proc, lines, _ = _launch(tmp_path, "user-code", tmp_path / "w.npy", path, where)
+    assert proc.returncode != 0
+    assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
+    assert len({line["message"] for line in lines}) == 1
+    for line in lines:
+        assert line["error"] == "DistributedError" and "rank 1: RuntimeError: " in line["message"]
+
+
+@needs_mpi
+def test_a_callback_stopping_on_one_rank_stops_every_rank_at_the_same_epoch(tmp_path):
+    X, y, path = _data(tmp_path)
+    proc, lines, _ = _launch(tmp_path, "user-code", tmp_path / "w.npy", path, "stop-one-rank")
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads((tmp_path / "w.npy.json").read_text())["loss"]) == 2
+    assert sorted(line["rank"] for line in lines) == [0, 1] and all(line["ok"] for line in lines)
 
 
 @needs_mpi
@@ -334,7 +468,7 @@ def test_without_mpi4py_the_import_error_says_how_to_install():
 def test_shard_range_and_split_cover_every_row():
     # in a subprocess: importing mpi4py initialises MPI, which the pytest process should not do
     code = textwrap.dedent("""
-        from fastnn.distributed import _split, shard_range
+        from fastnn.engines.shards import shard_range, split as _split
         for n in (0, 1, 7, 203):
             for size in (1, 2, 3, 8):
                 ranges = [shard_range(n, r, size) for r in range(size)]

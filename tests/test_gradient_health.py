@@ -8,19 +8,17 @@ import pytest
 
 import fastnn as fnn
 from fastnn.errors import GradientHealthWarning
+from tests import helpers
 
-OPTIMIZERS = {"sgd": lambda lr: fnn.SGD(lr=lr), "momentum": lambda lr: fnn.SGD(lr=lr, momentum=0.5),
-              "adam": lambda lr: fnn.Adam(lr=lr)}
+OPTIMIZERS = {name: helpers.OPTIMIZERS[name] for name in ("sgd", "momentum", "adam")}
 
 
 def make_net(opt="adam", lr=0.01, act=fnn.ReLU, dtype=np.float32, loss=None):
-    return fnn.NeuralNetwork([fnn.FullyConnected(5, 16, dtype=dtype), act(), fnn.FullyConnected(16, 3, dtype=dtype)],
-                             loss=loss, optimizer=OPTIMIZERS[opt](lr), seed=0)
+    return helpers.make_net((5, 16, 3), opt=opt, lr=lr, act=act, dtype=dtype, loss=loss)
 
 
 def make_data(n=95, dtype=np.float32):
-    rng = np.random.default_rng(2)
-    return rng.standard_normal((n, 5)).astype(dtype), rng.integers(0, 3, n)
+    return helpers.make_data(n, features=5, classes=3, seed=2, dtype=dtype)
 
 
 def layer_gradient_norms(net):
@@ -269,3 +267,14 @@ def test_non_finite_gradient_names_epoch_batch_and_layer(opt):
     assert np.array_equal(ref._flat_params, net._flat_params)
     for a, b in zip(ref.optimizer.state or [], net.optimizer.state or []):
         assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def test_the_warning_points_at_the_users_fit_call():
+    X, y = make_data()
+    net = make_net("sgd", lr=1e-3, act=fnn.Sigmoid)
+    net.layers[0].bias[...] = 1e4                   # every sigmoid saturated: a vanishing gradient
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net.fit(X, y, epochs=8, batch_size=16, verbose=0)      # the line the warning must name
+    mine = [w for w in caught if issubclass(w.category, GradientHealthWarning)]
+    assert mine and {w.filename for w in mine} == {__file__}

@@ -16,26 +16,18 @@ import pytest
 import fastnn as fnn
 from fastnn import fused, io
 from fastnn.errors import TrainingInterrupted
+from fastnn.engines.distributed import LocalRun
+from tests import helpers
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
-@pytest.fixture
-def default_sigint():
-    """Python's default SIGINT handler for the test (whatever the runner installed is restored after)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 def make_net(opt=None):
-    return fnn.NeuralNetwork([fnn.FullyConnected(5, 16), fnn.ReLU(), fnn.FullyConnected(16, 3)],
-                             optimizer=opt or fnn.Adam(lr=0.01), seed=0)
+    return helpers.make_net((5, 16, 3), opt=opt or fnn.Adam(lr=0.01), act=fnn.ReLU)
 
 
 def make_data(n=100):
-    rng = np.random.default_rng(3)
-    return rng.standard_normal((n, 5)).astype(np.float32), rng.integers(0, 3, n)
+    return helpers.make_data(n, features=5, classes=3, seed=3)
 
 
 def sigint_at_loss_call(net, *calls):
@@ -262,3 +254,127 @@ def test_real_sigint_in_a_subprocess(tmp_path, kind):
     rc, done, err = _run(script, path, kind, epochs, tmp_path / "run.npy")
     assert rc == 0 and done == {"done": True}, err
     assert np.array_equal(np.load(tmp_path / "run.npy"), np.load(tmp_path / "ref.npy"))
+
+
+# ------------------------------------------- a burst of signals at every point of the loop (issue 20 class 3)
+def burst():
+    """Two SIGINTs at once: the first asks training to stop, the second to abort at once."""
+    signal.raise_signal(signal.SIGINT)
+    signal.raise_signal(signal.SIGINT)
+
+
+class BurstAt:
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, history):
+        if epoch == self.epoch:
+            burst()
+
+
+def _burst_points(monkeypatch, tmp_path):
+    """point -> (fit keyword arguments, a function that arms the burst): each fires at epoch 2's end (or
+    before epoch 3's rate is set), where the loop has trained exactly 2 epochs."""
+    from fastnn import checkpoint as ckpt
+
+    def at_validation():
+        real, calls = LocalRun.evaluate, [0]
+
+        def evaluate(self, net, X, y):
+            calls[0] += 1
+            if calls[0] == 2:
+                burst()
+            return real(self, net, X, y)
+        monkeypatch.setattr(LocalRun, "evaluate", evaluate)
+
+    def at_checkpoint():
+        real = ckpt.write
+
+        def write(path, net, epoch, *args, **kwargs):
+            if epoch == 2:
+                burst()
+            return real(path, net, epoch, *args, **kwargs)
+        monkeypatch.setattr(ckpt, "write", write)
+
+    def schedule(epoch):
+        if epoch == 3:
+            burst()
+        return 0.01
+
+    Xv, yv = make_data(30)
+    return {
+        "validation": (dict(validation_data=(Xv, yv)), at_validation),
+        "callback": (dict(callbacks=[BurstAt(2)]), lambda: None),
+        "checkpoint": (dict(checkpoint=tmp_path / "c.ckpt", checkpoint_every=1), at_checkpoint),
+        "between_epochs": (dict(lr_schedule=schedule), lambda: None),
+    }
+
+
+@pytest.mark.parametrize("fused", ["auto", False])
+@pytest.mark.parametrize("point", ["validation", "callback", "checkpoint", "between_epochs"])
+def test_a_burst_anywhere_in_the_loop_leaves_a_consistent_network(tmp_path, default_sigint, monkeypatch,
+                                                                   fused, point):
+    """A second Ctrl-C aborts at once, but never inside the epoch's bookkeeping, a checkpoint write or an
+    optimizer step: afterwards no thread is left, the handler is restored, every history list has the
+    same completed epochs, and weights, moments and optimizer.steps are those of an uninterrupted 2-epoch
+    fit; the network trains on."""
+    X, y = make_data()
+    kwargs, arm = _burst_points(monkeypatch, tmp_path)[point]
+    threads = threading.active_count()
+    net = make_net()
+    arm()
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=5, batch_size=10, verbose=0, fused=fused, **kwargs)
+    monkeypatch.undo()
+    assert threading.active_count() == threads
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert {len(v) for v in net.history.values()} == {2}
+    ref = make_net()
+    ref.fit(X, y, epochs=2, batch_size=10, verbose=0, fused=fused)
+    helpers.same_state(net, ref)
+    assert net.optimizer.lr == 0.01                        # no scheduled rate left behind
+    if point == "checkpoint":                              # the write the burst hit completed
+        helpers.same_state(fnn.load(tmp_path / "c.ckpt"), ref)
+    net.fit(X, y, epochs=1, batch_size=10, verbose=0, fused=fused)
+    assert net.optimizer.steps == 30
+
+
+@pytest.mark.parametrize("at", [1, 5, 10, 13])
+def test_a_burst_inside_an_optimizer_step_lets_the_step_finish(default_sigint, monkeypatch, at):
+    """Both signals arrive while step ``at`` runs: the step completes (weights, Adam moments and steps
+    together), then KeyboardInterrupt; the state equals a fit stopped cleanly after ``at`` steps."""
+    X, y = make_data()
+    net = make_net()
+    opt_type, calls = type(net.optimizer), [0]
+    real = opt_type.step
+
+    def step(self, params, grads):
+        calls[0] += 1
+        if calls[0] == at:
+            burst()                       # delivered now, inside the loop's critical section
+        return real(self, params, grads)
+    monkeypatch.setattr(opt_type, "step", step)
+    with pytest.raises(KeyboardInterrupt) as info:
+        net.fit(X, y, epochs=3, batch_size=10, verbose=0, fused=False)
+    monkeypatch.undo()
+    assert not isinstance(info.value, TrainingInterrupted)
+    assert net.optimizer.steps == at
+    ref = sigint_at_loss_call(make_net(), at)              # one signal: stops cleanly after step `at`
+    with pytest.raises(TrainingInterrupted):
+        ref.fit(X, y, epochs=3, batch_size=10, verbose=0, fused=False)
+    helpers.same_state(net, ref)
+
+
+def test_critical_holds_a_second_signal_until_it_ends(default_sigint):
+    from fastnn import signals
+    flag, done = signals.StopFlag(), []
+    with pytest.raises(KeyboardInterrupt):
+        with signals.deferred(flag):
+            with signals.critical():
+                burst()
+                done.append("after the burst")
+                with signals.critical():       # nested: held until the outermost ends
+                    done.append("nested")
+                done.append("end")
+    assert done == ["after the burst", "nested", "end"] and flag.signal_name == "SIGINT"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

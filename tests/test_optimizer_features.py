@@ -7,6 +7,7 @@ import pytest
 import fastnn as fnn
 from fastnn.errors import NonFiniteUpdateError
 from fastnn.kernels import epoch as epoch_kernels
+from tests import helpers
 from tests import reference as ref
 
 SHAPES = [(3, 4), (4,), (1, 1), (7, 13)]
@@ -271,19 +272,11 @@ ACTS = {"relu": fnn.ReLU, "tanh": fnn.TanH}
 
 
 def make_net(sizes, opt, dtype, act="relu", loss=fnn.SoftmaxCrossEntropy, seed=0):
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(fnn.FullyConnected(a, b, dtype=dtype))
-        if i < len(sizes) - 2:
-            layers.append(ACTS[act]())
-    return fnn.NeuralNetwork(layers, loss=loss(), optimizer=opt(), seed=seed)
+    return helpers.make_net(sizes, opt=opt(), act=ACTS[act], dtype=dtype, loss=loss(), seed=seed)
 
 
 def data(n, sizes, dtype=np.float64, regression=False, seed=1):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, sizes[0])).astype(dtype)
-    y = rng.standard_normal((n, sizes[-1])).astype(dtype) if regression else rng.integers(0, sizes[-1], n)
-    return X, y
+    return helpers.make_data(n, sizes[0], sizes[-1], seed=seed, dtype=dtype, regression=regression)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,0 +1,532 @@
+"""Data-parallel training across processes and machines on MPI (mpi4py): ``DistributedTrainer``.
+
+Synchronous data-parallel SGD, launched by an MPI launcher (``mpiexec -n K python train.py`` on one machine,
+``srun`` under Slurm)::
+
+    import fastnn as fnn
+    from fastnn.distributed import DistributedTrainer
+    net = fnn.NeuralNetwork([...], optimizer=fnn.SGD(lr=0.01), seed=0)
+    history = DistributedTrainer(net, batch_size=128, epochs=10).fit("train.npz")   # every rank runs this
+    if trainer.rank == 0: net.save("model.safetensors")
+
+How a step runs, on K ranks with local batch ``b`` (global batch K·b):
+
+* Every rank draws the epoch's permutation of all N samples from the same seeded generator (the one
+  ``Trainer`` uses), so the order is the order of a single process with batch K·b and the same seed.
+* Global batch s is ``order[s*K*b : (s+1)*K*b]``; rank r takes the r-th of K consecutive pieces (b each; the
+  last, smaller global batch is split as evenly as possible, so a rank may get fewer rows or none).
+* Each rank gathers its rows, runs forward, loss and backward, and weights its gradient (the mean over its
+  local rows) by ``local rows / global rows``. One tiny Allreduce carries the step's status (failure flag,
+  loss sum, correct count), then ONE in-place ``Allreduce(SUM)`` of the network's flat gradient buffer
+  gives every rank the gradient of the mean loss over the global batch, and every rank calls ``net.step()``:
+  the weights stay identical on all ranks, and equal (to float rounding) those of one process with batch
+  K·b (tested: float64, 1e-10).
+* Parameters (and optimizer state, if any) are broadcast from rank 0 at the start, so the ranks need not
+  build identical initial weights.
+
+Data: ``fit(X, y)`` takes the full arrays on every rank, or paths: an ``.npy`` file (X; y another ``.npy`` or
+an array) or an ``.npz`` file with "X" and "y". Files are memory-mapped (an uncompressed ``.npz`` member
+too), so a rank reads only the rows of its own local batches, and each rank validates only its own shard
+(rows ``shard_range(N, rank, K)``) at the start.
+
+Settings: every rank must call ``fit`` with the same settings. At the start ONE allgather compares each
+rank's epochs, batch size, seed (or None on all ranks: then rank 0 draws it), shuffle, checkpoint given or
+not (and its checkpoint_every), validation data given or not (and its shapes and dtypes), optimizer type and
+hyperparameters, architecture and loss, network dtype, data shapes and dtypes, and fastnn version, together
+with the outcome of each rank's data checks; any difference raises ValueError on every rank, naming each
+setting that differs and which ranks have which value (a difference would otherwise hang a collective, crash
+inside MPI, or train on mismatched permutations).
+
+Failures: every step's status Allreduce tells all ranks whether any rank failed (an exception in gathering,
+forward or backward), so all ranks stop together with ``DistributedError`` naming the failed rank and its
+error; a bad shard stops all ranks with ValueError before training; a non-finite loss or update raises
+``TrainingDivergedError`` on every rank at the same epoch and batch. Rank 0 alone writes checkpoints
+(fastnn.checkpoint: atomic, so the last one stays valid), the progress bar and log lines; a failed write is
+agreed on like any other failure. An exception that escapes outside these agreed points (a bug) calls
+``comm.Abort`` so that no rank waits forever. A rank killed outright (SIGKILL, lost node) is the launcher's
+to handle: mpiexec and srun end the whole job.
+"""
+import contextlib
+import json
+import math
+import sys
+
+import numpy as np
+
+INSTALL_HINT = "distributed training needs MPI: pip install 'fastnn[mpi]'"
+
+try:
+    from mpi4py import MPI
+    MPI_ERROR = None
+except ImportError as _exc:  # pragma: no cover - exercised only where mpi4py is missing
+    MPI, MPI_ERROR = None, f"{INSTALL_HINT} (could not import mpi4py: {_exc})"
+
+from .. import network  # noqa: E402
+from ..errors import TrainingDivergedError  # noqa: E402
+from ..kernels import batch as batch_kernels  # noqa: E402
+from ..layers import has_keyed_layers  # noqa: E402
+from ..network import count_correct  # noqa: E402
+from .per_layer import LayerEpoch, step  # noqa: E402
+from .shards import (check_mapped, open_array, resolve_data, sample_fingerprint, shard_range,  # noqa: E402,F401
+                     split)
+
+__all__ = ["DistributedTrainer", "DistributedError", "shard_range", "open_array", "threads_per_rank", "world",
+           "LocalRun", "MPIRun", "DistributedEpoch"]
+
+class DistributedError(RuntimeError):
+    """A rank failed during distributed training; raised on every rank.
+
+    Attributes: ``rank`` (the first failed rank), ``epoch`` and ``batch`` (from 1; None outside training
+    steps) and ``errors`` (rank -> "Type: message" for every failed rank).
+    """
+
+    def __init__(self, errors, epoch=None, batch=None, where=None):
+        self.errors, self.epoch, self.batch = errors, epoch, batch
+        self.rank = min(errors)
+        at = where or (f"epoch {epoch}, batch {batch}" if epoch is not None else "start-up")
+        detail = "; ".join(f"rank {r}: {m}" for r, m in sorted(errors.items()))
+        super().__init__(f"distributed training stopped on every rank at {at}: {detail}")
+
+
+def _require_mpi():
+    if MPI is None:
+        raise ImportError(MPI_ERROR)
+
+
+def world(comm=None):
+    """(rank, size) of ``comm`` (default MPI.COMM_WORLD)."""
+    _require_mpi()
+    comm = MPI.COMM_WORLD if comm is None else comm
+    return comm.Get_rank(), comm.Get_size()
+
+
+def threads_per_rank(comm=None):
+    """Cores of this machine divided by the ranks running on it (at least 1): the thread count that keeps
+    K ranks on one machine from oversubscribing its cores (ranks on other machines don't count)."""
+    from ..threads import cpu_count
+    _require_mpi()
+    comm = MPI.COMM_WORLD if comm is None else comm
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return max(1, cpu_count() // local.Get_size())
+    finally:
+        local.Free()
+
+
+# -- the trainer: a client of fastnn.training's loop ---------------------------------------------------------
+class DistributedTrainer:
+    """Fits ``net`` with synchronous data-parallel SGD over the ranks of ``comm`` (default COMM_WORLD): the
+    one training loop of fastnn.training (``Trainer(..., distributed=comm)``), every argument the same.
+
+    ``batch_size`` is the LOCAL batch b of each rank: the global batch is K·b on K ranks. ``fit(X, y)``
+    also takes paths (see the module docstring) and returns the history on every rank. Always the per-layer
+    engine (the fused whole-epoch kernel cannot stop for an allreduce).
+    """
+
+    def __init__(self, net, comm=None, batch_size=64, epochs=10, shuffle=True, seed=0, verbose=1,
+                 validation_data=None, checkpoint=None, checkpoint_every=None, **settings):
+        _require_mpi()
+        Trainer = network.service("Trainer")      # fastnn.training's, registered there (imports point one way)
+        self.comm = MPI.COMM_WORLD if comm is None else comm
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.trainer = Trainer(net, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
+                               verbose=verbose, validation_data=validation_data, checkpoint=checkpoint,
+                               checkpoint_every=checkpoint_every, distributed=self.comm, **settings)
+        self.net = net
+
+    @property
+    def is_root(self):
+        return self.rank == 0
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Train on every rank (a collective call); returns the history. See the module docstring."""
+        return self.trainer.fit(X, y, sample_weight=sample_weight)
+
+
+class MPIRun:
+    """Where fastnn.training's loop runs when ``distributed`` is set: K MPI ranks kept in step.
+
+    The loop calls the same methods as on one process (LocalRun); here each is the collective that
+    keeps the ranks' data, settings, checkpoints, stops and errors in agreement (see the module docstring).
+    """
+
+    def __init__(self, comm=None):
+        _require_mpi()
+        self.comm = MPI.COMM_WORLD if comm is None else comm
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.is_root = self.rank == 0
+        self.mapped = False
+
+    # -- agreement: every rank learns whether any rank failed ---------------------------------------------
+    agreed = None       # the exception this rank raised at an agreed point (every rank raises it)
+
+    def call(self, work, where):
+        """Run user-facing work (a callback hook, a schedule, the epoch's checks) on every rank: its result;
+        an exception on any rank stops every rank with the same DistributedError."""
+        error, result = None, None
+        try:
+            result = work()
+        except Exception as exc:  # noqa: BLE001 - every rank must learn of it
+            error = exc
+        self.agree(error, where=where)
+        return result
+
+    def agree(self, error, exc_type=None, epoch=None, batch=None, where=None):
+        """Collective: raise on every rank if ``error`` (an exception or None) is set on any rank."""
+        flag = np.array([0.0 if error is None else 1.0])
+        self.comm.Allreduce(MPI.IN_PLACE, flag, op=MPI.SUM)
+        if flag[0]:
+            self.raise_all(error, exc_type, epoch, batch, where)
+
+    def raise_all(self, error, exc_type=None, epoch=None, batch=None, where=None):
+        text = None if error is None else f"{type(error).__name__}: {error}"
+        gathered = self.comm.allgather(text)
+        errors = {r: t for r, t in enumerate(gathered) if t is not None}
+        if exc_type is not None:        # input errors: the same type on every rank, naming the rank
+            detail = "; ".join(f"rank {r}: {t}" for r, t in sorted(errors.items()))
+            self.agreed = exc_type(f"distributed training cannot start: {detail}")
+        else:
+            self.agreed = DistributedError(errors, epoch, batch, where)
+        raise self.agreed from error
+
+    def any(self, flag):
+        """Collective: True on every rank when ``flag`` is set on any rank (Ctrl-C / SIGTERM on one rank)."""
+        total = np.array([1.0 if flag else 0.0])
+        self.comm.Allreduce(MPI.IN_PLACE, total, op=MPI.SUM)
+        return bool(total[0])
+
+    def guard(self):
+        return _Guard(self)
+
+    # -- the loop's steps -----------------------------------------------------------------------------------
+    def prepare(self, trainer, X, y, sample_weight):
+        """Resolve and validate the data (each rank its shard of a memory map), then ONE collective: every
+        rank's outcome and settings, so that a failure or a disagreement stops every rank with the same error."""
+        net = trainer.net
+        error, val, mine = None, None, None
+        try:
+            if sample_weight is not None or trainer.class_weight is not None or trainer.validation_split:
+                raise ValueError("distributed training does not support sample_weight, class_weight or "
+                                 "validation_split yet")
+            X, y, self.mapped = resolve_data(X, y)
+            if self.mapped:
+                X = check_mapped(net, X, self.rank, self.size)
+            else:
+                X = net.check_input(X, "X")
+            y = net.check_target(np.asarray(y), X.shape[0], "y")
+            val = None if trainer.validation_data is None else trainer.checked_validation()
+            mine = _settings(trainer, X, y, val)
+        except (ValueError, TypeError, OSError) as exc:
+            error = exc
+        gathered = self.comm.allgather((None if error is None else f"{type(error).__name__}: {error}", mine))
+        errors = {r: text for r, (text, _) in enumerate(gathered) if text is not None}
+        if errors:
+            detail = "; ".join(f"rank {r}: {t}" for r, t in sorted(errors.items()))
+            self.agreed = ValueError(f"distributed training cannot start: {detail}")
+            raise self.agreed from error
+        try:
+            _check_agreement([s for _, s in gathered])
+            if trainer.fused is True:       # agreed on every rank, so every rank raises it
+                raise ValueError("fused=True cannot run distributed: the fused whole-epoch kernel cannot stop "
+                                 "for the per-step gradient allreduce")
+        except ValueError as exc:
+            self.agreed = exc
+            raise
+        return X, y, None, val
+
+    def seed(self, seed):
+        """Every rank gave the same seed (agreed); None on every rank: rank 0's entropy decides."""
+        if seed is None:
+            seed = int(self.comm.bcast(int(np.random.SeedSequence().entropy % (1 << 63)), root=0))
+        return seed
+
+    def batch_size(self, batch_size, n):
+        return batch_size * self.size
+
+    def use_fused(self, trainer):
+        return False
+
+    def path_name(self, use_fused):
+        return "distributed"
+
+    def fingerprint(self, X, y):
+        from ..checkpoint import fingerprint
+        return sample_fingerprint(X, y) if self.mapped else fingerprint(X, y)
+
+    def on_root(self, work, where=None):
+        """Run ``work`` on rank 0 (reading or writing a checkpoint); every rank gets its result or its error."""
+        error, result = None, None
+        if self.is_root:
+            try:
+                result = work()
+            except (ValueError, TypeError, OSError) as exc:
+                error = exc
+        if where is None:
+            self.agree(error, exc_type=ValueError)
+        else:
+            self.agree(error, where=where)
+        return self.comm.bcast(result, root=0)
+
+    def start(self, net):
+        """Rank 0's parameters (one Bcast of the flat buffer) and optimizer state to every rank."""
+        comm = self.comm
+        plan = net.plan()
+        for p in plan.opt_params:
+            comm.Bcast(p, root=0)
+        opt = net.optimizer
+        has_state, steps = comm.bcast((opt.state is not None, opt.steps), root=0)
+        opt.steps = steps
+        if has_state:
+            opt.ensure_state(list(plan.opt_params))
+            for slots in opt.state:
+                for s in slots:
+                    comm.Bcast(s, root=0)
+        elif opt.state is not None:
+            opt.reset()
+            opt.steps = steps
+
+    def engine(self, trainer, X, y, batch_size, weights, use_fused):
+        return DistributedEpoch(self, trainer.net, X, y, trainer.batch_size, batch_size)
+
+    def evaluate(self, net, X_val, y_val):
+        """{"loss", "accuracy"} over all of the validation set: each rank evaluates its share."""
+        lo, hi = shard_range(len(X_val), self.rank, self.size)
+        part = np.zeros(2)
+        error = None
+        try:
+            if hi > lo:
+                s = net.evaluate(X_val[lo:hi], y_val[lo:hi])
+                part[:] = s["loss"] * (hi - lo), s.get("accuracy", 0.0) * (hi - lo)
+        except Exception as exc:  # noqa: BLE001 - agreed on below
+            error = exc
+        self.agree(error, where="validation")
+        self.comm.Allreduce(MPI.IN_PLACE, part, op=MPI.SUM)
+        scores = {"loss": part[0] / len(X_val)}
+        if net.classification:
+            scores["accuracy"] = part[1] / len(X_val)
+        return scores
+
+
+def agree_start(comm, error):
+    """Collective, when a Trainer is built for ``comm``: ``error`` (this rank's exception or None) raised on
+    every rank as one ValueError naming each failed rank, so that no rank goes on to wait for another."""
+    comm = MPI.COMM_WORLD if comm is True else comm
+    texts = comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
+    errors = {r: t for r, t in enumerate(texts) if t is not None}
+    if errors:
+        detail = "; ".join(f"rank {r}: {t}" for r, t in sorted(errors.items()))
+        kind = TypeError if all(t.startswith("TypeError:") for t in errors.values()) else ValueError
+        raise kind(f"distributed training cannot start: {detail}") from error
+
+
+def _settings(trainer, X, y, val):
+    """This rank's settings that every rank must share: name -> a comparable (hashable) value."""
+    from .. import __version__
+    from ..schedules import to_config
+    net = trainer.net
+    config = json.loads(_arch(net))
+    optimizer = config.pop("optimizer")
+    return {
+        "fastnn version": __version__,
+        "epochs": trainer.epochs,
+        "batch_size": trainer.batch_size,
+        "seed": trainer.seed,
+        "shuffle": trainer.shuffle,
+        "checkpoint": (f"given, checkpoint_every={trainer.checkpoint_every}" if trainer.checkpoint is not None
+                       else "not given"),
+        "validation_data": ("not given" if val is None else
+                            f"X {val[0].shape} {val[0].dtype}, y {val[1].shape} {val[1].dtype}"),
+        "fused": repr(trainer.fused),
+        "validation_split": repr(trainer.validation_split),
+        "class_weight": repr(trainer.class_weight),
+        "sample_order": "given" if trainer.sample_order is not None else "not given",
+        "optimizer": json.dumps(optimizer, sort_keys=True),
+        "lr_schedule": json.dumps(to_config(trainer.lr_schedule), sort_keys=True, default=repr),
+        "callbacks": ", ".join(f"{type(cb).__name__}{cb.config() if callable(getattr(cb, 'config', None)) else ''}"
+                               for cb in trainer.callbacks) or "none",
+        "architecture": json.dumps(config, sort_keys=True),
+        "network dtype": net.dtype.str,
+        "data": f"X {X.shape} {X.dtype}, y {y.shape} {y.dtype}",
+        "data contents (1024 spread rows)": sample_fingerprint(X, y),
+    }
+
+
+def _check_agreement(settings):
+    """Raise ValueError (the same on every rank: it is computed from the same gathered list) naming each
+    setting on which the ranks differ and which ranks have which value."""
+    differ = []
+    for name in settings[0]:
+        by_value = {}
+        for r, s in enumerate(settings):
+            by_value.setdefault(s[name], []).append(r)
+        if len(by_value) > 1:
+            parts = []
+            for value, ranks in by_value.items():
+                shown = repr(value) if not isinstance(value, str) else value
+                if len(shown) > 300:
+                    shown = shown[:300] + "..."
+                parts.append(f"{'rank' if len(ranks) == 1 else 'ranks'} {', '.join(map(str, ranks))}: {shown}")
+            differ.append(f"{name} ({'; '.join(parts)})")
+    if differ:
+        raise ValueError("distributed training cannot start: the ranks disagree on " + ", and on ".join(differ)
+                         + "; every rank must call DistributedTrainer(...).fit with the same settings and data")
+
+
+def _arch(net):
+    """The architecture as JSON, seeds left out (rank 0's weights are broadcast anyway)."""
+    from .. import io
+    config = net.config()
+    config.pop("seed", None)
+    for _, layer in config["layers"]:
+        layer.pop("seed", None)
+    return json.dumps(config, default=io.json_default, sort_keys=True)
+
+
+class DistributedEpoch:
+    """The distributed engine: one epoch of synchronous steps — local forward/backward, a status Allreduce,
+    THE gradient Allreduce, the same update on every rank. ``(order, epoch, progress)`` -> (mean loss,
+    correct), like the loop's other engines (fastnn.engines); a stop asked on any rank stops every rank at
+    the same batch."""
+
+    def __init__(self, run, net, X, y, local_batch, global_batch):
+        self.run, self.net, self.X, self.y = run, net, X, y
+        self.gb = global_batch
+        self.x_buf = np.empty((local_batch, X.shape[1]), net.dtype)
+        self.y_buf = np.empty((local_batch,) + y.shape[1:], y.dtype)
+        self.gather_y = batch_kernels.gather if y.ndim == 1 else batch_kernels.gather_rows
+        self.status = np.zeros(3)           # [failed ranks, sum of local loss * rows, correct]
+        self.keyed = has_keyed_layers(net)
+
+    def __call__(self, order, epoch, progress):
+        n = len(self.X)
+        plan = progress.plan if progress.plan is not None else self.net.plan()
+        loss_sum, correct = progress.loss_sum, progress.correct
+        for b in range(progress.batches, -(-n // self.gb)):
+            progress.check()
+            ls, c = self.step(plan, order, b, epoch, progress.dropout_key)
+            loss_sum += ls
+            correct += c
+            progress.done(b + 1, loss_sum, correct)
+        return loss_sum / n, correct
+
+    def step(self, plan, order, b, epoch, dropout_key=0):
+        """Global batch ``b`` (0-based): this rank's rows, the agreed status, the allreduced gradient, the
+        update. Returns (sum over ranks of loss * rows, correct)."""
+        run, net = self.run, self.net
+        comm, rank, size = run.comm, run.rank, run.size
+        n = len(self.X)
+        g_start = b * self.gb
+        g_rows = min(self.gb, n - g_start)
+        pieces = split(g_rows, size)
+        rows = pieces[rank]
+        start = g_start + sum(pieces[:rank])
+        status = self.status
+        status[:] = 0.0
+        error = None
+        try:
+            if rows:
+                xb, yb = self.x_buf[:rows], self.y_buf[:rows]
+                batch_kernels.gather_rows(self.X, order, start, xb)
+                self.gather_y(self.y, order, start, yb)
+                # Dropout: the masks of these rows of the global batch (as one process draws them)
+                out = net.train_forward(xb, (dropout_key, b, start - g_start)) if self.keyed else net.train_forward(xb)
+                loss = plan.loss.forward_unchecked(out, yb)
+                status[1] = loss * rows
+                if net.classification:
+                    status[2] = count_correct(out, yb, plan.loss)
+                if math.isfinite(loss):
+                    net.train_backward()
+                    scale = rows / g_rows     # local mean -> this rank's share of the global mean
+                    for g in plan.opt_grads:
+                        g *= scale
+            else:
+                for g in plan.opt_grads:
+                    g[...] = 0
+        except Exception as exc:  # noqa: BLE001 - every rank must learn of it
+            error = exc
+            status[0] = 1.0
+        comm.Allreduce(MPI.IN_PLACE, status, op=MPI.SUM)
+        if status[0]:
+            run.raise_all(error, epoch=epoch, batch=b + 1)
+        if not math.isfinite(status[1]):
+            raise TrainingDivergedError(epoch, b + 1)
+        comm.Allreduce(MPI.IN_PLACE, plan.grads, op=MPI.SUM)   # THE gradient allreduce
+        for g in plan.opt_grads[1:]:       # layers outside the flat buffer (custom layers)
+            comm.Allreduce(MPI.IN_PLACE, g, op=MPI.SUM)
+        step(net, plan, epoch, b + 1)      # identical gradients and weights: every rank diverges together
+        return status[1], status[2]
+
+
+class _Guard:
+    """Around a distributed fit: an exception that escaped outside an agreed point aborts every rank, so
+    that no rank waits forever in a collective."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        from ..errors import TrainingInterrupted
+        agreed = (DistributedError, TrainingDivergedError, TrainingInterrupted)
+        if exc is not None and not isinstance(exc, agreed) and exc is not self.run.agreed and self.run.size > 1:
+            sys.stderr.write(f"fastnn.distributed: rank {self.run.rank}: {kind.__name__}: {exc}; "
+                             f"aborting all ranks\n")
+            sys.stderr.flush()
+            self.run.comm.Abort(1)
+        return False
+
+
+class LocalRun:
+    """Where the loop runs: one process. (MPIRun is the other place: the same methods, with the collectives
+    that keep K ranks in step.)"""
+
+    is_root = True
+
+    def guard(self):
+        return contextlib.nullcontext()
+
+    def prepare(self, trainer, X, y, sample_weight):
+        return trainer.checked_data(X, y, sample_weight)
+
+    def agree_options(self, trainer):
+        return None
+
+    def seed(self, seed):
+        return seed
+
+    def batch_size(self, batch_size, n):
+        return min(batch_size, n)
+
+    def use_fused(self, trainer):
+        return trainer.wants_fused()
+
+    def path_name(self, use_fused):
+        return "fused" if use_fused else "per-layer"
+
+    def fingerprint(self, X, y):
+        from ..checkpoint import fingerprint
+        return fingerprint(X, y)
+
+    def on_root(self, work, where=None):
+        return work()
+
+    def call(self, work, where):
+        """Run user-facing work (a callback, a schedule) on this process: its result."""
+        return work()
+
+    def start(self, net):
+        pass
+
+    def engine(self, trainer, X, y, batch_size, weights, use_fused):
+        if use_fused:
+            from ..fused import EpochRunner
+            return EpochRunner(trainer.net, X, y, batch_size, sample_weights=weights)
+        return LayerEpoch(trainer.net, X, y, batch_size, weights)
+
+    def evaluate(self, net, X, y):
+        return net.evaluate(X, y)
+
+    def any(self, flag):
+        return bool(flag)

@@ -1,0 +1,179 @@
+"""fastnn.training: the loop re-checks what callbacks change (issue 20 class 5), refuses bad callbacks
+before the first epoch, builds the plan once per epoch and keeps its engines behind one protocol."""
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn import engines, schedules, training
+from fastnn.engines.distributed import LocalRun
+from fastnn.engines.per_layer import LayerEpoch
+from tests.helpers import make_data, make_net, same_history, same_state
+
+ENGINES = ["auto", False]          # the fused engine (the default) and the per-layer engine
+
+
+class At:
+    """A callback that runs ``action(net, history)`` at the end of epoch ``epoch``."""
+
+    def __init__(self, epoch, action, net=None):
+        self.epoch, self.action, self.net = epoch, action, net
+
+    def on_train_begin(self, net):
+        self.net = net
+
+    def on_epoch_end(self, epoch, history):
+        if epoch == self.epoch:
+            self.action(self.net, history)
+        return False
+
+
+@pytest.mark.parametrize("fused", ENGINES)
+def test_a_replaced_optimizer_is_the_one_the_schedule_drives(fused):
+    net, (X, y) = make_net(opt="adam"), make_data()
+    new = fnn.Adam(lr=0.5)
+    old = net.optimizer
+
+    def replace(net, history):
+        net.optimizer = new
+    h = net.fit(X, y, epochs=4, verbose=0, fused=fused, lr_schedule=schedules.StepLR(1, 0.5),
+                callbacks=[At(1, replace)])
+    # the new optimizer's rate when installed (0.5) is the schedule's base from epoch 2 on
+    assert h["lr"] == [0.01, 0.5 * 0.5, 0.5 * 0.25, 0.5 * 0.125]
+    assert old.lr == 0.01 and old.steps == 3          # 150 rows / batch 64: 3 steps, then never again
+    assert new.steps == 9 and net.optimizer is new and new.lr == 0.5    # the schedule's rate is not left
+
+
+@pytest.mark.parametrize("fused", ENGINES)
+def test_a_rate_a_callback_sets_is_used_and_recorded(fused):
+    net, (X, y) = make_net(opt="sgd"), make_data()
+
+    def slow(net, history):
+        net.optimizer.lr = 0.001
+    h = net.fit(X, y, epochs=3, verbose=0, fused=fused, callbacks=[At(1, slow)])
+    assert h["lr"] == [0.05, 0.001, 0.001]
+
+
+@pytest.mark.parametrize("fused", ENGINES)
+def test_a_rate_set_beside_a_schedule_stops_clearly(fused):
+    net, (X, y) = make_net(), make_data()
+
+    def fast(net, history):
+        net.optimizer.lr = 0.3
+    with pytest.raises(ValueError, match="lr_schedule drives it"):
+        net.fit(X, y, epochs=3, verbose=0, fused=fused, lr_schedule=schedules.ExponentialLR(0.9),
+                callbacks=[At(1, fast)])
+    assert len(net.history["loss"]) == 1
+
+
+@pytest.mark.parametrize("fused", ["auto", False, True])
+def test_a_replaced_loss_is_the_one_trained(fused):
+    """SoftmaxCrossEntropy -> SigmoidCrossEntropy after epoch 1 (both fused heads, one-hot targets): the
+    rest of the fit equals a second fit with the new loss from the same state (the fused engine used to
+    keep training the old loss)."""
+    X, labels = make_data(features=6, classes=3)
+    Y = np.eye(3, dtype=np.float32)[labels]
+    a = make_net(sizes=(6, 12, 3), loss=fnn.SoftmaxCrossEntropy())
+    h = a.fit(X, Y, epochs=3, verbose=0, fused=fused, seed=4,
+              callbacks=[At(1, lambda net, _: setattr(net, "loss", fnn.SigmoidCrossEntropy()))])
+    b = make_net(sizes=(6, 12, 3), loss=fnn.SoftmaxCrossEntropy())
+    first = b.fit(X, Y, epochs=1, verbose=0, fused=fused, seed=4)
+    b.loss = fnn.SigmoidCrossEntropy()
+    rest = b.fit(X, Y, epochs=2, verbose=0, fused=fused, seed=4)
+    same_state(a, b)
+    assert h["loss"] == first["loss"] + rest["loss"]
+
+
+@pytest.mark.parametrize("fused", ENGINES)
+def test_a_loss_that_cannot_train_on_the_targets_stops_clearly(fused):
+    net, (X, y) = make_net(), make_data()
+    with pytest.raises(ValueError, match="a callback changed net.loss"):
+        net.fit(X, y, epochs=3, verbose=0, fused=fused,
+                callbacks=[At(1, lambda net, _: setattr(net, "loss", fnn.L2Loss()))])
+    assert len(net.history["loss"]) == 1
+
+
+@pytest.mark.parametrize("fused", ENGINES)
+@pytest.mark.parametrize("change", [lambda h: h.pop("loss"), lambda h: h["accuracy"].pop(),
+                                    lambda h: h.__setitem__("lr", (1,)), lambda h: h["loss"].append(0.5)])
+def test_history_lists_of_the_loop_a_callback_breaks_stop_clearly(fused, change):
+    net, (X, y) = make_net(), make_data()
+    with pytest.raises(ValueError, match=r"a callback changed history\['(loss|accuracy|lr)'\]"):
+        net.fit(X, y, epochs=3, verbose=0, fused=fused, callbacks=[At(1, lambda net, h: change(h))])
+
+
+@pytest.mark.parametrize("fused", ENGINES)
+def test_history_keys_a_callback_adds_are_kept(fused):
+    net, (X, y) = make_net(), make_data()
+    h = net.fit(X, y, epochs=3, verbose=0, fused=fused,
+                callbacks=[At(2, lambda net, h: h.setdefault("mine", []).append(2.0))])
+    assert h["mine"] == [2.0] and len(h["loss"]) == 3
+
+
+class Spy:
+    def __init__(self):
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, history):
+        self.epochs.append(epoch)
+
+
+@pytest.mark.parametrize("fused", ENGINES)
+@pytest.mark.parametrize("bad, exc", [(fnn.callbacks.EarlyStopping, "the class EarlyStopping"),
+                                      (object(), "on_epoch_end"), ("stop", "callbacks must be"),
+                                      (type("NoHook", (), {"on_epoch_end": 3})(), "on_epoch_end")])
+def test_bad_callbacks_are_refused_before_the_first_epoch(fused, bad, exc):
+    net, (X, y) = make_net(), make_data()
+    before = [p.copy() for p in net.params]
+    spy = Spy()
+    with pytest.raises(TypeError, match=exc):
+        net.fit(X, y, epochs=2, verbose=0, fused=fused, callbacks=[spy, bad] if bad != "stop" else bad)
+    assert spy.epochs == [] and all(np.array_equal(p, q) for p, q in zip(before, net.params))
+
+
+def test_the_plan_is_built_once_per_epoch(monkeypatch):
+    net, (X, y) = make_net(), make_data()
+    calls = []
+    real = type(net).plan
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(type(net), "plan", counting)
+    net.fit(X, y, epochs=4, verbose=0, fused=False)
+    assert len(calls) == 1 + 4           # once at the start, once per epoch: the engine gets the loop's
+
+
+def test_engines_share_one_protocol():
+    """LayerEpoch and the fused EpochRunner: (order, epoch, Progress) -> (mean loss, correct), equal."""
+    from fastnn import fused as fused_engine
+    from fastnn.signals import StopFlag
+    X, y = make_data()
+    results = []
+    for make in (lambda n: LayerEpoch(n, X, y, 32, None), lambda n: fused_engine.EpochRunner(n, X, y, 32)):
+        net = make_net(dtype=np.float32)
+        engine = make(net)
+        with net.training_session("test"):
+            progress = engines.Progress(StopFlag(), plan=net.plan())
+            results.append(engine(np.arange(len(X)), 1, progress))
+    loss, correct = results[0]
+    assert results[1][1] == correct
+    assert abs(results[1][0] - loss) <= 1e-5 * loss
+
+
+def test_local_run_calls_no_private_trainer_method():
+    tr = training.Trainer(make_net(), epochs=1, verbose=0)
+    X, y = make_data()
+    Xc, yc, w, val = LocalRun().prepare(tr, X, y, None)
+    assert Xc.shape == X.shape and w is None and val is None
+    assert LocalRun().use_fused(tr) is True
+
+
+@pytest.mark.parametrize("fused", ENGINES)
+@pytest.mark.parametrize("what", ["optimizer", "loss"])
+def test_replacing_what_a_checkpoint_rebuilds_is_refused_in_a_checkpointed_fit(tmp_path, fused, what):
+    net, (X, y) = make_net(), make_data()
+    new = fnn.SGD(lr=0.1) if what == "optimizer" else fnn.SoftmaxCrossEntropy()
+    with pytest.raises(ValueError, match=f"a callback replaced net.{what} in a fit with checkpoint="):
+        net.fit(X, y, epochs=3, verbose=0, fused=fused, checkpoint=tmp_path / "c.ckpt",
+                callbacks=[At(1, lambda net, _: setattr(net, what, new))])
+    assert len(net.history["loss"]) == 1
