@@ -15,7 +15,7 @@ temporary file, fsync, rename) whose ``extra`` metadata holds the training state
      "stopped": false,                 # a callback stopped the fit at ``epoch``: a rerun is finished
      "callbacks": [{"type": "EarlyStopping", "config": {...}, "state": {...}}, ...],
                                        # every callback with state_dict() / load_state_dict(state)
-     "threads": 2}                     # numba threads of the writer (informational)
+     "threads": 2}                     # fastnn threads of the writer (informational)
 
 The history written holds the loop's keys and any a callback added (numbers or lists of numbers); on
 reading, every value is checked (losses finite and >= 0, accuracies in [0, 1], rates finite and > 0,
@@ -55,10 +55,9 @@ try:
 except ImportError:      # Windows: stale temporaries are then never removed
     fcntl = None
 
-import numba
 import numpy as np
 
-from . import _paths, io
+from . import _paths, io, threads
 
 VERSION = 1
 KEY = "checkpoint"
@@ -344,7 +343,7 @@ def write(path, net, epoch, rng_state, settings, partial=None, lr=None, stopped=
                                  f"numbers or lists of numbers (a callback added this key?)")
     extra = {KEY: {"version": VERSION, "epoch": int(epoch), "rng": rng_state, "partial": partial,
                    "settings": settings, "history_dropped": dropped, "lr": None if lr is None else float(lr),
-                   "stopped": bool(stopped), "callbacks": list(callbacks), "threads": numba.get_num_threads()}}
+                   "stopped": bool(stopped), "callbacks": list(callbacks), "threads": threads.get_num_threads()}}
     full, net.history = net.history, history
     try:
         io.save(net, path, extra=extra)
@@ -510,9 +509,9 @@ def read(path, net, settings, n_batches, history_keys, epochs, callbacks=()):
     threads = state.get("threads")
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         threads = "an unknown number of"           # informational only: a bad value is not an error
-    if threads != numba.get_num_threads():
+    if threads != threads.get_num_threads():
         warnings.warn(f"checkpoint {path} was written with {threads} Numba threads, this run uses "
-                      f"{numba.get_num_threads()}: the resumed weights may differ from an uninterrupted "
+                      f"{threads.get_num_threads()}: the resumed weights may differ from an uninterrupted "
                       f"run in the last bits (BLAS sums in another order)", RuntimeWarning, stacklevel=3)
     states = state.get("callbacks", [])
     load_callback_states(states, callbacks, path)
