@@ -506,11 +506,11 @@ def read(path, net, settings, n_batches, history_keys, epochs, callbacks=()):
         raise ValueError(f"checkpoint {path} is at epoch {epoch}{' (and part of the next)' if partial else ''}, "
                          f"beyond epochs={epochs}; ask for at least {epoch + (partial is not None)} epochs, or "
                          f"delete or move the file to start afresh")
-    threads = state.get("threads")
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        threads = "an unknown number of"           # informational only: a bad value is not an error
-    if threads != threads.get_num_threads():
-        warnings.warn(f"checkpoint {path} was written with {threads} Numba threads, this run uses "
+    written = state.get("threads")
+    if not isinstance(written, int) or isinstance(written, bool) or written < 1:
+        written = "an unknown number of"           # informational only: a bad value is not an error
+    if written != threads.get_num_threads():
+        warnings.warn(f"checkpoint {path} was written with {written} threads, this run uses "
                       f"{threads.get_num_threads()}: the resumed weights may differ from an uninterrupted "
                       f"run in the last bits (BLAS sums in another order)", RuntimeWarning, stacklevel=3)
     states = state.get("callbacks", [])

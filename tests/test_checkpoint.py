@@ -218,7 +218,7 @@ def test_thread_count_change_warns(tmp_path, monkeypatch):
     net = fnn.load(path)
     meta["extra"]["checkpoint"]["threads"] = 999
     io.save(net, path, extra=meta["extra"])
-    with pytest.warns(RuntimeWarning, match="Numba threads"):
+    with pytest.warns(RuntimeWarning, match="written with 999 threads"):
         make_net().fit(X, y, epochs=3, batch_size=32, verbose=0, checkpoint=path)
 
 
