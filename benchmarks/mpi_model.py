@@ -21,7 +21,8 @@ Measured here:
    fit's ``history["time"]`` (the whole call's wall time is kept too), median over rounds, ÷ steps per epoch =
    seconds per step. At the cell's batch b and at b/2, b/4, b/8 (``--fractions``): strong scaling needs the
    step at smaller local batches (between measured batches: linear interpolation; below the smallest: the
-   line through the two smallest, never below the smallest step × b / b_min). The gradient's bytes are the
+   line through the two smallest, never below the smallest step × b / b_min; above the largest — only the
+   "local batch that would pay" needs it —: the line through the two largest, never below the largest step). The gradient's bytes are the
    network's public ``NeuralNetwork.n_params`` × its dtype's itemsize (fastnn keeps all gradients in one flat
    buffer: one allreduce of that size per step).
 Both run in child processes with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from their environment
@@ -196,10 +197,11 @@ def step_at(steps, batch):
     for (b0, s0), (b1, s1) in zip(pts, pts[1:]):
         if b0 <= batch <= b1:
             return s0 + (s1 - s0) * (batch - b0) / (b1 - b0)
-    (b0, s0), (b1, s1) = (pts[0], pts[1]) if batch < pts[0][0] else (pts[-2], pts[-1])
-    line = s0 + (s1 - s0) * (batch - b0) / (b1 - b0)
-    floor = pts[0][1] * batch / pts[0][0]
-    return max(line, floor)
+    if batch < pts[0][0]:
+        (b0, s0), (b1, s1) = pts[0], pts[1]
+        return max(s0 + (s1 - s0) * (batch - b0) / (b1 - b0), s0 * batch / b0)
+    (b0, s0), (b1, s1) = pts[-2], pts[-1]
+    return max(s0 + (s1 - s0) * (batch - b0) / (b1 - b0), s1)
 
 
 def pays(speedup, K, min_eff=MIN_EFFICIENCY):
@@ -352,6 +354,12 @@ def allreduce_child(out_path, sizes, rounds, min_time):
     res = {"ranks": comm.Get_size(), "library": MPI.Get_library_version().strip().splitlines()[:3],
            "mpi4py": __import__("mpi4py").__version__, "processor": MPI.Get_processor_name(),
            "hosts": sorted(set(comm.allgather(MPI.Get_processor_name()))), "times": {}}
+    # warm-up (not timed): the first allreduces of a job pay mpich's connection and buffer set-up (~1 ms here)
+    warm = np.zeros(1 << 14, np.float64)
+    t_end = time.perf_counter() + max(0.2, 20 * min_time)
+    while comm.allreduce(time.perf_counter() < t_end, op=MPI.LAND):
+        for n in (1, 64, 1 << 14):
+            comm.Allreduce(MPI.IN_PLACE, warm[:n], op=MPI.SUM)
     for dtype in ("float32", "float64"):
         item = np.dtype(dtype).itemsize
         rows = res["times"][dtype] = {}
@@ -721,7 +729,8 @@ def main(argv=None):
         log(f"measuring the step of {', '.join(names)} (one process, threads {args.threads}) ...")
         steps = measure_steps(names, args.thread_list, args.fraction_list, args.rounds, args.warmup, args.quick)
         meas = {"allreduce": ar, "cells": steps["cells"], "threads": steps["threads"],
-                "node_threads": steps["default_threads"], "fastnn": steps.get("fastnn"), "quick": args.quick,
+                "node_threads": (steps["default_threads"] if steps["default_threads"] in steps["threads"]
+                                 else max(steps["threads"])), "fastnn": steps.get("fastnn"), "quick": args.quick,
                 "steps_env_removed": steps["env_removed"], "machine": mach}
         if args.save_measured:
             Path(args.save_measured).write_text(json.dumps(meas, indent=1))
