@@ -24,7 +24,9 @@ Measured here:
    line through the two smallest, never below the smallest step × b / b_min; above the largest — only the
    "local batch that would pay" needs it —: the line through the two largest, never below the largest step). The gradient's bytes are the
    network's public ``NeuralNetwork.n_params`` × its dtype's itemsize (fastnn keeps all gradients in one flat
-   buffer: one allreduce of that size per step).
+   buffer: one allreduce of that size per step). ``--engine layer`` measures ``fit(..., fused=False)``
+   instead: the per-layer path that today's distributed engine runs (issue 19 item 1 moves it to the fused
+   step).
 Both run in child processes with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from their environment
 (compare.child_env(): this workplace sets them; users' machines do not); the header says which were set.
 
@@ -35,10 +37,11 @@ thread count measured here), on three networks. A ring allreduce of n bytes over
 Horovod and NCCL, and mpich's for large messages). β_host is the measured loopback β (a node cannot copy
 and add faster than its memory lets it; ``--no-host-floor`` drops it). α_net is an assumption per network
 (``--alpha-us``): 50 µs for 1 Gbit/s Ethernet with TCP, 20 µs for 10 Gbit/s, 5 µs for a 100 Gbit/s
-InfiniBand-like fabric. What the literature says: small allreduces are latency-bound — PyTorch's DDP
-paper (Li et al., VLDB 2020, fig. 2) measures gloo's allreduce of 1 KB between two servers at ~0.35 ms over
-TCP and ~39 µs over InfiniBand, which is why DDP and Horovod fuse gradients into buckets (25 MB / 64 MB);
-fastnn's single flat buffer is one such bucket. Per step, fastnn's distributed engine (fastnn/distributed.py)
+InfiniBand-like fabric. What the literature says: small allreduces are latency-bound — issue 19 cites gloo's
+allreduce of 1 KB between two servers at ~0.35 ms over TCP and ~39 µs over InfiniBand (figures not re-checked
+here; the defaults above are in that range per ring step), which is why PyTorch's DDP (Li et al., "PyTorch
+Distributed", VLDB 2020) and Horovod fuse gradients into buckets (DDP: 25 MB; Horovod's tensor fusion: 64 MB)
+before they allreduce; fastnn's single flat gradient buffer is one such bucket. Per step, fastnn's distributed engine (fastnn/distributed.py)
 makes two allreduces: a 24-byte status (failure flag, loss, correct count) and the gradient; both are
 counted (``--no-status`` drops the first).
 
@@ -422,14 +425,15 @@ def fit_table(rows):
             "residuals": [{"bytes": n, "measured_s": m, "fitted_s": f, "relative": r} for n, m, f, r in res]}
 
 
-def step_child(out_path, cell_names, thread_spec, fractions, rounds, warmup, quick):
+def step_child(out_path, cell_names, thread_spec, fractions, rounds, warmup, quick, engine="fused"):
     """(one process) Median seconds per step of each cell at each batch and thread count; writes the JSON."""
     import numpy as np
     import fastnn as fnn
     max_t = fnn.threads.max_threads()
     default = fnn.get_num_threads()
     threads = sorted({default if t == "default" else int(t) for t in thread_spec} & set(range(1, max_t + 1)))
-    out = {"default_threads": default, "threads": threads, "cells": {}, "quick": quick,
+    fused_opt = "auto" if engine == "fused" else False
+    out = {"default_threads": default, "threads": threads, "cells": {}, "quick": quick, "engine": engine,
            "fastnn": getattr(fnn, "__version__", "?")}
     for name in cell_names:
         cell = matrix.get(name)
@@ -449,7 +453,7 @@ def step_child(out_path, cell_names, thread_spec, fractions, rounds, warmup, qui
             entry["grad_bytes"] = int(net.n_params * np.dtype(net.dtype).itemsize)
             try:
                 from fastnn import fused
-                entry["fused"] = bool(fused.supports(net)[0])
+                entry["fused"] = bool(fused.supports(net)[0]) and engine == "fused"
             except Exception as exc:   # noqa: BLE001 - informative only
                 entry["fused"] = f"unknown ({exc})"
             seed = [0]
@@ -458,7 +462,8 @@ def step_child(out_path, cell_names, thread_spec, fractions, rounds, warmup, qui
                 seed[0] += 1
                 with fnn.num_threads(T):
                     t0 = time.perf_counter()
-                    h = net.fit(Xb, yb, epochs=1, batch_size=b, shuffle=True, verbose=0, seed=seed[0])
+                    h = net.fit(Xb, yb, epochs=1, batch_size=b, shuffle=True, verbose=0, seed=seed[0],
+                                fused=fused_opt)
                     return h["time"][0], time.perf_counter() - t0
             for _ in range(warmup):
                 for T in threads:
@@ -477,14 +482,15 @@ def step_child(out_path, cell_names, thread_spec, fractions, rounds, warmup, qui
     return 0
 
 
-def measure_steps(cell_names, thread_spec, fractions, rounds, warmup, quick, timeout=3600):
+def measure_steps(cell_names, thread_spec, fractions, rounds, warmup, quick, engine="fused", timeout=3600):
     from . import compare
     env, removed = compare.child_env()
     with tempfile.TemporaryDirectory(prefix="fastnn-mpimodel-") as tmp:
         out = Path(tmp) / "steps.json"
         cmd = [sys.executable, "-m", "benchmarks.mpi_model", "--step-child", str(out), "--cells",
                ",".join(cell_names), "--threads", ",".join(thread_spec), "--fractions",
-               ",".join(str(f) for f in fractions), "--rounds", str(rounds), "--warmup", str(warmup)]
+               ",".join(str(f) for f in fractions), "--rounds", str(rounds), "--warmup", str(warmup),
+               "--engine", engine]
         if quick:
             cmd.append("--quick")
         res = subprocess.run(cmd, cwd=compare.ROOT, env=env, stdout=subprocess.PIPE, stderr=None, text=True,
@@ -551,7 +557,10 @@ def markdown(report, cfg):
     lib = " ".join(ar.get("library", [])[:1])
     lines.append(f"- **Allreduce, measured**: `{ar.get('mpiexec')} -n 2`, {lib}, mpi4py {ar.get('mpi4py')}; "
                  f"**{ar.get('transport')}**; hosts {ar.get('hosts')}.")
-    lines.append(f"- **Step, measured**: fastnn {meas.get('fastnn')}, `net.fit(X, y, epochs=1)` per round, "
+    eng = meas.get("engine", "fused")
+    lines.append(f"- **Step, measured**: fastnn {meas.get('fastnn')}, `net.fit(X, y, epochs=1"
+                 + (", fused=False)` (the per-layer path of today's distributed engine)" if eng == "layer" else
+                    ")` (the default path: the fused kernel, the step issue 19's engine runs)") + " per round, "
                  f"history['time'] medians ÷ steps; threads {meas.get('threads')} (default {T}); a node below "
                  f"= this machine, one rank with {T} thread(s).")
     lines += ["", "#### Allreduce over loopback (2 ranks, in place, SUM): median per size, fit t = α + β·bytes "
@@ -596,7 +605,7 @@ def markdown(report, cfg):
     H = cfg.average_every
     lines += ["", f"#### Where it pays, and what would make it pay (K ≤ {Kmax})", "",
               "| cell | network | weak | weak, overlapped | strong | strong, overlapped | local batch for "
-              f"{cfg.min_efficiency:.0%} at K = {Kmax} | periodic averaging H = {H}: pays; samples/s at K = {Kmax} "
+              f"{cfg.min_efficiency:.0%} at K = {Kmax} (beyond b: extrapolated) | periodic averaging H = {H}: pays; samples/s at K = {Kmax} "
               f"| H for {cfg.min_efficiency:.0%} at K = {Kmax} |", "|---" * 9 + "|"]
     for c in cells:
         for net in cfg.networks:
@@ -627,8 +636,8 @@ def markdown(report, cfg):
         lines += ["", "**Rule** (ranks × threads): " + RULE]
     lines += ["", "- **Networks (assumed)**: " + "; ".join(
         f"{n.key} = {n.label}, {n.gbits:g} Gbit/s × {cfg.link_efficiency:g}, α = {n.alpha_us:g} µs per ring step"
-        for n in cfg.networks) + ". Literature: gloo allreduce of 1 KB between two servers ~0.35 ms over TCP, "
-        "~39 µs over InfiniBand (PyTorch DDP paper, VLDB 2020) — small allreduces are latency-bound.",
+        for n in cfg.networks) + ". Small allreduces are latency-bound: issue 19 cites gloo's 1 KB allreduce between two servers at "
+        "~0.35 ms over TCP and ~39 µs over InfiniBand (why DDP and Horovod fuse gradients into buckets).",
         f"- **Model**: ring allreduce 2(P−1)/P·bytes·max(1/bandwidth, β_host) + 2(P−1)·α"
         + (f", β_host = the loopback β ({ar['fit'][cfg.dtype]['beta_s_per_byte'] * 1e9:.3g} ns/byte)"
            if cfg.host_floor else ", no host floor") + "; per step the gradient allreduce"
@@ -662,6 +671,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", default="1,2,default", help="thread counts of the step (default 1,2,default)")
     p.add_argument("--fractions", default=None,
                    help="measure the step at batch b/f for these f (default 1,2,4,8; --quick 1,4)")
+    p.add_argument("--engine", choices=("fused", "layer"), default="fused",
+                   help="the step to measure: fused (the default path, what issue 19's engine runs) or layer "
+                        "(fused=False: the per-layer path today's distributed engine runs)")
     p.add_argument("--measured", default=None, help="a measured JSON (--save-measured): predict without measuring")
     p.add_argument("--save-measured", default=None, help="write the measurements here")
     p.add_argument("--average-every", type=int, default=8, help="H of periodic averaging (default 8)")
@@ -710,7 +722,7 @@ def main(argv=None):
         return allreduce_child(args.allreduce_child, sizes, args.rounds, args.min_time)
     if args.step_child:
         return step_child(args.step_child, names, args.thread_list, args.fraction_list, args.rounds, args.warmup,
-                          args.quick)
+                          args.quick, args.engine)
     command = "python -m benchmarks.mpi_model" + "".join(" " + shlex.quote(a) for a in
                                                          (sys.argv[1:] if argv is None else argv))
     cfg = Config(networks=args.networks, nodes=args.node_list, min_efficiency=args.min_efficiency,
@@ -727,11 +739,12 @@ def main(argv=None):
         log("measuring the allreduce (mpiexec -n 2, loopback) ...")
         ar = measure_allreduce(QUICK_SIZES if args.quick else SIZES, args.rounds, 0.005 if args.quick else 0.05)
         log(f"measuring the step of {', '.join(names)} (one process, threads {args.threads}) ...")
-        steps = measure_steps(names, args.thread_list, args.fraction_list, args.rounds, args.warmup, args.quick)
+        steps = measure_steps(names, args.thread_list, args.fraction_list, args.rounds, args.warmup, args.quick,
+                              args.engine)
         meas = {"allreduce": ar, "cells": steps["cells"], "threads": steps["threads"],
                 "node_threads": (steps["default_threads"] if steps["default_threads"] in steps["threads"]
                                  else max(steps["threads"])), "fastnn": steps.get("fastnn"), "quick": args.quick,
-                "steps_env_removed": steps["env_removed"], "machine": mach}
+                "steps_env_removed": steps["env_removed"], "machine": mach, "engine": args.engine}
         if args.save_measured:
             Path(args.save_measured).write_text(json.dumps(meas, indent=1))
     cells = [model_cell(c, meas, cfg) for c in args.cell_list]
