@@ -251,12 +251,12 @@ def predict(cell, meas, net, cfg, K, scaling="weak", overlap=False, average_ever
 
 
 def min_local_batch(cell, meas, net, cfg, K, overlap=False, limit=1 << 20):
-    """The smallest per-rank batch (a power of two, or the cell's batch × 2^k) at which weak scaling on K nodes
-    reaches cfg.min_efficiency; None past ``limit``."""
+    """The smallest per-rank batch of the cell's batch × 2^k (k >= 0: the cell's own batch if it already pays)
+    at which weak scaling on K nodes reaches cfg.min_efficiency; None past ``limit``."""
     c = meas["cells"][cell.name]
     steps = c["steps"][str(meas["node_threads"])]
     comm = network_comm_s(c["grad_bytes"], K, net, meas["allreduce"]["fit"][cfg.dtype], cfg)
-    b = 1
+    b = cell.batch
     while b <= limit:
         t = step_at(steps, b)
         if t / (t + exposed(comm, t, cell, overlap)) >= cfg.min_efficiency:
@@ -538,6 +538,12 @@ def _verdict_text(v, nodes):
     return f"K ≤ {v['up_to']} (stops at {v['stops_at']})"
 
 
+def _batch_text(mb, b):
+    if mb is None:
+        return "> 1 M"
+    return f"{b} (the cell's: pays)" if mb == b else str(mb)
+
+
 def markdown(report, cfg):
     meas, cells = report["measured"], report["cells"]
     ar = meas["allreduce"]
@@ -615,8 +621,9 @@ def markdown(report, cfg):
             mb, mh = e["min_local_batch"][str(Kmax)], e["min_average_every"][str(Kmax)]
             lines.append(f"| {c['cell']} | {net.key} | " + " | ".join(
                 _verdict_text(e[k]["verdict"], cfg.nodes) for k in ("weak", "weak_overlap", "strong", "strong_overlap"))
-                + f" | {mb if mb else '> 1 M'} | {_verdict_text(avg['verdict'], cfg.nodes)}; "
-                  f"{fmt_rate(pk['samples_per_s'])} ({pk['efficiency']:.0%}) | {mh if mh else '> 65536'} |")
+                + f" | {_batch_text(mb, c['batch'])} | {_verdict_text(avg['verdict'], cfg.nodes)}; "
+                  f"{fmt_rate(pk['samples_per_s'])} ({pk['efficiency']:.0%}) | "
+                  + ("> 65536" if mh is None else "1 (synchronous pays)" if mh == 1 else str(mh)) + " |")
     rt = report.get("ranks_threads") or {}
     if rt:
         any_c = next(iter(rt.values()))
@@ -634,9 +641,14 @@ def markdown(report, cfg):
                              f"{fmt_rate(r[n.key]['threads_rate'])} / {fmt_rate(r[n.key]['ranks_rate'])} → "
                              f"{r[n.key]['winner']}" for n in cfg.networks) + " |")
         lines += ["", "**Rule** (ranks × threads): " + RULE]
+    host_beta = ar["fit"][cfg.dtype]["beta_s_per_byte"] if cfg.host_floor else 0.0
+
+    def bound(n):
+        link = 1.0 / (n.bytes_per_s * cfg.link_efficiency)
+        return " (**host-bound**: the loopback β exceeds the link's time per byte)" if host_beta > link else ""
     lines += ["", "- **Networks (assumed)**: " + "; ".join(
         f"{n.key} = {n.label}, {n.gbits:g} Gbit/s × {cfg.link_efficiency:g}, α = {n.alpha_us:g} µs per ring step"
-        for n in cfg.networks) + ". Small allreduces are latency-bound: issue 19 cites gloo's 1 KB allreduce between two servers at "
+        + bound(n) for n in cfg.networks) + ". Small allreduces are latency-bound: issue 19 cites gloo's 1 KB allreduce between two servers at "
         "~0.35 ms over TCP and ~39 µs over InfiniBand (why DDP and Horovod fuse gradients into buckets).",
         f"- **Model**: ring allreduce 2(P−1)/P·bytes·max(1/bandwidth, β_host) + 2(P−1)·α"
         + (f", β_host = the loopback β ({ar['fit'][cfg.dtype]['beta_s_per_byte'] * 1e9:.3g} ns/byte)"
@@ -662,7 +674,8 @@ RULE = ("on one node, run C ranks × 1 thread when t₁(b/C) + the local allredu
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.mpi_model", description=__doc__.splitlines()[0])
-    p.add_argument("--cells", default=",".join(matrix.CELLS), help="comma-separated cells")
+    p.add_argument("--cells", default=None,
+                   help="comma-separated cells (default: all; with --measured, those measured)")
     p.add_argument("--quick", action="store_true",
                    help="small data, 1 MiB largest message, fewer rounds and batches: a check, not a measurement")
     p.add_argument("--nodes", default=",".join(str(k) for k in NODES), help="node counts K to predict")
@@ -692,7 +705,9 @@ def parse_args(argv=None):
     p.add_argument("--min-time", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     try:
-        args.cell_list = [matrix.get(c) for c in args.cells.split(",") if c]
+        if args.cells is None and args.measured:
+            args.cells = ",".join(json.loads(Path(args.measured).read_text())["cells"])
+        args.cell_list = [matrix.get(c) for c in (args.cells or ",".join(matrix.CELLS)).split(",") if c]
         args.node_list = tuple(sorted({int(k) for k in args.nodes.split(",") if k}))
         if any(k < 2 for k in args.node_list):
             raise ValueError("--nodes: every K must be >= 2")

@@ -175,6 +175,8 @@ def test_what_would_make_it_pay():
     b = mm.min_local_batch(cell, meas, net1, c, 64)
     assert mm.step_at(meas["cells"]["tabular"]["steps"]["2"], b) >= comm          # 50 %: compute ≥ comm
     assert mm.step_at(meas["cells"]["tabular"]["steps"]["2"], b // 2) < comm
+    assert b % cell.batch == 0                                                       # the cell's batch × 2^k
+    assert mm.min_local_batch(cell, fake(grad=8), net1, c, 2) == cell.batch          # already pays
     H = mm.min_average_every(cell, meas, net1, c, 64)
     assert 250e-6 >= comm / H and 250e-6 < comm / (H // 2)
     p = mm.predict(cell, meas, net1, c, 64, "weak", average_every=H)
