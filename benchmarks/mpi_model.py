@@ -22,7 +22,8 @@ Measured here:
    seconds per step. At the cell's batch b and at b/2, b/4, b/8 (``--fractions``): strong scaling needs the
    step at smaller local batches (between measured batches: linear interpolation; below the smallest: the
    line through the two smallest, never below the smallest step × b / b_min; above the largest — only the
-   "local batch that would pay" needs it —: the line through the two largest, never below the largest step). The gradient's bytes are the
+   "local batch that would pay" needs it —: the line through the two largest, never below the largest step).
+   The gradient's bytes are the
    network's public ``NeuralNetwork.n_params`` × its dtype's itemsize (fastnn keeps all gradients in one flat
    buffer: one allreduce of that size per step). ``--engine layer`` measures ``fit(..., fused=False)``
    instead: the per-layer path that today's distributed engine runs (issue 19 item 1 moves it to the fused
@@ -34,16 +35,18 @@ Predicted, for K = 2 ... 64 nodes, each node this machine running one rank with 
 thread count measured here), on three networks. A ring allreduce of n bytes over P ranks takes
     t_ring(n, P) = 2(P−1)/P · n · max(1/bandwidth, β_host) + 2(P−1) · α_net
 (reduce-scatter then allgather, 2(P−1) steps of n/P bytes each; Patarasuk & Yuan 2009, the algorithm of
-Horovod and NCCL, and mpich's for large messages). β_host is the measured loopback β (a node cannot copy
-and add faster than its memory lets it; ``--no-host-floor`` drops it). α_net is an assumption per network
-(``--alpha-us``): 50 µs for 1 Gbit/s Ethernet with TCP, 20 µs for 10 Gbit/s, 5 µs for a 100 Gbit/s
-InfiniBand-like fabric. What the literature says: small allreduces are latency-bound — issue 19 cites gloo's
-allreduce of 1 KB between two servers at ~0.35 ms over TCP and ~39 µs over InfiniBand (figures not re-checked
-here; the defaults above are in that range per ring step), which is why PyTorch's DDP (Li et al., "PyTorch
-Distributed", VLDB 2020) and Horovod fuse gradients into buckets (DDP: 25 MB; Horovod's tensor fusion: 64 MB)
-before they allreduce; fastnn's single flat gradient buffer is one such bucket. Per step, fastnn's distributed engine (fastnn/distributed.py)
-makes two allreduces: a 24-byte status (failure flag, loss, correct count) and the gradient; both are
-counted (``--no-status`` drops the first).
+Horovod and NCCL; mpich's large-message algorithm, reduce-scatter + allgather, has the same bandwidth term).
+β_host is the measured loopback β (a node cannot copy and add faster than its memory lets it;
+``--no-host-floor`` drops it). α_net is an assumption per network (``--alpha-us``): 50 µs per ring step for
+1 Gbit/s Ethernet with TCP, 20 µs for 10 Gbit/s, 5 µs for a 100 Gbit/s InfiniBand-like fabric. What the
+literature says: small allreduces are latency-bound — issue 19 cites gloo's allreduce of 1 KB between two
+servers at ~0.35 ms over TCP and ~39 µs over InfiniBand (not re-checked here), which is why PyTorch's DDP
+(Li et al., "PyTorch Distributed", VLDB 2020) and Horovod fuse gradients into buckets (DDP: 25 MB; Horovod's
+tensor fusion: 64 MB) before they allreduce; fastnn's single flat gradient buffer is one such bucket. Two
+nodes make a ring of 2 steps, so gloo's figures are ~175 µs and ~20 µs per step: the defaults here are
+optimistic beside gloo (whose figures include its own software path); ``--alpha-us 1G=175,100G=20``
+takes gloo's. Per step, fastnn's distributed engine (fastnn/distributed.py) makes two allreduces: a 24-byte
+status (failure flag, loss, correct count) and the gradient; both are counted (``--no-status`` drops the first).
 
 * weak scaling: every rank keeps the cell's batch b (global batch K·b: the usual data-parallel setting);
   samples/s = K·b / (t_step(b) + t_comm); speedup over one node at batch b.
@@ -438,7 +441,8 @@ def step_child(out_path, cell_names, thread_spec, fractions, rounds, warmup, qui
     for name in cell_names:
         cell = matrix.get(name)
         X, y = matrix.make_data(cell, quick=quick)
-        entry = out["cells"][name] = {"steps": {str(t): {} for t in threads}, "wall_steps": {str(t): {} for t in threads}}
+        entry = out["cells"][name] = {"steps": {str(t): {} for t in threads},
+                                      "wall_steps": {str(t): {} for t in threads}}
         for f in fractions:
             b = max(1, cell.batch // f)
             n = (len(X) // b) * b
@@ -611,7 +615,8 @@ def markdown(report, cfg):
     H = cfg.average_every
     lines += ["", f"#### Where it pays, and what would make it pay (K ≤ {Kmax})", "",
               "| cell | network | weak | weak, overlapped | strong | strong, overlapped | local batch for "
-              f"{cfg.min_efficiency:.0%} at K = {Kmax} (beyond b: extrapolated) | periodic averaging H = {H}: pays; samples/s at K = {Kmax} "
+              f"{cfg.min_efficiency:.0%} at K = {Kmax} (beyond b: extrapolated) | periodic averaging H = {H}: "
+              f"pays; samples/s at K = {Kmax} "
               f"| H for {cfg.min_efficiency:.0%} at K = {Kmax} |", "|---" * 9 + "|"]
     for c in cells:
         for net in cfg.networks:
@@ -648,7 +653,8 @@ def markdown(report, cfg):
         return " (**host-bound**: the loopback β exceeds the link's time per byte)" if host_beta > link else ""
     lines += ["", "- **Networks (assumed)**: " + "; ".join(
         f"{n.key} = {n.label}, {n.gbits:g} Gbit/s × {cfg.link_efficiency:g}, α = {n.alpha_us:g} µs per ring step"
-        + bound(n) for n in cfg.networks) + ". Small allreduces are latency-bound: issue 19 cites gloo's 1 KB allreduce between two servers at "
+        + bound(n) for n in cfg.networks)
+        + ". Small allreduces are latency-bound: issue 19 cites gloo's 1 KB allreduce between two servers at "
         "~0.35 ms over TCP and ~39 µs over InfiniBand (why DDP and Horovod fuse gradients into buckets).",
         f"- **Model**: ring allreduce 2(P−1)/P·bytes·max(1/bandwidth, β_host) + 2(P−1)·α"
         + (f", β_host = the loopback β ({ar['fit'][cfg.dtype]['beta_s_per_byte'] * 1e9:.3g} ns/byte)"
