@@ -82,6 +82,23 @@ class NeuralNetwork:
             self._reseed(seed)
         self.history = {}
         self.shuffle_state = None     # the shuffling stream fit continues (see fastnn.training)
+        self._preprocessing = None    # raw features -> inputs (fastnn.preprocessing), applied by predict/fit
+
+    @property
+    def preprocessing(self):
+        """What predict, predict_proba, evaluate and fit do to raw features first (a
+        fastnn.preprocessing.Preprocessing, stored in the model file), or None: inputs as they are."""
+        return self.__dict__.get("_preprocessing")
+
+    @preprocessing.setter
+    def preprocessing(self, value):
+        from .preprocessing import Preprocessing
+        if value is not None and not isinstance(value, Preprocessing):
+            raise TypeError(f"preprocessing must be a fastnn.preprocessing.Preprocessing or None, got "
+                            f"{type(value).__name__}")
+        if value is not None:
+            value.check_network(self)
+        self._preprocessing = value
 
     # -- structure --------------------------------------------------------------------------------
     layers = property(lambda self: self._layers)
@@ -286,22 +303,32 @@ class NeuralNetwork:
         """Class probabilities (n, classes) for a classifier."""
         if not self.classification:
             raise TypeError("predict_proba needs a classification loss; this network does regression")
-        X = self.check_input(X)
+        pre = self.preprocessing
+        X = self.check_input(X if pre is None else pre.transform(X, self.dtype))
         return np.concatenate([self.loss.output_probabilities(out) for out in self._outputs(X)])
 
     def predict(self, X):
         """What the loss predicts (its ``predictions``): class ids (n,) int64 for a softmax classifier; 0/1
         labels (n,) or indicators (n, k) int64 for SigmoidCrossEntropy; outputs (n, outputs) for regression."""
-        X = self.check_input(X)
+        pre = self.preprocessing
+        X = self.check_input(X if pre is None else pre.transform(X, self.dtype))
+        if pre is not None:     # class names; regression outputs in the target's units
+            return pre.decode_predictions(np.concatenate([self.loss.predictions(out)
+                                                          for out in self._outputs(X)]))
         return np.concatenate([self.loss.predictions(out) for out in self._outputs(X)])
 
     def evaluate(self, X, y):
         """{"loss": mean loss, "accuracy": fraction correct (classifiers only)} over all of X."""
+        pre = self.preprocessing
+        if pre is not None:     # raw features, class names, a regression loss in the target's units
+            X, y = pre.transform(X, self.dtype), pre.encode_target(y)
         X = self.check_input(X)
         y = self.check_target(y, X.shape[0])
         loss_sum = correct = 0.0
         loss = self.loss
         for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._outputs(X)):
+            if pre is not None:
+                out = pre.unscale_outputs(out)
             yb = y[start:start + len(out)]
             loss_sum += loss.evaluate(out, yb) * len(out)
             if self.classification:
@@ -315,7 +342,14 @@ class NeuralNetwork:
             validation_split=0.0, sample_weight=None, class_weight=None, lr_schedule=None, callbacks=(),
             seed=_NET_SEED, fused="auto", checkpoint=None, checkpoint_every=1, distributed=False):
         """Train with mini-batch gradient descent; returns the per-epoch history. See fastnn.training.Trainer
-        for every argument (the same, one definition)."""
+        for every argument (the same, one definition). With ``preprocessing``, X, y and validation_data are
+        raw (transformed as predict transforms them; a regression target scaled as stored)."""
+        pre = self.preprocessing
+        if pre is not None:
+            X, y = pre.transform(X, self.dtype), pre.encode_target(y, scale=True)
+            if validation_data is not None and not isinstance(validation_data, (int, float)):
+                Xv, yv = validation_data
+                validation_data = (pre.transform(Xv, self.dtype), pre.encode_target(yv, scale=True))
         return _service("Trainer")(self, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
                        shuffle=shuffle, verbose=verbose, validation_split=validation_split,
                        class_weight=class_weight, lr_schedule=lr_schedule, callbacks=callbacks,
