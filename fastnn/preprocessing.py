@@ -154,7 +154,7 @@ class Preprocessing:
     # -- fitting ---------------------------------------------------------------------------------
     @classmethod
     def fit(cls, X, y=None, *, columns=None, categorical=(), missing="error", standardize=False,
-            scale_target=False, classes=None, rows=None, dtype=np.float32):
+            scale_target=False, classes=None, rows=None, lines=None, dtype=np.float32):
         """A Preprocessing learned from the raw table ``X`` (see the module docstring for its forms).
 
         ``columns``: names for an array's columns (default ``x0, x1, ...``; a DataFrame or dict brings
@@ -165,8 +165,8 @@ class Preprocessing:
         rows; a missing cell is then refused here). ``standardize``: scale numeric columns to mean 0,
         std 1. ``scale_target``: also store the regression target ``y``'s mean and std. ``classes``: the
         class names to store. ``rows``: the training rows (an index array) to learn the statistics from
-        (default all; categories are always collected from every row). ValueError listing every problem
-        of the table at once.
+        (default all; categories are always collected from every row). ``lines``: each row's line in its
+        file, for messages. ValueError listing every problem of the table at once.
         """
         if missing not in MISSING_STRATEGIES:
             raise ValueError(f"missing must be one of {MISSING_STRATEGIES}, got {missing!r:.50}")
@@ -174,31 +174,57 @@ class Preprocessing:
         auto = isinstance(categorical, str) and categorical == "auto"
         wanted = set() if auto else set([categorical] if isinstance(categorical, str) else (categorical or ()))
         unknown = sorted(wanted - set(names))
-        problems = []
+
+        def at(i):
+            return f"line {lines[i]}" if lines is not None else f"row {i}"
+
+        problems, text_columns, holes = [], [], {}
         if unknown:
-            problems.append(f"no column named {', '.join(map(repr, unknown))} for categorical; columns are "
-                            f"{names}")
+            problems.append(f"no column named {', '.join(map(repr, unknown))} to one-hot; columns are {names}")
         specs = []
+        limit = _F32_MAX if np.dtype(dtype) == np.float32 else math.inf
         for name, col in zip(names, cols):
             values = [parse_number(v) if not is_missing(v) else None for v in col]
             missing_at = [i for i, v in enumerate(col) if is_missing(v)]
             text = [i for i, (v, c) in enumerate(zip(values, col)) if v is None and not is_missing(c)]
-            kind = "categorical" if name in wanted or (auto and text) else "numeric"
+            filled = len(col) - len(missing_at)
+            mostly_text = bool(text) and 2 * len(text) > filled
+            kind = "categorical" if name in wanted or (auto and mostly_text) else "numeric"
             if kind == "numeric":
+                if mostly_text:
+                    text_columns.append((name, text[0], col[text[0]]))
+                    if missing_at:
+                        holes[name] = (len(missing_at), missing_at[0])
+                    continue
                 if text:
-                    problems.append(f"column {name!r} has {len(text)} cell(s) that are not numbers (row "
-                                    f"{text[0]}: {str(col[text[0]])!r:.40}); one-hot it (categorical) or drop it")
+                    problems.append(f"column {name!r}, {at(text[0])}: expected a number, got "
+                                    f"{str(col[text[0]]).strip()!r:.40}" + (f" ({len(text)} such cells)"
+                                                                              if len(text) > 1 else ""))
                     continue
-                bad = [i for i, v in enumerate(values) if v is not None and not (math.isfinite(v) and
-                       (np.dtype(dtype) == np.float64 or abs(v) <= _F32_MAX))]
+                bad = [i for i, v in enumerate(values) if v is not None and not abs(v) <= limit]
                 if bad:
-                    problems.append(f"column {name!r}, row {bad[0]}: {values[bad[0]]!r} is not a finite "
-                                    f"{np.dtype(dtype).name}")
+                    v = values[bad[0]]
+                    problems.append(f"column {name!r}, {at(bad[0])}: {str(col[bad[0]]).strip()!r:.40} is "
+                                    + ("not finite" if not math.isfinite(v) else
+                                       f"beyond the range of {np.dtype(dtype).name} (|x| <= {limit:.4g})"))
                     continue
-            if missing_at and missing in ("error", "drop"):
-                problems.append(f"column {name!r} has {len(missing_at)} missing cell(s) (first at row "
-                                f"{missing_at[0]})")
+            if missing_at:
+                holes[name] = (len(missing_at), missing_at[0])
             specs.append((name, kind, col, values))
+        if text_columns:
+            listed = ", ".join(repr(n) for n, _, _ in text_columns)
+            joined = ",".join(n for n, _, _ in text_columns)
+            name, i, cell = text_columns[0]
+            one = len(text_columns) == 1
+            problems.insert(0, f"column{'' if one else 's'} {listed} {'is' if one else 'are'} text, not numbers "
+                               f"({name!r}, {at(i)}: {str(cell).strip()!r:.40}): one-hot "
+                               f"{'it' if one else 'them'} (fastnn train --categorical {joined} or --categorical "
+                               f"auto; categorical=[...]) or drop {'it' if one else 'them'} (--drop {joined})")
+        if holes and missing in ("error", "drop"):
+            listed = ", ".join(f"{n!r} {k} ({at(i)})" for n, (k, i) in holes.items())
+            problems.append(f"missing cells (empty, NA, ...) in {len(holes)} column(s): {listed}; choose how "
+                            f"to handle them: fastnn train --missing drop|mean|median|most_frequent "
+                            f"(missing=... in Python)")
         if problems:
             raise ValueError("; ".join(problems))
         rows = np.arange(len(cols[0]) if cols else 0) if rows is None else np.asarray(rows)
@@ -249,12 +275,17 @@ class Preprocessing:
         return cls(out, None if classes is None else [str(c) for c in classes], target)
 
     # -- applying --------------------------------------------------------------------------------
-    def transform(self, X, dtype=np.float32):
+    def transform(self, X, dtype=np.float32, lines=None):
         """The network inputs (n, n_features) of ``dtype`` for the raw table ``X``; ValueError naming the
-        column, row and value of every kind of bad cell (the first of each column)."""
+        column, row (``lines[row]`` when given: each row's line in its file) and value of the first bad cell
+        of every column."""
         names, cols = self.match_columns(X)
         dtype = np.dtype(dtype)
         n = len(cols[0])
+
+        def at(i):
+            return f"line {lines[i]}" if lines is not None else f"row {i}"
+
         out = np.empty((n, self.n_features), np.float64)
         at, problems = 0, []
         for spec, col in zip(self._columns, cols):
@@ -262,15 +293,15 @@ class Preprocessing:
             if spec["kind"] == "numeric":
                 v = _numeric_column(col)
                 if v is None:
-                    v, problem = _parse_cells(col, name)
+                    v, problem = _parse_cells(col, name, at)
                     if problem:
                         problems.append(problem)
                         continue
                 holes = np.isnan(v)
                 if holes.any():
                     if spec["fill"] is None:
-                        problems.append(f"column {name!r} has {int(holes.sum())} missing cell(s) (first at row "
-                                        f"{int(np.argmax(holes))}) and the model was trained without a fill "
+                        problems.append(f"column {name!r} has {int(holes.sum())} missing cell(s) (first at "
+                                        f"{at(int(np.argmax(holes)))}) and the model was trained without a fill "
                                         f"value for it (missing='error')")
                         continue
                     v = np.where(holes, spec["fill"], v)
@@ -278,7 +309,7 @@ class Preprocessing:
                 bad = ~(np.abs(v) <= limit)
                 if bad.any():
                     i = int(np.argmax(bad))
-                    problems.append(f"column {name!r}, row {i}: {v[i]!r} is not a finite {dtype.name}")
+                    problems.append(f"column {name!r}, {at(i)}: {v[i]!r} is not a finite {dtype.name}")
                     continue
                 if spec["mean"] is not None:
                     v = (v - spec["mean"]) / spec["std"]
@@ -291,7 +322,7 @@ class Preprocessing:
                 for i, cell in enumerate(col):
                     if is_missing(cell):
                         if spec["fill"] is None:
-                            problems.append(f"column {name!r}, row {i}: a missing cell, and the model was "
+                            problems.append(f"column {name!r}, {at(i)}: a missing cell, and the model was "
                                             f"trained without a fill value for it (missing='error')")
                             break
                         key = spec["fill"]
@@ -299,7 +330,7 @@ class Preprocessing:
                         key = category_text(cell)
                     k = index.get(key)
                     if k is None:
-                        problems.append(f"column {name!r}, row {i}: the category {key!r:.40} was not seen in "
+                        problems.append(f"column {name!r}, {at(i)}: the category {key!r:.40} was not seen in "
                                         f"training (known: {cats[:10]}{' ...' if len(cats) > 10 else ''})")
                         break
                     block[i, k] = 1.0
@@ -413,7 +444,7 @@ def table_columns(X, columns=None):
     return names, cols
 
 
-def _parse_cells(col, name):
+def _parse_cells(col, name, at):
     """(float64 values with NaN for missing cells, None) or (None, the first bad cell's description)."""
     v = np.empty(len(col))
     for i, cell in enumerate(col):
@@ -422,7 +453,7 @@ def _parse_cells(col, name):
             continue
         x = parse_number(cell)
         if x is None:
-            return None, f"column {name!r}, row {i}: {str(cell)!r:.40} is not a number"
+            return None, f"column {name!r}, {at(i)}: {str(cell)!r:.40} is not a number"
         v[i] = x
     return v, None
 
