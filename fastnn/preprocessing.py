@@ -287,7 +287,7 @@ class Preprocessing:
             return f"line {lines[i]}" if lines is not None else f"row {i}"
 
         out = np.empty((n, self.n_features), np.float64)
-        at, problems = 0, []
+        offset, problems = 0, []
         for spec, col in zip(self._columns, cols):
             name = spec["name"]
             if spec["kind"] == "numeric":
@@ -313,8 +313,8 @@ class Preprocessing:
                     continue
                 if spec["mean"] is not None:
                     v = (v - spec["mean"]) / spec["std"]
-                out[:, at] = v
-                at += 1
+                out[:, offset] = v
+                offset += 1
             else:
                 cats = spec["categories"]
                 index = {c: k for k, c in enumerate(cats)}
@@ -334,8 +334,8 @@ class Preprocessing:
                                         f"training (known: {cats[:10]}{' ...' if len(cats) > 10 else ''})")
                         break
                     block[i, k] = 1.0
-                out[:, at:at + len(cats)] = block
-                at += len(cats)
+                out[:, offset:offset + len(cats)] = block
+                offset += len(cats)
         if problems:
             raise ValueError("; ".join(problems))
         return out.astype(dtype)

@@ -301,7 +301,7 @@ def test_demo_approx_error_shrinks_with_width(tmp_path):
 # ------------------------------------------------------------------------------------------- bench
 
 def test_bench_without_a_checkout(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "find_benchmarks", lambda: None)
+    monkeypatch.setattr(cli.bench, "find_benchmarks", lambda: None)
     assert cli.main(["bench"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs a source checkout" in err[0]
