@@ -188,6 +188,18 @@ def cmd_train(args):
     features = data.get("features")
     target_name = data.get("target")
 
+    categorical = "auto" if args.categorical == "auto" else [
+        c.strip() for c in (args.categorical or "").split(",") if c.strip()]
+    settings = dict(columns=features, categorical=categorical, missing=args.missing, standardize=args.standardize,
+                    scale_target=args.standardize and task == "regression", classes=classes,
+                    lines=data.get("lines"))
+    if is_csv:                       # every problem of the file, before any split
+        from ..preprocessing import Preprocessing
+        try:
+            Preprocessing.fit(raw, y if task == "regression" else None, **settings)
+        except ValueError as exc:
+            raise CLIError(f"{args.data}: {_error_text(exc)}") from None
+
     if args.val_split is None:      # the headline score is on held-out data: hold some out if there is no test set
         args.val_split = 0.2 if raw_test is None else 0.0
     train_rows, val_rows = np.arange(len(raw)), None
@@ -203,12 +215,7 @@ def cmd_train(args):
     if is_csv or args.standardize:   # statistics from the training rows only; stored in the model file
         from ..preprocessing import Preprocessing
         try:
-            pre = Preprocessing.fit(raw, y if task == "regression" else None, columns=features,
-                                    categorical="auto" if args.categorical == "auto" else (
-                                        [c.strip() for c in (args.categorical or "").split(",") if c.strip()]),
-                                    missing=args.missing, standardize=args.standardize,
-                                    scale_target=args.standardize and task == "regression",
-                                    classes=classes, rows=train_rows, lines=data.get("lines"))
+            pre = Preprocessing.fit(raw, y if task == "regression" else None, rows=train_rows, **settings)
             encode = (lambda a, lines=None: pre.transform(a, np.float32, lines=lines))
             X_all = encode(raw, data.get("lines"))
             X_test = None if raw_test is None else encode(raw_test)
