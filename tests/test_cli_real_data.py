@@ -157,7 +157,7 @@ def test_standardize_stores_training_statistics_and_predict_evaluate_apply_them(
     bare.preprocessing = None
     assert not np.array_equal(predicted, bare.predict(raw.astype(np.float32)))  # unscaled would differ
     assert cli.main(["evaluate", "w.safetensors", "wine.csv"]) == 0
-    assert abs(score(capsys.readouterr().out, "accuracy") - np.mean(net.predict(scaled) == y)) < 1e-4
+    assert abs(score(capsys.readouterr().out, "accuracy") - np.mean(net.predict(raw) == y)) < 1e-4
     assert cli.main(["info", "w.safetensors"]) == 0
     info = capsys.readouterr().out
     assert "standardized" in info and "5 features" in info and "dropped: id, name, row" in info
