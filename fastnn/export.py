@@ -432,13 +432,10 @@ def export_onnx(net, path, *, head=None, classes=None, standardize=None, opset=O
     """Write ``net`` as an ONNX model to ``path`` atomically (temporary file, fsync, rename); returns the
     path. ``head`` (default: from the loss), ``classes`` (labels for the "label" output) and
     ``standardize`` (input scaling) as in ``to_onnx`` and the module docstring. ValueError for a custom layer, TypeError for a non-network."""
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
-    path = os.fspath(path)
-    if not path or os.path.isdir(path):
-        raise ValueError(f"path must name a file, got {path!r}")
+    from . import _paths
+    path = _paths.output_target(path, "ONNX file")     # refused before any work (the same check as the write)
     model = to_onnx(net, head=head, classes=classes, standardize=standardize, opset=opset)
-    io.atomic_write(path, model.SerializeToString())
+    io.atomic_write(path, model.SerializeToString(), "ONNX file")
     return path
 
 

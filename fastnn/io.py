@@ -474,10 +474,11 @@ def _preprocessing(meta, net):
             raise ValueError(f"metadata preprocessing: {exc}") from None
         return pre
     extra = meta.get("extra") or {}
-    if extra.get("trained_with") != "fastnn train" or not isinstance(extra.get("features"), list):
-        return None
+    cli_file = extra.get("trained_with") == "fastnn train" and isinstance(extra.get("features"), list)
     scaling = extra.get("standardize")
-    names = extra["features"]
+    if scaling is None and not cli_file:
+        return None
+    names = extra["features"] if cli_file else [f"x{k}" for k in range(net.n_features)]
     columns = []
     for k, name in enumerate(names):
         mean = std = None
@@ -488,9 +489,9 @@ def _preprocessing(meta, net):
                 raise ValueError("the stored standardization is malformed (expected a finite mean and a "
                                  f"positive std for each of the {len(names)} features)") from None
         columns.append({"name": str(name), "kind": "numeric", "fill": None, "mean": mean, "std": std})
-    classes = extra.get("classes")
+    classes = extra.get("classes") if cli_file and net.classification else None
     try:
-        pre = Preprocessing(columns, classes if net.classification else None)
+        pre = Preprocessing(columns, classes)
         pre.check_network(net)
     except ValueError as exc:
         if "std" in str(exc) or "mean" in str(exc):

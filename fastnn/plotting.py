@@ -36,11 +36,17 @@ def _figure(width, height):
 
 
 def _save(fig, path):
+    """The PNG rendered in memory, then written by fastnn's one checked atomic writer (io.atomic_write): a
+    FIFO, a device, a directory or a dangling symlink is refused with a ValueError naming the path."""
+    import io as _io
+
+    from . import _paths
+    from .io import atomic_write
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{path}: the directory {directory} does not exist")
-    fig.savefig(path, format="png")
+    _paths.output_target(path, "plot")             # refused before rendering
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write(path, buffer.getvalue(), "plot")
     return path
 
 

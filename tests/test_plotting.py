@@ -122,7 +122,7 @@ def test_bad_arguments(tmp_path):
         plotting.plot_decision_boundary(lambda Z: Z[:, 0] > 0, np.zeros((4, 3)), np.zeros(4), tmp_path / "x.png")
     with pytest.raises(TypeError, match="predict"):
         plotting.plot_decision_boundary(object(), np.zeros((4, 2)), np.zeros(4), tmp_path / "x.png")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         plotting.plot_history(history(), tmp_path / "no" / "such" / "dir.png")
     assert not list(tmp_path.iterdir())
 
