@@ -301,8 +301,8 @@ class Preprocessing:
                 if holes.any():
                     if spec["fill"] is None:
                         problems.append(f"column {name!r} has {int(holes.sum())} missing cell(s) (first at "
-                                        f"{at(int(np.argmax(holes)))}) and the model was trained without a fill "
-                                        f"value for it (missing='error')")
+                                        f"{at(int(np.argmax(holes)))}) and the model has no fill value for it "
+                                        f"(trained with missing='error' or 'drop')")
                         continue
                     v = np.where(holes, spec["fill"], v)
                 limit = _F32_MAX if dtype == np.float32 else math.inf
@@ -322,8 +322,8 @@ class Preprocessing:
                 for i, cell in enumerate(col):
                     if is_missing(cell):
                         if spec["fill"] is None:
-                            problems.append(f"column {name!r}, {at(i)}: a missing cell, and the model was "
-                                            f"trained without a fill value for it (missing='error')")
+                            problems.append(f"column {name!r}, {at(i)}: a missing cell, and the model has no "
+                                            f"fill value for it (trained with missing='error' or 'drop')")
                             break
                         key = spec["fill"]
                     else:

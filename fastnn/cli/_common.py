@@ -4,6 +4,7 @@ import argparse
 import csv
 import math
 import os
+import re
 import stat
 import sys
 
@@ -108,6 +109,19 @@ def parse_hidden(text):
                 f"layer), got {text!r}")
         widths.append(int(part))
     return tuple(widths)
+
+
+GIVEN_FLAGS = set()      # the flags of this command line that change the data (a warning never recommends one)
+
+
+def without_given_flags(message):
+    """A library warning's text, minus any advice to use a flag the user already gave."""
+    if "--standardize" in GIVEN_FLAGS and "--standardize" in message:
+        message = re.sub(r"\(unscaled inputs\?[^)]*--standardize[^)]*\)",
+                         "(the inputs are already standardized (--standardize): lower the learning rate, --lr)",
+                         message)
+        message = re.sub(r",? ?e\.g\. fastnn train --standardize,?", "", message)
+    return message
 
 
 def _say(args, *parts, **kwargs):
@@ -226,7 +240,7 @@ def _read_csv_rows(path):
     return header, rows, lines
 
 
-def _read_csv_inputs(path, net, extra, target, warn=None):
+def _read_csv_inputs(path, net, extra, target, warn=None, drop_missing=False):
     """(raw table, label strings or None, description, line numbers) from a CSV file.
 
     A model with stored columns (``net.preprocessing``: every model ``fastnn train`` writes from a CSV)
@@ -251,6 +265,17 @@ def _read_csv_inputs(path, net, extra, target, warn=None):
         if ignored and warn is not None:
             warn(f"{path}: ignoring the column(s) {', '.join(ignored)} (not among the model's columns)")
         table = {c: cells[:, header.index(c)] for c in names}
+        if drop_missing:             # evaluate --missing drop: score the complete rows, say how many were left out
+            from ..preprocessing import is_missing
+            used = list(table.values()) + ([cells[:, label_col]] if label_col is not None else [])
+            keep = np.array([not any(is_missing(col[i]) for col in used) for i in range(len(cells))])
+            if not keep.any():
+                raise CLIError(f"{path}: every row has a missing cell in the model's columns or the label")
+            if not keep.all() and warn is not None:
+                warn(f"{path}: left out {int((~keep).sum())} row(s) with a missing cell (--missing drop)")
+            cells, lines = cells[keep], [n for n, k in zip(lines, keep) if k]
+            rows = [r for r, k in zip(rows, keep) if k]
+            table = {c: cells[:, header.index(c)] for c in names}
         try:
             pre.transform(table, net.dtype, lines=lines)     # every bad cell named by its line
         except ValueError as exc:
@@ -309,7 +334,7 @@ def _read_npz_inputs(path, split):
     return X, y, f"{path} ({xk})"
 
 
-def _read_inputs(data, net, extra, target=None, split=None, warn=None):
+def _read_inputs(data, net, extra, target=None, split=None, warn=None, drop_missing=False):
     """(X, labels or None, description) for predict / evaluate from a dataset name, .npz or .csv."""
     from ..data import load_dataset
     ext = os.path.splitext(data)[1].lower()
@@ -331,7 +356,7 @@ def _read_inputs(data, net, extra, target=None, split=None, warn=None):
         if target is not None:
             raise CLIError("--target applies only to .csv files")
         return _read_npz_inputs(data, split)
-    return _read_csv_inputs(data, net, extra, target, warn=warn)
+    return _read_csv_inputs(data, net, extra, target, warn=warn, drop_missing=drop_missing)
 
 
 def _check_features(X, net, where):

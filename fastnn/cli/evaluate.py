@@ -24,7 +24,8 @@ when it has one).
 def cmd_evaluate(args):
     net, _, extra = _load_model(args.model)
     X, labels, where = _read_inputs(args.data, net, extra, target=args.target, split=args.split,
-                                    warn=lambda message: _warn(args, message))
+                                    warn=lambda message: _warn(args, message),
+                                    drop_missing=args.missing == "drop")
     if labels is None:
         raise CLIError(f"{where}: no labels to evaluate against (a .csv needs a label column, an .npz "
                        f"the array 'y' or 'y_test')")
@@ -57,5 +58,9 @@ def add_parser(sub):
     p.add_argument("--target", metavar="NAME", help="label column of a .csv file")
     p.add_argument("--split", choices=("train", "test"), default=None,
                    help="which arrays of an .npz or dataset: X/y or X_test/y_test (default: test if present)")
+    p.add_argument("--missing", choices=("error", "drop"), default="error",
+                   help="rows of a .csv with a missing cell the model has no fill value for (trained with "
+                        "--missing error or drop), or a missing label: error (the default), or drop them from "
+                        "the score (their count is said)")
     p.set_defaults(func=cmd_evaluate, prog_=p.prog)
 
