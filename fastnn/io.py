@@ -476,6 +476,8 @@ def _preprocessing(meta, net):
     extra = meta.get("extra") or {}
     cli_file = extra.get("trained_with") == "fastnn train" and isinstance(extra.get("features"), list)
     scaling = extra.get("standardize")
+    if isinstance(scaling, bool):         # fastnn train's own record of the flag (its values are above)
+        scaling = None
     if scaling is None and not cli_file:
         return None
     names = extra["features"] if cli_file else [f"x{k}" for k in range(net.n_features)]
