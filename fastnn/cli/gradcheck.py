@@ -13,35 +13,19 @@ from ._common import (_Formatter, _Parser, _check_features, _check_input_file, _
                       _val_fraction, _warn)
 
 HELP_GRADCHECK = """\
-Compare the analytic gradients of three small float64 networks - together every layer (FullyConnected, ReLU,
-Sigmoid, TanH, SoftMax) and every loss (CrossEntropyLoss, SoftmaxCrossEntropy, L2Loss) - with central finite
-differences, and print the relative error of every parameter and of the input. Exit code 0 when all are
+Compare the analytic gradients of six small float64 networks - together every built-in layer type
+(FullyConnected, ReLU, Sigmoid, TanH, SoftMax, LeakyReLU, ELU, SiLU, GELU exact and tanh, Softplus, Identity,
+Dropout) and every loss (CrossEntropyLoss, SoftmaxCrossEntropy, SigmoidCrossEntropy, L2Loss) - with central
+finite differences, on the per-layer path and the fused kernel (marked "fused kernel:"), and print the
+relative error of every parameter and of the input. Exit code 0 when all are
 below --tol, else 1.
 """
 
 
 def gradcheck_networks(seed=0):
-    """The float64 networks ``fastnn gradcheck`` checks: (title, network, x) triples covering every layer
-    type and every loss."""
-    import numpy as np
-
-    import fastnn as fnn
-    f64 = np.float64
-    rng = np.random.default_rng(seed)
-
-    def fc(n, m):
-        return fnn.FullyConnected(n, m, init="xavier", dtype=f64)
-
-    nets = [
-        ("FC-ReLU-FC-Sigmoid-FC-TanH-FC-SoftMax + CrossEntropyLoss",
-         fnn.NeuralNetwork([fc(4, 6), fnn.ReLU(), fc(6, 5), fnn.Sigmoid(), fc(5, 5), fnn.TanH(), fc(5, 3),
-                            fnn.SoftMax()], loss=fnn.CrossEntropyLoss(), seed=seed)),
-        ("FC-TanH-FC + SoftmaxCrossEntropy",
-         fnn.NeuralNetwork([fc(4, 6), fnn.TanH(), fc(6, 3)], loss=fnn.SoftmaxCrossEntropy(), seed=seed + 1)),
-        ("FC-Sigmoid-FC + L2Loss",
-         fnn.NeuralNetwork([fc(4, 6), fnn.Sigmoid(), fc(6, 2)], loss=fnn.L2Loss(), seed=seed + 2)),
-    ]
-    return [(title, net, rng.standard_normal((5, 4))) for title, net in nets]
+    """The networks ``fastnn gradcheck`` checks (fastnn.gradcheck.builtin_networks)."""
+    from ..gradcheck import builtin_networks
+    return builtin_networks(seed)
 
 
 def _gradient_label(net, key):
