@@ -283,9 +283,14 @@ def cmd_train(args):
     _say(args, f"network  {shape}{hidden_act}, {type(net.loss).__name__}; {opt}; {batch}; "
                f"{args.epochs} epochs; seed {args.seed}")
 
+    curve = None
+    if args.plot and X_test is not None:     # the test curve of the plot (recorded aside, not in the history)
+        from ..plotting import EvaluationCurve
+        curve = EvaluationCurve(net, X_test, pre.encode_target(y_test, scale=True)
+                                if pre is not None and task == "regression" else y_test)
     start = time.perf_counter()
     try:
-        history = net.fit(X, y_train, epochs=args.epochs, batch_size=args.batch_size,
+        history = net.fit(X, y_train, epochs=args.epochs, batch_size=args.batch_size, callbacks=[curve] if curve else (),
                           validation_data=None if X_val is None else (X_val, y_val),
                           verbose=0 if args.quiet or not _isatty(sys.stderr) else 1, seed=args.seed,
                           distributed=args.distributed, checkpoint=args.checkpoint,
@@ -359,7 +364,17 @@ def cmd_train(args):
         _say(args, f"saved the model to {args.save}")
     if args.plot:
         from ..plotting import plot_history
-        plot_history(history, args.plot, title=f"fastnn train: {shape} on {data['name']}")
+        regression = None
+        if task == "regression":
+            def variance(t):
+                return float(np.mean(np.var(np.asarray(t, np.float64).reshape(len(t), -1), axis=0)))
+            regression = {"outputs": n_outputs, "scale": pre.target["std"][0] if pre is not None and
+                          pre.target is not None and n_outputs == 1 else 1.0,
+                          "variance": {"train": variance(y_train), "validation": None if y_val is None
+                                       else variance(y_val), "test": None if curve is None
+                                       else variance(curve.y)}}
+        plot_history(history, args.plot, title=f"fastnn train: {shape} on {data['name']}",
+                     test=None if curve is None else curve.history, regression=regression)
         _say(args, f"wrote the training curves to {args.plot}")
     return EXIT_OK
 
