@@ -17,7 +17,7 @@ import numpy as np
 from . import _memory, _paths
 
 __all__ = ["load_digits", "train_test_split", "digits_split", "make_xor", "make_spirals", "make_moons",
-           "load_npz", "load_csv", "load_table", "regression_scores", "load_dataset", "id_like_columns", "check_representable",
+           "load_npz", "load_csv", "load_table", "read_csv_rows", "regression_scores", "load_dataset", "id_like_columns", "check_representable",
            "DATASET_NAMES"]
 
 DATASET_NAMES = ("digits", "xor", "spirals", "moons")
@@ -301,7 +301,7 @@ def csv_reader(fh, path):
     return csv.reader(_paths.bounded_lines(fh, path))
 
 
-def _read_csv_rows(path):
+def _read_csv_rows(path, min_columns=2):
     """Header (list of str) and the non-blank data rows of a CSV file, with their line numbers."""
     with _paths.open_text(path, "data file") as fh:
         reader = csv_reader(fh, path)
@@ -312,7 +312,7 @@ def _read_csv_rows(path):
         dup = sorted(name for name, count in collections.Counter(header).items() if count > 1)
         if dup:
             raise ValueError(f"{path}: duplicate column names in the header: {dup}")
-        if len(header) < 2:
+        if len(header) < min_columns:
             raise ValueError(f"{path}: need at least one feature column and a label column, got {header}")
         rows, lines = [], []
         for row in reader:
@@ -325,6 +325,17 @@ def _read_csv_rows(path):
     if not rows:
         raise ValueError(f"{path}: no data rows after the header")
     return header, rows, lines
+
+
+def read_csv_rows(path):
+    """``(header, rows, lines)`` of a CSV file with a header row: the column names (stripped; duplicates
+    refused), the non-blank data rows as lists of cell text and each row's line in the file. Opens only a
+    regular file, reads each line with a bound; ValueError naming the file and line for a row with another
+    number of fields, an empty file, no data rows or text that is not UTF-8."""
+    try:
+        return _read_csv_rows(os.fspath(path), min_columns=1)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{path}: not a readable UTF-8 CSV file ({e})") from None
 
 
 def parse_labels(labels):

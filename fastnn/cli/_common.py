@@ -213,31 +213,12 @@ def _load_model(path):
 
 
 def _read_csv_rows(path):
-    """(header, rows, line numbers) of a CSV file; CLIError for an unreadable or malformed one."""
-    from ..data import csv_reader
-    from .._paths import open_text
+    """(header, rows, line numbers) of a CSV file (fastnn.data.read_csv_rows); CLIError when unreadable."""
+    from ..data import read_csv_rows
     try:
-        with open_text(path, "data file") as fh:
-            reader = csv_reader(fh, path)
-            header = [h.strip() for h in next(reader, [])]
-            rows, lines = [], []
-            for row in reader:
-                if not any(c.strip() for c in row):
-                    continue
-                if len(row) != len(header):
-                    raise CLIError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has "
-                                   f"{len(header)}")
-                rows.append(row)
-                lines.append(reader.line_num)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise CLIError(f"{path}: not a readable UTF-8 CSV file ({_error_text(exc)})") from None
-    except (OSError, ValueError) as exc:              # ValueError: a FIFO or device, an endless line
+        return read_csv_rows(path)
+    except (OSError, ValueError) as exc:              # ValueError: a FIFO or device, an endless line, bad rows
         raise CLIError(_error_text(exc)) from None
-    if not header or header == [""]:
-        raise CLIError(f"{path}: empty file (a header row is required)")
-    if not rows:
-        raise CLIError(f"{path}: no data rows after the header")
-    return header, rows, lines
 
 
 def _read_csv_inputs(path, net, extra, target, warn=None, drop_missing=False):
