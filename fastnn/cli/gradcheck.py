@@ -1,16 +1,5 @@
 """fastnn gradcheck: backpropagation against finite differences"""
-import argparse
-import csv
-import math
-import os
-import sys
-import time
-
-from ._common import *  # noqa: F401,F403  (the shared parsers, errors and readers of fastnn.cli)
-from ._common import (_Formatter, _Parser, _check_features, _check_input_file, _check_output_path, _check_plot,
-                      _class_name, _error_text, _fmt, _isatty, _labels_for, _load_model, _missing_subcommand,
-                      _positive_float, _positive_int, _read_inputs, _say, _seed, _text, _unit_interval,
-                      _val_fraction, _warn)
+from ._common import (EXIT_FAILURE, EXIT_OK, _Formatter, _positive_float, _seed, _text)
 
 HELP_GRADCHECK = """\
 Compare the analytic gradients of six small float64 networks - together every built-in layer type

@@ -1,6 +1,4 @@
 """fastnn train: train a network on a dataset or a raw CSV file"""
-import argparse
-import csv
 import math
 import os
 import sys
@@ -8,10 +6,9 @@ import time
 
 import numpy as np
 
-from ._common import *  # noqa: F401,F403  (the shared parsers, errors and readers of fastnn.cli)
-from ._common import (_Formatter, _Parser, _check_features, _check_input_file, _check_output_path, _check_plot,
-                      _class_name, _error_text, _fmt, _isatty, _labels_for, _load_model, _missing_subcommand,
-                      _positive_float, _positive_int, _read_inputs, _say, _seed, _text, _unit_interval,
+from ._common import (CLIError, DATASET_NAMES, DEFAULTS, EXIT_FAILURE, EXIT_OK, parse_hidden,
+                      _check_input_file, _check_output_path, _check_plot, _error_text, _fmt, _Formatter,
+                      _isatty, _positive_float, _positive_int, _say, _seed, _text, _unit_interval,
                       _val_fraction, _warn)
 
 HELP_TRAIN = """\
