@@ -234,7 +234,10 @@ def _read_csv_inputs(path, net, extra, target, warn=None, drop_missing=False):
         raise CLIError(f"{path}: no column named {target!r} for --target; columns are {header}")
     pre = net.preprocessing
     cells = np.array(rows, dtype=object)
-    if pre is not None:
+    unnamed = pre is not None and not isinstance(extra.get("features"), list) and \
+        pre.names == [f"x{k}" for k in range(len(pre.names))] and not set(pre.names) & set(header) and \
+        all(c["kind"] == "numeric" for c in pre.columns)
+    if pre is not None and not unnamed:       # unnamed: a model trained on arrays (.npz) takes columns by position
         names = pre.names
         absent = [c for c in names if c not in header]
         if absent:
