@@ -51,3 +51,19 @@ def test_columns_in_another_order_with_extras_give_the_same_answer(model, tmp_pa
     if command == "predict":
         cols = {"a": X[:, 0], "b": X[:, 1], "c": X[:, 2]}
         assert moved.out.split()[1:] == [str(v) for v in net.predict({k: np.round(v, 4) for k, v in cols.items()})]
+
+
+def test_a_model_trained_on_arrays_takes_a_csv_by_position(tmp_path, monkeypatch, capsys):
+    """An .npz has no column names: its model (--standardize stores x0, x1, ...) reads a CSV by position."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 3)) * [1, 100, 1000]
+    y = (X[:, 0] > 0).astype(int)
+    np.savez("a.npz", X=X, y=y)
+    write(tmp_path / "a.csv", ["p", "q", "r", "label"], [[*x, t] for x, t in zip(X, y)])
+    assert cli.main(["train", "--data", "a.npz", "--standardize", "-q", "--save", "a.safetensors"]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", "a.safetensors", "a.csv"]) == 0
+    by_csv = capsys.readouterr().out.split("|")[:2]
+    assert cli.main(["evaluate", "a.safetensors", "a.npz", "--split", "train"]) == 0
+    assert capsys.readouterr().out.split("|")[:2] == by_csv
