@@ -467,7 +467,7 @@ def _numeric_column(col):
         v = col.astype(np.float64)
     except (TypeError, ValueError):
         return None
-    if any(isinstance(c, (str, bool, np.bool_)) for c in col):   # "1e3" parsed, but "True" must not be
+    if any(isinstance(c, (bool, np.bool_)) for c in col):       # True is not the number 1
         return None
     return v
 
