@@ -291,7 +291,7 @@ def cmd_train(args):
                           validation_data=None if X_val is None else (X_val, y_val),
                           verbose=0 if args.quiet or not _isatty(sys.stderr) else 1, seed=args.seed,
                           distributed=args.distributed, checkpoint=args.checkpoint,
-                          checkpoint_every=args.checkpoint_every)
+                          **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}))
     except fnn.TrainingDivergedError as exc:
         raise CLIError(_error_text(exc), code=EXIT_FAILURE) from None
     except (ValueError, TypeError) as exc:
@@ -439,8 +439,9 @@ def add_parser(sub):
     p.add_argument("--checkpoint", metavar="PATH",
                    help="write a crash-safe checkpoint here every --checkpoint-every epochs; if PATH exists, "
                         "resume from it (the same command then ends with bit-identical weights)")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=1, metavar="N",
-                   help="epochs between checkpoints (default: %(default)s)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N",
+                   help="epochs between checkpoints (default: the checkpoint policy of NeuralNetwork.fit's "
+                        "checkpoint_every; a checkpoint is always written after the last epoch and on Ctrl-C)")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel training over the ranks of an MPI job: launch as 'mpiexec -n K fastnn "
                         "train --distributed ...' (or srun); --batch-size is per rank, the global batch is K "
