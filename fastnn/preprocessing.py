@@ -272,6 +272,11 @@ class Preprocessing:
             std = t.std(axis=0)
             std[~(std > 0)] = 1.0
             target = {"mean": t.mean(axis=0).tolist(), "std": std.tolist()}
+        if isinstance(classes, str) and classes == "auto":      # the sorted names of the labels y
+            if y is None:
+                raise ValueError("classes='auto' needs the labels y")
+            labels = [category_text(v) for v in np.asarray(y, dtype=object).reshape(-1).tolist() if not is_missing(v)]
+            classes = sorted(set(labels))
         return cls(out, None if classes is None else [str(c) for c in classes], target)
 
     # -- applying --------------------------------------------------------------------------------

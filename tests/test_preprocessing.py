@@ -306,3 +306,29 @@ def test_penguins_cli_python_and_onnx_give_the_same_labels_on_every_row(tmp_path
     assert onnx_labels == py_labels
     assert cli.main(["evaluate", "m.safetensors", "penguins.csv"]) == 0
     assert "accuracy" in capsys.readouterr().out
+
+
+def test_classes_auto_are_the_sorted_labels_and_fit_takes_them():
+    X, y, names = table()
+    pre = Preprocessing.fit(X, y, columns=names, categorical="auto", missing="most_frequent", classes="auto")
+    assert pre.classes == ["a", "b", "c"]
+    net = classifier(pre)
+    history = net.fit(X, y, epochs=2, verbose=0, validation_data=(X[:10], y[:10]))
+    assert set(net.predict(X).tolist()) <= {"a", "b", "c"}
+    # the loop's validation ran on the encoded rows, once encoded: the same as evaluate on the raw rows now
+    assert history["val_loss"][-1] == pytest.approx(net.evaluate(X[:10], y[:10])["loss"], rel=16 * EPS32)
+    with pytest.raises(ValueError, match=r"labels the model does not know: \['z'\]"):
+        net.evaluate(X[:3], ["a", "z", "b"])
+
+
+def test_validation_data_of_a_numeric_model_is_scaled_once():
+    """Numeric-only preprocessing keeps the width: encoding twice would pass every shape check silently."""
+    X, y = regression_data()
+    pre = Preprocessing.fit(X, y, standardize=True, scale_target=True)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(3, 8, dtype=np.float64), fnn.TanH(),
+                             fnn.FullyConnected(8, 1, dtype=np.float64)], loss=fnn.L2Loss(), seed=0)
+    net.preprocessing = pre
+    history = net.fit(X[:200], y[:200], epochs=3, verbose=0, validation_data=(X[200:], y[200:]))
+    scale = pre.target["std"][0] ** 2            # the loop's val_loss is in the scaled target's units
+    assert history["val_loss"][-1] * scale == pytest.approx(net.evaluate(X[200:], y[200:])["loss"],
+                                                            rel=1e3 * np.finfo(np.float64).eps)
