@@ -107,3 +107,16 @@ def test_the_summary_splits_the_time(capsys, tmp_path, monkeypatch):
     assert m, out
     total, parts = float(m.group(1)), re.findall(r"(\d+\.\d+) s", out.split("time ")[1])[1:]
     assert abs(sum(map(float, parts)) - total) <= 0.01 * len(parts) + 1e-9    # rounding of each part only
+
+
+def test_a_resumed_run_splits_only_its_own_time(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--data", "xor", "-q", "--checkpoint", "c.safetensors", "--epochs"]
+    assert run(capsys, *args, 3)[0] == 0
+    code, out, _ = run(capsys, *args, 6)                     # resumes after epoch 3, trains 3 more
+    assert code == 0
+    total = float(re.search(r"time (\d+\.\d+) s", out).group(1))
+    parts = [float(v) for v in re.findall(r"(\d+\.\d+) s", out.split("time ")[1])[1:]]
+    assert abs(sum(parts) - total) <= 0.01 * len(parts) + 1e-9
+    code, out, _ = run(capsys, *args, 6)                     # nothing left to train
+    assert code == 0 and "no epoch trained (the checkpoint already holds 6)" in out

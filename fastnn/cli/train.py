@@ -142,6 +142,18 @@ def _warn_ids(args, raw, pre):
                         f"--drop {name}")
 
 
+def _checkpoint_epoch(path):
+    """The epochs a checkpoint at ``path`` holds (a fit resumes after them), 0 when there is none."""
+    if path is None or not os.path.isfile(path):
+        return 0
+    from ..io import load_metadata
+    try:
+        epoch = (load_metadata(path).get("extra") or {}).get("checkpoint", {}).get("epoch", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0                  # fit itself reports what is wrong with the file
+    return epoch if isinstance(epoch, int) and epoch >= 0 else 0
+
+
 def time_split(elapsed, times, checkpointed):
     """'time T s: ...' splitting a fit's wall time truthfully from what it measured: the epochs (history
     "time", which excludes checkpoint writes); the first epoch's excess over the others (the kernels'
@@ -285,6 +297,7 @@ def cmd_train(args):
         from ..plotting import EvaluationCurve
         curve = EvaluationCurve(net, X_test, pre.encode_target(y_test, scale=True)
                                 if pre is not None and task == "regression" else y_test)
+    resumed = _checkpoint_epoch(args.checkpoint)
     start = time.perf_counter()
     try:
         history = net.fit(X, y_train, epochs=args.epochs, batch_size=args.batch_size, callbacks=[curve] if curve else (),
@@ -304,7 +317,7 @@ def cmd_train(args):
     if pre is not None:
         net.preprocessing = pre       # from here on the network takes raw rows, as a loaded model does
 
-    times = history.get("time", [])
+    times = history.get("time", [])[resumed:]      # the epochs this run trained (a resume restores the others)
     if len(times) >= 2:
         rate = len(X) * (len(times) - 1) / max(sum(times[1:]), 1e-12)
     else:
@@ -340,7 +353,9 @@ def cmd_train(args):
         scores["rmse"], scores["r2"] = r["rmse"], r["r2"]
     timing = time_split(elapsed, times, args.checkpoint is not None)
     if rank == 0:
-        print(f"{score} | {rate:,.0f} samples/s | {timing}", flush=True)
+        speed = (f"{rate:,.0f} samples/s" if times else
+                 f"no epoch trained (the checkpoint already holds {resumed})")
+        print(f"{score} | {speed} | {timing}", flush=True)
 
     if args.save:
         from .. import io
