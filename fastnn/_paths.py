@@ -91,3 +91,38 @@ def bounded_lines(fh, path, limit=None):
             raise ValueError(f"{path}, line {number}: longer than {limit:,} characters (the limit for "
                              f"one line of a text file); is this really a CSV file?")
         yield line
+
+
+def output_target(path, what="output file"):
+    """The path an atomic write of ``path`` must replace: ``path`` itself when it is new or a regular file,
+    the file a symlink points to (followed, so the link stays a link) when that is new or regular.
+
+    ValueError naming the path, never a blocking open, for a target that is a FIFO, a character or block
+    device, a directory or a socket (replacing one would swap /dev/null or a pipe a reader waits on for a
+    regular file), for a dangling symlink (the write would create a file wherever it points), and for a
+    missing directory. TypeError for a path that is not a str / os.PathLike.
+    """
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a file path (str or os.PathLike), got {type(path).__name__}")
+    path = os.fspath(path)
+    if not path:
+        raise ValueError(f"{what}: the path is empty")
+    target = path
+    if os.path.islink(path):
+        target = os.path.realpath(path)
+        if not os.path.lexists(target):
+            raise ValueError(f"cannot write the {what} {path}: it is a dangling symbolic link (to {target})")
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ValueError(f"cannot write the {what} {path}: {exc.strerror or exc}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        via = f" (a symbolic link to {target})" if target != path else ""
+        raise ValueError(f"cannot write the {what} {path}{via}: it is {kind(mode)}, not a regular file; "
+                         f"give a new file name or a regular file to replace")
+    directory = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(directory):
+        raise ValueError(f"cannot write the {what} {path}: the directory {directory} does not exist")
+    return target

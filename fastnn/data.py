@@ -17,7 +17,8 @@ import numpy as np
 from . import _memory, _paths
 
 __all__ = ["load_digits", "train_test_split", "digits_split", "make_xor", "make_spirals", "make_moons",
-           "load_npz", "load_csv", "load_dataset", "id_like_columns", "DATASET_NAMES"]
+           "load_npz", "load_csv", "load_table", "read_csv_rows", "regression_scores", "load_dataset", "id_like_columns", "check_representable",
+           "DATASET_NAMES"]
 
 DATASET_NAMES = ("digits", "xor", "spirals", "moons")
 
@@ -174,6 +175,26 @@ def make_moons(n=1000, noise=0.1, seed=0, dtype=np.float32):
 
 # ------------------------------------------------------------------------------------------ loaders
 
+def check_representable(X, dtype, where, lines=None, columns=None):
+    """ValueError naming ``where`` (a file and array), the line (``lines[row]``, else the row) and the column
+    (``columns[c]``, else its index) of the first value of X that is NaN, infinite, or finite but beyond
+    ``dtype``'s range (1e39 in float32 would become inf). Returns X cast to ``dtype``."""
+    dtype = np.dtype(dtype)
+    X64 = np.asarray(X, np.float64) if np.asarray(X).dtype.kind == "f" else None
+    if X64 is not None:
+        limit = float(np.finfo(dtype).max)
+        bad = ~(np.abs(X64) <= limit)
+        if bad.any():
+            r, c = (int(i) for i in np.argwhere(bad)[0])
+            line = f"line {lines[r]}" if lines is not None else f"row {r}"
+            col = repr(columns[c]) if columns is not None else str(c)
+            value = X64[r, c] if X64.ndim == 2 else X64[r]
+            what = ("not a number" if np.isnan(value) else "infinite" if np.isinf(value)
+                    else f"beyond the range of {dtype.name} (|x| <= {limit:.4g})")
+            raise ValueError(f"{where}, {line}, column {col}: {value!r} is {what}; {int(bad.sum())} such value(s)")
+    return np.asarray(X).astype(dtype)
+
+
 _DEFLATE_MAX_RATIO = 1032   # deflate cannot expand data more than ~1032:1 (zlib's technical note)
 
 
@@ -280,7 +301,7 @@ def csv_reader(fh, path):
     return csv.reader(_paths.bounded_lines(fh, path))
 
 
-def _read_csv_rows(path):
+def _read_csv_rows(path, min_columns=2):
     """Header (list of str) and the non-blank data rows of a CSV file, with their line numbers."""
     with _paths.open_text(path, "data file") as fh:
         reader = csv_reader(fh, path)
@@ -291,7 +312,7 @@ def _read_csv_rows(path):
         dup = sorted(name for name, count in collections.Counter(header).items() if count > 1)
         if dup:
             raise ValueError(f"{path}: duplicate column names in the header: {dup}")
-        if len(header) < 2:
+        if len(header) < min_columns:
             raise ValueError(f"{path}: need at least one feature column and a label column, got {header}")
         rows, lines = [], []
         for row in reader:
@@ -306,7 +327,18 @@ def _read_csv_rows(path):
     return header, rows, lines
 
 
-def _parse_labels(labels):
+def read_csv_rows(path):
+    """``(header, rows, lines)`` of a CSV file with a header row: the column names (stripped; duplicates
+    refused), the non-blank data rows as lists of cell text and each row's line in the file. Opens only a
+    regular file, reads each line with a bound; ValueError naming the file and line for a row with another
+    number of fields, an empty file, no data rows or text that is not UTF-8."""
+    try:
+        return _read_csv_rows(os.fspath(path), min_columns=1)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{path}: not a readable UTF-8 CSV file ({e})") from None
+
+
+def parse_labels(labels):
     """(y, classes) from label strings: int64 if all integers, else float64 if all numbers (classes None),
     else int64 indices into the sorted list of distinct strings (classes)."""
     try:
@@ -389,14 +421,95 @@ def load_csv(path, target=None, dtype=np.float32, drop=()):
             if not ok:
                 raise ValueError(f"{path}, line {lines[r]}, column {features[c]!r}: expected a finite number, "
                                  f"got {str(cell)!r}")
+    X = check_representable(X, dtype, path, lines, features)
     if (labels == "").any():
         r = int(np.flatnonzero(labels == "")[0])
         raise ValueError(f"{path}, line {lines[r]}, column {header[t]!r}: empty label")
-    y, classes = _parse_labels(labels)
+    y, classes = parse_labels(labels)
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         r = int(np.flatnonzero(~np.isfinite(y))[0])
         raise ValueError(f"{path}, line {lines[r]}, column {header[t]!r}: non-finite target {str(labels[r])!r}")
-    return X.astype(dtype), y, features, classes
+    return X, y, features, classes
+
+
+def load_table(path, target=None, drop=(), missing="error"):
+    """A raw CSV table for training with preprocessing (fastnn.preprocessing): its cells as text, checked
+    for what a table can be checked for before its columns are typed, every problem reported at once.
+
+    ``target``: the label column (default: the last); ``drop``: columns to leave out; ``missing``: one of
+    ``preprocessing.MISSING_STRATEGIES``. A missing label (an empty cell, "NA", ...; see
+    ``preprocessing.MISSING_TOKENS``) is never a class: with ``missing="drop"`` its row is dropped, else the
+    table is refused with the count. With ``missing="drop"``, rows with a missing feature cell are dropped
+    too. Returns a dict: ``features`` (names), ``X`` (object array (n, features) of the cells' text),
+    ``labels`` (str array (n,)), ``lines`` (each row's line in the file), ``target`` (the label column's
+    name), ``dropped_labels`` / ``dropped_cells`` (rows dropped for a missing label / feature cell),
+    ``missing_cells`` ({column: count of missing cells left, for a fill strategy}).
+    """
+    from .preprocessing import MISSING_STRATEGIES, is_missing
+    path = os.fspath(path)
+    if missing not in MISSING_STRATEGIES:
+        raise ValueError(f"missing must be one of {MISSING_STRATEGIES}, got {missing!r:.50}")
+    drop = [drop] if isinstance(drop, str) else list(drop or ())
+    try:
+        header, rows, lines = _read_csv_rows(path)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{path}: not a readable UTF-8 CSV file ({e})") from None
+    problems = []
+    if target is None:
+        t = len(header) - 1
+    elif target in header:
+        t = header.index(target)
+    else:
+        raise ValueError(f"{path}: no column named {target!r} for the target; columns are {header}")
+    unknown = [name for name in drop if name not in header]
+    if unknown:
+        problems.append(f"no column named {', '.join(map(repr, unknown))} to drop; columns are {header}")
+    if header[t] in drop:
+        problems.append(f"cannot drop the target column {header[t]!r}")
+    keep = [i for i, h in enumerate(header) if i != t and h not in drop]
+    if not keep:
+        problems.append(f"no feature columns left after dropping {drop}")
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
+    cells = np.array(rows, dtype=object)
+    labels = np.array([c.strip() for c in cells[:, t]], dtype=object)
+    X = cells[:, keep]
+    lines = np.asarray(lines)
+    no_label = np.array([is_missing(v) for v in labels])
+    dropped_labels = int(no_label.sum())
+    if dropped_labels and missing != "drop":
+        where = ", ".join(str(v) for v in lines[no_label][:5]) + (" ..." if dropped_labels > 5 else "")
+        raise ValueError(f"{path}: column {header[t]!r} (the target) has {dropped_labels} missing label(s) (line "
+                         f"{where}); a missing label is not a class: drop those rows (fastnn train --missing "
+                         f"drop; load_table(..., missing='drop')) or fill them in the file")
+    keep_rows = ~no_label
+    holes = np.array([[is_missing(v) for v in row] for row in X], dtype=bool).reshape(X.shape)
+    dropped_cells = 0
+    if missing == "drop":
+        incomplete = holes.any(axis=1) & keep_rows
+        dropped_cells = int(incomplete.sum())
+        keep_rows &= ~incomplete
+    if not keep_rows.any():
+        raise ValueError(f"{path}: no rows left after dropping those with missing cells")
+    features = [header[i] for i in keep]
+    left = holes[keep_rows]
+    missing_cells = {name: int(left[:, k].sum()) for k, name in enumerate(features) if left[:, k].any()}
+    return {"features": features, "X": X[keep_rows], "labels": labels[keep_rows].astype(str),
+            "lines": lines[keep_rows].tolist(), "target": header[t], "dropped_labels": dropped_labels,
+            "dropped_cells": dropped_cells, "missing_cells": missing_cells}
+
+
+def regression_scores(y_true, y_pred, baseline_mean=None):
+    """{"rmse", "r2", "baseline_rmse"} of regression predictions: the root mean squared error over every
+    output, R² (1 - SSE / SS about the mean, pooled over outputs; 0 is as good as predicting the mean,
+    negative is worse) and the RMSE of predicting the mean (``baseline_mean``, default y_true's own)."""
+    t = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
+    p = np.asarray(y_pred, np.float64).reshape(len(y_true), -1)
+    mean = t.mean(axis=0) if baseline_mean is None else np.asarray(baseline_mean, np.float64).reshape(-1)
+    sse = float(((t - p) ** 2).sum())
+    sst = float(((t - mean) ** 2).sum())
+    return {"rmse": math.sqrt(sse / t.size), "r2": 1.0 - sse / sst if sst > 0 else (1.0 if sse == 0 else -math.inf),
+            "baseline_rmse": math.sqrt(sst / t.size)}
 
 
 def id_like_columns(X, names=None, min_rows=10):
@@ -456,10 +569,10 @@ def load_dataset(name_or_path, target=None, seed=0, dtype=np.float32, drop=()):
     elif ext == ".npz":
         d = load_npz(key)
         X, y, X_test, y_test = d["X"], d["y"], d["X_test"], d["y_test"]
-        X = X.astype(dtype)
+        X = check_representable(X, dtype, f"{key}: array 'X'")
         y = y.astype(np.int64) if y.dtype.kind in "biu" else y.astype(np.float64)
         if X_test is not None:
-            X_test = X_test.astype(dtype)
+            X_test = check_representable(X_test, dtype, f"{key}: array 'X_test'")
             y_test = y_test.astype(np.int64) if y_test.dtype.kind in "biu" else y_test.astype(np.float64)
     elif ext == ".csv":
         X, y, features, classes = load_csv(key, target=target, dtype=dtype, drop=drop)

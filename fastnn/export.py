@@ -64,14 +64,17 @@ class OnnxGraph:
         self.dtype = np.dtype(dtype)
         self.nodes, self.initializers = [], []
         self._count = 0
+        self.ml = False          # uses the ai.onnx.ml domain (OneHotEncoder)
 
     def _name(self, prefix):
         self._count += 1
         return f"{prefix}_{self._count}"
 
-    def op(self, op_type, *inputs, out=None, **attributes):
+    def op(self, op_type, *inputs, out=None, domain=None, **attributes):
         out = out or self._name(op_type.lower())
-        self.nodes.append(self.helper.make_node(op_type, list(inputs), [out], name=self._name(op_type), **attributes))
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), [out], name=self._name(op_type),
+                                                domain=domain, **attributes))
+        self.ml = self.ml or domain == "ai.onnx.ml"
         return out
 
     def const(self, value, name=None):
@@ -259,6 +262,86 @@ def _standardize(standardize, n_features, dtype):
     return mean.astype(dtype), std.astype(dtype)
 
 
+def _preprocessing_onnx(g, pre, float_type):
+    """The graph's raw inputs and the nodes turning them into the network's inputs (fastnn.preprocessing):
+    (name of the (batch, n_features) encoded tensor, the graph inputs).
+
+    Without categorical columns: one input "input" (batch, raw columns) in the model's dtype, NaN for a
+    missing cell. With them: one input per raw column, named after it, (batch, 1): numbers in the model's
+    dtype (NaN: missing) for numeric columns, strings for categorical ones (a missing cell: one of
+    ``MISSING_TOKENS``; a category not seen in training: onnxruntime's OneHotEncoder raises)."""
+    from onnx import TensorProto, helper
+
+    from .preprocessing import MISSING_TOKENS
+
+    columns = pre.columns
+
+    def numeric(x, spec):
+        if spec["fill"] is not None:
+            x = g.op("Where", g.op("IsNaN", x), g.scalar(spec["fill"]), x)
+        if spec["mean"] is not None:
+            x = g.op("Div", g.op("Sub", x, g.scalar(spec["mean"])), g.scalar(spec["std"]))
+        return x
+
+    if all(c["kind"] == "numeric" for c in columns):
+        x = "input"
+        fills = [c for c in columns if c["fill"] is not None]
+        if fills:
+            fill = np.array([0.0 if c["fill"] is None else c["fill"] for c in columns])
+            keep = np.array([c["fill"] is None for c in columns])
+            mask = g.op("And", g.op("IsNaN", x), g.const(~keep))
+            x = g.op("Where", mask, g.const(fill), x)
+        if any(c["mean"] is not None for c in columns):
+            mean = np.array([0.0 if c["mean"] is None else c["mean"] for c in columns])
+            std = np.array([1.0 if c["std"] is None else c["std"] for c in columns])
+            x = g.op("Div", g.op("Sub", x, g.const(mean)), g.const(std))
+        return x, [helper.make_tensor_value_info("input", float_type, ["batch", len(columns)])]
+    inputs, blocks = [], []
+    for spec in columns:
+        name = spec["name"]
+        if spec["kind"] == "numeric":
+            inputs.append(helper.make_tensor_value_info(name, float_type, ["batch", 1]))
+            blocks.append(numeric(name, spec))
+            continue
+        inputs.append(helper.make_tensor_value_info(name, TensorProto.STRING, ["batch", 1]))
+        cats = spec["categories"]
+        tokens = [t for t in MISSING_TOKENS if t not in cats] if spec["fill"] is not None else []
+        onehot = g.op("OneHotEncoder", name, domain="ai.onnx.ml", cats_strings=cats + tokens, zeros=0)
+        flat = g.op("Reshape", onehot, g.const(np.array([-1, len(cats) + len(tokens)], np.int64)))
+        if tokens:       # a missing cell's one-hot becomes the fill category's
+            m = np.zeros((len(cats) + len(tokens), len(cats)))
+            m[np.arange(len(cats)), np.arange(len(cats))] = 1.0
+            m[len(cats):, cats.index(spec["fill"])] = 1.0
+            flat = g.op("MatMul", g.op("Cast", flat, to=float_type), g.const(m))
+        else:
+            flat = g.op("Cast", flat, to=float_type)
+        blocks.append(flat)
+    return g.op("Concat", *blocks, axis=1), inputs
+
+
+def onnx_feed(net, X):
+    """The input dict for ``onnxruntime.InferenceSession(path).run(None, feed)`` of ``export_onnx(net, ...)``
+    from raw features ``X`` (the forms ``net.preprocessing`` takes; without preprocessing, an array)."""
+    pre = net.preprocessing
+    dtype = net.dtype
+    if pre is None:
+        return {"input": np.ascontiguousarray(X, dtype=dtype)}
+    from .preprocessing import category_text, is_missing
+    names, cols = pre.match_columns(X)
+    if all(c["kind"] == "numeric" for c in pre.columns):
+        out = np.empty((len(cols[0]), len(cols)), dtype)
+        for k, col in enumerate(cols):
+            out[:, k] = [np.nan if is_missing(v) else float(v) for v in col]
+        return {"input": out}
+    feed = {}
+    for spec, col in zip(pre.columns, cols):
+        if spec["kind"] == "numeric":
+            feed[spec["name"]] = np.array([[np.nan if is_missing(v) else float(v)] for v in col], dtype)
+        else:
+            feed[spec["name"]] = np.array([["" if is_missing(v) else category_text(v)] for v in col], object)
+    return feed
+
+
 def to_onnx(net, *, head=None, classes=None, standardize=None, opset=OPSET):
     """The ONNX ModelProto of ``net`` (see the module docstring for the graph, ``head`` and ``classes``);
     checked with ``onnx.checker.check_model``. Needs the ``onnx`` package. ``standardize``: None or
@@ -273,6 +356,8 @@ def to_onnx(net, *, head=None, classes=None, standardize=None, opset=OPSET):
         raise ImportError("ONNX export needs the onnx package: pip install 'fastnn[onnx]' (or pip install "
                           "onnx onnxruntime)") from None
     head = _head(net, head)
+    if classes is None and net.preprocessing is not None and net.preprocessing.classes is not None:
+        classes = net.preprocessing.classes
     classes = _classes(classes)
     if classes is not None and head == "regression":
         raise ValueError("classes= is for classifiers; this export has head='regression'")
@@ -283,17 +368,29 @@ def to_onnx(net, *, head=None, classes=None, standardize=None, opset=OPSET):
     if classes is not None and head == "sigmoid" and not (n_out == 1 and len(classes) == 2):
         raise ValueError("classes= with head='sigmoid' needs one output and two classes (the label of 0 and of 1)")
     scaling = _standardize(standardize, net.n_features, net.dtype)
+    pre = net.preprocessing
+    if pre is not None and scaling is not None:
+        raise ValueError("standardize= is for networks without preprocessing; this network's preprocessing "
+                         "(net.preprocessing) already scales its inputs inside the graph")
+    float_type = helper.np_dtype_to_tensor_dtype(net.dtype)
     g = OnnxGraph(net.dtype)
     x = "input"
+    inputs = [helper.make_tensor_value_info("input", float_type, ["batch", net.n_features])]
     if scaling is not None:
         x = g.op("Div", g.op("Sub", x, g.const(scaling[0])), g.const(scaling[1]))
+    if pre is not None:
+        x, inputs = _preprocessing_onnx(g, pre, float_type)
     raw = "logits" if head in ("softmax", "sigmoid", "binary") else "output"
+    target = None if pre is None else pre.target
+    last = raw if target is None else "scaled_output"
     for k, (layer, name, config, params) in enumerate(layers):
-        out = raw if k == len(layers) - 1 else None
+        out = last if k == len(layers) - 1 else None
         x = _dense_onnx(g, x, layer, params) if type(layer) is FullyConnected else ONNX_LAYERS[name](g, x, config)
         if out is not None:
             x = g.op("Identity", x, out=out)
-    float_type = helper.np_dtype_to_tensor_dtype(net.dtype)
+    if target is not None:         # the network learned (y - mean) / std: "output" in the target's units
+        g.op("Add", g.op("Mul", last, g.const(np.array(target["std"]))), g.const(np.array(target["mean"])),
+             out=raw)
     outputs = [helper.make_tensor_value_info(raw, float_type, ["batch", n_out])]
     if head != "regression":
         label_shape = ["batch"]
@@ -321,11 +418,10 @@ def to_onnx(net, *, head=None, classes=None, standardize=None, opset=OPSET):
         n_proba = 2 if head == "binary" else n_out
         outputs += [helper.make_tensor_value_info("probabilities", float_type, ["batch", n_proba]),
                     helper.make_tensor_value_info("label", label_type, label_shape)]
-    graph = helper.make_graph(g.nodes, "fastnn", [helper.make_tensor_value_info("input", float_type,
-                                                                               ["batch", net.n_features])],
-                              outputs, initializer=g.initializers)
+    graph = helper.make_graph(g.nodes, "fastnn", inputs, outputs, initializer=g.initializers)
     from . import __version__
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid("ai.onnx.ml", 2)] if g.ml else [])
+    model = helper.make_model(graph, opset_imports=opsets,
                               producer_name="fastnn", producer_version=__version__)
     model.ir_version = min(model.ir_version, 8)   # readable by onnxruntime releases from 1.10 on
     onnx.checker.check_model(model, full_check=True)
@@ -336,13 +432,10 @@ def export_onnx(net, path, *, head=None, classes=None, standardize=None, opset=O
     """Write ``net`` as an ONNX model to ``path`` atomically (temporary file, fsync, rename); returns the
     path. ``head`` (default: from the loss), ``classes`` (labels for the "label" output) and
     ``standardize`` (input scaling) as in ``to_onnx`` and the module docstring. ValueError for a custom layer, TypeError for a non-network."""
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
-    path = os.fspath(path)
-    if not path or os.path.isdir(path):
-        raise ValueError(f"path must name a file, got {path!r}")
+    from . import _paths
+    path = _paths.output_target(path, "ONNX file")     # refused before any work (the same check as the write)
     model = to_onnx(net, head=head, classes=classes, standardize=standardize, opset=opset)
-    io.atomic_write(path, model.SerializeToString())
+    io.atomic_write(path, model.SerializeToString(), "ONNX file")
     return path
 
 

@@ -83,8 +83,13 @@ def gradcheck(layer_or_net, x, target=None, seed=0, fused="auto"):
         net = layer_or_net
         x = np.array(net.check_input(x, "x"), dtype=net.dtype)
         if target is None:
-            target = (rng.integers(0, net.n_outputs, len(x)) if net.classification
-                      else rng.standard_normal((len(x), net.n_outputs)))
+            from .losses import SigmoidCrossEntropy
+            if isinstance(net.loss, SigmoidCrossEntropy):      # 0/1 indicators, one per output
+                target = rng.integers(0, 2, (len(x), net.n_outputs)).astype(net.dtype)
+            elif net.classification:
+                target = rng.integers(0, net.n_outputs, len(x))
+            else:
+                target = rng.standard_normal((len(x), net.n_outputs))
         target = net.check_target(target, len(x), "target")
         with net.training_session("run gradcheck"):
             report = _check_layer_path(net, x, target)
@@ -182,3 +187,35 @@ def _compare_params(layers, f, prefix="layers"):
             name = f"{prefix}[{i}].params[{j}]" if prefix else f"params[{j}]"
             report[name] = relative_error(a, numerical_gradient(lambda _: f(), p))
     return report
+
+
+def builtin_networks(seed=0):
+    """The float64 networks ``fastnn gradcheck`` checks: (title, network, x) triples that together hold
+    every built-in layer type (FullyConnected, ReLU, Sigmoid, TanH, SoftMax, LeakyReLU, ELU, SiLU, GELU
+    exact and tanh, Softplus, Identity, Dropout) and every loss; each is checked on the per-layer path and,
+    where it can run the network, the fused kernel (``gradcheck(..., fused="auto")``)."""
+    from . import layers as L
+    from .losses import CrossEntropyLoss, L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
+    f64 = np.float64
+    rng = np.random.default_rng(seed)
+
+    def fc(n, m):
+        return L.FullyConnected(n, m, init="xavier", dtype=f64)
+
+    nets = [
+        ("FC-ReLU-FC-Sigmoid-FC-TanH-FC-SoftMax + CrossEntropyLoss",
+         [fc(4, 6), L.ReLU(), fc(6, 5), L.Sigmoid(), fc(5, 5), L.TanH(), fc(5, 3), L.SoftMax()], CrossEntropyLoss()),
+        ("FC-TanH-FC + SoftmaxCrossEntropy", [fc(4, 6), L.TanH(), fc(6, 3)], SoftmaxCrossEntropy()),
+        ("FC-ReLU-FC-Sigmoid-FC + L2Loss", [fc(4, 6), L.ReLU(), fc(6, 5), L.Sigmoid(), fc(5, 2)], L2Loss()),
+        ("FC-LeakyReLU-FC-ELU-FC-SiLU-FC + SoftmaxCrossEntropy",
+         [fc(4, 6), L.LeakyReLU(0.1), fc(6, 5), L.ELU(0.7), fc(5, 5), L.SiLU(), fc(5, 3)], SoftmaxCrossEntropy()),
+        ("FC-GELU-FC-GELU(tanh)-FC-Softplus-FC + L2Loss",
+         [fc(4, 6), L.GELU(), fc(6, 5), L.GELU(approximate="tanh"), fc(5, 5), L.Softplus(), fc(5, 2)], L2Loss()),
+        ("FC-Identity-FC-TanH-Dropout(0.3)-FC + SigmoidCrossEntropy",
+         [fc(4, 6), L.Identity(), fc(6, 5), L.TanH(), L.Dropout(0.3), fc(5, 3)], SigmoidCrossEntropy()),
+    ]
+    out = []
+    for k, (title, layers, loss) in enumerate(nets):
+        net = NeuralNetwork(layers, loss=loss, seed=seed + k)
+        out.append((title, net, rng.standard_normal((5, 4))))
+    return out

@@ -17,6 +17,7 @@ import json
 import numbers
 import os
 import secrets
+import stat
 
 try:
     import fcntl
@@ -34,7 +35,7 @@ from .network import NeuralNetwork
 from .optimizers import OPTIMIZER_TYPES
 
 FORMAT = "fastnn"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2        # 2: the "preprocessing" entry; files without one are still written as version 1
 METADATA_KEY = "fastnn"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 PARAM_NAMES = {"FullyConnected": ("weights", "bias")}
@@ -136,11 +137,14 @@ def _check_rebuildable(layer, i, what):
 
 def _metadata(net, extra):
     state = net.optimizer.state
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "architecture": net.config(),
+    pre = net.preprocessing
+    meta = {"format": FORMAT, "format_version": 1 if pre is None else 2, "architecture": net.config(),
             "dtype": net.dtype.name, "optimizer_steps": int(net.optimizer.steps),
             "optimizer_state": None if state is None else [len(slots) for slots in state],
             "history": {k: [_history_value(v) for v in vals] for k, vals in (net.history or {}).items()},
             "shuffle_state": _shuffle_state_json(net.shuffle_state), "extra": extra}
+    if pre is not None:       # data only (fastnn.preprocessing): older fastnn refuses the file (version 2)
+        meta["preprocessing"] = pre.to_json()
     try:
         return json.dumps(meta, default=_json_default)
     except (TypeError, ValueError) as exc:
@@ -186,8 +190,9 @@ def save(net, path, extra=None):
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
     check_savable(net)
+    _paths.output_target(path, "model file")          # refused before any work
     data = safetensors.numpy.save(_tensors(net), metadata={METADATA_KEY: _metadata(net, extra)})
-    atomic_write(os.fspath(path), data)
+    atomic_write(path, data, "model file")
 
 
 def temporary_name(path):
@@ -198,8 +203,15 @@ def temporary_name(path):
     return os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
 
 
-def atomic_write(path, data):
-    """Write bytes to ``path`` through a temporary file + fsync + os.replace (+ fsync of the directory)."""
+def atomic_write(path, data, what="file"):
+    """Write bytes to ``path`` through a temporary file + fsync + os.replace (+ fsync of the directory).
+
+    THE writer of every file fastnn writes (model files, checkpoints, ONNX files, plots, the CLI's CSV
+    output): ``_paths.output_target`` first refuses, with a ValueError naming the path and never blocking, a
+    target that is not a new path or a regular file (a FIFO, a device, a directory, a socket, a dangling
+    symlink); a symlink to a regular file is followed and stays a symlink. ``what`` names the file in
+    messages ("model file", "ONNX file", ...)."""
+    path = _paths.output_target(path, what)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = temporary_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -216,6 +228,8 @@ def atomic_write(path, data):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if not stat.S_ISREG(os.stat(path).st_mode if os.path.lexists(path) else stat.S_IFREG):
+            _paths.output_target(path, what)     # became a FIFO, a device, a directory since: refused
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -432,6 +446,7 @@ def load_with_metadata(path):
         shuffle_state = _check_shuffle_state(meta.get("shuffle_state"))
         if meta.get("extra") is not None and not isinstance(meta["extra"], dict):
             raise ValueError("metadata extra must be an object or null")
+        preprocessing = _preprocessing(meta, net)
     except (TypeError, ValueError, KeyError, OverflowError, RecursionError) as exc:
         raise ValueError(f"{name}: invalid fastnn model file: {exc}") from None
     for key, dst in expected.items():
@@ -444,7 +459,51 @@ def load_with_metadata(path):
     net.optimizer.steps = steps
     net.history = history
     net.shuffle_state = shuffle_state
+    net.preprocessing = preprocessing
     return net, meta
+
+
+def _preprocessing(meta, net):
+    """The model's Preprocessing from metadata "preprocessing" (checked, ValueError naming the bad entry), or
+    built from an older ``fastnn train`` file's extra (its --standardize mean/std, feature and class
+    names), or None."""
+    from .preprocessing import Preprocessing
+    data = meta.get("preprocessing")
+    if data is not None:
+        try:
+            pre = Preprocessing.from_json(data)
+            pre.check_network(net)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ValueError(f"metadata preprocessing: {exc}") from None
+        return pre
+    extra = meta.get("extra") or {}
+    cli_file = extra.get("trained_with") == "fastnn train" and isinstance(extra.get("features"), list)
+    scaling = extra.get("standardize")
+    if isinstance(scaling, bool):         # fastnn train's own record of the flag (its values are above)
+        scaling = None
+    if scaling is None and not cli_file:
+        return None
+    names = extra["features"] if cli_file else [f"x{k}" for k in range(net.n_features)]
+    columns = []
+    for k, name in enumerate(names):
+        mean = std = None
+        if scaling is not None:
+            try:
+                mean, std = float(scaling["mean"][k]), float(scaling["std"][k])
+            except (TypeError, KeyError, IndexError, ValueError):
+                raise ValueError("the stored standardization is malformed (expected a finite mean and a "
+                                 f"positive std for each of the {len(names)} features)") from None
+        columns.append({"name": str(name), "kind": "numeric", "fill": None, "mean": mean, "std": std})
+    classes = extra.get("classes") if cli_file and net.classification else None
+    try:
+        pre = Preprocessing(columns, classes)
+        pre.check_network(net)
+    except ValueError as exc:
+        if "std" in str(exc) or "mean" in str(exc):
+            raise ValueError("the stored standardization is malformed (expected a finite mean and a positive "
+                             f"std for each of the {len(names)} features)") from None
+        raise
+    return pre
 
 
 def _check_loaded_custom_layers(net, tensors, name):

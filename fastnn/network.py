@@ -21,6 +21,7 @@ from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
 
 PREDICT_CHUNK = 8192
+_ENCODING = threading.local()   # .net: the network whose fit runs in this thread on encoded inputs
 _NET_SEED = object()  # fit's default seed: the network's own
 
 # The training loop (fastnn.training) and model files (fastnn.io) sit above this module and import it; they
@@ -82,6 +83,28 @@ class NeuralNetwork:
             self._reseed(seed)
         self.history = {}
         self.shuffle_state = None     # the shuffling stream fit continues (see fastnn.training)
+        self._preprocessing = None    # raw features -> inputs (fastnn.preprocessing), applied by predict/fit
+
+    @property
+    def preprocessing(self):
+        """What predict, predict_proba, evaluate and fit do to raw features first (a
+        fastnn.preprocessing.Preprocessing, stored in the model file), or None: inputs as they are."""
+        return self.__dict__.get("_preprocessing")
+
+    def _raw_preprocessing(self):
+        """The preprocessing predict/evaluate apply: none inside this network's own fit in this thread (the
+        loop evaluates the validation data fit has already encoded); other threads always apply it."""
+        return None if getattr(_ENCODING, "net", None) is self else self.preprocessing
+
+    @preprocessing.setter
+    def preprocessing(self, value):
+        from .preprocessing import Preprocessing
+        if value is not None and not isinstance(value, Preprocessing):
+            raise TypeError(f"preprocessing must be a fastnn.preprocessing.Preprocessing or None, got "
+                            f"{type(value).__name__}")
+        if value is not None:
+            value.check_network(self)
+        self._preprocessing = value
 
     # -- structure --------------------------------------------------------------------------------
     layers = property(lambda self: self._layers)
@@ -286,22 +309,32 @@ class NeuralNetwork:
         """Class probabilities (n, classes) for a classifier."""
         if not self.classification:
             raise TypeError("predict_proba needs a classification loss; this network does regression")
-        X = self.check_input(X)
+        pre = self._raw_preprocessing()
+        X = self.check_input(X if pre is None else pre.transform(X, self.dtype))
         return np.concatenate([self.loss.output_probabilities(out) for out in self._outputs(X)])
 
     def predict(self, X):
         """What the loss predicts (its ``predictions``): class ids (n,) int64 for a softmax classifier; 0/1
         labels (n,) or indicators (n, k) int64 for SigmoidCrossEntropy; outputs (n, outputs) for regression."""
-        X = self.check_input(X)
+        pre = self._raw_preprocessing()
+        X = self.check_input(X if pre is None else pre.transform(X, self.dtype))
+        if pre is not None:     # class names; regression outputs in the target's units
+            return pre.decode_predictions(np.concatenate([self.loss.predictions(out)
+                                                          for out in self._outputs(X)]))
         return np.concatenate([self.loss.predictions(out) for out in self._outputs(X)])
 
     def evaluate(self, X, y):
         """{"loss": mean loss, "accuracy": fraction correct (classifiers only)} over all of X."""
+        pre = self._raw_preprocessing()
+        if pre is not None:     # raw features, class names, a regression loss in the target's units
+            X, y = pre.transform(X, self.dtype), pre.encode_target(y)
         X = self.check_input(X)
         y = self.check_target(y, X.shape[0])
         loss_sum = correct = 0.0
         loss = self.loss
         for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._outputs(X)):
+            if pre is not None:
+                out = pre.unscale_outputs(out)
             yb = y[start:start + len(out)]
             loss_sum += loss.evaluate(out, yb) * len(out)
             if self.classification:
@@ -315,13 +348,26 @@ class NeuralNetwork:
             validation_split=0.0, sample_weight=None, class_weight=None, lr_schedule=None, callbacks=(),
             seed=_NET_SEED, fused="auto", checkpoint=None, checkpoint_every=None, distributed=False):
         """Train with mini-batch gradient descent; returns the per-epoch history. See fastnn.training.Trainer
-        for every argument (the same, one definition)."""
-        return _service("Trainer")(self, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-                       shuffle=shuffle, verbose=verbose, validation_split=validation_split,
-                       class_weight=class_weight, lr_schedule=lr_schedule, callbacks=callbacks,
-                       seed=(self.seed if self.seed is not None else 0) if seed is _NET_SEED else seed,
-                       fused=fused, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                       distributed=distributed).fit(X, y, sample_weight=sample_weight)
+        for every argument (the same, one definition). With ``preprocessing``, X, y and validation_data are
+        raw (transformed as predict transforms them; a regression target scaled as stored); while it runs, the
+        network's own calls in this thread (the loop's validation, callbacks) take encoded inputs."""
+        pre = self._raw_preprocessing()
+        if pre is not None:
+            X, y = pre.transform(X, self.dtype), pre.encode_target(y, scale=True)
+            if validation_data is not None and not isinstance(validation_data, (int, float)):
+                Xv, yv = validation_data
+                validation_data = (pre.transform(Xv, self.dtype), pre.encode_target(yv, scale=True))
+        outer = getattr(_ENCODING, "net", None)
+        _ENCODING.net = self if pre is not None else outer
+        try:
+            return _service("Trainer")(self, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                           shuffle=shuffle, verbose=verbose, validation_split=validation_split,
+                           class_weight=class_weight, lr_schedule=lr_schedule, callbacks=callbacks,
+                           seed=(self.seed if self.seed is not None else 0) if seed is _NET_SEED else seed,
+                           fused=fused, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                           distributed=distributed).fit(X, y, sample_weight=sample_weight)
+        finally:
+            _ENCODING.net = outer
 
     def save(self, path):
         """Write the model to one safetensors file (atomically); see fastnn.io."""

@@ -11,7 +11,7 @@ import numpy as np
 
 MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'fastnn[plot]'"
 
-__all__ = ["plot_history", "plot_decision_boundary", "plot_decision_boundaries", "plot_function_fits",
+__all__ = ["plot_history", "EvaluationCurve", "plot_decision_boundary", "plot_decision_boundaries", "plot_function_fits",
            "require_matplotlib", "MISSING_MATPLOTLIB"]
 
 
@@ -36,11 +36,17 @@ def _figure(width, height):
 
 
 def _save(fig, path):
+    """The PNG rendered in memory, then written by fastnn's one checked atomic writer (io.atomic_write): a
+    FIFO, a device, a directory or a dangling symlink is refused with a ValueError naming the path."""
+    import io as _io
+
+    from . import _paths
+    from .io import atomic_write
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"{path}: the directory {directory} does not exist")
-    fig.savefig(path, format="png")
+    _paths.output_target(path, "plot")             # refused before rendering
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write(path, buffer.getvalue(), "plot")
     return path
 
 
@@ -48,48 +54,87 @@ def _save(fig, path):
 
 TRAIN_LABEL = "train (mean over the epoch)"  # fit's history averages the batches, before each update
 
-def plot_history(history, path, title="Training history"):
-    """Write a PNG with the per-epoch loss (left) and accuracy (right), train and validation.
+class EvaluationCurve:
+    """A fit callback that records ``net.evaluate(X, y)`` after every epoch (a test curve for
+    ``plot_history(..., test=curve.history)``), without adding keys to the fit's own history."""
+
+    def __init__(self, net, X, y):
+        self.net, self.X, self.y = net, X, y
+        self.history = {"loss": []}
+
+    def on_epoch_end(self, epoch, history):
+        scores = self.net.evaluate(self.X, self.y)
+        for key, value in scores.items():
+            self.history.setdefault(key, []).append(float(value))
+        return False
+
+
+def _curves(history, test, key):
+    """[(label, values)] of train / validation / test for one metric key."""
+    out = [(TRAIN_LABEL, history.get(key)), ("validation", history.get(f"val_{key}")),
+           ("test", (test or {}).get(key))]
+    return [(label, np.asarray(v, float)) for label, v in out if v]
+
+
+def plot_history(history, path, title="Training history", *, test=None, regression=None):
+    """Write a PNG of the per-epoch curves, train, validation and (``test``) test.
 
     ``history`` is the dict ``NeuralNetwork.fit`` returns ("loss", optionally "accuracy", "val_loss",
-    "val_accuracy"; other keys such as "time" are ignored). For a regression history, which has no
-    accuracy, the right panel says so. Returns ``path``.
+    "val_accuracy"; other keys such as "time" are ignored); ``test`` a dict of per-epoch "loss" (and
+    "accuracy") on a test set, such as ``EvaluationCurve(net, X_test, y_test).history``. Classifiers get a
+    Loss and an Accuracy panel. Regression (an L2Loss history, no accuracy) gets Loss, RMSE and R² panels
+    when ``regression`` = {"outputs": n, "scale": the target's std when the network learned a scaled target
+    (else 1), "variance": {"train"/"validation"/"test": the variance of that set's targets, in the units
+    the network learned}} is given, else the Loss panel alone (never an empty Accuracy panel). Returns ``path``.
     """
     if not isinstance(history, dict) or not history.get("loss"):
         raise ValueError("history must be a dict with a non-empty 'loss' list (what fit returns)")
     loss = np.asarray(history["loss"], dtype=float)
     epochs = np.arange(1, len(loss) + 1)
-    fig = _figure(10, 4)
-    ax_loss, ax_acc = fig.subplots(1, 2)
     marker = "o" if len(epochs) <= 30 else None
-    ax_loss.plot(epochs, loss, marker=marker, markersize=3, label=TRAIN_LABEL)
-    if history.get("val_loss"):
-        ax_loss.plot(epochs, np.asarray(history["val_loss"], float), marker=marker, markersize=3,
-                     label="validation")
+    classifier = bool(history.get("accuracy"))
+    panels = 2 if classifier else (3 if regression else 1)
+    fig = _figure(5 * panels, 4)
+    axes = np.atleast_1d(fig.subplots(1, panels))
+    ax_loss = axes[0]
+    for label, values in _curves(history, test, "loss"):
+        ax_loss.plot(epochs[:len(values)], values, marker=marker, markersize=3, label=label)
     if np.all(loss > 0) and loss.max() / max(loss.min(), 1e-300) > 30:
         ax_loss.set_yscale("log")
-    ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss (log scale)" if ax_loss.get_yscale() == "log" else "loss")
     ax_loss.set_title("Loss")
-    ax_loss.grid(True, alpha=0.3)
-    ax_loss.legend()
-    if history.get("accuracy"):
-        ax_acc.plot(epochs, np.asarray(history["accuracy"], float), marker=marker, markersize=3,
-                    label=TRAIN_LABEL)
-        if history.get("val_accuracy"):
-            ax_acc.plot(epochs, np.asarray(history["val_accuracy"], float), marker=marker, markersize=3,
-                        label="validation")
-        low = min(min(history["accuracy"]), min(history.get("val_accuracy") or [1.0]))
+    if classifier:
+        ax_acc = axes[1]
+        curves = _curves(history, test, "accuracy")
+        for label, values in curves:
+            ax_acc.plot(epochs[:len(values)], values, marker=marker, markersize=3, label=label)
+        low = min(float(v.min()) for _, v in curves)
         ax_acc.set_ylim(max(0.0, low - 0.1 * (1.0 - low) - 0.02), 1.02)
-        ax_acc.legend(loc="best")
-    else:
-        ax_acc.text(0.5, 0.5, "no accuracy:\nregression", ha="center", va="center",
-                    transform=ax_acc.transAxes, color="gray")
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy")
-    ax_acc.set_title("Accuracy")
-    ax_acc.grid(True, alpha=0.3)
-    for ax in (ax_loss, ax_acc):
+        ax_acc.set_ylabel("accuracy")
+        ax_acc.set_title("Accuracy")
+    elif regression:
+        outputs = int(regression.get("outputs", 1))
+        scale = float(regression.get("scale", 1.0))
+        variance = regression.get("variance") or {}
+        names = {TRAIN_LABEL: "train", "validation": "validation", "test": "test"}
+        for label, values in _curves(history, test, "loss"):
+            mse = 2.0 * values / outputs                          # L2Loss = 0.5 * squared error summed over outputs
+            axes[1].plot(epochs[:len(values)], np.sqrt(mse) * scale, marker=marker, markersize=3, label=label)
+            var = variance.get(names[label])
+            if var:
+                axes[2].plot(epochs[:len(values)], 1.0 - mse / var, marker=marker, markersize=3, label=label)
+        axes[1].set_ylabel("RMSE (the target's units)")
+        axes[1].set_title("RMSE")
+        axes[2].axhline(0.0, color="gray", linewidth=0.8, linestyle="--", label="predicting the mean")
+        axes[2].set_ylabel("R²")
+        axes[2].set_title("R²")
+        lows = [float(np.min(line.get_ydata())) for line in axes[2].get_lines() if len(line.get_ydata()) > 1]
+        axes[2].set_ylim(max(-1.0, min(lows + [0.0]) - 0.05), 1.02)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        if ax.get_lines():
+            ax.legend(loc="best")
         ax.set_xlim(0.5, len(epochs) + 0.5)
         if len(epochs) <= 12:
             ax.set_xticks(epochs)

@@ -256,13 +256,14 @@ def test_predict_and_evaluate_files(digits_model, tmp_path):
 
 def test_gradcheck_passes(tmp_path):
     out = ok(run("gradcheck", cwd=tmp_path))
-    for name in ("FullyConnected", "ReLU", "Sigmoid", "TanH", "SoftMax", "CrossEntropyLoss",
-                 "SoftmaxCrossEntropy", "L2Loss", "input x"):
+    for name in ("FullyConnected", "ReLU", "Sigmoid", "TanH", "SoftMax", "LeakyReLU", "ELU", "SiLU", "GELU",
+                 "GELU(tanh)", "Softplus", "Identity", "Dropout", "CrossEntropyLoss", "SoftmaxCrossEntropy",
+                 "SigmoidCrossEntropy", "L2Loss", "input x"):
         assert name in out, name
     errors = [float(e) for e in re.findall(r"(\d\.\d+e[-+]\d+)  ok", out)]
-    # 19 per-layer gradients (3 networks) and the fused kernel's 8 of the two networks it can train
-    assert len(errors) == 27 and max(errors) < 1e-6
-    assert out.count("fused kernel: ") == 8
+    # 46 per-layer gradients (6 networks) and the fused kernel's 32 of the five networks it can train
+    assert len(errors) == 78 and max(errors) < 1e-6
+    assert out.count("fused kernel: ") == 32
     assert "FAIL" not in out and "passed" in out
 
 
@@ -301,7 +302,7 @@ def test_demo_approx_error_shrinks_with_width(tmp_path):
 # ------------------------------------------------------------------------------------------- bench
 
 def test_bench_without_a_checkout(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "find_benchmarks", lambda: None)
+    monkeypatch.setattr(cli.bench, "find_benchmarks", lambda: None)
     assert cli.main(["bench"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs a source checkout" in err[0]

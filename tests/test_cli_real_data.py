@@ -61,8 +61,8 @@ def wine(tmp_path, monkeypatch):
 
 def test_text_column_is_refused_with_the_advice_to_drop_it(wine, capsys):
     path, _, _ = wine
-    line = one_error(*train(capsys, "--data", path, "--epochs", 1)[::2])
-    assert "column 'id' is text" in line and "--drop id" in line
+    line = one_error(*train(capsys, "--data", path, "--epochs", 1)[::2])   # every text column at once
+    assert "columns 'id', 'name' are text" in line and "--drop id,name" in line and "--categorical" in line
     line = one_error(*train(capsys, "--data", path, "--epochs", 1, "--drop", "id")[::2])
     assert "column 'name' is text" in line and "--drop name" in line
     line = one_error(*train(capsys, "--data", path, "--epochs", 1, "--drop", "id,nam")[::2])
@@ -139,23 +139,25 @@ def test_standardize_stores_training_statistics_and_predict_evaluate_apply_them(
     code, out, err = train(capsys, "--data", "wine.csv", "--drop", "id,name,row", "--standardize", "--epochs",
                            30, "--save", "w.safetensors")
     assert code == 0, err
-    scaling = io.load_metadata(tmp_path / "w.safetensors")["extra"]["standardize"]
-    X_train = seen["X_train"].astype(np.float64)
+    columns = io.load_metadata(tmp_path / "w.safetensors")["preprocessing"]["columns"]
+    scaling = {k: [c[k] for c in columns] for k in ("mean", "std")}
+    train_rows = seen["X_train"]                                 # the split is of row indices
+    X_train = np.column_stack([np.round(X, 4), np.full(len(X), 3.5)])[train_rows]    # the file's values
     assert len(X_train) == 145                                   # the training rows only, not validation
     np.testing.assert_allclose(scaling["mean"], X_train.mean(0), rtol=1e-12)
     np.testing.assert_allclose(scaling["std"][:4], X_train[:, :4].std(0), rtol=1e-12)
     assert scaling["std"][4] == 1.0 and scaling["mean"][4] == 3.5          # the constant column: no 0 / 0
-    # predict and evaluate take the raw file and scale it as training did
+    # predict and evaluate take the raw file and scale it as training did; so does fnn.load(...).predict
     net = fnn.load(tmp_path / "w.safetensors")
-    assert np.isfinite(net._flat_params).all()
-    raw = np.column_stack([X, np.full(len(X), 3.5)])
-    scaled = ((raw - scaling["mean"]) / scaling["std"]).astype(np.float32)
+    raw = np.array([[f"{v:.4f}" for v in row] + ["3.5"] for row in X], dtype=object)
     assert cli.main(["predict", "w.safetensors", "wine.csv"]) == 0
     predicted = np.array([int(v) for v in capsys.readouterr().out.split()[1:]])
-    assert np.array_equal(predicted, net.predict(scaled))
-    assert not np.array_equal(predicted, net.predict(raw.astype(np.float32)))  # unscaled would differ
+    assert np.array_equal(predicted, net.predict(raw))
+    bare = fnn.load(tmp_path / "w.safetensors")
+    bare.preprocessing = None
+    assert not np.array_equal(predicted, bare.predict(raw.astype(np.float32)))  # unscaled would differ
     assert cli.main(["evaluate", "w.safetensors", "wine.csv"]) == 0
-    assert abs(score(capsys.readouterr().out, "accuracy") - np.mean(net.predict(scaled) == y)) < 1e-4
+    assert abs(score(capsys.readouterr().out, "accuracy") - np.mean(net.predict(raw) == y)) < 1e-4
     assert cli.main(["info", "w.safetensors"]) == 0
     info = capsys.readouterr().out
     assert "standardized" in info and "5 features" in info and "dropped: id, name, row" in info
@@ -176,13 +178,16 @@ def test_malformed_stored_standardization_is_one_error_line(wine, capsys):
     path, _, _ = wine
     assert train(capsys, "--data", path, "--drop", "id,name,row", "--standardize", "--epochs", 1, "--save",
                  "w.safetensors")[0] == 0
-    net, meta = io.load_with_metadata("w.safetensors")
-    extra = meta["extra"]
-    extra["standardize"]["std"][0] = 0.0
-    io.save(net, "bad.safetensors", extra=extra)
+    import json
+
+    import safetensors.numpy
+    meta = io.load_metadata("w.safetensors")
+    meta["preprocessing"]["columns"][0]["std"] = 0.0
+    tensors = safetensors.numpy.load_file("w.safetensors")
+    safetensors.numpy.save_file(tensors, "bad.safetensors", metadata={"fastnn": json.dumps(meta)})
     code = cli.main(["predict", "bad.safetensors", str(path)])
     line = one_error(code, capsys.readouterr().err)
-    assert "standardization is malformed" in line
+    assert "bad.safetensors" in line and "preprocessing column 0" in line and "std > 0" in line
 
 
 # ------------------------------------------------------------------------------- task and class count

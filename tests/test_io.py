@@ -262,9 +262,9 @@ def meta_variant(tmp_path, fn):
 
 
 def test_newer_format_version(tmp_path):
-    path = meta_variant(tmp_path, lambda m: m.update(format_version=2))
-    assert_rejected(path, "version 2", "reads version 1")
-    with pytest.raises(ValueError, match="version 1"):
+    path = meta_variant(tmp_path, lambda m: m.update(format_version=3))
+    assert_rejected(path, "version 3", "reads version 2")
+    with pytest.raises(ValueError, match="version 2"):
         fio.load_metadata(path)
     for bad in ("1", None, 0, True, 1.0):
         edit_meta(path, lambda m: m.update(format_version=bad))

@@ -61,9 +61,40 @@ def test_plot_history_with_validation(tmp_path):
 @needs_mpl
 def test_plot_history_regression_without_validation_and_one_epoch(tmp_path):
     plotting.plot_history(history(validation=False, classification=False), tmp_path / "r.png")
-    assert_rich_png(tmp_path / "r.png", 900, 350)
+    assert_rich_png(tmp_path / "r.png", 450, 350)
+    assert png_size(tmp_path / "r.png")[0] < 600          # the loss alone: no empty accuracy panel
     plotting.plot_history({"loss": [0.5]}, tmp_path / "one.png")
     png_size(tmp_path / "one.png")
+
+
+@needs_mpl
+def test_regression_gets_rmse_and_r2_panels_and_a_test_curve(tmp_path):
+    import matplotlib.image
+    h = history(classification=False)
+    test = {"loss": list(1.1 / np.arange(1, 13))}
+    plotting.plot_history(h, tmp_path / "r.png", test=test,
+                          regression={"outputs": 1, "scale": 800.0, "variance": {"train": 2.0, "validation": 2.0,
+                                                                                 "test": 2.0}})
+    assert_rich_png(tmp_path / "r.png", 1400, 350)           # three panels: loss, RMSE, R²
+    img = matplotlib.image.imread(str(tmp_path / "r.png"))[..., :3]
+    third = img[:, 2 * img.shape[1] // 3:]
+    assert (third < 0.9).any(axis=2).mean() > 0.02           # the R² panel is drawn, not empty
+
+
+@needs_mpl
+def test_the_cli_plots_the_test_curve_of_digits(tmp_path, monkeypatch):
+    from fastnn import cli
+    seen = {}
+    real = plotting.plot_history
+
+    def spy(history, path, title="", **kwargs):
+        seen.update(kwargs, history=history)
+        return real(history, path, title, **kwargs)
+
+    monkeypatch.setattr(plotting, "plot_history", spy)
+    assert cli.main(["train", "--epochs", "3", "-q", "--plot", str(tmp_path / "d.png")]) == 0
+    assert len(seen["test"]["loss"]) == 3 and len(seen["test"]["accuracy"]) == 3
+    assert "val_loss" not in seen["history"] or not seen["history"]["val_loss"]
 
 
 @needs_mpl
@@ -122,7 +153,7 @@ def test_bad_arguments(tmp_path):
         plotting.plot_decision_boundary(lambda Z: Z[:, 0] > 0, np.zeros((4, 3)), np.zeros(4), tmp_path / "x.png")
     with pytest.raises(TypeError, match="predict"):
         plotting.plot_decision_boundary(object(), np.zeros((4, 2)), np.zeros(4), tmp_path / "x.png")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         plotting.plot_history(history(), tmp_path / "no" / "such" / "dir.png")
     assert not list(tmp_path.iterdir())
 

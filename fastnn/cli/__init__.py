@@ -1,0 +1,113 @@
+"""The ``fastnn`` command line: train, predict, evaluate, info, export, gradcheck, demo, bench.
+
+One module per command (``fastnn.cli.train``, ...), each with ``add_parser(subparsers)`` and its ``cmd_*``
+function; the commands only parse, call the library (fastnn.data, fastnn.preprocessing, fastnn.io, ...) and
+print. Run ``fastnn --help`` or ``fastnn COMMAND --help``. Exit codes: 0 success; 1 a runtime failure
+(training diverged, a failed gradient check, an unexpected error); 2 bad input (unknown option, bad value,
+missing or malformed file, wrong shapes); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Errors are one
+line on stderr, ``fastnn: error: ...``, never a traceback (set FASTNN_DEBUG=1 to get the traceback of an
+unexpected error).
+"""
+import argparse
+import os
+import sys
+
+from ._common import (DATASET_NAMES, DEFAULTS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED,  # noqa: F401
+                      EXIT_USAGE, CLIError, _error_text, _Parser, _report, _text, parse_hidden)
+from . import bench, demo, evaluate, export, gradcheck, info, predict, train
+from .bench import find_benchmarks  # noqa: F401
+from .train import build_network  # noqa: F401
+
+HELP_MAIN = """\
+fastnn: fast, checked feed-forward neural networks on the CPU.
+"""
+
+
+EPILOG = """\
+examples:
+  fastnn train                                  64-128-10 on the bundled digits (test accuracy ~0.97)
+  fastnn train --data moons --hidden 32,32 --plot curves.png --save moons.safetensors
+  fastnn train --data table.csv --target label --val-split 0.1
+  fastnn predict moons.safetensors moons --proba --out predictions.csv
+  fastnn evaluate moons.safetensors moons
+  fastnn info moons.safetensors
+  fastnn export moons.safetensors --onnx moons.onnx
+  fastnn gradcheck
+  fastnn demo xor --plot xor.png
+
+exit codes: 0 ok, 1 runtime failure (diverged training, failed check), 2 bad input, 130 interrupted, 143 terminated
+"""
+
+
+COMMANDS = (train, predict, evaluate, info, export, gradcheck, demo, bench)
+
+
+def build_parser():
+    import fastnn
+    parser = _Parser(prog="fastnn", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                     description=_text(HELP_MAIN))
+    parser.add_argument("--version", action="version", version=f"fastnn {fastnn.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv=None):
+    """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit code."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning  # one line per warning, e.g. a GradientHealthWarning
+        return _main(argv)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from ._common import without_given_flags
+    _report(without_given_flags(f"{category.__name__}: {message}"), prefix="fastnn: warning: ")
+
+
+def _main(argv):
+    try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if argv[:1] == ["bench"] and not {"-h", "--help"} & set(argv[1:2]):
+            return bench.cmd_bench(argparse.Namespace(args=argv[1:]))  # everything else goes to benchmarks.compare
+        parser = build_parser()
+        try:
+            args, unknown = parser.parse_known_args(argv)
+        except SystemExit as exc:  # --help / --version
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
+        if unknown:
+            raise CLIError(f"unrecognized arguments: {' '.join(unknown)} "
+                           f"(see '{getattr(args, 'prog_', 'fastnn')} --help')")
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return EXIT_OK
+        return args.func(args)
+    except CLIError as exc:
+        _report(str(exc))
+        return exc.code
+    except KeyboardInterrupt as exc:  # fit's TrainingInterrupted says where training stopped
+        _report(str(exc) or "interrupted", prefix="fastnn: ")
+        return EXIT_TERMINATED if getattr(exc, "signal_name", None) == "SIGTERM" else EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `fastnn predict ... | head`
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_FAILURE
+    except ImportError as exc:
+        _report(_error_text(exc))
+        return EXIT_FAILURE
+    except MemoryError:
+        _report("out of memory (try a smaller --batch-size or fewer/narrower --hidden layers)")
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
+        if os.environ.get("FASTNN_DEBUG"):
+            raise
+        _report(f"unexpected {type(exc).__name__}: {_error_text(exc)} (set FASTNN_DEBUG=1 for the traceback)")
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

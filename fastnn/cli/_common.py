@@ -1,0 +1,399 @@
+"""What the fastnn commands share: exit codes, errors, value parsers, output and input checks, the model and
+data readers of predict / evaluate."""
+import argparse
+import csv
+import math
+import os
+import re
+import stat
+import sys
+
+__all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "DEFAULTS", "DATASET_NAMES",
+           "CLIError", "parse_hidden"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+DEFAULTS = {"hidden": "128", "activation": "relu", "optimizer": "adam", "epochs": 40, "batch_size": 32,
+            "seed": 0, "lr": {"adam": 0.002, "sgd": 0.05}, "momentum": 0.9}
+DATASET_NAMES = ("digits", "xor", "spirals", "moons")
+
+
+class CLIError(Exception):
+    """A failure to report as one line ``fastnn: error: <message>`` with exit code ``code``."""
+
+    def __init__(self, message, code=EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is a CLIError (one line, exit 2) instead of usage text + exit."""
+
+    def error(self, message):
+        raise CLIError(f"{message} (see '{self.prog} --help')")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's paragraphs (wrapped by _text) and the epilog's layout."""
+
+
+def _text(text, width=79):
+    """Wrap each paragraph (separated by blank lines) of a description."""
+    import textwrap
+    return "\n\n".join(textwrap.fill(" ".join(par.split()), width) for par in text.split("\n\n"))
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _unit_interval(text):
+    """A number in [0, 1) (momentum)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
+    return value
+
+
+def _val_fraction(text):
+    """0 (no validation set) or a fraction in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be 0 or a fraction between 0 and 1 such as 0.1, got {text!r}")
+    return value
+
+
+def parse_hidden(text):
+    """'128,64' -> (128, 64); '' or '0' -> () (no hidden layer)."""
+    text = text.strip()
+    if text in ("", "0"):
+        return ()
+    widths = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated positive layer widths such as 128,64 ('' or 0 for no hidden "
+                f"layer), got {text!r}")
+        widths.append(int(part))
+    return tuple(widths)
+
+
+GIVEN_FLAGS = set()      # the flags of this command line that change the data (a warning never recommends one)
+
+
+def without_given_flags(message):
+    """A library warning's text, minus any advice to use a flag the user already gave."""
+    if "--standardize" in GIVEN_FLAGS and "--standardize" in message:
+        message = re.sub(r"\(unscaled inputs\?[^)]*--standardize[^)]*\)",
+                         "(the inputs are already standardized (--standardize): lower the learning rate, --lr)",
+                         message)
+        message = re.sub(r",? ?e\.g\. fastnn train --standardize,?", "", message)
+    return message
+
+
+def _say(args, *parts, **kwargs):
+    if not getattr(args, "quiet", False):
+        print(*parts, **kwargs, flush=True)
+
+
+def _error_text(exc):
+    """One line describing an exception from a library call."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _check_output_path(path, what):
+    """CLIError before any work when ``path`` cannot be written by the shared atomic writer (a FIFO, a
+    device, a directory, a dangling symlink, a missing directory); never blocks."""
+    from .._paths import output_target
+    try:
+        output_target(path, what)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(_error_text(exc)) from None
+
+
+def write_output(path, data, what):
+    """Bytes to ``path`` through the shared atomic writer (fastnn.io.atomic_write); CLIError on failure."""
+    from ..io import atomic_write
+    try:
+        atomic_write(path, data, what)
+    except ValueError as exc:
+        raise CLIError(_error_text(exc)) from None
+    except OSError as exc:
+        raise CLIError(f"cannot write {path}: {_error_text(exc)}", code=EXIT_FAILURE) from None
+
+
+def _check_plot(path):
+    from ..plotting import require_matplotlib
+    try:
+        require_matplotlib()
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    _check_output_path(path, "plot")
+
+
+def _check_input_file(path, what):
+    """CLIError unless ``path`` is an existing regular file (a FIFO, device, directory or socket is
+    refused at once: reading one could block forever or never end). A stat, so it cannot block."""
+    from .._paths import kind
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise CLIError(f"{path}: no such {what} file") from None
+    except OSError as exc:
+        raise CLIError(_error_text(exc)) from None
+    if not stat.S_ISREG(mode):
+        raise CLIError(f"{path}: is {kind(mode)}, not a {what} file")
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _warn(args, message):
+    """A one-line warning on stderr (``fastnn: warning: ...``), unless --quiet."""
+    if not getattr(args, "quiet", False):
+        _report(message, prefix="fastnn: warning: ")
+
+
+def _fmt(value):
+    return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+
+
+def _load_model(path):
+    import fastnn as fnn
+    from .. import io
+    _check_input_file(path, "model")
+    try:
+        net = fnn.load(path)
+        meta = io.load_metadata(path)
+    except (ValueError, TypeError, OSError) as exc:
+        raise CLIError(_error_text(exc)) from None
+    extra = meta.get("extra") or {}
+    return net, meta, extra if isinstance(extra, dict) else {}
+
+
+def _read_csv_rows(path):
+    """(header, rows, line numbers) of a CSV file (fastnn.data.read_csv_rows); CLIError when unreadable."""
+    from ..data import read_csv_rows
+    try:
+        return read_csv_rows(path)
+    except (OSError, ValueError) as exc:              # ValueError: a FIFO or device, an endless line, bad rows
+        raise CLIError(_error_text(exc)) from None
+
+
+def _read_csv_inputs(path, net, extra, target, warn=None, drop_missing=False):
+    """(raw table, label strings or None, description, line numbers) from a CSV file.
+
+    A model with stored columns (``net.preprocessing``: every model ``fastnn train`` writes from a CSV)
+    takes them by name, in any order: a missing column is an error naming it, other columns are ignored
+    and said (``warn``). Any other model takes the first n_features columns (and a label column after
+    them, or --target) as numbers."""
+    import numpy as np
+    header, rows, lines = _read_csv_rows(path)
+    if target is not None and target not in header:
+        raise CLIError(f"{path}: no column named {target!r} for --target; columns are {header}")
+    pre = net.preprocessing
+    cells = np.array(rows, dtype=object)
+    unnamed = pre is not None and not isinstance(extra.get("features"), list) and \
+        pre.names == [f"x{k}" for k in range(len(pre.names))] and not set(pre.names) & set(header) and \
+        all(c["kind"] == "numeric" for c in pre.columns)
+    if pre is not None and not unnamed:       # unnamed: a model trained on arrays (.npz) takes columns by position
+        names = pre.names
+        absent = [c for c in names if c not in header]
+        if absent:
+            raise CLIError(f"{path}: no column {', '.join(map(repr, absent))}; the model was trained on the "
+                           f"columns {names} and matches them by name (found: {header})")
+        label = target if target is not None else extra.get("target")
+        label_col = header.index(label) if isinstance(label, str) and label in header else None
+        ignored = [h for i, h in enumerate(header) if h not in names and i != label_col]
+        if ignored and warn is not None:
+            warn(f"{path}: ignoring the column(s) {', '.join(ignored)} (not among the model's columns)")
+        table = {c: cells[:, header.index(c)] for c in names}
+        if drop_missing:             # evaluate --missing drop: score the complete rows, say how many were left out
+            from ..preprocessing import is_missing
+            used = list(table.values()) + ([cells[:, label_col]] if label_col is not None else [])
+            keep = np.array([not any(is_missing(col[i]) for col in used) for i in range(len(cells))])
+            if not keep.any():
+                raise CLIError(f"{path}: every row has a missing cell in the model's columns or the label")
+            if not keep.all() and warn is not None:
+                warn(f"{path}: left out {int((~keep).sum())} row(s) with a missing cell (--missing drop)")
+            cells, lines = cells[keep], [n for n, k in zip(lines, keep) if k]
+            rows = [r for r, k in zip(rows, keep) if k]
+            table = {c: cells[:, header.index(c)] for c in names}
+        try:
+            pre.transform(table, net.dtype, lines=lines)     # every bad cell named by its line
+        except ValueError as exc:
+            raise CLIError(f"{path}: {_error_text(exc)}") from None
+    else:
+        n_features = net.n_features
+        if target is not None:
+            label_col = header.index(target)
+            columns = [i for i in range(len(header)) if i != label_col]
+        elif len(header) == n_features:
+            columns, label_col = list(range(len(header))), None
+        elif len(header) == n_features + 1:
+            columns, label_col = list(range(n_features)), n_features
+        else:
+            raise CLIError(f"{path}: the model takes {n_features} features, but the file has {len(header)} "
+                           f"columns (expected {n_features}, or {n_features + 1} with a label column)")
+        if len(columns) != n_features:
+            raise CLIError(f"{path}: the model takes {n_features} features, but the file has {len(columns)} "
+                           f"feature columns")
+        from ..preprocessing import Preprocessing
+        plain = Preprocessing([{"name": header[c], "kind": "numeric", "fill": None, "mean": None, "std": None}
+                               for c in columns])
+        try:
+            table = plain.transform({header[c]: cells[:, c] for c in columns}, net.dtype, lines=lines)
+        except ValueError as exc:
+            raise CLIError(f"{path}: {_error_text(exc)}") from None
+    labels = None
+    if label_col is not None:
+        labels = np.array([row[label_col].strip() for row in rows], dtype=object)
+        from ..preprocessing import is_missing
+        empty = [i for i, v in enumerate(labels) if is_missing(v)]
+        if empty:
+            raise CLIError(f"{path}, line {lines[empty[0]]}, column {header[label_col]!r}: missing label "
+                           f"({len(empty)} row(s) without one)")
+    return table, labels, path
+
+
+def _read_npz_inputs(path, split):
+    from ..data import read_npz
+    try:
+        _, keys = read_npz(path, ())
+        use_test = split == "test" or (split is None and "X_test" in keys)
+        xk, yk = ("X_test", "y_test") if use_test else ("X", "y")
+        if xk not in keys:
+            raise CLIError(f"{path}: missing array {xk!r} (found: {sorted(keys) or 'none'})")
+        arrays, _ = read_npz(path, (xk, yk))
+    except (ValueError, OSError) as exc:
+        raise CLIError(_error_text(exc)) from None
+    X, y = arrays[xk], arrays.get(yk)
+    if X.ndim != 2 or X.dtype.kind not in "biuf" or X.size == 0:
+        raise CLIError(f"{path}: {xk!r} must be a non-empty 2-D numeric array, got shape {X.shape} "
+                       f"dtype {X.dtype}")
+    if y is not None and (y.ndim not in (1, 2) or y.dtype.kind not in "biuf" or len(y) != len(X)):
+        raise CLIError(f"{path}: {yk!r} must be a numeric array with {len(X)} rows, got shape {y.shape} "
+                       f"dtype {y.dtype}")
+    return X, y, f"{path} ({xk})"
+
+
+def _read_inputs(data, net, extra, target=None, split=None, warn=None, drop_missing=False):
+    """(X, labels or None, description) for predict / evaluate from a dataset name, .npz or .csv."""
+    from ..data import load_dataset
+    ext = os.path.splitext(data)[1].lower()
+    if data.lower() in DATASET_NAMES:
+        d = load_dataset(data, seed=0)
+        use_test = d["X_test"] is not None and split != "train"
+        if split == "test" and d["X_test"] is None:
+            raise CLIError(f"the {data} dataset has no test split")
+        X, y = (d["X_test"], d["y_test"]) if use_test else (d["X"], d["y"])
+        if net.preprocessing is not None and any(c["kind"] != "numeric" for c in net.preprocessing.columns):
+            raise CLIError(f"the model takes the raw columns {net.preprocessing.names} of a table; the {data} "
+                           f"dataset has none (give a .csv file)")
+        return X, y, f"{data} ({'test' if use_test else 'training'} split)"
+    if ext not in (".npz", ".csv"):
+        raise CLIError(f"unknown data {data!r}: expected a path ending in .npz or .csv, or one of "
+                       f"{', '.join(DATASET_NAMES)}")
+    _check_input_file(data, "data")
+    if ext == ".npz":
+        if target is not None:
+            raise CLIError("--target applies only to .csv files")
+        return _read_npz_inputs(data, split)
+    return _read_csv_inputs(data, net, extra, target, warn=warn, drop_missing=drop_missing)
+
+
+def _check_features(X, net, where):
+    if isinstance(X, dict):      # a raw table, checked by name
+        return
+    if X.shape[1] != net.n_features:
+        raise CLIError(f"{where}: the model takes {net.n_features} features, the data has {X.shape[1]}")
+
+
+def _labels_for(net, extra, labels, where):
+    """Targets ``net.evaluate`` takes: class names or ids (a model with stored class names maps them
+    itself), or numbers for regression."""
+    import numpy as np
+    if net.preprocessing is not None and net.preprocessing.classes is not None:
+        return labels
+    if not net.classification:
+        try:
+            return np.asarray(labels).astype(np.float64)
+        except ValueError:
+            raise CLIError(f"{where}: the regression targets must be numbers") from None
+    classes = extra.get("classes") if isinstance(extra.get("classes"), list) else None
+    if classes is not None:
+        def key(v):
+            return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+        index = {key(c): i for i, c in enumerate(classes)}
+        keys = [key(v) for v in labels.tolist()]
+        unknown = sorted(set(keys) - set(index))
+        if unknown:
+            raise CLIError(f"{where}: labels the model does not know: {unknown[:5]}; its classes are {classes}")
+        return np.array([index[k] for k in keys], np.int64)
+    if labels.dtype.kind in "USO":
+        try:
+            return np.array([int(v) for v in labels.tolist()], np.int64)
+        except ValueError:
+            raise CLIError(f"{where}: the labels must be integer class ids for this model") from None
+    return labels
+
+
+def _class_name(extra, k):
+    classes = extra.get("classes")
+    if isinstance(classes, list) and 0 <= k < len(classes):
+        return str(classes[k])
+    return str(k)
+
+
+def _missing_subcommand(parser, what):
+    raise CLIError(f"choose {what} (see '{parser.prog} --help')")
+
+
+def _report(message, prefix="fastnn: error: "):
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    print(prefix + " ".join(str(message).split()), file=sys.stderr, flush=True)
+

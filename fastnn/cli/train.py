@@ -1,0 +1,466 @@
+"""fastnn train: train a network on a dataset or a raw CSV file"""
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from ._common import (CLIError, DATASET_NAMES, DEFAULTS, EXIT_FAILURE, EXIT_OK, parse_hidden,
+                      _check_input_file, _check_output_path, _check_plot, _error_text, _fmt, _Formatter,
+                      _isatty, _positive_float, _positive_int, _say, _seed, _text, _unit_interval,
+                      _val_fraction, _warn)
+
+HELP_TRAIN = """\
+Train a fully connected network and report its accuracy (or loss, for regression) on held-out data: the
+test set, or without one the --val-split validation rows (20% by default); the output says which.
+
+Integer labels mean classification (softmax cross-entropy, one output per class); float labels mean
+regression (L2 loss, linear outputs); --task overrides this. The datasets and their splits are fixed; --seed
+sets the weight initialisation, the shuffling and the --val-split.
+"""
+
+
+def _decide_task(args, y, y_test, classes):
+    """('classification', n_outputs, y, y_test) or ('regression', n_outputs, y, y_test)."""
+    import numpy as np
+    task = args.task
+    if task == "auto":
+        task = "classification" if (classes is not None or y.dtype.kind in "biu") else "regression"
+    if task == "regression":
+        if classes is not None:
+            raise CLIError("--task regression needs numeric targets, but the labels are names")
+        y = y.astype(np.float64)
+        y_test = None if y_test is None else y_test.astype(np.float64)
+        return task, (1 if y.ndim == 1 else y.shape[1]), y, y_test
+    both = [y] if y_test is None else [y, y_test]
+    if any(a.dtype.kind == "f" and not np.all(a == np.round(a)) for a in both if a.ndim == 1):
+        raise CLIError("--task classification needs integer class labels, but the labels have fractions "
+                       "(use --task regression)")
+    if y.ndim == 2:  # one-hot / target distributions
+        if y.shape[1] < 2:
+            raise CLIError(f"one-hot labels need at least 2 columns, got {y.shape[1]}")
+        for a in both:  # multi-hot rows are multilabel targets: softmax training would silently be wrong
+            sums = np.asarray(a, np.float64).sum(axis=1)
+            if (sums > 1.5).any():
+                i = int(np.argmax(sums > 1.5))
+                raise CLIError(f"the targets are multilabel (row {i} has {sums[i]:g} labels set): fastnn train "
+                               "fits one class per sample; train a multilabel model from Python with "
+                               "loss=fastnn.SigmoidCrossEntropy()")
+        return task, y.shape[1], y, y_test
+    y = y.astype(np.int64)
+    y_test = None if y_test is None else y_test.astype(np.int64)
+    low = min(int(a.min()) for a in both)
+    if low < 0:
+        raise CLIError(f"class labels must be integers >= 0, got {low} (use --task regression for numeric "
+                       "targets)")
+    n_classes = len(classes) if classes is not None else max(int(a.max()) for a in both) + 1
+    n_samples = sum(len(a) for a in both)
+    limit = max(math.sqrt(n_samples), 10)
+    if args.task == "auto" and classes is None and n_classes > limit:
+        raise CLIError(f"the integer target would make {n_classes:,} classes from {n_samples:,} samples (more "
+                       f"than sqrt(n) = {math.sqrt(n_samples):.0f}): if it is a quantity, use --task regression; "
+                       f"if it really is class ids, use --task classification")
+    if n_classes < 2:
+        raise CLIError(f"classification needs at least 2 classes, but the labels are all {int(y[0])}")
+    return task, n_classes, y, y_test
+
+
+def build_network(n_inputs, hidden, n_outputs, activation, task, optimizer, seed):
+    """The NeuralNetwork ``fastnn train`` trains: FullyConnected + activation per hidden layer, a linear
+    output layer, SoftmaxCrossEntropy (classification) or L2Loss (regression)."""
+    import fastnn as fnn
+    from ..layers import ACTIVATIONS
+    init = "he" if activation == "relu" else "xavier"
+    layers, width = [], n_inputs
+    for h in hidden:
+        layers += [fnn.FullyConnected(width, h, init=init), ACTIVATIONS[activation]()]
+        width = h
+    layers.append(fnn.FullyConnected(width, n_outputs, init=init))
+    loss = fnn.SoftmaxCrossEntropy() if task == "classification" else fnn.L2Loss()
+    return fnn.NeuralNetwork(layers, loss=loss, optimizer=optimizer, seed=seed)
+
+
+def _load(args, drop, is_csv):
+    """The training data: a dataset or .npz (numbers) or a raw CSV table (cells as text, for
+    fastnn.preprocessing), as a dict with X, y, X_test, y_test, classes, features, target, lines, name."""
+    from ..data import load_dataset, load_table, parse_labels
+    try:
+        if not is_csv:
+            data = load_dataset(args.data, target=args.target, seed=0)
+            data["target"] = None
+            return data
+        table = load_table(args.data, target=args.target, drop=drop, missing=args.missing)
+        y, classes = parse_labels(table["labels"])
+    except (ValueError, TypeError, OSError) as exc:
+        raise CLIError(_error_text(exc)) from None
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        r = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise CLIError(f"{args.data}, line {table['lines'][r]}, column {table['target']!r}: non-finite target")
+    return {"X": table["X"], "y": y, "X_test": None, "y_test": None, "classes": classes,
+            "features": table["features"], "target": table["target"], "lines": table["lines"],
+            "name": args.data, "table": table}
+
+
+def _report_table(args, data, pre):
+    """One line on what was done to a raw table's missing cells and text columns."""
+    table = data.get("table")
+    if table is None:
+        return
+    parts = []
+    if table["dropped_labels"]:
+        parts.append(f"{table['dropped_labels']} row(s) without a label dropped")
+    if table["dropped_cells"]:
+        parts.append(f"{table['dropped_cells']} row(s) with a missing cell dropped (--missing drop)")
+    if table["missing_cells"]:
+        kinds = {c["name"]: c["kind"] for c in pre.columns}
+        how = {"mean": "the training mean", "median": "the training median",
+               "most_frequent": "the most frequent value"}[args.missing]
+        cells = ", ".join(f"{n} {k}" for n, k in table["missing_cells"].items())
+        cat = any(kinds.get(n) == "categorical" for n in table["missing_cells"])
+        parts.append(f"{sum(table['missing_cells'].values())} missing cell(s) filled with {how}"
+                     f"{' (text columns: the most frequent category)' if cat else ''}: {cells}")
+    onehot = [c for c in pre.columns if c["kind"] == "categorical"]
+    if onehot:
+        parts.append("one-hot: " + ", ".join(f"{c['name']} ({len(c['categories'])})" for c in onehot))
+    if parts:
+        _say(args, "columns  " + "; ".join(parts))
+
+
+def _warn_ids(args, raw, pre):
+    from ..data import id_like_columns
+    from ..preprocessing import parse_number
+    for c, spec in enumerate(pre.columns):
+        if spec["kind"] != "numeric":
+            continue
+        values = [parse_number(v) for v in raw[:, c]]
+        if any(v is None for v in values):
+            continue
+        for name, how in id_like_columns(np.array(values)[:, None], [spec["name"]]):
+            _warn(args, f"column {name!r} looks like a row id ({how}): a model can learn the row order "
+                        f"instead of the data (a file sorted by class gives the class away); drop it with "
+                        f"--drop {name}")
+
+
+def _checkpoint_epoch(path):
+    """The epochs a checkpoint at ``path`` holds (a fit resumes after them), 0 when there is none."""
+    if path is None or not os.path.isfile(path):
+        return 0
+    from ..io import load_metadata
+    try:
+        epoch = (load_metadata(path).get("extra") or {}).get("checkpoint", {}).get("epoch", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0                  # fit itself reports what is wrong with the file
+    return epoch if isinstance(epoch, int) and epoch >= 0 else 0
+
+
+def time_split(elapsed, times, checkpointed):
+    """'time T s: ...' splitting a fit's wall time truthfully from what it measured: the epochs (history
+    "time", which excludes checkpoint writes); the first epoch's excess over the others (the kernels'
+    compilation or cache load — measured, not asked of the compiler); the rest (set-up, and the
+    checkpoint writes when checkpointing)."""
+    text = f"time {elapsed:.2f} s"
+    if not times:
+        return text
+    epochs = sum(times)
+    other = elapsed - epochs
+    parts = []
+    if len(times) >= 2:
+        steady = sum(times[1:]) / (len(times) - 1)
+        first_extra = max(times[0] - steady, 0.0)
+        first_extra = first_extra if first_extra > 0.05 else 0.0      # shown when it matters; parts add up
+        parts.append(f"training {epochs - first_extra:.2f} s")
+        if first_extra:
+            parts.append(f"first-epoch extra {first_extra:.2f} s (compiling or loading the kernels)")
+    else:
+        parts.append(f"1 epoch {epochs:.2f} s (with any compiling or loading of the kernels)")
+    if other >= 0.005:
+        parts.append(f"{'checkpoints and set-up' if checkpointed else 'set-up'} {other:.2f} s")
+    return f"{text}: " + ", ".join(parts)
+
+
+def cmd_train(args):
+    import fastnn as fnn
+    from ..data import train_test_split
+
+    from ._common import GIVEN_FLAGS
+    GIVEN_FLAGS.clear()
+    GIVEN_FLAGS.update(flag for flag, on in (("--standardize", args.standardize),) if on)
+    if args.lr is None:
+        args.lr = DEFAULTS["lr"][args.optimizer]
+    if args.momentum is None:
+        args.momentum = DEFAULTS["momentum"] if args.optimizer == "sgd" else 0.0
+    elif args.optimizer != "sgd":
+        raise CLIError("--momentum applies to --optimizer sgd only (Adam has its own moment estimates)")
+    if args.plot:
+        _check_plot(args.plot)
+    if args.save:
+        _check_output_path(args.save, "model file")
+    rank = 0
+    if args.distributed:
+        from .. import distributed     # ImportError (reported in one line) with the install hint
+        rank, ranks = distributed.world()
+        if rank != 0:                 # rank 0 alone prints, saves and plots
+            args.quiet, args.save, args.plot = True, None, None
+        if args.threads is None:
+            args.threads = distributed.threads_per_rank()
+    if args.threads is not None:
+        try:
+            fnn.set_num_threads(args.threads)
+        except ValueError as exc:
+            raise CLIError(f"--threads: {_error_text(exc)}") from None
+    if args.data.lower() not in DATASET_NAMES and os.path.splitext(args.data)[1].lower() in (".npz", ".csv"):
+        _check_input_file(args.data, "data")
+
+    drop = [name.strip() for text in args.drop or () for name in text.split(",") if name.strip()]
+    is_csv = args.data.lower().endswith(".csv") and args.data.lower() not in DATASET_NAMES
+    for flag, value in (("--drop", drop), ("--categorical", args.categorical)):
+        if value and not is_csv:
+            raise CLIError(f"{flag} applies only to .csv files, not {args.data!r}")
+    if args.missing != "error" and not is_csv:
+        raise CLIError(f"--missing applies only to .csv files, not {args.data!r}")
+    data = _load(args, drop, is_csv)
+    raw, y, raw_test, y_test, classes = data["X"], data["y"], data["X_test"], data["y_test"], data["classes"]
+    task, n_outputs, y, y_test = _decide_task(args, y, y_test, classes)
+    features = data.get("features")
+    target_name = data.get("target")
+
+    categorical = "auto" if args.categorical == "auto" else [
+        c.strip() for c in (args.categorical or "").split(",") if c.strip()]
+    settings = dict(columns=features, categorical=categorical, missing=args.missing, standardize=args.standardize,
+                    scale_target=args.standardize and task == "regression", classes=classes,
+                    lines=data.get("lines"))
+    if is_csv:                       # every problem of the file, before any split
+        from ..preprocessing import Preprocessing
+        try:
+            Preprocessing.fit(raw, y if task == "regression" else None, **settings)
+        except ValueError as exc:
+            raise CLIError(f"{args.data}: {_error_text(exc)}") from None
+
+    if args.val_split is None:      # the headline score is on held-out data: hold some out if there is no test set
+        args.val_split = 0.2 if raw_test is None else 0.0
+    train_rows, val_rows = np.arange(len(raw)), None
+    if args.val_split:
+        stratify = task == "classification" and y.ndim == 1
+        try:
+            train_rows, val_rows, _, _ = train_test_split(np.arange(len(raw)), y, test_size=args.val_split,
+                                                          stratify=stratify, seed=args.seed)
+        except ValueError as exc:
+            raise CLIError(f"--val-split {args.val_split}: {_error_text(exc)}") from None
+
+    pre = None
+    if is_csv or args.standardize:   # statistics from the training rows only; stored in the model file
+        from ..preprocessing import Preprocessing
+        try:
+            pre = Preprocessing.fit(raw, y if task == "regression" else None, rows=train_rows, **settings)
+            encode = (lambda a, lines=None: pre.transform(a, np.float32, lines=lines))
+            X_all = encode(raw, data.get("lines"))
+            X_test = None if raw_test is None else encode(raw_test)
+        except ValueError as exc:
+            where = args.data if is_csv else data["name"]
+            raise CLIError(f"{where}: {_error_text(exc)}") from None
+        y_fit = pre.encode_target(y, scale=True) if task == "regression" else y
+        _report_table(args, data, pre)
+    else:
+        X_all, X_test, y_fit = raw, raw_test, y
+    X, y_train = X_all[train_rows], y_fit[train_rows]
+    X_val = y_val = None
+    if val_rows is not None:
+        X_val, y_val = X_all[val_rows], y_fit[val_rows]
+    if is_csv:
+        _warn_ids(args, raw, pre)
+
+    optimizer = (fnn.Adam(lr=args.lr) if args.optimizer == "adam"
+                 else fnn.SGD(lr=args.lr, momentum=args.momentum))
+    net = build_network(X.shape[1], args.hidden, n_outputs, args.activation, task, optimizer, args.seed)
+    shape = "-".join(str(w) for w in (X.shape[1], *args.hidden, n_outputs))
+
+    parts = [f"{len(X):,} training"]
+    if X_val is not None:
+        parts.append(f"{len(X_val):,} validation")
+    parts.append(f"{len(X_test):,} test samples" if X_test is not None else "no test set")
+    what = (f"{n_outputs} classes" if task == "classification"
+            else f"regression, {n_outputs} output{'s' if n_outputs > 1 else ''}")
+    dropped = f" ({', '.join(drop)} dropped)" if drop else ""
+    scaled = ", standardized" if args.standardize else ""
+    _say(args, f"data     {data['name']}: {', '.join(parts)}; {X.shape[1]} features{dropped}{scaled}; {what}")
+    opt = (f"adam lr {args.lr:g}" if args.optimizer == "adam"
+           else f"sgd lr {args.lr:g} momentum {args.momentum:g}")
+    hidden_act = f", {args.activation}" if args.hidden else " (no hidden layer)"
+    batch = (f"batch {args.batch_size} x {ranks} ranks = {args.batch_size * ranks}" if args.distributed
+             else f"batch {args.batch_size}")
+    _say(args, f"network  {shape}{hidden_act}, {type(net.loss).__name__}; {opt}; {batch}; "
+               f"{args.epochs} epochs; seed {args.seed}")
+
+    curve = None
+    if args.plot and X_test is not None:     # the test curve of the plot (recorded aside, not in the history)
+        from ..plotting import EvaluationCurve
+        curve = EvaluationCurve(net, X_test, pre.encode_target(y_test, scale=True)
+                                if pre is not None and task == "regression" else y_test)
+    resumed = _checkpoint_epoch(args.checkpoint)
+    start = time.perf_counter()
+    try:
+        history = net.fit(X, y_train, epochs=args.epochs, batch_size=args.batch_size, callbacks=[curve] if curve else (),
+                          validation_data=None if X_val is None else (X_val, y_val),
+                          verbose=0 if args.quiet or not _isatty(sys.stderr) else 1, seed=args.seed,
+                          distributed=args.distributed, checkpoint=args.checkpoint,
+                          **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}))
+    except fnn.TrainingDivergedError as exc:
+        raise CLIError(_error_text(exc), code=EXIT_FAILURE) from None
+    except (ValueError, TypeError) as exc:
+        raise CLIError(_error_text(exc)) from None
+    except RuntimeError as exc:     # fastnn.distributed.DistributedError: a rank failed, all ranks stop
+        if not args.distributed:
+            raise
+        raise CLIError(_error_text(exc), code=EXIT_FAILURE) from None
+    elapsed = time.perf_counter() - start
+    if pre is not None:
+        net.preprocessing = pre       # from here on the network takes raw rows, as a loaded model does
+
+    times = history.get("time", [])[resumed:]      # the epochs this run trained (a resume restores the others)
+    if len(times) >= 2:
+        rate = len(X) * (len(times) - 1) / max(sum(times[1:]), 1e-12)
+    else:
+        rate = len(X) * args.epochs / max(elapsed, 1e-12)
+    val_share = f"held-out {args.val_split:.0%}"
+    labels = (lambda ids: ids) if pre is None or pre.classes is None else (
+        lambda ids: np.asarray(pre.classes, dtype=object)[ids])
+    if raw_test is not None:
+        where, held, X_eval, y_eval = "test", f"test set, {len(X_test):,} samples", raw_test, labels(y_test)
+    elif X_val is not None:
+        where, held, X_eval, y_eval = ("validation", f"{val_share}, {len(X_val):,} samples", raw[val_rows],
+                                       labels(y[val_rows]))
+    else:
+        where, held, X_eval, y_eval = ("train", "the training data itself, not held out: optimistic; "
+                                       "--val-split 0.2 holds out 20%", raw[train_rows], labels(y[train_rows]))
+    try:
+        scores = net.evaluate(X_eval, y_eval)
+    except ValueError as exc:
+        raise CLIError(f"cannot evaluate on the {where} data: {_error_text(exc)}") from None
+    if X_val is not None and X_test is not None:
+        val = net.evaluate(raw[val_rows], labels(y[val_rows]))
+        val_text = (f"accuracy {val['accuracy']:.4f}, " if "accuracy" in val else "") + f"loss {_fmt(val['loss'])}"
+        _say(args, f"validation {val_text} ({val_share}, {len(X_val):,} samples)")
+    if task == "classification":
+        score = f"{where} accuracy {scores['accuracy']:.4f} ({held})"
+    else:
+        from ..data import regression_scores
+        r = regression_scores(y_eval, net.predict(X_eval), baseline_mean=np.mean(
+            np.asarray(y[train_rows], np.float64).reshape(len(train_rows), -1), axis=0))
+        units = ", in the target's units" if pre is not None and pre.target is not None else ""
+        score = (f"{where} loss {_fmt(scores['loss'])} (RMSE {_fmt(r['rmse'])}, R² {r['r2']:.4f}; predicting "
+                 f"the training mean: RMSE {_fmt(r['baseline_rmse'])}{units}; {held})")
+        scores["rmse"], scores["r2"] = r["rmse"], r["r2"]
+    timing = time_split(elapsed, times, args.checkpoint is not None)
+    if rank == 0:
+        speed = (f"{rate:,.0f} samples/s" if times else
+                 f"no epoch trained (the checkpoint already holds {resumed})")
+        print(f"{score} | {speed} | {timing}", flush=True)
+
+    if args.save:
+        from .. import io
+        extra = {"trained_with": "fastnn train", "data": data["name"], "task": task, "classes": classes,
+                 "features": features, "target": target_name, "hidden": list(args.hidden),
+                 "activation": args.activation, "optimizer": args.optimizer, "lr": args.lr,
+                 "momentum": args.momentum, "epochs": args.epochs, "batch_size": args.batch_size,
+                 "seed": args.seed, "val_split": args.val_split, "n_train": len(X), "dropped": drop,
+                 "standardize": args.standardize, "categorical": args.categorical, "missing": args.missing,
+                 f"{where}_loss": scores["loss"], "train_time_s": round(elapsed, 4),
+                 "fastnn_version": fnn.__version__}
+        if "accuracy" in scores:
+            extra[f"{where}_accuracy"] = scores["accuracy"]
+        try:
+            io.save(net, args.save, extra=extra)
+        except (OSError, ValueError) as exc:
+            raise CLIError(f"cannot save the model: {_error_text(exc)}", code=EXIT_FAILURE) from None
+        _say(args, f"saved the model to {args.save}")
+    if args.plot:
+        from ..plotting import plot_history
+        regression = None
+        if task == "regression":
+            def variance(t):
+                return float(np.mean(np.var(np.asarray(t, np.float64).reshape(len(t), -1), axis=0)))
+            regression = {"outputs": n_outputs, "scale": pre.target["std"][0] if pre is not None and
+                          pre.target is not None and n_outputs == 1 else 1.0,
+                          "variance": {"train": variance(y_train), "validation": None if y_val is None
+                                       else variance(y_val), "test": None if curve is None
+                                       else variance(curve.y)}}
+        plot_history(history, args.plot, title=f"fastnn train: {shape} on {data['name']}",
+                     test=None if curve is None else curve.history, regression=regression)
+        _say(args, f"wrote the training curves to {args.plot}")
+    return EXIT_OK
+
+
+
+def add_parser(sub):
+    import fastnn
+    p = sub.add_parser(
+        "train", formatter_class=_Formatter, help="train a network (default: 64-128-10 on the bundled digits)",
+        description=_text(HELP_TRAIN))
+    p.add_argument("--data", default="digits", metavar="NAME|PATH",
+                   help="digits (fixed stratified 75/25 split), xor (400 noisy points), spirals, moons "
+                        "(1000 points, 75/25 split), or a file: .npz with arrays X, y and optionally "
+                        "X_test, y_test; .csv with a header row, the label in the last column or --target "
+                        "(default: %(default)s)")
+    p.add_argument("--target", metavar="NAME", help="label column of a .csv file (default: the last column)")
+    p.add_argument("--drop", action="append", metavar="COLUMN[,...]",
+                   help="leave these columns of a .csv file out (ids, names, free text); repeatable")
+    p.add_argument("--standardize", action="store_true",
+                   help="scale every numeric feature to mean 0, std 1 with the training rows' mean and std, and "
+                        "a regression target too (predictions and RMSE stay in its units); stored in the model "
+                        "file: predict, evaluate, fastnn.load(...).predict and the ONNX export apply them to raw "
+                        "inputs")
+    p.add_argument("--categorical", metavar="auto|COLUMN[,...]",
+                   help="one-hot encode these text columns of a .csv file (auto: every column that is mostly "
+                        "text) with the categories seen in training, stored in the model file; a category "
+                        "never seen in training is an error naming the column and value")
+    p.add_argument("--missing", choices=("error", "drop", "mean", "median", "most_frequent"), default="error",
+                   help="missing cells of a .csv file (empty, NA, NaN, null, ...): error (the default: every "
+                        "missing cell counted, per column), drop the rows, or fill numeric columns with the "
+                        "training rows' mean / median / most frequent value (text columns: the most frequent "
+                        "category); the fill values are stored in the model file. A missing label is never a "
+                        "class: refused with a count, or its row dropped with --missing drop")
+    p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
+                   help="auto (the default): classification for integer or named labels, regression for "
+                        "float labels; integer labels that would make more than sqrt(n) classes are refused "
+                        "with a hint to choose")
+    p.add_argument("--hidden", type=parse_hidden, default=parse_hidden(DEFAULTS["hidden"]), metavar="W1,W2,...",
+                   help="hidden layer widths, comma-separated; '' or 0 for no hidden layer (default: 128)")
+    p.add_argument("--activation", choices=tuple(fastnn.layers.ACTIVATIONS), default=DEFAULTS["activation"],
+                   help="activation of the hidden layers (default: %(default)s)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default=DEFAULTS["optimizer"],
+                   help="optimizer (default: %(default)s)")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="learning rate (default: 0.002 for adam, 0.05 for sgd)")
+    p.add_argument("--momentum", type=_unit_interval, default=None,
+                   help="SGD momentum (default: 0.9; sgd only)")
+    p.add_argument("--epochs", type=_positive_int, default=DEFAULTS["epochs"],
+                   help="passes over the data (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=DEFAULTS["batch_size"],
+                   help="mini-batch size (default: %(default)s)")
+    p.add_argument("--seed", type=_seed, default=DEFAULTS["seed"],
+                   help="seed of the weights, the shuffling and the validation split (default: %(default)s)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="threads for Numba and BLAS together (default: Numba's default, all cores)")
+    p.add_argument("--val-split", type=_val_fraction, default=None, metavar="FRACTION",
+                   help="hold out this fraction of the training data for validation, stratified by class for "
+                        "classification (default: 0.2 when the data has no test set, else 0); without a test "
+                        "set the reported score is the validation score")
+    p.add_argument("--save", metavar="MODEL", help="write the trained model to this file (safetensors)")
+    p.add_argument("--plot", metavar="PNG", help="write the training curves (loss, accuracy) to this PNG")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print the summary line only (the progress bar is shown only when standard error is a "
+                        "terminal)")
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help="write a crash-safe checkpoint here every --checkpoint-every epochs; if PATH exists, "
+                        "resume from it (the same command then ends with bit-identical weights)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N",
+                   help="epochs between checkpoints (default: the checkpoint policy of NeuralNetwork.fit's "
+                        "checkpoint_every; a checkpoint is always written after the last epoch and on Ctrl-C)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over the ranks of an MPI job: launch as 'mpiexec -n K fastnn "
+                        "train --distributed ...' (or srun); --batch-size is per rank, the global batch is K "
+                        "times it; rank 0 prints, saves and plots; --threads defaults to the cores per rank. "
+                        "Needs pip install 'fastnn[mpi]'")
+    p.set_defaults(func=cmd_train, prog_=p.prog)
+
