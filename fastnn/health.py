@@ -15,6 +15,15 @@ __all__ = ["GradientHealth", "bar_write_mode", "VANISHING", "VANISHING_EPOCHS", 
 VANISHING, VANISHING_EPOCHS, EXPLODING = 1e-6, 5, 1e3
 
 
+
+def scaling_advice(net):
+    """What to try against exploding gradients, never a step the network's preprocessing already takes."""
+    pre = net.preprocessing
+    if pre is not None and any(c["kind"] == "numeric" and c["mean"] is not None for c in pre.columns):
+        return "its inputs are already standardized by its preprocessing: lower the learning rate"
+    return ("unscaled inputs? standardise them, e.g. fastnn train --standardize or fastnn.preprocessing, or lower "
+            "the learning rate")
+
 class GradientHealth:
     """Per-layer gradient norms for the history, and one GradientHealthWarning per kind per fit.
 
@@ -75,8 +84,7 @@ class GradientHealth:
             elif "exploding" not in self.warned and g > EXPLODING * w:
                 self._warn("exploding", epoch,
                            f"exploding gradient in layer {self._layer(k)} at epoch {epoch}: gradient norm "
-                           f"{g:.3g} is above {EXPLODING:g} x its weights' norm {w:.3g} (unscaled inputs? "
-                           f"standardise them, e.g. fastnn train --standardize, or lower the learning rate)")
+                           f"{g:.3g} is above {EXPLODING:g} x its weights' norm {w:.3g} ({scaling_advice(self.net)})")
         return grads
 
     def _layer(self, k):

@@ -84,39 +84,16 @@ def test_standardize_scales_a_regression_target_and_is_never_worse(penguins, cap
     assert code == 0 and "R²" in out and "predicting the mean" in out
 
 
-def test_a_warning_never_recommends_a_flag_already_given():
-    from fastnn.cli._common import GIVEN_FLAGS, without_given_flags
-    text = ("exploding gradient in layer 0 (FullyConnected) at epoch 1: gradient norm 7.8e+06 is above 1000 x its "
-            "weights' norm 15.6 (unscaled inputs? standardise them, e.g. fastnn train --standardize, or lower "
-            "the learning rate)")
-    GIVEN_FLAGS.clear()
-    assert without_given_flags(text) == text
-    GIVEN_FLAGS.add("--standardize")
-    try:
-        assert "--standardize" in without_given_flags(text) and "already standardized" in without_given_flags(text)
-        assert "e.g. fastnn train --standardize" not in without_given_flags(text)
-    finally:
-        GIVEN_FLAGS.clear()
-
-
-def test_the_summary_splits_the_time(capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    code, out, _ = run(capsys, "train", "--data", "xor", "--epochs", 5, "-q", "--checkpoint", "c.safetensors")
-    assert code == 0
-    m = re.search(r"time (\d+\.\d+) s: training (\d+\.\d+) s.*checkpoints and set-up (\d+\.\d+) s", out)
-    assert m, out
-    total, parts = float(m.group(1)), re.findall(r"(\d+\.\d+) s", out.split("time ")[1])[1:]
-    assert abs(sum(map(float, parts)) - total) <= 0.01 * len(parts) + 1e-9    # rounding of each part only
-
-
-def test_a_resumed_run_splits_only_its_own_time(capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    args = ["train", "--data", "xor", "-q", "--checkpoint", "c.safetensors", "--epochs"]
-    assert run(capsys, *args, 3)[0] == 0
-    code, out, _ = run(capsys, *args, 6)                     # resumes after epoch 3, trains 3 more
-    assert code == 0
-    total = float(re.search(r"time (\d+\.\d+) s", out).group(1))
-    parts = [float(v) for v in re.findall(r"(\d+\.\d+) s", out.split("time ")[1])[1:]]
-    assert abs(sum(parts) - total) <= 0.01 * len(parts) + 1e-9
-    code, out, _ = run(capsys, *args, 6)                     # nothing left to train
-    assert code == 0 and "no epoch trained (the checkpoint already holds 6)" in out
+def test_a_warning_never_recommends_a_step_already_taken():
+    """The exploding-gradient advice reads the network's preprocessing: no "--standardize" for a network
+    whose inputs are standardized already."""
+    from fastnn.health import scaling_advice
+    from fastnn.preprocessing import Preprocessing
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 3)) * 1000
+    net = fnn.NeuralNetwork([fnn.FullyConnected(3, 2)], loss=fnn.L2Loss(), seed=0)
+    assert "standardise them" in scaling_advice(net)
+    net.preprocessing = Preprocessing.fit(X, standardize=True)
+    assert "--standardize" not in scaling_advice(net) and "already standardized" in scaling_advice(net)
+    net.preprocessing = Preprocessing.fit(X, standardize=False)
+    assert "standardise them" in scaling_advice(net)

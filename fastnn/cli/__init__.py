@@ -62,8 +62,7 @@ def main(argv=None):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    from ._common import without_given_flags
-    _report(without_given_flags(f"{category.__name__}: {message}"), prefix="fastnn: warning: ")
+    _report(f"{category.__name__}: {message}", prefix="fastnn: warning: ")
 
 
 def _main(argv):

@@ -111,19 +111,6 @@ def parse_hidden(text):
     return tuple(widths)
 
 
-GIVEN_FLAGS = set()      # the flags of this command line that change the data (a warning never recommends one)
-
-
-def without_given_flags(message):
-    """A library warning's text, minus any advice to use a flag the user already gave."""
-    if "--standardize" in GIVEN_FLAGS and "--standardize" in message:
-        message = re.sub(r"\(unscaled inputs\?[^)]*--standardize[^)]*\)",
-                         "(the inputs are already standardized (--standardize): lower the learning rate, --lr)",
-                         message)
-        message = re.sub(r",? ?e\.g\. fastnn train --standardize,?", "", message)
-    return message
-
-
 def _say(args, *parts, **kwargs):
     if not getattr(args, "quiet", False):
         print(*parts, **kwargs, flush=True)

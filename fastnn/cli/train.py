@@ -183,9 +183,6 @@ def cmd_train(args):
     import fastnn as fnn
     from ..data import train_test_split
 
-    from ._common import GIVEN_FLAGS
-    GIVEN_FLAGS.clear()
-    GIVEN_FLAGS.update(flag for flag, on in (("--standardize", args.standardize),) if on)
     if args.lr is None:
         args.lr = DEFAULTS["lr"][args.optimizer]
     if args.momentum is None:
