@@ -131,7 +131,6 @@ class Store:
     time spent writing. Built by the loop (fastnn.training) when ``checkpoint`` is given."""
 
     def __init__(self, trainer, run, X, y, val, weights, seed, batch_size, base_lr, path_name):
-        from . import schedules
         self.path, self.every, self.run, self.net = trainer.checkpoint, trainer.checkpoint_every, run, trainer.net
         self.settings = settings(trainer, X, y, val, path_name)
         self.settings.update(batch_size=batch_size, base_lr=base_lr, seed=seed, data=run.fingerprint(X, y),

@@ -1,10 +1,8 @@
 """What the fastnn commands share: exit codes, errors, value parsers, output and input checks, the model and
 data readers of predict / evaluate."""
 import argparse
-import csv
 import math
 import os
-import re
 import stat
 import sys
 
