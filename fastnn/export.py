@@ -35,7 +35,6 @@ onnxruntime reproduces ``predict`` / ``predict_proba`` to the dtype's rounding. 
 optional (``pip install 'fastnn[onnx]'``), imported on use; so is torch.
 """
 import math
-import os
 
 import numpy as np
 
