@@ -97,6 +97,7 @@ def build(net, buffers, training=True):
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a fastnn Optimizer, got {type(optimizer).__name__}")
     loss.claim(net, "the loss")
+    optimizer.claim(net, "the optimizer")
     dense = tuple(layer for layer in layers if type(layer) is FullyConnected)
     param_layers = tuple(i for i, layer in enumerate(layers) if type(layer) is FullyConnected)
     sizes = [layer.n_params for layer in dense]
