@@ -381,7 +381,7 @@ def values_into(dst, value, name):
         big = absmax(np.asarray(arr, dtype=np.float64))
         if not np.isfinite(big):
             raise ValueError(f"{name} contains NaN or infinite values")
-        if big > np.finfo(dst.dtype).max:
+        if big > float(np.finfo(dst.dtype).max):
             raise ValueError(f"{name} has a value of magnitude {big:.3g}, beyond {dst.dtype.name}'s range")
     dst[...] = arr
 

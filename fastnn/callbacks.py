@@ -122,6 +122,10 @@ class EarlyStopping(Callback):
         self.best_weights = [p.copy() for p in _net_params(self._net, "EarlyStopping")]
 
     def on_train_begin(self, net):
+        other = self._net
+        if other is not None and other is not net and getattr(other, "in_training_call", False):
+            raise RuntimeError("this EarlyStopping object is in use by a fit of another network that is still "
+                               "running; give each concurrent fit its own EarlyStopping")
         if self.restore_best_weights:
             _net_params(net, "EarlyStopping")
         self._net = net

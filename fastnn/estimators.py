@@ -37,7 +37,6 @@ shapes, finite values). ``set_params`` on a fitted estimator works as in scikit-
 from the fitted network's raises ValueError; the other parameters apply at the next fit.
 """
 import numbers
-import warnings
 
 import numpy as np
 

@@ -174,6 +174,14 @@ def register_layer(cls):
     return cls
 
 
+def _layer_seed(seed):
+    """A layer's seed: None, a non-negative int, or a NumPy Generator / SeedSequence / BitGenerator (what
+    ``np.random.default_rng`` takes; not savable as a model file's JSON, which ``save`` says)."""
+    if isinstance(seed, (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator)):
+        return seed
+    return _checks.seed(seed, "seed")
+
+
 class FullyConnected(Layer):
     """y = x @ weights + bias, for x (batch, in_features) -> y (batch, out_features).
 
@@ -188,7 +196,7 @@ class FullyConnected(Layer):
         self._out_features = _checks.positive_int(out_features, "out_features")
         self._dtype = _checks.float_dtype(dtype)
         self._init_fn = initializers.get(init)
-        self._init, self._seed = init, _checks.seed(seed, "seed")
+        self._init, self._seed = init, _layer_seed(seed)
         initializers.check_fits(self.in_features, self.out_features, self.dtype)
         size = self.in_features * self.out_features + self.out_features
         self.bind(np.zeros(size, self.dtype), np.zeros(size, self.dtype))
