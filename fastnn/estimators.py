@@ -195,11 +195,13 @@ class _Model:
         if len(coefs) != len(self.fcs) or len(intercepts) != len(self.fcs):
             raise ValueError(f"coefs_ and intercepts_ must hold {len(self.fcs)} arrays (one per layer), "
                              f"got {len(coefs)} and {len(intercepts)}")
-        for fc, w, b in zip(self.fcs, coefs, intercepts):
-            if w is not fc.weights:
-                fc.weights = w
-            if b is not fc.bias:
-                fc.bias = b
+        for i, (fc, w, b) in enumerate(zip(self.fcs, coefs, intercepts)):
+            for name, value, attr in ((f"coefs_[{i}]", w, "weights"), (f"intercepts_[{i}]", b, "bias")):
+                if value is not getattr(fc, attr):
+                    try:
+                        setattr(fc, attr, value)
+                    except (TypeError, ValueError) as exc:
+                        raise type(exc)(f"{name}: {exc}") from None
 
     def outputs(self, X):
         """The network's raw output (logits / regression outputs) for checked X, a new array."""
@@ -620,8 +622,12 @@ class _BaseMLP(BaseEstimator):
         current parameters describe it (``_sync_model``)."""
         check_is_fitted(self)
         self._sync_model()
+        self._check_fitted_labels()
         X = self._validate_X(X, reset=False)
         return self._model.outputs(X)
+
+    def _check_fitted_labels(self):
+        """The fitted attributes predict reads besides the weights (the classifier's ``classes_``)."""
 
     def export_onnx(self, path):
         """Write the fitted model as ONNX (fastnn.export): input "input" (batch, n_features_in_) in the
@@ -842,6 +848,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return float(np.average(right, weights=w))
 
     # -- prediction ---------------------------------------------------------------------------
+    def _check_fitted_labels(self):
+        n_out = self._model.fcs[-1].out_features
+        need = 2 if self._y_type == "binary" else n_out
+        classes = self.classes_
+        if not isinstance(classes, np.ndarray) or classes.ndim != 1 or len(classes) != need:
+            raise ValueError(f"classes_ must be a 1-D array of the {need} class labels the model was fitted "
+                             f"on, got {classes!r:.80}")
+
     def predict(self, X):
         """Class labels (n_samples,) — or the indicator matrix (n_samples, n_labels) for multilabel."""
         out = self._outputs(X)

@@ -759,3 +759,44 @@ def test_convergence_warning_points_at_the_callers_line(digits):
         MLPClassifier(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(Xtr, ytr); line = sys._getframe().f_lineno  # noqa: E702,E501
     found = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
     assert found and found[0].filename == __file__ and found[0].lineno == line
+
+
+# -- fitted attributes: hostile assignments give a clear error at the next call, never garbage ---------
+_HOSTILE_FITTED = [None, 7, -1, 2 ** 64, 1.5, "x", [1], [], np.zeros(3), np.zeros((2, 2)), [np.zeros((64, 3))],
+                   {}, np.array(["a", "b"])]
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_every_fitted_attribute_assigned_a_hostile_value_fails_clearly(digits, cls):
+    Xtr, Xte, ytr, _ = digits
+    Xtr, ytr = Xtr[:300], ytr[:300]
+
+    def fitted():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls(hidden_layer_sizes=(6,), max_iter=2, random_state=0).fit(Xtr, ytr)
+
+    names = sorted(n for n in vars(fitted()) if n.endswith("_") and not n.startswith("_"))
+    assert "coefs_" in names and "n_features_in_" in names
+    for name in names:
+        for value in _HOSTILE_FITTED:
+            est = fitted()
+            setattr(est, name, value)
+            for call in ("predict", "predict_proba", "score", "partial_fit"):
+                if not hasattr(est, call):
+                    continue
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        if call == "score":
+                            est.score(Xte, ytr[:len(Xte)] if len(Xte) <= len(ytr) else None)
+                        elif call == "partial_fit":
+                            est.partial_fit(Xtr, ytr)
+                        else:
+                            out = getattr(est, call)(Xte)
+                            assert len(out) == len(Xte), (name, value, call)
+                            if call == "predict" and cls is MLPClassifier:
+                                assert set(np.unique(out)) <= set(np.unique(ytr)) or name == "classes_", \
+                                    (name, value, call)
+                except (ValueError, TypeError, AttributeError) as exc:
+                    assert "numba" not in type(exc).__module__, (name, value, call, exc)
