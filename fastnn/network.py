@@ -450,7 +450,10 @@ class NeuralNetwork(_checks.Guarded):
                        distributed=distributed).fit(X, y, sample_weight=sample_weight)
 
     def save(self, path):
-        """Write the model to one safetensors file (atomically); see fastnn.io."""
+        """Write the model to one safetensors file (atomically); see fastnn.io. The network is checked first
+        (its plan, the optimizer's state and hyperparameters), so that a file it writes always loads."""
+        self.plan()
+        self.optimizer.check_hyperparameters()
         _service("save")(self, path)
 
     def export_onnx(self, path):

@@ -115,6 +115,11 @@ class Optimizer(Owned):
             raise ValueError("_sklearn_alpha (scikit-learn's L2 penalty) needs the fused path: "
                              "fit(..., fused=True); Optimizer.step does not apply it")
 
+    def check_hyperparameters(self):
+        """ValueError when the hyperparameters, each valid alone, make a combination no step can take
+        (SGD's nesterov=True with momentum 0): what fit and step refuse, for a caller that stores them."""
+        self._check_hyper(fused=True)
+
     def ensure_state(self, params):
         """The state checked against ``params`` (a list of C-contiguous float arrays); returns it.
 
