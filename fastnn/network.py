@@ -48,8 +48,8 @@ def _service(name):
 
 
 def _history(value, name):
-    """None or a dict of per-epoch lists (str -> list); what fit and checkpoints read from it is checked
-    where they read it."""
+    """None or a dict of per-epoch lists (str -> list of numbers, or of per-layer lists of numbers), as fit
+    writes it; NaN and inf are numbers (a diverged epoch records them)."""
     if value is None:
         return None
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
@@ -58,7 +58,16 @@ def _history(value, name):
     for k, values in value.items():
         if not isinstance(values, list):
             raise TypeError(f"{name}[{k!r}] must be a list (one value per epoch), got {type(values).__name__}")
+        for v in values:
+            items = v if isinstance(v, (list, tuple, np.ndarray)) else (v,)
+            if not all(_is_number(x) for x in items):
+                raise TypeError(f"{name}[{k!r}] must hold numbers (or lists of numbers, one per layer), got "
+                                f"{v!r:.60}")
     return value
+
+
+def _is_number(x):
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
 
 
 def _shuffle_state(value, name):

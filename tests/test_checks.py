@@ -210,3 +210,17 @@ def test_guard_leaves_user_subclasses_and_new_names_alone():
         fnn.ReLU().code = 3
     with pytest.raises(AttributeError, match="cannot be deleted"):
         del net.loss
+
+
+@pytest.mark.parametrize("name,value", [
+    ("history", {"loss": ["x"]}), ("history", {"loss": [None]}), ("history", {"loss": [object()]}),
+    ("history", {"loss": 1.0}), ("history", {1: [1.0]}), ("history", {"grad_norm": [["a"]]}),
+    ("shuffle_state", (None, {"a": 1})), ("shuffle_state", (1, "x")), ("shuffle_state", (-1, {})),
+    ("shuffle_state", [0, {}]), ("seed", -1), ("seed", 1.0), ("seed", "0")])
+def test_network_state_attributes_are_validated(name, value, tmp_path):
+    net = make_net()
+    with pytest.raises((TypeError, ValueError), match=name):
+        setattr(net, name, value)
+    net.history = {"loss": [1.0, math.nan], "grad_norm": [[0.5, 0.25], [math.inf, 1.0]]}   # what fit writes
+    net.shuffle_state = (3, np.random.default_rng(3).bit_generator.state)
+    fnn.load(save(net, tmp_path)).predict(X)
