@@ -6,9 +6,17 @@ checked ``Plan`` (fastnn.plan) of the network as it is at that moment.
 
 Threads: ``predict``, ``predict_proba``, ``evaluate`` and ``forward(x)`` may run in any number of threads,
 also while another thread trains the network: they compute from a copy of the weights taken between two
-optimizer steps, never from a half-updated buffer, and touch no layer buffer. Training calls — ``fit``,
-``forward(x, y)``, ``backward``, ``step`` — run one at a time: a second one from another thread while one
-runs raises RuntimeError.
+optimizer steps, never from a half-updated buffer, and touch no layer buffer. A network with custom layers
+(which compute in their own buffers) predicts only while no training call runs: from another thread during
+a fit that raises RuntimeError. Training calls — ``fit``, ``forward(x, y)``, ``backward``, ``step`` — run one
+at a time: a second one from another thread while one runs raises RuntimeError.
+
+Sharing: a layer, the loss and the optimizer belong to one network (their buffers and the optimizer's
+momentum are that network's): a second network is refused them while the first uses them. Schedules keep no
+state and may serve any number of fits at once; an EarlyStopping object serves one running fit at a time.
+
+What custom layers return is checked before any kernel sees it (``_checked_output``): forward and backward
+outputs must be arrays of the network's dtype and of the shape the next layer (or the loss) needs.
 """
 import contextlib
 import threading
