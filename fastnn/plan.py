@@ -112,10 +112,16 @@ def build(net, buffers, training=True):
     extra_grads = [g for layer in others for g in layer.grads]
     if len(extra_params) != len(extra_grads):
         raise ValueError("a layer's params and grads lists differ in length")
-    for p, g in zip(extra_params, extra_grads):
+    owners = [(i, layer) for i, layer in enumerate(layers) if type(layer) is not FullyConnected
+              for _ in layer.params]
+    for (i, layer), p, g in zip(owners, extra_params, extra_grads):
         if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray)) or p.shape != g.shape \
                 or p.dtype != dtype or g.dtype != dtype:
-            raise ValueError(f"a custom layer's parameter and gradient must be {dtype.name} arrays of one shape")
+            raise ValueError(f"layers[{i}] ({type(layer).__name__}): a parameter and its gradient must be "
+                             f"{dtype.name} arrays of one shape, got {_describe(p)} and {_describe(g)}")
+        if training and not all(a.flags.c_contiguous and a.flags.writeable for a in (p, g)):
+            raise ValueError(f"layers[{i}] ({type(layer).__name__}): parameters and gradients must be writeable "
+                             f"C-contiguous arrays (the optimizer updates them in place)")
     opt_params = (params, *extra_params)
     opt_grads = (grads, *extra_grads)
     if training:
@@ -123,3 +129,7 @@ def build(net, buffers, training=True):
     return Plan(layers=layers, loss=loss, optimizer=optimizer, dtype=dtype, n_features=n_features,
                 n_outputs=n_outputs, params=params, grads=grads, offsets=offsets, dense=dense,
                 param_layers=param_layers, opt_params=opt_params, opt_grads=opt_grads)
+
+
+def _describe(a):
+    return f"a {a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__

@@ -336,3 +336,28 @@ class Identity2(fnn.Layer):
 
     def _backward(self, dy, need_input_grad=True):
         return dy * self.factor
+
+
+@pytest.mark.parametrize("change", ["read-only", "float64", "strided", "list", "shape"])
+def test_a_custom_layers_parameters_are_checked_before_the_optimizer_writes_them(change):
+    layer = LearnedScale(6)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(5, 6), layer, fnn.FullyConnected(6, 3)], optimizer=fnn.Adam(),
+                            seed=0)
+    if change == "read-only":
+        layer.scale.setflags(write=False)
+    elif change == "float64":
+        layer.scale = layer.scale.astype(np.float64)
+    elif change == "strided":
+        layer.scale = np.ones(12, np.float32)[::2]
+    elif change == "list":
+        layer.scale = [1.0] * 6
+    else:
+        layer.scale = np.ones(7, np.float32)
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 5)).astype(np.float32), rng.integers(0, 3, 16)
+    with pytest.raises(ValueError, match=r"layers\[1\] \(LearnedScale\)"):
+        net.fit(X, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"layers\[1\] \(LearnedScale\)"):
+        net.forward(X, y)
+        net.backward()
+        net.step()
