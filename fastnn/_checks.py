@@ -1,6 +1,7 @@
 """Input checks at the Python boundary (DESIGN §5): every public entry point calls these before a kernel
 runs, so a kernel never sees a shape, dtype or index that could make it read or write out of bounds.
 Each error names the argument, what was expected and what was given."""
+import inspect
 import math
 import numbers
 
@@ -323,8 +324,9 @@ def _fastnn_defined(cls, name):
 class Guarded:
     """Mixin for fastnn's public objects: a public attribute that fastnn defines on the class is either a
     data descriptor that validates the assignment (``Checked``, a property with a setter) or read-only —
-    assigning a method, a constant (an activation's ``code``, a loss's ``classification``) or a property
-    without setter on an instance raises AttributeError naming it. Names a user's subclass defines, and new
+    assigning a constant (an activation's ``code``, a loss's ``classification``) or a property without
+    setter on an instance raises AttributeError naming it. Methods may be replaced on an instance by a function
+    (a test's ``mock.patch.object``): that is user code, like a custom layer; by anything else, refused. Names a user's subclass defines, and new
     names, are the user's own and set freely; names starting with "_" are private (not checked)."""
 
     def __setattr__(self, name, value):
@@ -339,16 +341,21 @@ class Guarded:
                     verdict = "free" if attr.fset is not None else "read-only"
                 elif hasattr(attr, "__set__"):
                     verdict = "free"
+                elif inspect.isfunction(attr) or isinstance(attr, (staticmethod, classmethod)):
+                    verdict = "method"
                 else:
                     verdict = "read-only"
                 _GUARD_CACHE[key] = verdict
+            if verdict == "method" and not callable(value):
+                raise AttributeError(f"{type(self).__name__}.{name} is a method: it can be replaced on an instance "
+                                     f"by a function only (got {type(value).__name__})")
             if verdict == "read-only":
                 raise AttributeError(f"{type(self).__name__}.{name} is read-only (fixed by {type(self).__name__}; "
                                      f"build a new object to change it)")
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name):
-        if name[:1] != "_":
+        if name[:1] != "_" and name not in self.__dict__:
             klass, _ = _fastnn_defined(type(self), name)
             if klass is not None and klass.__module__.startswith("fastnn"):
                 raise AttributeError(f"{type(self).__name__}.{name} cannot be deleted")

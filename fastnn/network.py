@@ -494,6 +494,8 @@ class NeuralNetwork(_checks.Guarded):
                 rows = x.shape[0]
                 if checks[k] is not None:
                     inputs[k] = x.shape
+                    x = x.view()            # read-only for user code: the caller's data or the buffer a layer
+                    x.flags.writeable = False   # before it needs for its backward pass
                 x = layer._forward(x, key) if keyed else layer._forward(x)
                 if checks[k] is not None:
                     x = self._checked_output(k, x, rows, checks[k][1], "forward", finite)

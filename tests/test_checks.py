@@ -110,9 +110,10 @@ def test_every_public_attribute_is_read_only_or_validated(label, factory, tmp_pa
                 assert name in str(exc), f"{label}.{name} = {value!r:.40}: the error does not name it: {exc}"
                 continue
             where = f"{label}.{name} = {value!r:.40} was accepted"
-            assert not callable(inspect.getattr_static(type(obj), name, None)) or isinstance(
-                inspect.getattr_static(type(obj), name), (property, _checks.Checked)), \
-                f"{where}: a method was replaced"
+            static = inspect.getattr_static(type(obj), name, None)
+            if inspect.isfunction(static) or isinstance(static, (staticmethod, classmethod)):
+                assert callable(value), f"{where}: a method replaced by a non-function"
+                continue                # a method replaced by a function: user code (mock.patch.object)
             try:
                 run(tmp_path)
             except CLEAR as exc:
@@ -204,8 +205,11 @@ def test_guard_leaves_user_subclasses_and_new_names_alone():
     layer.code = "other"
     net = make_net()
     net.note = "anything"             # a new name is the user's own
-    with pytest.raises(AttributeError, match="predict is read-only"):
-        net.predict = lambda X: X
+    with pytest.raises(AttributeError, match="predict is a method"):
+        net.predict = 5
+    net.predict = lambda X: X         # a method replaced on an instance is user code (mock.patch.object)
+    del net.predict
+    assert net.predict(X).shape == (len(X),)
     with pytest.raises(AttributeError, match="code is read-only"):
         fnn.ReLU().code = 3
     with pytest.raises(AttributeError, match="cannot be deleted"):

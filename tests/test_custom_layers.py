@@ -361,3 +361,26 @@ def test_a_custom_layers_parameters_are_checked_before_the_optimizer_writes_them
         net.forward(X, y)
         net.backward()
         net.step()
+
+
+@pytest.mark.parametrize("position", [0, 2])
+def test_a_custom_layer_cannot_overwrite_its_input(position):
+    """Its input is the caller's data (first layer) or the buffer the layer before needs for backward: a
+    custom layer gets it read-only, so writing into it raises instead of corrupting data or gradients."""
+    class InPlace(fnn.Layer):
+        def _forward(self, x):
+            x *= 2
+            return x
+
+        def _backward(self, dy, need_input_grad=True):
+            return dy * 2
+
+    layers = [fnn.FullyConnected(5, 5), fnn.ReLU(), fnn.FullyConnected(5, 3)]
+    layers.insert(position, InPlace())
+    net = fnn.NeuralNetwork(layers, seed=0)
+    X = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
+    kept = X.copy()
+    for call in (net.predict, lambda X: net.fit(X, np.zeros(8, int), epochs=1, verbose=0)):
+        with pytest.raises(ValueError, match="read-only"):
+            call(X)
+    np.testing.assert_array_equal(X, kept)
