@@ -712,12 +712,15 @@ def test_set_params_on_a_fitted_classifier_changes_predictions_as_sklearn(digits
 
 
 @no_convergence_warning
-def test_set_params_then_warm_start_trains_the_reported_architecture_like_sklearn(digits64):
+@pytest.mark.parametrize("change", [{"activation": "tanh"}, {"activation": "logistic", "alpha": 0.01},
+                                    {"learning_rate_init": 0.01}, {"solver": "sgd", "momentum": 0.5},
+                                    {"batch_size": 50, "shuffle": False}])
+def test_set_params_then_warm_start_trains_the_reported_architecture_like_sklearn(digits64, change):
     Xtr, Xte, ytr, _ = digits64
     clf = MLPClassifier(hidden_layer_sizes=(12,), max_iter=2, random_state=0, dtype=np.float64).fit(Xtr, ytr)
     sk = _sk_twin(clf, Xtr, ytr)
     for est in (clf, sk):
-        est.set_params(activation="tanh", warm_start=True, max_iter=2)
+        est.set_params(warm_start=True, max_iter=2, **change)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             est.fit(Xtr, ytr)
@@ -800,3 +803,12 @@ def test_every_fitted_attribute_assigned_a_hostile_value_fails_clearly(digits, c
                                     (name, value, call)
                 except (ValueError, TypeError, AttributeError) as exc:
                     assert "numba" not in type(exc).__module__, (name, value, call, exc)
+
+
+def test_data_conversion_and_batch_size_warnings_point_at_the_callers_line(digits):
+    Xtr, _, ytr, _ = digits
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, batch_size=10 ** 6, random_state=0).fit(Xtr[:100], ytr[:100, None]); line = sys._getframe().f_lineno  # noqa: E702,E501
+    mine = [w for w in caught if "column-vector" in str(w.message) or "batch_size" in str(w.message)]
+    assert len(mine) == 2 and all(w.filename == __file__ and w.lineno == line for w in mine)
