@@ -128,6 +128,9 @@ class Optimizer(Owned):
         slot must be a writeable C-contiguous array of its parameter's exact shape and dtype, else
         ValueError naming ``state[i][j]`` (call ``reset()`` to start afresh).
         """
+        if self.steps > MAX_STEPS // 2:      # room for any fit: its steps are counted after the epoch ran
+            raise ValueError(f"{type(self).__name__}.steps is {self.steps}, beyond {MAX_STEPS // 2} (2**52) "
+                             f"that training can continue from; call reset() or assign a smaller step count")
         n, state = self.n_slots, self.state
         if state is not None and not (isinstance(state, (list, tuple))
                                       and all(isinstance(s, (list, tuple)) for s in state)):

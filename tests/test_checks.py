@@ -134,6 +134,9 @@ def test_the_reported_instances():
     for value in (1.5, True, None, "3"):
         with pytest.raises(TypeError, match="steps"):
             net.optimizer.steps = value
+    net.optimizer.steps = 2 ** 53                       # the largest count, but no fit can continue from it
+    with pytest.raises(ValueError, match="steps"):
+        net.fit(X, Y, epochs=1, batch_size=20, verbose=0)
     net.optimizer.steps = np.int64(5)
     assert type(net.optimizer.steps) is int
     net.fit(X, Y, epochs=1, batch_size=20, verbose=0)
