@@ -91,6 +91,10 @@ def build(net, buffers, training=True):
     dtype, n_features, n_outputs = check_stack(layers)
     if dtype != params.dtype:
         raise ValueError(f"the layers' dtype {dtype.name} differs from the network's {params.dtype.name}")
+    if (n_features, n_outputs) != (net.n_features, net.n_outputs):
+        raise ValueError(f"the layers now take {n_features} features and give {n_outputs} outputs, but the "
+                         f"network was built for {net.n_features} and {net.n_outputs} (a custom layer's "
+                         f"in_features / out_features changed); build a new network")
     loss, optimizer = net.loss, net.optimizer
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a fastnn Loss, got {type(loss).__name__}")

@@ -384,3 +384,25 @@ def test_a_custom_layer_cannot_overwrite_its_input(position):
         with pytest.raises(ValueError, match="read-only"):
             call(X)
     np.testing.assert_array_equal(X, kept)
+
+
+def test_a_custom_layer_whose_declared_widths_change_is_refused():
+    class Declared(fnn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.in_features, self.out_features = 3, 3
+
+        def _forward(self, x):
+            return x * 1
+
+        def _backward(self, dy, need_input_grad=True):
+            return dy * 1
+
+    last = Declared()
+    net = fnn.NeuralNetwork([fnn.FullyConnected(4, 3), last], seed=0)
+    X, y = np.ones((5, 4), np.float32), np.zeros(5, int)
+    net.fit(X, y, epochs=1, verbose=0)
+    last.out_features = 1_000_000
+    for call in (lambda: net.fit(X, y, epochs=1, verbose=0), lambda: net.predict(X)):
+        with pytest.raises(ValueError, match="outputs"):
+            call()
