@@ -281,8 +281,8 @@ class NeuralNetwork(_checks.Guarded):
             raise ValueError(f"{name} returned shape {out.shape}; the network needs {want}")
         if out.dtype != self._dtype:
             raise TypeError(f"{name} returned dtype {out.dtype}; the network needs {want}")
-        if not out.flags.c_contiguous:
-            out = np.ascontiguousarray(out)
+        if not (out.flags.c_contiguous and out.flags.writeable):     # (read-only: its input returned as is;
+            out = np.array(out, order="C")                           # kernels take writeable arrays only)
         if finite and not np.isfinite(out).all():
             raise ValueError(f"{name} returned NaN or infinite values")
         return out
