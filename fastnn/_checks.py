@@ -1,6 +1,8 @@
 """Input checks at the Python boundary (DESIGN §5): every public entry point calls these before a kernel
 runs, so a kernel never sees a shape, dtype or index that could make it read or write out of bounds.
 Each error names the argument, what was expected and what was given."""
+import inspect
+import math
 import numbers
 
 import numpy as np
@@ -51,14 +53,18 @@ def real(value, name):
     each naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r:.80} ({type(value).__name__})")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:          # an int beyond float64
+        value = math.inf if value > 0 else -math.inf
     if not np.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return value
 
 
 def positive_float(value, name, allow_zero=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and np.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and abs(value) < math.inf \
+        and abs(value) <= np.finfo(np.float64).max
     if not ok or value < 0 or (value == 0 and not allow_zero):
         need = "a non-negative" if allow_zero else "a positive"
         raise ValueError(f"{name} must be {need} finite number, got {value!r}")
@@ -249,3 +255,165 @@ def targets(y, name, n_samples, n_outputs, dtype):
     out = np.ascontiguousarray(arr, dtype=dtype)
     _ensure_finite(out, name)
     return out
+
+
+# -- public attributes (DESIGN §5: every public attribute is read-only or validated when assigned) --------
+class Checked:
+    """A public attribute validated on every assignment: ``lr = Checked(check)`` in a class body, where
+    ``check(value, name)`` returns the value to store or raises TypeError / ValueError naming ``name``.
+    ``default``: what an instance that never assigned it reads (a class-wide default)."""
+
+    _MISSING = object()
+
+    def __init__(self, check, default=_MISSING, doc=None):
+        self.check, self.default = check, default
+        self.__doc__ = doc
+
+    def __set_name__(self, owner, name):
+        self.name, self.key = name, "_checked_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.key]
+        except KeyError:
+            if self.default is not Checked._MISSING:
+                return self.default
+            raise AttributeError(f"{type(obj).__name__} has no attribute {self.name!r} yet") from None
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.key] = self.check(value, self.name)
+
+    def __delete__(self, obj):
+        raise AttributeError(f"{type(obj).__name__}.{self.name} cannot be deleted; assign a valid value instead")
+
+
+class ReadOnly:
+    """A public attribute that cannot be assigned: ``dtype = ReadOnly(lambda self: self._dtype, why)``;
+    assigning it raises AttributeError naming it and saying ``why`` (what to do instead)."""
+
+    def __init__(self, fget, why):
+        self.fget, self.why = fget, why
+        self.__doc__ = getattr(fget, "__doc__", None)
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else self.fget(obj)
+
+    def __set__(self, obj, value):
+        raise AttributeError(f"{type(obj).__name__}.{self.name} is read-only: {self.why}")
+
+    def __delete__(self, obj):
+        raise AttributeError(f"{type(obj).__name__}.{self.name} is read-only: {self.why}")
+
+
+_GUARD_CACHE = {}
+
+
+def _fastnn_defined(cls, name):
+    """(defining class, attribute) of ``name`` in cls's MRO, or (None, None)."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass, klass.__dict__[name]
+    return None, None
+
+
+class Guarded:
+    """Mixin for fastnn's public objects: a public attribute that fastnn defines on the class is either a
+    data descriptor that validates the assignment (``Checked``, a property with a setter) or read-only —
+    assigning a constant (an activation's ``code``, a loss's ``classification``) or a property without
+    setter on an instance raises AttributeError naming it. Methods may be replaced on an instance by a function
+    (a test's ``mock.patch.object``): that is user code, like a custom layer; by anything else, refused. Names a user's subclass defines, and new
+    names, are the user's own and set freely; names starting with "_" are private (not checked)."""
+
+    def __setattr__(self, name, value):
+        if name[:1] != "_":
+            key = (type(self), name)
+            verdict = _GUARD_CACHE.get(key)
+            if verdict is None:
+                klass, attr = _fastnn_defined(type(self), name)
+                if klass is None or not klass.__module__.startswith("fastnn"):
+                    verdict = "free"
+                elif isinstance(attr, property):
+                    verdict = "free" if attr.fset is not None else "read-only"
+                elif hasattr(attr, "__set__"):
+                    verdict = "free"
+                elif inspect.isfunction(attr) or isinstance(attr, (staticmethod, classmethod)):
+                    verdict = "method"
+                else:
+                    verdict = "read-only"
+                _GUARD_CACHE[key] = verdict
+            if verdict == "method" and not callable(value):
+                raise AttributeError(f"{type(self).__name__}.{name} is a method: it can be replaced on an instance "
+                                     f"by a function only (got {type(value).__name__})")
+            if verdict == "read-only":
+                raise AttributeError(f"{type(self).__name__}.{name} is read-only (fixed by {type(self).__name__}; "
+                                     f"build a new object to change it)")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        if name[:1] != "_" and name not in self.__dict__:
+            klass, _ = _fastnn_defined(type(self), name)
+            if klass is not None and klass.__module__.startswith("fastnn"):
+                raise AttributeError(f"{type(self).__name__}.{name} cannot be deleted")
+        object.__delattr__(self, name)
+
+
+def integer(value, name, low=0, high=2 ** 53):
+    """An integer (not a bool, not a float) in [low, high] as an int: TypeError / ValueError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r:.80}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r:.80}")
+    return int(value)
+
+
+def flag(value, name):
+    """True or False (a bool or NumPy bool only): TypeError naming ``name`` otherwise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r:.80} ({type(value).__name__})")
+    return bool(value)
+
+
+def values_into(dst, value, name):
+    """Copy ``value`` into the array ``dst`` after checking it: real numbers (no strings, objects, complex),
+    exactly dst's shape, finite and representable in dst's dtype. ``dst`` is unchanged on error."""
+    arr = _numeric_array(value, name)
+    if arr.shape != dst.shape:
+        raise ValueError(f"{name} must have shape {dst.shape}, got {arr.shape}")
+    if arr.dtype.kind in "iuf" and arr.size:
+        big = absmax(np.asarray(arr, dtype=np.float64))
+        if not np.isfinite(big):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if big > float(np.finfo(dst.dtype).max):
+            raise ValueError(f"{name} has a value of magnitude {big:.3g}, beyond {dst.dtype.name}'s range")
+    dst[...] = arr
+
+
+def nonempty_str(value, name):
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string, got {value!r:.80}")
+    return value
+
+
+def choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r:.80}")
+    return value
+
+
+_PACKAGE_DIR = __import__("os").path.dirname(__import__("os").path.abspath(__file__)) + __import__("os").sep
+
+
+def warn_at_caller(message, category=UserWarning):
+    """warnings.warn attributed to the first frame outside the fastnn package — the user's line that called
+    fastnn (``skip_file_prefixes`` of Python 3.12, computed by hand so that 3.11 gets it too)."""
+    import sys
+    import warnings
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -28,10 +28,12 @@ import numbers
 
 import numpy as np
 
+from . import _checks
+
 __all__ = ["Callback", "EarlyStopping", "CallbackList", "get"]
 
 
-class Callback:
+class Callback(_checks.Guarded):
     """Optional base class: every hook does nothing. Subclasses override what they need."""
 
     def on_train_begin(self, net):
@@ -65,6 +67,13 @@ class EarlyStopping(Callback):
     (0 before any epoch) and ``best`` (the best monitored value; inf / -inf before any). The state is reset
     by ``on_train_begin``, so one object serves several fits.
     """
+
+    # validated on every assignment, like the constructor's arguments (DESIGN §5)
+    monitor = _checks.Checked(lambda v, name: _checks.nonempty_str(v, f"EarlyStopping: {name}"))
+    patience = _checks.Checked(lambda v, name: _checks.integer(v, f"EarlyStopping: {name}", 0, 2 ** 62))
+    min_delta = _checks.Checked(lambda v, name: _checks.positive_float(v, f"EarlyStopping: {name}", True))
+    restore_best_weights = _checks.Checked(lambda v, name: _checks.flag(v, f"EarlyStopping: {name}"))
+    mode = _checks.Checked(lambda v, name: _checks.choice(v, f"EarlyStopping: {name}", ("auto", "min", "max")))
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, restore_best_weights=True, mode="auto"):
         if not isinstance(monitor, str) or not monitor:
@@ -119,6 +128,10 @@ class EarlyStopping(Callback):
         self.best_weights = [p.copy() for p in _net_params(self._net, "EarlyStopping")]
 
     def on_train_begin(self, net):
+        other = self._net
+        if other is not None and other is not net and getattr(other, "in_training_call", False):
+            raise RuntimeError("this EarlyStopping object is in use by a fit of another network that is still "
+                               "running; give each concurrent fit its own EarlyStopping")
         if self.restore_best_weights:
             _net_params(net, "EarlyStopping")
         self._net = net

@@ -19,18 +19,24 @@ Differences from scikit-learn (each raises a clear error rather than doing somet
 
 * ``solver="lbfgs"`` and ``MLPRegressor(loss="poisson")`` are not supported.
 * a classifier needs at least two classes (scikit-learn fits a constant model to one class).
-* computation happens in ``dtype`` (an extra parameter, float32 by default; scikit-learn uses the input's
-  float dtype), so ``coefs_``, ``intercepts_``, ``predict_proba`` and regression predictions are of that
-  dtype. Pass ``dtype=np.float64`` for scikit-learn's precision.
+* training and prediction compute in ``dtype`` (an extra parameter, float32 by default; scikit-learn
+  computes in the input's float dtype). What comes back follows scikit-learn's dtypes: ``coefs_`` and
+  ``intercepts_`` are in the float dtype of the data the model was first fitted on (float32 input: float32,
+  anything else: float64), ``predict_proba`` and regression predictions in the result type of that and of
+  the predicted input's float dtype — values computed in ``dtype`` and converted. Pass
+  ``dtype=np.float64`` for scikit-learn's precision too.
 * sparse input is accepted but densified.
 
 The binary and multilabel classifiers use one logistic output per label, as scikit-learn does, so
 ``coefs_`` has scikit-learn's shapes everywhere (the last layer is (hidden, 1) for a binary problem).
-``coefs_`` / ``intercepts_`` are views of the network's weights: changing them in place changes the model,
-and assigning new arrays to them is picked up by the next predict / fit.
+``coefs_`` / ``intercepts_`` are views of the network's weights when their dtype is ``dtype`` (else copies):
+changing them in place or assigning new arrays to them is picked up by the next predict / fit (checked:
+shapes, finite values). ``set_params`` on a fitted estimator works as in scikit-learn: ``activation`` and
+``dtype`` apply from the next predict and warm-started fit on (the fitted weights are kept);
+``hidden_layer_sizes`` applies at the next fit, and a warm start (or partial_fit) with sizes that differ
+from the fitted network's raises ValueError; the other parameters apply at the next fit.
 """
 import numbers
-import warnings
 
 import numpy as np
 
@@ -189,11 +195,13 @@ class _Model:
         if len(coefs) != len(self.fcs) or len(intercepts) != len(self.fcs):
             raise ValueError(f"coefs_ and intercepts_ must hold {len(self.fcs)} arrays (one per layer), "
                              f"got {len(coefs)} and {len(intercepts)}")
-        for fc, w, b in zip(self.fcs, coefs, intercepts):
-            if w is not fc.weights:
-                fc.weights = w
-            if b is not fc.bias:
-                fc.bias = b
+        for i, (fc, w, b) in enumerate(zip(self.fcs, coefs, intercepts)):
+            for name, value, attr in ((f"coefs_[{i}]", w, "weights"), (f"intercepts_[{i}]", b, "bias")):
+                if value is not getattr(fc, attr):
+                    try:
+                        setattr(fc, attr, value)
+                    except (TypeError, ValueError) as exc:
+                        raise type(exc)(f"{name}: {exc}") from None
 
     def outputs(self, X):
         """The network's raw output (logits / regression outputs) for checked X, a new array."""
@@ -242,8 +250,8 @@ class _SklearnRules:
                 return True
             est._no_improvement_count = 0
         if not self.incremental and est.n_iter_ == est.max_iter:
-            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization hasn't "
-                          "converged yet." % est.max_iter, ConvergenceWarning, stacklevel=2)
+            _checks.warn_at_caller("Stochastic Optimizer: Maximum iterations (%d) reached and the optimization "
+                                   "hasn't converged yet." % est.max_iter, ConvergenceWarning)
         return False
 
 
@@ -361,9 +369,9 @@ class _BaseMLP(BaseEstimator):
             y = y.toarray()
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
-            warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the "
-                          "shape of y to (n_samples,), for example using ravel().", DataConversionWarning,
-                          stacklevel=4)
+            _checks.warn_at_caller("A column-vector y was passed when a 1d array was expected. Please change "
+                                   "the shape of y to (n_samples,), for example using ravel().",
+                                   DataConversionWarning)
             y = y[:, 0]
         return _dense(X, dtype), y
 
@@ -382,7 +390,9 @@ class _BaseMLP(BaseEstimator):
     def _fit(self, X, y, incremental, classes=None, sample_weight=None):
         sizes, dtype = self._check_params(incremental)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        in_dtype = _input_float_dtype(X)
         if not first_pass:
+            self._sync_model(sizes)
             dtype = self._model.dtype
         X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype)
         Y = self._encode_targets(y, first_pass, incremental, classes, dtype)
@@ -390,14 +400,50 @@ class _BaseMLP(BaseEstimator):
             sample_weight = _checks.sample_weights(sample_weight, "sample_weight", X.shape[0], dtype)
         self._random_state = check_random_state(self.random_state)
         if first_pass:
+            self._coef_dtype = in_dtype
             self._initialize(sizes, X.shape[1], Y, dtype)
         else:
             self._sync_from_attributes()
             self._point_attributes()
             self._check_continuation(X, Y)
-        self._fit_stochastic(X, Y, incremental, sample_weight)
+        try:
+            self._fit_stochastic(X, Y, incremental, sample_weight)
+        finally:
+            self._point_attributes()        # copies (another dtype than the network's) follow the weights
         return self
 
+    def _sync_model(self, sizes=None):
+        """The network made to match the parameters as get_params reports them (scikit-learn reads
+        ``activation`` at every forward pass): a changed ``activation`` or ``dtype`` rebuilds the network
+        around the fitted weights (the optimizer's state converted); ``sizes`` (warm start, partial_fit)
+        must be the fitted hidden sizes. Assigned coefs_ / intercepts_ are taken in first."""
+        self._sync_from_attributes()
+        model = self._model
+        if self.activation not in _ACTIVATION_LAYERS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATION_LAYERS)}, got {self.activation!r}")
+        dtype = _checks.float_dtype(self.dtype, "dtype")
+        if sizes is not None:
+            fitted = [fc.out_features for fc in model.fcs[:-1]]
+            if fitted != list(sizes):
+                raise ValueError(f"hidden_layer_sizes={self.hidden_layer_sizes!r} differs from the fitted "
+                                 f"network's {tuple(fitted)}; warm_start and partial_fit continue the fitted "
+                                 f"network: set warm_start=False (and call fit) to train the new architecture")
+        if model.activation == self.activation and model.dtype == dtype:
+            return
+        old = model.net.optimizer
+        opt = type(old)(**old.config())
+        opt.steps = old.steps
+        if old.state is not None:
+            opt.state = [[np.ascontiguousarray(s, dtype=dtype) for s in slots] for slots in old.state]
+        units = [model.fcs[0].in_features] + [fc.out_features for fc in model.fcs]
+        new = _Model(units, self.activation, model.out_kind, dtype, opt)
+        new.set_weights([fc.weights for fc in model.fcs], [fc.bias for fc in model.fcs])
+        self._model = new
+        self._point_attributes()
+
+    def _out_dtype(self, X):
+        """scikit-learn's output dtype: the fitted coefficients' float dtype promoted with X's."""
+        return np.result_type(getattr(self, "_coef_dtype", self._model.dtype), _input_float_dtype(X))
     def _initialize(self, sizes, n_features, Y, dtype):
         self.n_iter_ = 0
         self.t_ = 0
@@ -426,13 +472,23 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = None
 
     def _point_attributes(self):
-        """coefs_ / intercepts_ become (new lists of) views of the network's weights."""
-        self.coefs_ = [fc.weights for fc in self._model.fcs]
-        self.intercepts_ = [fc.bias for fc in self._model.fcs]
+        """coefs_ / intercepts_ become (new lists of) views of the network's weights — copies in the fitted
+        input's dtype when that is not the network's (see the module docstring)."""
+        fcs, dtype = self._model.fcs, getattr(self, "_coef_dtype", self._model.dtype)
+        if dtype == self._model.dtype:
+            self.coefs_ = [fc.weights for fc in fcs]
+            self.intercepts_ = [fc.bias for fc in fcs]
+        else:
+            self.coefs_ = [fc.weights.astype(dtype) for fc in fcs]
+            self.intercepts_ = [fc.bias.astype(dtype) for fc in fcs]
 
     def _sync_from_attributes(self):
-        """Copy coefs_ / intercepts_ into the network if the user assigned new arrays to them."""
+        """Copy coefs_ / intercepts_ into the network if the user assigned new arrays to them (or they are
+        copies in another dtype, which the user may have changed in place)."""
         model = self._model
+        if not isinstance(self.coefs_, list) or not isinstance(self.intercepts_, list):
+            raise TypeError(f"coefs_ and intercepts_ must be lists of arrays, got {type(self.coefs_).__name__} "
+                            f"and {type(self.intercepts_).__name__}")
         if any(w is not fc.weights for w, fc in zip(self.coefs_, model.fcs)) or \
                 any(b is not fc.bias for b, fc in zip(self.intercepts_, model.fcs)) or \
                 len(self.coefs_) != len(model.fcs) or len(self.intercepts_) != len(model.fcs):
@@ -478,8 +534,8 @@ class _BaseMLP(BaseEstimator):
             batch_size = min(200, n)
         else:
             if self.batch_size > n:
-                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be "
-                              "clipped", stacklevel=4)
+                _checks.warn_at_caller("Got `batch_size` less than 1 or larger than sample size. It is going "
+                                       "to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n))
         rules = _SklearnRules(self, opt, n, early_stopping, X_val, Y_val, w_val, incremental)
         trainer = Trainer(net, batch_size=batch_size, epochs=1 if incremental else self.max_iter, verbose=0,
@@ -490,7 +546,7 @@ class _BaseMLP(BaseEstimator):
         except TrainingDivergedError as exc:
             raise ValueError(_diverged_message(self.n_iter_ + 1)) from exc
         except KeyboardInterrupt:
-            warnings.warn("Training interrupted by user.", stacklevel=4)
+            _checks.warn_at_caller("Training interrupted by user.")
         if early_stopping:  # restore the best weights
             self._model.set_weights(self._best_coefs, self._best_intercepts)
 
@@ -562,11 +618,16 @@ class _BaseMLP(BaseEstimator):
 
     # -- prediction ---------------------------------------------------------------------------
     def _outputs(self, X):
-        """Raw network outputs for unchecked X (checks fitted state, features, NaN)."""
+        """Raw network outputs for unchecked X (checks fitted state, features, NaN), from the network as the
+        current parameters describe it (``_sync_model``)."""
         check_is_fitted(self)
+        self._sync_model()
+        self._check_fitted_labels()
         X = self._validate_X(X, reset=False)
-        self._sync_from_attributes()
         return self._model.outputs(X)
+
+    def _check_fitted_labels(self):
+        """The fitted attributes predict reads besides the weights (the classifier's ``classes_``)."""
 
     def export_onnx(self, path):
         """Write the fitted model as ONNX (fastnn.export): input "input" (batch, n_features_in_) in the
@@ -625,6 +686,21 @@ def _set_lr(opt, lr):
             for s in slots:
                 s *= opt.lr / lr
     opt.lr = lr
+
+
+def _input_float_dtype(X):
+    """The float dtype scikit-learn's validation would give X: float32 stays float32, anything else (float64,
+    ints, lists, mixed DataFrames) becomes float64."""
+    dt = getattr(X, "dtype", None)
+    if dt is None and hasattr(X, "dtypes"):
+        try:
+            dt = np.result_type(*list(X.dtypes))
+        except (TypeError, ValueError):
+            dt = None
+    try:
+        return np.dtype(np.float32) if dt is not None and np.dtype(dt) == np.float32 else np.dtype(np.float64)
+    except TypeError:
+        return np.dtype(np.float64)
 
 
 def _dense(X, dtype):
@@ -772,6 +848,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return float(np.average(right, weights=w))
 
     # -- prediction ---------------------------------------------------------------------------
+    def _check_fitted_labels(self):
+        n_out = self._model.fcs[-1].out_features
+        need = 2 if self._y_type == "binary" else n_out
+        classes = self.classes_
+        if not isinstance(classes, np.ndarray) or classes.ndim != 1 or len(classes) != need:
+            raise ValueError(f"classes_ must be a 1-D array of the {need} class labels the model was fitted "
+                             f"on, got {classes!r:.80}")
+
     def predict(self, X):
         """Class labels (n_samples,) — or the indicator matrix (n_samples, n_labels) for multilabel."""
         out = self._outputs(X)
@@ -786,7 +870,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
         Binary problems give (n_samples, 2) = [1 - p, p]; multilabel the per-label probabilities."""
         out = self._outputs(X)
-        proba = self._model.net.loss.output_probabilities(out)
+        proba = self._model.net.loss.output_probabilities(out).astype(self._out_dtype(X), copy=False)
         if self._y_type == "binary":
             return np.hstack([1 - proba, proba])
         return proba
@@ -884,7 +968,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def predict(self, X):
         """Predicted values, (n_samples,) for one output, else (n_samples, n_outputs)."""
-        out = self._outputs(X)
+        out = self._outputs(X).astype(self._out_dtype(X), copy=False)
         return out[:, 0].copy() if out.shape[1] == 1 else out
 
     if HAVE_SKLEARN:

@@ -28,7 +28,7 @@ from .kernels import softmax_ce as sm_kernels
 from .threads import parallel_pays
 
 
-class Owned:
+class Owned(_checks.Guarded):
     """What a network needs of its layers and its loss: one owner, and a mark of who ran the last forward.
 
     ``claim(net)`` makes ``net`` the owner (ValueError if another live network owns it); ``forward_mark`` is
@@ -39,23 +39,28 @@ class Owned:
     """
 
     _owner_ref = None
-    forward_mark = None
+    #: set by the owning network's forward(x, y); any value is harmless (a mismatch only makes backward refuse)
+    forward_mark = _checks.Checked(lambda value, name: value, default=None)
 
     @property
     def owner(self):
         return None if self._owner_ref is None else self._owner_ref()
 
+    def _used_by(self, net):
+        """True while ``net`` still holds this object (a replaced loss or optimizer is free again)."""
+        return any(layer is self for layer in getattr(net, "_layers", ()))
+
     def claim(self, net, where):
         owner = self.owner
-        if owner is not None and owner is not net:
+        if owner is not None and owner is not net and self._used_by(owner):
             raise ValueError(f"{where} ({type(self).__name__}) already belongs to another NeuralNetwork; a "
-                             f"layer or loss can be part of one network only (build a new one, or copy.deepcopy it)")
+                             f"layer, loss or optimizer belongs to one network at a time (build a new one, or copy.deepcopy it)")
         self._owner_ref = weakref.ref(net)
 
     def _direct_call(self):
         """Called by the public forward/backward: refuse while the owner trains; forget the network's mark."""
         owner = self.owner
-        if owner is not None and owner.training:
+        if owner is not None and owner.in_training_call:
             raise RuntimeError(f"{type(self).__name__} is being trained by its network (fit or forward/backward "
                                f"in another thread); call it after training, or use net.predict")
         self.forward_mark = None
@@ -63,7 +68,7 @@ class Owned:
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_owner_ref", None)
-        state.pop("forward_mark", None)
+        state.pop("_checked_forward_mark", None)
         return state
 
 
@@ -77,6 +82,20 @@ class Layer(Owned):
 
     params = property(lambda self: [])
     grads = property(lambda self: [])
+
+    #: torch's module mode: True (the default) while training, False after ``eval()``. Dropout drops in a
+    #: standalone forward only in training mode; a network's fit runs its layers in training mode and
+    #: predict in eval mode, and both give the layers back in the mode they had.
+    training = _checks.Checked(_checks.flag, default=True)
+
+    def train(self, mode=True):
+        """Training mode (``mode=False``: eval mode), as torch.nn.Module.train; returns self."""
+        self.training = _checks.flag(mode, "mode")
+        return self
+
+    def eval(self):
+        """Eval (inference) mode, as torch.nn.Module.eval; returns self."""
+        return self.train(False)
 
     #: ``_infer(x) -> new array``: the output for x without touching the layer's buffers (so that predict can
     #: run in any thread while the network trains). None for layers that have no such path (custom layers):
@@ -155,6 +174,14 @@ def register_layer(cls):
     return cls
 
 
+def _layer_seed(seed):
+    """A layer's seed: None, a non-negative int, or a NumPy Generator / SeedSequence / BitGenerator (what
+    ``np.random.default_rng`` takes; not savable as a model file's JSON, which ``save`` says)."""
+    if isinstance(seed, (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator)):
+        return seed
+    return _checks.seed(seed, "seed")
+
+
 class FullyConnected(Layer):
     """y = x @ weights + bias, for x (batch, in_features) -> y (batch, out_features).
 
@@ -168,21 +195,22 @@ class FullyConnected(Layer):
         self._in_features = _checks.positive_int(in_features, "in_features")
         self._out_features = _checks.positive_int(out_features, "out_features")
         self._dtype = _checks.float_dtype(dtype)
-        self.init, self.seed = init, seed
         self._init_fn = initializers.get(init)
+        self._init, self._seed = init, _layer_seed(seed)
         initializers.check_fits(self.in_features, self.out_features, self.dtype)
         size = self.in_features * self.out_features + self.out_features
         self.bind(np.zeros(size, self.dtype), np.zeros(size, self.dtype))
         self.reset_parameters(seed)
 
     # The shape and dtype are fixed at construction: the parameter buffers are sized from them.
-    in_features = property(lambda self: self._in_features, lambda self, v: self._fixed("in_features"))
-    out_features = property(lambda self: self._out_features, lambda self, v: self._fixed("out_features"))
-    dtype = property(lambda self: self._dtype, lambda self, v: self._fixed("dtype"))
-
-    def _fixed(self, name):
-        raise AttributeError(f"FullyConnected.{name} is fixed at construction (the weights are sized from "
-                             f"it); build a new FullyConnected layer instead")
+    _FIXED = "fixed at construction (the weights are sized from it); build a new FullyConnected layer instead"
+    in_features = _checks.ReadOnly(lambda self: self._in_features, _FIXED)
+    out_features = _checks.ReadOnly(lambda self: self._out_features, _FIXED)
+    dtype = _checks.ReadOnly(lambda self: self._dtype, _FIXED)
+    init = _checks.ReadOnly(lambda self: self._init, "the initializer is fixed at construction; assign weights "
+                                                     "or call reset_parameters(seed) instead")
+    seed = _checks.ReadOnly(lambda self: self._seed, "fixed at construction; call reset_parameters(seed) to "
+                                                     "draw new weights from another seed")
 
     @property
     def n_params(self):
@@ -209,19 +237,12 @@ class FullyConnected(Layer):
         self._w[...] = self._init_fn(self.in_features, self.out_features, rng, self.dtype)
         self._b[...] = 0
 
-    weights = property(lambda self: self._w, lambda self, v: self._assign(self._w, v, "weights"))
-    bias = property(lambda self: self._b, lambda self, v: self._assign(self._b, v, "bias"))
+    weights = property(lambda self: self._w, lambda self, v: _checks.values_into(self._w, v, "weights"))
+    bias = property(lambda self: self._b, lambda self, v: _checks.values_into(self._b, v, "bias"))
     grad_weights = property(lambda self: self._dw)
     grad_bias = property(lambda self: self._db)
     params = property(lambda self: [self._w, self._b])
     grads = property(lambda self: [self._dw, self._db])
-
-    @staticmethod
-    def _assign(dst, value, name):
-        arr = np.asarray(value)
-        if arr.shape != dst.shape:
-            raise ValueError(f"{name} must have shape {dst.shape}, got {arr.shape}")
-        dst[...] = arr
 
     def _forward(self, x):
         return self._forward_activated(x)
@@ -490,29 +511,42 @@ class Dropout(Layer):
     index, first row's position in the batch) — the training loop passes one per mini-batch
     (``dropout_epoch_key``), ``NeuralNetwork.forward(x, y)`` a fixed one (``manual_dropout_key``); key None
     is inference. For one key dropout is a fixed linear map, so gradients check exactly (``fnn.gradcheck`` of
-    a network uses the key of the fit it runs). ``forward(x, key=None)``: the checked call, the identity
-    without a key. ``_backward`` applies the mask of the last keyed forward to dy.
+    a network uses the key of the fit it runs). ``_backward`` applies the mask of the last keyed forward to dy.
+
+    Standalone use, torch's habit: ``forward(x)`` in training mode (the default; ``train()`` / ``eval()``
+    switch) drops with a fresh key per call drawn from the layer's own generator, seeded by ``seed`` (None:
+    unpredictable; an int: the same sequence of masks from a new layer), and ``backward`` applies that mask;
+    in eval mode ``forward(x)`` is the identity. ``forward(x, key)`` uses the given key in either mode. A
+    network ignores the mode of its Dropout layers for its own calls: fit drops, predict never does.
     """
 
     takes_batch_key = True
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, seed=None):
         super().__init__()
         p = _real(p, "p")
         if not 0.0 <= p < 1.0:
             raise ValueError(f"p must be in [0, 1) (the probability of dropping a unit), got {p}")
         self._p = p
         self._key = None
+        self._seed = _checks.seed(seed, "seed")
+        self._rng = np.random.default_rng(self._seed)
 
-    p = property(lambda self: self._p, _read_only("Dropout", "p"))
+    seed = _checks.ReadOnly(lambda self: self._seed, "fixed at construction; build a new Dropout(p, seed=...) "
+                                                     "for another mask sequence")
+
+    p = _checks.ReadOnly(lambda self: self._p, "fixed at construction; build a new Dropout instead")
     #: the keep threshold of kernels/dropout.py and the scale of kept units (float64; rounded to the dtype)
     threshold = property(lambda self: drop_kernels.threshold(self._p))
     scale = property(lambda self: 1.0 / (1.0 - self._p))
 
     def forward(self, x, key=None):
         """Dropout of x (batch, features) with the batch key ``key`` = (epoch key in [0, 2**64), batch index
-        >= 0, first row's position >= 0); without a key, the identity (inference)."""
+        >= 0, first row's position >= 0); without a key: in training mode with a key drawn from the layer's
+        generator (see the class docstring), in eval mode the identity."""
         x = self._check_input(x)
+        if key is None and self.training and self._p > 0:
+            key = (int(self._rng.integers(0, 2 ** 64, dtype=np.uint64)), 0, 0)
         if key is not None:
             ok = isinstance(key, tuple) and len(key) == 3 and all(
                 isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in key)
@@ -551,7 +585,7 @@ class Dropout(Layer):
         return self._masked(dy, "dx", self._key)
 
     def config(self):
-        return {"p": self.p}
+        return {"p": self.p} if self._seed is None else {"p": self.p, "seed": self._seed}
 
 
 #: every activation by its name (fastnn train --activation)

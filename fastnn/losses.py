@@ -25,13 +25,17 @@ class Loss(Owned):
 
     classification = True
     _label_kernel = _dense_kernel = None
+
     #: the factor between the loss a fit reports and the one it differentiates (scikit-learn's MLPRegressor
     #: reports the squared error averaged over outputs but steps with its sum's gradient); 1 unless set.
-    report_scale = 1.0
+    report_scale = _checks.Checked(lambda value, name: _checks.positive_float(value, name), default=1.0)
 
     def __init__(self):
         self._grad_buf = None
         self._grad = None
+
+    def _used_by(self, net):
+        return net.__dict__.get("_loss") is self
 
     def _check(self, pred, target, weights=None):
         pred = _checks.matrix(pred, "pred", _checks.float_dtype_of(pred), check_finite=False)

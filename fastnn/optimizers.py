@@ -14,6 +14,7 @@ import numpy as np
 from . import _checks
 from .errors import NonFiniteUpdateError
 from .kernels import optim as kernels
+from .layers import Owned
 from .threads import parallel_pays
 
 
@@ -41,30 +42,41 @@ def _fraction(value, name):
     return value
 
 
-def _flag(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r:.80} ({type(value).__name__})")
-    return bool(value)
+_flag = _checks.flag
 
 
-class _Hyper:
-    """A hyperparameter attribute, checked by ``check(value, name)`` on every assignment."""
+_Hyper = _checks.Checked     # a hyperparameter: checked by ``check(value, name)`` on every assignment
 
-    def __init__(self, check):
-        self.check = check
-
-    def __set_name__(self, owner, name):
-        self.name, self.key = name, "_hyper_" + name
-
-    def __get__(self, obj, owner=None):
-        return self if obj is None else obj.__dict__[self.key]
-
-    def __set__(self, obj, value):
-        obj.__dict__[self.key] = self.check(value, self.name)
+#: the largest step count (Adam's bias correction reads it as an exact float64 and an int64)
+MAX_STEPS = 2 ** 53
 
 
-class Optimizer:
+def _steps(value, name):
+    return _checks.integer(value, name, 0, MAX_STEPS)
+
+
+def _state(value, name):
+    """None, or a list (one per parameter array) of lists of NumPy arrays; each slot's shape, dtype and
+    layout are checked against the parameters at the next step (``ensure_state``)."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(s, (list, tuple)) for s in value):
+        raise TypeError(f"{name} must be None or a list of lists of arrays (slot j of parameter array i at "
+                        f"[i][j]), got {type(value).__name__}")
+    for i, slots in enumerate(value):
+        for j, arr in enumerate(slots):
+            if not isinstance(arr, np.ndarray):
+                raise TypeError(f"{name}[{i}][{j}] must be a NumPy array, got {type(arr).__name__}")
+    return [list(slots) for slots in value]
+
+
+class Optimizer(Owned):
     """Base class: keeps per-parameter state, created on the first step and reset by ``reset()``.
+
+    An optimizer belongs to one network (``owner``): its state (momentum, moments, the step count) is that
+    network's, so giving it to a second network while the first still uses it raises ValueError — build
+    one optimizer per network. ``steps`` (an int in [0, 2**53]) and ``state`` are validated when assigned,
+    like every hyperparameter.
 
     Subclasses define ``n_slots`` (from the current hyperparameters), ``kernel_spec()``, and the kernels
     ``_is_finite(p, g, slots)``, ``_update(p, g, slots, parallel)`` and ``_checked(p, g, slots)`` (check
@@ -76,6 +88,11 @@ class Optimizer:
     """
 
     _sklearn_alpha = _Hyper(_non_negative)
+    steps = _checks.Checked(_steps)
+    state = _checks.Checked(_state)
+
+    def _used_by(self, net):
+        return net.__dict__.get("_optimizer") is self
 
     def __init__(self):
         self.state = None
@@ -98,6 +115,11 @@ class Optimizer:
             raise ValueError("_sklearn_alpha (scikit-learn's L2 penalty) needs the fused path: "
                              "fit(..., fused=True); Optimizer.step does not apply it")
 
+    def check_hyperparameters(self):
+        """ValueError when the hyperparameters, each valid alone, make a combination no step can take
+        (SGD's nesterov=True with momentum 0): what fit and step refuse, for a caller that stores them."""
+        self._check_hyper(fused=True)
+
     def ensure_state(self, params):
         """The state checked against ``params`` (a list of C-contiguous float arrays); returns it.
 
@@ -106,6 +128,9 @@ class Optimizer:
         slot must be a writeable C-contiguous array of its parameter's exact shape and dtype, else
         ValueError naming ``state[i][j]`` (call ``reset()`` to start afresh).
         """
+        if self.steps > MAX_STEPS // 2:      # room for any fit: its steps are counted after the epoch ran
+            raise ValueError(f"{type(self).__name__}.steps is {self.steps}, beyond {MAX_STEPS // 2} (2**52) "
+                             f"that training can continue from; call reset() or assign a smaller step count")
         n, state = self.n_slots, self.state
         if state is not None and not (isinstance(state, (list, tuple))
                                       and all(isinstance(s, (list, tuple)) for s in state)):
@@ -158,6 +183,8 @@ class Optimizer:
         """
         self._check_hyper(fused=False)
         flats = self._flat_views(params, grads)
+        if self.steps >= MAX_STEPS:
+            raise ValueError(f"{type(self).__name__}.steps reached its limit {MAX_STEPS}; call reset()")
         self.steps += 1
         if len(flats) == 1 and not parallel_pays(flats[0][0].size):
             p, g, slots = flats[0]

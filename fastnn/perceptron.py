@@ -4,16 +4,48 @@ import numpy as np
 from . import _checks
 
 
-class Perceptron:
+def _weights(self, value, name):
+    arr = np.zeros(self.n_features)
+    _checks.values_into(arr, value, name)
+    return arr
+
+
+def _classes(value, name):
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.ndim != 1 or len(arr) != 2 or arr[0] == arr[1]:
+        raise ValueError(f"{name} must be None or the two class labels (an array of 2 distinct values), "
+                         f"got {value!r:.80}")
+    return arr
+
+
+class _WeightsAttr(_checks.Checked):
+    """weights: validated against the perceptron's n_features (copied into a new float64 array)."""
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.key] = _weights(obj, value, self.name)
+
+
+class Perceptron(_checks.Guarded):
     """A single linear threshold unit for two classes.
 
     ``fit(X, y)`` applies Rosenblatt's rule, w += lr·t·x and b += lr·t for each misclassified sample
     (t = ±1), sweeping the data until an epoch has no mistakes or ``epochs`` is reached. Labels may be any
-    two values; ``predict`` returns them.
+    two values; ``predict`` returns them. ``n_features`` is read-only; ``lr``, ``weights`` (n_features,
+    finite), ``bias`` (finite), ``classes_`` (None or two labels) and ``converged`` are validated when
+    assigned.
     """
 
+    n_features = _checks.ReadOnly(lambda self: self._n_features, "fixed at construction; build a new Perceptron")
+    lr = _checks.Checked(lambda v, name: _checks.positive_float(v, name))
+    weights = _WeightsAttr(None)
+    bias = _checks.Checked(_checks.real)
+    classes_ = _checks.Checked(_classes)
+    converged = _checks.Checked(_checks.flag)
+
     def __init__(self, n_features, lr=1.0, seed=None):
-        self.n_features = _checks.positive_int(n_features, "n_features")
+        self._n_features = _checks.positive_int(n_features, "n_features")
         self.lr = _checks.positive_float(lr, "lr")
         rng = np.random.default_rng(seed)
         self.weights = rng.standard_normal(self.n_features) * 0.01
@@ -36,11 +68,12 @@ class Perceptron:
         self.classes_ = classes
         t = np.where(y == classes[1], 1.0, -1.0)
         self.converged = False
+        w = self.weights
         for _ in range(_checks.positive_int(epochs, "epochs")):
             mistakes = 0
             for xi, ti in zip(X, t):
-                if ti * (xi @ self.weights + self.bias) <= 0:
-                    self.weights += self.lr * ti * xi
+                if ti * (xi @ w + self.bias) <= 0:
+                    w += self.lr * ti * xi
                     self.bias += self.lr * ti
                     mistakes += 1
             if mistakes == 0:

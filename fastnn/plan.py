@@ -91,12 +91,17 @@ def build(net, buffers, training=True):
     dtype, n_features, n_outputs = check_stack(layers)
     if dtype != params.dtype:
         raise ValueError(f"the layers' dtype {dtype.name} differs from the network's {params.dtype.name}")
+    if (n_features, n_outputs) != (net.n_features, net.n_outputs):
+        raise ValueError(f"the layers now take {n_features} features and give {n_outputs} outputs, but the "
+                         f"network was built for {net.n_features} and {net.n_outputs} (a custom layer's "
+                         f"in_features / out_features changed); build a new network")
     loss, optimizer = net.loss, net.optimizer
     if not isinstance(loss, Loss):
         raise TypeError(f"loss must be a fastnn Loss, got {type(loss).__name__}")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a fastnn Optimizer, got {type(optimizer).__name__}")
     loss.claim(net, "the loss")
+    optimizer.claim(net, "the optimizer")
     dense = tuple(layer for layer in layers if type(layer) is FullyConnected)
     param_layers = tuple(i for i, layer in enumerate(layers) if type(layer) is FullyConnected)
     sizes = [layer.n_params for layer in dense]
@@ -111,10 +116,16 @@ def build(net, buffers, training=True):
     extra_grads = [g for layer in others for g in layer.grads]
     if len(extra_params) != len(extra_grads):
         raise ValueError("a layer's params and grads lists differ in length")
-    for p, g in zip(extra_params, extra_grads):
+    owners = [(i, layer) for i, layer in enumerate(layers) if type(layer) is not FullyConnected
+              for _ in layer.params]
+    for (i, layer), p, g in zip(owners, extra_params, extra_grads):
         if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray)) or p.shape != g.shape \
                 or p.dtype != dtype or g.dtype != dtype:
-            raise ValueError(f"a custom layer's parameter and gradient must be {dtype.name} arrays of one shape")
+            raise ValueError(f"layers[{i}] ({type(layer).__name__}): a parameter and its gradient must be "
+                             f"{dtype.name} arrays of one shape, got {_describe(p)} and {_describe(g)}")
+        if training and not all(a.flags.c_contiguous and a.flags.writeable for a in (p, g)):
+            raise ValueError(f"layers[{i}] ({type(layer).__name__}): parameters and gradients must be writeable "
+                             f"C-contiguous arrays (the optimizer updates them in place)")
     opt_params = (params, *extra_params)
     opt_grads = (grads, *extra_grads)
     if training:
@@ -122,3 +133,7 @@ def build(net, buffers, training=True):
     return Plan(layers=layers, loss=loss, optimizer=optimizer, dtype=dtype, n_features=n_features,
                 n_outputs=n_outputs, params=params, grads=grads, offsets=offsets, dense=dense,
                 param_layers=param_layers, opt_params=opt_params, opt_grads=opt_grads)
+
+
+def _describe(a):
+    return f"a {a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__

@@ -32,6 +32,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ._checks import Checked, Guarded
+
 __all__ = ["Schedule", "StepLR", "ExponentialLR", "CosineAnnealingLR", "InverseScaling", "ReduceLROnPlateau",
            "FunctionSchedule", "SCHEDULE_TYPES", "get", "to_config", "from_config"]
 
@@ -86,8 +88,25 @@ def _monitored_values(history, key, count, owner):
     return [float(v) for v in values[:count]]
 
 
+def _attr(check, owner, *args, **kwargs):
+    """A schedule's hyperparameter as an attribute validated on every assignment (by the constructor's check)."""
+    return Checked(lambda value, name: check(value, name, owner, *args, **kwargs))
+
+
+def _monitor(value, name, owner):
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{owner}: {name} must be a non-empty string (a history key), got {value!r:.80}")
+    return value
+
+
+def _function(value, name, owner):
+    if not callable(value) and not callable(getattr(value, "lr", None)):
+        raise TypeError(f"{owner}: {name} must be a function f(epoch) -> lr, got {type(value).__name__}")
+    return value
+
+
 # -- the base class ----------------------------------------------------------------------------------------
-class Schedule:
+class Schedule(Guarded):
     """Base class. Subclasses implement ``_rate(epoch, base_lr, history, samples_seen)`` and ``config()``;
     ``lr`` checks the arguments and the result around it."""
 
@@ -138,6 +157,9 @@ class StepLR(Schedule):
     """``base_lr * gamma ** ((epoch - 1) // step_size)``: the rate decays by ``gamma`` every ``step_size``
     epochs (torch.optim.lr_scheduler.StepLR)."""
 
+    step_size = _attr(_int, "StepLR", 1)
+    gamma = _attr(_real, "StepLR", low=0.0, low_open=True)
+
     def __init__(self, step_size, gamma=0.1):
         self.step_size = _int(step_size, "step_size", "StepLR", 1)
         self.gamma = _real(gamma, "gamma", "StepLR", low=0.0, low_open=True)
@@ -151,6 +173,8 @@ class StepLR(Schedule):
 
 class ExponentialLR(Schedule):
     """``base_lr * gamma ** (epoch - 1)`` (torch.optim.lr_scheduler.ExponentialLR)."""
+
+    gamma = _attr(_real, "ExponentialLR", low=0.0, low_open=True)
 
     def __init__(self, gamma):
         self.gamma = _real(gamma, "gamma", "ExponentialLR", low=0.0, low_open=True)
@@ -170,6 +194,9 @@ class CosineAnnealingLR(Schedule):
 
     _bad_rate_hint = " (CosineAnnealingLR reaches eta_min at epoch T_max + 1: give eta_min > 0 or T_max >= epochs)"
 
+    T_max = _attr(_int, "CosineAnnealingLR", 1)
+    eta_min = _attr(_real, "CosineAnnealingLR", low=0.0)
+
     def __init__(self, T_max, eta_min=0.0):
         self.T_max = _int(T_max, "T_max", "CosineAnnealingLR", 1)
         self.eta_min = _real(eta_min, "eta_min", "CosineAnnealingLR", low=0.0)
@@ -185,6 +212,8 @@ class CosineAnnealingLR(Schedule):
 class InverseScaling(Schedule):
     """scikit-learn's ``learning_rate="invscaling"``: ``base_lr / (samples_seen + 1) ** power_t``, where
     ``samples_seen`` counts the training samples processed before the epoch (scikit-learn's ``t_``)."""
+
+    power_t = _attr(_real, "InverseScaling", low=0.0)
 
     def __init__(self, power_t=0.5):
         self.power_t = _real(power_t, "power_t", "InverseScaling", low=0.0)
@@ -210,6 +239,16 @@ class ReduceLROnPlateau(Schedule):
     The replay is cached (the state after the longest history prefix seen), so a fit of E epochs costs
     O(E) in total rather than O(E^2); the cache never changes a result.
     """
+
+    monitor = _attr(_monitor, "ReduceLROnPlateau")
+    factor = _attr(_real, "ReduceLROnPlateau", low=0.0, low_open=True, high=1.0, high_open=True)
+    patience = _attr(_int, "ReduceLROnPlateau", 0)
+    mode = _attr(_choice, "ReduceLROnPlateau", ("min", "max"))
+    threshold = _attr(_real, "ReduceLROnPlateau", low=0.0)
+    threshold_mode = _attr(_choice, "ReduceLROnPlateau", ("rel", "abs"))
+    cooldown = _attr(_int, "ReduceLROnPlateau", 0)
+    min_lr = _attr(_real, "ReduceLROnPlateau", low=0.0)
+    eps = _attr(_real, "ReduceLROnPlateau", low=0.0)
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, mode="min", threshold=1e-4,
                  threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
@@ -273,6 +312,8 @@ class FunctionSchedule(Schedule):
     """Wraps a user's function ``f(epoch) -> lr`` (or a user's object with its own ``lr`` method) so that its
     rates are checked like every schedule's. Not saved in checkpoints (``to_config`` gives None): pass it
     again when resuming."""
+
+    fn = _attr(_function, "FunctionSchedule")
 
     def __init__(self, fn):
         if not callable(fn) and not callable(getattr(fn, "lr", None)):

@@ -201,7 +201,9 @@ class Trainer:
         elif self.validation_data is not None:
             val = self.checked_validation()
         if weights is not None and not weights.any():
-            raise ValueError("sample_weight is zero for every training sample")
+            raise ValueError("sample_weight is zero for every training sample" if self.class_weight is None else
+                             "the sample weights (sample_weight times class_weight) are zero for every training "
+                             "sample")
         return X, y, weights, val
 
     def checked_validation(self):
@@ -461,8 +463,18 @@ def _class_weights(class_weight, y, net, weights):
         table = np.ones(n_classes)
         for k, w in class_weight.items():
             table[k] = w
+    limit = np.finfo(net.dtype).max
+    if table.max(initial=0) > limit:
+        raise ValueError(f"class_weight has a weight of {table.max():.3g}, beyond the network's "
+                         f"{np.dtype(net.dtype).name} range (max {limit:.3g})")
     per_sample = table[y].astype(net.dtype)
-    return per_sample if weights is None else weights * per_sample
+    if not per_sample.any():
+        raise ValueError("class_weight gives weight 0 to every class present in y (no sample would train)")
+    with np.errstate(over="ignore"):
+        combined = per_sample if weights is None else weights * per_sample
+    if not np.isfinite(combined).all():
+        raise ValueError(f"sample_weight times class_weight exceeds the network's {np.dtype(net.dtype).name} range")
+    return combined
 
 
 def new_history(classification, validation):

@@ -20,6 +20,39 @@ CALLS = {"calls": 0, "refused": 0}
 DTYPES = st.sampled_from([np.float32, np.float64])
 ODD = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-3, 3), st.just("0.1"),
                 st.just(None), st.booleans(), st.just([1.0]))
+HOSTILE = st.one_of(ODD, st.sampled_from([2 ** 64, 10 ** 30, 2 ** 63 - 1, -1, np.int64(3), "float16", np.float64,
+                                          np.zeros((3, 3)), np.ones((2, 2), order="F"), np.zeros(4, np.int8), {}]))
+#: what the custom layer of the stack returns: right ("ok"), or wrong in one of these ways
+KINDS = ["ok", "ok", "fortran", "wider", "narrower", "row dropped", "float64", "float32", "int", "3-D", "list",
+         "None", "NaN"]
+
+
+def public_names(obj):
+    return sorted(name for name in dir(obj) if not name.startswith("_"))
+
+
+@fnn.register_layer
+class Tweak(fnn.Layer):
+    """A custom layer whose output (forward and backward) is right or wrong as ``kind`` says."""
+
+    def __init__(self, kind="ok"):
+        super().__init__()
+        self.kind = kind
+
+    def _make(self, x):
+        kind, n, m = self.kind, x.shape[0], x.shape[1]
+        return {"ok": lambda: x * 1, "fortran": lambda: np.asfortranarray(x * 1),
+                "wider": lambda: np.zeros((n, m + 2), x.dtype), "narrower": lambda: np.zeros((n, m - 1), x.dtype),
+                "row dropped": lambda: x[1:] * 1, "float64": lambda: x.astype(np.float64),
+                "float32": lambda: x.astype(np.float32), "int": lambda: x.astype(np.int64),
+                "3-D": lambda: x[:, :, None] * 1, "list": lambda: x.tolist(), "None": lambda: None,
+                "NaN": lambda: np.full_like(x, np.nan)}[kind]()
+
+    def _forward(self, x):
+        return self._make(x)
+
+    def _backward(self, dy, need_input_grad=True):
+        return self._make(dy)
 
 
 def optimizers():
@@ -32,14 +65,16 @@ def optimizers():
 class NetworkMachine(RuleBasedStateMachine):
     @initialize(dtype=DTYPES, hidden=st.integers(1, 9), n_in=st.integers(1, 5), n_out=st.integers(2, 4),
                 opt=optimizers(), act=st.sampled_from([fnn.ReLU, fnn.Sigmoid, fnn.TanH, fnn.GELU, fnn.LeakyReLU]),
-                dropout=st.sampled_from([None, 0.0, 0.3]))
-    def build(self, dtype, hidden, n_in, n_out, opt, act, dropout):
+                dropout=st.sampled_from([None, 0.0, 0.3]), custom=st.booleans())
+    def build(self, dtype, hidden, n_in, n_out, opt, act, dropout, custom):
         self.dtype, self.n_in, self.n_out = dtype, n_in, n_out
         # self.layers: the three layers the rules poke at (dense, activation, dense); a Dropout may sit
         # between the activation and the last dense layer
         self.layers = [fnn.FullyConnected(n_in, hidden, dtype=dtype), act(), fnn.FullyConnected(hidden, n_out,
                                                                                                dtype=dtype)]
-        stack = self.layers[:2] + ([] if dropout is None else [fnn.Dropout(dropout)]) + self.layers[2:]
+        self.custom = Tweak() if custom else None
+        stack = self.layers[:2] + ([] if dropout is None else [fnn.Dropout(dropout)]) + \
+            ([] if self.custom is None else [self.custom]) + self.layers[2:]
         self.net = fnn.NeuralNetwork(stack, optimizer=opt, seed=0)
         self.tmp = tempfile.mkdtemp()
 
@@ -76,6 +111,24 @@ class NetworkMachine(RuleBasedStateMachine):
         state = self.net.optimizer.state
         if state and i < len(state) and j < len(state[i]):
             state[i][j] = np.zeros(size, self.dtype)
+
+    @rule(data=st.data(), value=HOSTILE)
+    def set_any_public_attribute(self, data, value):
+        """Any public attribute of the network, a layer, the loss or the optimizer: read-only or validated."""
+        obj = data.draw(st.sampled_from([self.net, self.net.loss, self.net.optimizer, *self.net.layers]))
+        name = data.draw(st.sampled_from(public_names(obj)))
+        if obj is self.custom:
+            return                                  # the custom layer's own attributes are the user's
+        self.attempt(setattr, obj, name, value)
+
+    @precondition(lambda self: getattr(self, "custom", None) is not None)
+    @rule(kind=st.sampled_from(KINDS))
+    def custom_layer_misbehaves(self, kind):
+        self.custom.kind = kind
+
+    @rule(mode=st.booleans())
+    def switch_mode(self, mode):
+        self.attempt(self.net.train, mode)
 
     @rule(opt=optimizers())
     def replace_optimizer(self, opt):
@@ -122,14 +175,22 @@ class NetworkMachine(RuleBasedStateMachine):
     @rule()
     def save_and_load(self):
         path = f"{self.tmp}/m.safetensors"
-        if self.attempt(self.net.save, path) is None and self.attempt(fnn.load, path) is not None:
-            pass
+        if self.attempt(lambda: self.net.save(path) or True):      # saved: it loads
+            loaded = fnn.load(path)
+            assert len(loaded.layers) == len(self.net.layers)
 
     @invariant()
     def predicts(self):
         if not hasattr(self, "net"):
             return
         X, _ = self.data(7, 9)
+        if self.custom is not None and self.custom.kind not in ("ok", "fortran"):
+            try:                                # a misbehaving custom layer: refused clearly, naming it
+                self.net.forward(X)
+            except CLEAN as exc:
+                assert "Tweak" in str(exc), exc
+                return
+            assert self.custom.kind == ("float32" if self.dtype == np.float32 else "float64"), self.custom.kind
         out = self.net.forward(X)
         assert out.shape == (7, self.n_out) and out.dtype == self.dtype
 

@@ -413,3 +413,21 @@ def test_training_on_sane_data_does_not_raise_divergence():
     net, _ = _diverging_net("fusable", 0.05)
     history = net.fit(X, labels, epochs=3, batch_size=32, verbose=0)
     assert all(np.isfinite(history["loss"]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("class_weight,sample_weight,word", [
+    ({0: 1e39, 1: 1.0, 2: 1.0}, None, "class_weight"),          # beyond float32 (float64 too: 1e309 is inf)
+    ({0: 0.0, 1: 0.0, 2: 0.0}, None, "class_weight"),           # all zero
+    ({0: 1e30, 1: 1e30, 2: 1e30}, "huge", "class_weight"),      # finite each, their product overflows
+    ({0: 1.0, 1: 1.0, 2: 1.0}, "zero", "sample_weight"),        # the sample weights' own fault
+])
+def test_class_weight_errors_name_class_weight(dtype, class_weight, sample_weight, word):
+    """Issue 20 minor: errors caused by class_weight name class_weight, not sample_weight."""
+    X, y = good(12, dtype)
+    if dtype == np.float64 and class_weight[0] == 1e39:
+        class_weight = {0: np.finfo(np.float64).max, 1: 1.0, 2: 1.0}
+        sample_weight = "huge"
+    w = {None: None, "huge": np.full(12, 1e30 if dtype == np.float32 else 1e300), "zero": np.zeros(12)}[sample_weight]
+    with pytest.raises(ValueError, match=word):
+        net4(dtype).fit(X, y, epochs=1, verbose=0, class_weight=class_weight, sample_weight=w)

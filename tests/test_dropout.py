@@ -75,9 +75,52 @@ def test_backward_applies_the_forward_mask():
     dy = np.random.default_rng(2).standard_normal(x.shape)
     dx = d.backward(dy)
     np.testing.assert_array_equal(dx, np.where(out != 0, dy * (1 / 0.6), 0.0))
-    # unkeyed: the identity both ways
+    # unkeyed in eval mode: the identity both ways
+    assert d.eval() is d and not d.training
     np.testing.assert_array_equal(d.forward(x), x)
     np.testing.assert_array_equal(d.backward(dy), dy)
+
+
+def test_standalone_forward_drops_in_training_mode_with_a_seeded_mask():
+    """torch's habit (issue 21 item 6): a new Dropout is in training mode; forward(x) drops with masks from
+    the layer's seed, backward applies the same mask; eval() makes it the identity, train() drops again."""
+    x = np.random.default_rng(1).standard_normal((200, 50))
+    a, b = fnn.Dropout(0.25, seed=3), fnn.Dropout(0.25, seed=3)
+    assert a.training
+    out = a.forward(x).copy()
+    np.testing.assert_array_equal(out, b.forward(x))          # same seed: same masks
+    kept = out != 0
+    assert 0.65 < kept.mean() < 0.85                           # 10,000 draws of p=0.75: 0.75 ± 0.01
+    np.testing.assert_array_equal(out[kept], (x * (1 / 0.75))[kept])
+    dy = np.ones_like(x)
+    np.testing.assert_array_equal(a.backward(dy) != 0, kept)
+    assert not np.array_equal(a.forward(x) != 0, kept)         # a fresh mask per call
+    np.testing.assert_array_equal(a.eval().forward(x), x)
+    assert not np.array_equal(a.train().forward(x), x)
+    assert fnn.Dropout(0.25, seed=3).config() == {"p": 0.25, "seed": 3}
+    for bad in (-1, 1.5, "x", True):
+        with pytest.raises((TypeError, ValueError), match="seed"):
+            fnn.Dropout(0.2, seed=bad)
+
+
+def test_network_modes_are_torchs_and_fit_predict_keep_their_semantics():
+    X, y = make_data()
+    net = make_net(p=0.5)
+    assert net.training and net.eval() is net and not net.training
+    assert not any(layer.training for layer in net.layers)
+    # eval mode: forward(x, y) does not drop, so it equals evaluate's loss
+    assert np.isclose(net.forward(X, y), net.evaluate(X, y)["loss"], rtol=1e-5)
+    net.train()
+    assert net.forward(X, y) != net.evaluate(X, y)["loss"]
+    net.layers[1].eval()            # one layer's mode: restored after fit and predict
+    before = [layer.training for layer in net.layers]
+    net.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    net.predict(X)
+    assert [layer.training for layer in net.layers] == before
+    with pytest.raises(TypeError, match="mode"):
+        net.train("yes")
+    with pytest.raises(TypeError, match="training"):
+        net.layers[0].training = None
 
 
 def test_p_zero_is_the_identity_in_training():

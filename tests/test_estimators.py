@@ -525,10 +525,12 @@ def test_fitted_attributes_and_dtype(digits):
     clf.fit(Xtr.astype(np.float32), ytr)
     assert [w.shape for w in clf.coefs_] == [(64, 20), (20, 10), (10, 10)]
     assert [b.shape for b in clf.intercepts_] == [(20,), (10,), (10,)]
-    assert all(w.dtype == np.float64 for w in clf.coefs_ + clf.intercepts_)
+    # scikit-learn's dtypes (issue 21 item 8): coefs_ in the fitted input's float dtype, whatever ``dtype``
+    assert all(w.dtype == np.float32 for w in clf.coefs_ + clf.intercepts_)
     assert clf.n_layers_ == 4 and clf.n_outputs_ == 10 and clf.n_features_in_ == 64
     assert clf.n_iter_ == 3 and clf.t_ == 3 * len(Xtr) and len(clf.loss_curve_) == 3
-    assert clf.predict_proba(Xte).dtype == np.float64
+    assert clf.predict_proba(Xte.astype(np.float64)).dtype == np.float64
+    assert clf.predict_proba(Xte.astype(np.float32)).dtype == np.float32
     assert isinstance(clf.loss_, float) and np.isfinite(clf.loss_)
 
 
@@ -676,3 +678,137 @@ def test_works_without_sklearn():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("OK")
+
+
+# -- set_params on a fitted estimator follows scikit-learn (issue 20 item 10) -------------------------
+def _sk_twin(ours, X, y, **params):
+    """A scikit-learn estimator fitted briefly, then given our fitted weights: the same model in sklearn."""
+    sk_neural = pytest.importorskip("sklearn.neural_network")
+    cls = sk_neural.MLPClassifier if isinstance(ours, MLPClassifier) else sk_neural.MLPRegressor
+    sk = cls(**{k: v for k, v in ours.get_params().items() if k != "dtype"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk.set_params(max_iter=1).fit(X, y)
+    sk.set_params(max_iter=ours.max_iter)
+    sk.coefs_ = [w.astype(np.float64) for w in ours.coefs_]
+    sk.intercepts_ = [b.astype(np.float64) for b in ours.intercepts_]
+    return sk
+
+
+@no_convergence_warning
+@pytest.mark.parametrize("change", [{"activation": "tanh"}, {"activation": "logistic"},
+                                    {"activation": "identity"}, {"dtype": np.float32}])
+def test_set_params_on_a_fitted_classifier_changes_predictions_as_sklearn(digits64, change):
+    Xtr, Xte, ytr, _ = digits64
+    clf = MLPClassifier(hidden_layer_sizes=(12,), max_iter=3, random_state=0, dtype=np.float64).fit(Xtr, ytr)
+    sk = _sk_twin(clf, Xtr, ytr)
+    clf.set_params(**change)
+    sk.set_params(**{k: v for k, v in change.items() if k != "dtype"})
+    assert clf.get_params()[next(iter(change))] == next(iter(change.values()))
+    dtype = np.dtype(clf.get_params()["dtype"])
+    tol = 200 * np.finfo(dtype).eps
+    np.testing.assert_allclose(clf.predict_proba(Xte), sk.predict_proba(Xte), rtol=tol, atol=tol)
+    assert clf.predict_proba(Xte).dtype == np.float64           # the fitted input's dtype, as sklearn
+
+
+@no_convergence_warning
+@pytest.mark.parametrize("change", [{"activation": "tanh"}, {"activation": "logistic", "alpha": 0.01},
+                                    {"learning_rate_init": 0.01}, {"solver": "sgd", "momentum": 0.5},
+                                    {"batch_size": 50, "shuffle": False}])
+def test_set_params_then_warm_start_trains_the_reported_architecture_like_sklearn(digits64, change):
+    Xtr, Xte, ytr, _ = digits64
+    clf = MLPClassifier(hidden_layer_sizes=(12,), max_iter=2, random_state=0, dtype=np.float64).fit(Xtr, ytr)
+    sk = _sk_twin(clf, Xtr, ytr)
+    for est in (clf, sk):
+        est.set_params(warm_start=True, max_iter=2, **change)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(Xtr, ytr)
+    for a, b in zip(clf.coefs_ + clf.intercepts_, sk.coefs_ + sk.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+    # a changed architecture: a warm start refuses it clearly, a cold fit builds it
+    clf.set_params(hidden_layer_sizes=(7,))
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        clf.fit(Xtr, ytr)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        clf.partial_fit(Xtr, ytr)
+    clf.set_params(warm_start=False).fit(Xtr, ytr)
+    assert [w.shape[1] for w in clf.coefs_] == [7, 10]
+    clf.set_params(activation="softmax")
+    with pytest.raises(ValueError, match="activation"):
+        clf.predict(Xte)
+
+
+@no_convergence_warning
+def test_regressor_set_params_and_output_dtype_follow_sklearn():
+    X, y = _smooth_regression(200)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0, dtype=np.float64).fit(X, y)
+    sk = _sk_twin(reg, X, y)
+    reg.set_params(activation="tanh")
+    sk.set_params(activation="tanh")
+    np.testing.assert_allclose(reg.predict(X), sk.predict(X), rtol=1e-12, atol=1e-12)
+    reg32 = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)     # float32 training
+    assert reg32.predict(X).dtype == np.float64 and reg32.coefs_[0].dtype == np.float64
+    assert reg32.predict(X.astype(np.float32)).dtype == np.float64    # float64 coefs promote, as sklearn's
+    reg32.coefs_[0][:] = 0                                             # copies: still picked up by predict
+    reg32.intercepts_[0][:] = 0
+    np.testing.assert_allclose(reg32.predict(X[:3]), reg32.intercepts_[-1][0] + 0 * X[:3, 0], rtol=1e-6)
+
+
+def test_convergence_warning_points_at_the_callers_line(digits):
+    Xtr, _, ytr, _ = digits
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MLPClassifier(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(Xtr, ytr); line = sys._getframe().f_lineno  # noqa: E702,E501
+    found = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert found and found[0].filename == __file__ and found[0].lineno == line
+
+
+# -- fitted attributes: hostile assignments give a clear error at the next call, never garbage ---------
+_HOSTILE_FITTED = [None, 7, -1, 2 ** 64, 1.5, "x", [1], [], np.zeros(3), np.zeros((2, 2)), [np.zeros((64, 3))],
+                   {}, np.array(["a", "b"])]
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_every_fitted_attribute_assigned_a_hostile_value_fails_clearly(digits, cls):
+    Xtr, Xte, ytr, _ = digits
+    Xtr, ytr = Xtr[:300], ytr[:300]
+
+    def fitted():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls(hidden_layer_sizes=(6,), max_iter=2, random_state=0).fit(Xtr, ytr)
+
+    names = sorted(n for n in vars(fitted()) if n.endswith("_") and not n.startswith("_"))
+    assert "coefs_" in names and "n_features_in_" in names
+    for name in names:
+        for value in _HOSTILE_FITTED:
+            est = fitted()
+            setattr(est, name, value)
+            for call in ("predict", "predict_proba", "score", "partial_fit"):
+                if not hasattr(est, call):
+                    continue
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        if call == "score":
+                            est.score(Xte, ytr[:len(Xte)] if len(Xte) <= len(ytr) else None)
+                        elif call == "partial_fit":
+                            est.partial_fit(Xtr, ytr)
+                        else:
+                            out = getattr(est, call)(Xte)
+                            assert len(out) == len(Xte), (name, value, call)
+                            if call == "predict" and cls is MLPClassifier:
+                                assert set(np.unique(out)) <= set(np.unique(ytr)) or name == "classes_", \
+                                    (name, value, call)
+                except (ValueError, TypeError, AttributeError) as exc:
+                    assert "numba" not in type(exc).__module__, (name, value, call, exc)
+
+
+def test_data_conversion_and_batch_size_warnings_point_at_the_callers_line(digits):
+    Xtr, _, ytr, _ = digits
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, batch_size=10 ** 6, random_state=0).fit(Xtr[:100], ytr[:100, None]); line = sys._getframe().f_lineno  # noqa: E702,E501
+    mine = [w for w in caught if "column-vector" in str(w.message) or "batch_size" in str(w.message)]
+    assert len(mine) == 2 and all(w.filename == __file__ and w.lineno == line for w in mine)

@@ -388,3 +388,128 @@ def test_set_num_threads():
         assert numba.get_num_threads() == 2          # a rejected call changes nothing
     finally:
         numba.set_num_threads(original)
+
+
+# -- objects shared between calls and networks (issue 20 item 8) ----------------------------------------
+@pytest.mark.parametrize("intervening", ["fit", "step", "fit on a custom layer net", "predict through a custom layer"])
+def test_backward_after_a_fit_or_step_is_refused(intervening):
+    """forward(x, y), then something that changes the weights or the saved activations, then backward():
+    a RuntimeError, never the gradient of other data or other weights."""
+    class Double(fnn.Layer):
+        def _forward(self, x):
+            return x * 2
+
+        def _backward(self, dy, need_input_grad=True):
+            return dy * 2
+
+    custom = "custom" in intervening
+    net = fnn.NeuralNetwork([fnn.FullyConnected(3, 5), fnn.TanH(), Double(), fnn.FullyConnected(5, 4)]) \
+        if custom else small_net()
+    x, y = data(5, 3, dtype=net.dtype)
+    net.forward(x, y)
+    if intervening.startswith("fit"):
+        net.fit(*data(9, 4, dtype=net.dtype), epochs=1, batch_size=4, verbose=0)
+    elif intervening == "step":
+        net.backward()
+        net.step()
+    else:
+        net.predict(data(9, 4, dtype=net.dtype)[0])
+    with pytest.raises(RuntimeError, match="forward"):
+        net.backward()
+    net.forward(x, y)           # a new forward(x, y) prepares backward again; zero_grad keeps it
+    net.zero_grad()
+    net.backward()
+
+
+@pytest.mark.parametrize("what", ["optimizer", "loss", "layer"])
+def test_an_object_of_one_network_is_refused_by_another_while_the_first_uses_it(what):
+    first = small_net(optimizer=fnn.SGD(lr=0.1, momentum=0.9))
+    with pytest.raises(ValueError, match="another NeuralNetwork"):
+        if what == "optimizer":
+            small_net(optimizer=first.optimizer)
+        elif what == "loss":
+            small_net(loss=first.loss)
+        else:
+            fnn.NeuralNetwork([first.layers[0]])
+    second = small_net()
+    if what != "layer":                 # (a network's layers cannot be replaced at all)
+        with pytest.raises(ValueError, match="another NeuralNetwork"):
+            setattr(second, what, getattr(first, what))
+    # replaced, it is free again; a copy of the network gets its own
+    if what == "optimizer":
+        opt = first.optimizer
+        first.optimizer = fnn.SGD(lr=0.1)
+        second.optimizer = opt
+    elif what == "loss":
+        loss = first.loss
+        first.loss = fnn.SoftmaxCrossEntropy()
+        second.loss = loss
+    import copy
+    twin = copy.deepcopy(first)
+    assert twin.optimizer is not first.optimizer and twin.optimizer.owner is twin and twin.loss.owner is twin
+    twin.fit(*data(8), epochs=1, verbose=0)
+
+
+def test_schedules_are_stateless_and_shareable_between_fits():
+    sched = fnn.schedules.ReduceLROnPlateau("loss", patience=0, factor=0.5)
+    a, b = small_net(), small_net()
+    X, y = data(40)
+    ha = a.fit(X, y, epochs=4, batch_size=8, verbose=0, lr_schedule=sched)
+    hb = b.fit(X, y, epochs=4, batch_size=8, verbose=0, lr_schedule=sched)
+    hc = small_net().fit(X, y, epochs=4, batch_size=8, verbose=0,
+                         lr_schedule=fnn.schedules.ReduceLROnPlateau("loss", patience=0, factor=0.5))
+    assert ha["lr"] == hb["lr"] == hc["lr"] and ha["loss"] == hb["loss"] == hc["loss"]
+
+
+def test_an_early_stopping_object_serves_one_running_fit_at_a_time():
+    es = fnn.callbacks.EarlyStopping("loss", patience=1)
+    X, y = data(40)
+    seen = []
+
+    class Nested:
+        """During a's fit, another network's fit with the same EarlyStopping object."""
+        def on_epoch_end(self, epoch, history):
+            if epoch == 1:
+                with pytest.raises(RuntimeError, match="EarlyStopping"):
+                    small_net().fit(X, y, epochs=1, verbose=0, callbacks=[es])
+                seen.append(epoch)
+            return False
+
+    small_net().fit(X, y, epochs=2, verbose=0, callbacks=[es, Nested()])
+    assert seen == [1]
+    small_net().fit(X, y, epochs=2, verbose=0, callbacks=[es])     # sequential reuse is fine
+
+
+def test_concurrent_predict_proba_during_a_fit_is_valid():
+    """predict / predict_proba in other threads during a fit (both engines, float64) compute from a copy of
+    the weights taken between two steps: every result is a valid probability table."""
+    import threading
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3000, 12))
+    y = rng.integers(0, 4, 3000)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(12, 64, dtype=np.float64), fnn.TanH(),
+                             fnn.FullyConnected(64, 4, dtype=np.float64)], optimizer=fnn.Adam(0.01), seed=0)
+    problems, stop, calls = [], threading.Event(), [0]
+
+    def predictor():
+        while not stop.is_set():
+            p = net.predict_proba(X[:700])
+            labels = net.predict(X[:700])
+            ok = (p.shape == (700, 4) and p.dtype == np.float64 and np.isfinite(p).all()
+                  and np.allclose(p.sum(axis=1), 1, rtol=0, atol=16 * np.finfo(np.float64).eps)
+                  and labels.shape == (700,) and labels.min() >= 0 and labels.max() < 4)
+            calls[0] += 1
+            if not ok:
+                problems.append(p)
+
+    threads = [threading.Thread(target=predictor) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for fused in (True, False):
+            net.fit(X, y, epochs=3, batch_size=32, verbose=0, fused=fused)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert calls[0] > 0 and not problems
