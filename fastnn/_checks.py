@@ -4,6 +4,7 @@ Each error names the argument, what was expected and what was given."""
 import inspect
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -258,12 +259,14 @@ def targets(y, name, n_samples, n_outputs, dtype):
 
 
 # -- public attributes (DESIGN §5: every public attribute is read-only or validated when assigned) --------
+_MISSING = object()          # Checked's "no default"
+
+
 class Checked:
     """A public attribute validated on every assignment: ``lr = Checked(check)`` in a class body, where
     ``check(value, name)`` returns the value to store or raises TypeError / ValueError naming ``name``.
     ``default``: what an instance that never assigned it reads (a class-wide default)."""
 
-    _MISSING = object()
 
     def __init__(self, check, default=_MISSING, doc=None):
         self.check, self.default = check, default
@@ -278,7 +281,7 @@ class Checked:
         try:
             return obj.__dict__[self.key]
         except KeyError:
-            if self.default is not Checked._MISSING:
+            if self.default is not _MISSING:
                 return self.default
             raise AttributeError(f"{type(obj).__name__} has no attribute {self.name!r} yet") from None
 
@@ -405,15 +408,14 @@ def choice(value, name, choices):
     return value
 
 
-_PACKAGE_DIR = __import__("os").path.dirname(__import__("os").path.abspath(__file__)) + __import__("os").sep
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def warn_at_caller(message, category=UserWarning):
     """warnings.warn attributed to the first frame outside the fastnn package — the user's line that called
     fastnn (``skip_file_prefixes`` of Python 3.12, computed by hand so that 3.11 gets it too)."""
-    import sys
     import warnings
-    frame, level = sys._getframe(1), 2
+    frame, level = inspect.currentframe().f_back, 2
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)

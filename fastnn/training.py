@@ -350,7 +350,6 @@ class _Loop:
     def _check_history(self, epoch):
         """ValueError when a callback removed, replaced or cut a history list the loop fills."""
         history, dropped = self.history, self.store.dropped if self.store is not None else {}
-        self.net.history = history          # the fit's history, even if a callback assigned another
         for key in self.keys:
             values = history.get(key)
             if not isinstance(values, list) or len(values) + dropped.get(key, 0) != epoch:
@@ -358,6 +357,7 @@ class _Loop:
                                  f"{type(values).__name__}{'' if not isinstance(values, list) else ' of ' + str(len(values))}"
                                  f"; the loop needs a list of one entry per epoch): callbacks may add history "
                                  f"keys, not remove or rewrite the loop's own")
+        self.net.history = history          # the fit's history, even if a callback assigned another
 
     @staticmethod
     def _structure(plan):
@@ -494,4 +494,3 @@ def _progress(total, verbose, initial=0):
 
 network.provide("Trainer", Trainer)
 
-from .engines.per_layer import LayerEpoch as _LayerEpoch  # noqa: E402,F401 - tests/test_estimators.py patches it; lead: point it at engines.per_layer.LayerEpoch and drop this

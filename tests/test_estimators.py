@@ -472,12 +472,12 @@ def test_sample_weight_matches_sklearn(digits64, params):
 def test_estimators_train_on_the_fused_kernel(digits, monkeypatch):
     """Every configuration scikit-learn allows runs on the fused whole-epoch kernel: the per-layer engine is
     never entered."""
-    from fastnn import training
+    from fastnn.engines.per_layer import LayerEpoch
 
     def refuse(*args, **kwargs):
         raise AssertionError("the per-layer engine ran")
 
-    monkeypatch.setattr(training._LayerEpoch, "__call__", refuse)
+    monkeypatch.setattr(LayerEpoch, "__call__", refuse)
     Xtr, _, ytr, _ = digits
     Xtr, ytr = Xtr[:300], ytr[:300]
     multilabel = np.stack([ytr % 2, ytr > 4], axis=1)
