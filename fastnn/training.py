@@ -493,4 +493,3 @@ def _progress(total, verbose, initial=0):
 
 
 network.provide("Trainer", Trainer)
-
