@@ -264,6 +264,17 @@ def scale_by_derivative(code, param, y, z, d):
                 d[i, j] *= softplus_grad(z[i, j], p, one)
 
 
+@kernel
+def add_bias(z, b):
+    """z += b, b (features,) broadcast over rows: the pre-activation that a z-derivative reads. (The same
+    sum as ``bias_activate`` with IDENTITY; a function of its own, so that no call compiles a second,
+    literal-code signature of bias_activate.)"""
+    n, m = z.shape
+    for i in range(n):
+        for j in range(m):
+            z[i, j] = z[i, j] + b[j]
+
+
 bias_activate = kernel(_bias_activate)
 bias_activate_parallel = parallel_twin(_bias_activate)
 multiply_derivative = kernel(_multiply_derivative)
