@@ -12,7 +12,8 @@ from fastnn import fused
 
 ACTS = {"relu": fnn.ReLU, "sigmoid": fnn.Sigmoid, "tanh": fnn.TanH, None: None,
         "leaky_relu": lambda: fnn.LeakyReLU(0.1), "elu": lambda: fnn.ELU(0.8), "silu": fnn.SiLU, "gelu": fnn.GELU,
-        "gelu_tanh": lambda: fnn.GELU(approximate="tanh"), "softplus": fnn.Softplus, "identity": fnn.Identity}
+        "gelu_tanh": lambda: fnn.GELU(approximate="tanh"), "softplus": fnn.Softplus, "identity": fnn.Identity,
+        "mish": fnn.Mish}
 
 
 def make_net(sizes, act, loss, opt, dtype, seed=0):
@@ -47,7 +48,7 @@ OPTIMIZERS = {"sgd": lambda: fnn.SGD(lr=0.05), "momentum": lambda: fnn.SGD(lr=0.
     (None, "labels", (6, 4)), ("relu", "labels", (2, 16, 16, 2)),
     ("leaky_relu", "labels", (5, 9, 7, 3)), ("elu", "onehot", (4, 9, 8, 3)), ("silu", "regression", (3, 11, 2)),
     ("gelu", "labels", (7, 13, 5)), ("gelu_tanh", "regression", (3, 8, 6, 2)), ("softplus", "labels", (6, 10, 3)),
-    ("identity", "onehot", (4, 7, 3))])
+    ("identity", "onehot", (4, 7, 3)), ("mish", "labels", (6, 10, 3))])
 def test_fused_equals_per_layer(dtype, opt, act, kind, sizes):
     loss = fnn.L2Loss if kind == "regression" else fnn.SoftmaxCrossEntropy
     X, y = data(101, sizes, dtype, kind)          # 101 = 3 batches of 32 and a last batch of 5
