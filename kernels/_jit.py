@@ -24,9 +24,16 @@ each. What was tried, one change at a time:
   ``add_bias`` instead of ``bias_activate`` with a literal IDENTITY code: 6.9 -> 6.3 s. Kept.
 - plain calls instead of IR inlining (``inline_kernel`` as ``internal_kernel``): 7.7 -> 9.3 s. Rejected:
   every separately compiled function costs more than re-typing its IR in its one caller.
+- no C-callable (cfunc) wrapper for any kernel (``OPTIONS``): nothing takes a kernel's address, and each
+  wrapper is one more function to lower and optimise: -0.25 s (5 paired runs, 4 in favour). Kept.
+- IR inlining of the activations' scalar helpers (10 loops x 3 passes call them): 7.2 -> 12.6 s. Rejected.
 - IR inlining of the Adam scalar helpers: no change (0.81 -> 0.87 s, noise). Rejected.
 - ``_dbg_optnone`` on the epoch driver (no LLVM optimisation of its own body): 2.28 -> 2.12 s, and such
   a kernel cannot be cached. Rejected: LLVM on the driver is not where its time goes.
+Records for the kernels' arguments (a 34-argument kernel, measured alone): positional 0.69 s, one
+namedtuple of the same fields 0.70 s (unboxing the arrays costs the same), a structref 0.10 s plus 0.97 s
+for its constructor, which Numba compiles in every process (not cached). Namedtuples are the record kind
+that costs nothing.
 What remains is the cost of typing and lowering one large driver plus every activation branch and both
 update passes (runtime codes compile all ten activations' loops); closing it needs fewer, flatter
 functions (one row pass per activation group, the checked update as one pass), not options.
@@ -91,7 +98,7 @@ if not getattr(_cache_impl, "_fastnn_locators", False):
         for name in ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")]
     _cache_impl._fastnn_locators = True
 
-OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
+OPTIONS = dict(cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True)
 
 #: Elementwise passes smaller than this run serially: a parallel region costs 30-60 us to launch on the
 #: 2-core machine we measured (and ~7.6 ms right after a multi-threaded BLAS call, see fastnn/threads.py);
@@ -122,7 +129,7 @@ def kernel(fn):
 def internal_kernel(fn):
     """A serial, cached kernel that only other kernels call: Numba builds no Python entry point for it
     (unboxing every argument type is a large part of compiling a kernel with many arguments)."""
-    return njit(no_cpython_wrapper=True, no_cfunc_wrapper=True, **OPTIONS)(fn)
+    return njit(no_cpython_wrapper=True, **OPTIONS)(fn)
 
 
 def inline_kernel(fn):
