@@ -1,8 +1,8 @@
 """fastnn: fast, checked feed-forward neural networks on the CPU (NumPy + Numba)."""
 from .errors import TrainingDivergedError
 from .gradcheck import gradcheck, numerical_gradient
-from .layers import (ELU, GELU, Activation, Dropout, FullyConnected, Identity, Layer, LeakyReLU, ReLU, SiLU, Sigmoid,
-                     SoftMax, Softplus, TanH)
+from .layers import (ELU, GELU, Activation, Dropout, FullyConnected, Identity, Layer, LeakyReLU, Mish, ReLU, SiLU,
+                     Sigmoid, SoftMax, Softplus, TanH)
 from .losses import CrossEntropyLoss, L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .network import NeuralNetwork
 from .optimizers import SGD, Adam, AdamW
@@ -16,7 +16,7 @@ from .export import to_torch    # registers what NeuralNetwork.export_onnx runs 
 __version__ = "0.1.0"
 
 __all__ = ["Activation", "Adam", "AdamW", "CrossEntropyLoss", "ELU", "FullyConnected", "GELU", "Identity",
-           "Dropout", "LeakyReLU", "SiLU", "Softplus", "L2Loss", "Layer", "NeuralNetwork", "Perceptron",
+           "Dropout", "LeakyReLU", "Mish", "SiLU", "Softplus", "L2Loss", "Layer", "NeuralNetwork", "Perceptron",
            "ReLU", "SGD", "Sigmoid", "SigmoidCrossEntropy", "SoftMax", "SoftmaxCrossEntropy", "TanH", "Trainer",
            "TrainingDivergedError", "gradcheck", "numerical_gradient", "register_layer", "set_num_threads", "get_num_threads", "num_threads", "load",
            "to_torch",

@@ -151,6 +151,7 @@ ONNX_LAYERS = {
     "Softplus": _softplus_onnx,
     "SiLU": lambda g, x, c: g.op("Mul", x, g.op("Sigmoid", x)),
     "GELU": _gelu_onnx,
+    "Mish": lambda g, x, c: g.op("Mul", x, g.op("Tanh", _softplus_onnx(g, x, c))),   # Mish-18 > opset 13
     "Identity": lambda g, x, c: g.op("Identity", x),
     "Dropout": lambda g, x, c: g.op("Identity", x),     # inference: the identity
 }
@@ -176,6 +177,7 @@ TORCH_LAYERS = {
     "Softplus": lambda nn, c: nn.Softplus(),
     "SiLU": lambda nn, c: nn.SiLU(),
     "GELU": lambda nn, c: nn.GELU(approximate=c.get("approximate", "none")),
+    "Mish": lambda nn, c: nn.Mish(),
     "Identity": lambda nn, c: nn.Identity(),
     "Dropout": lambda nn, c: nn.Dropout(p=float(c.get("p", 0.5))),
 }

@@ -8,6 +8,8 @@ Activation (``layers.fused_activation``: ReLU, LeakyReLU, GELU, Identity, ...) a
 Dropout (not after the last FullyConnected: the head reads that layer's output), with a loss that has a
 fused head (``Loss.fused_kind``: SoftmaxCrossEntropy, SigmoidCrossEntropy, L2Loss) and SGD, Adam or AdamW.
 """
+import contextlib
+import signal
 import threading
 
 import numpy as np
@@ -17,6 +19,7 @@ from .errors import TrainingDivergedError
 from .kernels import epoch as kernels
 from .kernels import epoch_parallel
 from .kernels._blas import set_threads_local
+from .kernels._jit import is_compiled
 from .kernels._sync import ABORT, SYNC_SIZE
 from .kernels.activations import IDENTITY, needs_z
 from .layers import Dropout, FullyConnected, fused_activation
@@ -24,6 +27,8 @@ from .optimizers import SGD, Adam, AdamW
 
 _FAILURES = {kernels.FAIL_LOSS: "loss", kernels.FAIL_GRADIENT: "gradient",
              kernels.FAIL_UPDATE: "parameter update"}
+_LOSS_TEXT = {kernels.LOSS_CE_LABELS: "softmax-CE labels", kernels.LOSS_CE_DENSE: "softmax-CE distributions",
+              kernels.LOSS_L2: "L2", kernels.LOSS_SIGMOID: "sigmoid-CE"}
 _LOSS_KINDS = {"ce_labels": kernels.LOSS_CE_LABELS, "ce_dense": kernels.LOSS_CE_DENSE, "l2": kernels.LOSS_L2,
                "sigmoid": kernels.LOSS_SIGMOID}
 
@@ -131,43 +136,65 @@ class EpochRunner:
                 self.drop_thr[k], self.drop_scale[k] = drop.threshold, drop.scale
         net, opt = self.net, self.net.optimizer
         plan = net.plan()
-        opt_kind, (slot1, slot2), hyper = self._optimizer_args(plan)
         dkey = np.uint64(getattr(progress, "dropout_key", 0))
         T = threads.batch_parallel_threads(self.widths, self.rows, len(self.X))
-        previous = set_threads_local(threads.blas_threads())
-        try:
-            with net.weights_changing():
-                if T > 1:
-                    loss_sum, correct, steps, penalty_sum = self._run_parallel(
-                        T, epoch_parallel.variant(self.loss_kind, opt_kind),
-                        (self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
-                         self.A, self.D, self.Z, self.codes, self.act_params, self.loss_kind, plan.params,
-                         plan.grads, plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps, self.x_absmax, self.norms,
-                         self.status, self.label_buf, self.target_buf, self.weight_buf, self.sample_weights,
-                         self.Y, self.drop_thr, self.drop_scale, dkey))
-                else:
-                    loss_sum, correct, steps, penalty_sum = kernels.train_epoch(
-                        self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW,
-                        self.db, self.A, self.D, self.Z, self.codes, self.act_params, self.loss_kind,
-                        plan.params, plan.grads, plan.offsets, opt_kind, slot1, slot2, hyper, opt.steps,
-                        self.x_absmax, self.norms, self.status, self.label_buf, self.target_buf,
-                        threads.blas_threads(), self.sample_weights, self.Y, self.drop_thr, self.drop_scale, dkey)
-        finally:
-            set_threads_local(previous)
-        opt.steps += steps
+        kernel, args = self._kernel_call(T, order, plan, dkey)
+        totals = np.zeros(4, np.float64)      # loss sum, correct, steps applied, penalty sum
+        with _signals_held():
+            previous = set_threads_local(threads.blas_threads())
+            try:
+                with net.weights_changing():
+                    if T > 1:
+                        self._run_parallel(T, kernel, totals, args)
+                    else:
+                        totals[:] = kernel(*args)
+            finally:
+                set_threads_local(previous)
+                opt.steps += int(totals[2])       # the steps the kernel applied, also when it raised
+        loss_sum, correct, penalty_sum = float(totals[0]), int(totals[1]), float(totals[3])
         failed_batch, failed_layer, what = (int(v) for v in self.status)
         if failed_batch:
             layer = None if failed_layer < 0 else plan.param_layers[failed_layer]
             raise TrainingDivergedError(epoch, failed_batch, layer, what=_FAILURES[what])
         return (loss_sum * net.loss.report_scale + penalty_sum) / len(self.X), int(correct)
 
-    def _run_parallel(self, T, kernel, args):
+    def _kernel_call(self, T, order, plan, dkey):
+        """(the compiled kernel that runs this epoch on T threads, its arguments; for T > 1 those after
+        the per-run ones, see _run_parallel)."""
+        opt_kind, (slot1, slot2), hyper = self._optimizer_args(plan)
+        steps = self.net.optimizer.steps
+        common = (self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
+                  self.A, self.D, self.Z, self.codes, self.act_params, self.loss_kind, plan.params, plan.grads,
+                  plan.offsets, opt_kind, slot1, slot2, hyper, steps, self.x_absmax, self.norms, self.status,
+                  self.label_buf, self.target_buf)
+        if T > 1:
+            return epoch_parallel.variant(self.loss_kind, opt_kind), common + (
+                self.weight_buf, self.sample_weights, self.Y, self.drop_thr, self.drop_scale, dkey)
+        return kernels.variant(self.loss_kind, opt_kind), common + (
+            threads.blas_threads(), self.sample_weights, self.Y, self.drop_thr, self.drop_scale, dkey)
+
+    def compile_pending(self):
+        """A line saying that the first epoch will compile its kernel (neither compiled in this process nor
+        in Numba's on-disk cache), for a verbose fit to print before it starts; None when it is ready."""
+        plan = self.net.plan()
+        T = threads.batch_parallel_threads(self.widths, self.rows, len(self.X))
+        kernel, args = self._kernel_call(T, np.empty(0, np.int64), plan, np.uint64(0))
+        if T > 1:
+            args = (0, T, np.empty(SYNC_SIZE, np.int64), np.empty((T, 1)), np.empty(4), np.empty((T, 1)),
+                    np.empty((T, 4), np.int64)) + args
+        if not is_compiled(kernel, args):
+            return (f"fastnn: compiling the fused kernel for {np.dtype(self.net.dtype).name} / "
+                f"{_LOSS_TEXT[self.loss_kind]} / {type(self.net.optimizer).__name__}"
+                f"{' (batch-parallel)' if T > 1 else ''} (first run only, a few seconds)")
+        return None
+
+    def _run_parallel(self, T, kernel, totals, args):
         """One epoch of the batch-parallel kernel, its phases cut in T blocks, run by T threads: this one
         and T - 1 started here. A thread that raises sets the abort flag of ``sync`` (the others return
-        at once); the first exception is re-raised here. Returns the epoch's totals."""
+        at once); the first exception is re-raised here, after every thread has returned. ``totals`` (4,)
+        float64 zeros receives the epoch's (loss sum, correct, steps applied, penalty sum) as it goes."""
         sync = np.zeros(SYNC_SIZE, np.int64)
         partials = np.zeros((T, epoch_parallel.partials_columns(len(self.W))), np.float64)
-        totals = np.zeros(4, np.float64)
         wbound = np.full((T, len(self.W)), np.inf)      # plain SGD's running bounds on max |W[k]|
         self.clock = clock = np.zeros((T, 4), np.int64)   # cycles waiting / in each phase, per thread
         self.status[:] = (0, -1, kernels.FAIL_LOSS)
@@ -182,12 +209,61 @@ class EpochRunner:
                 sync[ABORT] = 1
         workers = [threading.Thread(target=work, args=(t,), name=f"fastnn-epoch-{t}", daemon=True)
                    for t in range(1, T)]
-        for worker in workers:
-            worker.start()
-        work(0)
-        for worker in workers:
-            worker.join()
+        try:
+            for worker in workers:
+                worker.start()
+            work(0)
+        finally:
+            _join_all(workers, sync)
         for error in errors:
             if error is not None:
                 raise error
-        return totals[0], int(totals[1]), int(totals[2]), totals[3]
+
+
+def _join_all(workers, sync):
+    """Join every started thread of ``workers``, whatever is raised meanwhile: an exception (a signal's
+    handler raising KeyboardInterrupt) sets the abort flag of ``sync`` and is re-raised once all returned."""
+    pending = None
+    for worker in workers:
+        while worker.ident is not None and worker.is_alive():
+            try:
+                worker.join()
+            except BaseException as exc:     # noqa: B036 -- a thread must never outlive the fit
+                sync[ABORT] = 1
+                pending = pending or exc
+    if pending is not None:
+        raise pending
+
+
+_HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT)     # SIGINT restored last: until then a Ctrl-C is held
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """SIGINT and SIGTERM that arrive in the block are held, and delivered to the handlers installed before
+    (training.py's: the first stops at the epoch's end, the second raises), in order, once the block is
+    done — so that a burst of Ctrl-C lands after the kernel's threads have returned and the steps they
+    applied are counted, never between. Main thread only (Python delivers signals there alone); a handler
+    not installed from Python (getsignal() is None) is left in place."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held, previous = [], {}
+
+    def hold(signum, frame):
+        held.append(signum)
+    try:
+        for sig in _HELD_SIGNALS:
+            if signal.getsignal(sig) is not None:
+                previous[sig] = signal.signal(sig, hold)
+        yield
+    finally:
+        for sig in _HELD_SIGNALS:
+            if sig in previous:
+                signal.signal(sig, previous[sig])
+        for signum in held:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)

@@ -456,6 +456,11 @@ class Softplus(Activation):
     code = act_kernels.SOFTPLUS
 
 
+class Mish(Activation):
+    """x tanh(softplus(x)) (torch.nn.Mish)."""
+    code = act_kernels.MISH
+
+
 class SoftMax(Layer):
     """Row-wise softmax (batch, classes) -> probabilities; use with CrossEntropyLoss.
 
@@ -590,6 +595,6 @@ class Dropout(Layer):
 
 #: every activation by its name (fastnn train --activation)
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": TanH, "leaky_relu": LeakyReLU, "elu": ELU, "silu": SiLU,
-               "gelu": GELU, "softplus": Softplus, "identity": Identity}
+               "gelu": GELU, "softplus": Softplus, "identity": Identity, "mish": Mish}
 #: the layer classes a model file may name (fastnn.io rebuilds each from its config())
 LAYER_TYPES = {cls.__name__: cls for cls in (FullyConnected, SoftMax, Dropout, *ACTIVATIONS.values())}

@@ -13,6 +13,30 @@ results are deterministic for a given build, though not equal to a left-to-right
 Compile time is spent per separately compiled function (typing, a Python entry point, code generation,
 a cache entry) and again in every caller that links it, so kernels are kept few and shallow: measure a
 cold compile with ``NUMBA_CACHE_DIR=$(mktemp -d) fastnn train -q``.
+
+Measured (2-core Xeon, loaded; CPU seconds of the numba:compile events of ``fastnn train -q``, digits
+64-128-10 ReLU, softmax-CE on class ids, Adam, float32; 42 compiles, 6.9 s): the epoch variant's own
+typing, lowering and LLVM 2.3 s; ``bias_activate`` 0.9 s for two signatures; the softmax-CE head 0.7 s
+for three; ``scale_by_derivative`` 0.5 s; the Adam update family 0.8 s; ~25 small kernels 0.05-0.15 s
+each. What was tried, one change at a time:
+- a call never compiles a second signature of the same math: the fused heads have one signature
+  (``<head>_w``, weights always an array, (0,) when unweighted) and the kept pre-activation gets its own
+  ``add_bias`` instead of ``bias_activate`` with a literal IDENTITY code: 6.9 -> 6.3 s. Kept.
+- plain calls instead of IR inlining (``inline_kernel`` as ``internal_kernel``): 7.7 -> 9.3 s. Rejected:
+  every separately compiled function costs more than re-typing its IR in its one caller.
+- no C-callable (cfunc) wrapper for any kernel (``OPTIONS``): nothing takes a kernel's address, and each
+  wrapper is one more function to lower and optimise: -0.25 s (5 paired runs, 4 in favour). Kept.
+- IR inlining of the activations' scalar helpers (10 loops x 3 passes call them): 7.2 -> 12.6 s. Rejected.
+- IR inlining of the Adam scalar helpers: no change (0.81 -> 0.87 s, noise). Rejected.
+- ``_dbg_optnone`` on the epoch driver (no LLVM optimisation of its own body): 2.28 -> 2.12 s, and such
+  a kernel cannot be cached. Rejected: LLVM on the driver is not where its time goes.
+Records for the kernels' arguments (a 34-argument kernel, measured alone): positional 0.69 s, one
+namedtuple of the same fields 0.70 s (unboxing the arrays costs the same), a structref 0.10 s plus 0.97 s
+for its constructor, which Numba compiles in every process (not cached). Namedtuples are the record kind
+that costs nothing.
+What remains is the cost of typing and lowering one large driver plus every activation branch and both
+update passes (runtime codes compile all ten activations' loops); closing it needs fewer, flatter
+functions (one row pass per activation group, the checked update as one pass), not options.
 """
 import functools
 import hashlib
@@ -74,12 +98,27 @@ if not getattr(_cache_impl, "_fastnn_locators", False):
         for name in ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")]
     _cache_impl._fastnn_locators = True
 
-OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
+OPTIONS = dict(cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True)
 
 #: Elementwise passes smaller than this run serially: a parallel region costs 30-60 us to launch on the
 #: 2-core machine we measured (and ~7.6 ms right after a multi-threaded BLAS call, see fastnn/threads.py);
 #: a serial pass takes longer than that only above ~1e6 elements.
 PARALLEL_MIN_ELEMENTS = 1 << 20
+
+
+def is_compiled(dispatcher, args):
+    """Whether calling ``dispatcher`` with ``args`` needs no compiling: its signature is compiled in this
+    process, or Numba's on-disk cache holds it (then it is loaded now, as the call would)."""
+    from numba import typeof
+    sig = tuple(typeof(a) for a in args)
+    if sig in dispatcher.overloads:
+        return True
+    cache = getattr(dispatcher, "_cache", None)
+    cres = cache.load_overload(sig, dispatcher.targetctx) if cache is not None else None
+    if cres is None:
+        return False
+    dispatcher.add_overload(cres)
+    return True
 
 
 def kernel(fn):
@@ -90,7 +129,7 @@ def kernel(fn):
 def internal_kernel(fn):
     """A serial, cached kernel that only other kernels call: Numba builds no Python entry point for it
     (unboxing every argument type is a large part of compiling a kernel with many arguments)."""
-    return njit(no_cpython_wrapper=True, no_cfunc_wrapper=True, **OPTIONS)(fn)
+    return njit(no_cpython_wrapper=True, **OPTIONS)(fn)
 
 
 def inline_kernel(fn):

@@ -18,11 +18,12 @@ from numba import prange
 
 from ._jit import internal_kernel, kernel, parallel_twin
 
-IDENTITY, RELU, SIGMOID, TANH, LEAKY_RELU, ELU, SILU, GELU, GELU_TANH, SOFTPLUS = range(10)
+IDENTITY, RELU, SIGMOID, TANH, LEAKY_RELU, ELU, SILU, GELU, GELU_TANH, SOFTPLUS, MISH = range(11)
 CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "leaky_relu": LEAKY_RELU,
-         "elu": ELU, "silu": SILU, "gelu": GELU, "gelu_tanh": GELU_TANH, "softplus": SOFTPLUS}
+         "elu": ELU, "silu": SILU, "gelu": GELU, "gelu_tanh": GELU_TANH, "softplus": SOFTPLUS,
+         "mish": MISH}
 #: codes whose derivative reads the pre-activation z (the others read the output y)
-NEEDS_Z = frozenset((LEAKY_RELU, ELU, SILU, GELU, GELU_TANH, SOFTPLUS))
+NEEDS_Z = frozenset((LEAKY_RELU, ELU, SILU, GELU, GELU_TANH, SOFTPLUS, MISH))
 SOFTPLUS_THRESHOLD = 20.0          # torch.nn.Softplus(beta=1, threshold=20)
 # GELU's constants computed as torch computes them (M_SQRT1_2, M_2_SQRTPI, M_SQRT2), so that the results agree
 _SQRT1_2 = 0.70710678118654752440                          # 1/sqrt(2)
@@ -114,6 +115,19 @@ def softplus_grad(z, p, one):
     return e / (e + one)
 
 
+@internal_kernel
+def mish(z, p, one):
+    """z tanh(softplus(z)), torch.nn.Mish (softplus without threshold there: above 20, tanh is 1 either way)."""
+    return z * math.tanh(softplus(z, p, one))
+
+
+@internal_kernel
+def mish_grad(z, p, one):
+    """tanh(sp) + z sigmoid(z) (1 - tanh(sp)²), sp = softplus(z): torch's mish_backward."""
+    t = math.tanh(softplus(z, p, one))
+    return t + z * sigmoid(z, one) * (one - t * t)
+
+
 def _bias_activate(z, b, code, param, out):
     """out = f(z + b), b (features,) broadcast over rows; ``param``: the activation's parameter (float)."""
     n, m = out.shape
@@ -157,6 +171,10 @@ def _bias_activate(z, b, code, param, out):
         for i in prange(n):
             for j in range(m):
                 out[i, j] = softplus(z[i, j] + b[j], p, one)
+    elif code == MISH:
+        for i in prange(n):
+            for j in range(m):
+                out[i, j] = mish(z[i, j] + b[j], p, one)
     else:
         for i in prange(n):
             for j in range(m):
@@ -210,6 +228,10 @@ def _multiply_derivative(code, param, y, z, dy, out):
         for i in prange(n):
             for j in range(m):
                 out[i, j] = dy[i, j] * softplus_grad(z[i, j], p, one)
+    elif code == MISH:
+        for i in prange(n):
+            for j in range(m):
+                out[i, j] = dy[i, j] * mish_grad(z[i, j], p, one)
     else:
         for i in prange(n):
             for j in range(m):
@@ -262,6 +284,21 @@ def scale_by_derivative(code, param, y, z, d):
         for i in range(n):
             for j in range(m):
                 d[i, j] *= softplus_grad(z[i, j], p, one)
+    elif code == MISH:
+        for i in range(n):
+            for j in range(m):
+                d[i, j] *= mish_grad(z[i, j], p, one)
+
+
+@kernel
+def add_bias(z, b):
+    """z += b, b (features,) broadcast over rows: the pre-activation that a z-derivative reads. (The same
+    sum as ``bias_activate`` with IDENTITY; a function of its own, so that no call compiles a second,
+    literal-code signature of bias_activate.)"""
+    n, m = z.shape
+    for i in range(n):
+        for j in range(m):
+            z[i, j] = z[i, j] + b[j]
 
 
 bias_activate = kernel(_bias_activate)

@@ -8,7 +8,7 @@ activation's derivative needs it (activations.NEEDS_Z), and is empty ((0, 0)) ot
 """
 from ._blas import gemm
 from ._jit import kernel, specialize
-from .activations import IDENTITY, bias_activate, bias_activate_parallel, multiply_derivative
+from .activations import IDENTITY, add_bias, bias_activate, bias_activate_parallel, multiply_derivative
 
 
 def _forward(x, w, b, code, param, z, out):
@@ -16,7 +16,7 @@ def _forward(x, w, b, code, param, z, out):
     if z.shape[0] > 0:            # keep the pre-activation: z = x @ w + b, out = f(z)
         gemm(1.0, x, False, w, False, 0.0, z, 0)
         _ACTIVATE(z, b, code, param, out)
-        _ACTIVATE(z, b, IDENTITY, 0.0, z)
+        add_bias(z, b)
     else:
         gemm(1.0, x, False, w, False, 0.0, out, 0)
         _ACTIVATE(out, b, code, param, out)

@@ -58,11 +58,11 @@ from . import optim
 from .dropout import apply as dropout_apply
 from ._blas import gemm, matmul
 from ._jit import OPTIONS, inline_kernel, internal_kernel, specialize
-from .activations import IDENTITY, bias_activate, scale_by_derivative
+from .activations import add_bias, bias_activate, scale_by_derivative
 from .batch import gather, gather_rows
 from .dense import column_sums
-from .softmax_ce import (count_correct_dense, count_correct_indicators, count_correct_labels, l2, sigmoid_ce,
-                         softmax_ce_dense, softmax_ce_labels)
+from .softmax_ce import (count_correct_dense, count_correct_indicators, count_correct_labels, l2_w, sigmoid_ce_w,
+                         softmax_ce_dense_w, softmax_ce_labels_w)
 
 LOSS_CE_LABELS, LOSS_CE_DENSE, LOSS_L2, LOSS_SIGMOID = 0, 1, 2, 3
 _LOSS_NAMES = {LOSS_CE_LABELS: "labels", LOSS_CE_DENSE: "dense", LOSS_L2: "l2", LOSS_SIGMOID: "sigmoid"}
@@ -134,7 +134,7 @@ def forward_rows(X, order, start, r0, r1, W, b, A, Z, codes, act_params, blas_th
             z = Z[k][r0:r1]
             matmul(A[k][r0:r1], False, W[k], False, z, blas_threads)
             bias_activate(z, b[k], codes[k], act_params[k], out)
-            bias_activate(z, b[k], IDENTITY, 0.0, z)
+            add_bias(z, b[k])
         else:
             matmul(A[k][r0:r1], False, W[k], False, out, blas_threads)
             bias_activate(out, b[k], codes[k], act_params[k], out)
@@ -161,12 +161,10 @@ def _head_labels(loss_kind, logits, head, labels, targets, order, start, r0, lab
     r1 = r0 + logits.shape[0]
     yb = label_buf[r0:r1]
     gather(labels, order, start + r0, yb)
-    if sample_weights.size == 0:
-        loss = softmax_ce_labels(logits, yb, head, None, norm)
-    else:
-        wb = weight_buf[r0:r1]
+    wb = weight_buf[r0:r1]           # (0,) unweighted
+    if sample_weights.size:
         gather(sample_weights, order, start + r0, wb)
-        loss = softmax_ce_labels(logits, yb, head, wb, norm)
+    loss = softmax_ce_labels_w(logits, yb, head, wb, norm)
     return loss, count_correct_labels(logits, yb)
 
 
@@ -178,12 +176,10 @@ def _head_targets(loss_kind, logits, head, labels, targets, order, start, r0, la
     r1 = r0 + logits.shape[0]
     tb = target_buf[r0:r1]
     gather_rows(targets, order, start + r0, tb)
-    if sample_weights.size == 0:
-        loss = _LOSS(logits, tb, head, None, norm)
-    else:
-        wb = weight_buf[r0:r1]
+    wb = weight_buf[r0:r1]           # (0,) unweighted
+    if sample_weights.size:
         gather(sample_weights, order, start + r0, wb)
-        loss = _LOSS(logits, tb, head, wb, norm)
+    loss = _LOSS(logits, tb, head, wb, norm)
     return loss, _COUNT(logits, tb)
 
 
@@ -196,8 +192,8 @@ def _no_count(out, t):
 _LOSS = _COUNT = None     # bound per variant of _head_targets by specialize()
 _TARGET_HEADS = {
     kind: specialize(_head_targets, _LOSS_NAMES[kind], compile_with=inline_kernel, _LOSS=loss, _COUNT=count)
-    for kind, loss, count in ((LOSS_CE_DENSE, softmax_ce_dense, count_correct_dense), (LOSS_L2, l2, _no_count),
-                              (LOSS_SIGMOID, sigmoid_ce, count_correct_indicators))}
+    for kind, loss, count in ((LOSS_CE_DENSE, softmax_ce_dense_w, count_correct_dense), (LOSS_L2, l2_w, _no_count),
+                              (LOSS_SIGMOID, sigmoid_ce_w, count_correct_indicators))}
 HEADS = {LOSS_CE_LABELS: _head_labels, **_TARGET_HEADS}
 
 
@@ -356,6 +352,11 @@ _STEPS = {OPT_SGD: _sgd_step, **_EXPLICIT_STEPS}
 _VARIANTS = {(loss, opt): specialize(_train_epoch, f"{_LOSS_NAMES[loss]}_{_OPT_NAMES[opt]}", _HEAD=head,
                                      _STEP=step)
              for loss, head in HEADS.items() for opt, step in _STEPS.items()}
+
+
+def variant(loss_kind, opt_kind):
+    """The compiled epoch kernel for this loss and optimizer (all arguments given: the module's docstring)."""
+    return _VARIANTS[loss_kind, opt_kind]
 
 
 def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, codes, act_params, loss_kind,

@@ -14,6 +14,8 @@ unchanged, bit for bit. With it the loss is scikit-learn's MLP weighting (``_bac
     loss = Σ_i w_i l_i / Σ_i w_i,        grad_i = w_i ∇l_i / Σ_i w_i.
 
 A batch whose weights sum to zero has loss 0 and gradient 0 (scikit-learn would divide by zero).
+The fused heads are compiled once per dtype: ``<head>_w`` takes ``w`` always as an array, (0,) for the
+unweighted loss (the kernels call these); ``<head>`` is the same with ``w`` optional, for Python callers.
 
 The fused heads (softmax_ce_*, l2, sigmoid_ce) take ``norm``: -1 (the default) divides by the rows (or the
 weights) given, as above; ``norm`` ≥ 0 is the whole batch's row count (or weight sum), so that a
@@ -68,19 +70,21 @@ def softmax_backward(y, dy, dx):
 
 
 @kernel
-def softmax_ce_labels(z, labels, grad, w=None, norm=-1.0):
+def softmax_ce_labels_w(z, labels, grad, w, norm):
     """Fused softmax cross-entropy from logits z and int labels; grad = (softmax - onehot) / batch
     (weighted: see the module's docstring)."""
     n, m = z.shape
     total = 0.0
     inv_n = 1.0 / n if norm < 0 else 1.0 / norm
-    if w is not None:
+    weighted = w.size > 0         # (0,): unweighted
+    wsum = 1.0
+    if weighted:
         wsum = _weight_sum(w, grad) if norm < 0 else norm
         if wsum == 0:
             grad[:] = 0
             return 0.0
     for i in range(n):
-        if w is not None:
+        if weighted:
             inv_n = w[i] / wsum
         zmax = z[i, 0]
         for j in range(1, m):
@@ -92,7 +96,7 @@ def softmax_ce_labels(z, labels, grad, w=None, norm=-1.0):
             grad[i, j] = e
             s += e
         c = labels[i]
-        if w is None:
+        if not weighted:
             total += zmax + math.log(s) - z[i, c]
         else:
             total += w[i] * (zmax + math.log(s) - z[i, c])
@@ -100,13 +104,21 @@ def softmax_ce_labels(z, labels, grad, w=None, norm=-1.0):
         for j in range(m):
             grad[i, j] *= scale
         grad[i, c] -= inv_n
-    if w is not None:
+    if weighted:
         return total / wsum
     return total * inv_n
 
 
 @kernel
-def softmax_ce_dense(z, t, grad, w=None, norm=-1.0):
+def softmax_ce_labels(z, labels, grad, w=None, norm=-1.0):
+    """``softmax_ce_labels_w`` with ``w`` optional (None or left out: unweighted)."""
+    if w is None:
+        return softmax_ce_labels_w(z, labels, grad, np.empty(0, grad.dtype), norm)
+    return softmax_ce_labels_w(z, labels, grad, w, norm)
+
+
+@kernel
+def softmax_ce_dense_w(z, t, grad, w, norm):
     """Fused softmax cross-entropy against a target distribution t (batch, classes).
 
     loss_i = sum_j t_ij (lse_i - z_ij); grad = (sum_j t_ij * softmax_i - t_i) / batch (weighted: see the
@@ -115,13 +127,15 @@ def softmax_ce_dense(z, t, grad, w=None, norm=-1.0):
     n, m = z.shape
     total = 0.0
     inv_n = 1.0 / n if norm < 0 else 1.0 / norm
-    if w is not None:
+    weighted = w.size > 0         # (0,): unweighted
+    wsum = 1.0
+    if weighted:
         wsum = _weight_sum(w, grad) if norm < 0 else norm
         if wsum == 0:
             grad[:] = 0
             return 0.0
     for i in range(n):
-        if w is not None:
+        if weighted:
             inv_n = w[i] / wsum
         zmax = z[i, 0]
         for j in range(1, m):
@@ -138,18 +152,26 @@ def softmax_ce_dense(z, t, grad, w=None, norm=-1.0):
         for j in range(m):
             tsum += t[i, j]
             if t[i, j] != 0:
-                if w is None:
+                if not weighted:
                     total += t[i, j] * (lse - z[i, j])
                 else:
                     row += t[i, j] * (lse - z[i, j])
-        if w is not None:
+        if weighted:
             total += w[i] * row
         scale = tsum * inv_n / s
         for j in range(m):
             grad[i, j] = grad[i, j] * scale - t[i, j] * inv_n
-    if w is not None:
+    if weighted:
         return total / wsum
     return total * inv_n
+
+
+@kernel
+def softmax_ce_dense(z, t, grad, w=None, norm=-1.0):
+    """``softmax_ce_dense_w`` with ``w`` optional (None or left out: unweighted)."""
+    if w is None:
+        return softmax_ce_dense_w(z, t, grad, np.empty(0, grad.dtype), norm)
+    return softmax_ce_dense_w(z, t, grad, w, norm)
 
 
 @kernel
@@ -215,37 +237,47 @@ def cross_entropy_dense(p, t, grad, w=None):
 
 
 @kernel
-def l2(pred, target, grad, w=None, norm=-1.0):
+def l2_w(pred, target, grad, w, norm):
     """0.5 * ||pred - target||² summed over outputs, mean over the batch; grad = (pred - target) / batch
     (weighted: see the module's docstring)."""
     n, m = pred.shape
     total = 0.0
     inv_n = 1.0 / n if norm < 0 else 1.0 / norm
-    if w is not None:
+    weighted = w.size > 0         # (0,): unweighted
+    wsum = 1.0
+    if weighted:
         wsum = _weight_sum(w, grad) if norm < 0 else norm
         if wsum == 0:
             grad[:] = 0
             return 0.0
     for i in range(n):
         row = 0.0
-        if w is not None:
+        if weighted:
             inv_n = w[i] / wsum
         for j in range(m):
             d = pred[i, j] - target[i, j]
-            if w is None:
+            if not weighted:
                 total += 0.5 * d * d
             else:
                 row += 0.5 * d * d
             grad[i, j] = d * inv_n
-        if w is not None:
+        if weighted:
             total += w[i] * row
-    if w is not None:
+    if weighted:
         return total / wsum
     return total * inv_n
 
 
 @kernel
-def sigmoid_ce(z, t, grad, w=None, norm=-1.0):
+def l2(pred, target, grad, w=None, norm=-1.0):
+    """``l2_w`` with ``w`` optional (None or left out: unweighted)."""
+    if w is None:
+        return l2_w(pred, target, grad, np.empty(0, grad.dtype), norm)
+    return l2_w(pred, target, grad, w, norm)
+
+
+@kernel
+def sigmoid_ce_w(z, t, grad, w, norm):
     """Sigmoid cross-entropy from logits z (batch, outputs) against targets t (batch, outputs) in [0, 1]
     (0/1 labels, multilabel indicators or soft targets); torch's BCEWithLogitsLoss(reduction="sum") / batch.
 
@@ -256,14 +288,16 @@ def sigmoid_ce(z, t, grad, w=None, norm=-1.0):
     n, m = z.shape
     total = 0.0
     inv_n = 1.0 / n if norm < 0 else 1.0 / norm
-    if w is not None:
+    weighted = w.size > 0         # (0,): unweighted
+    wsum = 1.0
+    if weighted:
         wsum = _weight_sum(w, grad) if norm < 0 else norm
         if wsum == 0:
             grad[:] = 0
             return 0.0
     for i in range(n):
         row = 0.0
-        if w is not None:
+        if weighted:
             inv_n = w[i] / wsum
         for j in range(m):
             x = np.float64(z[i, j])
@@ -272,13 +306,21 @@ def sigmoid_ce(z, t, grad, w=None, norm=-1.0):
             row += max(x, 0.0) - x * y + math.log1p(e)
             p = 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
             grad[i, j] = (p - y) * inv_n
-        if w is None:
+        if not weighted:
             total += row
         else:
             total += w[i] * row
-    if w is not None:
+    if weighted:
         return total / wsum
     return total * inv_n
+
+
+@kernel
+def sigmoid_ce(z, t, grad, w=None, norm=-1.0):
+    """``sigmoid_ce_w`` with ``w`` optional (None or left out: unweighted)."""
+    if w is None:
+        return sigmoid_ce_w(z, t, grad, np.empty(0, grad.dtype), norm)
+    return sigmoid_ce_w(z, t, grad, w, norm)
 
 
 @kernel

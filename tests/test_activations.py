@@ -35,6 +35,8 @@ REFERENCE = {
     "softplus": (lambda z, p: np.where(z > 20, z, np.log1p(np.exp(np.minimum(z, 20)))),
                  lambda z, p: np.where(z > 20, 1.0, _sigmoid(z))),
     "identity": (lambda z, p: z, lambda z, p: np.ones_like(z)),
+    "mish": (lambda z, p: z * np.tanh(np.logaddexp(0.0, z)),
+             lambda z, p: np.tanh(np.logaddexp(0.0, z)) + z * _sigmoid(z) * (1 - np.tanh(np.logaddexp(0.0, z)) ** 2)),
 }
 
 #: name -> (fastnn layer factory, torch module factory, the activation's parameter)
@@ -47,6 +49,7 @@ CASES = {
     "gelu_tanh": (lambda: fnn.GELU(approximate="tanh"), lambda nn: nn.GELU(approximate="tanh"), 0.0),
     "softplus": (lambda: fnn.Softplus(), lambda nn: nn.Softplus(), 0.0),
     "identity": (lambda: fnn.Identity(), lambda nn: nn.Identity(), 0.0),
+    "mish": (lambda: fnn.Mish(), lambda nn: nn.Mish(), 0.0),
 }
 
 
@@ -173,7 +176,7 @@ def test_stable_forms_are_finite_at_large_inputs():
     z = np.array([[-1e4, 1e4]])
     expected = {"softplus": ([0.0, 1e4], [0.0, 1.0]), "elu": ([-0.7, 1e4], [0.0, 1.0]),
                 "gelu": ([0.0, 1e4], [0.0, 1.0]), "gelu_tanh": ([0.0, 1e4], [0.0, 1.0]),
-                "silu": ([0.0, 1e4], [0.0, 1.0])}
+                "silu": ([0.0, 1e4], [0.0, 1.0]), "mish": ([0.0, 1e4], [0.0, 1.0])}
     for name, (y_ok, dx_ok) in expected.items():
         layer = CASES[name][0]()
         y = layer.forward(z).copy()
@@ -226,7 +229,7 @@ def test_registry_is_one_place():
         assert getattr(fnn, cls.__name__) is cls
         assert cls().code in act.CODES.values()
     codes = {CASES[name][0]().code for name in CASES}
-    assert len(codes) == 7        # exact and tanh GELU are two codes; LeakyReLU is one code for any slope
+    assert len(codes) == 8        # exact and tanh GELU are two codes; LeakyReLU is one code for any slope
 
 
 def test_a_subclass_that_overrides_the_computation_is_not_fused():
@@ -262,3 +265,25 @@ def test_cli_trains_with_a_new_activation(tmp_path):
         assert args.activation == name
     net = cli.build_network(2, [4], 2, "gelu", "classification", fnn.Adam(), 0)
     assert isinstance(net.layers[1], fnn.GELU) and fused.supports(net)[0]
+
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mish_exports_to_onnx_and_torch(dtype, tmp_path):
+    """Mish, the activation added to prove the extension cost (issue 17): the ONNX graph (Softplus' stable
+    form, Tanh and Mul: Mish-18 is above fastnn's opset) reproduces the logits to 100 eps, to_torch to 16 eps
+    (DESIGN §3), with pre-activations beyond the softplus switch at 20."""
+    torch = torch_or_skip()
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: the ONNX comparison is skipped")
+    net = fnn.NeuralNetwork([fnn.FullyConnected(4, 8, dtype=dtype), fnn.Mish(), fnn.FullyConnected(8, 3, dtype=dtype)],
+                            seed=0)
+    net.layers[0].weights = net.layers[0].weights * 20
+    x = (np.random.default_rng(6).standard_normal((16, 4)) * 3).astype(dtype)
+    logits = net.forward(x)
+    scale, eps = max(1.0, np.abs(logits).max()), np.finfo(dtype).eps
+    with torch.no_grad():
+        got = fnn.to_torch(net)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, logits, rtol=16 * eps, atol=16 * eps * scale)
+    session = ort.InferenceSession(net.export_onnx(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x})))["logits"]
+    np.testing.assert_allclose(got, logits, rtol=100 * eps, atol=100 * eps * scale)

@@ -7,9 +7,11 @@ per-thread partial sums of the loss and the norms may round differently, so para
 may differ by a few ulps per step: rtol = atol = 64 · s · eps of the dtype.
 """
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -215,3 +217,81 @@ def test_rule_splits_only_where_it_pays(monkeypatch):
     assert threads.batch_parallel_threads([64, 128, 10], 200, 1797) == 1            # a short epoch (digits)
     monkeypatch.setattr(threads, "get_num_threads", lambda: 1)
     assert threads.batch_parallel_threads(mnist, 1024, 1 << 16) == 1
+
+
+@pytest.fixture
+def default_sigint():
+    """Python's default SIGINT handler for the test (whatever the runner installed is restored after)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _params(net):
+    return [a.copy() for layer in net.layers if isinstance(layer, fnn.FullyConnected)
+            for a in (layer.weights, layer.bias)]
+
+
+@pytest.mark.parametrize("T", [1, 2, 3])
+def test_a_burst_of_ctrl_c_leaves_no_thread_and_counts_every_step(T, monkeypatch, default_sigint):
+    """Two SIGINTs while epoch 3's kernel runs — sent by a kernel thread (T > 1), so that the second one
+    would land in the join or in the runner's ``finally``: fit raises KeyboardInterrupt after every thread
+    has returned, no fastnn thread is left, and ``optimizer.steps`` counts exactly the steps in the weights
+    and Adam's moments (the network equals one trained 3 epochs, bit for bit, and stays equal after one
+    more epoch, which reads the moments and the step count)."""
+    from fastnn.kernels import epoch as epoch_kernels
+    from fastnn.kernels import epoch_parallel
+    sizes = (6, 16, 3)
+    X, y = data(300, sizes, np.float64, "labels")
+
+    def make():
+        return make_net(sizes, "relu", fnn.SoftmaxCrossEntropy, OPTIMIZERS["adam"], np.float64)
+
+    def burst():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(threads, "batch_parallel_threads", lambda widths, rows, samples: T)
+    epochs = []
+    if T > 1:
+        real_variant = epoch_parallel.variant
+
+        def variant(*kind):
+            kernel = real_variant(*kind)
+            epochs.append(1)
+
+            def run(t, T_, *args):
+                if t == T_ - 1 and len(epochs) == 3:
+                    burst()
+                return kernel(t, T_, *args)
+            return run
+        monkeypatch.setattr(epoch_parallel, "variant", variant)
+    else:
+        real_variant = epoch_kernels.variant
+
+        def variant(*kind):
+            kernel = real_variant(*kind)
+            epochs.append(1)
+
+            def run(*args):
+                if len(epochs) == 3:
+                    burst()
+                return kernel(*args)
+            return run
+        monkeypatch.setattr(epoch_kernels, "variant", variant)
+    net = make()
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(X, y, epochs=50, batch_size=32, verbose=0, fused=True)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("fastnn-epoch")] == []
+    assert len(epochs) == 3 and net.optimizer.steps == 3 * 10
+    monkeypatch.undo()
+    monkeypatch.setattr(threads, "batch_parallel_threads", lambda widths, rows, samples: T)
+    ref = make()
+    ref.fit(X, y, epochs=3, batch_size=32, verbose=0, fused=True)
+    assert ref.optimizer.steps == net.optimizer.steps
+    for a, b in zip(_params(net), _params(ref)):
+        np.testing.assert_array_equal(a, b)
+    for n in (net, ref):
+        n.fit(X, y, epochs=1, batch_size=32, verbose=0, fused=True)
+    for a, b in zip(_params(net), _params(ref)):
+        np.testing.assert_array_equal(a, b)

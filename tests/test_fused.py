@@ -1,4 +1,9 @@
 """The fused whole-epoch path gives the numbers of the per-layer path (DESIGN §4)."""
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -7,7 +12,8 @@ from fastnn import fused
 
 ACTS = {"relu": fnn.ReLU, "sigmoid": fnn.Sigmoid, "tanh": fnn.TanH, None: None,
         "leaky_relu": lambda: fnn.LeakyReLU(0.1), "elu": lambda: fnn.ELU(0.8), "silu": fnn.SiLU, "gelu": fnn.GELU,
-        "gelu_tanh": lambda: fnn.GELU(approximate="tanh"), "softplus": fnn.Softplus, "identity": fnn.Identity}
+        "gelu_tanh": lambda: fnn.GELU(approximate="tanh"), "softplus": fnn.Softplus, "identity": fnn.Identity,
+        "mish": fnn.Mish}
 
 
 def make_net(sizes, act, loss, opt, dtype, seed=0):
@@ -42,7 +48,7 @@ OPTIMIZERS = {"sgd": lambda: fnn.SGD(lr=0.05), "momentum": lambda: fnn.SGD(lr=0.
     (None, "labels", (6, 4)), ("relu", "labels", (2, 16, 16, 2)),
     ("leaky_relu", "labels", (5, 9, 7, 3)), ("elu", "onehot", (4, 9, 8, 3)), ("silu", "regression", (3, 11, 2)),
     ("gelu", "labels", (7, 13, 5)), ("gelu_tanh", "regression", (3, 8, 6, 2)), ("softplus", "labels", (6, 10, 3)),
-    ("identity", "onehot", (4, 7, 3))])
+    ("identity", "onehot", (4, 7, 3)), ("mish", "labels", (6, 10, 3))])
 def test_fused_equals_per_layer(dtype, opt, act, kind, sizes):
     loss = fnn.L2Loss if kind == "regression" else fnn.SoftmaxCrossEntropy
     X, y = data(101, sizes, dtype, kind)          # 101 = 3 batches of 32 and a last batch of 5
@@ -222,3 +228,29 @@ def test_fused_epoch_allocates_nothing_per_step():
     assert len(rows) == 7
     for short, long in rows:
         assert short > 0 and short == long, rows
+
+
+def test_compile_pending_says_when_the_kernel_is_not_compiled_yet(tmp_path):
+    """A process with an empty Numba cache: the line names dtype, loss and optimizer, and compiles nothing
+    (the kernel's dispatcher still has no signature); after a fit (compiled) it is None."""
+    script = textwrap.dedent("""
+        import numpy as np
+        import fastnn as fnn
+        from fastnn import fused
+        from fastnn.kernels import epoch
+        rng = np.random.default_rng(0)
+        X, y = rng.standard_normal((64, 5)), rng.integers(0, 3, 64)
+        net = fnn.NeuralNetwork([fnn.FullyConnected(5, 8, dtype=np.float64), fnn.TanH(),
+                                 fnn.FullyConnected(8, 3, dtype=np.float64)], optimizer=fnn.SGD(lr=0.1), seed=0)
+        runner = fused.EpochRunner(net, X, y, 16)
+        print(runner.compile_pending())
+        print(sum(len(k.signatures) for k in epoch._VARIANTS.values()))
+        net.fit(X, y, epochs=1, batch_size=16, verbose=0, fused=True)
+        print(runner.compile_pending())
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    first, signatures, after = done.stdout.strip().split("\n")
+    assert first.startswith("fastnn: compiling the fused kernel for float64 / softmax-CE labels / SGD")
+    assert signatures == "0" and after == "None"

@@ -14,7 +14,7 @@ TOL = 1e-6
 ACTIVATIONS = {"linear": None, "relu": fnn.ReLU, "sigmoid": fnn.Sigmoid, "tanh": fnn.TanH,
                "leaky_relu": lambda: fnn.LeakyReLU(0.2), "elu": lambda: fnn.ELU(0.7), "silu": fnn.SiLU,
                "gelu": fnn.GELU, "gelu_tanh": lambda: fnn.GELU(approximate="tanh"), "softplus": fnn.Softplus,
-               "identity": fnn.Identity}
+               "identity": fnn.Identity, "mish": fnn.Mish}
 LOSSES = {
     "softmax-labels": (fnn.SoftmaxCrossEntropy, lambda rng: rng.integers(0, 3, 7)),
     "softmax-soft": (fnn.SoftmaxCrossEntropy, lambda rng: rng.dirichlet(np.ones(3), 7)),
