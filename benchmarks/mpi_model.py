@@ -456,7 +456,7 @@ def step_child(out_path, cell_names, thread_spec, fractions, rounds, warmup, qui
                                     seed=0)
             entry["grad_bytes"] = int(net.n_params * np.dtype(net.dtype).itemsize)
             try:
-                from fastnn import fused
+                from fastnn.engines import fused
                 entry["fused"] = bool(fused.supports(net)[0]) and engine == "fused"
             except Exception as exc:   # noqa: BLE001 - informative only
                 entry["fused"] = f"unknown ({exc})"

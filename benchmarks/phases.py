@@ -53,7 +53,8 @@ _THREAD = threading.Thread      # the real one: measure() swaps fastnn's for _No
 
 def measure(cell, epochs, hz):
     import fastnn as fnn
-    from fastnn import fused, threads
+    from fastnn import threads
+    from fastnn.engines import fused
 
     X, y = matrix.make_data(cell)
     layers = []

@@ -93,7 +93,7 @@ def gradcheck(layer_or_net, x, target=None, seed=0, fused="auto"):
         target = net.check_target(target, len(x), "target")
         with net.training_session("run gradcheck"):
             report = _check_layer_path(net, x, target)
-        from . import fused as fused_path
+        from .engines import fused as fused_path
         supported, reason = fused_path.supports(net)
         if fused is True and not supported:
             raise ValueError(f"fused=True but the fused kernel cannot train this network: {reason}")
@@ -192,7 +192,7 @@ def _compare_params(layers, f, prefix="layers"):
 def builtin_networks(seed=0):
     """The float64 networks ``fastnn gradcheck`` checks: (title, network, x) triples that together hold
     every built-in layer type (FullyConnected, ReLU, Sigmoid, TanH, SoftMax, LeakyReLU, ELU, SiLU, GELU
-    exact and tanh, Softplus, Identity, Dropout) and every loss; each is checked on the per-layer path and,
+    exact and tanh, Softplus, Mish, Identity, Dropout) and every loss; each is checked on the per-layer path and,
     where it can run the network, the fused kernel (``gradcheck(..., fused="auto")``)."""
     from . import layers as L
     from .losses import CrossEntropyLoss, L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
@@ -209,8 +209,9 @@ def builtin_networks(seed=0):
         ("FC-ReLU-FC-Sigmoid-FC + L2Loss", [fc(4, 6), L.ReLU(), fc(6, 5), L.Sigmoid(), fc(5, 2)], L2Loss()),
         ("FC-LeakyReLU-FC-ELU-FC-SiLU-FC + SoftmaxCrossEntropy",
          [fc(4, 6), L.LeakyReLU(0.1), fc(6, 5), L.ELU(0.7), fc(5, 5), L.SiLU(), fc(5, 3)], SoftmaxCrossEntropy()),
-        ("FC-GELU-FC-GELU(tanh)-FC-Softplus-FC + L2Loss",
-         [fc(4, 6), L.GELU(), fc(6, 5), L.GELU(approximate="tanh"), fc(5, 5), L.Softplus(), fc(5, 2)], L2Loss()),
+        ("FC-GELU-FC-GELU(tanh)-FC-Softplus-FC-Mish-FC + L2Loss",
+         [fc(4, 6), L.GELU(), fc(6, 5), L.GELU(approximate="tanh"), fc(5, 5), L.Softplus(), fc(5, 4), L.Mish(),
+          fc(4, 2)], L2Loss()),
         ("FC-Identity-FC-TanH-Dropout(0.3)-FC + SigmoidCrossEntropy",
          [fc(4, 6), L.Identity(), fc(6, 5), L.TanH(), L.Dropout(0.3), fc(5, 3)], SigmoidCrossEntropy()),
     ]

@@ -12,6 +12,7 @@ This module keeps the settings (``Trainer``) and the loop; the rest has modules 
 import contextlib
 import math
 import numbers
+import sys
 import time
 
 import numpy as np
@@ -158,7 +159,7 @@ class Trainer:
     def wants_fused(self):
         """Whether this fit runs the fused engine (``fused`` and what the network allows); ValueError for
         fused=True on a network the fused path cannot run."""
-        from . import fused
+        from .engines import fused
         ok, reason = fused.supports(self.net)
         if self.fused is True and not ok:
             raise ValueError(f"fused=True but the fused path cannot run this network: {reason}")
@@ -269,7 +270,8 @@ class _Loop:
         self.captured = self._structure(plan)
         self.health = GradientHealth(net, plan, warn=run.is_root)
         stop = signals.StopFlag()
-        bar = _progress(tr.epochs, tr.verbose, start_epoch - 1) if run.is_root else None
+        compiling = self._say_compiling(run)
+        bar = _progress(tr.epochs, tr.verbose, start_epoch - 1, compiling) if run.is_root else None
         samples_seen = (start_epoch - 1) * len(X)
         with signals.deferred(stop), self._ending(bar):
             for epoch in range(start_epoch, tr.epochs + 1):
@@ -309,6 +311,9 @@ class _Loop:
                     bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()
                                      if k not in ("time", "grad_norm") and v and isinstance(v[-1], float)})
                     bar.update(1)
+                    if compiling:
+                        bar.set_description("training")
+                        compiling = False
                 if interrupted:
                     raise TrainingInterrupted(epoch, n_batches, n_batches, history, tr.checkpoint,
                                               signal_name=stop.signal_name)
@@ -316,6 +321,17 @@ class _Loop:
                     break
         run.call(lambda: self.callbacks.on_train_end(net), "on_train_end")
         return history
+
+    def _say_compiling(self, run):
+        """Before a verbose fit's first epoch: one line on stderr when the engine's kernel must be compiled
+        first (seconds of silence otherwise look like a hang); True when it was said."""
+        pending = getattr(self.engine, "compile_pending", None)
+        if not (self.trainer.verbose and run.is_root and pending is not None):
+            return False
+        note = pending()
+        if note:
+            print(note, file=sys.stderr, flush=True)
+        return bool(note)
 
     @contextlib.contextmanager
     def _ending(self, bar):
@@ -485,11 +501,14 @@ def new_history(classification, validation):
     return {key: [] for key in keys + ["lr", "grad_norm", "time"]}
 
 
-def _progress(total, verbose, initial=0):
+def _progress(total, verbose, initial=0, compiling=False):
+    """The epochs' progress bar (None when not verbose); its description says "compiling" until the first
+    epoch, which compiles the kernel, is done."""
     if not verbose:
         return None
     from tqdm.auto import tqdm
-    return tqdm(total=total, initial=initial, unit="epoch", desc="training", leave=True)
+    return tqdm(total=total, initial=initial, unit="epoch", desc="compiling" if compiling else "training",
+                leave=True)
 
 
 network.provide("Trainer", Trainer)

@@ -1,7 +1,7 @@
 """Threads that share the blocks of a kernel: atomics, and waiting that gives the core away.
 
 The batch-parallel epoch kernel (epoch_parallel.py) is a sequence of phases, each cut into T blocks;
-the threads running it (fastnn's own: Python threads calling one ``nogil`` kernel, fastnn/fused.py)
+the threads running it (fastnn's own: Python threads calling one ``nogil`` kernel, fastnn/engines/fused.py)
 *claim* blocks one at a time from a shared counter, so block ``id`` is phase id // T, block id % T.
 Before it runs a block of phase g, a thread waits until every block of phase g - 1 is done. What is
 computed depends only on T, never on which thread runs which block, so results are bit-identical for a
@@ -20,7 +20,7 @@ phase, so the same numbers (issue 11's "detect and adapt").
 
 ``sync`` is an int64 array of SYNC_SIZE slots shared by the threads: [claimed, done, stop, abort,
 retire]. The kernel sets ``stop`` when training must end early (a non-finite loss, gradient or update);
-a thread that raised sets ``abort`` (fused.py), and every wait then returns at once.
+a thread that raised sets ``abort`` (fastnn/engines/fused.py), and every wait then returns at once.
 """
 import ctypes
 import platform

@@ -1,6 +1,6 @@
 """The batch-parallel epoch kernel: the fused epoch of epoch.py, its every mini-batch split in T blocks.
 
-Threads started by fastnn/fused.py all call the kernel ``variant(loss_kind, opt_kind)``; they claim blocks
+Threads started by fastnn/engines/fused.py all call the kernel ``variant(loss_kind, opt_kind)``; they claim blocks
 from a shared counter (_sync.py), so that what is computed depends on T alone — bit-identical for a given
 T — and a thread that the OS does not schedule holds nobody up but for the block it is running. Per
 mini-batch of nb rows, three phases of T blocks, each phase starting when the previous one is done:
@@ -32,7 +32,7 @@ thread's CPU cycles spent waiting and working in phases 0, 1, 2 (for benchmarks:
 bounds), and ``weight_buf`` (batch_size,) in X's dtype (or (0,) unweighted); ``status`` must hold
 [0, -1, FAIL_LOSS] and ``norms`` zeros on entry. All are shared by the threads. On a non-finite loss,
 gradient or update the kernel stops before that batch's update (``status`` as in epoch.py). A thread that
-raises sets ``sync``'s abort flag (fused.py): the others return at once.
+raises sets ``sync``'s abort flag (fastnn/engines/fused.py): the others return at once.
 """
 import math
 

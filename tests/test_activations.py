@@ -6,7 +6,8 @@ import pytest
 from scipy.special import erf
 
 import fastnn as fnn
-from fastnn import fused, layers
+from fastnn import layers
+from fastnn.engines import fused
 from fastnn.kernels import activations as act
 
 # -- float64 NumPy references, f(z) and f'(z), written from the definitions -----------------------------------

@@ -171,7 +171,8 @@ def test_a_failing_thread_does_not_hang_the_others(monkeypatch):
     script = textwrap.dedent("""
         import numpy as np
         import fastnn as fnn
-        from fastnn import fused, threads
+        from fastnn import threads
+        from fastnn.engines import fused
         from fastnn.kernels import epoch_parallel
         from fastnn.kernels._sync import CLAIMED, atomic_add
         from numba import njit

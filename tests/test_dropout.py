@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from fastnn import fused, io
+from fastnn import io
+from fastnn.engines import fused
 from fastnn.kernels import dropout as drop_kernels
 from fastnn.layers import LAYER_TYPES, dropout_epoch_key
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from fastnn import fused
+from fastnn.engines import fused
 
 ACTS = {"relu": fnn.ReLU, "sigmoid": fnn.Sigmoid, "tanh": fnn.TanH, None: None,
         "leaky_relu": lambda: fnn.LeakyReLU(0.1), "elu": lambda: fnn.ELU(0.8), "silu": fnn.SiLU, "gelu": fnn.GELU,
@@ -236,7 +236,7 @@ def test_compile_pending_says_when_the_kernel_is_not_compiled_yet(tmp_path):
     script = textwrap.dedent("""
         import numpy as np
         import fastnn as fnn
-        from fastnn import fused
+        from fastnn.engines import fused
         from fastnn.kernels import epoch
         rng = np.random.default_rng(0)
         X, y = rng.standard_normal((64, 5)), rng.integers(0, 3, 64)

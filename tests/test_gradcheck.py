@@ -1,6 +1,6 @@
 """fastnn gradcheck covers every built-in layer type and every loss, on both engines (issue 21, build 4)."""
 import fastnn as fnn
-from fastnn import fused
+from fastnn.engines import fused
 from fastnn.gradcheck import builtin_networks
 from fastnn.layers import LAYER_TYPES
 from fastnn.losses import LOSS_TYPES

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import fastnn as fnn
-from fastnn import fused, io
+from fastnn import io
+from fastnn.engines import fused
 from fastnn.errors import TrainingInterrupted
 from fastnn.engines.distributed import LocalRun
 from tests import helpers
@@ -167,7 +168,8 @@ CHILD = textwrap.dedent("""
     import json, signal, sys
     import numpy as np
     import fastnn as fnn
-    from fastnn import fused, io
+    from fastnn import io
+    from fastnn.engines import fused
 
     signal.signal(signal.SIGINT, signal.default_int_handler)     # whatever the parent had
     path, kind, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])

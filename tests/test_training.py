@@ -145,7 +145,7 @@ def test_the_plan_is_built_once_per_epoch(monkeypatch):
 
 def test_engines_share_one_protocol():
     """LayerEpoch and the fused EpochRunner: (order, epoch, Progress) -> (mean loss, correct), equal."""
-    from fastnn import fused as fused_engine
+    from fastnn.engines import fused as fused_engine
     from fastnn.signals import StopFlag
     X, y = make_data()
     results = []
@@ -177,3 +177,20 @@ def test_replacing_what_a_checkpoint_rebuilds_is_refused_in_a_checkpointed_fit(t
         net.fit(X, y, epochs=3, verbose=0, fused=fused, checkpoint=tmp_path / "c.ckpt",
                 callbacks=[At(1, lambda net, _: setattr(net, what, new))])
     assert len(net.history["loss"]) == 1
+
+
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_a_fit_that_must_compile_says_so_first_when_verbose(verbose, monkeypatch, capsys):
+    """Seconds of compiling before the first epoch must not look like a hang: a verbose fit says so on
+    stderr (the engine's compile_pending), and its progress bar reads "compiling" until the first epoch."""
+    from fastnn.engines import fused as fused_engine
+    monkeypatch.setattr(fused_engine.EpochRunner, "compile_pending", lambda self: "fastnn: compiling the kernel")
+    net, (X, y) = make_net(), make_data()
+    net.fit(X, y, epochs=2, verbose=verbose)
+    err = capsys.readouterr().err
+    assert ("fastnn: compiling the kernel" in err) == bool(verbose)
+    if verbose:
+        assert "compiling:" in err and "training:" in err
+    monkeypatch.setattr(fused_engine.EpochRunner, "compile_pending", lambda self: None)
+    net.fit(X, y, epochs=1, verbose=verbose)
+    assert "compiling" not in capsys.readouterr().err

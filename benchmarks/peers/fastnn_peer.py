@@ -67,7 +67,7 @@ class Peer(PeerBase):
         except ValueError:          # no parallel region has run yet
             out["threading_layer"] = None
         try:
-            from fastnn import fused
+            from fastnn.engines import fused
             ok, why = fused.supports(self.net)
             out["fused_path"] = bool(ok) and self.fused is not False
             out["fused_reason"] = why

@@ -15,15 +15,13 @@ An *engine* runs one epoch over a given sample order and reports its mean loss a
 An engine raises ``fastnn.errors.TrainingDivergedError`` at a non-finite loss, gradient or update, with
 the network and optimizer state of the last finite step. The engines:
 
-* ``fastnn.fused.EpochRunner``         the whole-epoch Numba kernel (the default where it applies);
+* ``engines.fused.EpochRunner``       the whole-epoch Numba kernel (the default where it applies);
 * ``engines.per_layer.LayerEpoch``     any network, layer by layer from Python (custom layers);
 * ``engines.distributed.DistributedEpoch``  synchronous data-parallel steps over MPI ranks.
 
 A *run strategy* says where the loop runs (``engines.distributed.LocalRun``: one process;
 ``engines.distributed.MPIRun``: K ranks kept in step) and makes the engine; see fastnn.training.
 ``engines.shards`` holds the data side of MPI runs (row ownership, memory-mapped inputs).
-(fastnn.fused, the fused engine, moves here after this session's kernel rewrite; it still builds its own
-Plan each epoch instead of reading ``progress.plan``.)
 """
 
 __all__ = ["Progress", "Stop"]

@@ -521,7 +521,7 @@ class LocalRun:
 
     def engine(self, trainer, X, y, batch_size, weights, use_fused):
         if use_fused:
-            from ..fused import EpochRunner
+            from .fused import EpochRunner
             return EpochRunner(trainer.net, X, y, batch_size, sample_weights=weights)
         return LayerEpoch(trainer.net, X, y, batch_size, weights)
 

@@ -14,16 +14,16 @@ import threading
 
 import numpy as np
 
-from . import _checks, threads
-from .errors import TrainingDivergedError
-from .kernels import epoch as kernels
-from .kernels import epoch_parallel
-from .kernels._blas import set_threads_local
-from .kernels._jit import is_compiled
-from .kernels._sync import ABORT, SYNC_SIZE
-from .kernels.activations import IDENTITY, needs_z
-from .layers import Dropout, FullyConnected, fused_activation
-from .optimizers import SGD, Adam, AdamW
+from .. import _checks, threads
+from ..errors import TrainingDivergedError
+from ..kernels import epoch as kernels
+from ..kernels import epoch_parallel
+from ..kernels._blas import set_threads_local
+from ..kernels._jit import is_compiled
+from ..kernels._sync import ABORT, SYNC_SIZE
+from ..kernels.activations import IDENTITY, needs_z
+from ..layers import Dropout, FullyConnected, fused_activation
+from ..optimizers import SGD, Adam, AdamW
 
 _FAILURES = {kernels.FAIL_LOSS: "loss", kernels.FAIL_GRADIENT: "gradient",
              kernels.FAIL_UPDATE: "parameter update"}
@@ -135,7 +135,7 @@ class EpochRunner:
             if drop is not None:
                 self.drop_thr[k], self.drop_scale[k] = drop.threshold, drop.scale
         net, opt = self.net, self.net.optimizer
-        plan = net.plan()
+        plan = getattr(progress, "plan", None) or net.plan()      # the loop's plan of this epoch, when given
         dkey = np.uint64(getattr(progress, "dropout_key", 0))
         T = threads.batch_parallel_threads(self.widths, self.rows, len(self.X))
         kernel, args = self._kernel_call(T, order, plan, dkey)
