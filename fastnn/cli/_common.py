@@ -498,7 +498,8 @@ class RankSync:
         for name in (all_options[0] or {}):
             values = {}
             for r, opts in enumerate(all_options):
-                values.setdefault(repr((opts or {}).get(name)), []).append(r)
+                value = (opts or {}).get(name)
+                values.setdefault(value if isinstance(value, str) else repr(value), []).append(r)
             if len(values) > 1:
                 differ.append(f"{name} (" + "; ".join(
                     f"rank{'s' if len(rs) > 1 else ''} {', '.join(map(str, rs))}: {v}" for v, rs in values.items())

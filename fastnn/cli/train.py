@@ -182,7 +182,36 @@ def time_split(elapsed, times, checkpointed):
 def cmd_train(args):
     if args.distributed:
         return _run_distributed(lambda: args)
+    env_rank, env_size, env_var = launcher_world()
+    if env_size is not None and env_size > 1:       # `mpiexec -n K fastnn train` without --distributed
+        return _refuse_copies(env_rank, env_size, env_var)
     return _train(args)
+
+
+def _refuse_copies(env_rank, env_size, env_var):
+    """One of K processes of an MPI launch without --distributed: each would train its own copy and write
+    the same files. An error (exit 2, printed by rank 0); when MPI is there, the ranks first compare their
+    modes (the same first collective as ``_run_distributed``), so that a rank given --distributed is told,
+    instead of waiting for this one forever."""
+    message = (f"fastnn train was started by an MPI launcher as one of {env_size} processes ({env_var}="
+               f"{env_size}) without --distributed: each would train its own copy and write the same files; "
+               f"add --distributed for data-parallel training, or run it without mpiexec")
+    try:
+        from mpi4py import MPI
+        comm = MPI.COMM_WORLD
+        if comm.Get_size() > 1:
+            modes = comm.allgather("single")
+            env_rank = comm.Get_rank()
+            given = [r for r, m in enumerate(modes) if m == "distributed"]
+            if given:
+                message = (f"rank{'s' if len(given) > 1 else ''} {', '.join(map(str, given))} of {len(modes)} "
+                           f"{'were' if len(given) > 1 else 'was'} given --distributed, the others not; launch "
+                           f"every rank with the same command")
+    except ImportError:
+        pass
+    if not env_rank:
+        _report(message)
+    return EXIT_USAGE
 
 
 def is_distributed(argv):
@@ -236,6 +265,14 @@ def _run_distributed(parse):
                     f"sees each as alone (a world of 1): mpi4py uses another MPI library than this launcher; "
                     f"launch with the mpiexec of mpi4py's MPI (pip install 'fastnn[mpi]' puts it next to "
                     f"python: {os.path.join(os.path.dirname(sys.executable), 'mpiexec')})")
+        return EXIT_USAGE
+    modes = comm.allgather("distributed")            # the first collective: a rank without --distributed too
+    if any(m != "distributed" for m in modes):
+        given = [r for r, m in enumerate(modes) if m == "distributed"]
+        if rank == 0:
+            _report(f"rank{'s' if len(given) > 1 else ''} {', '.join(map(str, given))} of {size} "
+                    f"{'were' if len(given) > 1 else 'was'} given --distributed, the others not; launch every "
+                    f"rank with the same command")
         return EXIT_USAGE
     threads = distributed.threads_per_rank(comm)     # a collective: before anything can fail on one rank
     sync = RankSync(comm)
