@@ -41,6 +41,14 @@ RANK_MAIN = textwrap.dedent('''
             open(f"{out}.started{rank}", "w").close()
         return result
     engine.DistributedEpoch.step = marked
+    if os.environ.get("INTERRUPT_AFTER_SETUP") == rank:      # Ctrl-C that arrived during the set-up collective
+        from fastnn.cli import _common
+        setup = _common.RankSync.setup
+
+        def interrupted(self, *args, **kwargs):
+            setup(self, *args, **kwargs)
+            raise KeyboardInterrupt
+        _common.RankSync.setup = interrupted
     from fastnn.cli import main
     code = main(sys.argv[2:])
     with open(f"{out}.code{rank}", "w") as f:
@@ -249,6 +257,19 @@ def test_a_rank_killed_mid_fit_ends_the_job(tmp_path, data):
     proc, out, err = _signal_rank_1_mid_fit(tmp_path, data, signal.SIGKILL)
     assert proc.returncode != 0
     assert _codes(tmp_path) == [None, None]     # neither rank finished: rank 0 was ended by the launcher
+
+
+@needs_mpi
+def test_ctrl_c_on_one_rank_right_after_the_set_up_collective_ends_the_job(tmp_path, data):
+    """The interrupted rank cannot join the others, who are already in fit's first collective: it says so
+    once and MPI_Abort ends the job (it used to leave them waiting)."""
+    proc = subprocess.run(_cmd(tmp_path, [["--data", data, *QUICK]] * 2), capture_output=True, text=True,
+                          timeout=TIMEOUT, env=_env(INTERRUPT_AFTER_SETUP="1"), stdin=subprocess.DEVNULL,
+                          cwd=tmp_path)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("fastnn:")]
+    assert lines == ["fastnn: rank 1: interrupted; aborting every rank"], proc.stderr
+    assert _codes(tmp_path) == [None, None]
 
 
 def test_without_a_launcher_it_says_once_that_it_trains_on_one_rank(tmp_path, data):

@@ -451,7 +451,7 @@ class RankSync:
 
     def __init__(self, comm):
         self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
-        self.stage = "setup"        # -> "fit" (setup agreed) -> "done"
+        self.stage = "setup"        # -> "fit" (set-up agreed) -> "end" (fit returned or raised on every rank)
         self.agreed = None          # the CLIError raised on every rank at an agreement point
 
     def _gather(self, outcome, options=None):
@@ -513,6 +513,15 @@ class RankSync:
         self.agreed = CLIError(line, code)
         self.agreed.line = line
         raise self.agreed
+
+    def abort(self, exc):
+        """This rank failed where the others cannot learn of it (inside fit's collectives): one line, then
+        MPI_Abort ends every rank (the launcher reports it)."""
+        code, line = outcome_of(exc)
+        text = _strip_prefix(line)
+        _report_line(f"{line[:len(line) - len(text)]}rank {self.rank}: {text}; aborting every rank")
+        self.comm.Abort(code)
+        os._exit(code)      # MPICH's MPI_Abort can return before the launcher ends this process: never go on
 
     def finish(self, error=None):
         """Collective (unless an agreement point already ended the command): the exit code every rank

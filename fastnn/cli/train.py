@@ -289,8 +289,24 @@ def _run_distributed(parse):
         if os.environ.get("FASTNN_DEBUG") and not isinstance(exc, (CLIError, KeyboardInterrupt)):
             import traceback
             traceback.print_exc()
+        if sync.stage == "fit" and exc is not sync.agreed:
+            # between the set-up agreement and the end of fit, the other ranks are in fit's collectives: this
+            # rank cannot join them with its error (e.g. Ctrl-C while it waited in the set-up collective, or
+            # before fit's signal handling starts), so the job ends at once rather than waiting forever
+            sync.abort(exc)
         error = exc
     return sync.finish(error)
+
+
+def agreed_by_fit(exc):
+    """Whether a distributed fit raises ``exc`` on every rank alike (its agreed errors), so that every rank
+    goes on to the end's agreement."""
+    from ..errors import TrainingDivergedError, TrainingInterrupted
+    from ..engines.distributed import DistributedError
+    if isinstance(exc, (TrainingDivergedError, TrainingInterrupted, DistributedError)):
+        return True
+    return isinstance(exc, (ValueError, TypeError)) and (
+        str(exc).startswith("distributed training cannot start") or "cannot run distributed" in str(exc))
 
 
 def _train(args, sync=None, threads=None):
@@ -411,11 +427,18 @@ def _train(args, sync=None, threads=None):
         sync.setup(None, options)
     start = time.perf_counter()
     try:
-        history = net.fit(X, y_train, epochs=args.epochs, batch_size=args.batch_size, callbacks=[curve] if curve else (),
-                          validation_data=None if X_val is None else (X_val, y_val),
-                          verbose=0 if args.quiet or not _isatty(sys.stderr) else 1, seed=args.seed,
-                          distributed=args.distributed, checkpoint=args.checkpoint,
-                          **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}))
+        try:
+            history = net.fit(X, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                              callbacks=[curve] if curve else (), validation_data=None if X_val is None else (X_val, y_val),
+                              verbose=0 if args.quiet or not _isatty(sys.stderr) else 1, seed=args.seed,
+                              distributed=args.distributed, checkpoint=args.checkpoint,
+                              **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}))
+        except BaseException as exc:
+            if sync is not None and agreed_by_fit(exc):    # raised alike on every rank: the end is agreed on
+                sync.stage = "end"
+            raise
+        if sync is not None:
+            sync.stage = "end"
     except fnn.TrainingDivergedError as exc:
         raise CLIError(_error_text(exc), code=EXIT_FAILURE) from None
     except (ValueError, TypeError) as exc:

@@ -49,6 +49,7 @@ to handle: mpiexec and srun end the whole job.
 import contextlib
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -489,6 +490,7 @@ class _Guard:
                              f"aborting all ranks\n")
             sys.stderr.flush()
             self.run.comm.Abort(1)
+            os._exit(1)     # MPICH's MPI_Abort can return before the launcher ends this process: never go on
         return False
 
 
