@@ -7,6 +7,7 @@ Each rank runs RANK_MAIN: fastnn.cli.main with the rank's arguments, which recor
 signal is sent mid-fit, not by a timer). Ranks get different arguments through mpiexec's MPMD syntax
 (`mpiexec -n 1 A : -n 1 B`). MPI tests skip, with the reason, only without mpi4py or mpiexec.
 """
+import json
 import os
 import re
 import shlex
@@ -382,3 +383,53 @@ def test_launcher_world_reads_the_usual_variables():
     assert launcher_world({"OMPI_COMM_WORLD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0"}) == (0, 2, "OMPI_COMM_WORLD_SIZE")
     assert launcher_world({"SLURM_NTASKS": "8", "SLURM_PROCID": "0"}) == (None, None, None)   # a batch script
     assert launcher_world({"SLURM_NTASKS": "8", "SLURM_PROCID": "3", "SLURM_STEP_ID": "0"}) == (3, 8, "SLURM_NTASKS")
+
+
+LIBRARY_WORKER = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    import fastnn as fnn
+    from mpi4py import MPI
+    rank = MPI.COMM_WORLD.Get_rank()
+    case, out, good = sys.argv[1], sys.argv[2], sys.argv[3]
+    odd = rank == 1
+    path, dtype, hidden = good, np.float64, 8
+    if odd and case == "missing":
+        path = good + ".missing.npz"
+    elif odd and case == "corrupt":
+        path = sys.argv[4]
+    elif odd and case == "dtype":
+        dtype = np.float32
+    elif odd and case == "hidden":
+        hidden = 9
+    net = fnn.NeuralNetwork([fnn.FullyConnected(4, hidden, dtype=dtype), fnn.ReLU(),
+                             fnn.FullyConnected(hidden, 2, dtype=dtype)], seed=0)
+    try:
+        net.fit(path, None, epochs=2, batch_size=16, verbose=0, distributed=True)
+        result = {"ok": True}
+    except (ValueError, TypeError) as exc:
+        result = {"error": type(exc).__name__, "message": str(exc)}
+    with open(f"{out}.rank{rank}", "w") as f:
+        json.dump(result, f)
+''')
+
+
+@needs_mpi
+@pytest.mark.parametrize("case, words", [
+    ("missing", "rank 1: ValueError: X: no such file"),
+    ("corrupt", "rank 1: ValueError: "),
+    ("dtype", "the ranks disagree on "),
+    ("hidden", "the ranks disagree on architecture"),
+])
+def test_library_fit_with_a_fault_on_one_rank_raises_the_same_error_on_every_rank(tmp_path, data, case, words):
+    """net.fit(path, distributed=True) in a script: rank 1's data file missing or corrupt, or its network
+    built otherwise: the same ValueError on both ranks, no hang."""
+    (tmp_path / "w.py").write_text(LIBRARY_WORKER)
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 a truncated zip")
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(tmp_path / "w.py"), case, str(tmp_path / "r"),
+                           str(tmp_path / data), str(tmp_path / "bad.npz")], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=_env(), stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    results = [json.loads((tmp_path / f"r.rank{r}").read_text()) for r in range(2)]
+    assert results[0] == results[1], results
+    assert results[0]["error"] == "ValueError" and words in results[0]["message"], results[0]

@@ -603,7 +603,8 @@ def add_parser(sub):
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel training over the ranks of an MPI job: launch as 'mpiexec -n K fastnn "
                         "train --distributed ...' (or srun); --batch-size is per rank, the global batch is K "
-                        "times it; rank 0 prints, saves and plots; --threads defaults to the cores per rank. "
-                        "Needs pip install 'fastnn[mpi]'")
+                        "times it; rank 0 prints, saves and plots; --threads defaults to the cores per rank; an "
+                        "error on any rank stops every rank (one error line, one exit code). Without a launcher "
+                        "it trains on one rank and says so. Needs pip install 'fastnn[mpi]'")
     p.set_defaults(func=cmd_train, prog_=p.prog)
 
