@@ -448,7 +448,7 @@ def test_cli_train_distributed_equals_one_process_with_the_global_batch(tmp_path
                           timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
     assert dist.returncode == 0, dist.stderr
     assert dist.stdout.count("test accuracy") == 1          # rank 0 alone reports
-    assert "batch 32 x 2 ranks = 64" in dist.stdout
+    assert "batch 2 ranks x 32 = 64 global" in dist.stdout
     one = subprocess.run([*common, "--batch-size", "64", "--save", str(tmp_path / "s.safetensors")],
                          capture_output=True, text=True, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
     assert one.returncode == 0, one.stderr

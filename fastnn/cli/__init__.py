@@ -70,6 +70,8 @@ def _main(argv):
         argv = list(sys.argv[1:] if argv is None else argv)
         if argv[:1] == ["bench"] and not {"-h", "--help"} & set(argv[1:2]):
             return bench.cmd_bench(argparse.Namespace(args=argv[1:]))  # everything else goes to benchmarks.compare
+        if train.is_distributed(argv):    # every rank's errors agreed on, printed once (fastnn.cli.train)
+            return train.main_distributed(argv, build_parser)
         parser = build_parser()
         try:
             args, unknown = parser.parse_known_args(argv)

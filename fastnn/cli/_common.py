@@ -382,3 +382,171 @@ def _report(message, prefix="fastnn: error: "):
         pass
     print(prefix + " ".join(str(message).split()), file=sys.stderr, flush=True)
 
+
+
+# -- distributed commands (mpiexec -n K fastnn train --distributed): one error line, one exit code ----------
+LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+LAUNCHER_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
+
+
+def launcher_world(environ=None):
+    """(rank, size, variable) an MPI launcher announced in the environment, or (None, None, None) for a
+    process no launcher started. Read before MPI is initialised (and when mpi4py is missing): mpiexec
+    (MPICH/Hydra, Intel MPI: PMI_*), Open MPI (OMPI_COMM_WORLD_*), MVAPICH, PMIx, and a Slurm job step
+    (``srun``: SLURM_STEP_ID with SLURM_NTASKS and SLURM_PROCID; a batch script alone is not a launch)."""
+    env = os.environ if environ is None else environ
+
+    def number(name):
+        try:
+            return int(env[name])
+        except (KeyError, ValueError):
+            return None
+    for size_var, rank_var in zip(LAUNCHER_SIZE_VARS, LAUNCHER_RANK_VARS):
+        if number(size_var) is not None or number(rank_var) is not None:
+            return number(rank_var), number(size_var), size_var if number(size_var) is not None else rank_var
+    if "SLURM_STEP_ID" in env and number("SLURM_NTASKS") is not None:
+        return number("SLURM_PROCID"), number("SLURM_NTASKS"), "SLURM_NTASKS"
+    return None, None, None
+
+
+_ENDED = object()          # a command that ended before training without an error (--help)
+
+
+def _strip_prefix(line):
+    for prefix in ("fastnn: error: ", "fastnn: "):
+        if line.startswith(prefix):
+            return line[len(prefix):]
+    return line
+
+
+def outcome_of(exc):
+    """(exit code, the one stderr line) for an exception a command ended with, as ``fastnn.cli._main``
+    reports it."""
+    if exc is _ENDED:
+        return EXIT_OK, ""
+    if isinstance(exc, CLIError):
+        if getattr(exc, "line", None):
+            return exc.code, exc.line
+        return exc.code, "fastnn: error: " + " ".join(str(exc).split())
+    if isinstance(exc, KeyboardInterrupt):
+        code = EXIT_TERMINATED if getattr(exc, "signal_name", None) == "SIGTERM" else EXIT_INTERRUPTED
+        return code, "fastnn: " + " ".join((str(exc) or "interrupted").split())
+    if isinstance(exc, ImportError):
+        return EXIT_FAILURE, "fastnn: error: " + _error_text(exc)
+    if isinstance(exc, MemoryError):
+        return EXIT_FAILURE, "fastnn: error: out of memory (try a smaller --batch-size or fewer/narrower --hidden layers)"
+    return EXIT_FAILURE, (f"fastnn: error: unexpected {type(exc).__name__}: {_error_text(exc)} "
+                          f"(set FASTNN_DEBUG=1 for the traceback)")
+
+
+class RankSync:
+    """The agreement points of a distributed command, so that a failure on any rank ends every rank with one
+    line on stderr (printed by rank 0) and one exit code.
+
+    A command passes two points, each one collective on every rank: ``setup(error, options)`` when it is
+    ready to train (after parsing, reading the data, building the network; ``options``: what every rank
+    must share) and ``finish(error)`` when it ends. A rank that fails before ``setup`` goes to it with its
+    error at once, so no rank waits for it; between the two, fastnn's distributed fit keeps the ranks in
+    step itself (it raises the same exception on every rank). ``finish`` returns the agreed exit code."""
+
+    def __init__(self, comm):
+        self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
+        self.stage = "setup"        # -> "fit" (set-up agreed) -> "end" (fit returned or raised on every rank)
+        self.agreed = None          # the CLIError raised on every rank at an agreement point
+
+    def _gather(self, outcome, options=None):
+        gathered = self.comm.allgather((outcome, options))
+        failed = {r: o for r, (o, _) in enumerate(gathered) if o is not None}
+        return failed, [opts for _, opts in gathered]
+
+    @staticmethod
+    def _verdict(failed, size):
+        """(code, line) of the failed ranks: the lowest failed rank's code (of signals: SIGTERM over SIGINT)
+        and line, which names the rank unless every rank failed the same way; other ranks' other errors
+        follow it."""
+        first = min(failed)
+        code = failed[first][0]
+        signal_codes = {c for c, _ in failed.values() if c in (EXIT_INTERRUPTED, EXIT_TERMINATED)}
+        if code in signal_codes:
+            code = max(signal_codes)
+        texts = {r: _strip_prefix(line) for r, (_, line) in failed.items()}
+        if len(set(texts.values())) == 1 and len(failed) == size:
+            return code, failed[first][1]
+        prefix = failed[first][1][:len(failed[first][1]) - len(texts[first])]
+        same = [r for r in sorted(failed) if r != first and texts[r] == texts[first]]
+        other = [f"rank {r}: {texts[r]}" for r in sorted(failed) if r != first and texts[r] != texts[first]]
+        ranks = ", ".join(map(str, [first] + same))
+        return code, f"{prefix}rank{'s' if same else ''} {ranks}: {texts[first]}" + "".join(f"; {o}" for o in other)
+
+    def setup(self, error=None, options=None):
+        """Collective: every rank's set-up outcome and options; CLIError on every rank when a rank failed or
+        the ranks were given different options."""
+        failed, all_options = self._gather(None if error is None else outcome_of(error), options)
+        self.stage = "fit"
+        ended = [r for r, (c, _) in failed.items() if c == EXIT_OK]
+        if ended and len(ended) == self.size:          # every rank ended before training (--help)
+            self.stage = "done"
+            return EXIT_OK
+        if ended:
+            failed = {r: (EXIT_USAGE, "fastnn: error: ended before training (was it given --help?) while "
+                                      "other ranks went on") if c == EXIT_OK else (c, line)
+                      for r, (c, line) in failed.items()}
+        if failed:
+            code, line = self._verdict(failed, self.size)
+            self._fail(code, line)
+        differ = []
+        for name in (all_options[0] or {}):
+            values = {}
+            for r, opts in enumerate(all_options):
+                value = (opts or {}).get(name)
+                values.setdefault(value if isinstance(value, str) else repr(value), []).append(r)
+            if len(values) > 1:
+                differ.append(f"{name} (" + "; ".join(
+                    f"rank{'s' if len(rs) > 1 else ''} {', '.join(map(str, rs))}: {v}" for v, rs in values.items())
+                    + ")")
+        if differ:
+            self._fail(EXIT_USAGE, "fastnn: error: --distributed: the ranks were given different options: "
+                       + ", ".join(differ) + "; launch every rank with the same command")
+
+    def _fail(self, code, line):
+        self.stage = "done"
+        self.agreed = CLIError(line, code)
+        self.agreed.line = line
+        raise self.agreed
+
+    def abort(self, exc):
+        """This rank failed where the others cannot learn of it (inside fit's collectives): one line, then
+        MPI_Abort ends every rank (the launcher reports it)."""
+        code, line = outcome_of(exc)
+        text = _strip_prefix(line)
+        _report_line(f"{line[:len(line) - len(text)]}rank {self.rank}: {text}; aborting every rank")
+        self.comm.Abort(code)
+        os._exit(code)      # MPICH's MPI_Abort can return before the launcher ends this process: never go on
+
+    def finish(self, error=None):
+        """Collective (unless an agreement point already ended the command): the exit code every rank
+        returns; rank 0 prints the one error line."""
+        if error is not None and error is self.agreed:
+            code, line = error.code, error.line
+        elif self.stage == "setup":        # this rank ended before training: with an error, or at once (--help)
+            try:
+                return self.setup(error if error is not None else _ENDED)
+            except CLIError as exc:
+                code, line = exc.code, exc.line
+        else:
+            failed, _ = self._gather(None if error is None else outcome_of(error))
+            self.stage = "done"
+            if not failed:
+                return EXIT_OK
+            code, line = self._verdict(failed, self.size)
+        if self.rank == 0:
+            _report_line(line)
+        return code
+
+
+def _report_line(line):
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    print(line, file=sys.stderr, flush=True)

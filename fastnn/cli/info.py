@@ -2,6 +2,7 @@
 import os
 
 from ._common import (EXIT_OK, _fmt, _Formatter, _load_model, _text)
+from .train import describe_batch
 
 HELP_INFO = """\
 Print a model file's architecture, parameter count, optimizer, training settings, final scores and format
@@ -110,7 +111,7 @@ def cmd_info(args):
                     f"hidden {','.join(str(h) for h in extra.get('hidden', [])) or 'none'}",
                     f"activation {extra.get('activation')}", f"{extra.get('optimizer')} lr {extra.get('lr')}",
                     f"momentum {extra.get('momentum')}" if extra.get("optimizer") == "sgd" else None,
-                    f"{extra.get('epochs')} epochs", f"batch {extra.get('batch_size')}",
+                    f"{extra.get('epochs')} epochs", describe_batch(extra.get("batch_size"), extra.get("ranks")),
                     f"seed {extra.get('seed')}",
                     f"validation split {extra.get('val_split')}" if extra.get("val_split") else None,
                     f"trained in {extra.get('train_time_s'):.2f} s"

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from ._common import (CLIError, DATASET_NAMES, DEFAULTS, EXIT_FAILURE, EXIT_OK, parse_hidden,
-                      _check_input_file, _check_output_path, _check_plot, _error_text, _fmt, _Formatter,
+from ._common import (CLIError, DATASET_NAMES, DEFAULTS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RankSync,
+                      launcher_world, parse_hidden, _report, _check_input_file, _check_output_path, _check_plot, _error_text, _fmt, _Formatter,
                       _isatty, _positive_float, _positive_int, _say, _seed, _text, _unit_interval,
                       _val_fraction, _warn)
 
@@ -180,6 +180,136 @@ def time_split(elapsed, times, checkpointed):
 
 
 def cmd_train(args):
+    if args.distributed:
+        return _run_distributed(lambda: args)
+    env_rank, env_size, env_var = launcher_world()
+    if env_size is not None and env_size > 1:       # `mpiexec -n K fastnn train` without --distributed
+        return _refuse_copies(env_rank, env_size, env_var)
+    return _train(args)
+
+
+def _refuse_copies(env_rank, env_size, env_var):
+    """One of K processes of an MPI launch without --distributed: each would train its own copy and write
+    the same files. An error (exit 2, printed by rank 0); when MPI is there, the ranks first compare their
+    modes (the same first collective as ``_run_distributed``), so that a rank given --distributed is told,
+    instead of waiting for this one forever."""
+    message = (f"fastnn train was started by an MPI launcher as one of {env_size} processes ({env_var}="
+               f"{env_size}) without --distributed: each would train its own copy and write the same files; "
+               f"add --distributed for data-parallel training, or run it without mpiexec")
+    try:
+        from mpi4py import MPI
+        comm = MPI.COMM_WORLD
+        if comm.Get_size() > 1:
+            modes = comm.allgather("single")
+            env_rank = comm.Get_rank()
+            given = [r for r, m in enumerate(modes) if m == "distributed"]
+            if given:
+                message = (f"rank{'s' if len(given) > 1 else ''} {', '.join(map(str, given))} of {len(modes)} "
+                           f"{'were' if len(given) > 1 else 'was'} given --distributed, the others not; launch "
+                           f"every rank with the same command")
+    except ImportError:
+        pass
+    if not env_rank:
+        _report(message)
+    return EXIT_USAGE
+
+
+def is_distributed(argv):
+    """Whether ``argv`` (the command line after ``fastnn``) is ``train ... --distributed ...`` (argparse
+    also takes the abbreviations down to ``--di``)."""
+    return bool(argv) and argv[0] == "train" and any(
+        t.startswith("--di") and "--distributed".startswith(t) for t in argv[1:])
+
+
+def main_distributed(argv, build_parser):
+    """``fastnn train --distributed ...`` from its first step, parsing included: whatever fails on any rank
+    ends every rank with one error line (rank 0's) and one exit code, and no rank waits for another."""
+    def parse():
+        parser = build_parser()
+        try:
+            args, unknown = parser.parse_known_args(argv)
+        except SystemExit as exc:  # --help: printed by rank 0 (the others' output is dropped)
+            if exc.code not in (0, None):
+                raise CLIError(f"{argv[0]}: invalid arguments", code=exc.code) from None
+            return None
+        if unknown:
+            raise CLIError(f"unrecognized arguments: {' '.join(unknown)} "
+                           f"(see '{getattr(args, 'prog_', 'fastnn')} --help')")
+        return args
+    return _run_distributed(parse)
+
+
+ONE_RANK = ("--distributed outside an MPI launcher: training on one rank (to train on K ranks: mpiexec -n K "
+            "fastnn train --distributed ...)")
+KEEP_PER_RANK = ("threads", "quiet", "save", "plot", "func", "prog_")   # options a rank may set its own way
+
+
+def _run_distributed(parse):
+    """Parse (``parse()``: the arguments, or None after --help) and train on every rank of COMM_WORLD,
+    through the two agreement points of ``RankSync``; returns the exit code every rank agreed on."""
+    import contextlib
+    import io
+    env_rank, env_size, env_var = launcher_world()
+    try:
+        from .. import distributed     # ImportError with the install hint
+        from mpi4py import MPI
+    except ImportError as exc:
+        if not env_rank:              # the launcher's rank 0, or no launcher: one line
+            _report(_error_text(exc))
+        return EXIT_FAILURE
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    if size == 1 and env_size is not None and env_size > 1:
+        if not env_rank:
+            _report(f"--distributed: the launcher started {env_size} processes ({env_var}={env_size}), but MPI "
+                    f"sees each as alone (a world of 1): mpi4py uses another MPI library than this launcher; "
+                    f"launch with the mpiexec of mpi4py's MPI (pip install 'fastnn[mpi]' puts it next to "
+                    f"python: {os.path.join(os.path.dirname(sys.executable), 'mpiexec')})")
+        return EXIT_USAGE
+    modes = comm.allgather("distributed")            # the first collective: a rank without --distributed too
+    if any(m != "distributed" for m in modes):
+        given = [r for r, m in enumerate(modes) if m == "distributed"]
+        if rank == 0:
+            _report(f"rank{'s' if len(given) > 1 else ''} {', '.join(map(str, given))} of {size} "
+                    f"{'were' if len(given) > 1 else 'was'} given --distributed, the others not; launch every "
+                    f"rank with the same command")
+        return EXIT_USAGE
+    threads = distributed.threads_per_rank(comm)     # a collective: before anything can fail on one rank
+    sync = RankSync(comm)
+    error = None
+    try:
+        quiet = io.StringIO() if rank != 0 else None
+        with contextlib.redirect_stdout(quiet) if quiet is not None else contextlib.nullcontext():
+            args = parse()
+        if args is not None:
+            if size == 1 and env_size is None:
+                _report(ONE_RANK, prefix="fastnn: warning: ")
+            _train(args, sync, threads)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every rank must learn of it
+        if os.environ.get("FASTNN_DEBUG") and not isinstance(exc, (CLIError, KeyboardInterrupt)):
+            import traceback
+            traceback.print_exc()
+        if sync.stage == "fit" and exc is not sync.agreed:
+            # between the set-up agreement and the end of fit, the other ranks are in fit's collectives: this
+            # rank cannot join them with its error (e.g. Ctrl-C while it waited in the set-up collective, or
+            # before fit's signal handling starts), so the job ends at once rather than waiting forever
+            sync.abort(exc)
+        error = exc
+    return sync.finish(error)
+
+
+def agreed_by_fit(exc):
+    """Whether a distributed fit raises ``exc`` on every rank alike (its agreed errors), so that every rank
+    goes on to the end's agreement."""
+    from ..errors import TrainingDivergedError, TrainingInterrupted
+    from ..engines.distributed import DistributedError
+    if isinstance(exc, (TrainingDivergedError, TrainingInterrupted, DistributedError)):
+        return True
+    return isinstance(exc, (ValueError, TypeError)) and (
+        str(exc).startswith("distributed training cannot start") or "cannot run distributed" in str(exc))
+
+
+def _train(args, sync=None, threads=None):
     import fastnn as fnn
     from ..data import train_test_split
 
@@ -189,18 +319,17 @@ def cmd_train(args):
         args.momentum = DEFAULTS["momentum"] if args.optimizer == "sgd" else 0.0
     elif args.optimizer != "sgd":
         raise CLIError("--momentum applies to --optimizer sgd only (Adam has its own moment estimates)")
+    rank, ranks = (0, 1) if sync is None else (sync.rank, sync.size)
+    options = {f"--{k.replace('_', '-')}": ",".join(map(str, v)) if isinstance(v, tuple) else v
+               for k, v in sorted(vars(args).items()) if k not in KEEP_PER_RANK}
+    if rank != 0:                     # rank 0 alone prints, saves and plots
+        args.quiet, args.save, args.plot = True, None, None
+    if sync is not None and args.threads is None:
+        args.threads = threads
     if args.plot:
         _check_plot(args.plot)
     if args.save:
         _check_output_path(args.save, "model file")
-    rank = 0
-    if args.distributed:
-        from .. import distributed     # ImportError (reported in one line) with the install hint
-        rank, ranks = distributed.world()
-        if rank != 0:                 # rank 0 alone prints, saves and plots
-            args.quiet, args.save, args.plot = True, None, None
-        if args.threads is None:
-            args.threads = distributed.threads_per_rank()
     if args.threads is not None:
         try:
             fnn.set_num_threads(args.threads)
@@ -284,8 +413,7 @@ def cmd_train(args):
     opt = (f"adam lr {args.lr:g}" if args.optimizer == "adam"
            else f"sgd lr {args.lr:g} momentum {args.momentum:g}")
     hidden_act = f", {args.activation}" if args.hidden else " (no hidden layer)"
-    batch = (f"batch {args.batch_size} x {ranks} ranks = {args.batch_size * ranks}" if args.distributed
-             else f"batch {args.batch_size}")
+    batch = describe_batch(args.batch_size, ranks if args.distributed else None)
     _say(args, f"network  {shape}{hidden_act}, {type(net.loss).__name__}; {opt}; {batch}; "
                f"{args.epochs} epochs; seed {args.seed}")
 
@@ -295,13 +423,22 @@ def cmd_train(args):
         curve = EvaluationCurve(net, X_test, pre.encode_target(y_test, scale=True)
                                 if pre is not None and task == "regression" else y_test)
     resumed = _checkpoint_epoch(args.checkpoint)
+    if sync is not None:              # every rank is ready, with the same options: train
+        sync.setup(None, options)
     start = time.perf_counter()
     try:
-        history = net.fit(X, y_train, epochs=args.epochs, batch_size=args.batch_size, callbacks=[curve] if curve else (),
-                          validation_data=None if X_val is None else (X_val, y_val),
-                          verbose=0 if args.quiet or not _isatty(sys.stderr) else 1, seed=args.seed,
-                          distributed=args.distributed, checkpoint=args.checkpoint,
-                          **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}))
+        try:
+            history = net.fit(X, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                              callbacks=[curve] if curve else (), validation_data=None if X_val is None else (X_val, y_val),
+                              verbose=0 if args.quiet or not _isatty(sys.stderr) else 1, seed=args.seed,
+                              distributed=args.distributed, checkpoint=args.checkpoint,
+                              **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}))
+        except BaseException as exc:
+            if sync is not None and agreed_by_fit(exc):    # raised alike on every rank: the end is agreed on
+                sync.stage = "end"
+            raise
+        if sync is not None:
+            sync.stage = "end"
     except fnn.TrainingDivergedError as exc:
         raise CLIError(_error_text(exc), code=EXIT_FAILURE) from None
     except (ValueError, TypeError) as exc:
@@ -364,6 +501,8 @@ def cmd_train(args):
                  "standardize": args.standardize, "categorical": args.categorical, "missing": args.missing,
                  f"{where}_loss": scores["loss"], "train_time_s": round(elapsed, 4),
                  "fastnn_version": fnn.__version__}
+        if args.distributed:          # --batch-size is each rank's: fastnn info shows ranks x local batch
+            extra.update(ranks=ranks, global_batch_size=args.batch_size * ranks)
         if "accuracy" in scores:
             extra[f"{where}_accuracy"] = scores["accuracy"]
         try:
@@ -387,6 +526,13 @@ def cmd_train(args):
         _say(args, f"wrote the training curves to {args.plot}")
     return EXIT_OK
 
+
+
+def describe_batch(batch_size, ranks=None):
+    """'batch 32', or for a distributed run 'batch 2 ranks x 512 = 1024 global' (--batch-size is per rank)."""
+    if not isinstance(ranks, int) or isinstance(ranks, bool) or ranks < 1 or not isinstance(batch_size, int):
+        return f"batch {batch_size}"
+    return f"batch {ranks} rank{'s' if ranks > 1 else ''} x {batch_size} = {ranks * batch_size} global"
 
 
 def add_parser(sub):
@@ -457,7 +603,8 @@ def add_parser(sub):
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel training over the ranks of an MPI job: launch as 'mpiexec -n K fastnn "
                         "train --distributed ...' (or srun); --batch-size is per rank, the global batch is K "
-                        "times it; rank 0 prints, saves and plots; --threads defaults to the cores per rank. "
-                        "Needs pip install 'fastnn[mpi]'")
+                        "times it; rank 0 prints, saves and plots; --threads defaults to the cores per rank; an "
+                        "error on any rank stops every rank (one error line, one exit code). Without a launcher "
+                        "it trains on one rank and says so. Needs pip install 'fastnn[mpi]'")
     p.set_defaults(func=cmd_train, prog_=p.prog)
 

@@ -49,6 +49,7 @@ to handle: mpiexec and srun end the whole job.
 import contextlib
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -84,8 +85,22 @@ class DistributedError(RuntimeError):
         self.errors, self.epoch, self.batch = errors, epoch, batch
         self.rank = min(errors)
         at = where or (f"epoch {epoch}, batch {batch}" if epoch is not None else "start-up")
-        detail = "; ".join(f"rank {r}: {m}" for r, m in sorted(errors.items()))
+        detail = describe_errors(errors)
         super().__init__(f"distributed training stopped on every rank at {at}: {detail}")
+
+
+def describe_errors(errors, size=None):
+    """'rank 1: ValueError: ...; rank 2: ...' for ``errors`` (rank -> text); ranks with the same text are
+    named together ('ranks 0, 1: ...', or 'every rank: ...' when all ``size`` ranks failed alike)."""
+    by_text = {}
+    for r, text in sorted(errors.items()):
+        by_text.setdefault(text, []).append(r)
+    parts = []
+    for text, ranks in by_text.items():
+        who = ("every rank" if size is not None and len(ranks) == size and size > 1 else
+               f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}")
+        parts.append(f"{who}: {text}")
+    return "; ".join(parts)
 
 
 def _require_mpi():
@@ -183,7 +198,7 @@ class MPIRun:
         gathered = self.comm.allgather(text)
         errors = {r: t for r, t in enumerate(gathered) if t is not None}
         if exc_type is not None:        # input errors: the same type on every rank, naming the rank
-            detail = "; ".join(f"rank {r}: {t}" for r, t in sorted(errors.items()))
+            detail = describe_errors(errors, size=self.size)
             self.agreed = exc_type(f"distributed training cannot start: {detail}")
         else:
             self.agreed = DistributedError(errors, epoch, batch, where)
@@ -216,12 +231,12 @@ class MPIRun:
             y = net.check_target(np.asarray(y), X.shape[0], "y")
             val = None if trainer.validation_data is None else trainer.checked_validation()
             mine = _settings(trainer, X, y, val)
-        except (ValueError, TypeError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure (a corrupt file: zlib.error, EOFError) is agreed on
             error = exc
         gathered = self.comm.allgather((None if error is None else f"{type(error).__name__}: {error}", mine))
         errors = {r: text for r, (text, _) in enumerate(gathered) if text is not None}
         if errors:
-            detail = "; ".join(f"rank {r}: {t}" for r, t in sorted(errors.items()))
+            detail = describe_errors(errors, size=self.size)
             self.agreed = ValueError(f"distributed training cannot start: {detail}")
             raise self.agreed from error
         try:
@@ -259,7 +274,7 @@ class MPIRun:
         if self.is_root:
             try:
                 result = work()
-            except (ValueError, TypeError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - rank 0 alone runs it: every rank must learn of any failure
                 error = exc
         if where is None:
             self.agree(error, exc_type=ValueError)
@@ -314,7 +329,7 @@ def agree_start(comm, error):
     texts = comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
     errors = {r: t for r, t in enumerate(texts) if t is not None}
     if errors:
-        detail = "; ".join(f"rank {r}: {t}" for r, t in sorted(errors.items()))
+        detail = describe_errors(errors, size=len(texts))
         kind = TypeError if all(t.startswith("TypeError:") for t in errors.values()) else ValueError
         raise kind(f"distributed training cannot start: {detail}") from error
 
@@ -475,6 +490,7 @@ class _Guard:
                              f"aborting all ranks\n")
             sys.stderr.flush()
             self.run.comm.Abort(1)
+            os._exit(1)     # MPICH's MPI_Abort can return before the launcher ends this process: never go on
         return False
 
 
