@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layers import FullyConnected, Layer
-from .losses import Loss
+from .layers import FullyConnected, Layer, SoftMax
+from .losses import CrossEntropyLoss, Loss
 from .optimizers import Optimizer
 
 
@@ -100,6 +100,11 @@ def build(net, buffers, training=True):
         raise TypeError(f"loss must be a fastnn Loss, got {type(loss).__name__}")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a fastnn Optimizer, got {type(optimizer).__name__}")
+    if isinstance(loss, CrossEntropyLoss) and not isinstance(layers[-1], SoftMax):
+        raise ValueError(f"CrossEntropyLoss takes probabilities, but the network's last layer is "
+                         f"{type(layers[-1]).__name__}, not SoftMax, so its outputs are not probabilities "
+                         f"(the loss could go negative and predict_proba rows would not sum to 1): add a "
+                         f"SoftMax layer, or use SoftmaxCrossEntropy, which takes logits")
     loss.claim(net, "the loss")
     optimizer.claim(net, "the optimizer")
     dense = tuple(layer for layer in layers if type(layer) is FullyConnected)
