@@ -329,3 +329,19 @@ def test_cross_entropy_needs_a_softmax_head(head, fused):
     ok = fnn.NeuralNetwork([fnn.FullyConnected(4, 2), fnn.SoftMax()], loss=fnn.CrossEntropyLoss(), seed=0)
     assert ok.fit(X, y, epochs=1, verbose=0, fused=fused)["loss"][0] > 0
     np.testing.assert_allclose(ok.predict_proba(X[:2]).sum(1), 1, rtol=1e-6)
+
+
+# ------------------------------------------------------------ SoftmaxCrossEntropy beyond ±1e4 (G3)
+@pytest.mark.parametrize("scale", [1e5, 1e30, 1e300])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("form", ["labels", "dense", "weighted"])
+def test_softmax_ce_keeps_log_terms_next_to_huge_logits(scale, dtype, form):
+    """log Σ exp(z - max) - (z_t - max): a tie at a huge logit costs log 2, a clear win costs 0."""
+    if scale > np.finfo(dtype).max:
+        pytest.skip("not representable")
+    z = np.array([[scale, scale], [scale, 0.0]], dtype)
+    target = np.array([0, 0]) if form != "dense" else np.array([[1.0, 0.0], [1.0, 0.0]], dtype)
+    weights = np.array([1.0, 1.0], dtype) if form == "weighted" else None
+    loss = fnn.SoftmaxCrossEntropy()
+    assert loss.forward(z, target, weights) == pytest.approx(np.log(2) / 2, rel=1e-6)
+    np.testing.assert_allclose(loss.backward(), [[-0.25, 0.25], [0.0, 0.0]], atol=1e-7)
