@@ -1,6 +1,11 @@
 """Refusing allocations that cannot fit before making them (a clear ValueError instead of a MemoryError, or
 of an allocation that succeeds lazily and gets the process OOM-killed when the pages are touched)."""
 import os
+import sys
+
+
+class TooLargeError(ValueError):
+    """An allocation the input asks for cannot fit in memory: bad input (the CLI exits 2), not a fault."""
 
 
 def available_bytes():
@@ -20,8 +25,11 @@ def available_bytes():
 
 
 def check_fits(nbytes, what):
-    """ValueError naming ``what`` and the size when ``nbytes`` exceed the memory available now."""
+    """TooLargeError (a ValueError) naming ``what`` and the size when ``nbytes`` exceed the memory available
+    now, or the address space (whether or not the available memory is known)."""
+    if nbytes > sys.maxsize:
+        raise TooLargeError(f"{what} needs {nbytes:,} bytes, more than this machine can address")
     available = available_bytes()
     if available is not None and nbytes > available:
-        raise ValueError(f"{what} needs {nbytes:,} bytes, more than the {available:,} bytes of memory "
+        raise TooLargeError(f"{what} needs {nbytes:,} bytes, more than the {available:,} bytes of memory "
                          f"available")

@@ -100,13 +100,16 @@ def output_target(path, what="output file"):
     ValueError naming the path, never a blocking open, for a target that is a FIFO, a character or block
     device, a directory or a socket (replacing one would swap /dev/null or a pipe a reader waits on for a
     regular file), for a dangling symlink (the write would create a file wherever it points), and for a
-    missing directory. TypeError for a path that is not a str / os.PathLike.
+    missing directory, and for a path ending in a separator. TypeError for a path that is not a str / os.PathLike.
     """
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{what} must be a file path (str or os.PathLike), got {type(path).__name__}")
     path = os.fspath(path)
     if not path:
         raise ValueError(f"{what}: the path is empty")
+    if path.endswith(tuple(sep for sep in (os.sep, os.altsep) if sep)):
+        raise ValueError(f"cannot write the {what} {path}: the path ends in {path[-1]!r}, so it names a "
+                         f"directory; give a file name")
     target = path
     if os.path.islink(path):
         target = os.path.realpath(path)

@@ -354,23 +354,8 @@ def _number(v):
     return isinstance(v, (numbers.Real, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-# what a history entry of the loop may hold: (low, high, low included)
-_RANGES = {"loss": (0.0, math.inf), "val_loss": (0.0, math.inf), "accuracy": (0.0, 1.0),
-           "val_accuracy": (0.0, 1.0), "time": (0.0, math.inf), "grad_norm": (0.0, math.inf)}
-
-
-def check_history_values(history):
-    """ValueError naming the first entry of the loop's keys out of its range (or not finite); a rate must be
-    finite and > 0. Keys a callback added: finite numbers or lists of them."""
-    for key, values in history.items():
-        low, high = _RANGES.get(key, (-math.inf, math.inf))
-        for i, v in enumerate(values):
-            for x in (v if isinstance(v, list) else [v]):
-                ok = math.isfinite(x) and low <= x <= high and (key != "lr" or x > 0)
-                if not ok:
-                    rule = "> 0" if key == "lr" else (f"in [{low:g}, {high:g}]" if math.isfinite(high)
-                                                      else f">= {low:g}" if math.isfinite(low) else "finite")
-                    raise ValueError(f"history[{key!r}][{i}] is {x!r}; it must be finite and {rule}")
+# the value check of a history read from a file lives in io, shared with ``fastnn.load``
+check_history_values = io.check_history_values
 
 
 def _describe_difference(a, b, where="architecture"):

@@ -309,6 +309,11 @@ def _read_csv_rows(path, min_columns=2):
         if not header:
             raise ValueError(f"{path}: empty file (a header row is required)")
         header = [h.strip() for h in header]
+        empty = [k + 1 for k, h in enumerate(header) if not h]
+        if empty:
+            raise ValueError(f"{path}: empty column name in the header, column {empty[0]}"
+                             + (f" (and {len(empty) - 1} more)" if len(empty) > 1 else "")
+                             + "; every column needs a name")
         dup = sorted(name for name, count in collections.Counter(header).items() if count > 1)
         if dup:
             raise ValueError(f"{path}: duplicate column names in the header: {dup}")
@@ -342,19 +347,30 @@ def parse_labels(labels):
     """(y, classes) from label strings: int64 if all integers, else float64 if all numbers (classes None),
     else int64 indices into the sorted list of distinct strings (classes)."""
     try:
+        if any("_" in v for v in labels):          # "1_000": not a standard number (see number_text)
+            raise ValueError("underscore")
         return np.array([int(v) for v in labels], dtype=np.int64), None
     except (ValueError, OverflowError):
         pass
     try:
-        return labels.astype(np.float64), None
+        return np.array([number_text(v) for v in labels], dtype=np.float64), None
     except ValueError:
         classes, y = np.unique(labels, return_inverse=True)
         return y.astype(np.int64).reshape(-1), [str(c) for c in classes]
 
 
+def number_text(cell):
+    """float(cell) for the text of a number in standard notation; ValueError otherwise. Python's float()
+    also takes digit-group underscores ("1_000"), which no CSV writer produces: they are refused, so a cell
+    that is not a plain number is never read as a different one."""
+    if "_" in cell:
+        raise ValueError(f"could not convert string to float: {cell!r}")
+    return float(cell)
+
+
 def _is_number(cell):
     try:
-        float(cell)
+        number_text(cell)
         return True
     except ValueError:
         return False
@@ -400,7 +416,7 @@ def load_csv(path, target=None, dtype=np.float32, drop=()):
     cells = cells[:, keep]
     try:
         X = cells.astype(np.float64)
-        ok = bool(np.isfinite(X).all())
+        ok = bool(np.isfinite(X).all()) and not np.char.count(cells, "_").any()
     except ValueError:
         ok = False
     if not ok:
@@ -415,12 +431,12 @@ def load_csv(path, target=None, dtype=np.float32, drop=()):
                                  f"or choose it as the target")
         for (r, c), cell in np.ndenumerate(cells):  # else name the first cell that is not a finite number
             try:
-                ok = np.isfinite(float(cell))
+                ok = np.isfinite(number_text(str(cell)))
             except ValueError:
                 ok = False
             if not ok:
-                raise ValueError(f"{path}, line {lines[r]}, column {features[c]!r}: expected a finite number, "
-                                 f"got {str(cell)!r}")
+                raise ValueError(f"{path}, line {lines[r]}, column {features[c]!r}: expected a finite number "
+                                 f"(standard notation such as 1000, -2.5 or 1e3), got {str(cell)!r}")
     X = check_representable(X, dtype, path, lines, features)
     if (labels == "").any():
         r = int(np.flatnonzero(labels == "")[0])

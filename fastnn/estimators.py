@@ -308,6 +308,14 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
         if not (_is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1):
             raise ValueError(f"validation_fraction must be a number in [0, 1), got {self.validation_fraction!r}")
+        if self.early_stopping and not self.validation_fraction > 0:
+            raise ValueError(f"validation_fraction must be > 0 with early_stopping=True (the validation set "
+                             f"early stopping scores), got {self.validation_fraction!r}")
+        rs = self.random_state
+        if not (rs is None or isinstance(rs, np.random.RandomState)
+                or (_is_int(rs) and 0 <= rs <= 2 ** 32 - 1)):
+            raise ValueError(f"random_state must be None, an int in [0, 2**32 - 1] or a "
+                             f"numpy.random.RandomState, got {rs!r:.80}")
         for pname in ("beta_1", "beta_2"):
             value = getattr(self, pname)
             if not (_is_real(value) and 0 <= value < 1):

@@ -9,6 +9,8 @@ Central differences: df/dx_i ≈ (f(x + h_i e_i) - f(x - h_i e_i)) / (2 h_i), wi
 max(|x_i|, 1): the step that balances truncation error O(h²) against rounding error O(eps/h).
 """
 import copy
+import math
+import numbers
 
 import numpy as np
 
@@ -21,28 +23,60 @@ def numerical_gradient(f, x, h=None):
     """Central-difference gradient of the scalar function ``f`` at the float array ``x``.
 
     ``x`` is perturbed in place, one element at a time, and restored exactly, so ``f`` may read it
-    through a closure (e.g. a layer's weights). Returns an array of x's shape and dtype.
+    through a closure (e.g. a layer's weights). Returns an array of x's shape and dtype. ``h``: the step,
+    a finite number > 0, or None for cbrt(eps)·max(|x_i|, 1). ``f`` must return a finite real number
+    (a Python or NumPy scalar, or a one-element array); anything else is refused naming what it returned.
     """
+    return _numerical_gradient(f, x, h, "x")
+
+
+def _numerical_gradient(f, x, h, name):
+    """``numerical_gradient`` with ``name`` naming x in messages ("layers[1].params[0]", ...)."""
     if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
-        raise TypeError(f"x must be a float numpy array, got {type(x).__name__}"
+        raise TypeError(f"{name} must be a float numpy array, got {type(x).__name__}"
                         + (f" of dtype {x.dtype}" if isinstance(x, np.ndarray) else ""))
     if not x.flags.writeable:
-        raise ValueError("x must be writeable: it is perturbed in place and restored")
+        raise ValueError(f"{name} must be writeable: it is perturbed in place and restored")
+    if h is not None:
+        if isinstance(h, (bool, np.bool_)) or not isinstance(h, (numbers.Real, np.floating, np.integer)) \
+                or not math.isfinite(h) or h <= 0:
+            raise ValueError(f"h must be None or a finite number > 0 (the finite-difference step), got {h!r:.60}")
+        h = float(h)
     base = np.cbrt(np.finfo(x.dtype).eps)
     grad = np.zeros_like(x)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
     if not np.shares_memory(flat, x):
-        raise ValueError("x must be contiguous so that it can be perturbed in place")
+        raise ValueError(f"{name} must be contiguous so that it can be perturbed in place")
     for i in range(flat.size):
         old = flat[i]
         step = base * max(abs(float(old)), 1.0) if h is None else h
         flat[i] = old + step
-        f_plus = float(f(x))
-        flat[i] = old - step
-        f_minus = float(f(x))
-        flat[i] = old
+        if flat[i] == old:
+            flat[i] = old
+            raise ValueError(f"h={step!r} is too small to change {name} at {old!r} in {x.dtype}: the "
+                             f"difference would be 0 / 0")
+        try:
+            f_plus = _scalar(f(x))
+            flat[i] = old - step
+            f_minus = _scalar(f(x))
+        finally:
+            flat[i] = old
         gflat[i] = (f_plus - f_minus) / (2 * step)
     return grad
+
+
+def _scalar(value):
+    """f's value as a float: a finite real number, or ValueError / TypeError saying what f returned."""
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "fiu":
+        value = value.reshape(()).item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        what = (f"an array of shape {value.shape}" if isinstance(value, np.ndarray)
+                else type(value).__name__)
+        raise TypeError(f"f must return a real number (the scalar whose gradient is taken), got {what}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"f returned {value}; a finite difference needs finite values")
+    return value
 
 
 def relative_error(analytic, numeric):
@@ -91,6 +125,7 @@ def gradcheck(layer_or_net, x, target=None, seed=0, fused="auto"):
             else:
                 target = rng.standard_normal((len(x), net.n_outputs))
         target = net.check_target(target, len(x), "target")
+        net.plan()          # the checks fit runs: params / grads of every layer, dtypes, widths, the loss
         with net.training_session("run gradcheck"):
             report = _check_layer_path(net, x, target)
         from .engines import fused as fused_path
@@ -131,8 +166,14 @@ def _check_layer_path(net, x, target):
     loss()
     net.train_backward()
     dx = net.loss.backward()
-    for layer in reversed(net.layers):
-        dx = layer._backward(dx)
+    widths, width = [], net.n_features
+    for layer in net.layers:               # each layer's input width, as plan.check_stack reads them
+        widths.append(width)
+        width = getattr(layer, "out_features", None) or width
+    for i in range(len(net.layers) - 1, -1, -1):
+        layer = net.layers[i]
+        dx = _checked_backward(layer._backward(dx), f"layers[{i}] ({type(layer).__name__}).backward",
+                               (len(x), widths[i]), net.dtype)
     report = _compare_params(net.layers, loss)
     report["x"] = relative_error(dx.copy(), numerical_gradient(lambda _: loss(), x))
     return report
@@ -179,13 +220,52 @@ def _check_fused_path(net, x, target):
     return report
 
 
+def _checked_backward(dx, name, shape, dtype):
+    """A layer's backward output checked as the network checks it in fit: a ``dtype`` array of ``shape``;
+    a C-contiguous copy when it is not (a Fortran-order result is accepted, as fit accepts it)."""
+    want = f"a {np.dtype(dtype).name} array of shape {shape}"
+    if not isinstance(dx, np.ndarray):
+        raise TypeError(f"{name} returned {type(dx).__name__}; the network needs {want}")
+    if dx.shape != shape:
+        raise ValueError(f"{name} returned shape {dx.shape}; the network needs {want}")
+    if dx.dtype != dtype:
+        raise TypeError(f"{name} returned dtype {dx.dtype}; the network needs {want}")
+    return np.ascontiguousarray(dx)
+
+
+def _param_pairs(layer, name):
+    """(params, grads) of ``layer`` read once, checked: lists of float arrays pairwise of one shape and
+    dtype, writeable and contiguous (they are perturbed in place); messages name ``name``.params[j]."""
+    params, grads = layer.params, layer.grads
+    for what, items in (("params", params), ("grads", grads)):
+        if not isinstance(items, (list, tuple)):
+            raise TypeError(f"{name}.{what} must be a list of arrays, got {type(items).__name__}")
+    if len(params) != len(grads):
+        raise ValueError(f"{name}: params and grads lists differ in length ({len(params)} and {len(grads)})")
+    for j, (p, g) in enumerate(zip(params, grads)):
+        where = f"{name}.params[{j}]"
+        if not (isinstance(p, np.ndarray) and p.dtype.kind == "f"):
+            raise TypeError(f"{where} must be a float numpy array, got {type(p).__name__}"
+                            + (f" of dtype {p.dtype}" if isinstance(p, np.ndarray) else ""))
+        if not isinstance(g, np.ndarray) or g.shape != p.shape or g.dtype != p.dtype:
+            got = f"a {g.dtype} array of shape {g.shape}" if isinstance(g, np.ndarray) else type(g).__name__
+            raise ValueError(f"{name}.grads[{j}] must be a {p.dtype} array of shape {p.shape} (its parameter's), "
+                             f"got {got}")
+        if not (p.flags.c_contiguous and p.flags.writeable):
+            raise ValueError(f"{where} must be a writeable C-contiguous array (it is perturbed in place)")
+    return list(params), [g.copy() for g in grads]
+
+
 def _compare_params(layers, f, prefix="layers"):
     report = GradcheckReport()
-    analytic = [[g.copy() for g in layer.grads] for layer in layers]
-    for i, layer in enumerate(layers):
-        for j, (p, a) in enumerate(zip(layer.params, analytic[i])):
+    pairs = [_param_pairs(layer, f"{prefix}[{i}]" if prefix else "layer") for i, layer in enumerate(layers)]
+    for i, (params, analytic) in enumerate(pairs):
+        for j, (p, a) in enumerate(zip(params, analytic)):
             name = f"{prefix}[{i}].params[{j}]" if prefix else f"params[{j}]"
-            report[name] = relative_error(a, numerical_gradient(lambda _: f(), p))
+            numeric = _numerical_gradient(lambda _: f(), p, None, name)
+            if numeric.shape != a.shape:       # a params property that returns other arrays on each read
+                raise ValueError(f"{name} changed shape from {a.shape} to {numeric.shape} during the check")
+            report[name] = relative_error(a, numeric)
     return report
 
 

@@ -14,6 +14,7 @@ tensor is present with exactly the shape and dtype the architecture implies. Any
 naming the file; nothing in the file is ever executed.
 """
 import json
+import math
 import numbers
 import os
 import secrets
@@ -36,6 +37,9 @@ from .optimizers import OPTIMIZER_TYPES
 
 FORMAT = "fastnn"
 FORMAT_VERSION = 2        # 2: the "preprocessing" entry; files without one are still written as version 1
+# every top-level metadata key ``_metadata`` writes (any other is refused: a file fastnn did not write)
+_METADATA_KEYS = frozenset({"format", "format_version", "architecture", "dtype", "optimizer_steps",
+                            "optimizer_state", "history", "shuffle_state", "extra", "preprocessing"})
 METADATA_KEY = "fastnn"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 PARAM_NAMES = {"FullyConnected": ("weights", "bias")}
@@ -210,11 +214,17 @@ def atomic_write(path, data, what="file"):
     output): ``_paths.output_target`` first refuses, with a ValueError naming the path and never blocking, a
     target that is not a new path or a regular file (a FIFO, a device, a directory, a socket, a dangling
     symlink); a symlink to a regular file is followed and stays a symlink. ``what`` names the file in
-    messages ("model file", "ONNX file", ...)."""
+    messages ("model file", "ONNX file", ...). Every error names ``path``, never the temporary: ValueError
+    when no file can be created in the directory (permissions, a read-only or virtual file system such
+    as /proc), OSError (its class and errno kept) when the write or the rename fails (a full disk)."""
     path = _paths.output_target(path, what)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = temporary_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:     # the user's path in the message, not the writer's temporary
+        raise ValueError(f"cannot write the {what} {path}: cannot create a file in the directory "
+                         f"{directory} ({exc.strerror or exc})") from None
     try:
         f = os.fdopen(fd, "wb")
     except BaseException:
@@ -231,11 +241,13 @@ def atomic_write(path, data, what="file"):
         if not stat.S_ISREG(os.stat(path).st_mode if os.path.lexists(path) else stat.S_IFREG):
             _paths.output_target(path, what)     # became a FIFO, a device, a directory since: refused
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and not isinstance(exc, ValueError):
+            raise type(exc)(exc.errno, f"cannot write the {what} {path}: {exc.strerror or exc}") from None
         raise
     try:  # make the rename itself durable; not possible on every platform / file system
         dir_fd = os.open(directory, os.O_RDONLY)
@@ -291,6 +303,13 @@ def _check_metadata(header, path):
     if version > FORMAT_VERSION:
         raise ValueError(f"{path}: the file has fastnn format version {version}, but this fastnn reads "
                          f"version {FORMAT_VERSION} only; upgrade fastnn to load it")
+    unknown = sorted(set(meta) - _METADATA_KEYS, key=str)
+    if unknown:
+        raise ValueError(f"{path}: corrupt fastnn model file: unknown metadata key(s) {unknown!r:.200} (a "
+                         f"version {version} file has only {sorted(_METADATA_KEYS)})")
+    if version < 2 and "preprocessing" in meta:
+        raise ValueError(f"{path}: corrupt fastnn model file: a 'preprocessing' entry needs format version 2, "
+                         f"the file says {version}")
     return meta
 
 
@@ -409,16 +428,54 @@ def _is_number(x):
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+# what a history entry of the training loop may hold: (low, high); "lr" must also be > 0
+HISTORY_RANGES = {"loss": (0.0, math.inf), "val_loss": (0.0, math.inf), "accuracy": (0.0, 1.0),
+                  "val_accuracy": (0.0, 1.0), "time": (0.0, math.inf), "grad_norm": (0.0, math.inf),
+                  "lr": (0.0, math.inf)}
+# the loop's keys that it fills every epoch of a fit, so that they have one length ("grad_norm" may be
+# missing from epochs resumed from an older checkpoint; keys a callback added may start late)
+_EVERY_EPOCH = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
+
+
+def check_history_values(history):
+    """ValueError naming the first entry of the loop's keys out of its range (or not finite); a rate must be
+    finite and > 0. Keys a callback added: finite numbers or lists of them. THE value check of a history
+    read from a file: model files (``load``) and checkpoints share it."""
+    for key, values in history.items():
+        low, high = HISTORY_RANGES.get(key, (-math.inf, math.inf))
+        for i, v in enumerate(values):
+            for x in (v if isinstance(v, list) else [v]):
+                ok = math.isfinite(x) and low <= x <= high and (key != "lr" or x > 0)
+                if not ok:
+                    rule = "> 0" if key == "lr" else (f"in [{low:g}, {high:g}]" if math.isfinite(high)
+                                                      else f">= {low:g}" if math.isfinite(low) else "finite")
+                    raise ValueError(f"history[{key!r}][{i}] is {x!r}; it must be finite and {rule}")
+
+
 def _check_history(history):
-    """Names -> per-epoch lists of numbers, or of lists of numbers (history["grad_norm"]: one per layer)."""
+    """Names -> per-epoch lists of numbers, or of lists of numbers (history["grad_norm"]: one per layer);
+    values checked by ``check_history_values``; the loop's per-epoch keys of one length, no other list
+    longer than they are."""
     ok = isinstance(history, dict) and all(
-        isinstance(v, list) and all(_is_number(x) or (isinstance(x, list) and all(map(_is_number, x)))
-                                    for x in v)
-        for v in history.values())
+        isinstance(k, str) and isinstance(v, list)
+        and all(_is_number(x) or (isinstance(x, list) and all(map(_is_number, x))) for x in v)
+        for k, v in history.items())
     if not ok:
         raise ValueError("metadata history must map names to lists of numbers (or of lists of numbers)")
-    return {k: [[float(e) for e in x] if isinstance(x, list) else float(x) for x in v]
-            for k, v in history.items()}
+    history = {k: [[float(e) for e in x] if isinstance(x, list) else float(x) for x in v]
+               for k, v in history.items()}
+    check_history_values(history)
+    lengths = {k: len(history[k]) for k in _EVERY_EPOCH if k in history}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"history lists of the training loop must have one length (one entry per epoch), "
+                         f"got lengths {lengths}")
+    if lengths:
+        epochs = max(lengths.values())
+        for k, v in history.items():
+            if len(v) > epochs:
+                raise ValueError(f"history[{k!r}] has {len(v)} entries, more than the {epochs} epochs of "
+                                 f"history['loss']")
+    return history
 
 
 def load_with_metadata(path):

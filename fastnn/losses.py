@@ -38,12 +38,16 @@ class Loss(Owned):
         return net.__dict__.get("_loss") is self
 
     def _check(self, pred, target, weights=None):
-        pred = _checks.matrix(pred, "pred", _checks.float_dtype_of(pred), check_finite=False)
+        pred = _checks.matrix(pred, "pred", _checks.float_dtype_of(pred))
         n, m = pred.shape
+        self._check_pred(pred)
         target = self.check_target(target, "target", n, m, pred.dtype)
         if weights is not None:
             weights = _checks.sample_weights(weights, "weights", n, pred.dtype)
         return pred, target, weights
+
+    def _check_pred(self, pred):
+        """Hook for losses whose input must mean something more than finite numbers (ValueError)."""
 
     def forward(self, pred, target, weights=None):
         """Mean loss over the batch for pred (batch, outputs) and target; checked.
@@ -138,9 +142,37 @@ class SoftmaxCrossEntropy(Loss):
 
 
 class CrossEntropyLoss(Loss):
-    """Cross-entropy on probabilities (the output of a SoftMax layer): mean_i -log p_i,label."""
+    """Cross-entropy on probabilities (the output of a SoftMax layer): mean_i -log p_i,label.
+
+    ``pred`` must be probabilities: finite, in [0, 1] and each row summing to 1, both within
+    ``probability_tolerance`` (a network using this loss must end in a SoftMax layer; for logits use
+    SoftmaxCrossEntropy, which is also stabler)."""
     _label_kernel = staticmethod(kernels.cross_entropy_labels)
     _dense_kernel = staticmethod(kernels.cross_entropy_dense)
+
+    @staticmethod
+    def probability_tolerance(dtype, width):
+        """How far a row of ``width`` probabilities of ``dtype`` may sum from 1: a SoftMax's rounding
+        (16·width·eps) plus one central-difference step (4·cbrt(eps)), so that finite differences
+        of this loss, which move one probability at a time, still see probabilities."""
+        eps = float(np.finfo(dtype).eps)
+        return 4 * float(np.cbrt(eps)) + 16 * width * eps
+
+    def _check_pred(self, pred):
+        tol = self.probability_tolerance(pred.dtype, pred.shape[1])
+        bad = (pred < -tol) | (pred > 1 + tol)
+        if bad.any():
+            i, j = (int(k) for k in np.argwhere(bad)[0])
+            raise ValueError(f"CrossEntropyLoss takes probabilities in [0, 1], but pred[{i}, {j}] is "
+                             f"{float(pred[i, j])!r} ({int(bad.sum())} value(s) outside [0, 1]); for logits use "
+                             f"SoftmaxCrossEntropy")
+        sums = pred.sum(axis=1, dtype=np.float64)
+        off = np.abs(sums - 1) > tol
+        if off.any():
+            i = int(np.argmax(off))
+            raise ValueError(f"CrossEntropyLoss takes probabilities, but row {i} of pred sums to "
+                             f"{sums[i]:.6g}, not 1 (tolerance {tol:.2g}; {int(off.sum())} row(s) off); end the "
+                             f"network in a SoftMax layer, or use SoftmaxCrossEntropy on logits")
 
     @staticmethod
     def output_probabilities(out):

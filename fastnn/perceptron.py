@@ -1,7 +1,7 @@
 """Rosenblatt's perceptron: y = sign(w·x + b), trained by the perceptron rule."""
 import numpy as np
 
-from . import _checks
+from . import _checks, _memory
 
 
 def _weights(self, value, name):
@@ -45,7 +45,10 @@ class Perceptron(_checks.Guarded):
     converged = _checks.Checked(_checks.flag)
 
     def __init__(self, n_features, lr=1.0, seed=None):
-        self._n_features = _checks.positive_int(n_features, "n_features")
+        n_features = _checks.positive_int(n_features, "n_features")
+        _memory.check_fits(3 * 8 * n_features, f"a Perceptron with {n_features:,} features (its float64 weights "
+                                               f"and their working copies)")
+        self._n_features = n_features
         self.lr = _checks.positive_float(lr, "lr")
         rng = np.random.default_rng(seed)
         self.weights = rng.standard_normal(self.n_features) * 0.01

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .layers import FullyConnected, Layer
-from .losses import Loss
+from .layers import FullyConnected, Layer, SoftMax
+from .losses import CrossEntropyLoss, Loss
 from .optimizers import Optimizer
 
 
@@ -100,6 +100,11 @@ def build(net, buffers, training=True):
         raise TypeError(f"loss must be a fastnn Loss, got {type(loss).__name__}")
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a fastnn Optimizer, got {type(optimizer).__name__}")
+    if isinstance(loss, CrossEntropyLoss) and not isinstance(layers[-1], SoftMax):
+        raise ValueError(f"CrossEntropyLoss takes probabilities, but the network's last layer is "
+                         f"{type(layers[-1]).__name__}, not SoftMax, so its outputs are not probabilities "
+                         f"(the loss could go negative and predict_proba rows would not sum to 1): add a "
+                         f"SoftMax layer, or use SoftmaxCrossEntropy, which takes logits")
     loss.claim(net, "the loss")
     optimizer.claim(net, "the optimizer")
     dense = tuple(layer for layer in layers if type(layer) is FullyConnected)
@@ -111,13 +116,21 @@ def build(net, buffers, training=True):
         if not layer.is_bound_to(params, grads):
             raise ValueError(f"layers[{param_layers[k]}] (FullyConnected) no longer views the network's "
                              f"parameter buffer")
-    others = [layer for layer in layers if type(layer) is not FullyConnected]
-    extra_params = [p for layer in others for p in layer.params]
-    extra_grads = [g for layer in others for g in layer.grads]
-    if len(extra_params) != len(extra_grads):
-        raise ValueError("a layer's params and grads lists differ in length")
-    owners = [(i, layer) for i, layer in enumerate(layers) if type(layer) is not FullyConnected
-              for _ in layer.params]
+    owners, extra_params, extra_grads = [], [], []
+    for i, layer in enumerate(layers):
+        if type(layer) is FullyConnected:
+            continue
+        own_params, own_grads = layer.params, layer.grads          # each property read once
+        for what, items in (("params", own_params), ("grads", own_grads)):
+            if not isinstance(items, (list, tuple)):
+                raise TypeError(f"layers[{i}] ({type(layer).__name__}).{what} must be a list of arrays, got "
+                                f"{type(items).__name__}")
+        if len(own_params) != len(own_grads):
+            raise ValueError(f"layers[{i}] ({type(layer).__name__}): params and grads lists differ in length "
+                             f"({len(own_params)} and {len(own_grads)})")
+        owners += [(i, layer)] * len(own_params)
+        extra_params += own_params
+        extra_grads += own_grads
     for (i, layer), p, g in zip(owners, extra_params, extra_grads):
         if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray)) or p.shape != g.shape \
                 or p.dtype != dtype or g.dtype != dtype:

@@ -12,7 +12,7 @@ import numpy as np
 MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'fastnn[plot]'"
 
 __all__ = ["plot_history", "EvaluationCurve", "plot_decision_boundary", "plot_decision_boundaries", "plot_function_fits",
-           "require_matplotlib", "MISSING_MATPLOTLIB"]
+           "require_matplotlib", "check_plot_path", "MISSING_MATPLOTLIB"]
 
 
 def require_matplotlib():
@@ -35,6 +35,18 @@ def _figure(width, height):
     return fig
 
 
+def check_plot_path(path):
+    """``path`` (str) if a PNG may be written there by name: ValueError when it has an extension other
+    than .png (any case), such as out.xyz or out.svg, which would hold a PNG under a misleading name.
+    A path without an extension is written as PNG."""
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1]
+    if ext and ext.lower() != ".png":
+        raise ValueError(f"cannot write the plot {path}: fastnn writes plots as PNG only, but the name ends in "
+                         f"{ext!r}; give a path ending in .png")
+    return path
+
+
 def _save(fig, path):
     """The PNG rendered in memory, then written by fastnn's one checked atomic writer (io.atomic_write): a
     FIFO, a device, a directory or a dangling symlink is refused with a ValueError naming the path."""
@@ -42,7 +54,7 @@ def _save(fig, path):
 
     from . import _paths
     from .io import atomic_write
-    path = os.fspath(path)
+    path = check_plot_path(path)
     _paths.output_target(path, "plot")             # refused before rendering
     buffer = _io.BytesIO()
     fig.savefig(buffer, format="png")

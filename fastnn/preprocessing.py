@@ -60,6 +60,8 @@ def parse_number(cell):
     if isinstance(cell, numbers.Real):
         return float(cell)
     if isinstance(cell, str):
+        if "_" in cell:            # standard notation only: float() takes "1_000", no CSV writer does
+            return None
         try:
             return float(cell.strip())
         except ValueError:

@@ -96,10 +96,12 @@ def softmax_ce_labels_w(z, labels, grad, w, norm):
             grad[i, j] = e
             s += e
         c = labels[i]
+        # log Σ exp(z - max) - (z_c - max): adding max first would lose log s next to a huge max (G3)
+        row_loss = math.log(s) - (float(z[i, c]) - float(zmax))
         if not weighted:
-            total += zmax + math.log(s) - z[i, c]
+            total += row_loss
         else:
-            total += w[i] * (zmax + math.log(s) - z[i, c])
+            total += w[i] * row_loss
         scale = grad.dtype.type(inv_n / s)
         for j in range(m):
             grad[i, j] *= scale
@@ -146,16 +148,16 @@ def softmax_ce_dense_w(z, t, grad, w, norm):
             e = math.exp(z[i, j] - zmax)
             grad[i, j] = e
             s += e
-        lse = zmax + math.log(s)
+        log_s = math.log(s)          # lse - z_j as log s - (z_j - max): exact next to a huge max (G3)
         tsum = 0.0
         row = 0.0
         for j in range(m):
             tsum += t[i, j]
             if t[i, j] != 0:
                 if not weighted:
-                    total += t[i, j] * (lse - z[i, j])
+                    total += t[i, j] * (log_s - (float(z[i, j]) - float(zmax)))
                 else:
-                    row += t[i, j] * (lse - z[i, j])
+                    row += t[i, j] * (log_s - (float(z[i, j]) - float(zmax)))
         if weighted:
             total += w[i] * row
         scale = tsum * inv_n / s

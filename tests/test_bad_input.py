@@ -431,3 +431,12 @@ def test_class_weight_errors_name_class_weight(dtype, class_weight, sample_weigh
     w = {None: None, "huge": np.full(12, 1e30 if dtype == np.float32 else 1e300), "zero": np.zeros(12)}[sample_weight]
     with pytest.raises(ValueError, match=word):
         net4(dtype).fit(X, y, epochs=1, verbose=0, class_weight=class_weight, sample_weight=w)
+
+
+@pytest.mark.parametrize("n", [2 ** 64, 2 ** 62, 10 ** 15])
+def test_perceptron_too_large_is_refused_by_the_memory_guard(n):
+    """L8: the same guard as FullyConnected (fastnn._memory), a ValueError, not numpy's dimension error."""
+    from fastnn._memory import TooLargeError
+    with pytest.raises(TooLargeError, match="Perceptron with .* features .* bytes"):
+        fnn.Perceptron(n)
+    assert issubclass(TooLargeError, ValueError)

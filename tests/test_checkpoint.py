@@ -222,6 +222,24 @@ def test_thread_count_change_warns(tmp_path, monkeypatch):
         make_net().fit(X, y, epochs=3, batch_size=32, verbose=0, checkpoint=path)
 
 
+@pytest.mark.parametrize("bad", [0, -1, "x", None, 2.5, True, [2]])
+def test_a_bad_thread_count_is_informational(tmp_path, bad):
+    """G7: "threads" only explains last-bit differences; a value that is not a positive int resumes with
+    a warning about "an unknown number of" threads, never an error (10**9 is reported as written)."""
+    X, y, path = _checkpointed(tmp_path)
+    meta = io.load_metadata(path)
+    net = fnn.load(path)
+    meta["extra"]["checkpoint"]["threads"] = bad
+    io.save(net, path, extra=meta["extra"])
+    with pytest.warns(RuntimeWarning, match="written with an unknown number of threads"):
+        make_net().fit(X, y, epochs=3, batch_size=32, verbose=0, checkpoint=path)
+
+
+def test_history_values_share_the_model_files_check():
+    """G6: one validator for model files and checkpoints."""
+    assert ckpt.check_history_values is io.check_history_values
+
+
 # ------------------------------------------------------------------------------------ SIGKILL, for real
 CHILD = textwrap.dedent("""
     import os, signal, sys, time

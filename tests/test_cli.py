@@ -407,3 +407,13 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     assert proc.returncode == 130
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fastnn: ") and "interrupted" in lines[0], err
+
+
+def test_hidden_layer_too_large_for_memory_is_bad_input(tmp_path):
+    """L14: a width that cannot fit in memory is the user's input: exit 2, no 'unexpected' prefix."""
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 2))
+    (tmp_path / "t.csv").write_text("a,b,label\n" + "".join(f"{a},{b},{int(a > .5)}\n" for a, b in X))
+    proc = run("train", "--data", "t.csv", "--target", "label", "--hidden", "10000000000", cwd=tmp_path)
+    msg = one_line_error(proc)
+    assert "bytes" in msg and "unexpected" not in msg and "--hidden" in msg

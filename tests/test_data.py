@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 from fastnn import data
+from fastnn.data import load_csv, parse_labels, read_csv_rows
+from fastnn.preprocessing import parse_number
 
 
 # ------------------------------------------------------------------------------------------- digits
@@ -397,3 +399,27 @@ def test_submodules_are_reachable_from_a_plain_import():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "no attribute 'nonexistent'" in done.stdout
+
+
+# -- CSV: an empty column name, non-standard number syntax (U4, U5) ------------------------------------------
+@pytest.mark.parametrize("header,col", [("x1,,cat,label", 2), (",x,label", 1), ("x, ,label", 2)])
+def test_empty_column_name_is_named(tmp_path, header, col):
+    path = tmp_path / "e.csv"
+    path.write_text(header + "\n" + ",".join(["1"] * len(header.split(","))) + "\n")
+    for read in (lambda: load_csv(path, target="label"), lambda: read_csv_rows(path)):
+        with pytest.raises(ValueError, match=f"empty column name in the header, column {col}"):
+            read()
+
+
+@pytest.mark.parametrize("cell", ["1_000", "1_0.5", "0x10", "1,5"])
+def test_non_standard_numbers_are_refused_naming_line_and_column(tmp_path, cell):
+    path = tmp_path / "u.csv"
+    path.write_text("a,b,label\n1,2,0\n3,4,1\n" + f'"{cell}",4,1\n' + "5,6,0\n" * 3)
+    with pytest.raises(ValueError, match=r"line 4, column 'a'|column 'a'.*line 4"):
+        load_csv(path, target="label")
+
+
+def test_underscore_labels_are_not_numbers():
+    y, classes = parse_labels(np.array(["1_0", "2"]))
+    assert classes == ["1_0", "2"]
+    assert parse_number("1_000") is None and parse_number(" 1e3 ") == 1000.0

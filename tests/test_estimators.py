@@ -812,3 +812,35 @@ def test_data_conversion_and_batch_size_warnings_point_at_the_callers_line(digit
         MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, batch_size=10 ** 6, random_state=0).fit(Xtr[:100], ytr[:100, None]); line = sys._getframe().f_lineno  # noqa: E702,E501
     mine = [w for w in caught if "column-vector" in str(w.message) or "batch_size" in str(w.message)]
     assert len(mine) == 2 and all(w.filename == __file__ and w.lineno == line for w in mine)
+
+
+# -- fastnn's own messages, not scikit-learn's or numpy's (L11, L12) ----------------------------------------
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+@pytest.mark.parametrize("bad", [-1, 2 ** 32, 2 ** 64, -(2 ** 70), 1.5, "x", True, np.random.default_rng(0)])
+def test_bad_random_state_is_refused_by_fastnn(cls, bad):
+    X = np.random.default_rng(0).random((20, 3))
+    y = (X[:, 0] > .5).astype(int)
+    with pytest.raises(ValueError, match=r"random_state must be None, an int in \[0, 2\*\*32 - 1\]"):
+        cls(random_state=bad, max_iter=2).fit(X, y)
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_random_state_edges_and_instances_are_accepted(cls):
+    X = np.random.default_rng(0).random((20, 3))
+    y = (X[:, 0] > .5).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for rs in (0, 2 ** 32 - 1, np.int64(5), np.random.RandomState(1), None):
+            cls(random_state=rs, max_iter=2).fit(X, y)
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+@pytest.mark.parametrize("fraction", [0, 0.0, -0.0])
+def test_early_stopping_needs_a_validation_fraction(cls, fraction):
+    X = np.random.default_rng(0).random((20, 3))
+    y = (X[:, 0] > .5).astype(int)
+    with pytest.raises(ValueError, match="validation_fraction must be > 0 with early_stopping=True"):
+        cls(early_stopping=True, validation_fraction=fraction, max_iter=2).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cls(early_stopping=False, validation_fraction=fraction, max_iter=2).fit(X, y)   # unused: fine

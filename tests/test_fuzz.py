@@ -320,6 +320,11 @@ def test_losses(cls, data):
     pred = data.draw(float_arg("pred", (n, m), dtypes=NO_BYTESWAPPED_F8,
                                layouts=ARRAY_LAYOUTS if "loss-list-pred" in KNOWN else LAYOUTS))
     dtype = compute_dtype(pred.value)
+    if cls is fnn.CrossEntropyLoss and pred.benign and not pred.touched:
+        p = pred.clean(dtype)      # CrossEntropyLoss takes probabilities: anything else is invalid input
+        tol = fnn.CrossEntropyLoss.probability_tolerance(p.dtype, p.shape[-1]) if p.ndim == 2 else 0
+        pred.touched = p.ndim == 2 and not (((p >= -tol) & (p <= 1 + tol)).all()
+                                          and (np.abs(p.sum(axis=1, dtype=np.float64) - 1) <= tol).all())
     if cls is fnn.L2Loss:
         target = data.draw(float_arg("target", (n, m)))
         clean_target = lambda: target.clean(dtype)  # noqa: E731

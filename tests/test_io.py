@@ -383,3 +383,69 @@ def test_save_overwrites_atomically(tmp_path):
     other.save(path)
     assert fnn.load(path).dtype == np.float64
     assert sorted(os.listdir(tmp_path)) == ["model.safetensors"]
+
+
+# -- a model file's history gets the checkpoint's value check (G6), unknown metadata is refused (G7) ----
+@pytest.mark.parametrize("history,words", [
+    ({"loss": [float("nan"), 1.0, 1.0]}, ["history['loss'][0]", "finite"]),
+    ({"loss": [-3.0, 1.0, 1.0]}, ["history['loss'][0]", ">= 0"]),
+    ({"accuracy": [7.5]}, ["history['accuracy'][0]", "in [0, 1]"]),
+    ({"lr": [0.0]}, ["history['lr'][0]", "> 0"]),
+    ({"loss": [float("inf")]}, ["history['loss'][0]"]),
+    ({"grad_norm": [[1.0, float("nan")]]}, ["history['grad_norm'][0]"]),
+    ({"mine": [float("nan")]}, ["history['mine'][0]", "finite"]),
+    ({"loss": [1.0, 2.0], "accuracy": [0.5]}, ["one length"]),
+    ({"loss": [1.0], "mine": [1.0, 2.0]}, ["history['mine'] has 2 entries"]),
+])
+def test_history_values_are_checked_as_in_checkpoints(tmp_path, history, words):
+    assert_rejected(meta_variant(tmp_path, lambda m: m.update(history=history)), *words)
+
+
+def test_history_a_callback_started_late_loads(tmp_path):
+    path = meta_variant(tmp_path, lambda m: m.update(history={"loss": [1.0, 0.5], "mine": [-2.0]}))
+    assert fnn.load(path).history == {"loss": [1.0, 0.5], "mine": [-2.0]}
+
+
+@pytest.mark.parametrize("key", ["unknown_key", "code", "Format"])
+def test_unknown_metadata_key_is_refused(tmp_path, key):
+    assert_rejected(meta_variant(tmp_path, lambda m: m.update({key: 1})), "unknown metadata key", key)
+
+
+def test_versions_one_and_two_load(tmp_path):
+    _, path = trained(tmp_path)
+    assert fio.load_metadata(path)["format_version"] == 1        # what save writes without preprocessing
+    edit_meta(path, lambda m: m.update(format_version=2))
+    fnn.load(path)
+    edit_meta(path, lambda m: m.update(format_version=1, preprocessing=None))
+    assert_rejected(path, "'preprocessing' entry needs format version 2")
+
+
+# -- the atomic writer's errors name the user's path, never its temporary (L9, L10) -----------------------
+@pytest.mark.parametrize("write", ["save", "export_onnx", "checkpoint"])
+@pytest.mark.parametrize("target", ["missing/new/", "here/", "/proc/self/status", "/proc/self/new_file"])
+def test_unwritable_targets_name_the_path(tmp_path, write, target):
+    if target.startswith("/proc") and not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc")
+    path = target if target.startswith("/") else f"{tmp_path}/{target}"
+    net = make_net()
+    X, y = data()
+    calls = {"save": lambda: net.save(path), "export_onnx": lambda: net.export_onnx(path),
+             "checkpoint": lambda: net.fit(X, y, epochs=1, verbose=0, checkpoint=path)}
+    if write == "export_onnx":
+        pytest.importorskip("onnx")
+    with pytest.raises(ValueError) as info:
+        calls[write]()
+    msg = str(info.value)
+    assert path in msg and ".tmp" not in msg, msg
+    assert not list(tmp_path.glob("**/.*.tmp"))
+
+
+def test_failed_write_names_the_path_and_keeps_errno(tmp_path, monkeypatch):
+    def full(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(fio.os, "fsync", full)
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(OSError) as info:
+        make_net().save(path)
+    assert info.value.errno == 28 and str(path) in str(info.value) and ".tmp" not in str(info.value)
+    assert not list(tmp_path.iterdir())

@@ -283,3 +283,65 @@ def test_fused_kind_only_for_the_builtin_losses():
     assert fnn.SigmoidCrossEntropy().fused_kind(2) == "sigmoid"
     assert fnn.L2Loss().fused_kind(2) == "l2"
     assert fnn.CrossEntropyLoss().fused_kind(2) is None and MyLoss().fused_kind(1) is None
+
+
+# ------------------------------------------------------------ CrossEntropyLoss takes probabilities (G1, G2)
+@pytest.mark.parametrize("pred,match", [
+    ([[np.nan, 1.0]], "NaN or infinite"), ([[np.inf, 0.0]], "NaN or infinite"),
+    ([[2.0, 0.5]], r"in \[0, 1\].*pred\[0, 0\] is 2.0"), ([[-0.5, 1.5]], r"in \[0, 1\]"),
+    ([[1e30, 1e30]], r"in \[0, 1\]"), ([[0.2, 0.3]], "row 0 of pred sums to 0.5"),
+    ([[0.5, 0.5], [0.6, 0.6]], "row 1 of pred sums to 1.2")])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_refuses_non_probabilities(pred, match, dtype):
+    pred = np.array(pred, dtype=dtype)
+    with pytest.raises(ValueError, match=match):
+        fnn.CrossEntropyLoss().forward(pred, np.zeros(len(pred), np.int64))
+
+
+@pytest.mark.parametrize("m", [1, 2, 10, 1000])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_accepts_softmax_rows(m, dtype):
+    """Any SoftMax layer output passes the row-sum check, at every width and dtype."""
+    z = np.random.default_rng(m).standard_normal((7, m)).astype(dtype) * 5
+    p = fnn.SoftMax().forward(z)
+    assert p.dtype == dtype
+    assert np.isfinite(fnn.CrossEntropyLoss().forward(p, np.zeros(7, np.int64)))
+
+
+@pytest.mark.parametrize("loss_cls", [fnn.SoftmaxCrossEntropy, fnn.SigmoidCrossEntropy, fnn.L2Loss])
+def test_losses_refuse_nan_predictions(loss_cls):
+    target = np.zeros((3, 2)) if loss_cls is not fnn.SoftmaxCrossEntropy else np.array([0, 1, 1])
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        loss_cls().forward(np.full((3, 2), np.nan), target)
+
+
+@pytest.mark.parametrize("head", [[], [fnn.ReLU()], [fnn.Identity()], [fnn.Sigmoid()], [fnn.SoftMax(), fnn.ReLU()]],
+                         ids=["none", "relu", "identity", "sigmoid", "softmax-then-relu"])
+@pytest.mark.parametrize("fused", [False, "auto"])
+def test_cross_entropy_needs_a_softmax_head(head, fused):
+    X = np.random.default_rng(0).random((40, 4)).astype(np.float32)
+    y = (X[:, 0] > .5).astype(int)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(4, 2)] + head, loss=fnn.CrossEntropyLoss(), seed=0)
+    with pytest.raises(ValueError, match="not SoftMax.*SoftmaxCrossEntropy"):
+        net.fit(X, y, epochs=1, verbose=0, fused=fused)
+    with pytest.raises(ValueError, match="not SoftMax"):
+        net.predict_proba(X[:2])
+    ok = fnn.NeuralNetwork([fnn.FullyConnected(4, 2), fnn.SoftMax()], loss=fnn.CrossEntropyLoss(), seed=0)
+    assert ok.fit(X, y, epochs=1, verbose=0, fused=fused)["loss"][0] > 0
+    np.testing.assert_allclose(ok.predict_proba(X[:2]).sum(1), 1, rtol=1e-6)
+
+
+# ------------------------------------------------------------ SoftmaxCrossEntropy beyond ±1e4 (G3)
+@pytest.mark.parametrize("scale", [1e5, 1e30, 1e300])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("form", ["labels", "dense", "weighted"])
+def test_softmax_ce_keeps_log_terms_next_to_huge_logits(scale, dtype, form):
+    """log Σ exp(z - max) - (z_t - max): a tie at a huge logit costs log 2, a clear win costs 0."""
+    if scale > np.finfo(dtype).max:
+        pytest.skip("not representable")
+    z = np.array([[scale, scale], [scale, 0.0]], dtype)
+    target = np.array([0, 0]) if form != "dense" else np.array([[1.0, 0.0], [1.0, 0.0]], dtype)
+    weights = np.array([1.0, 1.0], dtype) if form == "weighted" else None
+    loss = fnn.SoftmaxCrossEntropy()
+    assert loss.forward(z, target, weights) == pytest.approx(np.log(2) / 2, rel=1e-6)
+    np.testing.assert_allclose(loss.backward(), [[-0.25, 0.25], [0.0, 0.0]], atol=1e-7)

@@ -60,3 +60,36 @@ def test_a_plan_for_prediction_leaves_the_optimizer_state_unchecked():
     net = make_net(opt="adam")
     assert net.plan(training=False).optimizer is net.optimizer
     assert net.plan().optimizer.state is not None or net.optimizer.n_slots == 0
+
+
+class _NoneParams(fnn.Layer):
+    """A custom layer whose params / grads property returns None (L3)."""
+
+    def __init__(self, which="params"):
+        super().__init__()
+        self.which = which
+
+    @property
+    def params(self):
+        return None if self.which == "params" else []
+
+    @property
+    def grads(self):
+        return None if self.which == "grads" else []
+
+    def _forward(self, x):
+        return x
+
+    def _backward(self, dy, need_input_grad=True):
+        return dy
+
+
+@pytest.mark.parametrize("which", ["params", "grads"])
+@pytest.mark.parametrize("call", ["fit", "predict", "save", "gradcheck"])
+def test_a_params_property_returning_none_is_named(tmp_path, which, call):
+    net = fnn.NeuralNetwork([fnn.FullyConnected(3, 4), _NoneParams(which), fnn.FullyConnected(4, 2)], seed=0)
+    X, y = np.ones((4, 3), np.float32), np.array([0, 1, 0, 1])
+    calls = {"fit": lambda: net.fit(X, y, epochs=1, verbose=0), "predict": lambda: net.predict(X),
+             "save": lambda: net.save(tmp_path / "m.safetensors"), "gradcheck": lambda: fnn.gradcheck(net, X, y)}
+    with pytest.raises(TypeError, match=rf"layers\[1\] \(_NoneParams\)\.{which} must be a list of arrays, got NoneType"):
+        calls[call]()

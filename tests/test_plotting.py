@@ -178,3 +178,27 @@ def test_without_matplotlib_a_clear_import_error(monkeypatch, tmp_path):
             call()
         assert str(info.value) == message
     assert not list(tmp_path.iterdir())
+
+
+@needs_mpl
+@pytest.mark.parametrize("name", ["out.xyz", "out.svg", "out.PDF", "out.png.txt"])
+def test_a_plot_name_with_another_extension_is_refused(tmp_path, name):
+    """U5: a PNG is never written under a name that says another format."""
+    with pytest.raises(ValueError, match=r"PNG only.*ending in \.png"):
+        plotting.plot_history(history(), tmp_path / name)
+    assert not list(tmp_path.iterdir())
+
+
+@needs_mpl
+@pytest.mark.parametrize("name", ["out.png", "OUT.PNG", "curves"])
+def test_png_names_and_names_without_extension_are_written(tmp_path, name):
+    plotting.plot_history(history(), tmp_path / name)
+    assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_mpl
+def test_cli_refuses_a_plot_name_with_another_extension_before_training(tmp_path):
+    from tests.test_cli import one_line_error, run
+    msg = one_line_error(run("train", "--data", "moons", "--epochs", "1", "--plot", "out.xyz", cwd=tmp_path))
+    assert "out.xyz" in msg and ".png" in msg
+    assert not list(tmp_path.iterdir())

@@ -104,6 +104,10 @@ def _main(argv):
         _report("out of memory (try a smaller --batch-size or fewer/narrower --hidden layers)")
         return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
+        from .._memory import TooLargeError
+        if isinstance(exc, TooLargeError):     # the input asks for more memory than there is: bad input
+            _report(f"{_error_text(exc)} (use fewer or narrower --hidden layers, or less data)")
+            return EXIT_USAGE
         if os.environ.get("FASTNN_DEBUG"):
             raise
         _report(f"unexpected {type(exc).__name__}: {_error_text(exc)} (set FASTNN_DEBUG=1 for the traceback)")

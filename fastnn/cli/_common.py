@@ -145,11 +145,15 @@ def write_output(path, data, what):
 
 
 def _check_plot(path):
-    from ..plotting import require_matplotlib
+    from ..plotting import check_plot_path, require_matplotlib
     try:
         require_matplotlib()
     except ImportError as exc:
         raise CLIError(str(exc)) from None
+    try:
+        check_plot_path(path)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(_error_text(exc)) from None
     _check_output_path(path, "plot")
 
 
