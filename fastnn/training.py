@@ -99,8 +99,8 @@ class Trainer:
     fused = _checks.Checked(lambda v, name: _check_fused(v))
     checkpoint = _checks.Checked(lambda v, name: _check_checkpoint(v))
     checkpoint_every = _checks.Checked(lambda v, name: None if v is None else _checks.positive_int(v, name))
-    checkpoint_seconds = _checks.ReadOnly(lambda self: self._checkpoint_seconds,
-                                          "it reports the time the last fit spent writing checkpoints")
+    checkpoint_seconds = _checks.Checked(lambda v, name: _checks.positive_float(v, name, allow_zero=True),
+                                         default=0.0, doc="the time the last fit spent writing checkpoints")
     class_weight = _checks.Checked(lambda v, name: _check_class_weight(v))
     lr_schedule = _checks.Checked(lambda v, name: _check_schedule(v))
     callbacks = _checks.Checked(lambda v, name: tuple(callback_protocol.get(v)))
@@ -118,7 +118,6 @@ class Trainer:
             self.validation_data, self.validation_split = validation_data, validation_split
             self.verbose, self.fused = verbose, fused
             self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
-            self._checkpoint_seconds = 0.0
             self.class_weight, self.lr_schedule, self.callbacks = class_weight, lr_schedule, callbacks
             self.sample_order = sample_order
             self.check_settings()
@@ -331,7 +330,7 @@ class _Loop:
                 if self.schedule is not None:
                     self.opt.lr = self.base_lr
                 if self.store is not None:
-                    self.trainer._checkpoint_seconds = self.store.seconds
+                    self.trainer.checkpoint_seconds = self.store.seconds
 
     def _record(self, epoch, loss, correct, lr, plan, began):
         """Append the epoch's row to every list of the loop's history (validation included)."""

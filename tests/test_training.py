@@ -222,9 +222,9 @@ def test_a_bad_setting_assigned_later_is_refused_like_in_the_constructor(name, v
     assert getattr(t, name) is before or getattr(t, name) == before
 
 
-def test_checkpoint_seconds_is_read_only():
+def test_checkpoint_seconds_is_checked():
     t = fnn.Trainer(make_net(), verbose=0)
-    with pytest.raises(AttributeError, match="checkpoint_seconds"):
+    with pytest.raises(ValueError, match="checkpoint_seconds"):
         t.checkpoint_seconds = -1
     assert t.checkpoint_seconds == 0.0
 
