@@ -41,6 +41,9 @@ class Owned(_checks.Guarded):
     _owner_ref = None
     #: set by the owning network's forward(x, y); any value is harmless (a mismatch only makes backward refuse)
     forward_mark = _checks.Checked(lambda value, name: value, default=None)
+    #: set by the owning network when a fit (or gradcheck) leaves its gradients in ``grads``, reset to None by a
+    #: direct backward: ``NeuralNetwork.step`` refuses to apply gradients that only a fit computed
+    grads_mark = _checks.Checked(lambda value, name: value, default=None)
 
     @property
     def owner(self):
@@ -124,6 +127,7 @@ class Layer(Owned):
     def backward(self, dy):
         """dL/dx from dL/dy (same shape as the last output); fills ``grads``."""
         self._direct_call()
+        self.grads_mark = None
         if self._out is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         dy = _checks.matrix(dy, "dy", self._out.dtype, check_finite=False)

@@ -513,3 +513,50 @@ def test_concurrent_predict_proba_during_a_fit_is_valid():
         for t in threads:
             t.join()
     assert calls[0] > 0 and not problems
+
+
+# -- G5: step() applies gradients of a backward(), never the ones a fit left from its last mini-batch ------
+def _g5_net(opt):
+    optimizer = fnn.SGD(lr=0.1, momentum=0.9) if opt == "sgd" else fnn.Adam(lr=0.01)
+    return fnn.NeuralNetwork([fnn.FullyConnected(4, 8), fnn.ReLU(), fnn.FullyConnected(8, 2), fnn.SoftMax()],
+                             optimizer=optimizer, seed=0)
+
+
+def _g5_data():
+    X = np.random.default_rng(0).random((40, 4)).astype(np.float32)
+    return X, (X[:, 0] > 0.5).astype(int)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+@pytest.mark.parametrize("fused", ["auto", False])
+def test_step_after_fit_without_backward_is_refused_and_changes_nothing(opt, fused):
+    net, (X, y) = _g5_net(opt), _g5_data()
+    net.fit(X, y, epochs=1, verbose=0, batch_size=16, fused=fused)
+    w, steps = net.layers[0].weights.copy(), net.optimizer.steps
+    with pytest.raises(RuntimeError, match=r"step\(\) needs gradients from backward\(\)"):
+        net.step()
+    assert np.array_equal(net.layers[0].weights, w) and net.optimizer.steps == steps
+
+
+def test_step_after_fit_is_allowed_again_after_backward_zero_grad_or_a_direct_layer_backward():
+    net, (X, y) = _g5_net("sgd"), _g5_data()
+    net.fit(X, y, epochs=1, verbose=0, batch_size=16)
+    net.forward(X[:8], y[:8])
+    net.backward()
+    net.step()
+    net.step()          # torch's semantics: stepping twice applies the same gradients twice (not refused)
+    net.fit(X, y, epochs=1, verbose=0)
+    net.zero_grad()
+    net.step()
+    net.fit(X, y, epochs=1, verbose=0)
+    head = net.layers[2]
+    head.forward(net.layers[1].forward(net.layers[0].forward(X[:4])))
+    head.backward(np.ones((4, 2), np.float32))     # a hand-written backward pass counts as new gradients
+    net.step()
+
+
+def test_step_after_gradcheck_is_refused():
+    net, (X, y) = _g5_net("sgd"), _g5_data()
+    fnn.gradcheck(net, X[:3], y[:3])
+    with pytest.raises(RuntimeError, match="step"):
+        net.step()
