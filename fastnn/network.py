@@ -451,6 +451,7 @@ class NeuralNetwork(_checks.Guarded):
                                    "the current ones are those a fit (or gradcheck) left from its last "
                                    "mini-batch, and applying them again would change the weights for no data")
             plan = self.plan()
+            self.optimizer.check_for(self.dtype)
             with self.weights_changing():
                 self.optimizer.step(list(plan.opt_params), list(plan.opt_grads))
 

@@ -250,6 +250,10 @@ class _Loop:
         if start_epoch > tr.epochs or (resumed is not None and resumed.stopped):
             run.call(lambda: self.callbacks.on_train_end(net), "on_train_end")   # a finished run's checkpoint
             return history
+        run.call(lambda: self.opt.check_for(net.dtype), "the optimizer's rate")
+        if self.schedule is not None:     # a rate refused at epoch k would waste k - 1 epochs: check ahead
+            run.call(lambda: self.schedule.check_fit(start_epoch, tr.epochs, self.base_lr, len(X), net.dtype),
+                     "lr_schedule")
         self.engine = run.engine(tr, X, y, self.batch_size, weights, self.use_fused)
         self.captured = self._structure(plan)
         self.health = GradientHealth(net, plan, warn=run.is_root)
@@ -263,8 +267,9 @@ class _Loop:
                 plan = net.plan()      # once per epoch: whatever a callback or another thread changed
                 self._follow(plan)
                 if self.schedule is not None:
-                    self.opt.lr = run.call(lambda: self.schedule.lr(epoch, self.base_lr, history,
-                                                                    samples_seen), "lr_schedule")
+                    self.opt.lr = run.call(lambda: self.schedule.lr(epoch, self.base_lr, history, samples_seen,
+                                                                    dtype=net.dtype), "lr_schedule")
+                run.call(lambda: self.opt.check_for(net.dtype), "the optimizer's rate")   # a callback's rate too
                 lr = self.lr_set = self.opt.lr
                 rng_state = rng.bit_generator.state
                 order = tr.order(rng, len(X))
