@@ -24,7 +24,7 @@ import threading
 import numpy as np
 
 from . import _checks, plan as plans
-from .layers import Activation, FullyConnected, Layer, fused_activation, manual_dropout_key
+from .layers import Activation, FullyConnected, Layer, check_protocol, fused_activation, manual_dropout_key
 from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
 
@@ -131,6 +131,7 @@ class NeuralNetwork(_checks.Guarded):
         if len({id(layer) for layer in layers}) != len(layers):
             raise ValueError("a layer appears twice in layers; each position needs its own layer object")
         for i, layer in enumerate(layers):
+            check_protocol(layer, f"layers[{i}] ({type(layer).__name__})")
             owner = layer.owner
             if owner is not None:
                 raise ValueError(f"layers[{i}] ({type(layer).__name__}) already belongs to another "

@@ -1,5 +1,7 @@
 """NeuralNetwork and Trainer: forward/backward/step, predict/evaluate, seeds, XOR, history, batches,
 shuffling and threads."""
+import re
+
 import numba
 import numpy as np
 import pytest
@@ -560,3 +562,39 @@ def test_step_after_gradcheck_is_refused():
     fnn.gradcheck(net, X[:3], y[:3])
     with pytest.raises(RuntimeError, match="step"):
         net.step()
+
+
+# -- L13: a custom layer whose _forward / _backward cannot take fit's arguments is refused when built -------
+def _custom(backward=None, forward=None):
+    def _forward(self, x):
+        self._out = x * 1
+        return self._out
+
+    def _backward_ok(self, dy, need_input_grad=True):
+        return dy * 1
+
+    ns = {"_forward": forward or _forward, "_backward": backward or _backward_ok, "n_outputs": None}
+    return type("Bad", (fnn.Layer,), ns)
+
+
+@pytest.mark.parametrize("backward, forward", [
+    (lambda self, dy: dy * 1, None), (lambda self: None, None), (lambda self, dy, need, extra: dy, None),
+    (None, lambda self: None), (None, lambda self, x, y: x),
+])
+def test_a_custom_layer_with_the_wrong_signature_is_refused_at_construction_and_registration(backward, forward):
+    cls = _custom(backward, forward)
+    expected = "_backward(self, dy, need_input_grad=True)" if forward is None else "_forward(self, x)"
+    with pytest.raises(TypeError, match=re.escape(expected)) as err:
+        fnn.NeuralNetwork([fnn.FullyConnected(4, 2), cls()])
+    assert "layers[1] (Bad)" in str(err.value)
+    with pytest.raises(TypeError, match=re.escape(expected)):
+        fnn.register_layer(cls)
+
+
+@pytest.mark.parametrize("backward", [lambda self, dy, need_input_grad=True: dy * 1,
+                                      lambda self, dy, *args, **kw: dy * 1, lambda self, *a: a[0] * 1])
+def test_custom_layers_with_the_protocol_signature_train(backward):
+    cls = _custom(backward)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(4, 2), cls(), fnn.SoftMax()], seed=0)
+    X = np.random.default_rng(0).random((20, 4)).astype(np.float32)
+    net.fit(X, (X[:, 0] > 0.5).astype(int), epochs=1, verbose=0, fused=False)
