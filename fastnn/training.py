@@ -30,7 +30,10 @@ __all__ = ["Trainer", "new_history"]
 class Trainer:
     """Fits ``net`` to (X, y) with mini-batch gradient descent; ``fit`` returns the per-epoch history.
 
-    Settings (checked here, once, for every client):
+    Settings (checked here for every client — by the constructor and again on every assignment, with the same
+    check, so ``trainer.epochs = -1`` raises like ``Trainer(net, epochs=-1)``; the settings that involve two
+    attributes, validation_data with validation_split and sample_order with checkpoint, are checked again by
+    ``fit``):
     ``batch_size`` (clipped to the number of samples; the last batch of an epoch may be smaller), ``epochs``,
     ``shuffle`` (a new permutation every epoch), ``seed`` (the shuffling stream: repeated fits with the same
     seed continue one stream, like repeated Keras ``fit`` calls; a new seed starts a new one), ``validation_data``
