@@ -112,11 +112,27 @@ def absmax(arr):
     return top
 
 
-def _ensure_finite(arr, name):
-    if not all(np.isfinite(block).all() for block in row_blocks(arr)):
-        bad = np.argwhere(~np.isfinite(arr))
-        raise ValueError(f"{name} contains {len(bad)} NaN or infinite value(s), the first at index "
-                         f"{tuple(int(i) for i in bad[0])}")
+def _ensure_finite(arr, name, given=None):
+    """ValueError naming ``name`` when ``arr`` holds NaN or Inf. ``given``: the caller's array that ``arr``
+    was converted from — finite values there that the conversion made infinite are reported as beyond the
+    dtype's range (1e39 in float64 data for a float32 network), not as NaN or infinite."""
+    if all(np.isfinite(block).all() for block in row_blocks(arr)):
+        return
+    bad = ~np.isfinite(arr)
+    over = np.zeros_like(bad)
+    if given is not None and given is not arr and given.shape == arr.shape:
+        with np.errstate(invalid="ignore", over="ignore"):
+            over = bad & np.isfinite(given)
+    n_over, n_bad = int(over.sum()), int(bad.sum())
+    if n_over:
+        first = tuple(int(i) for i in np.argwhere(over)[0])
+        limit = float(np.finfo(arr.dtype).max)
+        also = f" (and {n_bad - n_over} NaN or infinite value(s))" if n_bad > n_over else ""
+        raise ValueError(f"{name} has {n_over} finite value(s) beyond the {arr.dtype.name} range of the network "
+                         f"(magnitude above {limit:.3g}), the first at index {first}: {float(given[first]):.6g}{also}; "
+                         f"rescale the data or use a float64 network")
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s), the first at index {first}")
 
 
 def matrix(x, name, dtype, n_features=None, check_finite=True):
@@ -135,11 +151,12 @@ def matrix(x, name, dtype, n_features=None, check_finite=True):
         raise ValueError(f"{name} must have {n_features} features (columns), got {arr.shape[1]}")
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has 0 features (columns)")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):      # a value beyond dtype's range becomes inf: reported below
+        out = np.ascontiguousarray(arr, dtype=dtype)
     if not out.flags.writeable:      # read-only input would make every kernel compile a second time
         out = out.copy()
     if check_finite:
-        _ensure_finite(out, name)
+        _ensure_finite(out, name, arr)
     return out
 
 
@@ -161,8 +178,9 @@ def labels(y, name, n_samples, n_classes, dtype):
     if arr.ndim == 2:
         if arr.shape[1] != n_classes:
             raise ValueError(f"{name} one-hot targets must have {n_classes} columns, got {arr.shape[1]}")
-        out = np.ascontiguousarray(arr, dtype=dtype)
-        _ensure_finite(out, name)
+        with np.errstate(over="ignore"):
+            out = np.ascontiguousarray(arr, dtype=dtype)
+        _ensure_finite(out, name, arr)
         if (out < 0).any():
             raise ValueError(f"{name} target probabilities must be non-negative")
         _check_distributions(out, arr.dtype, name)
@@ -237,8 +255,9 @@ def sample_weights(w, name, n_samples, dtype):
     arr = _numeric_array(w, name)
     if arr.ndim != 1 or arr.shape[0] != n_samples:
         raise ValueError(f"{name} must have shape ({n_samples},), one weight per sample, got shape {arr.shape}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    _ensure_finite(out, name)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    _ensure_finite(out, name, arr)
     if (out < 0).any():
         raise ValueError(f"{name} must be non-negative, got {out[out < 0][0]!r}")
     return out
@@ -253,8 +272,9 @@ def targets(y, name, n_samples, n_outputs, dtype):
         raise ValueError(f"{name} must have shape (batch, {n_outputs}), got {arr.shape}")
     if arr.shape[0] != n_samples:
         raise ValueError(f"{name} has {arr.shape[0]} rows but the input has {n_samples}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    _ensure_finite(out, name)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    _ensure_finite(out, name, arr)
     return out
 
 

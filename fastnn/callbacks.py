@@ -75,6 +75,14 @@ class EarlyStopping(Callback):
     restore_best_weights = _checks.Checked(lambda v, name: _checks.flag(v, f"EarlyStopping: {name}"))
     mode = _checks.Checked(lambda v, name: _checks.choice(v, f"EarlyStopping: {name}", ("auto", "min", "max")))
 
+    # the state: set by the callback itself (on_train_begin resets it, load_state_dict restores it); read-only
+    _STATE_WHY = "it is this callback's state (reset by on_train_begin, restored from a checkpoint)"
+    wait = _checks.ReadOnly(lambda self: self._wait, _STATE_WHY)
+    stopped_epoch = _checks.ReadOnly(lambda self: self._stopped_epoch, _STATE_WHY)
+    best_epoch = _checks.ReadOnly(lambda self: self._best_epoch, _STATE_WHY)
+    best = _checks.ReadOnly(lambda self: self._best, _STATE_WHY)
+    best_weights = _checks.ReadOnly(lambda self: _read_only_copies(self._best_weights), _STATE_WHY)
+
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, restore_best_weights=True, mode="auto"):
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"EarlyStopping: monitor must be a non-empty string (a history key), got {monitor!r}")
@@ -111,11 +119,11 @@ class EarlyStopping(Callback):
         return "EarlyStopping(" + ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + ")"
 
     def _reset(self):
-        self.wait = 0
-        self.stopped_epoch = 0
-        self.best_epoch = 0
-        self.best = math.inf if self.direction == "min" else -math.inf
-        self.best_weights = None
+        self._wait = 0
+        self._stopped_epoch = 0
+        self._best_epoch = 0
+        self._best = math.inf if self.direction == "min" else -math.inf
+        self._best_weights = None
         self._last_epoch = 0
 
     def _improves(self, value):
@@ -125,7 +133,7 @@ class EarlyStopping(Callback):
         return value - self.min_delta > self.best
 
     def _snapshot(self):
-        self.best_weights = [p.copy() for p in _net_params(self._net, "EarlyStopping")]
+        self._best_weights = [p.copy() for p in _net_params(self._net, "EarlyStopping")]
 
     def on_train_begin(self, net):
         other = self._net
@@ -154,25 +162,25 @@ class EarlyStopping(Callback):
                              f"at the end of epoch {epoch}")
         value = float(history[self.monitor][-1])
         self._last_epoch = epoch
-        if self.restore_best_weights and self.best_weights is None:
+        if self.restore_best_weights and self._best_weights is None:
             self._snapshot()                      # Keras: until something improves, the first epoch is best
-            self.best_epoch = epoch
-        self.wait += 1
+            self._best_epoch = epoch
+        self._wait += 1
         if self._improves(value):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self._best, self._best_epoch, self._wait = value, epoch, 0
             if self.restore_best_weights:
                 self._snapshot()
             return False
-        if self.wait >= self.patience and epoch > 1:
-            self.stopped_epoch = epoch
+        if self._wait >= self.patience and epoch > 1:
+            self._stopped_epoch = epoch
             return True
         return False
 
     def state_dict(self):
         """The state a resumed fit needs (JSON-able; floats as hex, the best weights as base64 bytes)."""
-        weights = None if self.best_weights is None else [
+        weights = None if self._best_weights is None else [
             {"dtype": w.dtype.str, "shape": list(w.shape), "data": base64.b64encode(w.tobytes()).decode()}
-            for w in self.best_weights]
+            for w in self._best_weights]
         return {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best_epoch": self.best_epoch,
                 "best": float(self.best).hex(), "last_epoch": self._last_epoch, "best_weights": weights}
 
@@ -217,17 +225,41 @@ class EarlyStopping(Callback):
                 restored.append(a)
         elif self.restore_best_weights and ints["last_epoch"] > 0:
             raise ValueError("EarlyStopping state lacks the best weights that restore_best_weights needs")
-        self.wait, self.stopped_epoch, self.best_epoch = ints["wait"], ints["stopped_epoch"], ints["best_epoch"]
-        self._last_epoch, self.best, self.best_weights = ints["last_epoch"], best, restored
+        self._wait, self._stopped_epoch, self._best_epoch = ints["wait"], ints["stopped_epoch"], ints["best_epoch"]
+        self._last_epoch, self._best, self._best_weights = ints["last_epoch"], best, restored
 
     def on_train_end(self, net):
-        if self.restore_best_weights and self.best_weights is not None and self.best_epoch != self._last_epoch:
+        if self.restore_best_weights and self._best_weights is not None and self.best_epoch != self._last_epoch:
             params = _net_params(net, "EarlyStopping")
-            if [(p.shape, p.dtype) for p in params] != [(s.shape, s.dtype) for s in self.best_weights]:
+            if [(p.shape, p.dtype) for p in params] != [(s.shape, s.dtype) for s in self._best_weights]:
                 raise ValueError("EarlyStopping: the network's parameters changed shape during the fit; "
                                  "cannot restore the best weights")
-            for p, saved in zip(params, self.best_weights):
+            for p, saved in zip(params, self._best_weights):
                 p[...] = saved
+
+
+def _read_only_copies(weights):
+    """The saved best weights as a tuple of read-only views (None when there are none): a caller cannot
+    change what on_train_end writes back."""
+    if weights is None:
+        return None
+    views = []
+    for w in weights:
+        v = w.view()
+        v.flags.writeable = False
+        views.append(v)
+    return tuple(views)
+
+
+def stop_verdict(value, who, hook="on_epoch_end"):
+    """A callback's answer to "stop?": None / False / True (or a NumPy bool) as a bool; TypeError naming the
+    callback for anything else ('no', NaN, an array, a number), whose truth would be a guess."""
+    if value is None:
+        return False
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{who}.{hook} returned {value!r:.60} ({type(value).__name__}); it must return True "
+                    f"(stop training), False or None (go on)")
 
 
 class CallbackList:
@@ -245,8 +277,8 @@ class CallbackList:
 
     def on_epoch_end(self, epoch, history):
         stop = False
-        for cb in self.callbacks:
-            if cb.on_epoch_end(epoch, history):
+        for i, cb in enumerate(self.callbacks):
+            if stop_verdict(cb.on_epoch_end(epoch, history), f"callbacks[{i}] ({type(cb).__name__})"):
                 stop = True
         return stop
 

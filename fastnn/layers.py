@@ -41,6 +41,9 @@ class Owned(_checks.Guarded):
     _owner_ref = None
     #: set by the owning network's forward(x, y); any value is harmless (a mismatch only makes backward refuse)
     forward_mark = _checks.Checked(lambda value, name: value, default=None)
+    #: set by the owning network when a fit (or gradcheck) leaves its gradients in ``grads``, reset to None by a
+    #: direct backward: ``NeuralNetwork.step`` refuses to apply gradients that only a fit computed
+    grads_mark = _checks.Checked(lambda value, name: value, default=None)
 
     @property
     def owner(self):
@@ -124,6 +127,7 @@ class Layer(Owned):
     def backward(self, dy):
         """dL/dx from dL/dy (same shape as the last output); fills ``grads``."""
         self._direct_call()
+        self.grads_mark = None
         if self._out is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         dy = _checks.matrix(dy, "dy", self._out.dtype, check_finite=False)
@@ -143,6 +147,34 @@ class Layer(Owned):
         return f"{type(self).__name__}({args})"
 
 
+_PROTOCOL = (("_forward", ("x",), "def _forward(self, x)"),
+             ("_backward", ("dy", "need_input_grad"), "def _backward(self, dy, need_input_grad=True)"))
+
+
+def check_protocol(target, where):
+    """TypeError naming ``where`` when a layer (or a Layer subclass) has a ``_forward`` / ``_backward`` that
+    cannot take the arguments fit calls them with (the protocol in this module's docstring): a one-argument
+    ``_backward(self, dy)`` works for ``layer.backward(dy)`` but not for a fit, which passes
+    ``need_input_grad``. Checked when a network is built and when a layer is registered, not mid-fit."""
+    import inspect
+    for name, args, expected in _PROTOCOL:
+        method = getattr(target, name, None)
+        if not callable(method):
+            continue                     # not defined (yet): using it says so
+        try:
+            sig = inspect.signature(method)
+        except (TypeError, ValueError):
+            continue                     # a builtin or C callable: nothing to inspect
+        if isinstance(target, type) and not isinstance(inspect.getattr_static(target, name), staticmethod):
+            args = ("self",) + args      # a plain function on the class: self is a parameter
+        try:
+            sig.bind(*args)
+        except TypeError:
+            raise TypeError(f"{where}: {name}{sig} cannot be called the way a fit calls it, "
+                            f"{name}({', '.join(args[1:] if isinstance(target, type) else args)}); the Layer "
+                            f"protocol (fastnn.layers) is {expected}") from None
+
+
 def register_layer(cls):
     """Make a custom ``Layer`` subclass savable and loadable; returns ``cls`` (so it works as a decorator).
 
@@ -160,6 +192,7 @@ def register_layer(cls):
     """
     if not isinstance(cls, type) or not issubclass(cls, Layer) or cls is Layer:
         raise TypeError(f"register_layer needs a subclass of fastnn.Layer (the class itself), got {cls!r:.100}")
+    check_protocol(cls, f"register_layer({cls.__qualname__})")
     name = cls.__name__
     known = LAYER_TYPES.get(name)
     if known is not None and known is not cls:

@@ -24,7 +24,7 @@ import threading
 import numpy as np
 
 from . import _checks, plan as plans
-from .layers import Activation, FullyConnected, Layer, fused_activation, manual_dropout_key
+from .layers import Activation, FullyConnected, Layer, check_protocol, fused_activation, manual_dropout_key
 from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
 
@@ -131,6 +131,7 @@ class NeuralNetwork(_checks.Guarded):
         if len({id(layer) for layer in layers}) != len(layers):
             raise ValueError("a layer appears twice in layers; each position needs its own layer object")
         for i, layer in enumerate(layers):
+            check_protocol(layer, f"layers[{i}] ({type(layer).__name__})")
             owner = layer.owner
             if owner is not None:
                 raise ValueError(f"layers[{i}] ({type(layer).__name__}) already belongs to another "
@@ -246,6 +247,7 @@ class NeuralNetwork(_checks.Guarded):
         self._weights_lock = threading.Lock()   # held while weights change; predict copies them under it
         self._training_thread = None
         self._forward_token = None
+        self._fit_grads = None        # the token a fit left on the layers' grads_mark (step refuses them)
 
     def __getstate__(self):
         """Copying in memory (deepcopy, a process pool) drops the locks; model files are safetensors."""
@@ -385,6 +387,10 @@ class NeuralNetwork(_checks.Guarded):
             with self._layers_in_mode(True) if what == "fit" else contextlib.nullcontext():
                 yield
         finally:
+            if what in ("fit", "run gradcheck"):   # the gradients are the last batch's: not for step()
+                self._fit_grads = token = object()
+                for layer in self._layers:
+                    layer.grads_mark = token
             self._training_thread = None
             self._train_lock.release()
 
@@ -435,16 +441,24 @@ class NeuralNetwork(_checks.Guarded):
                                    f"direct call replaced its saved activations); call forward(x, y) again")
             self.plan()
             self.train_backward()
+            self._fit_grads = None
 
     def step(self):
         """One optimizer update of every parameter from the current gradients."""
         with self.training_session("run step()"):
+            token = self._fit_grads
+            if token is not None and all(layer.grads_mark is token for layer in self._layers):
+                raise RuntimeError("step() needs gradients from backward() (after forward(x, y)) or zero_grad(): "
+                                   "the current ones are those a fit (or gradcheck) left from its last "
+                                   "mini-batch, and applying them again would change the weights for no data")
             plan = self.plan()
+            self.optimizer.check_for(self.dtype)
             with self.weights_changing():
                 self.optimizer.step(list(plan.opt_params), list(plan.opt_grads))
 
     def zero_grad(self):
         with self.training_session("run zero_grad()", keeps_forward=True):
+            self._fit_grads = None
             for g in self.plan().opt_grads:
                 g[...] = 0
 

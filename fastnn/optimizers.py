@@ -115,6 +115,16 @@ class Optimizer(Owned):
             raise ValueError("_sklearn_alpha (scikit-learn's L2 penalty) needs the fused path: "
                              "fit(..., fused=True); Optimizer.step does not apply it")
 
+    def check_for(self, dtype):
+        """ValueError when ``lr`` cannot drive a network of ``dtype``: the kernels compute in that dtype, where
+        a rate beyond its range (``SGD(lr=1e39)`` for float32) is inf and one below its smallest number is 0.
+        Run by fit and step (the rate may be assigned at any time)."""
+        from .schedules import rate_problem
+        problem = rate_problem(self.lr, dtype)
+        if problem:
+            raise ValueError(f"{type(self).__name__}.lr = {self.lr!r} is {problem}; give a rate the network's "
+                             f"{np.dtype(dtype).name} arithmetic can represent")
+
     def check_hyperparameters(self):
         """ValueError when the hyperparameters, each valid alone, make a combination no step can take
         (SGD's nesterov=True with momentum 0): what fit and step refuse, for a caller that stores them."""

@@ -32,9 +32,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from . import _checks
 from ._checks import Checked, Guarded
 
-__all__ = ["Schedule", "StepLR", "ExponentialLR", "CosineAnnealingLR", "InverseScaling", "ReduceLROnPlateau",
+__all__ = ["rate_problem", "Schedule", "StepLR", "ExponentialLR", "CosineAnnealingLR", "InverseScaling", "ReduceLROnPlateau",
            "FunctionSchedule", "SCHEDULE_TYPES", "get", "to_config", "from_config"]
 
 
@@ -105,6 +106,20 @@ def _function(value, name, owner):
     return value
 
 
+def rate_problem(lr, dtype):
+    """Why the learning rate ``lr`` cannot drive a network of ``dtype`` ("" when it can): the kernels compute
+    in the network's dtype, where a rate beyond its range is inf (every update infinite) and one below its
+    smallest number is 0 (no update at all)."""
+    dt = np.dtype(dtype)
+    with np.errstate(over="ignore"):
+        cast = float(np.asarray(lr, dtype=np.float64).astype(dt))
+    if not math.isfinite(cast):
+        return f"beyond the {dt.name} range of the network (max {float(np.finfo(dt).max):.3g})"
+    if lr > 0 and cast == 0:
+        return f"below the smallest {dt.name} number (it would be 0 in the network's {dt.name} arithmetic)"
+    return ""
+
+
 # -- the base class ----------------------------------------------------------------------------------------
 class Schedule(Guarded):
     """Base class. Subclasses implement ``_rate(epoch, base_lr, history, samples_seen)`` and ``config()``;
@@ -113,8 +128,9 @@ class Schedule(Guarded):
     # appended to the error when the schedule gives a rate that is not finite and positive
     _bad_rate_hint = ""
 
-    def lr(self, epoch, base_lr, history=None, samples_seen=0):
-        """The learning rate for epoch ``epoch`` (1-based); see the module docstring."""
+    def lr(self, epoch, base_lr, history=None, samples_seen=0, dtype=None):
+        """The learning rate for epoch ``epoch`` (1-based); see the module docstring. Given ``dtype`` (the
+        network's), a rate that dtype cannot represent is refused too."""
         name = type(self).__name__
         epoch = _int(epoch, "epoch", f"{name}.lr", 1)
         base_lr = _real(base_lr, "base_lr", f"{name}.lr", low=0.0, low_open=True)
@@ -127,13 +143,50 @@ class Schedule(Guarded):
             rate = self._rate(epoch, base_lr, history, samples_seen)
         except OverflowError:                     # float ** raises where float * gives inf
             rate = math.inf
-        return self._checked_rate(rate, epoch)
+        return self._checked_rate(rate, epoch, None if dtype is None else _checks.float_dtype(dtype))
 
-    def _checked_rate(self, rate, epoch):
-        if not (_is_real(rate) and math.isfinite(rate) and rate > 0):
-            raise ValueError(f"schedule {self!r} gave lr={rate!r} for epoch {epoch}; a learning rate must be a "
-                             f"finite positive number{self._bad_rate_hint}")
-        return float(rate)
+    def _checked_rate(self, rate, epoch, dtype=None):
+        """``rate`` as a float: ValueError naming the schedule and the epoch unless it is a finite positive
+        real number (not a bool) — and, given ``dtype``, one that the network's dtype represents."""
+        value = None
+        if _is_real(rate):
+            try:
+                value = float(rate)
+            except OverflowError:                 # an int beyond float64 (10 ** 400)
+                value = math.inf
+        if value is None or not math.isfinite(value) or value <= 0:
+            shown = f"an int of {len(str(abs(rate)))} digits" if isinstance(rate, numbers.Integral) \
+                and value == math.inf else f"{rate!r:.60}"
+            what = "" if value is not None else f" ({type(rate).__name__}, not a number)"
+            raise ValueError(f"schedule {self!r:.200} gave lr={shown}{what} for epoch {epoch}; a learning rate "
+                             f"must be a finite positive number{self._bad_rate_hint}")
+        if dtype is not None:
+            problem = rate_problem(value, dtype)
+            if problem:
+                raise ValueError(f"schedule {self!r:.200} gave lr={value!r} for epoch {epoch}, {problem}"
+                                 f"{self._bad_rate_hint}")
+        return value
+
+    # the epochs whose rates bound every rate of a fit (history-free schedules: the rate is monotone in the
+    # epoch); None: the schedule depends on the history and cannot be checked ahead
+    def _extreme_epochs(self, first, last):
+        return None
+
+    def check_fit(self, first, last, base_lr, samples_per_epoch, dtype):
+        """Before a fit's first epoch: ValueError, naming the schedule and the epoch, when a rate of epochs
+        ``first``..``last`` would be refused mid-fit (not positive, or not representable in ``dtype``) — for
+        the schedules whose rates do not depend on the history (a ReduceLROnPlateau or a user's function is
+        checked each epoch)."""
+        def check(epoch):
+            self.lr(epoch, base_lr, None, (epoch - 1) * samples_per_epoch, dtype=dtype)
+
+        for epoch in sorted(set(self._extreme_epochs(first, last) or ())):
+            try:
+                check(epoch)
+            except ValueError:
+                for earlier in range(first, min(epoch, first + 100_000)):    # name the first epoch refused
+                    check(earlier)
+                raise
 
     def _rate(self, epoch, base_lr, history, samples_seen):
         raise NotImplementedError
@@ -170,6 +223,9 @@ class StepLR(Schedule):
     def config(self):
         return {"step_size": self.step_size, "gamma": self.gamma}
 
+    def _extreme_epochs(self, first, last):       # monotone in the epoch
+        return (first, last)
+
 
 class ExponentialLR(Schedule):
     """``base_lr * gamma ** (epoch - 1)`` (torch.optim.lr_scheduler.ExponentialLR)."""
@@ -184,6 +240,9 @@ class ExponentialLR(Schedule):
 
     def config(self):
         return {"gamma": self.gamma}
+
+    def _extreme_epochs(self, first, last):       # monotone in the epoch
+        return (first, last)
 
 
 class CosineAnnealingLR(Schedule):
@@ -208,6 +267,12 @@ class CosineAnnealingLR(Schedule):
     def config(self):
         return {"T_max": self.T_max, "eta_min": self.eta_min}
 
+    def _extreme_epochs(self, first, last):
+        # the rate falls from epoch 1 to its minimum eta_min at epoch T_max + 1, rises back by 2 T_max + 1, ...
+        period = 2 * self.T_max
+        low = self.T_max + 1 + max(0, -(-(first - self.T_max - 1) // period)) * period   # the first at/after `first`
+        return (first, last) + ((low,) if low <= last else ())
+
 
 class InverseScaling(Schedule):
     """scikit-learn's ``learning_rate="invscaling"``: ``base_lr / (samples_seen + 1) ** power_t``, where
@@ -224,6 +289,9 @@ class InverseScaling(Schedule):
 
     def config(self):
         return {"power_t": self.power_t}
+
+    def _extreme_epochs(self, first, last):       # monotone in samples_seen
+        return (first, last)
 
 
 class ReduceLROnPlateau(Schedule):

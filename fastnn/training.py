@@ -30,7 +30,10 @@ __all__ = ["Trainer", "new_history"]
 class Trainer:
     """Fits ``net`` to (X, y) with mini-batch gradient descent; ``fit`` returns the per-epoch history.
 
-    Settings (checked here, once, for every client):
+    Settings (checked here for every client — by the constructor and again on every assignment, with the same
+    check, so ``trainer.epochs = -1`` raises like ``Trainer(net, epochs=-1)``; the settings that involve two
+    attributes, validation_data with validation_split and sample_order with checkpoint, are checked again by
+    ``fit``):
     ``batch_size`` (clipped to the number of samples; the last batch of an epoch may be smaller), ``epochs``,
     ``shuffle`` (a new permutation every epoch), ``seed`` (the shuffling stream: repeated fits with the same
     seed continue one stream, like repeated Keras ``fit`` calls; a new seed starts a new one), ``validation_data``
@@ -88,19 +91,39 @@ class Trainer:
     network, the optimizer state and the history stay those of the last finite step.
     """
 
+    net = _checks.Checked(lambda v, name: _check_net(v), doc="the NeuralNetwork this trainer fits")
+    batch_size = _checks.Checked(_checks.positive_int)
+    epochs = _checks.Checked(_checks.positive_int)
+    shuffle = _checks.Checked(lambda v, name: _flag_value(v, name))
+    seed = _checks.Checked(_checks.seed)
+    validation_data = _checks.Checked(lambda v, name: _check_validation_data(v))
+    validation_split = _checks.Checked(lambda v, name: _check_split(v))
+    verbose = _checks.Checked(lambda v, name: _check_verbose(v))
+    fused = _checks.Checked(lambda v, name: _check_fused(v))
+    checkpoint = _checks.Checked(lambda v, name: _check_checkpoint(v))
+    checkpoint_every = _checks.Checked(lambda v, name: None if v is None else _checks.positive_int(v, name))
+    checkpoint_seconds = _checks.Checked(lambda v, name: _checks.positive_float(v, name, allow_zero=True),
+                                         default=0.0, doc="the time the last fit spent writing checkpoints")
+    class_weight = _checks.Checked(lambda v, name: _check_class_weight(v))
+    lr_schedule = _checks.Checked(lambda v, name: _check_schedule(v))
+    callbacks = _checks.Checked(lambda v, name: tuple(callback_protocol.get(v)))
+    distributed = _checks.Checked(lambda v, name: _check_distributed(v))
+    sample_order = _checks.Checked(lambda v, name: _check_sample_order(v))
+
     def __init__(self, net, batch_size=64, epochs=10, shuffle=True, seed=0, validation_data=None,
                  verbose=1, fused="auto", checkpoint=None, checkpoint_every=None, *, validation_split=0.0,
                  class_weight=None, lr_schedule=None, callbacks=(), distributed=False, sample_order=None):
-        if isinstance(distributed, (bool, np.bool_)) or distributed is None:
-            distributed = bool(distributed)
-        elif not hasattr(distributed, "Allreduce"):
-            raise TypeError(f"distributed must be True, False or an MPI communicator, got {distributed!r:.80}")
         self.distributed = distributed
         error = None
         try:
-            self._configure(net, batch_size, epochs, shuffle, seed, validation_data, verbose, fused, checkpoint,
-                            checkpoint_every, validation_split, class_weight, lr_schedule, callbacks,
-                            sample_order)
+            self.net = net
+            self.batch_size, self.epochs, self.shuffle, self.seed = batch_size, epochs, shuffle, seed
+            self.validation_data, self.validation_split = validation_data, validation_split
+            self.verbose, self.fused = verbose, fused
+            self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
+            self.class_weight, self.lr_schedule, self.callbacks = class_weight, lr_schedule, callbacks
+            self.sample_order = sample_order
+            self.check_settings()
         except (TypeError, ValueError) as exc:
             error = exc
         if distributed:        # every rank learns whether any rank's settings were refused
@@ -108,53 +131,16 @@ class Trainer:
             agree_start(distributed, error)
         if error is not None:
             raise error
-
-    def _configure(self, net, batch_size, epochs, shuffle, seed, validation_data, verbose, fused, checkpoint,
-                   checkpoint_every, validation_split, class_weight, lr_schedule, callbacks, sample_order):
-        if not isinstance(net, NeuralNetwork):
-            raise TypeError(f"net must be a fastnn NeuralNetwork, got {type(net).__name__}")
-        self.net = net
-        self.batch_size = _checks.positive_int(batch_size, "batch_size")
-        self.epochs = _checks.positive_int(epochs, "epochs")
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise ValueError(f"shuffle must be True or False, got {shuffle!r}")
-        self.shuffle = bool(shuffle)
-        self.seed = _checks.seed(seed, "seed")
-        self.validation_data = validation_data
-        split = validation_split
-        if isinstance(split, (bool, np.bool_)) or not isinstance(split, numbers.Real) or not 0 <= split < 1:
-            raise ValueError(f"validation_split must be a number in [0, 1), got {split!r}")
-        if split and validation_data is not None:
-            raise ValueError("give validation_data or validation_split, not both")
-        self.validation_split = float(split)
-        if verbose not in (0, 1, 2, True, False):
-            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        self.verbose = int(verbose)
-        if isinstance(fused, (bool, np.bool_)):
-            fused = bool(fused)
-        elif not (isinstance(fused, str) and fused == "auto"):      # 1, 0, 1.0 are not booleans here
-            raise ValueError(f"fused must be 'auto', True or False, got {fused!r}")
-        self.fused = fused
-        if checkpoint is not None:
-            from .checkpoint import check_path
-            checkpoint = check_path(checkpoint)
-        self.checkpoint = checkpoint
-        self.checkpoint_every = None if checkpoint_every is None else \
-            _checks.positive_int(checkpoint_every, "checkpoint_every")
-        self.checkpoint_seconds = 0.0
-        self.class_weight = _check_class_weight(class_weight)
-        self.lr_schedule = None
-        if lr_schedule is not None:
-            from . import schedules
-            self.lr_schedule = schedules.get(lr_schedule)
-        self.callbacks = tuple(callback_protocol.get(callbacks))
-        if sample_order is not None and not callable(sample_order):
-            raise TypeError(f"sample_order must be None or a callable n -> order, got {type(sample_order).__name__}")
-        if sample_order is not None and checkpoint is not None:
-            raise ValueError("sample_order cannot be combined with checkpoint= (its state is not saved)")
-        self.sample_order = sample_order
         # fused=True with distributed is refused by MPIRun after every rank agreed on it (no rank may raise
         # alone: the others would wait for it in a collective)
+
+    def check_settings(self):
+        """The checks that involve two settings (each setting is checked when assigned): run by the
+        constructor and again by ``fit``, since either setting may be assigned later."""
+        if self.validation_split and self.validation_data is not None:
+            raise ValueError("give validation_data or validation_split, not both")
+        if self.sample_order is not None and self.checkpoint is not None:
+            raise ValueError("sample_order cannot be combined with checkpoint= (its state is not saved)")
 
     def wants_fused(self):
         """Whether this fit runs the fused engine (``fused`` and what the network allows); ValueError for
@@ -174,6 +160,7 @@ class Trainer:
 
     def fit(self, X, y, sample_weight=None):
         """Train; returns the history. See the class docstring."""
+        self.check_settings()
         run = LocalRun()
         if self.distributed:
             from .engines.distributed import MPIRun
@@ -266,6 +253,10 @@ class _Loop:
         if start_epoch > tr.epochs or (resumed is not None and resumed.stopped):
             run.call(lambda: self.callbacks.on_train_end(net), "on_train_end")   # a finished run's checkpoint
             return history
+        run.call(lambda: self.opt.check_for(net.dtype), "the optimizer's rate")
+        if self.schedule is not None:     # a rate refused at epoch k would waste k - 1 epochs: check ahead
+            run.call(lambda: self.schedule.check_fit(start_epoch, tr.epochs, self.base_lr, len(X), net.dtype),
+                     "lr_schedule")
         self.engine = run.engine(tr, X, y, self.batch_size, weights, self.use_fused)
         self.captured = self._structure(plan)
         self.health = GradientHealth(net, plan, warn=run.is_root)
@@ -279,8 +270,9 @@ class _Loop:
                 plan = net.plan()      # once per epoch: whatever a callback or another thread changed
                 self._follow(plan)
                 if self.schedule is not None:
-                    self.opt.lr = run.call(lambda: self.schedule.lr(epoch, self.base_lr, history,
-                                                                    samples_seen), "lr_schedule")
+                    self.opt.lr = run.call(lambda: self.schedule.lr(epoch, self.base_lr, history, samples_seen,
+                                                                    dtype=net.dtype), "lr_schedule")
+                run.call(lambda: self.opt.check_for(net.dtype), "the optimizer's rate")   # a callback's rate too
                 lr = self.lr_set = self.opt.lr
                 rng_state = rng.bit_generator.state
                 order = tr.order(rng, len(X))
@@ -428,10 +420,90 @@ class _Loop:
         return self.trainer.checkpoint
 
 
+def _check_net(net):
+    if not isinstance(net, NeuralNetwork):
+        raise TypeError(f"net must be a fastnn NeuralNetwork, got {type(net).__name__}")
+    return net
+
+
+def _flag_value(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r:.80}")
+    return bool(value)
+
+
+def _check_validation_data(value):
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"validation_data must be None or a pair (X_val, y_val), got {type(value).__name__}")
+    return tuple(value)
+
+
+def _check_split(split):
+    if isinstance(split, (bool, np.bool_)) or not isinstance(split, numbers.Real) or not 0 <= split < 1:
+        raise ValueError(f"validation_split must be a number in [0, 1), got {split!r:.80}")
+    return float(split)
+
+
+def _check_verbose(verbose):
+    if isinstance(verbose, (str, bytes)) or not isinstance(verbose, (numbers.Integral, np.bool_)) \
+            or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r:.80}")
+    return int(verbose)
+
+
+def _check_fused(fused):
+    if isinstance(fused, (bool, np.bool_)):
+        return bool(fused)
+    if not (isinstance(fused, str) and fused == "auto"):      # 1, 0, 1.0 are not booleans here
+        raise ValueError(f"fused must be 'auto', True or False, got {fused!r:.80}")
+    return fused
+
+
+def _check_checkpoint(path):
+    if path is None:
+        return None
+    from .checkpoint import check_path
+    return check_path(path)
+
+
+def _check_schedule(schedule):
+    if schedule is None:
+        return None
+    from . import schedules
+    return schedules.get(schedule)
+
+
+def _check_distributed(distributed):
+    if isinstance(distributed, (bool, np.bool_)) or distributed is None:
+        return bool(distributed)
+    if not hasattr(distributed, "Allreduce"):
+        raise TypeError(f"distributed must be True, False or an MPI communicator, got {distributed!r:.80}")
+    return distributed
+
+
+def _check_sample_order(sample_order):
+    if sample_order is not None and not callable(sample_order):
+        raise TypeError(f"sample_order must be None or a callable n -> order, got {type(sample_order).__name__}")
+    return sample_order
+
+
 def _checked_order(order, n):
     """A sample order from a user's ``sample_order``: a permutation of range(n) as C-contiguous int64 (the
     kernels index X with it)."""
-    order = np.ascontiguousarray(order, dtype=np.int64)
+    what = f"sample_order must return a permutation of range({n}) as integers (each sample once)"
+    if not isinstance(order, (np.ndarray, list, tuple, range)):
+        raise TypeError(f"{what}, got {type(order).__name__}")
+    try:
+        arr = np.asarray(order)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what}, got {type(order).__name__} ({exc})") from None
+    if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
+        raise TypeError(f"{what}, got dtype {arr.dtype} (positions are not rounded or truncated)")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(what)
+    order = np.ascontiguousarray(arr, dtype=np.int64)
     if order.shape != (n,) or (n and (order.min() < 0 or order.max() >= n)) or \
             not np.all(np.bincount(order, minlength=n) == 1):
         raise ValueError(f"sample_order must return a permutation of range({n}) (each sample once)")

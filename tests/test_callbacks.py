@@ -334,3 +334,60 @@ def test_load_state_dict_refuses_a_malformed_state_and_changes_nothing(change, w
     with pytest.raises(ValueError, match=words):
         b.load_state_dict(state)
     assert (b.best, b.best_epoch, b.wait, b.best_weights) == before
+
+
+# -- G4 / L2: a callback's on_epoch_end must return None, False or True ------------------------------------
+class Returns:
+    def __init__(self, value):
+        self.value = value
+
+    def on_epoch_end(self, epoch, history):
+        return self.value
+
+
+@pytest.mark.parametrize("value", ["no", "", float("nan"), 0.0, 1, 0, np.array([True, False]), np.array(True),
+                                   [], [False], {"stop": False}, np.float64(1.0)])
+def test_an_on_epoch_end_answer_that_is_not_a_bool_is_refused_naming_the_callback(value):
+    with pytest.raises(TypeError, match=r"callbacks\[1\] \(Returns\)\.on_epoch_end returned .*True"):
+        C.CallbackList([C.Callback(), Returns(value)]).on_epoch_end(1, {"loss": [1.0]})
+
+
+@pytest.mark.parametrize("value, stop", [(None, False), (False, False), (True, True), (np.bool_(True), True),
+                                         (np.bool_(False), False)])
+def test_on_epoch_end_answers_none_false_true_and_numpy_bools(value, stop):
+    assert C.CallbackList([Returns(value)]).on_epoch_end(1, {"loss": [1.0]}) is stop
+
+
+@pytest.mark.parametrize("fused", ["auto", False])
+def test_a_fit_whose_callback_answers_a_string_stops_with_a_clear_error(fused):
+    X = np.random.default_rng(0).random((40, 4)).astype(np.float32)
+    y = (X[:, 0] > 0.5).astype(int)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(4, 2), fnn.SoftMax()], seed=0)
+    with pytest.raises(TypeError, match="on_epoch_end returned 'no'"):
+        net.fit(X, y, epochs=5, verbose=0, fused=fused, callbacks=[Returns("no")])
+
+
+# -- U2: EarlyStopping's state is read-only (the callback sets it; on_train_begin and checkpoints restore it) --
+@pytest.mark.parametrize("name, value", [("best_weights", "garbage"), ("wait", -5), ("best", float("nan")),
+                                         ("stopped_epoch", "x"), ("best_epoch", 3), ("wait", 0)])
+def test_early_stopping_state_cannot_be_assigned(name, value):
+    es = C.EarlyStopping(monitor="val_loss", patience=2)
+    before = getattr(es, name)
+    with pytest.raises(AttributeError, match=f"EarlyStopping.{name} is read-only"):
+        setattr(es, name, value)
+    assert getattr(es, name) is before or getattr(es, name) == before
+
+
+def test_early_stopping_best_weights_cannot_be_changed_through_what_it_returns():
+    es = C.EarlyStopping(monitor="val_loss", patience=5)
+    net = FakeNet()
+    simulate(es, [1.0, 0.5, 0.9], net=net)
+    saved = es.best_weights
+    assert isinstance(saved, tuple) and not saved[0].flags.writeable
+    with pytest.raises(ValueError):
+        saved[0][...] = 99.0
+    state = es.state_dict()
+    es2 = C.EarlyStopping(monitor="val_loss", patience=5)
+    es2.on_train_begin(net)
+    es2.load_state_dict(state)
+    assert es2.best == es.best and es2.wait == es.wait and np.array_equal(es2.best_weights[0], saved[0])

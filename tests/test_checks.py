@@ -231,3 +231,47 @@ def test_network_state_attributes_are_validated(name, value, tmp_path):
     net.history = {"loss": [1.0, math.nan], "grad_norm": [[0.5, 0.25], [math.inf, 1.0]]}   # what fit writes
     net.shuffle_state = (3, np.random.default_rng(3).bit_generator.state)
     fnn.load(save(net, tmp_path)).predict(X)
+
+
+# -- U1: finite values beyond the network's dtype are named as such, not as "NaN or infinite" ---------------
+def _u1_net(loss=None, outputs=2):
+    layers = [fnn.FullyConnected(4, outputs)] + ([fnn.SoftMax()] if loss is None else [])
+    return fnn.NeuralNetwork(layers, loss=loss, seed=0)
+
+
+_U1_X = np.random.default_rng(0).random((40, 4))
+_U1_Y = (_U1_X[:, 0] > 0.5).astype(int)
+_BIG = np.full((40, 4), 1e39)
+
+
+@pytest.mark.parametrize("what, call", [
+    ("X", lambda: _u1_net().fit(_BIG, _U1_Y, verbose=0)),
+    ("X", lambda: _u1_net().fit(-_BIG, _U1_Y, verbose=0, fused=False)),
+    ("X", lambda: _u1_net().predict(_BIG[:3])),
+    ("X", lambda: _u1_net().predict_proba(_BIG[:3])),
+    ("X", lambda: _u1_net().evaluate(_BIG[:3], _U1_Y[:3])),
+    ("x", lambda: _u1_net().forward(_BIG[:3], _U1_Y[:3])),
+    ("sample_weight", lambda: _u1_net().fit(_U1_X, _U1_Y, verbose=0, sample_weight=np.full(40, 1e300))),
+    ("validation_data X", lambda: _u1_net().fit(_U1_X, _U1_Y, verbose=0, validation_data=(_BIG[:4], _U1_Y[:4]))),
+    ("y", lambda: _u1_net(fnn.L2Loss(), 1).fit(_U1_X, np.full(40, 1e39), verbose=0)),
+    ("y", lambda: _u1_net().fit(_U1_X, np.tile([1e39, 0.0], (40, 1)), verbose=0)),
+])
+def test_values_beyond_float32_in_float64_data_are_named_as_beyond_the_range(what, call):
+    with pytest.raises(ValueError, match=f"^{what} has .* finite value.* beyond the float32 range") as err:
+        call()
+    assert "NaN" not in str(err.value)
+
+
+def test_nan_and_inf_are_still_reported_as_nan_or_infinite_and_mixtures_say_both():
+    X = _U1_X.copy()
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="X contains 1 NaN or infinite value"):
+        _u1_net().fit(X, _U1_Y, verbose=0)
+    X[1, 1] = 1e39
+    with pytest.raises(ValueError, match=r"X has 1 finite value\(s\) beyond .* \(and 1 NaN or infinite"):
+        _u1_net().fit(X, _U1_Y, verbose=0)
+
+
+def test_a_float64_network_takes_values_beyond_float32():
+    net = fnn.NeuralNetwork([fnn.FullyConnected(4, 2, dtype=np.float64), fnn.SoftMax()], seed=0)
+    assert net.predict(np.full((2, 4), 1e39)).shape == (2,)

@@ -1,5 +1,7 @@
 """NeuralNetwork and Trainer: forward/backward/step, predict/evaluate, seeds, XOR, history, batches,
 shuffling and threads."""
+import re
+
 import numba
 import numpy as np
 import pytest
@@ -513,3 +515,86 @@ def test_concurrent_predict_proba_during_a_fit_is_valid():
         for t in threads:
             t.join()
     assert calls[0] > 0 and not problems
+
+
+# -- G5: step() applies gradients of a backward(), never the ones a fit left from its last mini-batch ------
+def _g5_net(opt):
+    optimizer = fnn.SGD(lr=0.1, momentum=0.9) if opt == "sgd" else fnn.Adam(lr=0.01)
+    return fnn.NeuralNetwork([fnn.FullyConnected(4, 8), fnn.ReLU(), fnn.FullyConnected(8, 2), fnn.SoftMax()],
+                             optimizer=optimizer, seed=0)
+
+
+def _g5_data():
+    X = np.random.default_rng(0).random((40, 4)).astype(np.float32)
+    return X, (X[:, 0] > 0.5).astype(int)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+@pytest.mark.parametrize("fused", ["auto", False])
+def test_step_after_fit_without_backward_is_refused_and_changes_nothing(opt, fused):
+    net, (X, y) = _g5_net(opt), _g5_data()
+    net.fit(X, y, epochs=1, verbose=0, batch_size=16, fused=fused)
+    w, steps = net.layers[0].weights.copy(), net.optimizer.steps
+    with pytest.raises(RuntimeError, match=r"step\(\) needs gradients from backward\(\)"):
+        net.step()
+    assert np.array_equal(net.layers[0].weights, w) and net.optimizer.steps == steps
+
+
+def test_step_after_fit_is_allowed_again_after_backward_zero_grad_or_a_direct_layer_backward():
+    net, (X, y) = _g5_net("sgd"), _g5_data()
+    net.fit(X, y, epochs=1, verbose=0, batch_size=16)
+    net.forward(X[:8], y[:8])
+    net.backward()
+    net.step()
+    net.step()          # torch's semantics: stepping twice applies the same gradients twice (not refused)
+    net.fit(X, y, epochs=1, verbose=0)
+    net.zero_grad()
+    net.step()
+    net.fit(X, y, epochs=1, verbose=0)
+    head = net.layers[2]
+    head.forward(net.layers[1].forward(net.layers[0].forward(X[:4])))
+    head.backward(np.ones((4, 2), np.float32))     # a hand-written backward pass counts as new gradients
+    net.step()
+
+
+def test_step_after_gradcheck_is_refused():
+    net, (X, y) = _g5_net("sgd"), _g5_data()
+    fnn.gradcheck(net, X[:3], y[:3])
+    with pytest.raises(RuntimeError, match="step"):
+        net.step()
+
+
+# -- L13: a custom layer whose _forward / _backward cannot take fit's arguments is refused when built -------
+def _custom(backward=None, forward=None):
+    def _forward(self, x):
+        self._out = x * 1
+        return self._out
+
+    def _backward_ok(self, dy, need_input_grad=True):
+        return dy * 1
+
+    ns = {"_forward": forward or _forward, "_backward": backward or _backward_ok, "n_outputs": None}
+    return type("Bad", (fnn.Layer,), ns)
+
+
+@pytest.mark.parametrize("backward, forward", [
+    (lambda self, dy: dy * 1, None), (lambda self: None, None), (lambda self, dy, need, extra: dy, None),
+    (None, lambda self: None), (None, lambda self, x, y: x),
+])
+def test_a_custom_layer_with_the_wrong_signature_is_refused_at_construction_and_registration(backward, forward):
+    cls = _custom(backward, forward)
+    expected = "_backward(self, dy, need_input_grad=True)" if forward is None else "_forward(self, x)"
+    with pytest.raises(TypeError, match=re.escape(expected)) as err:
+        fnn.NeuralNetwork([fnn.FullyConnected(4, 2), cls()])
+    assert "layers[1] (Bad)" in str(err.value)
+    with pytest.raises(TypeError, match=re.escape(expected)):
+        fnn.register_layer(cls)
+
+
+@pytest.mark.parametrize("backward", [lambda self, dy, need_input_grad=True: dy * 1,
+                                      lambda self, dy, *args, **kw: dy * 1, lambda self, *a: a[0] * 1])
+def test_custom_layers_with_the_protocol_signature_train(backward):
+    cls = _custom(backward)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(4, 2), cls(), fnn.SoftMax()], seed=0)
+    X = np.random.default_rng(0).random((20, 4)).astype(np.float32)
+    net.fit(X, (X[:, 0] > 0.5).astype(int), epochs=1, verbose=0, fused=False)

@@ -158,3 +158,45 @@ def test_step_for_step_equal_to_torch(dtype, kind):
         for p, tp in zip(params, tparams):
             expected = tp.detach().numpy()
             np.testing.assert_allclose(p, expected, rtol=r, atol=r * (np.abs(expected).max() + 0.1))
+
+
+# -- U6: a rate the network's dtype cannot represent is refused by fit and step -----------------------------
+@pytest.mark.parametrize("make", [lambda: fnn.SGD(lr=1e39), lambda: fnn.Adam(lr=1e39), lambda: fnn.AdamW(lr=1e-46),
+                                  lambda: fnn.SGD(lr=1e-50, momentum=0.9)])
+@pytest.mark.parametrize("fused", ["auto", False])
+def test_a_rate_float32_cannot_represent_is_refused_at_fit_and_step(make, fused):
+    X = np.random.default_rng(0).random((20, 3)).astype(np.float32)
+    y = (X[:, 0] > 0.5).astype(int)
+    opt = make()
+    net = fnn.NeuralNetwork([fnn.FullyConnected(3, 2), fnn.SoftMax()], optimizer=opt, seed=0)
+    w = net.layers[0].weights.copy()
+    with pytest.raises(ValueError, match=r"\.lr = .* float32"):
+        net.fit(X, y, epochs=2, verbose=0, fused=fused)
+    net.forward(X, y)
+    net.backward()
+    with pytest.raises(ValueError, match=r"\.lr = .* float32"):
+        net.step()
+    assert np.array_equal(net.layers[0].weights, w) and opt.steps == 0
+    opt.lr = 0.01                                  # a representable rate trains again
+    net.fit(X, y, epochs=1, verbose=0, fused=fused)
+
+
+def test_a_rate_assigned_by_a_callback_mid_fit_is_checked_against_the_dtype():
+    X = np.random.default_rng(0).random((20, 3)).astype(np.float32)
+    y = (X[:, 0] > 0.5).astype(int)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(3, 2), fnn.SoftMax()], seed=0)
+
+    class Raise:
+        def on_epoch_end(self, epoch, history):
+            net.optimizer.lr = 1e39
+
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        net.fit(X, y, epochs=3, verbose=0, callbacks=[Raise()])
+    assert len(net.history["loss"]) == 1
+
+
+def test_float64_networks_take_a_rate_beyond_float32():
+    X = np.random.default_rng(0).random((20, 3))
+    net = fnn.NeuralNetwork([fnn.FullyConnected(3, 2, dtype=np.float64), fnn.SoftMax()],
+                            optimizer=fnn.SGD(lr=1e-46), seed=0)
+    net.fit(X, (X[:, 0] > 0.5).astype(int), epochs=1, verbose=0)

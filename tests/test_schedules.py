@@ -277,3 +277,61 @@ def test_to_config_of_nothing_and_functions():
 
 def test_reachable_from_package():
     assert fnn.schedules is S and fnn.schedules.StepLR is S.StepLR
+
+
+# -- L1: any rate a schedule gives is checked, without leaking Python's conversion errors -------------------
+def _l1_fit(epochs=2, dtype=np.float32, **kw):
+    X = np.random.default_rng(0).random((40, 4)).astype(dtype)
+    y = (X[:, 0] > 0.5).astype(int)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(4, 2, dtype=dtype), fnn.SoftMax()], seed=0)
+    seen = []
+
+    class Count:
+        def on_epoch_end(self, epoch, history):
+            seen.append(epoch)
+
+    try:
+        return net.fit(X, y, epochs=epochs, verbose=0, callbacks=[Count()], **kw)
+    finally:
+        _l1_fit.epochs_run = list(seen)
+
+
+@pytest.mark.parametrize("rate, words", [
+    (10 ** 400, "an int of 401 digits"), (-(10 ** 400), "int of 401 digits"), (float("nan"), "nan"),
+    (float("inf"), "inf"), (0.0, "0.0"), (-0.1, "-0.1"), ("x", "str, not a number"), (None, "NoneType"),
+    (np.array([0.1]), "not a number"), (True, "bool"), (1e39, "beyond the float32 range"),
+    (1e-46, "below the smallest float32"),
+])
+def test_a_bad_rate_from_a_function_schedule_is_refused_naming_schedule_and_epoch(rate, words):
+    with pytest.raises(ValueError, match=r"schedule FunctionSchedule\('.*'\) gave lr=.*for epoch 1") as err:
+        _l1_fit(lr_schedule=lambda e: rate)
+    assert words in str(err.value)
+
+
+def test_float64_networks_take_rates_beyond_float32():
+    assert len(_l1_fit(dtype=np.float64, lr_schedule=lambda e: 1e-46)["loss"]) == 2
+
+
+def test_a_rate_beyond_the_dtype_is_refused_by_the_schedule_lr_method_given_the_dtype():
+    with pytest.raises(ValueError, match="epoch 3, beyond the float32 range"):
+        S.ExponentialLR(gamma=1e20).lr(3, 1.0, dtype=np.float32)
+    assert S.ExponentialLR(gamma=1e20).lr(3, 1.0, dtype=np.float64) == 1e40
+
+
+# -- U7: a built-in schedule whose rate would be refused at epoch k is refused before the first epoch --------
+@pytest.mark.parametrize("schedule, epochs, bad_epoch", [
+    (S.CosineAnnealingLR(T_max=5), 8, 6), (S.CosineAnnealingLR(T_max=1), 2, 2),
+    (S.CosineAnnealingLR(T_max=3), 30, 4), (S.ExponentialLR(gamma=1e-10), 10, 6),
+    (S.ExponentialLR(gamma=1e10), 6, 6), (S.StepLR(step_size=2, gamma=1e-30), 6, 5),
+])
+def test_a_schedule_that_would_fail_mid_fit_is_refused_before_the_first_epoch(schedule, epochs, bad_epoch):
+    with pytest.raises(ValueError, match=f"for epoch {bad_epoch}"):
+        _l1_fit(epochs=epochs, lr_schedule=schedule)
+    assert _l1_fit.epochs_run == []
+
+
+@pytest.mark.parametrize("schedule, epochs", [(S.CosineAnnealingLR(T_max=5), 5),
+                                              (S.CosineAnnealingLR(T_max=5, eta_min=1e-4), 12),
+                                              (S.ExponentialLR(gamma=0.5), 20), (S.InverseScaling(0.5), 5)])
+def test_schedules_whose_rates_all_hold_run_every_epoch(schedule, epochs):
+    assert len(_l1_fit(epochs=epochs, lr_schedule=schedule)["loss"]) == epochs

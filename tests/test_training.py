@@ -194,3 +194,76 @@ def test_a_fit_that_must_compile_says_so_first_when_verbose(verbose, monkeypatch
     monkeypatch.setattr(fused_engine.EpochRunner, "compile_pending", lambda self: None)
     net.fit(X, y, epochs=1, verbose=verbose)
     assert "compiling" not in capsys.readouterr().err
+
+
+# -- T1: every Trainer setting is checked when assigned, with the constructor's own check -----------------
+BAD_SETTINGS = [
+    ("epochs", -1), ("epochs", 0), ("epochs", 1.5), ("epochs", None), ("batch_size", 0), ("batch_size", -3),
+    ("batch_size", 2.5), ("batch_size", "x"), ("batch_size", None), ("shuffle", "x"), ("shuffle", None),
+    ("fused", "maybe"), ("fused", 1), ("verbose", "x"), ("verbose", 3), ("checkpoint_every", -1),
+    ("checkpoint_every", 0), ("checkpoint_every", "x"), ("validation_split", "x"), ("validation_split", -0.5),
+    ("validation_split", 1.0), ("validation_data", "x"), ("validation_data", (1, 2, 3)), ("seed", "x"),
+    ("seed", -1), ("lr_schedule", "x"), ("lr_schedule", 5), ("net", None), ("net", 3), ("checkpoint", 5),
+    ("class_weight", "x"), ("class_weight", {0: -1}), ("sample_order", np.arange(40)),
+    ("distributed", "x"), ("callbacks", 3), ("callbacks", [object()]),
+]
+
+
+@pytest.mark.parametrize("name, value", BAD_SETTINGS)
+def test_a_bad_setting_assigned_later_is_refused_like_in_the_constructor(name, value):
+    net = make_net()
+    with pytest.raises((TypeError, ValueError)) as in_init:
+        fnn.Trainer(net, **{"verbose": 0, name: value})
+    t = fnn.Trainer(net, epochs=2, verbose=0)
+    before = getattr(t, name)
+    with pytest.raises(type(in_init.value)) as assigned:
+        setattr(t, name, value)
+    assert name in str(assigned.value) or name in str(in_init.value)
+    assert getattr(t, name) is before or getattr(t, name) == before
+
+
+def test_checkpoint_seconds_is_checked():
+    t = fnn.Trainer(make_net(), verbose=0)
+    with pytest.raises(ValueError, match="checkpoint_seconds"):
+        t.checkpoint_seconds = -1
+    assert t.checkpoint_seconds == 0.0
+
+
+def test_good_settings_assigned_later_are_used():
+    net, (X, y) = make_net(), make_data()
+    t = fnn.Trainer(net, epochs=2, verbose=0)
+    t.epochs, t.batch_size, t.shuffle, t.verbose = np.int64(3), 8, np.bool_(False), True
+    assert (t.epochs, t.shuffle, t.verbose) == (3, False, 1) and type(t.epochs) is int
+    assert len(t.fit(X, y)["loss"]) == 3
+
+
+def test_settings_that_conflict_after_assignment_are_refused_at_fit(tmp_path):
+    net, (X, y) = make_net(), make_data()
+    t = fnn.Trainer(net, epochs=2, verbose=0, validation_split=0.25)
+    t.validation_data = (X, y)
+    with pytest.raises(ValueError, match="not both"):
+        t.fit(X, y)
+    t = fnn.Trainer(net, epochs=2, verbose=0, sample_order=lambda n: np.arange(n))
+    t.checkpoint = str(tmp_path / "c.fnn")
+    with pytest.raises(ValueError, match="sample_order cannot be combined"):
+        t.fit(X, y)
+
+
+# -- T2: a sample_order must return integer positions ------------------------------------------------------
+@pytest.mark.parametrize("order, exc", [
+    (lambda n: np.arange(n) + 0.5, TypeError), (lambda n: np.arange(n).astype(float), TypeError),
+    (lambda n: None, TypeError), (lambda n: "abc", TypeError), (lambda n: np.ones(n, bool), TypeError),
+    (lambda n: [str(i) for i in range(n)], TypeError), (lambda n: np.zeros(n, int), ValueError),
+    (lambda n: np.arange(n)[::-1][:-1], ValueError), (lambda n: np.arange(n).reshape(-1, 1), ValueError),
+])
+def test_a_sample_order_that_is_not_an_integer_permutation_is_refused(order, exc):
+    net, (X, y) = make_net(), make_data()
+    with pytest.raises(exc, match="sample_order must return a permutation"):
+        fnn.Trainer(net, epochs=2, verbose=0, sample_order=order).fit(X, y)
+
+
+@pytest.mark.parametrize("make", [lambda n: list(range(n))[::-1], lambda n: np.arange(n, dtype=np.uint32),
+                                  lambda n: np.arange(n, dtype=np.int32)[::-1]])
+def test_integer_sample_orders_of_any_int_type_are_accepted(make):
+    net, (X, y) = make_net(), make_data()
+    assert len(fnn.Trainer(net, epochs=2, verbose=0, sample_order=make).fit(X, y)["loss"]) == 2
