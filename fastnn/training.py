@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _checks, callbacks as callback_protocol, network, signals
 from .engines import Progress, Stop
-from .engines.distributed import LocalRun
+from .engines.local import LocalRun
 from .errors import TrainingDivergedError, TrainingInterrupted
 from .health import GradientHealth
 from .layers import dropout_epoch_key
@@ -205,7 +205,7 @@ class Trainer:
 
 
 class _Loop:
-    """One fit of ``trainer`` where ``run`` says (engines.distributed.LocalRun / MPIRun): the loop itself.
+    """One fit of ``trainer`` where ``run`` says (engines.local.LocalRun / engines.distributed.MPIRun): the loop itself.
 
     What it captured from the network (plan, optimizer, loss, layers) is checked again at every epoch, after
     the callbacks, by ``_follow``; the plan is built once per epoch and handed to the engine."""

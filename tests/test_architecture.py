@@ -121,3 +121,17 @@ def test_lower_modules_do_not_import_upper_ones():
         assert not graph[name] & {"training", "estimators", "cli", "distributed"}, (name, graph[name])
     assert {"engines", "engines.distributed"} <= graph["training"]
     assert "engines.per_layer" in graph["engines.distributed"]
+
+
+def test_importing_fastnn_starts_no_mpi_and_loads_no_peer():
+    """``import fastnn`` (and its CLI, engines and loop) must not initialise MPI — importing mpi4py.MPI runs
+    MPI_Init, which attaches the process to a launcher's job and costs ~0.1 s — nor load scikit-learn, torch
+    or onnx; those come with the first call that needs them."""
+    import subprocess
+    import sys
+    code = ("import sys, fastnn, fastnn.cli, fastnn.training, fastnn.engines.fused, fastnn.engines.local\n"
+            "heavy = [m for m in ('mpi4py.MPI', 'sklearn', 'torch', 'onnx') if m in sys.modules]\n"
+            "print(heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

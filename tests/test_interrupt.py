@@ -17,7 +17,7 @@ import fastnn as fnn
 from fastnn import io
 from fastnn.engines import fused
 from fastnn.errors import TrainingInterrupted
-from fastnn.engines.distributed import LocalRun
+from fastnn.engines.local import LocalRun
 from tests import helpers
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

@@ -5,7 +5,7 @@ import pytest
 
 import fastnn as fnn
 from fastnn import engines, schedules, training
-from fastnn.engines.distributed import LocalRun
+from fastnn.engines.local import LocalRun
 from fastnn.engines.per_layer import LayerEpoch
 from tests.helpers import make_data, make_net, same_history, same_state
 

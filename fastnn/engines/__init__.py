@@ -19,7 +19,7 @@ the network and optimizer state of the last finite step. The engines:
 * ``engines.per_layer.LayerEpoch``     any network, layer by layer from Python (custom layers);
 * ``engines.distributed.DistributedEpoch``  synchronous data-parallel steps over MPI ranks.
 
-A *run strategy* says where the loop runs (``engines.distributed.LocalRun``: one process;
+A *run strategy* says where the loop runs (``engines.local.LocalRun``: one process;
 ``engines.distributed.MPIRun``: K ranks kept in step) and makes the engine; see fastnn.training.
 ``engines.shards`` holds the data side of MPI runs (row ownership, memory-mapped inputs).
 """

@@ -46,7 +46,6 @@ agreed on like any other failure. An exception that escapes outside these agreed
 ``comm.Abort`` so that no rank waits forever. A rank killed outright (SIGKILL, lost node) is the launcher's
 to handle: mpiexec and srun end the whole job.
 """
-import contextlib
 import json
 import math
 import os
@@ -67,12 +66,12 @@ from ..errors import TrainingDivergedError  # noqa: E402
 from ..kernels import batch as batch_kernels  # noqa: E402
 from ..layers import has_keyed_layers  # noqa: E402
 from ..network import count_correct  # noqa: E402
-from .per_layer import LayerEpoch, step  # noqa: E402
+from .per_layer import step  # noqa: E402
 from .shards import (check_mapped, open_array, resolve_data, sample_fingerprint, shard_range,  # noqa: E402,F401
                      split)
 
 __all__ = ["DistributedTrainer", "DistributedError", "shard_range", "open_array", "threads_per_rank", "world",
-           "LocalRun", "MPIRun", "DistributedEpoch"]
+           "MPIRun", "DistributedEpoch"]
 
 class DistributedError(RuntimeError):
     """A rank failed during distributed training; raised on every rank.
@@ -161,7 +160,7 @@ class DistributedTrainer:
 class MPIRun:
     """Where fastnn.training's loop runs when ``distributed`` is set: K MPI ranks kept in step.
 
-    The loop calls the same methods as on one process (LocalRun); here each is the collective that
+    The loop calls the same methods as on one process (engines.local.LocalRun); here each is the collective that
     keeps the ranks' data, settings, checkpoints, stops and errors in agreement (see the module docstring).
     """
 
@@ -492,57 +491,3 @@ class _Guard:
             self.run.comm.Abort(1)
             os._exit(1)     # MPICH's MPI_Abort can return before the launcher ends this process: never go on
         return False
-
-
-class LocalRun:
-    """Where the loop runs: one process. (MPIRun is the other place: the same methods, with the collectives
-    that keep K ranks in step.)"""
-
-    is_root = True
-
-    def guard(self):
-        return contextlib.nullcontext()
-
-    def prepare(self, trainer, X, y, sample_weight):
-        return trainer.checked_data(X, y, sample_weight)
-
-    def agree_options(self, trainer):
-        return None
-
-    def seed(self, seed):
-        return seed
-
-    def batch_size(self, batch_size, n):
-        return min(batch_size, n)
-
-    def use_fused(self, trainer):
-        return trainer.wants_fused()
-
-    def path_name(self, use_fused):
-        return "fused" if use_fused else "per-layer"
-
-    def fingerprint(self, X, y):
-        from ..checkpoint import fingerprint
-        return fingerprint(X, y)
-
-    def on_root(self, work, where=None):
-        return work()
-
-    def call(self, work, where):
-        """Run user-facing work (a callback, a schedule) on this process: its result."""
-        return work()
-
-    def start(self, net):
-        pass
-
-    def engine(self, trainer, X, y, batch_size, weights, use_fused):
-        if use_fused:
-            from .fused import EpochRunner
-            return EpochRunner(trainer.net, X, y, batch_size, sample_weights=weights)
-        return LayerEpoch(trainer.net, X, y, batch_size, weights)
-
-    def evaluate(self, net, X, y):
-        return net.evaluate(X, y)
-
-    def any(self, flag):
-        return bool(flag)

@@ -1,0 +1,61 @@
+"""Where the training loop runs when it is not distributed: one process (``LocalRun``).
+
+MPIRun (engines/distributed.py) is the other place: the same methods, with the collectives that keep K ranks
+in step. This module imports no MPI, so that a plain ``import fastnn`` never initialises it.
+"""
+import contextlib
+
+from .per_layer import LayerEpoch
+
+
+class LocalRun:
+    """Where the loop runs: one process."""
+
+    is_root = True
+
+    def guard(self):
+        return contextlib.nullcontext()
+
+    def prepare(self, trainer, X, y, sample_weight):
+        return trainer.checked_data(X, y, sample_weight)
+
+    def agree_options(self, trainer):
+        return None
+
+    def seed(self, seed):
+        return seed
+
+    def batch_size(self, batch_size, n):
+        return min(batch_size, n)
+
+    def use_fused(self, trainer):
+        return trainer.wants_fused()
+
+    def path_name(self, use_fused):
+        return "fused" if use_fused else "per-layer"
+
+    def fingerprint(self, X, y):
+        from ..checkpoint import fingerprint
+        return fingerprint(X, y)
+
+    def on_root(self, work, where=None):
+        return work()
+
+    def call(self, work, where):
+        """Run user-facing work (a callback, a schedule) on this process: its result."""
+        return work()
+
+    def start(self, net):
+        pass
+
+    def engine(self, trainer, X, y, batch_size, weights, use_fused):
+        if use_fused:
+            from .fused import EpochRunner
+            return EpochRunner(trainer.net, X, y, batch_size, sample_weights=weights)
+        return LayerEpoch(trainer.net, X, y, batch_size, weights)
+
+    def evaluate(self, net, X, y):
+        return net.evaluate(X, y)
+
+    def any(self, flag):
+        return bool(flag)
