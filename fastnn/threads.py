@@ -26,7 +26,7 @@ import threading
 import numba
 
 #: environment variables that bound fastnn's default thread count, first match wins for FASTNN_NUM_THREADS;
-#: the others (set by joblib/loky workers, job schedulers and users) are all honoured: the smallest counts.
+#: the others (set by process-pool workers such as loky's, job schedulers and users) are all honoured: the smallest counts.
 _ENV_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 _process_threads = None          # set_num_threads' n, for every thread of the process (None: the default)
@@ -77,7 +77,7 @@ def max_threads():
 def default_threads():
     """The thread count fastnn uses when ``set_num_threads`` was not called: FASTNN_NUM_THREADS if set,
     else the cores this process may use (affinity mask, cgroup quota) bounded by OMP_NUM_THREADS,
-    OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and NUMBA_NUM_THREADS where they are set (joblib/loky workers
+    OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and NUMBA_NUM_THREADS where they are set (loky's pool workers
     set them to their share of the machine)."""
     explicit = _env_threads("FASTNN_NUM_THREADS")
     if explicit is not None:
