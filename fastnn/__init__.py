@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 __all__ = ["Activation", "Adam", "AdamW", "CrossEntropyLoss", "ELU", "FullyConnected", "GELU", "Identity",
            "Dropout", "LeakyReLU", "Mish", "SiLU", "Softplus", "L2Loss", "Layer", "NeuralNetwork", "Perceptron",
            "ReLU", "SGD", "Sigmoid", "SigmoidCrossEntropy", "SoftMax", "SoftmaxCrossEntropy", "TanH", "Trainer",
-           "TrainingDivergedError", "gradcheck", "numerical_gradient", "register_layer", "set_num_threads", "get_num_threads", "num_threads", "load",
-           "to_torch",
+           "TrainingDivergedError", "gradcheck", "numerical_gradient", "register_layer", "set_num_threads",
+           "get_num_threads", "num_threads", "load", "to_torch",
            "MLPClassifier", "MLPRegressor"]
 
 

@@ -26,7 +26,8 @@ import threading
 import numba
 
 #: environment variables that bound fastnn's default thread count, first match wins for FASTNN_NUM_THREADS;
-#: the others (set by process-pool workers such as loky's, job schedulers and users) are all honoured: the smallest counts.
+#: the others (set by process-pool workers such as loky's, job schedulers and users) are all honoured:
+#: the smallest count wins.
 _ENV_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 _process_threads = None          # set_num_threads' n, for every thread of the process (None: the default)
