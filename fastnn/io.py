@@ -106,6 +106,13 @@ def check_savable(net, what="save"):
                              f"as {cls.__name__}(**config())")
         if cls.__module__ != register_layer.__module__:
             _check_rebuildable(layer, i, what)
+    if net.history:
+        try:
+            check_history_values({k: [[float(e) for e in x] if isinstance(x, (list, tuple, np.ndarray)) else float(x)
+                                      for x in v] for k, v in net.history.items()})
+        except ValueError as exc:
+            raise ValueError(f"{what}: net.history cannot be stored, a model file could not be read back: {exc} "
+                             f"(assign net.history = None, or fix the entry)") from None
     for part, kinds, obj, types in (("the loss", "losses", net.loss, LOSS_TYPES),
                                     ("the optimizer", "optimizers", net.optimizer, OPTIMIZER_TYPES)):
         if types.get(type(obj).__name__) is not type(obj):
@@ -432,9 +439,6 @@ def _is_number(x):
 HISTORY_RANGES = {"loss": (0.0, math.inf), "val_loss": (0.0, math.inf), "accuracy": (0.0, 1.0),
                   "val_accuracy": (0.0, 1.0), "time": (0.0, math.inf), "grad_norm": (0.0, math.inf),
                   "lr": (0.0, math.inf)}
-# the loop's keys that it fills every epoch of a fit, so that they have one length ("grad_norm" may be
-# missing from epochs resumed from an older checkpoint; keys a callback added may start late)
-_EVERY_EPOCH = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
 
 
 def check_history_values(history):
@@ -454,8 +458,8 @@ def check_history_values(history):
 
 def _check_history(history):
     """Names -> per-epoch lists of numbers, or of lists of numbers (history["grad_norm"]: one per layer);
-    values checked by ``check_history_values``; the loop's per-epoch keys of one length, no other list
-    longer than they are."""
+    values checked by ``check_history_values``. (Lengths are not compared: a checkpoint keeps the lists a
+    schedule replays longer than the others, see fastnn.checkpoint.)"""
     ok = isinstance(history, dict) and all(
         isinstance(k, str) and isinstance(v, list)
         and all(_is_number(x) or (isinstance(x, list) and all(map(_is_number, x))) for x in v)
@@ -465,16 +469,6 @@ def _check_history(history):
     history = {k: [[float(e) for e in x] if isinstance(x, list) else float(x) for x in v]
                for k, v in history.items()}
     check_history_values(history)
-    lengths = {k: len(history[k]) for k in _EVERY_EPOCH if k in history}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"history lists of the training loop must have one length (one entry per epoch), "
-                         f"got lengths {lengths}")
-    if lengths:
-        epochs = max(lengths.values())
-        for k, v in history.items():
-            if len(v) > epochs:
-                raise ValueError(f"history[{k!r}] has {len(v)} entries, more than the {epochs} epochs of "
-                                 f"history['loss']")
     return history
 
 

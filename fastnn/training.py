@@ -365,7 +365,8 @@ class _Loop:
                                  f"{type(values).__name__}{'' if not isinstance(values, list) else ' of ' + str(len(values))}"
                                  f"; the loop needs a list of one entry per epoch): callbacks may add history "
                                  f"keys, not remove or rewrite the loop's own")
-        self.net.history = history          # the fit's history, even if a callback assigned another
+        if self.net.history is not history:     # a callback assigned another: the fit's history again (checked
+            self.net.history = history          # only then: re-validating it every epoch costs O(epochs^2))
 
     @staticmethod
     def _structure(plan):

@@ -6,6 +6,8 @@
 ``tol(dtype, n)``: a tolerance from the dtype's machine epsilon for a result accumulated over n terms;
 ``same_state(a, b)`` / ``same_history(h1, h2)``: bit-for-bit equality of two networks / histories.
 """
+import json
+
 import numpy as np
 
 import fastnn as fnn
@@ -68,3 +70,30 @@ def same_history(h1, h2):
     for key in h1:
         if key != "time":
             assert h1[key] == h2[key], key
+
+
+# -- model files' safetensors header, edited as a hostile writer would (fastnn's own writer refuses) ---------
+def read_parts(path):
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def write_parts(path, header, body):
+    hb = json.dumps(header).encode()
+    hb += b" " * (-len(hb) % 8)
+    path.write_bytes(len(hb).to_bytes(8, "little") + hb + body)
+
+
+def edit_header(path, fn):
+    header, body = read_parts(path)
+    fn(header)
+    write_parts(path, header, body)
+
+
+def edit_meta(path, fn):
+    def change(header):
+        meta = json.loads(header["__metadata__"]["fastnn"])
+        fn(meta)
+        header["__metadata__"]["fastnn"] = json.dumps(meta)
+    edit_header(path, change)

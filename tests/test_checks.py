@@ -228,7 +228,10 @@ def test_network_state_attributes_are_validated(name, value, tmp_path):
     net = make_net()
     with pytest.raises((TypeError, ValueError), match=name):
         setattr(net, name, value)
-    net.history = {"loss": [1.0, math.nan], "grad_norm": [[0.5, 0.25], [math.inf, 1.0]]}   # what fit writes
+    net.history = {"loss": [1.0, math.nan], "grad_norm": [[0.5, 0.25], [math.inf, 1.0]]}
+    with pytest.raises(ValueError, match=r"net.history cannot be stored.*history\['loss'\]\[1\] is nan"):
+        save(net, tmp_path)                     # a file that load would refuse is never written
+    net.history = {"loss": [1.0, 0.5], "grad_norm": [[0.5, 0.25], [2.0, 1.0]]}    # what fit writes
     net.shuffle_state = (3, np.random.default_rng(3).bit_generator.state)
     fnn.load(save(net, tmp_path)).predict(X)
 
