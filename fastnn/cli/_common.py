@@ -61,11 +61,16 @@ def _seed(text):
     return value
 
 
-def _positive_float(text):
+def _number(text):
+    """The float that ``text`` spells, or None."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = None
+        return None
+
+
+def _positive_float(text):
+    value = _number(text)
     if value is None or not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
@@ -73,10 +78,7 @@ def _positive_float(text):
 
 def _unit_interval(text):
     """A number in [0, 1) (momentum)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
+    value = _number(text)
     if value is None or not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
     return value
@@ -84,10 +86,7 @@ def _unit_interval(text):
 
 def _val_fraction(text):
     """0 (no validation set) or a fraction in (0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
+    value = _number(text)
     if value is None or not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be 0 or a fraction between 0 and 1 such as 0.1, got {text!r}")
     return value
