@@ -220,6 +220,14 @@ class _Loop:
         self.lr_set = None       # the rate the loop set for the last epoch
 
     def fit(self, X, y, sample_weight):
+        # The set-up checks X (and the weights) in one pass each, whose findings (finite, max |x|) the engine
+        # reuses (fastnn._checks.bound_scope) unless code the loop does not control ran in between: then
+        # forget_bounds(). The epochs, which run callbacks, reuse nothing (bounds_suspended).
+        with contextlib.ExitStack() as setup:
+            setup.enter_context(_checks.bound_scope())
+            return self._fit(X, y, sample_weight, setup)
+
+    def _fit(self, X, y, sample_weight, setup):
         tr, run, net = self.trainer, self.run, self.net
         X, y, weights, val = run.prepare(tr, X, y, sample_weight)
         self.X, self.y, self.weights, self.val = X, y, weights, val
@@ -257,14 +265,18 @@ class _Loop:
         if self.schedule is not None:     # a rate refused at epoch k would waste k - 1 epochs: check ahead
             run.call(lambda: self.schedule.check_fit(start_epoch, tr.epochs, self.base_lr, len(X), net.dtype),
                      "lr_schedule")
+        if self.store is not None or self.schedule is not None or \
+                any(getattr(cb, "on_train_begin", None) is not None for cb in self.callbacks.callbacks):
+            _checks.forget_bounds()       # user code ran since X was checked
         self.engine = run.engine(tr, X, y, self.batch_size, weights, self.use_fused)
+        setup.close()
         self.captured = self._structure(plan)
         self.health = GradientHealth(net, plan, warn=run.is_root)
         stop = signals.StopFlag()
         compiling = self._say_compiling(run)
         bar = _progress(tr.epochs, tr.verbose, start_epoch - 1, compiling) if run.is_root else None
         samples_seen = (start_epoch - 1) * len(X)
-        with signals.deferred(stop), self._ending(bar):
+        with signals.deferred(stop), self._ending(bar), _checks.bounds_suspended():
             for epoch in range(start_epoch, tr.epochs + 1):
                 began = time.perf_counter()
                 plan = net.plan()      # once per epoch: whatever a callback or another thread changed
