@@ -105,15 +105,15 @@ def row_blocks(arr, elements=1 << 20):
 
 
 _INT_VIEW = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
-#: below this many elements a scan runs on one thread (a thread start costs ~0.1 ms, a 2**22-element scan ~3 ms)
-SCAN_SPLIT_ELEMENTS = 1 << 22
+#: below this many elements a scan runs on one thread (a thread start costs ~0.1 ms, a 2**20-element scan ~0.3 ms)
+SCAN_SPLIT_ELEMENTS = 1 << 20
 
 
-def scan(arr):
+def scan(arr, threads=1):
     """max |arr| of a float array in ONE pass, which is also its finiteness verdict: NaN when ``arr`` holds
     a NaN, else inf when it holds an infinity (0.0 for an empty array). C-contiguous writable float32/float64
-    arrays go through kernels/scan.py's one loop (on fastnn's threads when large); others through NumPy,
-    block by block."""
+    arrays go through kernels/scan.py's one loop (on up to ``threads`` threads when large: callers pass
+    fastnn.threads.get_num_threads()); others through NumPy, block by block."""
     dt = arr.dtype
     if arr.size == 0:
         return 0.0
@@ -124,8 +124,7 @@ def scan(arr):
     n = bits.size
     parts = 1
     if n >= SCAN_SPLIT_ELEMENTS:
-        from .threads import get_num_threads
-        parts = max(1, min(get_num_threads(), n // (SCAN_SPLIT_ELEMENTS // 2)))
+        parts = max(1, min(int(threads), n // (SCAN_SPLIT_ELEMENTS // 2)))
     if parts == 1:
         top = max_magnitude(bits, 0, n)
     else:
@@ -247,13 +246,14 @@ def nonfinite_error(arr, name, given=None):
     return ValueError(f"{name} contains {n_bad} NaN or infinite value(s), the first at index {first}")
 
 
-def _ensure_finite(arr, name, given=None):
+def ensure_finite(arr, name, given=None, threads=1):
     """ValueError naming ``name`` when ``arr`` holds NaN or Inf (see ``nonfinite_error``); else max |arr|,
-    measured in the same single pass."""
+    measured in the same single pass (and remembered in the caller's ``bound_scope``, if any: a later check
+    or ``absmax`` of this array object there makes no second pass)."""
     known = _known(arr, "finite")
     if known is not None:
         return known
-    top = scan(arr)
+    top = scan(arr, threads)
     if not math.isfinite(top):
         error = nonfinite_error(arr, name, given)
         if error is not None:
@@ -262,11 +262,13 @@ def _ensure_finite(arr, name, given=None):
     return top
 
 
-def matrix(x, name, dtype, n_features=None, check_finite=True):
+def matrix(x, name, dtype, n_features=None, check_finite=True, threads=1):
     """x as a C-contiguous (batch, features) array of ``dtype``; a copy only when needed.
 
     Never modifies the caller's array. Raises TypeError for non-numeric input and ValueError for the
-    wrong rank, an empty batch, the wrong number of features or NaN/Inf.
+    wrong rank, an empty batch, the wrong number of features or NaN/Inf — found in one pass over the
+    array (``ensure_finite``, on up to ``threads`` threads), none when the caller's ``bound_scope`` has
+    already checked this very array.
     """
     arr = _numeric_array(x, name)
     if arr.ndim != 2:
@@ -283,7 +285,7 @@ def matrix(x, name, dtype, n_features=None, check_finite=True):
     if not out.flags.writeable:      # read-only input would make every kernel compile a second time
         out = out.copy()
     if check_finite:
-        _ensure_finite(out, name, arr)
+        ensure_finite(out, name, arr, threads)
     return out
 
 
@@ -307,13 +309,13 @@ def labels(y, name, n_samples, n_classes, dtype):
             raise ValueError(f"{name} one-hot targets must have {n_classes} columns, got {arr.shape[1]}")
         with np.errstate(over="ignore"):
             out = np.ascontiguousarray(arr, dtype=dtype)
-        _ensure_finite(out, name, arr)
+        ensure_finite(out, name, arr)
         if (out < 0).any():
             raise ValueError(f"{name} target probabilities must be non-negative")
         _check_distributions(out, arr.dtype, name)
         return out
     if arr.dtype.kind == "f":
-        _ensure_finite(arr, name)
+        ensure_finite(arr, name)
         if (arr != np.round(arr)).any():
             raise ValueError(f"{name} class ids must be whole numbers, got e.g. {arr[arr != np.round(arr)][0]!r}")
     low, high = arr.min(), arr.max()        # checked before the cast to int64, which could wrap
@@ -369,7 +371,7 @@ def indicators(y, name, n_samples, n_outputs, dtype):
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 rows (samples)")
     if arr.dtype.kind == "f":
-        _ensure_finite(arr, name)
+        ensure_finite(arr, name)
     low, high = arr.min(), arr.max()        # checked before the cast, which could round into range
     if low < 0 or high > 1:
         raise ValueError(f"{name} targets of a sigmoid output must lie in [0, 1] (0/1 labels or "
@@ -386,7 +388,7 @@ def sample_weights(w, name, n_samples, dtype):
         out = np.ascontiguousarray(arr, dtype=dtype)
     if _known(out, "weights") is not None:      # checked in this bound_scope already
         return out
-    _ensure_finite(out, name, arr)
+    ensure_finite(out, name, arr)
     if (out < 0).any():
         raise ValueError(f"{name} must be non-negative, got {out[out < 0][0]!r}")
     _remember(out, "weights", True)
@@ -404,7 +406,7 @@ def targets(y, name, n_samples, n_outputs, dtype):
         raise ValueError(f"{name} has {arr.shape[0]} rows but the input has {n_samples}")
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
-    _ensure_finite(out, name, arr)
+    ensure_finite(out, name, arr)
     return out
 
 

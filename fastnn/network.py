@@ -27,6 +27,7 @@ from . import _checks, plan as plans
 from .layers import Activation, FullyConnected, Layer, check_protocol, fused_activation, manual_dropout_key
 from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
+from .threads import get_num_threads
 
 PREDICT_CHUNK = 8192
 _ENCODING = threading.local()   # .net: the network whose fit runs in this thread on encoded inputs
@@ -401,7 +402,9 @@ class NeuralNetwork(_checks.Guarded):
 
     # -- checked public API ---------------------------------------------------------------------
     def check_input(self, X, name="X"):
-        return _checks.matrix(X, name, self.dtype, self.n_features)
+        """X checked for this network (fastnn._checks.matrix): C-contiguous (batch, n_features) of its dtype,
+        finite — one pass over X, on fastnn's threads."""
+        return _checks.matrix(X, name, self.dtype, self.n_features, threads=get_num_threads())
 
     def check_target(self, y, n, name="y"):
         """y checked for the loss (its ``check_target``): C-contiguous, the network's dtype or int64 ids."""
