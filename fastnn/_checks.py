@@ -221,6 +221,17 @@ def _known(arr, kind):
     return entry[1] if entry is not None and entry[0] is arr else None
 
 
+class NonFiniteInput(ValueError):
+    """Raised by an engine whose kernel checks the rows it gathers (``engines.fused.CHECKS_INPUT``) when one
+    holds NaN or Inf: ``row`` the row of X (or -1 when unknown). The training loop puts the network back as
+    it was before the fit and raises ``nonfinite_error``'s ValueError in its place — the message of the
+    check at the boundary, so that the user sees no difference."""
+
+    def __init__(self, row=-1, message="the input holds NaN or infinite values"):
+        super().__init__(message)
+        self.row = int(row)
+
+
 def nonfinite_error(arr, name, given=None):
     """The ValueError for an array ``arr`` that holds NaN or Inf, naming ``name``, how many and where the
     first is (row-major); ``given``: the caller's array that ``arr`` was converted from — finite values

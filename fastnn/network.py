@@ -401,10 +401,12 @@ class NeuralNetwork(_checks.Guarded):
         return self._weights_lock
 
     # -- checked public API ---------------------------------------------------------------------
-    def check_input(self, X, name="X"):
+    def check_input(self, X, name="X", check_finite=True):
         """X checked for this network (fastnn._checks.matrix): C-contiguous (batch, n_features) of its dtype,
-        finite — one pass over X, on fastnn's threads."""
-        return _checks.matrix(X, name, self.dtype, self.n_features, threads=get_num_threads())
+        finite — one pass over X, on fastnn's threads. ``check_finite=False``: no pass over X at all (shape
+        and dtype only), for an engine whose kernel checks the rows it reads (fastnn.training)."""
+        return _checks.matrix(X, name, self.dtype, self.n_features, check_finite=check_finite,
+                              threads=get_num_threads())
 
     def check_target(self, y, n, name="y"):
         """y checked for the loss (its ``check_target``): C-contiguous, the network's dtype or int64 ids."""
