@@ -105,6 +105,9 @@ def row_blocks(arr, elements=1 << 20):
 
 
 _INT_VIEW = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
+#: below this many elements NumPy scans (|x| then its max, ~1 ms at this size): the kernel's compile
+#: (~0.15 s, once per float width and cache) would cost a small first fit more than it saves
+SCAN_KERNEL_ELEMENTS = 1 << 18
 #: below this many elements a scan runs on one thread (a thread start costs ~0.1 ms, a 2**20-element scan ~0.3 ms)
 SCAN_SPLIT_ELEMENTS = 1 << 20
 
@@ -112,12 +115,14 @@ SCAN_SPLIT_ELEMENTS = 1 << 20
 def scan(arr, threads=1):
     """max |arr| of a float array in ONE pass, which is also its finiteness verdict: NaN when ``arr`` holds
     a NaN, else inf when it holds an infinity (0.0 for an empty array). C-contiguous writable float32/float64
-    arrays go through kernels/scan.py's one loop (on up to ``threads`` threads when large: callers pass
-    fastnn.threads.get_num_threads()); others through NumPy, block by block."""
+    arrays of ``SCAN_KERNEL_ELEMENTS`` or more go through kernels/scan.py's one loop (on up to ``threads``
+    threads when large: callers pass fastnn.threads.get_num_threads()); others through NumPy (|x|, then its
+    max, which propagates NaN), block by block."""
     dt = arr.dtype
     if arr.size == 0:
         return 0.0
-    if dt not in _INT_VIEW or not arr.flags.c_contiguous or not arr.flags.writeable:
+    if dt not in _INT_VIEW or not arr.flags.c_contiguous or not arr.flags.writeable \
+            or arr.size < SCAN_KERNEL_ELEMENTS:
         return _scan_numpy(arr)
     from .kernels.scan import max_magnitude
     bits = arr.reshape(-1).view(_INT_VIEW[dt])

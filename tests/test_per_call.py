@@ -18,8 +18,14 @@ DTYPES = (np.float32, np.float64)
 
 
 # -- the one pass -----------------------------------------------------------------------------------------
+@pytest.fixture(params=["kernel", "numpy"])
+def kernel_for_all_sizes(request, monkeypatch):
+    """Both scans: the kernel (made to take every size) and NumPy's (small arrays)."""
+    monkeypatch.setattr(_checks, "SCAN_KERNEL_ELEMENTS", 0 if request.param == "kernel" else 1 << 62)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_scan_is_the_exact_largest_magnitude(dtype):
+def test_scan_is_the_exact_largest_magnitude(dtype, kernel_for_all_sizes):
     x = np.random.default_rng(0).standard_normal((37, 5)).astype(dtype)
     x[11, 3] = -7.25
     assert _checks.scan(x) == 7.25 == _checks.absmax(x)
@@ -30,7 +36,7 @@ def test_scan_is_the_exact_largest_magnitude(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_scan_is_the_finiteness_verdict(dtype, bad):
+def test_scan_is_the_finiteness_verdict(dtype, bad, kernel_for_all_sizes):
     x = np.ones((9, 4), dtype)
     x[5, 1] = bad
     x[6, 2] = np.finfo(dtype).max
@@ -40,7 +46,7 @@ def test_scan_is_the_finiteness_verdict(dtype, bad):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_scan_split_over_threads_gives_the_same_answer(dtype, monkeypatch):
+def test_scan_split_over_threads_gives_the_same_answer(dtype, monkeypatch, kernel_for_all_sizes):
     monkeypatch.setattr(_checks, "SCAN_SPLIT_ELEMENTS", 64)
     x = np.random.default_rng(1).standard_normal((101, 7)).astype(dtype)
     x[100, 6] = 9.5                 # in the last part
@@ -64,6 +70,7 @@ class _Passes:
     """Counts the elements each one-pass scan and each np.isfinite call reads."""
 
     def __init__(self, monkeypatch):
+        monkeypatch.setattr(_checks, "SCAN_KERNEL_ELEMENTS", 0)     # the kernel for every size, to count it
         self.scans, self.isfinite = [], []
         real_scan, real_isfinite = scan_kernels.max_magnitude, np.isfinite
 
