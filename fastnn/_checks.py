@@ -108,8 +108,10 @@ _INT_VIEW = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 #: below this many elements NumPy scans (|x| then its max, ~1 ms at this size): the kernel's compile
 #: (~0.15 s, once per float width and cache) would cost a small first fit more than it saves
 SCAN_KERNEL_ELEMENTS = 1 << 18
-#: below this many elements a scan runs on one thread (a thread start costs ~0.1 ms, a 2**20-element scan ~0.3 ms)
-SCAN_SPLIT_ELEMENTS = 1 << 20
+#: below this many elements a scan runs on one thread: a 2**23-element scan takes ~3 ms on one core (about
+#: 10 GB/s); below that, waiting for a second thread on a busy machine (measured: 2.5 ms per call on a
+#: loaded 2-core host for a 4M-element scan) costs more than the split saves
+SCAN_SPLIT_ELEMENTS = 1 << 23
 
 
 def scan(arr, threads=1):

@@ -398,7 +398,7 @@ class _BaseMLP(BaseEstimator):
         """The dense, converted X after fastnn's one pass (finite; its |x| bound remembered for the network's
         checks in the caller's ``_checks.bound_scope``); scikit-learn's error message when it is not finite."""
         try:
-            _checks.ensure_finite(X, "X", threads=get_num_threads())
+            _checks.ensure_finite(X, "X", threads=get_num_threads() if X.size >= _checks.SCAN_SPLIT_ELEMENTS else 1)
         except ValueError:
             _sk_check_array(X, dtype=None, ensure_2d=False, estimator=self, input_name="X")   # its message
             raise

@@ -405,8 +405,9 @@ class NeuralNetwork(_checks.Guarded):
         """X checked for this network (fastnn._checks.matrix): C-contiguous (batch, n_features) of its dtype,
         finite — one pass over X, on fastnn's threads. ``check_finite=False``: no pass over X at all (shape
         and dtype only), for an engine whose kernel checks the rows it reads (fastnn.training)."""
+        big = getattr(X, "size", 0) >= _checks.SCAN_SPLIT_ELEMENTS     # (the count reads cgroup files)
         return _checks.matrix(X, name, self.dtype, self.n_features, check_finite=check_finite,
-                              threads=get_num_threads())
+                              threads=get_num_threads() if big else 1)
 
     def check_target(self, y, n, name="y"):
         """y checked for the loss (its ``check_target``): C-contiguous, the network's dtype or int64 ids."""
