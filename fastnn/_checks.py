@@ -1,10 +1,12 @@
 """Input checks at the Python boundary (DESIGN §5): every public entry point calls these before a kernel
 runs, so a kernel never sees a shape, dtype or index that could make it read or write out of bounds.
 Each error names the argument, what was expected and what was given."""
+import contextlib
 import inspect
 import math
 import numbers
 import os
+import threading
 
 import numpy as np
 
@@ -102,23 +104,150 @@ def row_blocks(arr, elements=1 << 20):
         yield arr[start:start + rows]
 
 
-def absmax(arr):
-    """max |arr| (inf when arr holds NaN/Inf), computed block by block."""
+_INT_VIEW = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
+#: below this many elements NumPy scans (|x| then its max, ~1 ms at this size): the kernel's compile
+#: (~0.15 s, once per float width and cache) would cost a small first fit more than it saves
+SCAN_KERNEL_ELEMENTS = 1 << 18
+#: below this many elements a scan runs on one thread: a 2**23-element scan takes ~3 ms on one core (about
+#: 10 GB/s); below that, waiting for a second thread on a busy machine (measured: 2.5 ms per call on a
+#: loaded 2-core host for a 4M-element scan) costs more than the split saves
+SCAN_SPLIT_ELEMENTS = 1 << 23
+
+
+def scan(arr, threads=1):
+    """max |arr| of a float array in ONE pass, which is also its finiteness verdict: NaN when ``arr`` holds
+    a NaN, else inf when it holds an infinity (0.0 for an empty array). C-contiguous writable float32/float64
+    arrays of ``SCAN_KERNEL_ELEMENTS`` or more go through kernels/scan.py's one loop (on up to ``threads``
+    threads when large: callers pass fastnn.threads.get_num_threads()); others through NumPy (|x|, then its
+    max, which propagates NaN), block by block."""
+    dt = arr.dtype
+    if arr.size == 0:
+        return 0.0
+    if dt not in _INT_VIEW or not arr.flags.c_contiguous or not arr.flags.writeable \
+            or arr.size < SCAN_KERNEL_ELEMENTS:
+        return _scan_numpy(arr)
+    from .kernels.scan import max_magnitude
+    bits = arr.reshape(-1).view(_INT_VIEW[dt])
+    n = bits.size
+    parts = 1
+    if n >= SCAN_SPLIT_ELEMENTS:
+        parts = max(1, min(int(threads), n // (SCAN_SPLIT_ELEMENTS // 2)))
+    if parts == 1:
+        top = max_magnitude(bits, 0, n)
+    else:
+        import threading
+        cuts = [n * t // parts for t in range(parts + 1)]
+        tops = [0] * parts
+
+        def work(t):
+            tops[t] = max_magnitude(bits, cuts[t], cuts[t + 1])      # nogil: the parts run at once
+        threads = [threading.Thread(target=work, args=(t,), name="fastnn-scan", daemon=True)
+                   for t in range(1, parts)]
+        for thread in threads:
+            thread.start()
+        try:
+            work(0)
+        finally:
+            for thread in threads:
+                thread.join()
+        top = max(tops)
+    return float(np.array(top, _INT_VIEW[dt]).view(dt))
+
+
+def _scan_numpy(arr):
     top = 0.0
     for block in row_blocks(arr):
-        if not np.isfinite(block).all():
-            return np.inf
-        top = max(top, float(np.abs(block).max(initial=0)))
+        block = np.abs(block)
+        m = float(block.max(initial=0))
+        if not m <= np.inf:          # NaN: max propagates it
+            return math.nan
+        top = max(top, m)
     return top
 
 
-def _ensure_finite(arr, name, given=None):
-    """ValueError naming ``name`` when ``arr`` holds NaN or Inf. ``given``: the caller's array that ``arr``
-    was converted from — finite values there that the conversion made infinite are reported as beyond the
-    dtype's range (1e39 in float64 data for a float32 network), not as NaN or infinite."""
-    if all(np.isfinite(block).all() for block in row_blocks(arr)):
+def absmax(arr):
+    """max |arr| (inf when arr holds NaN/Inf), in one pass (``scan``) — or the bound measured in the pass
+    that checked this very array inside the caller's ``bound_scope``."""
+    known = _known(arr, "finite")
+    if known is not None:
+        return known
+    top = scan(arr)
+    return top if math.isfinite(top) else math.inf
+
+
+# -- what one pass learned, reused while no user code can have changed the array ------------------------
+_SCOPE = threading.local()
+
+
+@contextlib.contextmanager
+def bound_scope():
+    """A block in which the checks remember what their one pass over an array learned (finite, max |x|),
+    keyed by the array object, so that a later check or ``absmax`` of the same array in the block makes no
+    second pass. The caller guarantees that no code it does not control (callbacks, a user's schedule)
+    runs inside the block, or calls ``forget_bounds()`` after such code ran. Nested blocks share the
+    outermost's memory; it is dropped when that one ends. One thread's blocks are invisible to others."""
+    outer = getattr(_SCOPE, "known", None)
+    if outer is not None:
+        yield
         return
+    _SCOPE.known = {}
+    try:
+        yield
+    finally:
+        _SCOPE.known = None
+
+
+@contextlib.contextmanager
+def bounds_suspended():
+    """A block (inside a ``bound_scope`` or not) in which the checks remember nothing and reuse nothing:
+    for the part of a call that runs code the caller does not control (a fit's epochs and callbacks)."""
+    saved = getattr(_SCOPE, "known", None)
+    _SCOPE.known = None
+    try:
+        yield
+    finally:
+        _SCOPE.known = saved
+
+
+def forget_bounds():
+    """Drop what the current ``bound_scope`` remembers (code the caller does not control may have run)."""
+    known = getattr(_SCOPE, "known", None)
+    if known is not None:
+        known.clear()
+
+
+def _remember(arr, kind, value):
+    known = getattr(_SCOPE, "known", None)
+    if known is not None:
+        known[(id(arr), kind)] = (arr, value)      # holds arr: its id cannot be reused in the block
+
+
+def _known(arr, kind):
+    known = getattr(_SCOPE, "known", None)
+    entry = None if known is None else known.get((id(arr), kind))
+    return entry[1] if entry is not None and entry[0] is arr else None
+
+
+class NonFiniteInput(ValueError):
+    """Raised by an engine whose kernel checks the rows it gathers (``engines.fused.CHECKS_INPUT``) when one
+    holds NaN or Inf: ``row`` the row of X (or -1 when unknown). The training loop puts the network back as
+    it was before the fit and raises ``nonfinite_error``'s ValueError in its place — the message of the
+    check at the boundary, so that the user sees no difference."""
+
+    def __init__(self, row=-1, message="the input holds NaN or infinite values"):
+        super().__init__(message)
+        self.row = int(row)
+
+
+def nonfinite_error(arr, name, given=None):
+    """The ValueError for an array ``arr`` that holds NaN or Inf, naming ``name``, how many and where the
+    first is (row-major); ``given``: the caller's array that ``arr`` was converted from — finite values
+    there that the conversion made infinite are reported as beyond the dtype's range (1e39 in float64 data
+    for a float32 network), not as NaN or infinite. None when ``arr`` is all finite. (The slow path of the
+    checks: it may allocate as much as ``arr``; a kernel that finds bad input asks it for the message.)"""
     bad = ~np.isfinite(arr)
+    if not bad.any():
+        return None
     over = np.zeros_like(bad)
     if given is not None and given is not arr and given.shape == arr.shape:
         with np.errstate(invalid="ignore", over="ignore"):
@@ -128,18 +257,36 @@ def _ensure_finite(arr, name, given=None):
         first = tuple(int(i) for i in np.argwhere(over)[0])
         limit = float(np.finfo(arr.dtype).max)
         also = f" (and {n_bad - n_over} NaN or infinite value(s))" if n_bad > n_over else ""
-        raise ValueError(f"{name} has {n_over} finite value(s) beyond the {arr.dtype.name} range of the network "
-                         f"(magnitude above {limit:.3g}), the first at index {first}: {float(given[first]):.6g}{also}; "
-                         f"rescale the data or use a float64 network")
+        return ValueError(f"{name} has {n_over} finite value(s) beyond the {arr.dtype.name} range of the network "
+                          f"(magnitude above {limit:.3g}), the first at index {first}: {float(given[first]):.6g}{also}; "
+                          f"rescale the data or use a float64 network")
     first = tuple(int(i) for i in np.argwhere(bad)[0])
-    raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s), the first at index {first}")
+    return ValueError(f"{name} contains {n_bad} NaN or infinite value(s), the first at index {first}")
 
 
-def matrix(x, name, dtype, n_features=None, check_finite=True):
+def ensure_finite(arr, name, given=None, threads=1):
+    """ValueError naming ``name`` when ``arr`` holds NaN or Inf (see ``nonfinite_error``); else max |arr|,
+    measured in the same single pass (and remembered in the caller's ``bound_scope``, if any: a later check
+    or ``absmax`` of this array object there makes no second pass)."""
+    known = _known(arr, "finite")
+    if known is not None:
+        return known
+    top = scan(arr, threads)
+    if not math.isfinite(top):
+        error = nonfinite_error(arr, name, given)
+        if error is not None:
+            raise error
+    _remember(arr, "finite", top)
+    return top
+
+
+def matrix(x, name, dtype, n_features=None, check_finite=True, threads=1):
     """x as a C-contiguous (batch, features) array of ``dtype``; a copy only when needed.
 
     Never modifies the caller's array. Raises TypeError for non-numeric input and ValueError for the
-    wrong rank, an empty batch, the wrong number of features or NaN/Inf.
+    wrong rank, an empty batch, the wrong number of features or NaN/Inf — found in one pass over the
+    array (``ensure_finite``, on up to ``threads`` threads), none when the caller's ``bound_scope`` has
+    already checked this very array.
     """
     arr = _numeric_array(x, name)
     if arr.ndim != 2:
@@ -156,7 +303,7 @@ def matrix(x, name, dtype, n_features=None, check_finite=True):
     if not out.flags.writeable:      # read-only input would make every kernel compile a second time
         out = out.copy()
     if check_finite:
-        _ensure_finite(out, name, arr)
+        ensure_finite(out, name, arr, threads)
     return out
 
 
@@ -180,13 +327,13 @@ def labels(y, name, n_samples, n_classes, dtype):
             raise ValueError(f"{name} one-hot targets must have {n_classes} columns, got {arr.shape[1]}")
         with np.errstate(over="ignore"):
             out = np.ascontiguousarray(arr, dtype=dtype)
-        _ensure_finite(out, name, arr)
+        ensure_finite(out, name, arr)
         if (out < 0).any():
             raise ValueError(f"{name} target probabilities must be non-negative")
         _check_distributions(out, arr.dtype, name)
         return out
     if arr.dtype.kind == "f":
-        _ensure_finite(arr, name)
+        ensure_finite(arr, name)
         if (arr != np.round(arr)).any():
             raise ValueError(f"{name} class ids must be whole numbers, got e.g. {arr[arr != np.round(arr)][0]!r}")
     low, high = arr.min(), arr.max()        # checked before the cast to int64, which could wrap
@@ -242,7 +389,7 @@ def indicators(y, name, n_samples, n_outputs, dtype):
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 rows (samples)")
     if arr.dtype.kind == "f":
-        _ensure_finite(arr, name)
+        ensure_finite(arr, name)
     low, high = arr.min(), arr.max()        # checked before the cast, which could round into range
     if low < 0 or high > 1:
         raise ValueError(f"{name} targets of a sigmoid output must lie in [0, 1] (0/1 labels or "
@@ -257,9 +404,12 @@ def sample_weights(w, name, n_samples, dtype):
         raise ValueError(f"{name} must have shape ({n_samples},), one weight per sample, got shape {arr.shape}")
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
-    _ensure_finite(out, name, arr)
+    if _known(out, "weights") is not None:      # checked in this bound_scope already
+        return out
+    ensure_finite(out, name, arr)
     if (out < 0).any():
         raise ValueError(f"{name} must be non-negative, got {out[out < 0][0]!r}")
+    _remember(out, "weights", True)
     return out
 
 
@@ -274,7 +424,7 @@ def targets(y, name, n_samples, n_outputs, dtype):
         raise ValueError(f"{name} has {arr.shape[0]} rows but the input has {n_samples}")
     with np.errstate(over="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
-    _ensure_finite(out, name, arr)
+    ensure_finite(out, name, arr)
     return out
 
 

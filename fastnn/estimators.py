@@ -36,6 +36,7 @@ shapes, finite values). ``set_params`` on a fitted estimator works as in scikit-
 ``hidden_layer_sizes`` applies at the next fit, and a warm start (or partial_fit) with sizes that differ
 from the fitted network's raises ValueError; the other parameters apply at the next fit.
 """
+import inspect
 import numbers
 
 import numpy as np
@@ -46,6 +47,7 @@ from .layers import FullyConnected, ReLU, Sigmoid, TanH
 from .losses import L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .network import NeuralNetwork
 from .optimizers import SGD, Adam
+from .threads import get_num_threads
 from .training import Trainer
 
 try:
@@ -54,6 +56,11 @@ try:
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import type_of_target, unique_labels
     from sklearn.utils.validation import check_is_fitted
+    from sklearn.utils import check_array as _sk_check_array
+    # fastnn checks X's finiteness itself, in the one pass that also bounds |x| for the fused kernel
+    # (fastnn._checks.ensure_finite); scikit-learn's own check would be a second pass over X
+    _SK_NO_FINITE_CHECK = ({"ensure_all_finite": False} if "ensure_all_finite" in
+                           inspect.signature(_sk_check_array).parameters else {"force_all_finite": False})
     try:  # scikit-learn >= 1.6
         from sklearn.utils.validation import validate_data as _sk_validate_data
     except ImportError:  # pragma: no cover - older scikit-learn
@@ -342,7 +349,9 @@ class _BaseMLP(BaseEstimator):
     def _validate_X(self, X, reset, dtype=None):
         dtype = self._dtype() if dtype is None else dtype
         if HAVE_SKLEARN:
-            X = _sk_validate_data(self, X, accept_sparse=["csr", "csc"], dtype=dtype, order="C", reset=reset)
+            X = _sk_validate_data(self, X, accept_sparse=["csr", "csc"], dtype=dtype, order="C", reset=reset,
+                                  **_SK_NO_FINITE_CHECK)
+            X = self._finite(_dense(X, dtype))
         else:  # pragma: no cover
             if hasattr(X, "toarray"):
                 X = X.toarray()
@@ -357,7 +366,9 @@ class _BaseMLP(BaseEstimator):
     def _validate_X_y(self, X, y, reset, dtype):
         if HAVE_SKLEARN:
             X, y = _sk_validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                                     y_numeric=not self._is_classifier, dtype=dtype, order="C", reset=reset)
+                                     y_numeric=not self._is_classifier, dtype=dtype, order="C", reset=reset,
+                                     **_SK_NO_FINITE_CHECK)      # y is still checked finite by scikit-learn
+            X = self._finite(_dense(X, dtype))
         else:  # pragma: no cover
             if y is None:
                 raise ValueError(f"This {type(self).__name__} estimator requires y to be passed, but the "
@@ -383,6 +394,16 @@ class _BaseMLP(BaseEstimator):
             y = y[:, 0]
         return _dense(X, dtype), y
 
+    def _finite(self, X):
+        """The dense, converted X after fastnn's one pass (finite; its |x| bound remembered for the network's
+        checks in the caller's ``_checks.bound_scope``); scikit-learn's error message when it is not finite."""
+        try:
+            _checks.ensure_finite(X, "X", threads=get_num_threads() if X.size >= _checks.SCAN_SPLIT_ELEMENTS else 1)
+        except ValueError:
+            _sk_check_array(X, dtype=None, ensure_2d=False, estimator=self, input_name="X")   # its message
+            raise
+        return X
+
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, X, y, sample_weight=None, **fit_params):
         """Fit the model to X (n_samples, n_features) and y; returns self.
@@ -396,6 +417,10 @@ class _BaseMLP(BaseEstimator):
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     def _fit(self, X, y, incremental, classes=None, sample_weight=None):
+        with _checks.bound_scope():      # X and the weights are checked once, here; the Trainer reuses that
+            return self._fit_checked(X, y, incremental, classes, sample_weight)
+
+    def _fit_checked(self, X, y, incremental, classes, sample_weight):
         sizes, dtype = self._check_params(incremental)
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         in_dtype = _input_float_dtype(X)
@@ -631,8 +656,9 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self)
         self._sync_model()
         self._check_fitted_labels()
-        X = self._validate_X(X, reset=False)
-        return self._model.outputs(X)
+        with _checks.bound_scope():      # one pass over X: the network's check reuses _validate_X's
+            X = self._validate_X(X, reset=False)
+            return self._model.outputs(X)
 
     def _check_fitted_labels(self):
         """The fitted attributes predict reads besides the weights (the classifier's ``classes_``)."""

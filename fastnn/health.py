@@ -57,7 +57,7 @@ class GradientHealth:
     def record(self, epoch, loss=None, plan=None):
         """L2 norm of each parameterised layer's gradient (the last mini-batch's), checked by the rules above.
         ``loss``: the epoch's mean loss (default: the last of ``net.history["loss"]``)."""
-        from .kernels.optim import squared_norms
+        from .network import segment_squared_norms
         net = self.net
         if plan is not None and plan.param_layers != self.plan.param_layers:    # a callback changed the layers
             self.plan = plan
@@ -67,7 +67,7 @@ class GradientHealth:
             losses = (net.history or {}).get("loss") or [math.nan]
             loss = losses[-1]
         grads = np.sqrt(net.gradient_norms()).tolist()
-        squared_norms(self.plan.params, self.plan.offsets, self.weight_sq)
+        self.weight_sq[:] = segment_squared_norms(self.plan.params, self.plan.offsets)
         weights = np.sqrt(self.weight_sq)
         last = len(grads) - 1
         for k, (g, w) in enumerate(zip(grads, weights)):

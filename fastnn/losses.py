@@ -25,6 +25,10 @@ class Loss(Owned):
 
     classification = True
     _label_kernel = _dense_kernel = None
+    #: True when the kernels are fused heads ``<head>_w(pred, target, grad, w, norm)`` (weights always an
+    #: array, (0,) when unweighted): the one signature the fused epoch kernel compiles too, so that a fit's
+    #: validation or evaluate compiles no second variant of the same math
+    _explicit_weights = False
 
     #: the factor between the loss a fit reports and the one it differentiates (scikit-learn's MLPRegressor
     #: reports the squared error averaged over outputs but steps with its sum's gradient); 1 unless set.
@@ -70,7 +74,12 @@ class Loss(Owned):
                 or buf.dtype != pred.dtype:
             buf = self._grad_buf = np.empty(pred.shape, pred.dtype)
         self._grad = grad = buf[:pred.shape[0]]
+        return self._run_kernel(pred, target, grad, weights)
+
+    def _run_kernel(self, pred, target, grad, weights=None):
         kernel = self._label_kernel if target.ndim == 1 else self._dense_kernel
+        if self._explicit_weights:
+            return float(kernel(pred, target, grad, np.empty(0, pred.dtype) if weights is None else weights, -1.0))
         if weights is None:
             return float(kernel(pred, target, grad))
         return float(kernel(pred, target, grad, weights))
@@ -78,8 +87,7 @@ class Loss(Owned):
     def evaluate(self, pred, target):
         """The mean loss of checked pred / target without touching this loss's buffers (so that it can run
         in any thread, beside a training step)."""
-        kernel = self._label_kernel if target.ndim == 1 else self._dense_kernel
-        return float(kernel(pred, target, np.empty(pred.shape, pred.dtype)))
+        return self._run_kernel(pred, target, np.empty(pred.shape, pred.dtype))
 
     def backward(self):
         """dL/dpred of the last forward, shape (batch, outputs)."""
@@ -130,8 +138,9 @@ class SoftmaxCrossEntropy(Loss):
 
     loss = mean_i [logsumexp(z_i) - z_i,label]; gradient (softmax(z) - onehot) / batch.
     """
-    _label_kernel = staticmethod(kernels.softmax_ce_labels)
-    _dense_kernel = staticmethod(kernels.softmax_ce_dense)
+    _label_kernel = staticmethod(kernels.softmax_ce_labels_w)
+    _dense_kernel = staticmethod(kernels.softmax_ce_dense_w)
+    _explicit_weights = True
 
     @staticmethod
     def output_probabilities(out):
@@ -189,7 +198,8 @@ class SigmoidCrossEntropy(Loss):
     divided by the batch. ``predict`` gives int64 0/1 labels, (n,) for one output and (n, k) indicators
     for k; accuracy is subset accuracy (a row counts when every label is right), as scikit-learn's.
     """
-    _dense_kernel = staticmethod(kernels.sigmoid_ce)
+    _dense_kernel = staticmethod(kernels.sigmoid_ce_w)
+    _explicit_weights = True
 
     def check_target(self, y, name, n_samples, n_outputs, dtype):
         """(n, k) C-contiguous ``dtype`` targets in [0, 1]; (n,) is accepted for one output."""
@@ -215,7 +225,8 @@ class SigmoidCrossEntropy(Loss):
 class L2Loss(Loss):
     """0.5 * ||pred - target||² summed over outputs, mean over the batch; for regression."""
     classification = False
-    _dense_kernel = staticmethod(kernels.l2)
+    _dense_kernel = staticmethod(kernels.l2_w)
+    _explicit_weights = True
 
 
 LOSS_TYPES = {cls.__name__: cls for cls in (SoftmaxCrossEntropy, CrossEntropyLoss, SigmoidCrossEntropy, L2Loss)}

@@ -27,6 +27,7 @@ from . import _checks, plan as plans
 from .layers import Activation, FullyConnected, Layer, check_protocol, fused_activation, manual_dropout_key
 from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
+from .threads import get_num_threads
 
 PREDICT_CHUNK = 8192
 _ENCODING = threading.local()   # .net: the network whose fit runs in this thread on encoded inputs
@@ -400,8 +401,13 @@ class NeuralNetwork(_checks.Guarded):
         return self._weights_lock
 
     # -- checked public API ---------------------------------------------------------------------
-    def check_input(self, X, name="X"):
-        return _checks.matrix(X, name, self.dtype, self.n_features)
+    def check_input(self, X, name="X", check_finite=True):
+        """X checked for this network (fastnn._checks.matrix): C-contiguous (batch, n_features) of its dtype,
+        finite — one pass over X, on fastnn's threads. ``check_finite=False``: no pass over X at all (shape
+        and dtype only), for an engine whose kernel checks the rows it reads (fastnn.training)."""
+        big = getattr(X, "size", 0) >= _checks.SCAN_SPLIT_ELEMENTS     # (the count reads cgroup files)
+        return _checks.matrix(X, name, self.dtype, self.n_features, check_finite=check_finite,
+                              threads=get_num_threads() if big else 1)
 
     def check_target(self, y, n, name="y"):
         """y checked for the loss (its ``check_target``): C-contiguous, the network's dtype or int64 ids."""
@@ -616,10 +622,7 @@ class NeuralNetwork(_checks.Guarded):
 
     def gradient_norms(self):
         """Squared L2 norm of each FullyConnected's gradient, weights and bias together (float64)."""
-        from .kernels.optim import squared_norms
-        norms = np.zeros(len(self._offsets) - 1, np.float64)
-        squared_norms(self._flat_grads, self._offsets, norms)
-        return norms
+        return segment_squared_norms(self._flat_grads, self._offsets)
 
     def config(self):
         return {"layers": [[type(layer).__name__, layer.config()] for layer in self._layers],
@@ -631,6 +634,14 @@ class NeuralNetwork(_checks.Guarded):
         inner = ",\n  ".join(repr(layer) for layer in self._layers)
         return f"NeuralNetwork([\n  {inner}\n], loss={self.loss!r}, optimizer={self.optimizer!r})"
 
+
+
+def segment_squared_norms(flat, offsets):
+    """(L,) float64: the squared L2 norm of each segment flat[offsets[k]:offsets[k+1]] (non-finite when it
+    holds NaN/Inf), through the kernel the fused epoch compiles for its gradient norms (one signature:
+    a fit compiles no second norm kernel)."""
+    from .kernels.optim import squared_norm
+    return np.array([squared_norm(flat, int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:])], np.float64)
 
 
 def count_correct(out, target, loss=None):

@@ -168,10 +168,22 @@ class Trainer:
         with self.net.training_session("fit"), run.guard():
             return _Loop(self, run).fit(X, y, sample_weight)
 
+    def input_checked_by_engine(self):
+        """Whether this fit's engine checks X's rows itself as its kernel gathers them (finite; their |x|
+        bound), so that the set-up makes no pass over X: the fused engine when it says so
+        (``engines.fused.CHECKS_INPUT``), one process only."""
+        from .engines import fused
+        if self.distributed or not getattr(fused, "CHECKS_INPUT", False):
+            return False
+        try:
+            return self.wants_fused()
+        except ValueError:
+            return False
+
     def checked_data(self, X, y, sample_weight):
         """Checked (X, y, weights or None, validation pair or None)."""
         net = self.net
-        X = net.check_input(X, "X")
+        X = net.check_input(X, "X", check_finite=not self.input_checked_by_engine())
         y = net.check_target(y, X.shape[0], "y")
         weights = None
         if sample_weight is not None:
@@ -220,11 +232,23 @@ class _Loop:
         self.lr_set = None       # the rate the loop set for the last epoch
 
     def fit(self, X, y, sample_weight):
+        # The set-up checks X (and the weights) in one pass each, whose findings (finite, max |x|) the engine
+        # reuses (fastnn._checks.bound_scope) unless code the loop does not control ran in between: then
+        # forget_bounds(). The epochs, which run callbacks, reuse nothing (bounds_suspended).
+        with contextlib.ExitStack() as setup:
+            setup.enter_context(_checks.bound_scope())
+            return self._fit(X, y, sample_weight, setup)
+
+    def _fit(self, X, y, sample_weight, setup):
         tr, run, net = self.trainer, self.run, self.net
+        self.given = X            # for the message when the engine finds NaN/Inf in it (_bad_input)
         X, y, weights, val = run.prepare(tr, X, y, sample_weight)
         self.X, self.y, self.weights, self.val = X, y, weights, val
         seed = run.seed(tr.seed)
         plan = net.plan()
+        # an engine that checks X as it reads it may find bad rows after some steps: the fit then puts back
+        # what the user owns, as it was here (O(parameters) to take, and taken only then)
+        self.snapshot = _Snapshot(net, plan) if tr.input_checked_by_engine() else None
         self.opt = plan.optimizer
         self.base_lr = self.opt.lr
         self.batch_size = run.batch_size(tr.batch_size, len(X))      # the global batch
@@ -257,14 +281,18 @@ class _Loop:
         if self.schedule is not None:     # a rate refused at epoch k would waste k - 1 epochs: check ahead
             run.call(lambda: self.schedule.check_fit(start_epoch, tr.epochs, self.base_lr, len(X), net.dtype),
                      "lr_schedule")
+        if self.store is not None or self.schedule is not None or \
+                any(getattr(cb, "on_train_begin", None) is not None for cb in self.callbacks.callbacks):
+            _checks.forget_bounds()       # user code ran since X was checked
         self.engine = run.engine(tr, X, y, self.batch_size, weights, self.use_fused)
+        setup.close()
         self.captured = self._structure(plan)
         self.health = GradientHealth(net, plan, warn=run.is_root)
         stop = signals.StopFlag()
         compiling = self._say_compiling(run)
         bar = _progress(tr.epochs, tr.verbose, start_epoch - 1, compiling) if run.is_root else None
         samples_seen = (start_epoch - 1) * len(X)
-        with signals.deferred(stop), self._ending(bar):
+        with signals.deferred(stop), self._ending(bar), _checks.bounds_suspended():
             for epoch in range(start_epoch, tr.epochs + 1):
                 began = time.perf_counter()
                 plan = net.plan()      # once per epoch: whatever a callback or another thread changed
@@ -277,18 +305,22 @@ class _Loop:
                 rng_state = rng.bit_generator.state
                 order = tr.order(rng, len(X))
                 progress = Progress(stop, partial, run.any, dropout_epoch_key(rng_state, epoch), plan)
-                partial = None
+                partial = bad_input = None
                 try:
                     loss, correct = self.engine(order, epoch, progress)
                 except TrainingDivergedError as exc:
                     exc.history = history
                     raise
+                except _checks.NonFiniteInput as exc:
+                    bad_input = exc
                 except Stop:
                     path = self._save(epoch - 1, rng_state, progress)
                     raise TrainingInterrupted(epoch, progress.batches, n_batches, history, path,
                                               signal_name=stop.signal_name) from None
                 finally:
                     net.shuffle_state = (seed, rng.bit_generator.state)
+                if bad_input is not None:
+                    raise self._bad_input(bad_input)
                 samples_seen += len(X)
                 with signals.critical():       # the epoch's row, whole or not at all
                     self._record(epoch, loss, correct, lr, plan, began)
@@ -324,6 +356,17 @@ class _Loop:
         if note:
             print(note, file=sys.stderr, flush=True)
         return bool(note)
+
+    def _bad_input(self, exc):
+        """The ValueError for NaN/Inf that the engine found in X (``exc`` a _checks.NonFiniteInput), after
+        the network, its optimizer and its history are put back as they were before the fit: the same
+        message as the check at the boundary gives."""
+        with signals.critical():
+            if self.snapshot is not None:
+                self.snapshot.restore()
+        given = self.given if isinstance(self.given, np.ndarray) else None
+        full = self.X if given is None or len(self.X) == len(given) else self.net.check_input(given, "X", False)
+        return _checks.nonfinite_error(full, "X", given) or ValueError(f"X: {exc}")
 
     @contextlib.contextmanager
     def _ending(self, bar):
@@ -392,7 +435,7 @@ class _Loop:
             tr, net = self.trainer, self.net
             what = "net.loss" if plan.loss is not loss else "the network's layers"
             try:
-                self.X = net.check_input(self.X, "X")
+                self.X = net.check_input(self.X, "X", check_finite=not tr.input_checked_by_engine())
                 self.y = net.check_target(self.y, self.X.shape[0], "y")
                 if self.val is not None:
                     X_val = net.check_input(self.val[0], "validation X")
@@ -419,6 +462,35 @@ class _Loop:
         with signals.critical():
             self.store.write(epoch, rng_state, partial, self.opt.lr, self.stateful, stopped)
         return self.trainer.checkpoint
+
+
+class _Snapshot:
+    """What a fit may change and the user owns — the parameters and gradients, the optimizer's state, step
+    count and rate, the network's history and shuffling state — copied (O(parameters)) so that ``restore``
+    puts them back when the fit is refused after its engine started (bad input found by the kernel)."""
+
+    def __init__(self, net, plan):
+        opt = plan.optimizer
+        self.net, self.plan, self.opt = net, plan, opt
+        self.params = [p.copy() for p in plan.opt_params]
+        self.grads = [g.copy() for g in plan.opt_grads]
+        self.state_object = opt.state
+        self.state = None if opt.state is None else [[s.copy() for s in slots] for slots in opt.state]
+        self.steps, self.lr = opt.steps, opt.lr
+        self.history, self.shuffle_state = net.history, net.shuffle_state
+
+    def restore(self):
+        net, opt = self.net, self.opt
+        with net.weights_changing():
+            for live, saved in zip(self.plan.opt_params + self.plan.opt_grads, self.params + self.grads):
+                live[...] = saved
+        if self.state is not None:
+            for live, saved in zip(self.state_object, self.state):
+                for a, b in zip(live, saved):
+                    a[...] = b
+        opt.state = self.state_object
+        opt.steps, opt.lr = self.steps, self.lr
+        net.history, net.shuffle_state = self.history, self.shuffle_state
 
 
 def _check_net(net):

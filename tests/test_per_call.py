@@ -1,0 +1,302 @@
+"""A call costs nothing beyond the passes its kernel makes (DESIGN §4, issue 17 item 4): fit, predict, evaluate
+and the estimators' fit / partial_fit / predict check X in ONE pass (fastnn._checks.scan, kernels/scan.py),
+whose finding (finite, max |x|) the fused engine reuses; the checks still refuse NaN/Inf with the same
+message, naming where, and nothing the user owns changes when they do. Passes are counted, not timed."""
+import warnings
+
+import numpy as np
+import pytest
+
+import fastnn as fnn
+from fastnn import _checks
+from fastnn.engines import fused
+from fastnn.kernels import scan as scan_kernels
+
+from .helpers import make_data, make_net, same_history, same_state
+
+DTYPES = (np.float32, np.float64)
+
+
+# -- the one pass -----------------------------------------------------------------------------------------
+@pytest.fixture(params=["kernel", "numpy"])
+def kernel_for_all_sizes(request, monkeypatch):
+    """Both scans: the kernel (made to take every size) and NumPy's (small arrays)."""
+    monkeypatch.setattr(_checks, "SCAN_KERNEL_ELEMENTS", 0 if request.param == "kernel" else 1 << 62)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scan_is_the_exact_largest_magnitude(dtype, kernel_for_all_sizes):
+    x = np.random.default_rng(0).standard_normal((37, 5)).astype(dtype)
+    x[11, 3] = -7.25
+    assert _checks.scan(x) == 7.25 == _checks.absmax(x)
+    assert _checks.scan(x[:0]) == 0.0
+    assert _checks.scan(-np.full((2, 2), np.finfo(dtype).tiny, dtype)) == np.finfo(dtype).tiny
+    assert _checks.scan(np.array([[-0.0]], dtype)) == 0.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_scan_is_the_finiteness_verdict(dtype, bad, kernel_for_all_sizes):
+    x = np.ones((9, 4), dtype)
+    x[5, 1] = bad
+    x[6, 2] = np.finfo(dtype).max
+    top = _checks.scan(x)
+    assert np.isnan(top) if np.isnan(bad) else top == np.inf
+    assert _checks.absmax(x) == np.inf        # absmax's contract: inf for anything not finite
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scan_split_over_threads_gives_the_same_answer(dtype, monkeypatch, kernel_for_all_sizes):
+    monkeypatch.setattr(_checks, "SCAN_SPLIT_ELEMENTS", 64)
+    x = np.random.default_rng(1).standard_normal((101, 7)).astype(dtype)
+    x[100, 6] = 9.5                 # in the last part
+    assert _checks.scan(x, threads=3) == 9.5 == _checks.scan(x, threads=1)
+    x[0, 0] = np.nan                # in the first part
+    assert np.isnan(_checks.scan(x, threads=3))
+
+
+def test_scan_of_arrays_the_kernel_does_not_take():
+    """Read-only, strided and other float widths go through NumPy (no second compiled signature)."""
+    x = np.arange(24, dtype=np.float64).reshape(4, 6) - 30
+    ro = x.copy()
+    ro.flags.writeable = False
+    assert _checks.scan(ro) == 30.0 == _checks.scan(x[:, ::2]) == _checks.scan(x.astype(np.float16))
+    x[1, 1] = np.nan
+    assert np.isnan(_checks.scan(x[:, 1::2])) and np.isnan(_checks.scan(x.astype(np.float16)))
+
+
+# -- counting the passes ---------------------------------------------------------------------------------
+class _Passes:
+    """Counts the elements each one-pass scan and each np.isfinite call reads."""
+
+    def __init__(self, monkeypatch):
+        monkeypatch.setattr(_checks, "SCAN_KERNEL_ELEMENTS", 0)     # the kernel for every size, to count it
+        self.scans, self.isfinite = [], []
+        real_scan, real_isfinite = scan_kernels.max_magnitude, np.isfinite
+
+        def counted_scan(bits, start, stop):
+            self.scans.append(stop - start)
+            return real_scan(bits, start, stop)
+
+        def counted_isfinite(x, *args, **kwargs):
+            self.isfinite.append(np.size(x))
+            return real_isfinite(x, *args, **kwargs)
+        monkeypatch.setattr(scan_kernels, "max_magnitude", counted_scan)
+        monkeypatch.setattr(np, "isfinite", counted_isfinite)
+
+    def of(self, X):
+        """(elements of X scanned, np.isfinite calls on arrays as large as X)."""
+        return sum(n for n in self.scans if n >= X.size // 8), sum(1 for n in self.isfinite if n >= X.size)
+
+
+def _big(n=4096, features=16, dtype=np.float32):
+    return make_data(n=n, features=features, classes=4, dtype=dtype)
+
+
+@pytest.mark.parametrize("fused_", [True, False])
+def test_fit_reads_X_once_before_its_kernel(monkeypatch, fused_):
+    X, y = _big()
+    net = make_net(sizes=(16, 8, 4))
+    net.fit(X, y, epochs=1, verbose=0, fused=fused_)          # compile outside the count
+    passes = _Passes(monkeypatch)
+    net.fit(X, y, epochs=2, verbose=0, fused=fused_)
+    assert passes.of(X) == (X.size, 0)
+
+
+def test_fit_with_sample_weight_and_float64_data_reads_X_once(monkeypatch):
+    X, y = _big(dtype=np.float64)          # converted to the network's float32: the converted copy is read
+    w = np.linspace(0.5, 2.0, len(X))
+    net = make_net(sizes=(16, 8, 4))
+    net.fit(X, y, epochs=1, verbose=0, sample_weight=w)
+    passes = _Passes(monkeypatch)
+    net.fit(X, y, epochs=1, verbose=0, sample_weight=w)
+    assert passes.of(X) == (X.size, 0)
+
+
+def test_predict_and_evaluate_read_X_once(monkeypatch):
+    X, y = _big()
+    net = make_net(sizes=(16, 8, 4))
+    net.predict(X), net.evaluate(X, y)
+    for call in (lambda: net.predict(X), lambda: net.predict_proba(X), lambda: net.evaluate(X, y)):
+        passes = _Passes(monkeypatch)
+        call()
+        assert passes.of(X) == (X.size, 0)
+        monkeypatch.undo()
+
+
+def test_estimators_read_X_once(monkeypatch):
+    pytest.importorskip("sklearn")
+    X, y = _big()
+    classes = np.arange(4)
+    est = fnn.MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+    est.partial_fit(X, y, classes=classes)
+    for call in (lambda: est.partial_fit(X, y), lambda: est.predict(X), lambda: est.predict_proba(X),
+                 lambda: est.score(X, y), lambda: fnn.MLPClassifier(hidden_layer_sizes=(8,), max_iter=2,
+                                                                  tol=0.0, random_state=0).fit(X, y)):
+        passes = _Passes(monkeypatch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # max_iter reached
+            call()
+        assert passes.of(X) == (X.size, 0)
+        monkeypatch.undo()
+
+
+# -- the same refusals, naming where; nothing changes --------------------------------------------------------
+def _bad(X, bad=np.nan, at=(7, 3)):
+    X = X.copy()
+    X[at] = bad
+    return X
+
+
+def _snapshot(net):
+    return ([p.copy() for p in net.params], net.optimizer.steps,
+            None if net.optimizer.state is None else [[s.copy() for s in g] for g in net.optimizer.state],
+            {k: list(v) for k, v in net.history.items()}, net.shuffle_state)
+
+
+def _unchanged(net, before):
+    params, steps, state, history, shuffle = before
+    assert all(np.array_equal(p, q) for p, q in zip(net.params, params))
+    assert net.optimizer.steps == steps
+    if state is None:
+        assert net.optimizer.state is None
+    else:
+        assert all(np.array_equal(a, b) for g, h in zip(net.optimizer.state, state) for a, b in zip(g, h))
+    assert {k: list(v) for k, v in net.history.items()} == history
+    assert net.shuffle_state == shuffle
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("fused_", [True, False])
+def test_fit_refuses_nonfinite_X_naming_where_and_changes_nothing(bad, fused_):
+    X, y = make_data()
+    net = make_net()
+    net.fit(X, y, epochs=1, verbose=0, fused=fused_)
+    before = _snapshot(net)
+    message = r"X contains 1 NaN or infinite value\(s\), the first at index \(7, 3\)"
+    with pytest.raises(ValueError, match=message):
+        net.fit(_bad(X, bad), y, epochs=2, verbose=0, fused=fused_)
+    with pytest.raises(ValueError, match="validation_data X contains 1 NaN or infinite value"):
+        net.fit(X, y, epochs=2, verbose=0, fused=fused_, validation_data=(_bad(X, bad), y))
+    w = np.ones(len(X))
+    w[9] = bad
+    with pytest.raises(ValueError, match=r"sample_weight contains 1 NaN or infinite value\(s\), the first at "
+                                         r"index \(9,\)"):
+        net.fit(X, y, epochs=2, verbose=0, fused=fused_, sample_weight=w)
+    _unchanged(net, before)
+
+
+def test_beyond_the_dtype_range_is_still_named_as_such():
+    X, y = make_data(dtype=np.float64)
+    net = make_net()              # float32
+    with pytest.raises(ValueError, match=r"X has 1 finite value\(s\) beyond the float32 range .* index \(7, 3\)"):
+        net.fit(_bad(X, 1e39), y, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_predict_and_evaluate_refuse_nonfinite_X(bad):
+    X, y = make_data()
+    net = make_net()
+    message = r"X contains 1 NaN or infinite value\(s\), the first at index \(7, 3\)"
+    for call in (net.predict, net.predict_proba, lambda x: net.evaluate(x, y)):
+        with pytest.raises(ValueError, match=message):
+            call(_bad(X, bad))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_estimators_refuse_nonfinite_X_with_scikit_learns_message(bad):
+    pytest.importorskip("sklearn")
+    X, y = make_data()
+    est = fnn.MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    est.partial_fit(X, y, classes=np.arange(4))
+    coefs = [c.copy() for c in est.coefs_]
+    what = "NaN" if np.isnan(bad) else "infinity"
+    for call in (lambda x: est.partial_fit(x, y), est.predict, est.predict_proba, lambda x: est.score(x, y),
+                 lambda x: fnn.MLPClassifier(hidden_layer_sizes=(8,)).fit(x, y)):
+        with pytest.raises(ValueError, match=f"Input X contains {what}"):
+            call(_bad(X, bad))
+    assert all(np.array_equal(a, b) for a, b in zip(est.coefs_, coefs))
+
+
+def test_a_bound_is_reused_only_for_the_same_array_in_the_scope():
+    x = np.ones((4, 3), np.float32)
+    with _checks.bound_scope():
+        assert _checks.ensure_finite(x, "x") == 1.0
+        x[0, 0] = 5.0                               # the caller promised no change: the memory is reused
+        assert _checks.absmax(x) == 1.0
+        assert _checks.absmax(x.copy()) == 5.0       # another object is scanned
+        _checks.forget_bounds()
+        assert _checks.absmax(x) == 5.0
+        with _checks.bounds_suspended():
+            _checks.ensure_finite(x, "x")
+            x[0, 0] = np.inf
+            with pytest.raises(ValueError, match="x contains 1 NaN"):
+                _checks.ensure_finite(x, "x")
+    x[0, 0] = 2.0
+    _checks.ensure_finite(x, "x")                  # outside any scope: nothing remembered
+    x[0, 0] = np.nan
+    assert _checks.absmax(x) == np.inf
+
+
+def test_a_callback_that_changes_X_between_epochs_is_not_trusted():
+    """The epochs reuse nothing: a callback that writes NaN into the caller's X before a rebuild of the
+    engine (here: a replaced loss) is caught by the check of the rebuild."""
+    X, y = make_data()
+    Y = np.eye(4, dtype=np.float32)[y]
+    net = make_net(loss=fnn.SoftmaxCrossEntropy())
+
+    class Spoil:
+        def on_epoch_end(self, epoch, history):
+            X[3, 1] = np.nan
+            net.loss = fnn.SigmoidCrossEntropy()
+            return False
+    with pytest.raises(ValueError, match=r"a callback changed net.loss.*X contains 1 NaN or infinite value\(s\), "
+                                         r"the first at index \(3, 1\)"):
+        net.fit(X, Y, epochs=2, verbose=0, callbacks=[Spoil()])
+
+
+# -- k calls of one epoch are one call of k epochs --------------------------------------------------------------
+@pytest.mark.parametrize("opt", ["sgd", "adam", "momentum"])
+@pytest.mark.parametrize("fused_", [True, False])
+def test_k_calls_of_one_epoch_equal_one_call_of_k(opt, fused_):
+    X, y = make_data()
+    a, b = make_net(opt=opt), make_net(opt=opt)
+    losses = [a.fit(X, y, epochs=1, batch_size=32, verbose=0, fused=fused_, seed=5)["loss"][0] for _ in range(3)]
+    h = b.fit(X, y, epochs=3, batch_size=32, verbose=0, fused=fused_, seed=5)
+    same_state(a, b)
+    assert losses == h["loss"]
+
+
+# -- the kernel-side check, prepared: the engine finds bad rows after some steps -----------------------------
+def test_input_found_bad_by_the_engine_restores_everything(monkeypatch):
+    """With ``engines.fused.CHECKS_INPUT`` the set-up makes no pass over X; an engine that raises
+    _checks.NonFiniteInput after it changed the weights gets the boundary's message, and the network,
+    optimizer and history are put back as before the fit."""
+    X, y = make_data()
+    net = make_net(opt="adam")
+    net.fit(X, y, epochs=1, verbose=0)
+    before = _snapshot(net)
+    monkeypatch.setattr(fused, "CHECKS_INPUT", True, raising=False)
+    real_call = fused.EpochRunner.__call__
+
+    def finds_bad_rows(self, order, epoch, progress=None):
+        if np.isfinite(self.X).all():
+            return real_call(self, order, epoch, progress)
+        bad, self.X = self.X, np.nan_to_num(self.X, nan=0.0, posinf=0.0, neginf=0.0)
+        try:
+            real_call(self, order, epoch, progress)        # an epoch of steps on the good rows, then the verdict
+        finally:
+            self.X = bad
+        raise _checks.NonFiniteInput(row=7)
+    monkeypatch.setattr(fused.EpochRunner, "__call__", finds_bad_rows)
+    passes = _Passes(monkeypatch)
+    with pytest.raises(ValueError, match=r"^X contains 1 NaN or infinite value\(s\), the first at index \(7, 3\)$"):
+        net.fit(_bad(X, np.inf), y, epochs=3, verbose=0)
+    _unchanged(net, before)
+    assert passes.of(X)[0] <= X.size       # the boundary made no pass (the engine's absmax still may)
+    net.fit(X, y, epochs=2, verbose=0)     # and the clean data trains as before
+    ref = make_net(opt="adam")
+    ref.fit(X, y, epochs=1, verbose=0)
+    ref.fit(X, y, epochs=2, verbose=0)
+    same_state(net, ref)
+    same_history(net.history, ref.history)
