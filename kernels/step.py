@@ -16,7 +16,9 @@ epoch kernel's unoptimised LLVM code), and every level of IR inlining re-runs Nu
 the level below; together they took the default fit's epoch kernel from 2.2 to 3.3 s of compile. The
 drivers take the records and unpack them once.
   layer_forward       one layer's rows: GEMM, bias + activation (dense.py's per-layer forward is its copy)
-  forward_rows        gather the rows of X, then layer_forward and dropout per layer
+  forward_rows        gather the rows of X, then layer_forward and dropout per layer; returns max |x| of the
+                      gathered rows (inf when one holds NaN/Inf: the drivers' input check, DESIGN §4)
+  input_bound, first_bad_row   max |x| of gathered rows, exactly; the first row holding NaN/Inf
   HEADS[loss_kind]    the loss head on the last layer's rows: (loss, correct), dL/dA[L] into D[L]
   deltas              D[k] for k = L-1 .. 1: GEMM by W[k]ᵀ, then back through dropout and activation
   row_bounds          bounds on max |A[k]|, max |D[k]| of the rows (plain SGD's proof of finiteness)
@@ -48,12 +50,14 @@ fields). One float dtype ("f") throughout: float32 or float64; all arrays C-cont
     target_buf (batch_size, m) f or (0, 0), weight_buf (batch_size,) f or (0,) unweighted: the gathered
     labels / targets / sample weights; outputs: norms (L,) float64, each layer's squared gradient norm
     summed over the epoch (explicit-gradient optimizers), status (3,) int64 [failed batch (1-based) or 0,
-    failed layer or -1, FAIL_LOSS / FAIL_GRADIENT / FAIL_UPDATE].
-  Data(X, labels, targets, sample_weights, order, batch_size, x_absmax, dkey)
-    X (n, d) f; labels (n,) int64 or targets (n, m) f — the one the loss does not use is empty;
-    sample_weights (n,) f or (0,) (bit-identical to no weights); order (n,) int64 the epoch's sample order;
-    batch_size int; x_absmax float, max |X|; dkey uint64, the epoch's dropout key (batch b of the epoch,
-    0-based, row i: masks keyed (dkey, b, i), as the per-layer path keys them).
+    where: the failed layer or -1 — for FAIL_INPUT the row of X that holds NaN/Inf —, what failed:
+    FAIL_LOSS / FAIL_GRADIENT / FAIL_UPDATE / FAIL_INPUT].
+  Data(X, labels, targets, sample_weights, order, batch_size, dkey)
+    X (n, d) f, not checked for NaN/Inf: the drivers check the rows they gather (``forward_rows``);
+    labels (n,) int64 or targets (n, m) f — the one the loss does not use is empty; sample_weights (n,) f
+    or (0,) (bit-identical to no weights); order (n,) int64 the epoch's sample order; batch_size int; dkey
+    uint64, the epoch's dropout key (batch b of the epoch, 0-based, row i: masks keyed (dkey, b, i), as
+    the per-layer path keys them).
   Optimizer(lr, momentum, beta2, eps, weight_decay, nesterov_or_decoupled, sklearn_alpha, sklearn_eps,
             slot1, slot2, step0)
     the hyperparameters, float: momentum is SGD's momentum or Adam's beta1; nesterov_or_decoupled 1.0/0.0
@@ -64,10 +68,15 @@ fields). One float dtype ("f") throughout: float32 or float64; all arrays C-cont
     Optimizer.kernel_spec() (fastnn/optimizers.py) gives the hyperparameters as a float64 array in
     HYPER_FIELDS order (``hyper_array``); ``optimizer_record`` makes the record from it.
 
+The input is checked where it is read: every driver checks the rows it gathered (forward_rows's bound)
+before the batch's loss and update, and stops with FAIL_INPUT and the first bad row (in the batch's order)
+when one holds NaN or Inf — so that a fit makes no pass over X of its own (fastnn/training.py).
+
 Plain SGD (OPT_SGD) updates each layer inside its weight-gradient GEMM, W[k] += (-lr)·A[k]ᵀ·D[k+1] (BLAS
 beta = 1): no gradient buffer is written and no separate pass over the weights is made. Before any weight
 changes, the step proves that it stays finite: every delta D[k] must be finite, the bound
-|dW| ≤ batch·max|A[k]|·max|D[k+1]| must stay far below the dtype's maximum, and so must lr times it added
+|dW| ≤ batch·max|A[k]|·max|D[k+1]| (max|A[0]|: the batch's own rows, exactly) must stay far below the
+dtype's maximum, and so must lr times it added
 to a running bound on max|W[k]| (measured before the epoch's first batch, grown by each step's bound, and
 measured again when the proof fails with it). Every other optimizer (OPT_MOMENTUM: SGD with momentum,
 Nesterov or weight decay; OPT_ADAM: Adam and AdamW) writes the gradients, checks their norms and the
@@ -94,11 +103,11 @@ LOSS_CE_LABELS, LOSS_CE_DENSE, LOSS_L2, LOSS_SIGMOID = 0, 1, 2, 3
 LOSS_NAMES = {LOSS_CE_LABELS: "labels", LOSS_CE_DENSE: "dense", LOSS_L2: "l2", LOSS_SIGMOID: "sigmoid"}
 OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2      # plain SGD (in-GEMM); explicit-gradient SGD; Adam / AdamW
 OPT_NAMES = {OPT_SGD: "sgd", OPT_MOMENTUM: "momentum", OPT_ADAM: "adam"}
-FAIL_LOSS, FAIL_GRADIENT, FAIL_UPDATE = 0, 1, 2
+FAIL_LOSS, FAIL_GRADIENT, FAIL_UPDATE, FAIL_INPUT = 0, 1, 2, 3
 
 Network = namedtuple("Network", "W b codes act_params drop_thr drop_scale params offsets")
 Scratch = namedtuple("Scratch", "A D Z Y dW db grads label_buf target_buf weight_buf norms status")
-Data = namedtuple("Data", "X labels targets sample_weights order batch_size x_absmax dkey")
+Data = namedtuple("Data", "X labels targets sample_weights order batch_size dkey")
 HYPER_FIELDS = ("lr", "momentum", "beta2", "eps", "weight_decay", "nesterov_or_decoupled", "sklearn_alpha",
                 "sklearn_eps")
 HYPER_SIZE = len(HYPER_FIELDS)
@@ -159,6 +168,51 @@ def _absmax_bound_for(x):
     return bound
 
 
+def input_bound(x):
+    """max |x| over a C-contiguous float array, exactly, as a float64 (0.0 when empty); inf when x holds NaN
+    or Inf. The bit patterns' maximum (see _absmax_bound), read back as the value it encodes. Callable from
+    kernels only."""
+    raise TypeError("input_bound is callable from Numba kernels only")
+
+
+@overload(input_bound, jit_options=OPTIONS)
+def _input_bound_for(x):
+    if not isinstance(x, types.Array) or x.dtype not in (types.float32, types.float64):
+        return None
+    width = x.dtype.bitwidth
+    mantissa = 23 if width == 32 else 52
+    bias = 127 if width == 32 else 1023
+    int_type = np.int32 if width == 32 else np.int64
+    magnitude = (1 << (width - 1)) - 1          # every bit but the sign
+    fraction = (1 << mantissa) - 1
+
+    def bound(x):
+        bits = x.reshape(-1).view(int_type)
+        mask = int_type(magnitude)
+        top = int_type(0)
+        for i in range(bits.size):
+            v = bits[i] & mask
+            if v > top:
+                top = v
+        field = int(top) >> mantissa
+        if field == 2 * bias + 1:                   # Inf or NaN
+            return np.inf
+        m = float(int(top) & fraction)
+        if field == 0:                              # zero or subnormal: m · 2^(1 - bias - mantissa)
+            return math.ldexp(m, 1 - bias - mantissa)
+        return math.ldexp(m + float(1 << mantissa), field - bias - mantissa)     # exact in float64
+    return bound
+
+
+@inline_kernel
+def first_bad_row(a, r0, r1):
+    """The first row i in r0:r1 of the 2-D ``a`` that holds NaN or Inf, or -1."""
+    for i in range(r0, r1):
+        for j in range(a.shape[1]):
+            if not math.isfinite(a[i, j]):
+                return i
+    return -1
+
 
 # ------------------------------------------------------------------------------------------- forward
 def _layer_forward(a, w, b, code, param, z, out, blas_threads=0):
@@ -183,13 +237,17 @@ def forward_rows(X, order, start, r0, r1, W, b, codes, act_params, A, Z, Y, drop
                  blas_threads):
     """Rows r0:r1 of the batch starting at ``start``: A[k+1] = f_k(A[k] @ W[k] + b[k]); Z[k] keeps the
     pre-activation where f_k's derivative reads it. Layer k with dropout (drop_thr[k] > 0): f_k's output
-    goes to Y[k] and A[k+1] is its dropped copy (masks keyed (dkey, batch, row), batch 0-based)."""
+    goes to Y[k] and A[k+1] is its dropped copy (masks keyed (dkey, batch, row), batch 0-based). Returns
+    max |x| over the gathered rows A[0][r0:r1] (``input_bound``, measured while they are in cache): inf
+    when one holds NaN/Inf — the caller then refuses the batch (the layers ran on them, harmlessly)."""
     gather_rows(X, order, start + r0, A[0][r0:r1])
+    x_bound = input_bound(A[0][r0:r1])
     for k in range(len(W)):
         out = Y[k][r0:r1] if drop_thr[k] > 0 else A[k + 1][r0:r1]
         layer_forward(A[k][r0:r1], W[k], b[k], codes[k], act_params[k], Z[k][r0:r1], out, blas_threads)
         if drop_thr[k] > 0:
             dropout_apply(dkey, batch, r0, drop_thr[k], drop_scale[k], out, A[k + 1][r0:r1])
+    return x_bound
 
 
 # ------------------------------------------------------------------------------------------- loss heads
