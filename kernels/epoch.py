@@ -32,9 +32,10 @@ import numpy as np
 
 from . import optim
 from ._jit import inline_kernel, specialize
-from .step import (FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, HYPER_SIZE,  # noqa: F401
-                   LOSS_CE_DENSE, LOSS_CE_LABELS, LOSS_L2, LOSS_NAMES, LOSS_SIGMOID, OPT_ADAM, OPT_MOMENTUM, OPT_NAMES,
-                   OPT_SGD, UPDATES, _absmax_bound, batch_denominator, deltas, fail, first_bad_row, forward_rows,
+from .step import (FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, HYPER_SIZE, LOSS_CE_DENSE,  # noqa: F401
+                   LOSS_CE_LABELS,
+                   LOSS_L2, LOSS_NAMES, LOSS_SIGMOID, OPT_ADAM, OPT_MOMENTUM, OPT_NAMES, OPT_SGD, UPDATES,
+                   _absmax_bound, batch_denominator, deltas, fail, first_bad_row, forward_rows, input_bound,
                    layer_bound, layer_gradient, penalty_decay, penalty_factor, penalty_gradient, row_bounds,
                    sgd_grad_bound, sgd_in_gemm, sgd_limit, sgd_proven, weight_penalty)
 
@@ -141,8 +142,9 @@ def _train_epoch(net, scratch, data, opt, blas_threads):
     weight_buf = scratch.weight_buf
     norms = scratch.norms
     status = scratch.status
+    x_bits = scratch.x_bits
     batch_size = data.batch_size
-    n = X.shape[0]
+    n, d = X.shape
     L = len(W)
     loss_sum = 0.0
     penalty_sum = 0.0
@@ -155,8 +157,9 @@ def _train_epoch(net, scratch, data, opt, blas_threads):
         batch += 1
         nb = min(batch_size, n - start)
         # _gradient_pass's pieces, called here rather than through it: one level of inlining less
-        x_bound = forward_rows(X, order, start, 0, nb, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey,
-                               batch - 1, blas_threads)
+        forward_rows(X, order, start, 0, nb, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch - 1,
+                     blas_threads)
+        x_bound = input_bound(x_bits, 0, nb * d)
         if x_bound == math.inf:           # a gathered row holds NaN/Inf: refused before the batch's update
             fail(status, batch, order[start + first_bad_row(A[0], 0, nb)], FAIL_INPUT)
             return loss_sum, correct, steps, penalty_sum
@@ -213,8 +216,9 @@ def _train_epoch_plain(net, scratch, data, opt, blas_threads):
     weight_buf = scratch.weight_buf
     norms = scratch.norms
     status = scratch.status
+    x_bits = scratch.x_bits
     batch_size = data.batch_size
-    n = X.shape[0]
+    n, d = X.shape
     L = len(W)
     amax = np.empty(L + 1)            # bounds on max |A[k]| of the current batch
     dmax = np.empty(L + 1)            # bounds on max |D[k]|
@@ -230,8 +234,9 @@ def _train_epoch_plain(net, scratch, data, opt, blas_threads):
     for start in range(0, n, batch_size):
         batch += 1
         nb = min(batch_size, n - start)
-        x_bound = forward_rows(X, order, start, 0, nb, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey,
-                               batch - 1, blas_threads)
+        forward_rows(X, order, start, 0, nb, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch - 1,
+                     blas_threads)
+        x_bound = input_bound(x_bits, 0, nb * d)
         if x_bound == math.inf:           # a gathered row holds NaN/Inf: refused before the batch's update
             fail(status, batch, order[start + first_bad_row(A[0], 0, nb)], FAIL_INPUT)
             return loss_sum, correct, steps, 0.0

@@ -58,7 +58,7 @@ from ._blas import set_threads_local
 from ._jit import inline_kernel, specialize
 from ._sync import CLAIMED, DONE, RETIRE, STOP, atomic_add, atomic_load, atomic_store, cycles, wait_until_done
 from .step import (FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, LOSS_NAMES, OPT_ADAM, OPT_MOMENTUM,
-                   OPT_SGD, UPDATES, _absmax_bound, batch_denominator, deltas, first_bad_row, forward_rows,
+                   OPT_SGD, UPDATES, _absmax_bound, batch_denominator, deltas, first_bad_row, forward_rows, input_bound,
                    layer_gradient, penalty_decay, penalty_factor, penalty_gradient, row_bounds, sgd_grad_bound,
                    sgd_in_gemm, sgd_limit, sgd_proven, slot)
 
@@ -277,13 +277,14 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
     weight_buf = scratch.weight_buf
     norms = scratch.norms
     status = scratch.status
+    x_bits = scratch.x_bits
     batch_size = data.batch_size
     partials = team.partials
     clock = team.clock
     schedule = team.schedule
     slot1 = opt.slot1
     slot2 = opt.slot2
-    n = X.shape[0]
+    n, d = X.shape
     L = len(W)
     per_batch = 2 if _PLAIN_SGD else 3       # phases: rows, (gradients, update) or (in-GEMM update)
     phases = per_batch * ((n + batch_size - 1) // batch_size)
@@ -323,8 +324,9 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
             partials[blk, _amax(L)] = 0.0
             partials[blk, _BAD] = -1.0
             if r1 > r0:
-                x_bound = forward_rows(X, order, start, r0, r1, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale,
-                                       dkey, batch, 0)
+                forward_rows(X, order, start, r0, r1, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey,
+                             batch, 0)
+                x_bound = input_bound(x_bits, r0 * d, r1 * d)
                 partials[blk, _amax(L)] = x_bound
                 if x_bound == math.inf:       # phase 1 refuses the batch (every block alike)
                     partials[blk, _BAD] = float(order[start + first_bad_row(A[0], r0, r1)])

@@ -16,9 +16,9 @@ epoch kernel's unoptimised LLVM code), and every level of IR inlining re-runs Nu
 the level below; together they took the default fit's epoch kernel from 2.2 to 3.3 s of compile. The
 drivers take the records and unpack them once.
   layer_forward       one layer's rows: GEMM, bias + activation (dense.py's per-layer forward is its copy)
-  forward_rows        gather the rows of X, then layer_forward and dropout per layer; returns max |x| of the
-                      gathered rows (inf when one holds NaN/Inf: the drivers' input check, DESIGN §4)
-  input_bound, first_bad_row   max |x| of gathered rows, exactly; the first row holding NaN/Inf
+  forward_rows        gather the rows of X, then layer_forward and dropout per layer
+  input_bound, first_bad_row   max |x| of the gathered rows, exactly (inf when one holds NaN/Inf: the
+                      drivers' input check, DESIGN §4); the first row holding NaN/Inf
   HEADS[loss_kind]    the loss head on the last layer's rows: (loss, correct), dL/dA[L] into D[L]
   deltas              D[k] for k = L-1 .. 1: GEMM by W[k]ᵀ, then back through dropout and activation
   row_bounds          bounds on max |A[k]|, max |D[k]| of the rows (plain SGD's proof of finiteness)
@@ -41,7 +41,7 @@ fields). One float dtype ("f") throughout: float32 or float64; all arrays C-cont
     drop_thr (L,) int64 dropout keep thresholds (0: no dropout after layer k), drop_scale (L,) float64 1/(1-p);
     params (P,) f the flat parameter buffer; offsets (L+1,) int64, layer k's segment of params and grads
     (its weights, row-major, then its bias).
-  Scratch(A, D, Z, Y, dW, db, grads, label_buf, target_buf, weight_buf, norms, status)
+  Scratch(A, D, Z, Y, dW, db, grads, label_buf, target_buf, weight_buf, norms, status, x_bits)
     A: tuple of L+1 (batch_size, width_k) f, A[0] the gathered input rows; D: tuple of L+1 dL/dA[k]
     (D[0] unused, may be (0, 0)); Z: tuple of L (batch_size, out_k) pre-activations for the layers whose
     activation derivative reads them (activations.NEEDS_Z), (0, 0) for the others; Y: tuple of L
@@ -51,9 +51,10 @@ fields). One float dtype ("f") throughout: float32 or float64; all arrays C-cont
     labels / targets / sample weights; outputs: norms (L,) float64, each layer's squared gradient norm
     summed over the epoch (explicit-gradient optimizers), status (3,) int64 [failed batch (1-based) or 0,
     where: the failed layer or -1 — for FAIL_INPUT the row of X that holds NaN/Inf —, what failed:
-    FAIL_LOSS / FAIL_GRADIENT / FAIL_UPDATE / FAIL_INPUT].
+    FAIL_LOSS / FAIL_GRADIENT / FAIL_UPDATE / FAIL_INPUT]; x_bits: A[0] flat, viewed as integers of its
+    width (int32 for float32, int64 for float64), for ``input_bound``.
   Data(X, labels, targets, sample_weights, order, batch_size, dkey)
-    X (n, d) f, not checked for NaN/Inf: the drivers check the rows they gather (``forward_rows``);
+    X (n, d) f, not checked for NaN/Inf: the drivers check the rows they gather (``input_bound``);
     labels (n,) int64 or targets (n, m) f — the one the loss does not use is empty; sample_weights (n,) f
     or (0,) (bit-identical to no weights); order (n,) int64 the epoch's sample order; batch_size int; dkey
     uint64, the epoch's dropout key (batch b of the epoch, 0-based, row i: masks keyed (dkey, b, i), as
@@ -68,7 +69,7 @@ fields). One float dtype ("f") throughout: float32 or float64; all arrays C-cont
     Optimizer.kernel_spec() (fastnn/optimizers.py) gives the hyperparameters as a float64 array in
     HYPER_FIELDS order (``hyper_array``); ``optimizer_record`` makes the record from it.
 
-The input is checked where it is read: every driver checks the rows it gathered (forward_rows's bound)
+The input is checked where it is read: every driver checks the rows it gathered (input_bound)
 before the batch's loss and update, and stops with FAIL_INPUT and the first bad row (in the batch's order)
 when one holds NaN or Inf — so that a fit makes no pass over X of its own (fastnn/training.py).
 
@@ -106,7 +107,7 @@ OPT_NAMES = {OPT_SGD: "sgd", OPT_MOMENTUM: "momentum", OPT_ADAM: "adam"}
 FAIL_LOSS, FAIL_GRADIENT, FAIL_UPDATE, FAIL_INPUT = 0, 1, 2, 3
 
 Network = namedtuple("Network", "W b codes act_params drop_thr drop_scale params offsets")
-Scratch = namedtuple("Scratch", "A D Z Y dW db grads label_buf target_buf weight_buf norms status")
+Scratch = namedtuple("Scratch", "A D Z Y dW db grads label_buf target_buf weight_buf norms status x_bits")
 Data = namedtuple("Data", "X labels targets sample_weights order batch_size dkey")
 HYPER_FIELDS = ("lr", "momentum", "beta2", "eps", "weight_decay", "nesterov_or_decoupled", "sklearn_alpha",
                 "sklearn_eps")
@@ -168,40 +169,27 @@ def _absmax_bound_for(x):
     return bound
 
 
-def input_bound(x):
-    """max |x| over a C-contiguous float array, exactly, as a float64 (0.0 when empty); inf when x holds NaN
-    or Inf. The bit patterns' maximum (see _absmax_bound), read back as the value it encodes. Callable from
-    kernels only."""
-    raise TypeError("input_bound is callable from Numba kernels only")
-
-
-@overload(input_bound, jit_options=OPTIONS)
-def _input_bound_for(x):
-    if not isinstance(x, types.Array) or x.dtype not in (types.float32, types.float64):
-        return None
-    width = x.dtype.bitwidth
-    mantissa = 23 if width == 32 else 52
-    bias = 127 if width == 32 else 1023
-    int_type = np.int32 if width == 32 else np.int64
-    magnitude = (1 << (width - 1)) - 1          # every bit but the sign
-    fraction = (1 << mantissa) - 1
-
-    def bound(x):
-        bits = x.reshape(-1).view(int_type)
-        mask = int_type(magnitude)
-        top = int_type(0)
-        for i in range(bits.size):
-            v = bits[i] & mask
-            if v > top:
-                top = v
-        field = int(top) >> mantissa
-        if field == 2 * bias + 1:                   # Inf or NaN
-            return np.inf
-        m = float(int(top) & fraction)
-        if field == 0:                              # zero or subnormal: m · 2^(1 - bias - mantissa)
-            return math.ldexp(m, 1 - bias - mantissa)
-        return math.ldexp(m + float(1 << mantissa), field - bias - mantissa)     # exact in float64
-    return bound
+@inline_kernel
+def input_bound(bits, lo, hi):
+    """max |x| over x.flat[lo:hi], exactly, as a float64 (0.0 for an empty range), inf when a value there is
+    NaN or Inf; ``bits`` the float array x's flat int view of the same width (Scratch.x_bits: A[0]'s). The
+    largest bit pattern without its sign (ordered like the magnitudes, Inf and NaN above every finite
+    value; an integer max, which vectorises without fastmath), read back as the value it encodes."""
+    mask = bits.dtype.type((1 << (8 * bits.itemsize - 1)) - 1)      # every bit but the sign (int64: wraps)
+    top = bits.dtype.type(0)
+    for i in range(lo, hi):
+        v = bits.dtype.type(bits[i] & mask)      # the cast keeps the lanes' width (no widening)
+        if v > top:
+            top = v
+    mantissa, bias = (23, 127) if bits.itemsize == 4 else (52, 1023)
+    pattern = np.int64(top)
+    field = pattern >> mantissa
+    if field == 2 * bias + 1:                           # Inf or NaN
+        return math.inf
+    m = float(pattern & ((np.int64(1) << mantissa) - 1))
+    if field == 0:                                      # zero or subnormal: m · 2^(1 - bias - mantissa)
+        return math.ldexp(m, 1 - bias - mantissa)
+    return math.ldexp(m + float(np.int64(1) << mantissa), field - bias - mantissa)     # exact in float64
 
 
 @inline_kernel
@@ -237,17 +225,14 @@ def forward_rows(X, order, start, r0, r1, W, b, codes, act_params, A, Z, Y, drop
                  blas_threads):
     """Rows r0:r1 of the batch starting at ``start``: A[k+1] = f_k(A[k] @ W[k] + b[k]); Z[k] keeps the
     pre-activation where f_k's derivative reads it. Layer k with dropout (drop_thr[k] > 0): f_k's output
-    goes to Y[k] and A[k+1] is its dropped copy (masks keyed (dkey, batch, row), batch 0-based). Returns
-    max |x| over the gathered rows A[0][r0:r1] (``input_bound``, measured while they are in cache): inf
-    when one holds NaN/Inf — the caller then refuses the batch (the layers ran on them, harmlessly)."""
+    goes to Y[k] and A[k+1] is its dropped copy (masks keyed (dkey, batch, row), batch 0-based). The
+    drivers check the gathered rows A[0][r0:r1] after it (``input_bound``)."""
     gather_rows(X, order, start + r0, A[0][r0:r1])
-    x_bound = input_bound(A[0][r0:r1])
     for k in range(len(W)):
         out = Y[k][r0:r1] if drop_thr[k] > 0 else A[k + 1][r0:r1]
         layer_forward(A[k][r0:r1], W[k], b[k], codes[k], act_params[k], Z[k][r0:r1], out, blas_threads)
         if drop_thr[k] > 0:
             dropout_apply(dkey, batch, r0, drop_thr[k], drop_scale[k], out, A[k + 1][r0:r1])
-    return x_bound
 
 
 # ------------------------------------------------------------------------------------------- loss heads

@@ -173,9 +173,12 @@ def test_plain_sgd_inserts_a_measuring_phase_when_the_running_bound_fails(monkey
 # -- the input check: the drivers check the rows they gather --------------------------------------------------
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_input_bound_is_max_abs_exactly(dtype):
-    """input_bound: max |x| exactly (the proof's max |A[0]| of a batch), inf for NaN or Inf."""
+    """input_bound: max |x| exactly (the proof's max |A[0]| of a batch), inf for NaN or Inf; a range."""
     import numba
-    bound = numba.njit(lambda x: step.input_bound(x))
+    check = numba.njit(lambda bits, lo, hi: step.input_bound(bits, lo, hi))
+
+    def bound(x):
+        return check(x.reshape(-1).view(np.int32 if x.dtype == np.float32 else np.int64), 0, x.size)
     rng = np.random.default_rng(3)
     info = np.finfo(dtype)
     for x in (rng.standard_normal((9, 5)) * 10.0 ** rng.integers(-30, 30, (9, 5)), np.zeros((2, 3)),
@@ -187,6 +190,7 @@ def test_input_bound_is_max_abs_exactly(dtype):
         x = np.ones((4, 4), dtype)
         x[2, 1] = bad
         assert bound(x) == np.inf
+        assert check(x.reshape(-1).view(np.int32 if dtype == np.float32 else np.int64), 0, 9) == 1.0   # before it
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adam"])

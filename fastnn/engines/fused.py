@@ -134,7 +134,8 @@ class EpochRunner:
                                     offsets=plan.offsets)
         self.scratch = step.Scratch(A=self.A, D=self.D, Z=self.Z, Y=self.Y, dW=self.dW, db=self.db,
                                     grads=plan.grads, label_buf=self.label_buf, target_buf=self.target_buf,
-                                    weight_buf=self.weight_buf, norms=self.norms, status=self.status)
+                                    weight_buf=self.weight_buf, norms=self.norms, status=self.status,
+                                    x_bits=self.A[0].reshape(-1).view(np.int32 if dtype == np.float32 else np.int64))
         self.data = step.Data(X=X, labels=self.labels, targets=self.targets, sample_weights=self.sample_weights,
                               order=np.empty(0, np.int64), batch_size=int(batch_size), dkey=np.uint64(0))
 
