@@ -210,17 +210,15 @@ class Optimizer(Owned):
             self._update(p, g, slots, parallel_pays(p.size))
 
     def kernel_spec(self):
-        """(opt_kind, hyper) for the epoch kernel: an OPT_* code of kernels/epoch.py and the float64 array
-        (HYPER_SIZE,) of its hyperparameters laid out as that module's docstring says."""
+        """(opt_kind, hyper) for the epoch kernel: an OPT_* code of kernels/step.py and the float64 array
+        (HYPER_SIZE,) of its hyperparameters in kernels/step.py's HYPER_FIELDS order."""
         raise NotImplementedError
 
-    def _hyper(self, *values):
-        """hyper[:len(values)] = values; [6] = _sklearn_alpha; [7] (sklearn_eps) left 0 (kernels/epoch.py)."""
-        from .kernels.epoch import HYPER_SIZE      # on use: importing the epoch kernel loads the BLAS
-        hyper = np.zeros(HYPER_SIZE)
-        hyper[:len(values)] = values
-        hyper[6] = self._sklearn_alpha
-        return hyper
+    def _hyper(self, **values):
+        """The hyperparameter array from named values (kernels/step.py's HYPER_FIELDS), with this
+        optimizer's sklearn_alpha; missing ones 0."""
+        from .kernels.step import hyper_array      # on use: importing the kernels loads the BLAS
+        return hyper_array(sklearn_alpha=self._sklearn_alpha, **values)
 
     def config(self):
         raise NotImplementedError
@@ -279,10 +277,11 @@ class SGD(Optimizer):
             run(p, g, *self._args(p, slots))
 
     def kernel_spec(self):
-        from .kernels.epoch import OPT_MOMENTUM, OPT_SGD
+        from .kernels.step import OPT_MOMENTUM, OPT_SGD
         self._check_hyper(fused=True)
         kind = OPT_SGD if self._plain() and not self._sklearn_alpha else OPT_MOMENTUM
-        return kind, self._hyper(self.lr, self.momentum, 0.0, 0.0, self.weight_decay, float(self.nesterov))
+        return kind, self._hyper(lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                                 nesterov_or_decoupled=float(self.nesterov))
 
     def config(self):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
@@ -336,11 +335,10 @@ class Adam(Optimizer):
 
     def kernel_spec(self):
         self._check_hyper(fused=True)
-        hyper = self._hyper(self.lr, self.beta1, self.beta2, self.eps, self.weight_decay,
-                            float(self._decoupled))
-        hyper[7] = float(self._sklearn_eps)
-        from .kernels.epoch import OPT_ADAM
-        return OPT_ADAM, hyper
+        from .kernels.step import OPT_ADAM
+        return OPT_ADAM, self._hyper(lr=self.lr, momentum=self.beta1, beta2=self.beta2, eps=self.eps,
+                                     weight_decay=self.weight_decay, nesterov_or_decoupled=float(self._decoupled),
+                                     sklearn_eps=float(self._sklearn_eps))
 
     def config(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,

@@ -1,4 +1,6 @@
-"""Fully connected layer kernels, row-major: y = f(x @ w + b) for an activation code f (activations.py).
+"""Fully connected layer kernels of the per-layer path, row-major: y = f(x @ w + b) for an activation code f
+(activations.py). The layer math is step.py's (the fused epoch's): ``forward`` is a compiled copy of
+step.layer_forward, ``backward`` computes its gradients with step.layer_gradient.
 
 Shapes: x (batch, n_in), w (n_in, n_out), b (n_out,), y, z and dy (batch, n_out), dx (batch, n_in).
 All C-contiguous, one float dtype. The GEMMs go to BLAS (kernels/_blas.py); the bias and the activation
@@ -8,34 +10,13 @@ activation's derivative needs it (activations.NEEDS_Z), and is empty ((0, 0)) ot
 """
 from ._blas import gemm
 from ._jit import kernel, specialize
-from .activations import IDENTITY, add_bias, bias_activate, bias_activate_parallel, multiply_derivative
+from .activations import IDENTITY, bias_activate, bias_activate_parallel, multiply_derivative
+from .step import _layer_forward, column_sums, layer_gradient  # noqa: F401  (column_sums: a kernel of this API)
 
-
-def _forward(x, w, b, code, param, z, out):
-    """out = f(x @ w + b) with the activation ``code`` (activations.IDENTITY for none); z: see above."""
-    if z.shape[0] > 0:            # keep the pre-activation: z = x @ w + b, out = f(z)
-        gemm(1.0, x, False, w, False, 0.0, z, 0)
-        _ACTIVATE(z, b, code, param, out)
-        add_bias(z, b)
-    else:
-        gemm(1.0, x, False, w, False, 0.0, out, 0)
-        _ACTIVATE(out, b, code, param, out)
-
-
-_ACTIVATE = None      # bound per variant by specialize()
-forward = specialize(_forward, "serial", _ACTIVATE=bias_activate)
+#: forward(x, w, b, code, param, z, out): out = f(x @ w + b) with the activation ``code`` (IDENTITY for none)
+forward = specialize(_layer_forward, "serial", _ACTIVATE=bias_activate)
 #: ``forward`` with the bias/activation pass split across threads (large outputs only)
-forward_parallel = specialize(_forward, "parallel", _ACTIVATE=bias_activate_parallel)
-
-
-@kernel
-def column_sums(dy, db):
-    """db[j] = sum_i dy[i, j]; rows outer so the inner loop vectorises and no thread races on db."""
-    db[:] = 0
-    n, m = dy.shape
-    for i in range(n):
-        for j in range(m):
-            db[j] += dy[i, j]
+forward_parallel = specialize(_layer_forward, "parallel", _ACTIVATE=bias_activate_parallel)
 
 
 @kernel
@@ -50,7 +31,6 @@ def backward(x, y, z, dy, code, param, w, dw, db, dx, delta):
     if code != IDENTITY:
         multiply_derivative(code, param, y, z, dy, delta)
         g = delta
-    gemm(1.0, x, True, g, False, 0.0, dw, 0)
-    column_sums(g, db)
+    layer_gradient(x, g, dw, g, db, 0)
     if dx.shape[0] > 0:
         gemm(1.0, g, False, w, True, 0.0, dx, 0)

@@ -1,345 +1,163 @@
-"""The fused whole-epoch kernel: every mini-batch of an epoch of a dense network, inside one Numba call.
+"""Drivers of the training step (step.py): they only schedule its pieces over the mini-batches of an epoch.
 
-Network: L fully connected layers, layer k computing A[k+1] = f_k(A[k] @ W[k] + b[k]), with f_k an
-activation code (activations.IDENTITY for none); a softmax-cross-entropy (class ids or distributions),
-sigmoid-cross-entropy (binary / multilabel; "correct" is subset accuracy) or L2 head, each optionally
-weighted per sample (softmax_ce.py's docstring: scikit-learn's weighting); an SGD (weight decay, momentum,
-Nesterov) or Adam / AdamW update of the flat parameter buffer of which every W[k], b[k] is a view.
-
-Plain SGD updates each layer inside its weight-gradient GEMM, W[k] += (-lr)·A[k]ᵀ·D[k+1] (BLAS beta = 1):
-no gradient buffer is written and no separate pass over the weights is made. Before any weight changes,
-the step proves that it stays finite: every delta D[k] must be finite, the bound
-|dW| ≤ batch·max|A[k]|·max|D[k+1]| must stay far below the dtype's maximum, and so must lr times it added
-to a running bound on max|W[k]|. Every other optimizer (OPT_MOMENTUM: SGD with momentum, Nesterov or
-weight decay; OPT_ADAM: Adam and AdamW) writes the gradients, checks their norms and updates the flat
-buffer with the checked kernel of kernels/optim.py that the per-layer path uses, so both agree bit for bit.
-
-scikit-learn's L2 penalty (hyper[6] = alpha > 0; explicit-gradient kinds only): each layer's weight
-gradient gets + alpha / nb · W[k] (biases are not decayed) and the batch's loss
-+ 0.5 · alpha · Σ_k ||W[k]||² / nb, from the weights before the step.
-
-Arguments (C-contiguous, one float dtype unless said):
-  X (n, d); labels (n,) int64 and targets (n, m) — the one not used by ``loss_kind`` may be empty;
-  order (n,) int64, the epoch's sample order; batch_size;
-  W, b, dW, db: tuples of the L weight (in_k, out_k), bias (out_k,) arrays and their gradients;
-  A: tuple of L+1 buffers (batch_size, width_k), A[0] the gathered input batch; D: tuple of L+1 buffers
-  for dL/dA[k] (D[0] unused, may be (0, 0)); Z: tuple of L buffers (batch_size, out_k) for the
-  pre-activations of the layers whose activation needs them (activations.NEEDS_Z), (0, 0) for the others;
-  codes (L,) int64: the activation codes; act_params (L,) float64: their parameters; loss_kind: LOSS_*;
-  params, grads: the flat 1-D buffers; offsets (L+1,) int64, layer k's segment of params/grads;
-  opt_kind: OPT_*; slot1, slot2: optimizer state (empty when unused);
-  hyper (HYPER_SIZE,) float64: [lr, momentum or beta1, beta2, eps, weight_decay, nesterov (SGD) or
-    decoupled weight decay (AdamW) as 1.0 / 0.0, sklearn_alpha, sklearn_eps (Adam: 1.0 puts eps outside
-    the bias correction, as scikit-learn does)] — built by Optimizer.kernel_spec();
-  step0: Adam steps taken before this epoch;
-  x_absmax: max |X| (float64); norms (L,) float64: receives each layer's squared gradient norm summed over
-  the epoch (explicit-gradient optimizers only); status (3,) int64: receives [failed batch (1-based) or 0,
-  failed layer or -1, what failed: FAIL_LOSS, FAIL_GRADIENT or FAIL_UPDATE];
-  label_buf (batch_size,) int64 / target_buf (batch_size, m): gathered targets; blas_threads: the most
-  BLAS threads a GEMM may use (small GEMMs get one, see _blas.matmul); sample_weights (n,) in X's dtype,
-  gathered per batch like the labels, or empty (0,) for the unweighted loss (bit-identical to no weights);
-  dropout (kernels/dropout.py) after layer k's activation where drop_thr[k] > 0: Y tuple of L buffers
-  (batch_size, out_k) for the activation's output before dropout ((0, 0) for layers without dropout), drop_thr
-  (L,) int64 keep thresholds, drop_scale (L,) float64 scales 1/(1-p), dkey the epoch's uint64 key (batch b of
-  the epoch, 0-based, row i: masks keyed (dkey, b, i), as the per-layer path keys them). The mask is applied
-  to A[k+1] in the forward pass and to the delta of layer k in the backward pass.
-Returns (loss summed over samples, correct predictions, steps taken, scikit-learn L2 penalty summed over
-the batches as scikit-learn adds it to the loss (0 unless hyper[6] > 0)). On a non-finite loss, gradient or
-update, or a weight that could overflow, the kernel stops before that batch's update: the parameters stay those of
-the last finite step.
+- ``variant(loss_kind, opt_kind)``: the serial epoch, called as ``kernel(net, scratch, data, opt,
+  blas_threads)`` with the records of step.py (Network, Scratch, Data, Optimizer; their fields: step.py's
+  docstring) and the most BLAS threads a GEMM may use (small GEMMs get one, see _blas.matmul). Every
+  mini-batch of the epoch in order: forward, loss head, deltas, then either plain SGD inside the
+  weight-gradient GEMMs (OPT_SGD, after proving the step finite) or the gradients into ``grads`` and the
+  checked update of an explicit-gradient optimizer (OPT_MOMENTUM, OPT_ADAM) — ``apply_update`` below.
+  Returns (loss summed over samples, correct predictions, steps taken, scikit-learn L2 penalty summed over
+  the batches as scikit-learn adds it to the loss (0 unless sklearn_alpha > 0)); writes scratch.norms
+  (each layer's squared gradient norm summed over the epoch, explicit-gradient optimizers) and
+  scratch.status. On a non-finite loss, gradient or update, or a weight that could overflow, the kernel
+  stops before that batch's update: the parameters stay those of the last finite step, and status says
+  [batch (1-based), layer or -1, FAIL_LOSS / FAIL_GRADIENT / FAIL_UPDATE].
+- The batch-parallel epoch is the driver of epoch_parallel.py (the same pieces over row blocks and
+  parameter ranges, on fastnn's threads).
+- The two halves of an explicit-gradient step, for a driver that combines gradients between them (the
+  distributed engine: an allreduce of ``grads`` over MPI ranks):
+  ``gradient_kernel(loss_kind)(net, scratch, data, start, nb, batch, norm, blas_threads) -> (loss, correct)``
+  and ``update_kernel(opt_kind)(net, scratch, opt, nb, denom, step) -> (failed layer, what failed, penalty)``
+  (their docstrings: ``_batch_gradient`` and ``_apply_update``). The serial epoch's explicit-gradient
+  step is exactly these two inlined one after the other, so a driver that calls them in the same order
+  with the same arguments gets the serial epoch's numbers bit for bit.
 """
 import math
 
 import numpy as np
-from numba import types
-from numba.extending import overload
 
 from . import optim
-from .dropout import apply as dropout_apply
-from ._blas import gemm, matmul
-from ._jit import OPTIONS, inline_kernel, internal_kernel, specialize
-from .activations import add_bias, bias_activate, scale_by_derivative
-from .batch import gather, gather_rows
-from .dense import column_sums
-from .softmax_ce import (count_correct_dense, count_correct_indicators, count_correct_labels, l2_w, sigmoid_ce_w,
-                         softmax_ce_dense_w, softmax_ce_labels_w)
+from ._jit import inline_kernel, kernel, specialize
+from .step import (FAIL_GRADIENT, FAIL_LOSS, FAIL_UPDATE, HEADS, HYPER_SIZE, LOSS_CE_DENSE,  # noqa: F401
+                   LOSS_CE_LABELS, LOSS_L2, LOSS_NAMES, LOSS_SIGMOID, OPT_ADAM, OPT_MOMENTUM, OPT_NAMES, OPT_SGD,
+                   UPDATES, _absmax_bound, batch_denominator, deltas, fail, forward_rows, layer_bound, layer_gradient,
+                   penalty_decay, penalty_factor, penalty_gradient, row_bounds, sgd_grad_bound, sgd_in_gemm,
+                   sgd_limit, sgd_proven, weight_penalty)
 
-LOSS_CE_LABELS, LOSS_CE_DENSE, LOSS_L2, LOSS_SIGMOID = 0, 1, 2, 3
-_LOSS_NAMES = {LOSS_CE_LABELS: "labels", LOSS_CE_DENSE: "dense", LOSS_L2: "l2", LOSS_SIGMOID: "sigmoid"}
-OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2      # plain SGD (in-GEMM); explicit-gradient SGD; Adam / AdamW
-HYPER_SIZE = 8
-_OPT_NAMES = {OPT_SGD: "sgd", OPT_MOMENTUM: "momentum", OPT_ADAM: "adam"}
-FAIL_LOSS, FAIL_GRADIENT, FAIL_UPDATE = 0, 1, 2
+_LOSS_NAMES = LOSS_NAMES
+_HEAD = _FINITE = _WRITE = _GRADIENT = _APPLY = _STEP = None     # bound per variant by specialize()
 
 
-@inline_kernel
-def _fail(status, batch, layer, what):
-    status[0] = batch
-    status[1] = layer
-    status[2] = what
+def _batch_gradient(net, scratch, data, start, nb, batch, norm, blas_threads):
+    """The gradient of the mini-batch of nb rows starting at ``start`` of data.order (``batch``: its
+    0-based index in the epoch, for the dropout masks) into scratch.grads (dW, db), WITHOUT any update:
+    forward, the loss head ``_HEAD`` (norm -1: divided by these rows or their weight sum; norm ≥ 0: by
+    norm instead, e.g. the whole distributed batch's rows or weight sum, so that summing the ranks' grads
+    gives the whole batch's gradient), deltas, weight and bias gradients. No penalty gradient (that is
+    apply_update's). Returns (loss, correct predictions) — the loss as the head returns it (the rows'
+    summed loss divided as ``norm`` says); when it is not finite the backward pass is skipped and
+    ``grads`` holds the previous batch's gradients."""
+    forward_rows(net, scratch, data, start, 0, nb, batch, blas_threads)
+    loss, right = _HEAD(scratch, data, start, 0, nb, norm)
+    if not math.isfinite(loss):
+        return loss, right
+    deltas(net, scratch, data, 0, nb, batch, blas_threads)
+    for k in range(len(net.W) - 1, -1, -1):
+        dy = scratch.D[k + 1][:nb]
+        layer_gradient(scratch.A[k][:nb], dy, scratch.dW[k], dy, scratch.db[k], blas_threads)
+    return loss, right
 
 
-def _absmax_bound(x):
-    """An upper bound (within a factor 2) on max |x| over a C-contiguous float array; inf if any NaN/Inf.
-
-    Works on the bit patterns as integers — |x| is the pattern without its sign bit, ordered like the
-    magnitudes, with Inf and NaN above every finite value — so the loop vectorises without fastmath.
-    Callable from kernels only; each dtype compiles only its own loop (see the overload below).
-    """
-    raise TypeError("_absmax_bound is callable from Numba kernels only")
-
-
-@overload(_absmax_bound, jit_options=OPTIONS)
-def _absmax_bound_for(x):
-    if not isinstance(x, types.Array) or x.dtype not in (types.float32, types.float64):
-        return None
-    width = x.dtype.bitwidth
-    mantissa = 23 if width == 32 else 52
-    bias = 127 if width == 32 else 1023
-    int_type = np.int32 if width == 32 else np.int64
-    magnitude = (1 << (width - 1)) - 1          # every bit but the sign
-
-    def bound(x):
-        bits = x.reshape(-1).view(int_type)
-        mask = int_type(magnitude)
-        top = int_type(0)
-        for i in range(bits.size):
-            v = bits[i] & mask
-            if v > top:
-                top = v
-        exponent = (int(top) >> mantissa) - bias
-        return np.inf if exponent == bias + 1 else math.ldexp(1.0, exponent + 1)
-    return bound
-
-
-@internal_kernel
-def _sgd_bias(b, dy, db, lr):
-    """b -= lr · column sums of dy; db receives the sums (rows outer, so the loops vectorise)."""
-    column_sums(dy, db)
-    step = b.dtype.type(lr)
-    for j in range(b.size):
-        b[j] -= step * db[j]
-
-
-@inline_kernel
-def forward_rows(X, order, start, r0, r1, W, b, A, Z, codes, act_params, blas_threads, Y, drop_thr, drop_scale,
-                 dkey, batch):
-    """Rows r0:r1 of the batch starting at ``start``: A[k+1] = f_k(A[k] @ W[k] + b[k]); Z[k] keeps the
-    pre-activation where f_k's derivative reads it. Layer k with dropout (drop_thr[k] > 0): f_k's output
-    goes to Y[k] and A[k+1] is its dropped copy."""
-    gather_rows(X, order, start + r0, A[0][r0:r1])
-    for k in range(len(W)):
-        out = Y[k][r0:r1] if drop_thr[k] > 0 else A[k + 1][r0:r1]
-        if Z[k].shape[0] > 0:
-            z = Z[k][r0:r1]
-            matmul(A[k][r0:r1], False, W[k], False, z, blas_threads)
-            bias_activate(z, b[k], codes[k], act_params[k], out)
-            add_bias(z, b[k])
-        else:
-            matmul(A[k][r0:r1], False, W[k], False, out, blas_threads)
-            bias_activate(out, b[k], codes[k], act_params[k], out)
-        if drop_thr[k] > 0:
-            dropout_apply(dkey, batch, r0, drop_thr[k], drop_scale[k], out, A[k + 1][r0:r1])
-
-
-@inline_kernel
-def delta_through(k, r0, r1, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch, dx):
-    """dx (dL/dA[k], rows r0:r1 of the batch) -> dL/d(pre-activation of layer k-1): through layer k-1's
-    dropout, then its activation (whose output is Y[k-1] when it has dropout, else A[k])."""
-    if drop_thr[k - 1] > 0:
-        dropout_apply(dkey, batch, r0, drop_thr[k - 1], drop_scale[k - 1], dx, dx)
-        scale_by_derivative(codes[k - 1], act_params[k - 1], Y[k - 1][r0:r1], Z[k - 1][r0:r1], dx)
-    else:
-        scale_by_derivative(codes[k - 1], act_params[k - 1], A[k][r0:r1], Z[k - 1][r0:r1], dx)
-
-
-@inline_kernel
-def _head_labels(loss_kind, logits, head, labels, targets, order, start, r0, label_buf, target_buf,
-                 sample_weights, weight_buf, norm):
-    """Softmax cross-entropy against the class ids of rows r0:r0+len(logits) of the batch: (loss, correct
-    predictions); ``norm``: softmax_ce's (-1: these rows are the batch)."""
-    r1 = r0 + logits.shape[0]
-    yb = label_buf[r0:r1]
-    gather(labels, order, start + r0, yb)
-    wb = weight_buf[r0:r1]           # (0,) unweighted
-    if sample_weights.size:
-        gather(sample_weights, order, start + r0, wb)
-    loss = softmax_ce_labels_w(logits, yb, head, wb, norm)
-    return loss, count_correct_labels(logits, yb)
-
-
-def _head_targets(loss_kind, logits, head, labels, targets, order, start, r0, label_buf, target_buf,
-                  sample_weights, weight_buf, norm):
-    """The loss ``_LOSS`` (softmax cross-entropy on distributions, sigmoid cross-entropy or L2; bound per
-    variant, see _TARGET_HEADS) against the target rows r0:r0+len(logits) of the batch: (loss, ``_COUNT``
-    correct); ``norm`` as for _head_labels."""
-    r1 = r0 + logits.shape[0]
-    tb = target_buf[r0:r1]
-    gather_rows(targets, order, start + r0, tb)
-    wb = weight_buf[r0:r1]           # (0,) unweighted
-    if sample_weights.size:
-        gather(sample_weights, order, start + r0, wb)
-    loss = _LOSS(logits, tb, head, wb, norm)
-    return loss, _COUNT(logits, tb)
-
-
-@inline_kernel
-def _no_count(out, t):
-    """Regression: no correct predictions to count."""
-    return 0
-
-
-_LOSS = _COUNT = None     # bound per variant of _head_targets by specialize()
-_TARGET_HEADS = {
-    kind: specialize(_head_targets, _LOSS_NAMES[kind], compile_with=inline_kernel, _LOSS=loss, _COUNT=count)
-    for kind, loss, count in ((LOSS_CE_DENSE, softmax_ce_dense_w, count_correct_dense), (LOSS_L2, l2_w, _no_count),
-                              (LOSS_SIGMOID, sigmoid_ce_w, count_correct_indicators))}
-HEADS = {LOSS_CE_LABELS: _head_labels, **_TARGET_HEADS}
-
-
-@inline_kernel
-def _sgd_step(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, params, offsets, hyper, amax, dmax,
-              wbound, grads, slot1, slot2, step, norms, last, blas_threads, denom, Y, drop_thr, drop_scale, dkey,
-              batch):
-    """Backward pass and plain SGD update inside the weight-gradient GEMMs, once the bound proves every
-    new weight (and weight gradient) finite. On the epoch's ``last`` batch the gradients are written to
-    dW, db and the update is taken from them (one pass over the weights instead of a second GEMM), so that
-    the epoch's gradient norms are those of the per-layer path.
-    Returns (failed layer or -1, what failed, 0.0) with what = -1 for success."""
-    L = len(W)
-    lr = hyper[0]
-    limit = np.finfo(params.dtype).max / 4.0
-    dmax[L] = _absmax_bound(D[L][:nb])
-    for k in range(L - 1, 0, -1):
-        dx = D[k][:nb]
-        matmul(D[k + 1][:nb], False, W[k], True, dx, blas_threads)
-        delta_through(k, 0, nb, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch, dx)
-        dmax[k] = _absmax_bound(dx)
-        amax[k] = _absmax_bound(A[k][:nb])
-    for k in range(L - 1, -1, -1):
-        grad_bound = nb * max(amax[k], 1.0) * dmax[k + 1]
-        if not (lr * grad_bound + wbound[k] < limit and grad_bound < limit):
-            wbound[k] = _absmax_bound(params[offsets[k]:offsets[k + 1]])
-            if not (lr * grad_bound + wbound[k] < limit and grad_bound < limit):
-                return k, FAIL_UPDATE, 0.0
-    for k in range(L):
-        if last:
-            matmul(A[k][:nb], True, D[k + 1][:nb], False, dW[k], blas_threads)
-            column_sums(D[k + 1][:nb], db[k])
-            optim.sgd(params[offsets[k]:offsets[k + 1]], grads[offsets[k]:offsets[k + 1]], lr)
-        else:
-            gemm(-lr, A[k][:nb], True, D[k + 1][:nb], False, 1.0, W[k], blas_threads)
-            _sgd_bias(b[k], D[k + 1][:nb], db[k], lr)
-        wbound[k] += lr * nb * max(amax[k], 1.0) * dmax[k + 1]
-    return -1, -1, 0.0
-
-
-def _explicit_step(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, params, offsets, hyper, amax,
-                   dmax, wbound, grads, slot1, slot2, step, norms, last, blas_threads, denom, Y, drop_thr,
-                   drop_scale, dkey, batch):
-    """Backward pass into the gradient buffer (+ scikit-learn's L2 penalty gradient), gradient norms, then
-    the checked update ``_UPDATE`` (bound per optimizer, see _EXPLICIT_STEPS). Returns (failed layer or -1,
-    what failed, the penalty 0.5·alpha·Σ||W[k]||²·nb/denom to add to the batch's summed loss) with what = -1
-    for success. ``denom`` is the batch's row count, or its sum of sample weights (scikit-learn's sw_sum)."""
-    L = len(W)
-    alpha = hyper[6]
+def _apply_update(net, scratch, opt, nb, denom, step):
+    """The checked update from the gradients in scratch.grads (one rank's, or the sum over ranks): with
+    opt.sklearn_alpha > 0, scikit-learn's L2 penalty 0.5·alpha·Σ||W[k]||²·nb/denom (nb: the batch's rows,
+    denom: its rows or sample-weight sum, both of the whole batch) and its gradient alpha/denom·W[k] added
+    to grads; each layer's squared gradient norm, added to scratch.norms; then the update ``_FINITE`` /
+    ``_WRITE`` of the optimizer (step.UPDATES) at ``step`` (counted from 1) over the flat buffer, written
+    only when every parameter and state value stays finite. Returns (failed layer or -1, what failed —
+    FAIL_LOSS (the penalty), FAIL_GRADIENT, FAIL_UPDATE, or -1 when the update was applied —, the penalty
+    to add to the batch's summed loss). On a failure nothing of params or the state is written (grads
+    may hold the penalty gradient)."""
+    L = len(net.W)
+    alpha = opt.sklearn_alpha
     penalty = 0.0
     if alpha != 0:
-        for k in range(L):
-            penalty += optim.squared_norm(params, offsets[k], offsets[k] + W[k].size)
-        penalty *= 0.5 * alpha * nb / denom if denom > 0 else 0.0
+        penalty = weight_penalty(net) * penalty_factor(alpha, nb, denom)
         if not math.isfinite(penalty):
             return -1, FAIL_LOSS, penalty
-    decay = params.dtype.type(alpha / denom if denom > 0 else 0.0)
-    for k in range(L - 1, -1, -1):
-        dy = D[k + 1][:nb]
-        matmul(A[k][:nb], True, dy, False, dW[k], blas_threads)
-        column_sums(dy, db[k])
-        if alpha != 0:
-            for i in range(offsets[k], offsets[k] + W[k].size):
-                grads[i] += decay * params[i]
-        if k > 0:
-            dx = D[k][:nb]
-            matmul(dy, False, W[k], True, dx, blas_threads)
-            delta_through(k, 0, nb, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch, dx)
+        decay = penalty_decay(net.params, alpha, denom)
+        for k in range(L):
+            penalty_gradient(net.params, scratch.grads, net.offsets[k], net.offsets[k] + net.W[k].size, decay)
     for k in range(L):
-        s = optim.squared_norm(grads, offsets[k], offsets[k + 1])
+        s = optim.squared_norm(scratch.grads, net.offsets[k], net.offsets[k + 1])
         if not math.isfinite(s):
             return k, FAIL_GRADIENT, penalty
-        norms[k] += s
-    if not _UPDATE(params, grads, slot1, slot2, hyper, step):
+        scratch.norms[k] += s
+    if not _FINITE(net.params, scratch.grads, opt.slot1, opt.slot2, opt, step):
         return -1, FAIL_UPDATE, penalty
+    _WRITE(net.params, scratch.grads, opt.slot1, opt.slot2, opt, step)
     return -1, -1, penalty
 
 
-@inline_kernel
-def _momentum_update(params, grads, velocity, unused, hyper, step):
-    """The checked explicit-gradient SGD update (hyper: the module's docstring); False if it wrote nothing.
-    velocity is empty (and untouched) when the momentum is 0."""
-    return optim.sgd_momentum_checked(params, grads, velocity, hyper[0], hyper[1], hyper[4], hyper[5] != 0)
+def _explicit_step(net, scratch, data, opt, start, nb, batch, amax, dmax, wbound, last, step, blas_threads):
+    """One batch of an explicit-gradient optimizer: ``_GRADIENT`` then ``_APPLY`` (the inlined copies of
+    _batch_gradient and _apply_update). Returns (loss, correct, failed layer, what failed or -1, penalty)."""
+    loss, right = _GRADIENT(net, scratch, data, start, nb, batch, -1.0, blas_threads)
+    if not math.isfinite(loss):
+        return loss, right, -1, FAIL_LOSS, 0.0
+    layer, what, penalty = _APPLY(net, scratch, opt, nb, batch_denominator(data, start, nb), step)
+    return loss, right, layer, what, penalty
 
 
-@inline_kernel
-def _adam_update(params, grads, m, v, hyper, step):
-    """The checked Adam / AdamW update (hyper: the module's docstring); False if it wrote nothing."""
-    return optim.adam_checked(params, grads, m, v, hyper[0], hyper[1], hyper[2], hyper[3], step, hyper[4],
-                              hyper[5] != 0, hyper[7] != 0)
+def _plain_sgd_step(net, scratch, data, opt, start, nb, batch, amax, dmax, wbound, last, step, blas_threads):
+    """One batch of plain SGD: forward, head ``_HEAD``, deltas, the proof that the step stays finite
+    (bounds of this batch's rows in amax, dmax; wbound, the running bounds on max |W[k]|, measured again
+    when the proof fails with them), then the update inside the weight-gradient GEMMs. Returns as
+    _explicit_step (penalty 0: scikit-learn's penalty takes the explicit-gradient step)."""
+    L = len(net.W)
+    A, D = scratch.A, scratch.D
+    forward_rows(net, scratch, data, start, 0, nb, batch, blas_threads)
+    loss, right = _HEAD(scratch, data, start, 0, nb, -1.0)
+    if not math.isfinite(loss):
+        return loss, right, -1, FAIL_LOSS, 0.0
+    deltas(net, scratch, data, 0, nb, batch, blas_threads)
+    row_bounds(scratch, 0, nb, amax, dmax)
+    lr = opt.lr
+    limit = sgd_limit(net.params)
+    for k in range(L - 1, -1, -1):
+        grad_bound = sgd_grad_bound(nb, amax[k], dmax[k + 1])
+        if not sgd_proven(lr, grad_bound, wbound[k], limit):
+            wbound[k] = layer_bound(net, k)
+            if not sgd_proven(lr, grad_bound, wbound[k], limit):
+                return loss, right, k, FAIL_UPDATE, 0.0
+    for k in range(L):
+        bias = net.offsets[k] + net.W[k].size
+        sgd_in_gemm(A[k][:nb], D[k + 1][:nb], net.W[k], scratch.dW[k], D[k + 1][:nb], net.b[k], scratch.db[k],
+                    net.params, scratch.grads, net.offsets[k], bias, bias, net.offsets[k + 1], lr, last,
+                    blas_threads)
+        wbound[k] += lr * nb * max(amax[k], 1.0) * dmax[k + 1]
+    return loss, right, -1, -1, 0.0
 
 
-_UPDATE = None      # bound per variant of _explicit_step by specialize()
-_EXPLICIT_STEPS = {
-    OPT_MOMENTUM: specialize(_explicit_step, "momentum", compile_with=inline_kernel, _UPDATE=_momentum_update),
-    OPT_ADAM: specialize(_explicit_step, "adam", compile_with=inline_kernel, _UPDATE=_adam_update)}
-
-
-_HEAD = _STEP = None     # bound per variant of _train_epoch by specialize()
-
-
-def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, codes, act_params, loss_kind,
-                 params, grads, offsets, opt_kind, slot1, slot2, hyper, step0, x_absmax, norms, status,
-                 label_buf, target_buf, blas_threads, sample_weights, Y, drop_thr, drop_scale, dkey):
+def _train_epoch(net, scratch, data, opt, blas_threads):
     """One epoch (see the module's docstring); GEMMs get BLAS threads by _blas.matmul.
 
-    A template: ``_HEAD`` and ``_STEP`` are bound per variant (see ``train_epoch``), so that a network
-    compiles only the loss and optimizer code it uses. The caller restores its BLAS thread setting.
+    A template: ``_STEP`` is bound per variant (see ``variant``), so that a network compiles only the loss
+    and optimizer code it uses. The caller restores its BLAS thread setting.
     """
-    n = X.shape[0]
-    L = len(W)
-    amax = np.empty(L + 1)            # bounds on max |A[k]| of the current batch
+    n = data.X.shape[0]
+    L = len(net.W)
+    amax = np.empty(L + 1)            # bounds on max |A[k]| of the current batch (plain SGD)
     dmax = np.empty(L + 1)            # bounds on max |D[k]|
-    wbound = np.empty(L)              # a running bound on max |W[k]|, max |b[k]|: measured on first use
-    for k in range(L):
-        wbound[k] = np.inf
-    amax[0] = x_absmax
-    weight_buf = np.empty(batch_size if sample_weights.size else 0, sample_weights.dtype)
+    wbound = np.empty(L)              # running bounds on max |W[k]|, max |b[k]|, measured before the first batch
+    amax[0] = data.x_absmax
+    if _PLAIN_SGD:
+        for k in range(L):
+            wbound[k] = layer_bound(net, k)
     loss_sum = 0.0
     penalty_sum = 0.0
     correct = 0
     steps = 0
-    _fail(status, 0, -1, FAIL_LOSS)
-    norms[:] = 0
+    fail(scratch.status, 0, -1, FAIL_LOSS)
+    scratch.norms[:] = 0
     batch = 0
-    for start in range(0, n, batch_size):
+    for start in range(0, n, data.batch_size):
         batch += 1
-        nb = min(batch_size, n - start)
-        forward_rows(X, order, start, 0, nb, W, b, A, Z, codes, act_params, blas_threads, Y, drop_thr, drop_scale,
-                     dkey, batch - 1)
-        loss, right = _HEAD(loss_kind, A[L][:nb], D[L][:nb], labels, targets, order, start, 0, label_buf,
-                            target_buf, sample_weights, weight_buf, -1.0)
-        if not math.isfinite(loss):
-            _fail(status, batch, -1, FAIL_LOSS)
-            return loss_sum, correct, steps, penalty_sum
-        denom = float(nb)
-        if sample_weights.size:          # scikit-learn's sw_sum: the batch's weights, summed in float64
-            denom = 0.0
-            for i in range(nb):
-                denom += weight_buf[i]
-        layer, what, penalty = _STEP(opt_kind, nb, W, b, dW, db, A, D, Z, codes, act_params, params, offsets,
-                                     hyper, amax, dmax, wbound, grads, slot1, slot2, step0 + steps + 1, norms,
-                                     start + nb >= n, blas_threads, denom, Y, drop_thr, drop_scale, dkey,
-                                     batch - 1)
+        nb = min(data.batch_size, n - start)
+        loss, right, layer, what, penalty = _STEP(net, scratch, data, opt, start, nb, batch - 1, amax, dmax, wbound,
+                                                  start + nb >= n, opt.step0 + steps + 1, blas_threads)
         if what >= 0:
-            _fail(status, batch, layer, what)
+            fail(scratch.status, batch, layer, what)
             return loss_sum, correct, steps, penalty_sum
         correct += right
         steps += 1
@@ -348,26 +166,47 @@ def _train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, c
     return loss_sum, correct, steps, penalty_sum
 
 
-_STEPS = {OPT_SGD: _sgd_step, **_EXPLICIT_STEPS}
-_VARIANTS = {(loss, opt): specialize(_train_epoch, f"{_LOSS_NAMES[loss]}_{_OPT_NAMES[opt]}", _HEAD=head,
-                                     _STEP=step)
-             for loss, head in HEADS.items() for opt, step in _STEPS.items()}
+_PLAIN_SGD = False
+_GRADIENTS = {loss: specialize(_batch_gradient, LOSS_NAMES[loss], compile_with=inline_kernel, _HEAD=head)
+              for loss, head in HEADS.items()}
+_APPLIES = {opt: specialize(_apply_update, OPT_NAMES[opt], compile_with=inline_kernel, _FINITE=finite, _WRITE=write)
+            for opt, (finite, write) in UPDATES.items()}
+
+
+def _step(loss, opt):
+    name = f"{LOSS_NAMES[loss]}_{OPT_NAMES[opt]}"
+    if opt == OPT_SGD:
+        return specialize(_plain_sgd_step, name, compile_with=inline_kernel, _HEAD=HEADS[loss])
+    return specialize(_explicit_step, name, compile_with=inline_kernel, _GRADIENT=_GRADIENTS[loss], _APPLY=_APPLIES[opt])
+
+
+_VARIANTS = {(loss, opt): specialize(_train_epoch, f"{LOSS_NAMES[loss]}_{OPT_NAMES[opt]}", _STEP=_step(loss, opt),
+                                     _PLAIN_SGD=opt == OPT_SGD)
+             for loss in HEADS for opt in OPT_NAMES}
 
 
 def variant(loss_kind, opt_kind):
-    """The compiled epoch kernel for this loss and optimizer (all arguments given: the module's docstring)."""
+    """The compiled serial epoch kernel for this loss and optimizer (called as the module's docstring says)."""
     return _VARIANTS[loss_kind, opt_kind]
 
 
-def train_epoch(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, codes, act_params, loss_kind,
-                params, grads, offsets, opt_kind, *rest):
-    """Run the variant of the epoch kernel for this loss and optimizer (arguments: module docstring;
-    ``sample_weights`` may be left out for the unweighted loss, the dropout arguments for none)."""
-    if len(rest) == 10:           # the argument list before sample_weights
-        rest = rest + (np.empty(0, X.dtype),)
-    if len(rest) == 11:           # no dropout
-        rest = rest + (tuple(np.empty((0, 0), X.dtype) for _ in W), np.zeros(len(W), np.int64),
-                       np.ones(len(W)), np.uint64(0))
-    kernel_ = _VARIANTS[loss_kind, opt_kind]
-    return kernel_(X, labels, targets, order, batch_size, W, b, dW, db, A, D, Z, codes, act_params, loss_kind,
-                   params, grads, offsets, opt_kind, *rest)
+_GRADIENT_KERNELS, _UPDATE_KERNELS = {}, {}
+
+
+def gradient_kernel(loss_kind):
+    """The compiled ``_batch_gradient`` for this loss (made on first use)."""
+    if loss_kind not in _GRADIENT_KERNELS:
+        _GRADIENT_KERNELS[loss_kind] = specialize(_batch_gradient, f"{LOSS_NAMES[loss_kind]}_kernel",
+                                                  _HEAD=HEADS[loss_kind])
+    return _GRADIENT_KERNELS[loss_kind]
+
+
+def update_kernel(opt_kind):
+    """The compiled ``_apply_update`` for this optimizer kind, OPT_MOMENTUM or OPT_ADAM (made on first use).
+    Plain SGD (OPT_SGD) updates inside its GEMMs, which cannot take a combined gradient: use OPT_MOMENTUM
+    with the same Optimizer record (momentum, weight decay and Nesterov 0: the update p -= lr·g)."""
+    if opt_kind not in _UPDATE_KERNELS:
+        finite, write = UPDATES[opt_kind]
+        _UPDATE_KERNELS[opt_kind] = specialize(_apply_update, f"{OPT_NAMES[opt_kind]}_kernel", _FINITE=finite,
+                                               _WRITE=write)
+    return _UPDATE_KERNELS[opt_kind]

@@ -1,7 +1,7 @@
-"""The bridge to the fused whole-epoch kernels: which networks they cover, the buffers they need, and
-which one runs an epoch — the serial kernel (kernels/epoch.py) or, where fastnn.threads'
-``batch_parallel_threads`` says splitting a mini-batch pays, the batch-parallel one
-(kernels/epoch_parallel.py) on threads started here.
+"""The bridge to the fused whole-epoch kernels: which networks they cover, the records they receive (built
+once per fit: kernels/step.py's Network, Scratch, Data and Optimizer), and which one runs an epoch — the
+serial kernel (kernels/epoch.py) or, where fastnn.threads' ``batch_parallel_threads`` says splitting a
+mini-batch pays, the batch-parallel one (kernels/epoch_parallel.py) on threads started here.
 
 The Trainer uses them for networks made of FullyConnected layers, each optionally followed by one
 Activation (``layers.fused_activation``: ReLU, LeakyReLU, GELU, Identity, ...) and then optionally one
@@ -17,7 +17,7 @@ import numpy as np
 from .. import _checks, threads
 from ..errors import TrainingDivergedError
 from ..kernels import epoch as kernels
-from ..kernels import epoch_parallel
+from ..kernels import epoch_parallel, step
 from ..kernels._blas import set_threads_local
 from ..kernels._jit import is_compiled
 from ..kernels._sync import ABORT, SYNC_SIZE
@@ -119,16 +119,36 @@ class EpochRunner:
         self.target_buf = np.empty((rows, y.shape[1]) if y.ndim == 2 else (0, 0), dtype)
         self.weight_buf = np.empty(rows if self.sample_weights.size else 0, dtype)
         self.widths, self.rows = widths, rows
+        plan = net.plan()
+        # the kernels' records (kernels/step.py); per epoch only the order, the dropout key, the optimizer's
+        # hyperparameters, state and step count, and the flat buffers of that epoch's plan are replaced
+        self.network = step.Network(W=self.W, b=self.b, codes=self.codes, act_params=self.act_params,
+                                    drop_thr=self.drop_thr, drop_scale=self.drop_scale, params=plan.params,
+                                    offsets=plan.offsets)
+        self.scratch = step.Scratch(A=self.A, D=self.D, Z=self.Z, Y=self.Y, dW=self.dW, db=self.db,
+                                    grads=plan.grads, label_buf=self.label_buf, target_buf=self.target_buf,
+                                    weight_buf=self.weight_buf, norms=self.norms, status=self.status)
+        self.data = step.Data(X=X, labels=self.labels, targets=self.targets, sample_weights=self.sample_weights,
+                              order=np.empty(0, np.int64), batch_size=int(batch_size), x_absmax=float(self.x_absmax),
+                              dkey=np.uint64(0))
 
-    def _optimizer_args(self, plan):
-        """(opt_kind, [slot1, slot2], hyper) for the kernel: the optimizer's kernel_spec() and its state,
+    def _optimizer_record(self, plan):
+        """(opt_kind, the Optimizer record) for the kernel: the optimizer's kernel_spec() and its state,
         checked by ensure_state against the flat parameter buffer (empty arrays for unused slots)."""
         opt, net = plan.optimizer, self.net
         opt_kind, hyper = opt.kernel_spec()
         slots = [s.reshape(-1) for s in opt.ensure_state(list(plan.opt_params))[0]]
         empty = np.empty(0, net.dtype)
         slots += [empty] * (2 - len(slots))
-        return opt_kind, slots, hyper
+        return opt_kind, step.optimizer_record(hyper, slots[0], slots[1], opt.steps)
+
+    def records(self, order, plan, dkey):
+        """(opt_kind, (network, scratch, data, optimizer)): the records of this fit with this epoch's order,
+        dropout key, plan buffers and optimizer state."""
+        opt_kind, opt = self._optimizer_record(plan)
+        network = self.network._replace(params=plan.params, offsets=plan.offsets)
+        scratch = self.scratch._replace(grads=plan.grads)
+        return opt_kind, (network, scratch, self.data._replace(order=order, dkey=dkey), opt)
 
     def __call__(self, order, epoch, progress=None):
         for k, drop in enumerate(self.drops):
@@ -161,17 +181,10 @@ class EpochRunner:
     def _kernel_call(self, T, order, plan, dkey):
         """(the compiled kernel that runs this epoch on T threads, its arguments; for T > 1 those after
         the per-run ones, see _run_parallel)."""
-        opt_kind, (slot1, slot2), hyper = self._optimizer_args(plan)
-        steps = self.net.optimizer.steps
-        common = (self.X, self.labels, self.targets, order, self.batch_size, self.W, self.b, self.dW, self.db,
-                  self.A, self.D, self.Z, self.codes, self.act_params, self.loss_kind, plan.params, plan.grads,
-                  plan.offsets, opt_kind, slot1, slot2, hyper, steps, self.x_absmax, self.norms, self.status,
-                  self.label_buf, self.target_buf)
+        opt_kind, records = self.records(order, plan, dkey)
         if T > 1:
-            return epoch_parallel.variant(self.loss_kind, opt_kind), common + (
-                self.weight_buf, self.sample_weights, self.Y, self.drop_thr, self.drop_scale, dkey)
-        return kernels.variant(self.loss_kind, opt_kind), common + (
-            threads.blas_threads(), self.sample_weights, self.Y, self.drop_thr, self.drop_scale, dkey)
+            return epoch_parallel.variant(self.loss_kind, opt_kind), records
+        return kernels.variant(self.loss_kind, opt_kind), records + (threads.blas_threads(),)
 
     def compile_pending(self):
         """A line saying that the first epoch will compile its kernel (neither compiled in this process nor
@@ -180,13 +193,20 @@ class EpochRunner:
         T = threads.batch_parallel_threads(self.widths, self.rows, len(self.X))
         kernel, args = self._kernel_call(T, np.empty(0, np.int64), plan, np.uint64(0))
         if T > 1:
-            args = (0, T, np.empty(SYNC_SIZE, np.int64), np.empty((T, 1)), np.empty(4), np.empty((T, 1)),
-                    np.empty((T, 4), np.int64)) + args
+            args = (0, T, np.empty(SYNC_SIZE, np.int64), self._team(T)) + args
         if not is_compiled(kernel, args):
             return (f"fastnn: compiling the fused kernel for {np.dtype(self.net.dtype).name} / "
                 f"{_LOSS_TEXT[self.loss_kind]} / {type(self.net.optimizer).__name__}"
                 f"{' (batch-parallel)' if T > 1 else ''} (first run only, a few seconds)")
         return None
+
+    def _team(self, T, totals=None):
+        """The batch-parallel kernel's shared record for T blocks (kernels/epoch_parallel.py's Team)."""
+        L = len(self.W)
+        return epoch_parallel.Team(partials=np.zeros((T, epoch_parallel.partials_columns(L)), np.float64),
+                                   totals=np.zeros(4, np.float64) if totals is None else totals,
+                                   wbound=np.full((T, L), np.inf), clock=np.zeros((T, 4), np.int64),
+                                   schedule=np.zeros(2, np.int64))
 
     def _run_parallel(self, T, kernel, totals, args):
         """One epoch of the batch-parallel kernel, its phases cut in T blocks, run by T threads: this one
@@ -194,16 +214,15 @@ class EpochRunner:
         at once); the first exception is re-raised here, after every thread has returned. ``totals`` (4,)
         float64 zeros receives the epoch's (loss sum, correct, steps applied, penalty sum) as it goes."""
         sync = np.zeros(SYNC_SIZE, np.int64)
-        partials = np.zeros((T, epoch_parallel.partials_columns(len(self.W))), np.float64)
-        wbound = np.full((T, len(self.W)), np.inf)      # plain SGD's running bounds on max |W[k]|
-        self.clock = clock = np.zeros((T, 4), np.int64)   # cycles waiting / in each phase, per thread
+        self.team = team = self._team(T, totals)
+        self.clock = team.clock           # cycles waiting / in each phase, per thread
         self.status[:] = (0, -1, kernels.FAIL_LOSS)
         self.norms[:] = 0
         errors = [None] * T
 
         def work(t):
             try:
-                kernel(t, T, sync, partials, totals, wbound, clock, *args)
+                kernel(t, T, sync, team, *args)
             except BaseException as exc:     # noqa: B036 -- the other threads must not wait for this one
                 errors[t] = exc
                 sync[ABORT] = 1
