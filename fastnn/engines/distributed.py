@@ -554,6 +554,19 @@ class FusedDistributedEpoch:
         self.step_kernel = epoch_distributed.step_kernel
         self.sums = np.zeros(2)          # this rank's [Σ loss · global rows, correct] of the epoch, then reduced
 
+    def compile_pending(self):
+        """A line saying that the first epoch will compile the step's kernel (neither compiled in this
+        process nor in Numba's on-disk cache), for a verbose fit to print before it starts; else None."""
+        from ..kernels._jit import is_compiled
+        plan = self.net.plan()
+        opt_kind, records = self.runner.records(np.empty(0, np.int64), plan, np.uint64(0))
+        kernel = self.step_kernel(self.runner.loss_kind, opt_kind)
+        if is_compiled(kernel, records + (0, 0.0, 1, 0, 0, 0, 0, 0.0, 1)):
+            return None
+        return (f"fastnn: compiling the distributed fused step for {np.dtype(self.net.dtype).name} / "
+                f"{type(self.net.loss).__name__} / {type(self.net.optimizer).__name__} (first run only, a few "
+                f"seconds)")
+
     def denominators(self, order):
         """Each global batch's rows, or its sample-weight sum (scikit-learn's sw_sum), in float64."""
         n, gb = len(self.X), self.gb
