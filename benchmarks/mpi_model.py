@@ -516,6 +516,83 @@ def measure_steps(cell_names, thread_spec, fractions, rounds, warmup, quick, eng
     return data
 
 
+# -- the direct measurement: K ranks × 1 thread against one process (issue 19's targets) -------------------------
+def fit_child(out_path, cell_names, threads, rounds, warmup, quick, distributed):
+    """(one process, or every rank of an mpiexec job) samples/s of ``net.fit`` on each cell: ``warmup`` untimed
+    epochs, then ``rounds`` epochs, each timed by the fit's ``history["time"]``; rank 0 writes the medians.
+    Distributed: ``batch_size`` is the cell's batch / K (each rank's share of the same global batch)."""
+    import fastnn as fnn
+    rank, K = 0, 1
+    if distributed:
+        from mpi4py import MPI
+        rank, K = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
+    fnn.set_num_threads(threads)
+    out = {}
+    for name in cell_names:
+        cell = matrix.get(name)
+        X, y = matrix.make_data(cell, quick=quick)
+        layers = []
+        for k, (i, o) in enumerate(cell.shapes):
+            layers.append(fnn.FullyConnected(i, o, dtype=matrix.DTYPE))
+            if k < len(cell.shapes) - 1:
+                layers.append(fnn.ReLU())
+        net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell),
+                                seed=0)
+        kw = dict(epochs=1, verbose=0, batch_size=cell.batch // K)
+        if distributed:
+            kw["distributed"] = True
+        for _ in range(warmup):
+            net.fit(X, y, **kw)
+        times = [net.fit(X, y, seed=r + 1, **kw)["time"][0] for r in range(rounds)]
+        out[name] = {"samples_per_s": len(X) / statistics.median(times), "epoch_s": times, "rows": len(X),
+                     "global_batch": cell.batch // K * K, "ranks": K, "threads": threads}
+    if rank == 0:
+        Path(out_path).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+def ranks_vs_threads(cell_names, rounds, warmup, quick, ranks=2, timeout=3600):
+    """samples/s of ``mpiexec -n ranks`` with 1 thread per rank against one process with 1 and with ``ranks``
+    threads, each in its own child (compare.child_env()); the load average before and after."""
+    from . import compare
+    mpiexec = find_mpiexec()
+    if mpiexec is None or not have_mpi4py():
+        raise RuntimeError("needs mpi4py and mpiexec (pip install -e '.[mpi]')")
+    env, _ = compare.child_env()
+    results, load = {}, {"before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="fastnn-mpimodel-") as tmp:
+        for label, launch, threads, dist in ((f"{ranks} ranks x 1 thread", [mpiexec, "-n", str(ranks)], 1, True),
+                                             ("1 process x 1 thread", [], 1, False),
+                                             (f"1 process x {ranks} threads", [], ranks, False)):
+            out = Path(tmp) / "fit.json"
+            cmd = [*launch, sys.executable, "-m", "benchmarks.mpi_model", "--fit-child", str(out), "--cells",
+                   ",".join(cell_names), "--child-threads", str(threads), "--rounds", str(rounds), "--warmup",
+                   str(warmup)] + (["--quick"] if quick else []) + (["--child-distributed"] if dist else [])
+            log(f"{label}: {' '.join(cmd[:4])} ...")
+            res = subprocess.run(cmd, cwd=compare.ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+            if res.returncode or not out.exists():
+                raise RuntimeError(f"{label} failed (exit code {res.returncode}): {res.stderr.strip()[-2000:]}")
+            results[label] = json.loads(out.read_text())
+    load["after"] = os.getloadavg()
+    return {"results": results, "load_average": load}
+
+
+def ranks_vs_threads_text(report, command):
+    rows = report["results"]
+    labels = list(rows)
+    cells = list(next(iter(rows.values())))
+    load = {k: ", ".join(f"{x:.2f}" for x in v) for k, v in report["load_average"].items()}
+    lines = [f"`{command}` — load average (1, 5, 15 min) before {load['before']}, after {load['after']} (on "
+             f"{os.cpu_count()} cores); the median epoch of each (history['time']); the same global batch",
+             "", "| cell | " + " | ".join(labels) + f" | {labels[0]} ÷ {labels[1]} | {labels[0]} ÷ {labels[2]} |",
+             "|---" * (len(labels) + 3) + "|"]
+    for cell in cells:
+        rate = [rows[lab][cell]["samples_per_s"] for lab in labels]
+        lines.append(f"| {cell} | " + " | ".join(fmt_rate(r) for r in rate)
+                     + f" | {rate[0] / rate[1]:.2f}× | {rate[0] / rate[2]:.2f}× |")
+    return "\n".join(lines)
+
+
 def machine():
     from . import compare
     info = compare.machine_info()
@@ -722,6 +799,12 @@ def parse_args(argv=None):
     p.add_argument("--markdown", default=None, help="also write the Markdown here")
     p.add_argument("--allreduce-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--step-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--fit-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-threads", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--child-distributed", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--ranks-vs-threads", action="store_true",
+                   help="measure instead: samples/s of mpiexec -n 2 with 1 thread per rank against one process "
+                        "with 1 and 2 threads (fit(distributed=True), the same global batch); no model")
     p.add_argument("--sizes", default=None, help=argparse.SUPPRESS)
     p.add_argument("--min-time", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -756,6 +839,17 @@ def main(argv=None):
     if args.allreduce_child:
         sizes = [int(s) for s in args.sizes.split(",")]
         return allreduce_child(args.allreduce_child, sizes, args.rounds, args.min_time)
+    if args.fit_child:
+        return fit_child(args.fit_child, names, args.child_threads, args.rounds, args.warmup, args.quick,
+                         args.child_distributed)
+    if args.ranks_vs_threads:
+        command = "python -m benchmarks.mpi_model" + "".join(" " + shlex.quote(a) for a in
+                                                             (sys.argv[1:] if argv is None else argv))
+        report = ranks_vs_threads(names, args.rounds, args.warmup, args.quick)
+        print(ranks_vs_threads_text(report, command))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1))
+        return 0
     if args.step_child:
         return step_child(args.step_child, names, args.thread_list, args.fraction_list, args.rounds, args.warmup,
                           args.quick, args.engine)
