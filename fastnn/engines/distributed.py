@@ -38,14 +38,17 @@ How a step runs, on K ranks with local batch ``b`` (global batch K·b):
   build identical initial weights.
 
 Ranks × threads: each rank runs its step on the threads ``fastnn.set_num_threads`` gives it (the CLI's
-``--threads``; FASTNN_NUM_THREADS; by default the CLI gives each rank the node's cores divided by the
-ranks on it: ``threads_per_rank``). In the fused step those threads are BLAS's threads inside the GEMMs
-of the rank's rows (the batch-parallel split of fastnn's own workers runs whole epochs only, so it is
-not used per step). So on one node, K ranks × 1 thread beat 1 rank × K threads where the GEMMs are
-small (the step's other passes then run on K cores, not one) and cost a per-step allreduce; with big
-GEMMs (784-256-128-10 at batch 1024) BLAS threads are already efficient. Across nodes: one rank per node,
-its cores as threads (every rank added lengthens the allreduce ring). Measured figures: README's
-"Scaling out (MPI)" and benchmarks/README.md.
+``--threads``, FASTNN_NUM_THREADS; the CLI's default is the node's cores divided by the ranks on it:
+``threads_per_rank``). In the fused step those threads are BLAS's, inside the GEMMs of the rank's rows (the
+batch-parallel split of a mini-batch over fastnn's own workers runs whole epochs on one process, so it is
+not used per step). On one node of C cores: C ranks × 1 thread where the step is short or threads scale
+poorly (every pass of the step then runs on C cores, for one allreduce of tens of µs), 1 rank × C threads
+where the GEMMs are big; across nodes, one rank per node with its cores as threads (every rank lengthens
+the allreduce ring). ``python -m benchmarks.mpi_model --ranks-vs-threads`` measures the two against each
+other; README's "Scaling out (MPI)" has this machine's figures and benchmarks/README.md the cost model.
+Per step the fused engine returns to Python once (one kernel call: ~20 µs of argument unboxing on a
+100-100-5 network, then the mpi4py call); an allreduce called from inside the kernel would save that and
+is not built.
 
 Data: ``fit(X, y)`` takes the full arrays on every rank, or paths: an ``.npy`` file (X; y another ``.npy`` or
 an array) or an ``.npz`` file with "X" and "y". Files are memory-mapped (an uncompressed ``.npz`` member
@@ -67,9 +70,9 @@ so all ranks stop together with ``DistributedError`` naming the failed rank and 
 one rank (Ctrl-C, SIGTERM) stops every rank before the same batch; a bad shard stops all ranks with
 ValueError before training; a non-finite loss or update raises ``TrainingDivergedError`` on every rank at
 the same epoch and batch. Rank 0 alone writes checkpoints (fastnn.checkpoint: atomic, so the last one stays
-valid), the progress bar and log lines; a failed write is agreed on like any other failure. An exception that escapes outside these agreed points (a bug) calls
-``comm.Abort`` so that no rank waits forever. A rank killed outright (SIGKILL, lost node) is the launcher's
-to handle: mpiexec and srun end the whole job.
+valid), the progress bar and log lines; a failed write is agreed on like any other failure. An exception
+that escapes outside these agreed points (a bug) calls ``comm.Abort`` so that no rank waits forever. A rank
+killed outright (SIGKILL, lost node) is the launcher's to handle: mpiexec and srun end the whole job.
 """
 import json
 import math
