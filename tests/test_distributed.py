@@ -43,6 +43,7 @@ WORKER = textwrap.dedent('''
     import numpy as np
     import fastnn as fnn
     from fastnn.distributed import DistributedTrainer, DistributedError
+    from fastnn.errors import TrainingInterrupted
 
     mode, out = sys.argv[1], sys.argv[2]
     data = np.load(sys.argv[3])
@@ -72,12 +73,29 @@ WORKER = textwrap.dedent('''
         net = network(fnn.Adam(lr=0.01), seed)
         tr = DistributedTrainer(net, batch_size={B}, epochs=3, seed=7, verbose=0)
         source = (sys.argv[3], None)        # memory-mapped .npz, each rank checks only its shard
-    elif mode == "checkpoint":
+    elif mode in ("checkpoint", "interrupt"):
         net = network(fnn.SGD(lr=0.1, momentum=0.9), seed)
         epochs = int(sys.argv[5])
         tr = DistributedTrainer(net, batch_size={B}, epochs=epochs, seed=7, verbose=0, checkpoint=sys.argv[4])
         source = (X, y)
-    elif mode in ("raise", "raise-fused", "bad-shard", "diverge", "diverge-layer"):
+        if mode == "interrupt" and rank == 1:        # Ctrl-C on rank 1 in the middle of epoch 2
+            import os, signal
+            from fastnn.kernels import epoch_distributed
+            make = epoch_distributed.step_kernel
+
+            calls = [0]
+
+            def interrupting_kernel(*kinds):         # asked for once an epoch
+                kernel = make(*kinds)
+
+                def call(*args):
+                    calls[0] += 1
+                    if calls[0] == 12:               # 8 calls an epoch (7 global batches + the last update)
+                        os.kill(os.getpid(), signal.SIGINT)
+                    return kernel(*args)
+                return call
+            epoch_distributed.step_kernel = interrupting_kernel
+    elif mode in ("raise", "raise-fused", "setup-fused", "bad-shard", "diverge", "diverge-layer"):
         net = network(fnn.SGD(lr=1e300 if mode.startswith("diverge") else 0.1), seed,
                       fnn.ReLU if mode.startswith("diverge") else fnn.TanH)
         # "raise" patches the per-layer path's forward: that engine (fused=False); the others the fused step
@@ -99,6 +117,12 @@ WORKER = textwrap.dedent('''
                     return kernel(*args)
                 return call
             epoch_distributed.step_kernel = failing_kernel
+        if mode == "setup-fused" and rank == 1:     # the fused engine's per-epoch set-up raises
+            from fastnn.engines import distributed as engine
+
+            def failing_setup(self, *args):
+                raise RuntimeError("simulated failure on rank 1")
+            engine.FusedDistributedEpoch._epoch_setup = failing_setup
         if mode == "raise" and rank == 1:
             calls = [0]
             forward = net.train_forward
@@ -217,7 +241,7 @@ WORKER = textwrap.dedent('''
         if tr is None:
             raise built_error
         history = tr.fit(*source)
-    except (DistributedError, fnn.TrainingDivergedError, ValueError, TypeError) as exc:
+    except (DistributedError, fnn.TrainingDivergedError, TrainingInterrupted, ValueError, TypeError) as exc:
         where = [getattr(exc, "epoch", None), getattr(exc, "batch", None)]
         with open(f"{{out}}.rank{{rank}}", "w") as f:
             json.dump({{"rank": rank, "error": type(exc).__name__, "message": str(exc), "where": where}}, f)
@@ -320,10 +344,30 @@ def test_checkpoint_written_by_rank_0_resumes(tmp_path):
 
 
 @needs_mpi
-@pytest.mark.parametrize("mode", ["raise", "raise-fused"])
-def test_a_failing_rank_stops_every_rank_without_hanging(tmp_path, mode):
-    """An exception on rank 1 at its third step (the per-layer path's forward; the fused step's kernel):
-    every rank raises the same DistributedError, at that batch."""
+def test_ctrl_c_on_one_rank_mid_epoch_stops_both_at_one_batch_and_the_resume_equals_one_process(tmp_path):
+    """The fused step: rank 1's stop travels in its gradient (NaN); both ranks stop before the same batch of
+    epoch 2 and write a mid-epoch checkpoint; resuming it gives one process's uninterrupted run."""
+    X, y, path = _data(tmp_path)
+    ckpt = tmp_path / "run.ckpt"
+    proc, lines, _ = _launch(tmp_path, "interrupt", tmp_path / "w1.npy", path, ckpt, 3)
+    assert proc.returncode != 0 and ckpt.exists(), proc.stdout + proc.stderr
+    assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
+    assert {line["error"] for line in lines} == {"TrainingInterrupted"}
+    assert len({line["message"] for line in lines}) == 1 and "epoch 2" in lines[0]["message"], lines
+    proc, _, _ = _launch(tmp_path, "checkpoint", tmp_path / "w3.npy", path, ckpt, 3)     # resumes mid-epoch
+    assert proc.returncode == 0, proc.stderr
+    net, history = _single_process(X, y, fnn.SGD(lr=0.1, momentum=0.9), validation=False)
+    np.testing.assert_allclose(np.load(tmp_path / "w3.npy"), net._flat_params, rtol=0, atol=1e-10)
+    dist = json.loads((tmp_path / "w3.npy.json").read_text())
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(dist[key], history[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+@needs_mpi
+@pytest.mark.parametrize("mode, where", [("raise", [1, 3]), ("raise-fused", [1, 3]), ("setup-fused", [None, None])])
+def test_a_failing_rank_stops_every_rank_without_hanging(tmp_path, mode, where):
+    """An exception on rank 1 at its third step (the per-layer path's forward; the fused step's kernel) or
+    in the fused engine's set-up of the epoch: every rank raises the same DistributedError, at that batch."""
     X, y, path = _data(tmp_path)
     proc, lines, elapsed = _launch(tmp_path, mode, tmp_path / "w.npy", path)
     assert proc.returncode != 0
@@ -331,7 +375,7 @@ def test_a_failing_rank_stops_every_rank_without_hanging(tmp_path, mode):
     for line in lines:                      # every rank: the same error, naming rank 1 and the step
         assert line["error"] == "DistributedError"
         assert "rank 1: RuntimeError: simulated failure on rank 1" in line["message"]
-        assert line["where"] == [1, 3]
+        assert line["where"] == where
     assert not (tmp_path / "w.npy").exists()
 
 

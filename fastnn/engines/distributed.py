@@ -336,9 +336,12 @@ class MPIRun:
             opt.steps = steps
 
     def engine(self, trainer, X, y, batch_size, weights, use_fused):
+        """The engine, built on every rank; a failure on any rank (out of memory) stops every rank alike."""
         if use_fused:
-            return FusedDistributedEpoch(self, trainer.net, X, y, batch_size, weights)
-        return DistributedEpoch(self, trainer.net, X, y, trainer.batch_size, batch_size, weights)
+            return self.call(lambda: FusedDistributedEpoch(self, trainer.net, X, y, batch_size, weights),
+                             "the engine's set-up")
+        return self.call(lambda: DistributedEpoch(self, trainer.net, X, y, trainer.batch_size, batch_size, weights),
+                         "the engine's set-up")
 
     def evaluate(self, net, X_val, y_val):
         """{"loss", "accuracy"} over all of the validation set: each rank evaluates its share."""
@@ -582,17 +585,13 @@ class FusedDistributedEpoch:
     def __call__(self, order, epoch, progress):
         from .. import signals, threads
         from ..kernels._blas import set_threads_local
-        run, net, runner = self.run, self.net, self.runner
+        run, net = self.run, self.net
         comm, rank, size = run.comm, run.rank, run.size
-        for k, drop in enumerate(runner.drops):
-            if drop is not None:
-                runner.drop_thr[k], runner.drop_scale[k] = drop.threshold, drop.scale
         plan = progress.plan if progress.plan is not None else net.plan()
         opt = plan.optimizer
-        opt_kind, (network, scratch, data, record) = runner.records(order, plan, np.uint64(progress.dropout_key))
-        kernel = self.step_kernel(runner.loss_kind, opt_kind)
+        kernel, (network, scratch, data, record), denominators = run.call(
+            lambda: self._epoch_setup(order, plan, progress), "the epoch's set-up")   # one small collective
         grads, gb, n = plan.grads, self.gb, len(self.X)
-        denominators = self.denominators(order)
         blas = threads.blas_threads()
         self.sums[:] = 0
         penalty_sum = 0.0
@@ -635,6 +634,15 @@ class FusedDistributedEpoch:
         loss_sum, correct = self._epoch_sums(progress, penalty_sum)
         progress.done(len(denominators), loss_sum, correct)
         return loss_sum / n, correct
+
+    def _epoch_setup(self, order, plan, progress):
+        """(the step kernel, its records for this epoch, each global batch's denominator)."""
+        runner = self.runner
+        for k, drop in enumerate(runner.drops):
+            if drop is not None:
+                runner.drop_thr[k], runner.drop_scale[k] = drop.threshold, drop.scale
+        opt_kind, records = runner.records(order, plan, np.uint64(progress.dropout_key))
+        return self.step_kernel(runner.loss_kind, opt_kind), records, self.denominators(order)
 
     def _epoch_sums(self, progress, penalty_sum):
         """Collective: (loss summed over the epoch's samples as the loop counts it, correct) of every rank,
