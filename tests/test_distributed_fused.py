@@ -1,7 +1,8 @@
 """The distributed engine's fused step (fastnn.engines.distributed.FusedDistributedEpoch) under `mpiexec -n 2`:
 K = 2 ranks with local batch b give one process with the global batch 2b, the same seed and order, to 1e-10
 in float64 — for every optimizer and its variants (weight decay, momentum, Nesterov, AdamW, scikit-learn's
-penalty and epsilon), Dropout, sample and class weights, a schedule and a callback, two loss heads.
+penalty and epsilon), Dropout, sample and class weights, a schedule and a callback, two loss heads; and the
+per-layer step (fused=False on both sides) with sample and class weights.
 
 One launch runs every case (WORKER, below) and saves rank 0's weights and history per case; each
 parametrized test then fits one process on the fused engine in the pytest process and compares. N = 193
@@ -39,6 +40,7 @@ CASES = {     # name -> (optimizer, extra fit arguments, layers' kind): built al
     "class-weight": "fnn.SGD(lr=0.1, momentum=0.9)",
     "schedule-callback": "fnn.Adam(lr=0.01)",
     "l2-regression": "fnn.Adam(lr=0.01)",
+    "per-layer-weights": "fnn.Adam(lr=0.01)",        # fused=False on both sides: the per-layer step, weighted
 }
 
 COMMON = textwrap.dedent('''
@@ -74,7 +76,10 @@ COMMON = textwrap.dedent('''
 
     def fit_args(case, X):
         kw = dict(epochs=EPOCHS, seed=7, verbose=0)
-        if case == "sample-weight":
+        if case == "per-layer-weights":
+            kw["fused"] = False
+            kw["class_weight"] = "balanced"
+        if case in ("sample-weight", "per-layer-weights"):
             kw["sample_weight"] = np.random.default_rng(2).uniform(0.0, 2.0, len(X))
         if case == "class-weight":
             kw["class_weight"] = {{0: 0.5, 1: 2.0, 2: 1.0}}
@@ -123,7 +128,7 @@ def distributed_results(tmp_path_factory):
 def test_two_ranks_on_the_fused_step_equal_one_process_with_the_global_batch(distributed_results, case):
     X, y = data(case)         # noqa: F821 - defined by exec(COMMON)
     net = network(case, eval(CASES[case]), 0)      # noqa: F821
-    assert fused.supports(net)[0]
+    assert fused.supports(net)[0]            # (per-layer-weights: fused=False on both sides)
     history = net.fit(X, y, batch_size=K * B, **fit_args(case, X))   # noqa: F821 - one process, fused
     got = distributed_results[case]
     np.testing.assert_allclose(got["params"], net._flat_params, rtol=0, atol=1e-10)
