@@ -95,14 +95,15 @@ WORKER = textwrap.dedent('''
                     return kernel(*args)
                 return call
             epoch_distributed.step_kernel = interrupting_kernel
-    elif mode in ("raise", "raise-fused", "setup-fused", "bad-shard", "diverge", "diverge-layer"):
+    elif mode in ("raise", "raise-fused", "raise-fused-last", "setup-fused", "bad-shard", "diverge", "diverge-layer"):
         net = network(fnn.SGD(lr=1e300 if mode.startswith("diverge") else 0.1), seed,
                       fnn.ReLU if mode.startswith("diverge") else fnn.TanH)
         # "raise" patches the per-layer path's forward: that engine (fused=False); the others the fused step
         tr = DistributedTrainer(net, batch_size={B}, epochs=2, seed=7, verbose=0,
                                 fused=mode not in ("raise", "diverge-layer") and "auto")
         source = (sys.argv[3], None) if mode == "bad-shard" else (X, y)
-        if mode == "raise-fused" and rank == 1:      # the fused step's kernel raises at its third call
+        if mode.startswith("raise-fused") and rank == 1:    # the fused step's kernel raises at its 3rd call, or
+            failing_call = 8 if mode == "raise-fused-last" else 3      # at the epoch's last (the last update)
             from fastnn.kernels import epoch_distributed
             make = epoch_distributed.step_kernel
 
@@ -112,7 +113,7 @@ WORKER = textwrap.dedent('''
 
                 def call(*args):
                     calls[0] += 1
-                    if calls[0] == 3:
+                    if calls[0] == failing_call:
                         raise RuntimeError("simulated failure on rank 1")
                     return kernel(*args)
                 return call
@@ -364,7 +365,8 @@ def test_ctrl_c_on_one_rank_mid_epoch_stops_both_at_one_batch_and_the_resume_equ
 
 
 @needs_mpi
-@pytest.mark.parametrize("mode, where", [("raise", [1, 3]), ("raise-fused", [1, 3]), ("setup-fused", [None, None])])
+@pytest.mark.parametrize("mode, where", [("raise", [1, 3]), ("raise-fused", [1, 3]), ("raise-fused-last", [None, None]),
+                                         ("setup-fused", [None, None])])
 def test_a_failing_rank_stops_every_rank_without_hanging(tmp_path, mode, where):
     """An exception on rank 1 at its third step (the per-layer path's forward; the fused step's kernel) or
     in the fused engine's set-up of the epoch: every rank raises the same DistributedError, at that batch."""

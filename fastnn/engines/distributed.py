@@ -558,7 +558,7 @@ class FusedDistributedEpoch:
         # their positions in it (their Dropout masks are those one process draws)
         self.runner = EpochRunner(net, X, y, global_batch, sample_weights=weights)
         self.step_kernel = epoch_distributed.step_kernel
-        self.sums = np.zeros(2)          # this rank's [Σ loss · global rows, correct] of the epoch, then reduced
+        self.sums = np.zeros(3)      # this rank's [Σ loss · global rows, correct, failed] of the epoch, then reduced
 
     def compile_pending(self):
         """A line saying that the first epoch will compile the step's kernel (neither compiled in this
@@ -621,17 +621,18 @@ class FusedDistributedEpoch:
                     self._stopped(epoch, done, layer, what, plan, progress, penalty_sum)
                 penalty_sum += penalty
                 if last:
+                    self.sums[2] = error is not None       # the epoch's last update: agreed in _epoch_sums
                     break
                 loss_bad = not math.isfinite(loss)
                 mine = (loss * g_rows, right)
-                self.sums += mine
+                self.sums[:2] += mine
                 if (stop or error is not None or loss_bad) and grads.size:
                     grads[0] = np.nan          # every rank's next update refuses the sum: see the class docstring
                 comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)      # THE allreduce of the step
                 done = (b, g_rows, denominators[b], (bool(stop), error, loss_bad), mine)
         finally:
             set_threads_local(previous)
-        loss_sum, correct = self._epoch_sums(progress, penalty_sum)
+        loss_sum, correct = self._epoch_sums(progress, penalty_sum, error)
         progress.done(len(denominators), loss_sum, correct)
         return loss_sum / n, correct
 
@@ -644,10 +645,13 @@ class FusedDistributedEpoch:
         opt_kind, records = runner.records(order, plan, np.uint64(progress.dropout_key))
         return self.step_kernel(runner.loss_kind, opt_kind), records, self.denominators(order)
 
-    def _epoch_sums(self, progress, penalty_sum):
+    def _epoch_sums(self, progress, penalty_sum, error=None):
         """Collective: (loss summed over the epoch's samples as the loop counts it, correct) of every rank,
-        from the position ``progress`` started at."""
+        from the position ``progress`` started at; DistributedError on every rank if the epoch's last call
+        failed on any (``error``: this rank's)."""
         self.run.comm.Allreduce(MPI.IN_PLACE, self.sums, op=MPI.SUM)
+        if self.sums[2]:
+            self.run.raise_all(error, where="the epoch's last update")
         loss_sum = progress.loss_sum + self.sums[0] * self.net.loss.report_scale + penalty_sum
         return loss_sum, progress.correct + int(round(self.sums[1]))
 
@@ -664,7 +668,7 @@ class FusedDistributedEpoch:
             run.agreed = DistributedError(errors, epoch, b + 1)
             raise run.agreed from error
         if any(s for s, _, _ in gathered):
-            self.sums -= mine          # batch b is not taken: its loss and correct counts are not the epoch's
+            self.sums[:2] -= mine      # batch b is not taken: its loss and correct counts are not the epoch's
             loss_sum, correct = self._epoch_sums(progress, penalty_sum)
             progress.done(b, loss_sum, correct)
             raise Stop
