@@ -617,6 +617,8 @@ class FusedDistributedEpoch:
                             opt.steps += 1
                     except Exception as exc:  # noqa: BLE001 - every rank must learn of it (below)
                         error = exc
+                        if done is not None and not np.isfinite(grads).all():
+                            what = 1      # the others refuse this sum (a poison, a divergence): so does this rank
                 if what >= 0:        # every rank refused the update of batch done[0] alike
                     self._stopped(epoch, done, layer, what, plan, progress, penalty_sum)
                 penalty_sum += penalty
