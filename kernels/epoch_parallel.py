@@ -22,12 +22,12 @@ Plain SGD (OPT_SGD) has two phases per batch, as fast as the serial kernel's ste
 max |A[k]| and max |D[k]| of its rows, and phase 1 proves the step finite from those bounds (the serial
 kernel's proof) and updates each block's ranges inside the weight-gradient GEMM,
 W[k][i0:i1] += -lr·A[k][:, i0:i1]ᵀ·D[k+1] — no gradient buffer, no pass over the weights but the GEMM.
-The running bound on max |W[k]| is measured before the first update (phase 0 of the epoch's first batch:
-each block bounds its own ranges, phase 1 takes the max over the blocks = the whole layer's bound). When
-the proof fails with it, phase 1 updates nothing: each block bounds its own ranges of the failing layers
-and block 0 inserts one extra phase (``team.schedule``) that takes the max over the blocks and proves
-again, then updates — so no block measures weights that another block is updating, and the result is a
-function of (seed, T) whatever the threads' timing.
+The running bound on max |W[k]| (team.wbound, inf on entry) is measured when the proof fails with it —
+so on the epoch's first batch, before its first update: phase 1 then updates nothing; each block bounds its
+own ranges of the failing layers (the bound is monotone in max |x|, so the max over the blocks is exactly
+the whole layer's bound, as the serial kernel measures it) and block 0 inserts one extra phase
+(``team.schedule``) that takes that max, proves again, then updates — so no block measures weights that
+another block is updating, and the result is a function of (seed, T) whatever the threads' timing.
 
 When thread 0 has waited for the others longer than it worked (a core shared with other work: see
 _sync.py), the others retire and thread 0 runs the remaining blocks alone, with the same numbers.
@@ -42,10 +42,10 @@ raises sets ``sync``'s abort flag (fastnn/engines/fused.py): the others return a
 Team(partials, totals, wbound, clock, schedule):
   partials (T, partials_columns(L)) float64: each block's partial results (columns below);
   totals (4,) float64 zeroed: receives the epoch's (loss summed over samples, correct, steps, penalty);
-  wbound (T, L) float64: plain SGD's running bounds on max |W[k]|, one copy per block (all equal);
+  wbound (T, L) float64 of inf: plain SGD's running bounds on max |W[k]|, one copy per block (all equal);
   clock (T, 4) int64 zeroed: receives each thread's CPU cycles spent waiting and working in phases
-  0, 1, 2 (for benchmarks: where the time goes); schedule (2,) int64 zeroed: [extra phases inserted so far,
-  the index of the latest one].
+  0, 1, 2 (for benchmarks: where the time goes); schedule (1,) int64 zeroed: the phases plain SGD inserted,
+  packed in one word that block 0 writes atomically — (index of the latest one) · 2³² + (how many so far).
 """
 import math
 from collections import namedtuple
@@ -63,9 +63,9 @@ Team = namedtuple("Team", "partials totals wbound clock schedule")
 
 # columns of ``partials``: one row per block; the squared gradient norm of layer k at _NORMS + k; plain SGD:
 # bounds on max |A[k]| (k ≥ 1) at _amax(L) + k, on max |D[k]| at _dmax(L) + k, and on max |W[k]|, |b[k]|
-# over the block's own ranges at _wmax(L) + k (see partials_columns)
+# over the block's own ranges at _wmax(L) + k, when measured (see partials_columns)
 _LOSS, _RIGHT, _PENALTY, _FINITE, _NORMS = 0, 1, 2, 3, 4
-_EXTRA, _EXTRA_AT = 0, 1      # slots of team.schedule
+_PACK = 1 << 32              # team.schedule[0] = (index of the latest extra phase) · _PACK + (extra phases so far)
 
 
 @inline_kernel
@@ -95,27 +95,14 @@ def _span(t, T, n):
 
 
 @inline_kernel
-def _ranges(k, blk, T, net):
+def _ranges(k, blk, T, W, offsets):
     """Block blk's parameter ranges of layer k: rows [i0, i1) of W[k], columns [j0, j1) of b[k], and their
     flat ranges [w0, w1), [c0, c1) in the parameter buffer."""
-    fan_in, fan_out = net.W[k].shape
+    fan_in, fan_out = W[k].shape
     i0, i1 = _span(blk, T, fan_in)
     j0, j1 = _span(blk, T, fan_out)
-    bias = net.offsets[k] + fan_in * fan_out
-    return i0, i1, j0, j1, net.offsets[k] + i0 * fan_out, net.offsets[k] + i1 * fan_out, bias + j0, bias + j1
-
-
-@inline_kernel
-def _own_bound(k, blk, T, net):
-    """A bound on max |x| over block blk's ranges of layer k (0 when they are empty); the max over the
-    blocks is layer k's whole bound (step.layer_bound), exactly."""
-    i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, net)
-    top = 0.0
-    if w1 > w0:
-        top = _absmax_bound(net.params[w0:w1])
-    if c1 > c0:
-        top = max(top, _absmax_bound(net.params[c0:c1]))
-    return top
+    bias = offsets[k] + fan_in * fan_out
+    return i0, i1, j0, j1, offsets[k] + i0 * fan_out, offsets[k] + i1 * fan_out, bias + j0, bias + j1
 
 
 @inline_kernel
@@ -158,89 +145,65 @@ def _add_batch(partials, T, L, nb, penalty, totals, norms, with_norms):
     totals[3] += penalty
 
 
-def _rows(blk, T, batch, start, nb, denom, net, scratch, data, partials):
-    """Phase 0, block blk: forward, head ``_HEAD`` and deltas of its rows; plain SGD (``_PLAIN_SGD``): bounds
-    on their activations and deltas, and on the first batch, bounds on its own parameter ranges."""
-    L = len(net.W)
-    r0, r1 = _span(blk, T, nb)
-    loss, right = 0.0, 0
-    if r1 > r0:
-        forward_rows(net, scratch, data, start, r0, r1, batch, 0)
-        loss, right = _HEAD(scratch, data, start, r0, r1, denom)
-        deltas(net, scratch, data, r0, r1, batch, 0)
-        if _PLAIN_SGD:
-            row_bounds(scratch, r0, r1, partials[blk, _amax(L):_amax(L) + L], partials[blk, _dmax(L):_dmax(L) + L + 1])
-    elif _PLAIN_SGD:
-        for k in range(1, L + 1):
-            partials[blk, _dmax(L) + k] = 0.0
-            partials[blk, _amax(L) + k - 1] = 0.0
-    if _PLAIN_SGD and batch == 0:         # the weights' bounds before the epoch's first update
-        for k in range(L):
-            partials[blk, _wmax(L) + k] = _own_bound(k, blk, T, net)
-    partials[blk, _LOSS] = loss
-    partials[blk, _RIGHT] = right
-
-
 @inline_kernel
-def _sgd_phase(g, blk, T, batch, nb, last, remeasured, net, scratch, data, opt, team, sync):
+def _sgd_phase(g, blk, T, batch, nb, last, remeasured, x_absmax, W, b, params, offsets, A, D, dW, db, grads, lr,
+               team, sync, norms, status):
     """Phase 1 of plain SGD, block blk: the serial kernel's proof that the step stays finite (the bounds of
     phase 0, and the running bounds on max |W[k]|, of which each block keeps its own copy, team.wbound[blk]),
     then the update of its parameter ranges inside the weight-gradient GEMM; on the epoch's last batch
     through the gradient buffer instead, as the serial kernel does. When the proof fails with the running
     bound of some layer: no update — each block bounds its own ranges of those layers and block 0 inserts
     the extra phase (``remeasured``) in which the max over the blocks replaces the running bound."""
-    L = len(net.W)
+    L = len(W)
     partials, wbound = team.partials, team.wbound
-    lr = opt.lr
-    limit = sgd_limit(net.params)
-    if batch == 0 and not remeasured:
+    limit = sgd_limit(params)
+    if remeasured:                # the layers measured in phase 1 (their column > 0): the max over the blocks
         for k in range(L):
-            wbound[blk, k] = _block_max(partials, T, _wmax(L) + k)
+            measured = _block_max(partials, T, _wmax(L) + k)
+            if measured > 0:
+                wbound[blk, k] = measured
     measure = False
     for k in range(L - 1, -1, -1):
-        amax = data.x_absmax if k == 0 else _block_max(partials, T, _amax(L) + k)
+        amax = x_absmax if k == 0 else _block_max(partials, T, _amax(L) + k)
         grad_bound = sgd_grad_bound(nb, amax, _block_max(partials, T, _dmax(L) + k + 1))
+        top = 0.0                 # 0: layer k not measured
         if not sgd_proven(lr, grad_bound, wbound[blk, k], limit):
             if remeasured:
-                wbound[blk, k] = _block_max(partials, T, _wmax(L) + k)
-                if not sgd_proven(lr, grad_bound, wbound[blk, k], limit):
-                    _stop(sync, scratch.status, blk, batch + 1, k, FAIL_UPDATE)
-                    return
-            else:
-                partials[blk, _wmax(L) + k] = _own_bound(k, blk, T, net)
-                measure = True
+                _stop(sync, status, blk, batch + 1, k, FAIL_UPDATE)
+                return
+            i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)    # this block's ranges of layer k
+            top = _absmax_bound(params[w0:w1]) if w1 > w0 else 0.0
+            top = max(top, _absmax_bound(params[c0:c1]) if c1 > c0 else 0.0)
+            measure = True
+        if not remeasured:        # (in the extra phase the other blocks read these columns)
+            partials[blk, _wmax(L) + k] = top
     if measure:
-        if blk == 0:
-            atomic_store(team.schedule, _EXTRA_AT, g + 1)
-            atomic_add(team.schedule, _EXTRA, 1)
+        if blk == 0:              # one atomic word: the other blocks of this phase may be reading it
+            atomic_store(team.schedule, 0, (g + 1) * _PACK + atomic_load(team.schedule, 0) % _PACK + 1)
         return
-    A, D = scratch.A, scratch.D
     for k in range(L):
-        i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, net)
-        sgd_in_gemm(A[k][:nb, i0:i1], D[k + 1][:nb], net.W[k][i0:i1], scratch.dW[k][i0:i1], D[k + 1][:nb, j0:j1],
-                    net.b[k][j0:j1], scratch.db[k][j0:j1], net.params, scratch.grads, w0, w1, c0, c1, lr, last, 0)
-        amax = data.x_absmax if k == 0 else _block_max(partials, T, _amax(L) + k)
+        i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)
+        sgd_in_gemm(A[k][:nb, i0:i1], D[k + 1][:nb], W[k][i0:i1], dW[k][i0:i1], D[k + 1][:nb, j0:j1], b[k][j0:j1],
+                    db[k][j0:j1], params, grads, w0, w1, c0, c1, lr, last, 0)
+        amax = x_absmax if k == 0 else _block_max(partials, T, _amax(L) + k)
         wbound[blk, k] += lr * nb * max(amax, 1.0) * _block_max(partials, T, _dmax(L) + k + 1)
     if blk == 0:
-        _add_batch(partials, T, L, nb, 0.0, team.totals, scratch.norms, False)
+        _add_batch(partials, T, L, nb, 0.0, team.totals, norms, False)
 
 
 @inline_kernel
-def _gradients(blk, T, nb, denom, net, scratch, opt, partials):
+def _gradients(blk, T, nb, denom, W, A, D, dW, db, params, grads, offsets, alpha, partials):
     """Phase 1 (explicit-gradient optimizers), block blk: the gradients of its parameter ranges (+ scikit-
     learn's penalty gradient), their squared norms, the penalty's part."""
-    alpha = opt.sklearn_alpha
-    decay = penalty_decay(net.params, alpha, denom)
+    decay = penalty_decay(params, alpha, denom)
     penalty = 0.0
-    A, D, grads = scratch.A, scratch.D, scratch.grads
-    for k in range(len(net.W)):
-        i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, net)
+    for k in range(len(W)):
+        i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)
         if alpha != 0:
-            penalty += optim.squared_norm(net.params, w0, w1)
-        layer_gradient(A[k][:nb, i0:i1], D[k + 1][:nb], scratch.dW[k][i0:i1], D[k + 1][:nb, j0:j1],
-                       scratch.db[k][j0:j1], 0)
+            penalty += optim.squared_norm(params, w0, w1)
+        layer_gradient(A[k][:nb, i0:i1], D[k + 1][:nb], dW[k][i0:i1], D[k + 1][:nb, j0:j1], db[k][j0:j1], 0)
         if alpha != 0:
-            penalty_gradient(net.params, grads, w0, w1, decay)
+            penalty_gradient(params, grads, w0, w1, decay)
         partials[blk, _NORMS + k] = optim.squared_norm(grads, w0, w1) + optim.squared_norm(grads, c0, c1)
     partials[blk, _PENALTY] = penalty
 
@@ -274,11 +237,17 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
     """Run blocks of one epoch until none is left (see the module's docstring); t is this thread's index:
     which blocks it runs depends on the others."""
     set_threads_local(1)
-    n = data.X.shape[0]
-    L = len(net.W)
-    partials, clock = team.partials, team.clock
+    X, labels, targets, sample_weights, order = data.X, data.labels, data.targets, data.sample_weights, data.order
+    W, b, codes, act_params, params, offsets = net.W, net.b, net.codes, net.act_params, net.params, net.offsets
+    drop_thr, drop_scale, dkey = net.drop_thr, net.drop_scale, data.dkey
+    A, D, Z, Y, dW, db, grads = scratch.A, scratch.D, scratch.Z, scratch.Y, scratch.dW, scratch.db, scratch.grads
+    label_buf, target_buf, weight_buf = scratch.label_buf, scratch.target_buf, scratch.weight_buf
+    norms, status, batch_size = scratch.norms, scratch.status, data.batch_size
+    partials, clock, schedule, slot1, slot2 = team.partials, team.clock, team.schedule, opt.slot1, opt.slot2
+    n = X.shape[0]
+    L = len(W)
     per_batch = 2 if _PLAIN_SGD else 3       # phases: rows, (gradients, update) or (in-GEMM update)
-    phases = per_batch * ((n + data.batch_size - 1) // data.batch_size)
+    phases = per_batch * ((n + batch_size - 1) // batch_size)
     waited = worked = 0
     while True:
         if t > 0 and atomic_load(sync, RETIRE) != 0:
@@ -294,45 +263,65 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
         waited += began - before
         clock[t, 0] += began - before
         remeasured = False
-        if _PLAIN_SGD:            # every phase before g is done: so are its insertions
-            remeasured = atomic_load(team.schedule, _EXTRA_AT) == g
-            g_plan = g - atomic_load(team.schedule, _EXTRA)
+        g_plan = g
+        if _PLAIN_SGD:            # every phase before g is done, and so are its insertions
+            state = atomic_load(schedule, 0)
+            at, extra = state // _PACK, state % _PACK
+            if at > g:            # inserted during this phase g (by its block 0): it comes after it
+                extra -= 1
+            remeasured = at == g
+            g_plan = g - extra
             if g_plan >= phases:
                 return
-        else:
-            g_plan = g
         batch, phase = g_plan // per_batch, g_plan % per_batch        # batch: 0-based
-        start = batch * data.batch_size
-        nb = min(data.batch_size, n - start)
-        denom = batch_denominator(data, start, nb)
+        start = batch * batch_size
+        nb = min(batch_size, n - start)
+        denom = batch_denominator(sample_weights, order, start, nb)
         step = opt.step0 + batch + 1          # every batch before this one took its step
-        if phase == 0:            # this block's rows: forward, loss, deltas
-            _rows(blk, T, batch, start, nb, denom, net, scratch, data, partials)
+        if phase == 0:            # this block's rows: forward, loss, deltas (plain SGD: and their bounds)
+            r0, r1 = _span(blk, T, nb)
+            loss, right = 0.0, 0
+            if r1 > r0:
+                forward_rows(X, order, start, r0, r1, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey,
+                             batch, 0)
+                loss, right = _HEAD(A[L][r0:r1], D[L][r0:r1], labels, targets, order, start, r0, label_buf,
+                                    target_buf, sample_weights, weight_buf, denom)
+                deltas(W, codes, act_params, A, D, Z, Y, drop_thr, drop_scale, dkey, batch, r0, r1, 0)
+                if _PLAIN_SGD:
+                    row_bounds(A, D, r0, r1, partials[blk, _amax(L):_amax(L) + L],
+                               partials[blk, _dmax(L):_dmax(L) + L + 1])
+            elif _PLAIN_SGD:
+                for k in range(1, L + 1):
+                    partials[blk, _dmax(L) + k] = 0.0
+                    partials[blk, _amax(L) + k - 1] = 0.0
+            partials[blk, _LOSS] = loss
+            partials[blk, _RIGHT] = right
         elif phase == 1 and not math.isfinite(_block_sum(partials, T, _LOSS)):
-            _stop(sync, scratch.status, blk, batch + 1, -1, FAIL_LOSS)
+            _stop(sync, status, blk, batch + 1, -1, FAIL_LOSS)
         elif _PLAIN_SGD:
-            _sgd_phase(g, blk, T, batch, nb, start + nb >= n, remeasured, net, scratch, data, opt, team, sync)
+            _sgd_phase(g, blk, T, batch, nb, start + nb >= n, remeasured, data.x_absmax, W, b, params, offsets, A, D,
+                       dW, db, grads, opt.lr, team, sync, norms, status)
         elif phase == 1:          # this block's parameter ranges: gradients, and is their update finite?
-            _gradients(blk, T, nb, denom, net, scratch, opt, partials)
+            _gradients(blk, T, nb, denom, W, A, D, dW, db, params, grads, offsets, opt.sklearn_alpha, partials)
             finite = True
             for k in range(L):
-                i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, net)
+                i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)
                 for lo, hi in ((w0, w1), (c0, c1)):
                     if hi > lo and finite:
-                        finite = _FINITE_UPDATE(net.params[lo:hi], scratch.grads[lo:hi], slot(opt.slot1, lo, hi),
-                                                slot(opt.slot2, lo, hi), opt, step)
+                        finite = _FINITE_UPDATE(params[lo:hi], grads[lo:hi], slot(slot1, lo, hi), slot(slot2, lo, hi),
+                                                opt, step)
             partials[blk, _FINITE] = 1.0 if finite else 0.0
         else:                     # the verdict, then the update of this block's parameter ranges
-            go_on, penalty = _verdict(blk, T, batch, nb, denom, L, opt.sklearn_alpha, partials, scratch.status, sync)
+            go_on, penalty = _verdict(blk, T, batch, nb, denom, L, opt.sklearn_alpha, partials, status, sync)
             if go_on:
                 for k in range(L):
-                    i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, net)
+                    i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)
                     for lo, hi in ((w0, w1), (c0, c1)):
                         if hi > lo:
-                            _WRITE_UPDATE(net.params[lo:hi], scratch.grads[lo:hi], slot(opt.slot1, lo, hi),
-                                          slot(opt.slot2, lo, hi), opt, step)
+                            _WRITE_UPDATE(params[lo:hi], grads[lo:hi], slot(slot1, lo, hi), slot(slot2, lo, hi), opt,
+                                          step)
                 if blk == 0:
-                    _add_batch(partials, T, L, nb, penalty, team.totals, scratch.norms, True)
+                    _add_batch(partials, T, L, nb, penalty, team.totals, norms, True)
         atomic_add(sync, DONE, 1)
         ended = cycles()
         clock[t, 1 + phase] += ended - began
@@ -349,12 +338,10 @@ def _variants():
     for loss, head in HEADS.items():
         name = LOSS_NAMES[loss]
         for opt, (finite, write) in UPDATES.items():
-            rows = specialize(_rows, name, compile_with=inline_kernel, _HEAD=head)
-            variants[loss, opt] = specialize(_train_epoch_parallel, f"{name}_{_UPDATE_NAMES[opt]}", _rows=rows,
+            variants[loss, opt] = specialize(_train_epoch_parallel, f"{name}_{_UPDATE_NAMES[opt]}", _HEAD=head,
                                              _FINITE_UPDATE=finite, _WRITE_UPDATE=write)
         finite, write = UPDATES[OPT_MOMENTUM]
-        rows = specialize(_rows, f"{name}_plain", compile_with=inline_kernel, _HEAD=head, _PLAIN_SGD=True)
-        variants[loss, OPT_SGD] = specialize(_train_epoch_parallel, f"{name}_plain_sgd", _rows=rows,
+        variants[loss, OPT_SGD] = specialize(_train_epoch_parallel, f"{name}_plain_sgd", _HEAD=head,
                                              _FINITE_UPDATE=finite, _WRITE_UPDATE=write, _PLAIN_SGD=True)
     return variants
 

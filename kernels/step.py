@@ -9,7 +9,12 @@ loss head (softmax cross-entropy on class ids or on distributions, sigmoid cross
 optionally weighted per sample as scikit-learn weights it, softmax_ce.py); SGD (weight decay, momentum,
 Nesterov) or Adam / AdamW on the flat parameter buffer of which every W[k], b[k] is a view.
 
-The pieces (rows r0:r1 of the mini-batch that starts at row ``start`` of the epoch's order):
+The pieces (rows r0:r1 of the mini-batch that starts at row ``start`` of the epoch's order) take the
+records' fields they use, not the records, and the drivers call them one level deep: Numba increfs every
+array of a record wherever an inlined piece binds it (records passed down through the pieces doubled the
+epoch kernel's unoptimised LLVM code), and every level of IR inlining re-runs Numba's untyped passes over
+the level below; together they took the default fit's epoch kernel from 2.2 to 3.3 s of compile. The
+drivers take the records and unpack them once.
   layer_forward       one layer's rows: GEMM, bias + activation (dense.py's per-layer forward is its copy)
   forward_rows        gather the rows of X, then layer_forward and dropout per layer
   HEADS[loss_kind]    the loss head on the last layer's rows: (loss, correct), dL/dA[L] into D[L]
@@ -154,8 +159,6 @@ def _absmax_bound_for(x):
     return bound
 
 
-absmax_bound = _absmax_bound
-
 
 # ------------------------------------------------------------------------------------------- forward
 def _layer_forward(a, w, b, code, param, z, out, blas_threads=0):
@@ -176,49 +179,48 @@ layer_forward = specialize(_layer_forward, "inline", compile_with=inline_kernel,
 
 
 @inline_kernel
-def forward_rows(net, scratch, data, start, r0, r1, batch, blas_threads):
+def forward_rows(X, order, start, r0, r1, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch,
+                 blas_threads):
     """Rows r0:r1 of the batch starting at ``start``: A[k+1] = f_k(A[k] @ W[k] + b[k]); Z[k] keeps the
     pre-activation where f_k's derivative reads it. Layer k with dropout (drop_thr[k] > 0): f_k's output
-    goes to Y[k] and A[k+1] is its dropped copy (masks keyed by the 0-based ``batch``)."""
-    A, Z, Y = scratch.A, scratch.Z, scratch.Y
-    gather_rows(data.X, data.order, start + r0, A[0][r0:r1])
-    for k in range(len(net.W)):
-        dropped = net.drop_thr[k] > 0
-        out = Y[k][r0:r1] if dropped else A[k + 1][r0:r1]
-        layer_forward(A[k][r0:r1], net.W[k], net.b[k], net.codes[k], net.act_params[k], Z[k][r0:r1], out,
-                      blas_threads)
-        if dropped:
-            dropout_apply(data.dkey, batch, r0, net.drop_thr[k], net.drop_scale[k], out, A[k + 1][r0:r1])
+    goes to Y[k] and A[k+1] is its dropped copy (masks keyed (dkey, batch, row), batch 0-based)."""
+    gather_rows(X, order, start + r0, A[0][r0:r1])
+    for k in range(len(W)):
+        out = Y[k][r0:r1] if drop_thr[k] > 0 else A[k + 1][r0:r1]
+        layer_forward(A[k][r0:r1], W[k], b[k], codes[k], act_params[k], Z[k][r0:r1], out, blas_threads)
+        if drop_thr[k] > 0:
+            dropout_apply(dkey, batch, r0, drop_thr[k], drop_scale[k], out, A[k + 1][r0:r1])
 
 
 # ------------------------------------------------------------------------------------------- loss heads
 @inline_kernel
-def _head_labels(scratch, data, start, r0, r1, norm):
-    """Softmax cross-entropy against the class ids of rows r0:r1 of the batch: (loss, correct
-    predictions), dL/dA[L] into D[L]; ``norm``: softmax_ce's (-1: these rows are the batch)."""
-    L = len(scratch.A) - 1
-    logits = scratch.A[L][r0:r1]
-    yb = scratch.label_buf[r0:r1]
-    gather(data.labels, data.order, start + r0, yb)
-    wb = scratch.weight_buf[r0:r1]           # (0,) unweighted
-    if data.sample_weights.size:
-        gather(data.sample_weights, data.order, start + r0, wb)
-    loss = softmax_ce_labels_w(logits, yb, scratch.D[L][r0:r1], wb, norm)
+def _head_labels(logits, head, labels, targets, order, start, r0, label_buf, target_buf, sample_weights, weight_buf,
+                 norm):
+    """Softmax cross-entropy of ``logits`` (A[L]'s rows r0:r0+len(logits) of the batch) against their class
+    ids: (loss, correct predictions), dL/dlogits into ``head`` (D[L]'s rows); ``norm``: softmax_ce's (-1:
+    these rows are the batch)."""
+    r1 = r0 + logits.shape[0]
+    yb = label_buf[r0:r1]
+    gather(labels, order, start + r0, yb)
+    wb = weight_buf[r0:r1]           # (0,) unweighted
+    if sample_weights.size:
+        gather(sample_weights, order, start + r0, wb)
+    loss = softmax_ce_labels_w(logits, yb, head, wb, norm)
     return loss, count_correct_labels(logits, yb)
 
 
-def _head_targets(scratch, data, start, r0, r1, norm):
+def _head_targets(logits, head, labels, targets, order, start, r0, label_buf, target_buf, sample_weights, weight_buf,
+                  norm):
     """The loss ``_LOSS`` (softmax cross-entropy on distributions, sigmoid cross-entropy or L2; bound per
-    variant, see HEADS) against the target rows r0:r1 of the batch: (loss, ``_COUNT`` correct), dL/dA[L]
-    into D[L]; ``norm`` as for _head_labels."""
-    L = len(scratch.A) - 1
-    logits = scratch.A[L][r0:r1]
-    tb = scratch.target_buf[r0:r1]
-    gather_rows(data.targets, data.order, start + r0, tb)
-    wb = scratch.weight_buf[r0:r1]           # (0,) unweighted
-    if data.sample_weights.size:
-        gather(data.sample_weights, data.order, start + r0, wb)
-    loss = _LOSS(logits, tb, scratch.D[L][r0:r1], wb, norm)
+    variant, see HEADS) against the target rows r0:r0+len(logits) of the batch: (loss, ``_COUNT``
+    correct); arguments as for _head_labels."""
+    r1 = r0 + logits.shape[0]
+    tb = target_buf[r0:r1]
+    gather_rows(targets, order, start + r0, tb)
+    wb = weight_buf[r0:r1]           # (0,) unweighted
+    if sample_weights.size:
+        gather(sample_weights, order, start + r0, wb)
+    loss = _LOSS(logits, tb, head, wb, norm)
     return loss, _COUNT(logits, tb)
 
 
@@ -229,7 +231,8 @@ def _no_count(out, t):
 
 
 _LOSS = _COUNT = None     # bound per variant of _head_targets by specialize()
-#: the loss head of each LOSS_* kind: head(scratch, data, start, r0, r1, norm) -> (loss, correct)
+#: the loss head of each LOSS_* kind: head(logits, head, labels, targets, order, start, r0, label_buf, target_buf,
+#: sample_weights, weight_buf, norm) -> (loss, correct)
 HEADS = {LOSS_CE_LABELS: _head_labels, **{
     kind: specialize(_head_targets, LOSS_NAMES[kind], compile_with=inline_kernel, _LOSS=loss, _COUNT=count)
     for kind, loss, count in ((LOSS_CE_DENSE, softmax_ce_dense_w, count_correct_dense), (LOSS_L2, l2_w, _no_count),
@@ -237,50 +240,41 @@ HEADS = {LOSS_CE_LABELS: _head_labels, **{
 
 
 @inline_kernel
-def batch_denominator(data, start, nb):
+def batch_denominator(sample_weights, order, start, nb):
     """The batch's rows, or its sample-weight sum (scikit-learn's sw_sum), summed in float64 in row order."""
-    if data.sample_weights.size == 0:
+    if sample_weights.size == 0:
         return float(nb)
     denom = 0.0
     for i in range(nb):
-        denom += data.sample_weights[data.order[start + i]]
+        denom += sample_weights[order[start + i]]
     return denom
 
 
 # ------------------------------------------------------------------------------------------- backward
 @inline_kernel
-def delta_through(k, r0, r1, net, scratch, dkey, batch, dx):
-    """dx (dL/dA[k], rows r0:r1 of the batch) -> dL/d(pre-activation of layer k-1): through layer k-1's
-    dropout, then its activation (whose output is Y[k-1] when it has dropout, else A[k])."""
-    Z, Y = scratch.Z, scratch.Y
-    z = Z[k - 1][r0:r1]
-    if net.drop_thr[k - 1] > 0:
-        dropout_apply(dkey, batch, r0, net.drop_thr[k - 1], net.drop_scale[k - 1], dx, dx)
-        scale_by_derivative(net.codes[k - 1], net.act_params[k - 1], Y[k - 1][r0:r1], z, dx)
-    else:
-        scale_by_derivative(net.codes[k - 1], net.act_params[k - 1], scratch.A[k][r0:r1], z, dx)
-
-
-@inline_kernel
-def deltas(net, scratch, data, r0, r1, batch, blas_threads):
-    """The deltas of rows r0:r1, once the head wrote D[L]: D[k] = (D[k+1] @ W[k]ᵀ) back through layer
-    k-1's dropout and activation, for k = L-1 .. 1."""
-    D = scratch.D
-    for k in range(len(net.W) - 1, 0, -1):
+def deltas(W, codes, act_params, A, D, Z, Y, drop_thr, drop_scale, dkey, batch, r0, r1, blas_threads):
+    """The deltas of rows r0:r1, once the head wrote D[L]: for k = L-1 .. 1, D[k] = D[k+1] @ W[k]ᵀ, then
+    back through layer k-1's dropout and its activation's derivative (read from its output — Y[k-1] when
+    it has dropout, else A[k] — or from its pre-activation Z[k-1])."""
+    for k in range(len(W) - 1, 0, -1):
         dx = D[k][r0:r1]
-        matmul(D[k + 1][r0:r1], False, net.W[k], True, dx, blas_threads)
-        delta_through(k, r0, r1, net, scratch, data.dkey, batch, dx)
+        matmul(D[k + 1][r0:r1], False, W[k], True, dx, blas_threads)
+        if drop_thr[k - 1] > 0:
+            dropout_apply(dkey, batch, r0, drop_thr[k - 1], drop_scale[k - 1], dx, dx)
+            scale_by_derivative(codes[k - 1], act_params[k - 1], Y[k - 1][r0:r1], Z[k - 1][r0:r1], dx)
+        else:
+            scale_by_derivative(codes[k - 1], act_params[k - 1], A[k][r0:r1], Z[k - 1][r0:r1], dx)
 
 
 @inline_kernel
-def row_bounds(scratch, r0, r1, amax, dmax):
+def row_bounds(A, D, r0, r1, amax, dmax):
     """Bounds on max |A[k]| (k = 1 .. L-1, into amax[k]) and max |D[k]| (k = 1 .. L, into dmax[k]) over
     rows r0:r1 (r1 > r0), for plain SGD's proof of finiteness."""
-    L = len(scratch.A) - 1
-    dmax[L] = _absmax_bound(scratch.D[L][r0:r1])
+    L = len(A) - 1
+    dmax[L] = _absmax_bound(D[L][r0:r1])
     for k in range(L - 1, 0, -1):
-        dmax[k] = _absmax_bound(scratch.D[k][r0:r1])
-        amax[k] = _absmax_bound(scratch.A[k][r0:r1])
+        dmax[k] = _absmax_bound(D[k][r0:r1])
+        amax[k] = _absmax_bound(A[k][r0:r1])
 
 
 @kernel
@@ -325,11 +319,11 @@ def penalty_decay(params, alpha, denom):
 
 
 @inline_kernel
-def weight_penalty(net):
-    """Σ_k ||W[k]||², accumulated in float64 layer by layer."""
+def weight_penalty(W, params, offsets):
+    """Σ_k ||W[k]||² (the weights of each layer's segment of params), accumulated in float64 in layer order."""
     s = 0.0
-    for k in range(len(net.W)):
-        s += optim.squared_norm(net.params, net.offsets[k], net.offsets[k] + net.W[k].size)
+    for k in range(len(W)):
+        s += optim.squared_norm(params, offsets[k], offsets[k] + W[k].size)
     return s
 
 
@@ -353,9 +347,9 @@ def sgd_proven(lr, grad_bound, wbound, limit):
 
 
 @inline_kernel
-def layer_bound(net, k):
+def layer_bound(params, offsets, k):
     """A bound on max |W[k]|, |b[k]| (layer k's segment of the parameter buffer)."""
-    return _absmax_bound(net.params[net.offsets[k]:net.offsets[k + 1]])
+    return _absmax_bound(params[offsets[k]:offsets[k + 1]])
 
 
 @internal_kernel

@@ -206,7 +206,7 @@ class EpochRunner:
         return epoch_parallel.Team(partials=np.zeros((T, epoch_parallel.partials_columns(L)), np.float64),
                                    totals=np.zeros(4, np.float64) if totals is None else totals,
                                    wbound=np.full((T, L), np.inf), clock=np.zeros((T, 4), np.int64),
-                                   schedule=np.zeros(2, np.int64))
+                                   schedule=np.zeros(1, np.int64))
 
     def _run_parallel(self, T, kernel, totals, args):
         """One epoch of the batch-parallel kernel, its phases cut in T blocks, run by T threads: this one
