@@ -42,13 +42,18 @@ def _distributed_step(net, scratch, data, opt, done_rows, done_denom, step, star
     loss, right = 0.0, 0
     if start >= 0:
         if r1 > r0:
-            forward_rows(net, scratch, data, start, r0, r1, batch, blas_threads)
-            loss, right = _HEAD(scratch, data, start, r0, r1, norm)
+            W, A, D, dW, db = net.W, scratch.A, scratch.D, scratch.dW, scratch.db
+            forward_rows(data.X, data.order, start, r0, r1, W, net.b, net.codes, net.act_params, A, scratch.Z,
+                         scratch.Y, net.drop_thr, net.drop_scale, data.dkey, batch, blas_threads)
+            L = len(W)
+            loss, right = _HEAD(A[L][r0:r1], D[L][r0:r1], data.labels, data.targets, data.order, start, r0,
+                                scratch.label_buf, scratch.target_buf, data.sample_weights, scratch.weight_buf, norm)
             if math.isfinite(loss):
-                deltas(net, scratch, data, r0, r1, batch, blas_threads)
-                for k in range(len(net.W) - 1, -1, -1):
-                    dy = scratch.D[k + 1][r0:r1]
-                    layer_gradient(scratch.A[k][r0:r1], dy, scratch.dW[k], dy, scratch.db[k], blas_threads)
+                deltas(W, net.codes, net.act_params, A, D, scratch.Z, scratch.Y, net.drop_thr, net.drop_scale,
+                       data.dkey, batch, r0, r1, blas_threads)
+                for k in range(L - 1, -1, -1):
+                    dy = D[k + 1][r0:r1]
+                    layer_gradient(A[k][r0:r1], dy, dW[k], dy, db[k], blas_threads)
         else:
             scratch.grads[:] = 0
     return layer, what, penalty, loss, right
