@@ -19,9 +19,10 @@
   ``gradient_kernel(loss_kind)(net, scratch, data, start, nb, batch, norm, blas_threads) -> (loss, correct)``
   and ``update_kernel(opt_kind)(net, scratch, opt, nb, denom, step) -> (failed layer, what failed, penalty)``
   (their docstrings: ``_batch_gradient`` and ``_apply_update``). The serial epoch's explicit-gradient
-  step is exactly their two passes (``_gradient_pass``, ``_update_pass``) inlined one after the other,
-  with norm = -1, denom = step.batch_denominator and step = opt.step0 + batches before + 1, so a driver
-  that calls the two kernels in that order with those arguments gets the serial epoch's numbers bit for bit.
+  step is their two passes (``_gradient_pass``'s pieces, called by the driver itself to save a level of
+  inlining, and ``_update_pass``) one after the other, with norm = -1, denom = step.batch_denominator and
+  step = opt.step0 + batches before + 1, so a driver that calls the two kernels in that order with those
+  arguments gets the serial epoch's numbers bit for bit (tests/test_step.py).
 """
 import math
 
@@ -108,17 +109,39 @@ def _apply_update(net, scratch, opt, nb, denom, step):
 
 
 def _train_epoch(net, scratch, data, opt, blas_threads):
-    """One epoch of an explicit-gradient optimizer (see the module's docstring): per batch, ``_GRADIENT``
-    then ``_UPDATE`` (the passes of _batch_gradient and _apply_update, bound per loss and optimizer by
-    ``variant``, so that a network compiles only the code it uses). GEMMs get BLAS threads by
+    """One epoch of an explicit-gradient optimizer (see the module's docstring): per batch, the pieces of
+    ``_gradient_pass`` (head ``_HEAD``), then ``_UPDATE`` (the pass of _apply_update), bound per loss and
+    optimizer by ``variant``, so that a network compiles only the code it uses. GEMMs get BLAS threads by
     _blas.matmul; the caller restores its BLAS thread setting."""
-    X, labels, targets, sample_weights, order = data.X, data.labels, data.targets, data.sample_weights, data.order
-    W, b, codes, act_params, params, offsets = net.W, net.b, net.codes, net.act_params, net.params, net.offsets
-    drop_thr, drop_scale, dkey = net.drop_thr, net.drop_scale, data.dkey
-    A, D, Z, Y, dW, db, grads = scratch.A, scratch.D, scratch.Z, scratch.Y, scratch.dW, scratch.db, scratch.grads
-    label_buf, target_buf, weight_buf = scratch.label_buf, scratch.target_buf, scratch.weight_buf
-    norms, status, batch_size = scratch.norms, scratch.status, data.batch_size
+    X = data.X
+    labels = data.labels
+    targets = data.targets
+    sample_weights = data.sample_weights
+    order = data.order
+    W = net.W
+    b = net.b
+    codes = net.codes
+    act_params = net.act_params
+    params = net.params
+    offsets = net.offsets
+    drop_thr = net.drop_thr
+    drop_scale = net.drop_scale
+    dkey = data.dkey
+    A = scratch.A
+    D = scratch.D
+    Z = scratch.Z
+    Y = scratch.Y
+    dW = scratch.dW
+    db = scratch.db
+    grads = scratch.grads
+    label_buf = scratch.label_buf
+    target_buf = scratch.target_buf
+    weight_buf = scratch.weight_buf
+    norms = scratch.norms
+    status = scratch.status
+    batch_size = data.batch_size
     n = X.shape[0]
+    L = len(W)
     loss_sum = 0.0
     penalty_sum = 0.0
     correct = 0
@@ -129,12 +152,18 @@ def _train_epoch(net, scratch, data, opt, blas_threads):
     for start in range(0, n, batch_size):
         batch += 1
         nb = min(batch_size, n - start)
-        loss, right = _GRADIENT(X, labels, targets, sample_weights, order, dkey, start, nb, batch - 1, -1.0, W, b,
-                                codes, act_params, drop_thr, drop_scale, A, D, Z, Y, dW, db, label_buf, target_buf,
-                                weight_buf, blas_threads)
+        # _gradient_pass's pieces, called here rather than through it: one level of inlining less
+        forward_rows(X, order, start, 0, nb, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch - 1,
+                     blas_threads)
+        loss, right = _HEAD(A[L][:nb], D[L][:nb], labels, targets, order, start, 0, label_buf, target_buf,
+                            sample_weights, weight_buf, -1.0)
         if not math.isfinite(loss):
             fail(status, batch, -1, FAIL_LOSS)
             return loss_sum, correct, steps, penalty_sum
+        deltas(W, codes, act_params, A, D, Z, Y, drop_thr, drop_scale, dkey, batch - 1, 0, nb, blas_threads)
+        for k in range(L - 1, -1, -1):
+            dy = D[k + 1][:nb]
+            layer_gradient(A[k][:nb], dy, dW[k], dy, db[k], blas_threads)
         layer, what, penalty = _UPDATE(W, params, grads, offsets, norms, opt, nb,
                                        batch_denominator(sample_weights, order, start, nb), opt.step0 + steps + 1)
         if what >= 0:
@@ -152,12 +181,33 @@ def _train_epoch_plain(net, scratch, data, opt, blas_threads):
     proof that the step stays finite (bounds of the batch's rows in amax, dmax; wbound, the running bounds
     on max |W[k]|, measured before the epoch's first update and again when the proof fails with them),
     then the update inside the weight-gradient GEMMs (through dW, db on the epoch's last batch)."""
-    X, labels, targets, sample_weights, order = data.X, data.labels, data.targets, data.sample_weights, data.order
-    W, b, codes, act_params, params, offsets = net.W, net.b, net.codes, net.act_params, net.params, net.offsets
-    drop_thr, drop_scale, dkey = net.drop_thr, net.drop_scale, data.dkey
-    A, D, Z, Y, dW, db, grads = scratch.A, scratch.D, scratch.Z, scratch.Y, scratch.dW, scratch.db, scratch.grads
-    label_buf, target_buf, weight_buf = scratch.label_buf, scratch.target_buf, scratch.weight_buf
-    norms, status, batch_size = scratch.norms, scratch.status, data.batch_size
+    X = data.X
+    labels = data.labels
+    targets = data.targets
+    sample_weights = data.sample_weights
+    order = data.order
+    W = net.W
+    b = net.b
+    codes = net.codes
+    act_params = net.act_params
+    params = net.params
+    offsets = net.offsets
+    drop_thr = net.drop_thr
+    drop_scale = net.drop_scale
+    dkey = data.dkey
+    A = scratch.A
+    D = scratch.D
+    Z = scratch.Z
+    Y = scratch.Y
+    dW = scratch.dW
+    db = scratch.db
+    grads = scratch.grads
+    label_buf = scratch.label_buf
+    target_buf = scratch.target_buf
+    weight_buf = scratch.weight_buf
+    norms = scratch.norms
+    status = scratch.status
+    batch_size = data.batch_size
     n = X.shape[0]
     L = len(W)
     amax = np.empty(L + 1)            # bounds on max |A[k]| of the current batch
@@ -215,7 +265,7 @@ def _variant(loss, opt):
     name = f"{LOSS_NAMES[loss]}_{OPT_NAMES[opt]}"
     if opt == OPT_SGD:
         return specialize(_train_epoch_plain, name, _HEAD=HEADS[loss])
-    return specialize(_train_epoch, name, _GRADIENT=_GRADIENTS[loss], _UPDATE=_UPDATES[opt])
+    return specialize(_train_epoch, name, _HEAD=HEADS[loss], _UPDATE=_UPDATES[opt])
 
 
 _VARIANTS = {(loss, opt): _variant(loss, opt) for loss in HEADS for opt in OPT_NAMES}

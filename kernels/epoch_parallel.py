@@ -155,7 +155,8 @@ def _sgd_phase(g, blk, T, batch, nb, last, remeasured, x_absmax, W, b, params, o
     bound of some layer: no update — each block bounds its own ranges of those layers and block 0 inserts
     the extra phase (``remeasured``) in which the max over the blocks replaces the running bound."""
     L = len(W)
-    partials, wbound = team.partials, team.wbound
+    partials = team.partials
+    wbound = team.wbound
     limit = sgd_limit(params)
     if remeasured:                # the layers measured in phase 1 (their column > 0): the max over the blocks
         for k in range(L):
@@ -237,13 +238,38 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
     """Run blocks of one epoch until none is left (see the module's docstring); t is this thread's index:
     which blocks it runs depends on the others."""
     set_threads_local(1)
-    X, labels, targets, sample_weights, order = data.X, data.labels, data.targets, data.sample_weights, data.order
-    W, b, codes, act_params, params, offsets = net.W, net.b, net.codes, net.act_params, net.params, net.offsets
-    drop_thr, drop_scale, dkey = net.drop_thr, net.drop_scale, data.dkey
-    A, D, Z, Y, dW, db, grads = scratch.A, scratch.D, scratch.Z, scratch.Y, scratch.dW, scratch.db, scratch.grads
-    label_buf, target_buf, weight_buf = scratch.label_buf, scratch.target_buf, scratch.weight_buf
-    norms, status, batch_size = scratch.norms, scratch.status, data.batch_size
-    partials, clock, schedule, slot1, slot2 = team.partials, team.clock, team.schedule, opt.slot1, opt.slot2
+    X = data.X
+    labels = data.labels
+    targets = data.targets
+    sample_weights = data.sample_weights
+    order = data.order
+    W = net.W
+    b = net.b
+    codes = net.codes
+    act_params = net.act_params
+    params = net.params
+    offsets = net.offsets
+    drop_thr = net.drop_thr
+    drop_scale = net.drop_scale
+    dkey = data.dkey
+    A = scratch.A
+    D = scratch.D
+    Z = scratch.Z
+    Y = scratch.Y
+    dW = scratch.dW
+    db = scratch.db
+    grads = scratch.grads
+    label_buf = scratch.label_buf
+    target_buf = scratch.target_buf
+    weight_buf = scratch.weight_buf
+    norms = scratch.norms
+    status = scratch.status
+    batch_size = data.batch_size
+    partials = team.partials
+    clock = team.clock
+    schedule = team.schedule
+    slot1 = opt.slot1
+    slot2 = opt.slot2
     n = X.shape[0]
     L = len(W)
     per_batch = 2 if _PLAIN_SGD else 3       # phases: rows, (gradients, update) or (in-GEMM update)
