@@ -27,8 +27,8 @@ Measured here:
    network's public ``NeuralNetwork.n_params`` × its dtype's itemsize (fastnn keeps all gradients in one flat
    buffer: one allreduce of that size per step). ``--engine layer`` measures ``fit(..., fused=False)``
    instead: the per-layer path (the distributed engine's for networks the fused step cannot express). The
-   distributed fused engine returns to Python once per step (one kernel call, ~20 µs of argument unboxing
-   on tabular's records, and the mpi4py call): the whole-epoch kernel measured here does not, so the model
+   distributed fused engine returns to Python once per step (one kernel call, ~7 µs of it unboxing
+   tabular's records, and the mpi4py call): the whole-epoch kernel measured here does not, so the model
    is optimistic by that much per step for short steps (``--step-overhead-us`` adds it).
 Both run in child processes with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from their environment
 (compare.child_env(): this workplace sets them; users' machines do not); the header says which were set.
@@ -102,10 +102,10 @@ NETWORKS = {
     "100G": ("100 Gbit/s InfiniBand-like", 100.0, 5.0),
 }
 #: the distributed fused engine's cost per step beyond the whole-epoch kernel's: fit(distributed=True) under
-#: `mpiexec -n 1` against one process, tabular at batch 200, 1 thread: 38.5-39.5 ms against 32.5 ms an epoch of
-#: 256 steps (the minimum of 5 epochs; a loaded 2-core machine): ~25 µs, of which ~20 µs unbox the kernel's
-#: records (about 40 arrays) and the rest is the Python loop
-STEP_OVERHEAD_US = 25.0
+#: `mpiexec -n 1` against one process, 100-100-5 Adam at batch 200, 1 thread, the minimum of 15 epochs of 256
+#: steps (a loaded 2-core machine): 125.5-139.8 µs against 110.9-114.8 µs a step, ~15-25 µs; ~7 µs of it unbox
+#: the kernel's records (about 40 arrays), ~1.5 µs the loop's lock, signal guard and mpi4py call
+STEP_OVERHEAD_US = 20.0
 STATUS_BYTES = 24          # the per-layer distributed engine's status Allreduce of 3 float64 per step
 MIN_EFFICIENCY = 0.5
 FRACTIONS = (1, 2, 4, 8)

@@ -46,8 +46,9 @@ poorly (every pass of the step then runs on C cores, for one allreduce of tens o
 where the GEMMs are big; across nodes, one rank per node with its cores as threads (every rank lengthens
 the allreduce ring). ``python -m benchmarks.mpi_model --ranks-vs-threads`` measures the two against each
 other; README's "Scaling out (MPI)" has this machine's figures and benchmarks/README.md the cost model.
-Per step the fused engine returns to Python once (one kernel call: ~20 µs of argument unboxing on a
-100-100-5 network, then the mpi4py call); an allreduce called from inside the kernel would save that and
+Per step the fused engine returns to Python once (one kernel call, ~7 µs of it unboxing the records on a
+100-100-5 network, then the mpi4py call): ~15-25 µs a step beyond the whole-epoch kernel, measured under
+``mpiexec -n 1``. An allreduce called from inside the kernel (bound by symbol) would save most of that and
 is not built.
 
 Data: ``fit(X, y)`` takes the full arrays on every rank, or paths: an ``.npy`` file (X; y another ``.npy`` or
@@ -594,7 +595,10 @@ class FusedDistributedEpoch:
         grads, gb, n = plan.grads, self.gb, len(self.X)
         blas = threads.blas_threads()
         self.sums[:] = 0
+        loss_sum, right_sum = 0.0, 0     # this rank's, kept as Python numbers (a NumPy op per step costs µs)
         penalty_sum = 0.0
+        denominators = denominators.tolist()
+        steps0, self.taken = opt.steps, 0     # opt.steps is written once, when the epoch ends in any way
         done = None         # the batch summed by the last allreduce, not yet updated: (b, rows, denom, flags)
         previous = set_threads_local(blas)
         try:
@@ -611,29 +615,33 @@ class FusedDistributedEpoch:
                     try:
                         layer, what, penalty, loss, right = kernel(
                             network, scratch, data, record, 0 if done is None else done[1],
-                            0.0 if done is None else done[2], opt.steps + 1, -1 if last or stop else g_start,
-                            r0, r1, b, 0.0 if last else denominators[b], blas)
+                            0.0 if done is None else done[2], steps0 + self.taken + 1,
+                            -1 if last or stop else g_start, r0, r1, b, 0.0 if last else denominators[b], blas)
                         if done is not None and what < 0:
-                            opt.steps += 1
+                            self.taken += 1
                     except Exception as exc:  # noqa: BLE001 - every rank must learn of it (below)
                         error = exc
                         if done is not None and not np.isfinite(grads).all():
                             what = 1      # the others refuse this sum (a poison, a divergence): so does this rank
                 if what >= 0:        # every rank refused the update of batch done[0] alike
+                    self.sums[:2] = loss_sum, right_sum
                     self._stopped(epoch, done, layer, what, plan, progress, penalty_sum)
                 penalty_sum += penalty
                 if last:
-                    self.sums[2] = error is not None       # the epoch's last update: agreed in _epoch_sums
+                    self.sums[:] = loss_sum, right_sum, error is not None   # the failure: agreed in _epoch_sums
                     break
                 loss_bad = not math.isfinite(loss)
                 mine = (loss * g_rows, right)
-                self.sums[:2] += mine
+                loss_sum += mine[0]
+                right_sum += right
                 if (stop or error is not None or loss_bad) and grads.size:
                     grads[0] = np.nan          # every rank's next update refuses the sum: see the class docstring
                 comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)      # THE allreduce of the step
                 done = (b, g_rows, denominators[b], (bool(stop), error, loss_bad), mine)
         finally:
             set_threads_local(previous)
+            with signals.critical():
+                opt.steps = steps0 + self.taken
         loss_sum, correct = self._epoch_sums(progress, penalty_sum, error)
         progress.done(len(denominators), loss_sum, correct)
         return loss_sum / n, correct
