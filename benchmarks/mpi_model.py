@@ -26,8 +26,10 @@ Measured here:
    The gradient's bytes are the
    network's public ``NeuralNetwork.n_params`` × its dtype's itemsize (fastnn keeps all gradients in one flat
    buffer: one allreduce of that size per step). ``--engine layer`` measures ``fit(..., fused=False)``
-   instead: the per-layer path that today's distributed engine runs (issue 19 item 1 moves it to the fused
-   step).
+   instead: the per-layer path (the distributed engine's for networks the fused step cannot express). The
+   distributed fused engine returns to Python once per step (one kernel call, ~7 µs of it unboxing
+   tabular's records, and the mpi4py call): the whole-epoch kernel measured here does not, so the model
+   is optimistic by that much per step for short steps (``--step-overhead-us`` adds it).
 Both run in child processes with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from their environment
 (compare.child_env(): this workplace sets them; users' machines do not); the header says which were set.
 
@@ -45,8 +47,9 @@ servers at ~0.35 ms over TCP and ~39 µs over InfiniBand (not re-checked here), 
 tensor fusion: 64 MB) before they allreduce; fastnn's single flat gradient buffer is one such bucket. Two
 nodes make a ring of 2 steps, so gloo's figures are ~175 µs and ~20 µs per step: the defaults here are
 optimistic beside gloo (whose figures include its own software path); ``--alpha-us 1G=175,100G=20``
-takes gloo's. Per step, fastnn's distributed engine (fastnn/distributed.py) makes two allreduces: a 24-byte
-status (failure flag, loss, correct count) and the gradient; both are counted (``--no-status`` drops the first).
+takes gloo's. Per step, fastnn's distributed fused engine (fastnn/engines/distributed.py) makes ONE allreduce,
+of the gradient (failures and stops travel in it as NaN; loss and correct counts are reduced once per epoch);
+the per-layer engine also makes a 24-byte status allreduce, counted with ``--status``.
 
 * weak scaling: every rank keeps the cell's batch b (global batch K·b: the usual data-parallel setting);
   samples/s = K·b / (t_step(b) + t_comm); speedup over one node at batch b.
@@ -98,7 +101,12 @@ NETWORKS = {
     "10G": ("10 Gbit/s Ethernet (TCP)", 10.0, 20.0),
     "100G": ("100 Gbit/s InfiniBand-like", 100.0, 5.0),
 }
-STATUS_BYTES = 24          # fastnn/distributed.py: the status Allreduce of 3 float64 per step
+#: the distributed fused engine's cost per step beyond the whole-epoch kernel's: fit(distributed=True) under
+#: `mpiexec -n 1` against one process, 100-100-5 Adam at batch 200, 1 thread, the minimum of 15 epochs of 256
+#: steps (a loaded 2-core machine): 125.5-139.8 µs against 110.9-114.8 µs a step, ~15-25 µs; ~7 µs of it unbox
+#: the kernel's records (about 40 arrays), ~1.5 µs the loop's lock, signal guard and mpi4py call
+STEP_OVERHEAD_US = 20.0
+STATUS_BYTES = 24          # the per-layer distributed engine's status Allreduce of 3 float64 per step
 MIN_EFFICIENCY = 0.5
 FRACTIONS = (1, 2, 4, 8)
 QUICK_FRACTIONS = (1, 4)
@@ -129,10 +137,11 @@ class Config:
     nodes: tuple = NODES
     min_efficiency: float = MIN_EFFICIENCY
     host_floor: bool = True          # per ring byte, at least the measured loopback β
-    status: bool = True              # count the 24-byte status allreduce of every step
+    status: bool = False             # count a 24-byte status allreduce every step (the per-layer engine's)
     link_efficiency: float = 1.0     # share of the link rate the allreduce gets
     average_every: int = 8           # H of periodic averaging
     dtype: str = "float32"           # which loopback fit the model uses (the cells' dtype)
+    step_overhead_s: float = 0.0     # per distributed step: the engine's return to Python (module docstring)
 
 
 def fit_alpha_beta(points):
@@ -240,7 +249,7 @@ def predict(cell, meas, net, cfg, K, scaling="weak", overlap=False, average_ever
     local = b if scaling == "weak" else math.ceil(b / K)
     if scaling == "strong" and K > b:
         return None
-    t = step_at(steps, local)
+    t = step_at(steps, local) + cfg.step_overhead_s
     comm = network_comm_s(c["grad_bytes"], K, net, meas["allreduce"]["fit"][cfg.dtype], cfg)
     if average_every:
         comm /= average_every
@@ -262,7 +271,7 @@ def min_local_batch(cell, meas, net, cfg, K, overlap=False, limit=1 << 20):
     b = cell.batch
     while b <= limit:
         t = step_at(steps, b)
-        if t / (t + exposed(comm, t, cell, overlap)) >= cfg.min_efficiency:
+        if t / (t + cfg.step_overhead_s + exposed(comm, t, cell, overlap)) >= cfg.min_efficiency:
             return b
         b *= 2
     return None
@@ -318,13 +327,14 @@ def ranks_threads(cell, meas, cfg, K_nodes=8):
     fit = meas["allreduce"]["fit"][cfg.dtype]
     b, g = cell.batch, c["grad_bytes"]
     tC, t1 = step_at(c["steps"][str(C)], b), step_at(c["steps"]["1"], math.ceil(b / C))
-    local = local_allreduce_s(g, C, fit) + (local_allreduce_s(STATUS_BYTES, C, fit) if cfg.status else 0.0)
+    local = local_allreduce_s(g, C, fit) + (local_allreduce_s(STATUS_BYTES, C, fit) if cfg.status else 0.0) \
+        + cfg.step_overhead_s
     out = {"cores": C, "one_node": _winner(b, tC, t1 + local, {"step_1xC": tC, "step_Cx1": t1, "local_ar": local})}
     for net in cfg.networks:
-        a = tC + network_comm_s(g, K_nodes, net, fit, cfg)
+        a = tC + cfg.step_overhead_s + network_comm_s(g, K_nodes, net, fit, cfg)
         # C ranks per node, placed node by node: a ring over K·C ranks; its network edges carry the same bytes,
         # its latency term has K·C steps; the local edges are no slower than the network's
-        r = t1 + network_comm_s(g, K_nodes * C, net, fit, cfg)
+        r = t1 + cfg.step_overhead_s + network_comm_s(g, K_nodes * C, net, fit, cfg)
         out[net.key] = _winner(K_nodes * b, a, r, {"nodes": K_nodes})
     return out
 
@@ -506,6 +516,83 @@ def measure_steps(cell_names, thread_spec, fractions, rounds, warmup, quick, eng
     return data
 
 
+# -- the direct measurement: K ranks × 1 thread against one process (issue 19's targets) -------------------------
+def fit_child(out_path, cell_names, threads, rounds, warmup, quick, distributed):
+    """(one process, or every rank of an mpiexec job) samples/s of ``net.fit`` on each cell: ``warmup`` untimed
+    epochs, then ``rounds`` epochs, each timed by the fit's ``history["time"]``; rank 0 writes the medians.
+    Distributed: ``batch_size`` is the cell's batch / K (each rank's share of the same global batch)."""
+    import fastnn as fnn
+    rank, K = 0, 1
+    if distributed:
+        from mpi4py import MPI
+        rank, K = MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
+    fnn.set_num_threads(threads)
+    out = {}
+    for name in cell_names:
+        cell = matrix.get(name)
+        X, y = matrix.make_data(cell, quick=quick)
+        layers = []
+        for k, (i, o) in enumerate(cell.shapes):
+            layers.append(fnn.FullyConnected(i, o, dtype=matrix.DTYPE))
+            if k < len(cell.shapes) - 1:
+                layers.append(fnn.ReLU())
+        net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell),
+                                seed=0)
+        kw = dict(epochs=1, verbose=0, batch_size=cell.batch // K)
+        if distributed:
+            kw["distributed"] = True
+        for _ in range(warmup):
+            net.fit(X, y, **kw)
+        times = [net.fit(X, y, seed=r + 1, **kw)["time"][0] for r in range(rounds)]
+        out[name] = {"samples_per_s": len(X) / statistics.median(times), "epoch_s": times, "rows": len(X),
+                     "global_batch": cell.batch // K * K, "ranks": K, "threads": threads}
+    if rank == 0:
+        Path(out_path).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+def ranks_vs_threads(cell_names, rounds, warmup, quick, ranks=2, timeout=3600):
+    """samples/s of ``mpiexec -n ranks`` with 1 thread per rank against one process with 1 and with ``ranks``
+    threads, each in its own child (compare.child_env()); the load average before and after."""
+    from . import compare
+    mpiexec = find_mpiexec()
+    if mpiexec is None or not have_mpi4py():
+        raise RuntimeError("needs mpi4py and mpiexec (pip install -e '.[mpi]')")
+    env, _ = compare.child_env()
+    results, load = {}, {"before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="fastnn-mpimodel-") as tmp:
+        for label, launch, threads, dist in ((f"{ranks} ranks x 1 thread", [mpiexec, "-n", str(ranks)], 1, True),
+                                             ("1 process x 1 thread", [], 1, False),
+                                             (f"1 process x {ranks} threads", [], ranks, False)):
+            out = Path(tmp) / "fit.json"
+            cmd = [*launch, sys.executable, "-m", "benchmarks.mpi_model", "--fit-child", str(out), "--cells",
+                   ",".join(cell_names), "--child-threads", str(threads), "--rounds", str(rounds), "--warmup",
+                   str(warmup)] + (["--quick"] if quick else []) + (["--child-distributed"] if dist else [])
+            log(f"{label}: {' '.join(cmd[:4])} ...")
+            res = subprocess.run(cmd, cwd=compare.ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+            if res.returncode or not out.exists():
+                raise RuntimeError(f"{label} failed (exit code {res.returncode}): {res.stderr.strip()[-2000:]}")
+            results[label] = json.loads(out.read_text())
+    load["after"] = os.getloadavg()
+    return {"results": results, "load_average": load}
+
+
+def ranks_vs_threads_text(report, command):
+    rows = report["results"]
+    labels = list(rows)
+    cells = list(next(iter(rows.values())))
+    load = {k: ", ".join(f"{x:.2f}" for x in v) for k, v in report["load_average"].items()}
+    lines = [f"`{command}` — load average (1, 5, 15 min) before {load['before']}, after {load['after']} (on "
+             f"{os.cpu_count()} cores); the median epoch of each (history['time']); the same global batch",
+             "", "| cell | " + " | ".join(labels) + f" | {labels[0]} ÷ {labels[1]} | {labels[0]} ÷ {labels[2]} |",
+             "|---" * (len(labels) + 3) + "|"]
+    for cell in cells:
+        rate = [rows[lab][cell]["samples_per_s"] for lab in labels]
+        lines.append(f"| {cell} | " + " | ".join(fmt_rate(r) for r in rate)
+                     + f" | {rate[0] / rate[1]:.2f}× | {rate[0] / rate[2]:.2f}× |")
+    return "\n".join(lines)
+
+
 def machine():
     from . import compare
     info = compare.machine_info()
@@ -659,7 +746,8 @@ def markdown(report, cfg):
         f"- **Model**: ring allreduce 2(P−1)/P·bytes·max(1/bandwidth, β_host) + 2(P−1)·α"
         + (f", β_host = the loopback β ({ar['fit'][cfg.dtype]['beta_s_per_byte'] * 1e9:.3g} ns/byte)"
            if cfg.host_floor else ", no host floor") + "; per step the gradient allreduce"
-        + (f" and the {STATUS_BYTES}-byte status allreduce of fastnn/distributed.py" if cfg.status else "")
+        + (f" and the {STATUS_BYTES}-byte status allreduce of the per-layer engine" if cfg.status else "")
+        + f", and {cfg.step_overhead_s * 1e6:g} µs per distributed step for the engine's return to Python"
         + "; overlapped: exposed = max(0, comm − f_bw·step), f_bw = backward share of the FLOPs (ideal bucketed "
           "overlap as in DDP; fastnn's engine does not overlap today); strong scaling uses the step at ceil(b/K) "
           "rows (interpolated between measured batches); periodic averaging (local SGD, a different algorithm: "
@@ -701,12 +789,22 @@ def parse_args(argv=None):
                    help="α per ring step per network, e.g. 1G=50,10G=20,100G=5 (the defaults)")
     p.add_argument("--link-efficiency", type=float, default=1.0, help="share of the link rate (default 1.0)")
     p.add_argument("--no-host-floor", action="store_true", help="do not bound a ring byte by the loopback β")
-    p.add_argument("--no-status", action="store_true", help="leave out the 24-byte status allreduce per step")
+    p.add_argument("--step-overhead-us", type=float, default=STEP_OVERHEAD_US,
+                   help=f"per distributed step, the engine's return to Python: one kernel call and the mpi4py "
+                        f"call (default {STEP_OVERHEAD_US:g}, measured on tabular; 0 for an in-kernel allreduce)")
+    p.add_argument("--status", action="store_true",
+                   help="count a 24-byte status allreduce per step too (the per-layer distributed engine's)")
     p.add_argument("--rule-nodes", type=int, default=8, help="nodes for the ranks × threads comparison (default 8)")
     p.add_argument("--json", default=None, help="write the full report here")
     p.add_argument("--markdown", default=None, help="also write the Markdown here")
     p.add_argument("--allreduce-child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--step-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--fit-child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-threads", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--child-distributed", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--ranks-vs-threads", action="store_true",
+                   help="measure instead: samples/s of mpiexec -n 2 with 1 thread per rank against one process "
+                        "with 1 and 2 threads (fit(distributed=True), the same global batch); no model")
     p.add_argument("--sizes", default=None, help=argparse.SUPPRESS)
     p.add_argument("--min-time", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -741,14 +839,25 @@ def main(argv=None):
     if args.allreduce_child:
         sizes = [int(s) for s in args.sizes.split(",")]
         return allreduce_child(args.allreduce_child, sizes, args.rounds, args.min_time)
+    if args.fit_child:
+        return fit_child(args.fit_child, names, args.child_threads, args.rounds, args.warmup, args.quick,
+                         args.child_distributed)
+    if args.ranks_vs_threads:
+        command = "python -m benchmarks.mpi_model" + "".join(" " + shlex.quote(a) for a in
+                                                             (sys.argv[1:] if argv is None else argv))
+        report = ranks_vs_threads(names, args.rounds, args.warmup, args.quick)
+        print(ranks_vs_threads_text(report, command))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1))
+        return 0
     if args.step_child:
         return step_child(args.step_child, names, args.thread_list, args.fraction_list, args.rounds, args.warmup,
                           args.quick, args.engine)
     command = "python -m benchmarks.mpi_model" + "".join(" " + shlex.quote(a) for a in
                                                          (sys.argv[1:] if argv is None else argv))
     cfg = Config(networks=args.networks, nodes=args.node_list, min_efficiency=args.min_efficiency,
-                 host_floor=not args.no_host_floor, status=not args.no_status, link_efficiency=args.link_efficiency,
-                 average_every=args.average_every)
+                 host_floor=not args.no_host_floor, status=args.status, link_efficiency=args.link_efficiency,
+                 average_every=args.average_every, step_overhead_s=args.step_overhead_us * 1e-6)
     if args.measured:
         meas = json.loads(Path(args.measured).read_text())
         missing = [n for n in names if n not in meas["cells"]]

@@ -123,6 +123,11 @@ def hyper_array(**values):
     return np.array([float(values.get(name, 0.0)) for name in HYPER_FIELDS], np.float64)
 
 
+def replace(record, **fields):
+    """A copy of ``record`` with some fields replaced (namedtuple's _replace, under a public name)."""
+    return record._replace(**fields)
+
+
 def optimizer_record(hyper, slot1, slot2, step0):
     """The Optimizer record from ``hyper_array``'s array, the state slots and the steps taken."""
     return Optimizer(*(float(v) for v in hyper), slot1=slot1, slot2=slot2, step0=int(step0))

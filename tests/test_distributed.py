@@ -43,6 +43,7 @@ WORKER = textwrap.dedent('''
     import numpy as np
     import fastnn as fnn
     from fastnn.distributed import DistributedTrainer, DistributedError
+    from fastnn.errors import TrainingInterrupted
 
     mode, out = sys.argv[1], sys.argv[2]
     data = np.load(sys.argv[3])
@@ -72,16 +73,57 @@ WORKER = textwrap.dedent('''
         net = network(fnn.Adam(lr=0.01), seed)
         tr = DistributedTrainer(net, batch_size={B}, epochs=3, seed=7, verbose=0)
         source = (sys.argv[3], None)        # memory-mapped .npz, each rank checks only its shard
-    elif mode == "checkpoint":
+    elif mode in ("checkpoint", "interrupt"):
         net = network(fnn.SGD(lr=0.1, momentum=0.9), seed)
         epochs = int(sys.argv[5])
         tr = DistributedTrainer(net, batch_size={B}, epochs=epochs, seed=7, verbose=0, checkpoint=sys.argv[4])
         source = (X, y)
-    elif mode in ("raise", "bad-shard", "diverge"):
-        net = network(fnn.SGD(lr=1e300 if mode == "diverge" else 0.1), seed,
-                      fnn.ReLU if mode == "diverge" else fnn.TanH)
-        tr = DistributedTrainer(net, batch_size={B}, epochs=2, seed=7, verbose=0)
+        if mode == "interrupt" and rank == 1:        # Ctrl-C on rank 1 in the middle of epoch 2
+            import os, signal
+            from fastnn.kernels import epoch_distributed
+            make = epoch_distributed.step_kernel
+
+            calls = [0]
+
+            def interrupting_kernel(*kinds):         # asked for once an epoch
+                kernel = make(*kinds)
+
+                def call(*args):
+                    calls[0] += 1
+                    if calls[0] == 12:               # 8 calls an epoch (7 global batches + the last update)
+                        os.kill(os.getpid(), signal.SIGINT)
+                    return kernel(*args)
+                return call
+            epoch_distributed.step_kernel = interrupting_kernel
+    elif mode in ("raise", "raise-fused", "raise-fused-last", "setup-fused", "bad-shard", "diverge", "diverge-layer"):
+        net = network(fnn.SGD(lr=1e300 if mode.startswith("diverge") else 0.1), seed,
+                      fnn.ReLU if mode.startswith("diverge") else fnn.TanH)
+        # "raise" patches the per-layer path's forward: that engine (fused=False); the others the fused step
+        tr = DistributedTrainer(net, batch_size={B}, epochs=2, seed=7, verbose=0,
+                                fused=mode not in ("raise", "diverge-layer") and "auto")
         source = (sys.argv[3], None) if mode == "bad-shard" else (X, y)
+        if mode.startswith("raise-fused") and rank == 1:    # the fused step's kernel raises at its 3rd call, or
+            failing_call = 8 if mode == "raise-fused-last" else 3      # at the epoch's last (the last update)
+            from fastnn.kernels import epoch_distributed
+            make = epoch_distributed.step_kernel
+
+            def failing_kernel(*kinds):
+                kernel = make(*kinds)
+                calls = [0]
+
+                def call(*args):
+                    calls[0] += 1
+                    if calls[0] in (failing_call, failing_call + 1):     # twice running: the second call
+                        raise RuntimeError("simulated failure on rank 1")   # must still meet the others
+                    return kernel(*args)
+                return call
+            epoch_distributed.step_kernel = failing_kernel
+        if mode == "setup-fused" and rank == 1:     # the fused engine's per-epoch set-up raises
+            from fastnn.engines import distributed as engine
+
+            def failing_setup(self, *args):
+                raise RuntimeError("simulated failure on rank 1")
+            engine.FusedDistributedEpoch._epoch_setup = failing_setup
         if mode == "raise" and rank == 1:
             calls = [0]
             forward = net.train_forward
@@ -177,6 +219,8 @@ WORKER = textwrap.dedent('''
             kw["lr_schedule"] = Schedule()
         if where == "validation":
             kw["validation_data"] = (X[:50], y[:50])
+        if where == "forward-first":        # it patches the per-layer path's forward: that engine
+            kw["fused"] = False
         tr = DistributedTrainer(net, **kw)
         if odd and where in ("forward-first", "validation"):
             forward = net.train_forward
@@ -198,7 +242,7 @@ WORKER = textwrap.dedent('''
         if tr is None:
             raise built_error
         history = tr.fit(*source)
-    except (DistributedError, fnn.TrainingDivergedError, ValueError, TypeError) as exc:
+    except (DistributedError, fnn.TrainingDivergedError, TrainingInterrupted, ValueError, TypeError) as exc:
         where = [getattr(exc, "epoch", None), getattr(exc, "batch", None)]
         with open(f"{{out}}.rank{{rank}}", "w") as f:
             json.dump({{"rank": rank, "error": type(exc).__name__, "message": str(exc), "where": where}}, f)
@@ -301,15 +345,39 @@ def test_checkpoint_written_by_rank_0_resumes(tmp_path):
 
 
 @needs_mpi
-def test_a_failing_rank_stops_every_rank_without_hanging(tmp_path):
+def test_ctrl_c_on_one_rank_mid_epoch_stops_both_at_one_batch_and_the_resume_equals_one_process(tmp_path):
+    """The fused step: rank 1's stop travels in its gradient (NaN); both ranks stop before the same batch of
+    epoch 2 and write a mid-epoch checkpoint; resuming it gives one process's uninterrupted run."""
     X, y, path = _data(tmp_path)
-    proc, lines, elapsed = _launch(tmp_path, "raise", tmp_path / "w.npy", path)
+    ckpt = tmp_path / "run.ckpt"
+    proc, lines, _ = _launch(tmp_path, "interrupt", tmp_path / "w1.npy", path, ckpt, 3)
+    assert proc.returncode != 0 and ckpt.exists(), proc.stdout + proc.stderr
+    assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
+    assert {line["error"] for line in lines} == {"TrainingInterrupted"}
+    assert len({line["message"] for line in lines}) == 1 and "epoch 2" in lines[0]["message"], lines
+    proc, _, _ = _launch(tmp_path, "checkpoint", tmp_path / "w3.npy", path, ckpt, 3)     # resumes mid-epoch
+    assert proc.returncode == 0, proc.stderr
+    net, history = _single_process(X, y, fnn.SGD(lr=0.1, momentum=0.9), validation=False)
+    np.testing.assert_allclose(np.load(tmp_path / "w3.npy"), net._flat_params, rtol=0, atol=1e-10)
+    dist = json.loads((tmp_path / "w3.npy.json").read_text())
+    for key in ("loss", "accuracy"):
+        np.testing.assert_allclose(dist[key], history[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+@needs_mpi
+@pytest.mark.parametrize("mode, where", [("raise", [1, 3]), ("raise-fused", [1, 3]), ("raise-fused-last", [None, None]),
+                                         ("setup-fused", [None, None])])
+def test_a_failing_rank_stops_every_rank_without_hanging(tmp_path, mode, where):
+    """An exception on rank 1 at its third step (the per-layer path's forward; the fused step's kernel) or
+    in the fused engine's set-up of the epoch: every rank raises the same DistributedError, at that batch."""
+    X, y, path = _data(tmp_path)
+    proc, lines, elapsed = _launch(tmp_path, mode, tmp_path / "w.npy", path)
     assert proc.returncode != 0
     assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
     for line in lines:                      # every rank: the same error, naming rank 1 and the step
         assert line["error"] == "DistributedError"
         assert "rank 1: RuntimeError: simulated failure on rank 1" in line["message"]
-        assert line["where"] == [1, 3]
+        assert line["where"] == where
     assert not (tmp_path / "w.npy").exists()
 
 
@@ -334,9 +402,10 @@ def test_a_bad_shard_stops_every_rank_before_training(tmp_path):
 
 
 @needs_mpi
-def test_divergence_is_raised_on_every_rank_at_the_same_step(tmp_path):
+@pytest.mark.parametrize("mode", ["diverge", "diverge-layer"])
+def test_divergence_is_raised_on_every_rank_at_the_same_step(tmp_path, mode):
     X, y, path = _data(tmp_path)
-    proc, lines, elapsed = _launch(tmp_path, "diverge", tmp_path / "w.npy", path)
+    proc, lines, elapsed = _launch(tmp_path, mode, tmp_path / "w.npy", path)
     assert proc.returncode != 0
     assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
     assert {line["error"] for line in lines} == {"TrainingDivergedError"}
@@ -358,6 +427,7 @@ MISMATCHES = {        # setting given differently on one rank -> the setting nam
     "data": "data contents (1024 spread rows) (rank 0: sampled:",
     "lr_schedule": "lr_schedule (rank 0: null; rank 1: ",
     "callbacks": "callbacks (rank 0: none; rank 1: EarlyStopping{'monitor': 'loss'",
+    "class_weight": "class_weight (rank 0: None; rank 1: 'balanced')",
 }
 
 
@@ -384,8 +454,6 @@ def test_ranks_with_different_settings_all_stop_naming_the_setting(tmp_path, wha
 @pytest.mark.parametrize("what, error, words", [
     ("bad-batch_size", "ValueError", "rank 1: ValueError: batch_size must be"),
     ("bad-callback", "TypeError", "rank 1: TypeError: callbacks[0] is the class EarlyStopping"),
-    ("class_weight", "ValueError", "rank 1: ValueError: distributed training does not support"),
-    ("vsplit", "ValueError", "rank 1: ValueError: distributed training does not support"),
 ])
 def test_a_setting_refused_on_one_rank_stops_every_rank(tmp_path, what, error, words):
     """An argument only one rank refuses (when the trainer is built): every rank raises the same error
@@ -400,7 +468,21 @@ def test_a_setting_refused_on_one_rank_stops_every_rank(tmp_path, what, error, w
 
 
 @needs_mpi
-def test_fused_true_on_every_rank_is_refused_on_every_rank(tmp_path):
+def test_a_split_given_on_one_rank_stops_every_rank_naming_it(tmp_path):
+    """validation_split on rank 1 only (supported since the fused engine): the ranks disagree on it (and on
+    the data it leaves, and the validation set it makes); the same error on every rank names it."""
+    X, y, path = _data(tmp_path)
+    proc, lines, _ = _launch(tmp_path, "mismatch", tmp_path / "w.npy", path, "vsplit", tmp_path / "c.ckpt")
+    assert proc.returncode != 0
+    assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
+    assert len({line["message"] for line in lines}) == 1
+    for line in lines:
+        assert line["error"] == "ValueError" and "validation_split (rank 0: 0.0; rank 1: 0.25)" in line["message"]
+
+
+@needs_mpi
+def test_fused_true_on_every_rank_runs_the_fused_step(tmp_path):
+    """fused=True, refused while the distributed engine was the per-layer path, trains with the fused step."""
     X, y, path = _data(tmp_path)
     script = WORKER.replace('kw = dict(batch_size={B}, epochs=2, seed=7, verbose=0)'.format(B=B),
                             'kw = dict(batch_size={B}, epochs=2, seed=7, verbose=0, fused=True)'.format(B=B))
@@ -412,9 +494,9 @@ def test_fused_true_on_every_rank_is_refused_on_every_rank(tmp_path):
                            str(out), path, "none", str(tmp_path / "c.ckpt")], capture_output=True, text=True,
                           timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
     lines = [json.loads(open(f"{out}.rank{r}").read()) for r in range(K) if os.path.exists(f"{out}.rank{r}")]
-    assert proc.returncode != 0 and len(lines) == K, proc.stderr
-    for line in lines:
-        assert line["error"] == "ValueError" and "fused=True cannot run distributed" in line["message"]
+    assert proc.returncode == 0 and len(lines) == K and all(line.get("ok") for line in lines), proc.stderr
+    net, _ = _single_process(X, y, fnn.SGD(lr=0.1), epochs=2, validation=False)
+    np.testing.assert_allclose(np.load(out), net._flat_params, rtol=0, atol=1e-10)
 
 
 @needs_mpi

@@ -34,14 +34,32 @@ RANK_MAIN = textwrap.dedent('''
     with open(f"{out}.pid{rank}", "w") as f:
         f.write(str(os.getpid()))
     from fastnn.engines import distributed as engine
+    from fastnn.kernels import epoch_distributed
     step = engine.DistributedEpoch.step
+    make = epoch_distributed.step_kernel
 
-    def marked(self, *args, **kwargs):         # the first finished step: the rank is training
-        result = step(self, *args, **kwargs)
+    def started():                             # the first finished step: the rank is training
         if not os.path.exists(f"{out}.started{rank}"):
             open(f"{out}.started{rank}", "w").close()
+
+    def marked(self, *args, **kwargs):         # the per-layer path's step
+        result = step(self, *args, **kwargs)
+        started()
         return result
     engine.DistributedEpoch.step = marked
+
+    def marked_kernel(*kinds):                 # the fused step's kernel (its second call ends a step)
+        kernel = make(*kinds)
+        calls = [0]
+
+        def call(*args):
+            result = kernel(*args)
+            calls[0] += 1
+            if calls[0] == 2:
+                started()
+            return result
+        return call
+    epoch_distributed.step_kernel = marked_kernel
     if os.environ.get("INTERRUPT_AFTER_SETUP") == rank:      # Ctrl-C that arrived during the set-up collective
         from fastnn.cli import _common
         setup = _common.RankSync.setup
@@ -201,6 +219,38 @@ def test_a_rank_started_without_distributed_stops_every_rank(tmp_path, data):
     assert errors == ["fastnn: error: rank 0 of 2 was given --distributed, the others not; launch every rank "
                       "with the same command"], proc.stderr
     assert _codes(tmp_path) == [2, 2]
+
+
+@needs_mpi
+@pytest.mark.parametrize("other, words", [
+    (["train", "--bogus-option"], "rank {bad}: unrecognized arguments: --bogus-option"),
+    (["info", "missing.safetensors"], "rank {bad}: missing.safetensors: no such model file"),
+])
+@pytest.mark.parametrize("bad", [0, 1])
+def test_a_rank_without_distributed_that_fails_stops_every_rank(tmp_path, data, other, words, bad):
+    """`mpiexec -n 1 fastnn train --distributed ... : -n 1 fastnn train --bogus-option`: the second rank used to
+    exit at its parse error before MPI started, and the first waited for it forever. Now every process an
+    MPI launcher started joins the first collective before it exits: one error line naming both faults."""
+    script = tmp_path / "rank_main.py"
+    script.write_text(RANK_MAIN)
+    good = [sys.executable, str(script), str(tmp_path / "out"), "train", "--distributed", "--data", data, *QUICK]
+    wrong = [sys.executable, str(script), str(tmp_path / "out"), *other]
+    first, second = (wrong, good) if bad == 0 else (good, wrong)
+    proc = subprocess.run([MPIEXEC, "-n", "1", *first, ":", "-n", "1", *second], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=_env(), stdin=subprocess.DEVNULL, cwd=tmp_path)
+    errors = _errors(proc.stderr)
+    assert len(errors) == 1, proc.stderr
+    assert f"rank {1 - bad} of 2 was given --distributed, the others not" in errors[0], errors[0]
+    assert words.format(bad=bad) in errors[0], errors[0]
+    assert _codes(tmp_path) == [2, 2]
+
+
+@needs_mpi
+def test_a_bad_option_on_every_rank_without_distributed_is_printed_once(tmp_path, data):
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "fastnn", "train", "--bogus"], capture_output=True,
+                          text=True, timeout=TIMEOUT, env=_env(), stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert _errors(proc.stderr) == ["fastnn: error: unrecognized arguments: --bogus (see 'fastnn train --help')"]
+    assert proc.returncode == 2
 
 
 @needs_mpi

@@ -66,8 +66,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def _main(argv):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and not {"-h", "--help"} & set(argv[1:2]):
+        return _command(argv)
+    if train.is_distributed(argv):    # every rank's errors agreed on, printed once (fastnn.cli.train)
+        return _command(argv)
+    rank, size, _ = train.launcher_world()
+    if size is not None and size > 1:  # one of K processes of a launch: it joins the ranks before it exits
+        return train.one_of_many(lambda: _command(argv))
+    return _command(argv)
+
+
+def _command(argv):
     try:
-        argv = list(sys.argv[1:] if argv is None else argv)
         if argv[:1] == ["bench"] and not {"-h", "--help"} & set(argv[1:2]):
             return bench.cmd_bench(argparse.Namespace(args=argv[1:]))  # everything else goes to benchmarks.compare
         if train.is_distributed(argv):    # every rank's errors agreed on, printed once (fastnn.cli.train)

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from ._common import (CLIError, DATASET_NAMES, DEFAULTS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RankSync,
+from ._common import (CLIError, _report_line, DATASET_NAMES, DEFAULTS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RankSync,
                       launcher_world, parse_hidden, _report, _check_input_file, _check_output_path, _check_plot, _error_text, _fmt, _Formatter,
                       _isatty, _positive_float, _positive_int, _say, _seed, _text, _unit_interval,
                       _val_fraction, _warn)
@@ -190,28 +190,66 @@ def cmd_train(args):
 
 def _refuse_copies(env_rank, env_size, env_var):
     """One of K processes of an MPI launch without --distributed: each would train its own copy and write
-    the same files. An error (exit 2, printed by rank 0); when MPI is there, the ranks first compare their
-    modes (the same first collective as ``_run_distributed``), so that a rank given --distributed is told,
-    instead of waiting for this one forever."""
-    message = (f"fastnn train was started by an MPI launcher as one of {env_size} processes ({env_var}="
-               f"{env_size}) without --distributed: each would train its own copy and write the same files; "
-               f"add --distributed for data-parallel training, or run it without mpiexec")
+    the same files. An error (exit 2, printed by rank 0); the ranks then compare their modes in
+    ``one_of_many`` (the same first collective as ``_run_distributed``), so that a rank given --distributed
+    is told, instead of waiting for this one forever."""
+    if not env_rank:
+        _report(f"fastnn train was started by an MPI launcher as one of {env_size} processes ({env_var}="
+                f"{env_size}) without --distributed: each would train its own copy and write the same files; "
+                f"add --distributed for data-parallel training, or run it without mpiexec")
+    return _Refused(EXIT_USAGE)
+
+
+class _Refused(int):
+    """The exit code of ``fastnn train`` refused as one of K copies (said by rank 0; one_of_many then
+    names no error of this rank beside a rank's --distributed)."""
+
+
+def mixed_launch_line(modes):
+    """The one error line of a launch where some ranks run ``fastnn train --distributed`` and others not
+    (``modes``: every rank's "distributed", or ("single", its error or None), from the first collective)."""
+    given = [r for r, m in enumerate(modes) if m == "distributed"]
+    line = (f"fastnn: error: rank{'s' if len(given) > 1 else ''} {', '.join(map(str, given))} of {len(modes)} "
+            f"{'were' if len(given) > 1 else 'was'} given --distributed, the others not; launch every rank with "
+            f"the same command")
+    failed = [f"rank {r}: {m[1]}" for r, m in enumerate(modes) if m != "distributed" and m[1]]
+    return line + (f" (and {'; '.join(failed)})" if failed else "")
+
+
+def one_of_many(command):
+    """Run ``command()`` (-> exit code) in a process an MPI launcher started as one of K > 1 without
+    ``train --distributed``, then join the other ranks in the first collective of ``_run_distributed``
+    before exiting: a rank given --distributed (in a mixed launch, ``mpiexec -n 1 fastnn train
+    --distributed ... : -n 1 fastnn train --bogus``) then learns that this one is not training with it,
+    and every rank exits with one error line, printed by rank 0, instead of waiting for this one forever.
+    This process's stderr is held until then (it is printed as it was when no rank runs --distributed)."""
+    import contextlib
+    import io
+    held = io.StringIO()
+    with contextlib.redirect_stderr(held):
+        code = command()
+    refused = isinstance(code, _Refused)
+    text = held.getvalue()
     try:
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
-        if comm.Get_size() > 1:
-            modes = comm.allgather("single")
-            env_rank = comm.Get_rank()
-            given = [r for r, m in enumerate(modes) if m == "distributed"]
-            if given:
-                message = (f"rank{'s' if len(given) > 1 else ''} {', '.join(map(str, given))} of {len(modes)} "
-                           f"{'were' if len(given) > 1 else 'was'} given --distributed, the others not; launch "
-                           f"every rank with the same command")
+        joined = comm.Get_size() > 1
     except ImportError:
-        pass
-    if not env_rank:
-        _report(message)
-    return EXIT_USAGE
+        joined = False
+    if joined:
+        errors = [line for line in text.splitlines() if line.startswith("fastnn: error: ")]
+        mine = None if refused or code == EXIT_OK or not errors else errors[-1][len("fastnn: error: "):]
+        modes = comm.allgather(("single", mine))
+        if any(m == "distributed" for m in modes):
+            if comm.Get_rank() == 0:
+                _report_line(mixed_launch_line(modes))
+            return EXIT_USAGE
+        if mine is not None and all(m == modes[0] for m in modes) and comm.Get_rank() != 0:
+            return code        # every rank failed alike (`mpiexec -n K fastnn train --bogus`): rank 0 says it
+    if text:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    return code
 
 
 def is_distributed(argv):
@@ -266,13 +304,10 @@ def _run_distributed(parse):
                     f"launch with the mpiexec of mpi4py's MPI (pip install 'fastnn[mpi]' puts it next to "
                     f"python: {os.path.join(os.path.dirname(sys.executable), 'mpiexec')})")
         return EXIT_USAGE
-    modes = comm.allgather("distributed")            # the first collective: a rank without --distributed too
-    if any(m != "distributed" for m in modes):
-        given = [r for r, m in enumerate(modes) if m == "distributed"]
+    modes = comm.allgather("distributed")   # the first collective: ranks without --distributed join it too
+    if any(m != "distributed" for m in modes):           # (one_of_many), with their own errors
         if rank == 0:
-            _report(f"rank{'s' if len(given) > 1 else ''} {', '.join(map(str, given))} of {size} "
-                    f"{'were' if len(given) > 1 else 'was'} given --distributed, the others not; launch every "
-                    f"rank with the same command")
+            _report_line(mixed_launch_line(modes))
         return EXIT_USAGE
     threads = distributed.threads_per_rank(comm)     # a collective: before anything can fail on one rank
     sync = RankSync(comm)

@@ -15,14 +15,41 @@ How a step runs, on K ranks with local batch ``b`` (global batch K·b):
   ``Trainer`` uses), so the order is the order of a single process with batch K·b and the same seed.
 * Global batch s is ``order[s*K*b : (s+1)*K*b]``; rank r takes the r-th of K consecutive pieces (b each; the
   last, smaller global batch is split as evenly as possible, so a rank may get fewer rows or none).
-* Each rank gathers its rows, runs forward, loss and backward, and weights its gradient (the mean over its
-  local rows) by ``local rows / global rows``. One tiny Allreduce carries the step's status (failure flag,
-  loss sum, correct count), then ONE in-place ``Allreduce(SUM)`` of the network's flat gradient buffer
-  gives every rank the gradient of the mean loss over the global batch, and every rank calls ``net.step()``:
-  the weights stay identical on all ranks, and equal (to float rounding) those of one process with batch
-  K·b (tested: float64, 1e-10).
+* The fused step (``FusedDistributedEpoch``; every network the fused kernel expresses, unless
+  ``fused=False``): each rank computes the gradient of its rows with the fused kernel, the loss divided by
+  the GLOBAL batch's rows (or, with sample or class weights, its weight sum), so that ONE in-place
+  ``Allreduce(SUM)`` of the flat gradient buffer — the only collective of the step — gives every rank the
+  gradient of the global batch; every rank then applies the same checked update (kernels/epoch.py's
+  update kernel: any optimizer, weight decay, scikit-learn's penalty). One kernel call per step does the
+  update of the previous batch and the gradient of the next (kernels/epoch_distributed.py). Dropout masks
+  are keyed by each row's position in the global batch. Loss and correct counts are summed on each rank
+  and reduced once per epoch. A rank that cannot go on (a non-finite loss, an exception, a stop asked by
+  a signal) poisons its gradient with NaN: every rank's update then refuses the sum alike, and only then
+  the ranks gather why (see Failures). Plain SGD takes the explicit update p -= lr·g (one process updates
+  inside its GEMMs): equal to rounding.
+* The per-layer step (``DistributedEpoch``: custom layers, or ``fused=False``): each rank runs forward,
+  loss and backward layer by layer and weights its gradient by its share of the global batch (rows, or
+  weight sum); a status Allreduce (failure flag, loss, correct count), the gradient Allreduce, a stop
+  check, and ``net.step()`` on every rank.
+* Either way the weights stay identical on all ranks and equal (to float rounding) those of one process
+  with batch K·b: tested in float64 to 1e-10 under ``mpiexec -n 2`` for every optimizer, Dropout, sample
+  and class weights (tests/test_distributed_fused.py).
 * Parameters (and optimizer state, if any) are broadcast from rank 0 at the start, so the ranks need not
   build identical initial weights.
+
+Ranks × threads: each rank runs its step on the threads ``fastnn.set_num_threads`` gives it (the CLI's
+``--threads``, FASTNN_NUM_THREADS; the CLI's default is the node's cores divided by the ranks on it:
+``threads_per_rank``). In the fused step those threads are BLAS's, inside the GEMMs of the rank's rows (the
+batch-parallel split of a mini-batch over fastnn's own workers runs whole epochs on one process, so it is
+not used per step). On one node of C cores: C ranks × 1 thread where the step is short or threads scale
+poorly (every pass of the step then runs on C cores, for one allreduce of tens of µs), 1 rank × C threads
+where the GEMMs are big; across nodes, one rank per node with its cores as threads (every rank lengthens
+the allreduce ring). ``python -m benchmarks.mpi_model --ranks-vs-threads`` measures the two against each
+other; README's "Scaling out (MPI)" has this machine's figures and benchmarks/README.md the cost model.
+Per step the fused engine returns to Python once (one kernel call, ~7 µs of it unboxing the records on a
+100-100-5 network, then the mpi4py call): ~15-25 µs a step beyond the whole-epoch kernel, measured under
+``mpiexec -n 1``. An allreduce called from inside the kernel (bound by symbol) would save most of that and
+is not built.
 
 Data: ``fit(X, y)`` takes the full arrays on every rank, or paths: an ``.npy`` file (X; y another ``.npy`` or
 an array) or an ``.npz`` file with "X" and "y". Files are memory-mapped (an uncompressed ``.npz`` member
@@ -31,20 +58,22 @@ too), so a rank reads only the rows of its own local batches, and each rank vali
 
 Settings: every rank must call ``fit`` with the same settings. At the start ONE allgather compares each
 rank's epochs, batch size, seed (or None on all ranks: then rank 0 draws it), shuffle, checkpoint given or
-not (and its checkpoint_every), validation data given or not (and its shapes and dtypes), optimizer type and
-hyperparameters, architecture and loss, network dtype, data shapes and dtypes, and fastnn version, together
-with the outcome of each rank's data checks; any difference raises ValueError on every rank, naming each
-setting that differs and which ranks have which value (a difference would otherwise hang a collective, crash
-inside MPI, or train on mismatched permutations).
+not (and its checkpoint_every), validation data given or not (and its shapes and dtypes), ``fused`` and the
+engine it chose, sample_weight (a fingerprint), class_weight, validation_split, schedule, callbacks,
+optimizer type and hyperparameters, architecture and loss, network dtype, data shapes and dtypes, and
+fastnn version, together with the outcome of each rank's data checks; any difference raises ValueError on
+every rank, naming each setting that differs and which ranks have which value (a difference would otherwise
+hang a collective, crash inside MPI, or train on mismatched permutations).
 
-Failures: every step's status Allreduce tells all ranks whether any rank failed (an exception in gathering,
-forward or backward), so all ranks stop together with ``DistributedError`` naming the failed rank and its
-error; a bad shard stops all ranks with ValueError before training; a non-finite loss or update raises
-``TrainingDivergedError`` on every rank at the same epoch and batch. Rank 0 alone writes checkpoints
-(fastnn.checkpoint: atomic, so the last one stays valid), the progress bar and log lines; a failed write is
-agreed on like any other failure. An exception that escapes outside these agreed points (a bug) calls
-``comm.Abort`` so that no rank waits forever. A rank killed outright (SIGKILL, lost node) is the launcher's
-to handle: mpiexec and srun end the whole job.
+Failures: every step tells all ranks whether any rank failed (an exception in gathering, forward or
+backward) — the fused step through the poisoned gradient, the per-layer step through its status Allreduce —,
+so all ranks stop together with ``DistributedError`` naming the failed rank and its error; a stop asked on
+one rank (Ctrl-C, SIGTERM) stops every rank before the same batch; a bad shard stops all ranks with
+ValueError before training; a non-finite loss or update raises ``TrainingDivergedError`` on every rank at
+the same epoch and batch. Rank 0 alone writes checkpoints (fastnn.checkpoint: atomic, so the last one stays
+valid), the progress bar and log lines; a failed write is agreed on like any other failure. An exception
+that escapes outside these agreed points (a bug) calls ``comm.Abort`` so that no rank waits forever. A rank
+killed outright (SIGKILL, lost node) is the launcher's to handle: mpiexec and srun end the whole job.
 """
 import json
 import math
@@ -61,7 +90,7 @@ try:
 except ImportError as _exc:  # pragma: no cover - exercised only where mpi4py is missing
     MPI, MPI_ERROR = None, f"{INSTALL_HINT} (could not import mpi4py: {_exc})"
 
-from .. import network  # noqa: E402
+from .. import _checks, network  # noqa: E402
 from ..errors import TrainingDivergedError  # noqa: E402
 from ..kernels import batch as batch_kernels  # noqa: E402
 from ..layers import has_keyed_layers  # noqa: E402
@@ -71,7 +100,7 @@ from .shards import (check_mapped, open_array, resolve_data, sample_fingerprint,
                      split)
 
 __all__ = ["DistributedTrainer", "DistributedError", "shard_range", "open_array", "threads_per_rank", "world",
-           "MPIRun", "DistributedEpoch"]
+           "MPIRun", "DistributedEpoch", "FusedDistributedEpoch"]
 
 class DistributedError(RuntimeError):
     """A rank failed during distributed training; raised on every rank.
@@ -132,9 +161,10 @@ class DistributedTrainer:
     """Fits ``net`` with synchronous data-parallel SGD over the ranks of ``comm`` (default COMM_WORLD): the
     one training loop of fastnn.training (``Trainer(..., distributed=comm)``), every argument the same.
 
-    ``batch_size`` is the LOCAL batch b of each rank: the global batch is K·b on K ranks. ``fit(X, y)``
-    also takes paths (see the module docstring) and returns the history on every rank. Always the per-layer
-    engine (the fused whole-epoch kernel cannot stop for an allreduce).
+    ``batch_size`` is the LOCAL batch b of each rank: the global batch is K·b on K ranks. ``fit(X, y,
+    sample_weight=None)`` also takes paths (see the module docstring; class_weight and validation_split
+    need arrays) and returns the history on every rank. The fused step where the network allows it
+    (``fused="auto"``), else the per-layer one.
     """
 
     def __init__(self, net, comm=None, batch_size=64, epochs=10, shuffle=True, seed=0, verbose=1,
@@ -170,6 +200,7 @@ class MPIRun:
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.is_root = self.rank == 0
         self.mapped = False
+        self.fused = None       # the engine prepare() agreed on: True for the fused step
 
     # -- agreement: every rank learns whether any rank failed ---------------------------------------------
     agreed = None       # the exception this rank raised at an agreed point (every rank raises it)
@@ -215,21 +246,27 @@ class MPIRun:
     # -- the loop's steps -----------------------------------------------------------------------------------
     def prepare(self, trainer, X, y, sample_weight):
         """Resolve and validate the data (each rank its shard of a memory map), then ONE collective: every
-        rank's outcome and settings, so that a failure or a disagreement stops every rank with the same error."""
+        rank's outcome and settings, so that a failure or a disagreement stops every rank with the same error.
+        The engine (fused or per-layer) is decided here too, on every rank alike."""
         net = trainer.net
-        error, val, mine = None, None, None
+        error, val, mine, weights = None, None, None, None
         try:
-            if sample_weight is not None or trainer.class_weight is not None or trainer.validation_split:
-                raise ValueError("distributed training does not support sample_weight, class_weight or "
-                                 "validation_split yet")
             X, y, self.mapped = resolve_data(X, y)
             if self.mapped:
+                if trainer.class_weight is not None or trainer.validation_split:
+                    raise ValueError("class_weight and validation_split need X and y as arrays in a distributed "
+                                     "fit (the data were given as files); give sample_weight=, or load the arrays")
                 X = check_mapped(net, X, self.rank, self.size)
+                y = net.check_target(np.asarray(y), X.shape[0], "y")
+                if sample_weight is not None:
+                    weights = _checks.sample_weights(sample_weight, "sample_weight", X.shape[0], net.dtype)
+                    if not weights.any():
+                        raise ValueError("sample_weight is zero for every training sample")
+                val = None if trainer.validation_data is None else trainer.checked_validation()
             else:
-                X = net.check_input(X, "X")
-            y = net.check_target(np.asarray(y), X.shape[0], "y")
-            val = None if trainer.validation_data is None else trainer.checked_validation()
-            mine = _settings(trainer, X, y, val)
+                X, y, weights, val = trainer.checked_data(X, y, sample_weight)
+            self.fused = _engine_choice(trainer)
+            mine = _settings(trainer, X, y, val, sample_weight, self.fused)
         except Exception as exc:  # noqa: BLE001 - any failure (a corrupt file: zlib.error, EOFError) is agreed on
             error = exc
         gathered = self.comm.allgather((None if error is None else f"{type(error).__name__}: {error}", mine))
@@ -240,13 +277,10 @@ class MPIRun:
             raise self.agreed from error
         try:
             _check_agreement([s for _, s in gathered])
-            if trainer.fused is True:       # agreed on every rank, so every rank raises it
-                raise ValueError("fused=True cannot run distributed: the fused whole-epoch kernel cannot stop "
-                                 "for the per-step gradient allreduce")
         except ValueError as exc:
             self.agreed = exc
             raise
-        return X, y, None, val
+        return X, y, weights, val
 
     def seed(self, seed):
         """Every rank gave the same seed (agreed); None on every rank: rank 0's entropy decides."""
@@ -258,10 +292,13 @@ class MPIRun:
         return batch_size * self.size
 
     def use_fused(self, trainer):
-        return False
+        """The engine every rank agreed on in ``prepare``; asked again (a callback changed the layers or the
+        loss), decided again — alike on every rank, whose networks are equal."""
+        fused, self.fused = self.fused, None
+        return trainer.wants_fused() if fused is None else fused
 
     def path_name(self, use_fused):
-        return "distributed"
+        return "distributed fused" if use_fused else "distributed"
 
     def fingerprint(self, X, y):
         from ..checkpoint import fingerprint
@@ -300,7 +337,12 @@ class MPIRun:
             opt.steps = steps
 
     def engine(self, trainer, X, y, batch_size, weights, use_fused):
-        return DistributedEpoch(self, trainer.net, X, y, trainer.batch_size, batch_size)
+        """The engine, built on every rank; a failure on any rank (out of memory) stops every rank alike."""
+        if use_fused:
+            return self.call(lambda: FusedDistributedEpoch(self, trainer.net, X, y, batch_size, weights),
+                             "the engine's set-up")
+        return self.call(lambda: DistributedEpoch(self, trainer.net, X, y, trainer.batch_size, batch_size, weights),
+                         "the engine's set-up")
 
     def evaluate(self, net, X_val, y_val):
         """{"loss", "accuracy"} over all of the validation set: each rank evaluates its share."""
@@ -333,9 +375,17 @@ def agree_start(comm, error):
         raise kind(f"distributed training cannot start: {detail}") from error
 
 
-def _settings(trainer, X, y, val):
+def _engine_choice(trainer):
+    """True when this fit runs the fused step (the network is one the fused kernel expresses and ``fused``
+    is not False); ValueError for fused=True on a network it cannot express (raised in ``prepare``, so
+    that every rank agrees on it)."""
+    return trainer.wants_fused()
+
+
+def _settings(trainer, X, y, val, sample_weight, fused):
     """This rank's settings that every rank must share: name -> a comparable (hashable) value."""
     from .. import __version__
+    from ..checkpoint import fingerprint
     from ..schedules import to_config
     net = trainer.net
     config = json.loads(_arch(net))
@@ -351,8 +401,11 @@ def _settings(trainer, X, y, val):
         "validation_data": ("not given" if val is None else
                             f"X {val[0].shape} {val[0].dtype}, y {val[1].shape} {val[1].dtype}"),
         "fused": repr(trainer.fused),
+        "engine": "the fused step" if fused else "per-layer",
         "validation_split": repr(trainer.validation_split),
         "class_weight": repr(trainer.class_weight),
+        "sample_weight": ("not given" if sample_weight is None else
+                          f"given, {fingerprint(np.ascontiguousarray(sample_weight, dtype=np.float64))}"),
         "sample_order": "given" if trainer.sample_order is not None else "not given",
         "optimizer": json.dumps(optimizer, sort_keys=True),
         "lr_schedule": json.dumps(to_config(trainer.lr_schedule), sort_keys=True, default=repr),
@@ -397,16 +450,18 @@ def _arch(net):
 
 
 class DistributedEpoch:
-    """The distributed engine: one epoch of synchronous steps — local forward/backward, a status Allreduce,
-    THE gradient Allreduce, the same update on every rank. ``(order, epoch, progress)`` -> (mean loss,
+    """The per-layer distributed engine (networks the fused step cannot express: custom layers, or
+    ``fused=False``): one epoch of synchronous steps — local forward/backward, a status Allreduce, THE
+    gradient Allreduce, the same update on every rank. ``(order, epoch, progress)`` -> (mean loss,
     correct), like the loop's other engines (fastnn.engines); a stop asked on any rank stops every rank at
     the same batch."""
 
-    def __init__(self, run, net, X, y, local_batch, global_batch):
-        self.run, self.net, self.X, self.y = run, net, X, y
+    def __init__(self, run, net, X, y, local_batch, global_batch, weights=None):
+        self.run, self.net, self.X, self.y, self.weights = run, net, X, y, weights
         self.gb = global_batch
         self.x_buf = np.empty((local_batch, X.shape[1]), net.dtype)
         self.y_buf = np.empty((local_batch,) + y.shape[1:], y.dtype)
+        self.w_buf = None if weights is None else np.empty(local_batch, weights.dtype)
         self.gather_y = batch_kernels.gather if y.ndim == 1 else batch_kernels.gather_rows
         self.status = np.zeros(3)           # [failed ranks, sum of local loss * rows, correct]
         self.keyed = has_keyed_layers(net)
@@ -418,7 +473,7 @@ class DistributedEpoch:
         for b in range(progress.batches, -(-n // self.gb)):
             progress.check()
             ls, c = self.step(plan, order, b, epoch, progress.dropout_key)
-            loss_sum += ls
+            loss_sum += ls * plan.loss.report_scale
             correct += c
             progress.done(b + 1, loss_sum, correct)
         return loss_sum / n, correct
@@ -442,15 +497,20 @@ class DistributedEpoch:
                 xb, yb = self.x_buf[:rows], self.y_buf[:rows]
                 batch_kernels.gather_rows(self.X, order, start, xb)
                 self.gather_y(self.y, order, start, yb)
+                wb, scale = None, rows / g_rows     # local mean -> this rank's share of the global mean
+                if self.weights is not None:        # weighted: local weight sum / the global batch's
+                    wb = self.w_buf[:rows]
+                    batch_kernels.gather(self.weights, order, start, wb)
+                    total = float(self.weights[order[g_start:g_start + g_rows]].sum(dtype=np.float64))
+                    scale = float(wb.sum(dtype=np.float64)) / total if total > 0 else 0.0
                 # Dropout: the masks of these rows of the global batch (as one process draws them)
                 out = net.train_forward(xb, (dropout_key, b, start - g_start)) if self.keyed else net.train_forward(xb)
-                loss = plan.loss.forward_unchecked(out, yb)
-                status[1] = loss * rows
+                loss = plan.loss.forward_unchecked(out, yb, wb)
+                status[1] = loss * rows if wb is None else loss * scale * g_rows
                 if net.classification:
                     status[2] = count_correct(out, yb, plan.loss)
                 if math.isfinite(loss):
                     net.train_backward()
-                    scale = rows / g_rows     # local mean -> this rank's share of the global mean
                     for g in plan.opt_grads:
                         g *= scale
             else:
@@ -469,6 +529,163 @@ class DistributedEpoch:
             comm.Allreduce(MPI.IN_PLACE, g, op=MPI.SUM)
         step(net, plan, epoch, b + 1)      # identical gradients and weights: every rank diverges together
         return status[1], status[2]
+
+
+_FAILURES = ("loss", "gradient", "parameter update")      # kernels.step's FAIL_LOSS, FAIL_GRADIENT, FAIL_UPDATE
+
+
+class FusedDistributedEpoch:
+    """The distributed engine on the fused step. Per global batch each rank computes the gradient of its
+    rows of it with the fused kernel — the loss head divided by the WHOLE global batch's rows or sample-
+    weight sum —, ONE in-place ``Allreduce(SUM)`` of the flat gradient buffer gives every rank the global
+    batch's gradient, and every rank applies the same checked update (scikit-learn's penalty, the norms,
+    the optimizer; written only when every value stays finite). One kernel call per batch does the update
+    of the previous batch and the gradient of the next (kernels/epoch_distributed.py).
+
+    Nothing else is exchanged per step. A rank whose step cannot go on normally — its loss is not finite,
+    it raised, or a signal asked it to stop — writes NaN into its gradient: the summed gradient is then not
+    finite on every rank, every rank's update refuses it alike (nothing is written), and only then do the
+    ranks gather what happened (one collective) and all raise the same thing: Stop before that batch,
+    DistributedError naming the failed rank, or TrainingDivergedError. The epoch's loss and correct counts
+    are summed on each rank and reduced once, at the epoch's end. ``(order, epoch, progress)`` -> (mean
+    loss, correct), like the loop's other engines (fastnn.engines).
+    """
+
+    def __init__(self, run, net, X, y, global_batch, weights):
+        from ..kernels import epoch_distributed
+        from .fused import EpochRunner
+        self.run, self.net, self.X, self.gb, self.weights = run, net, X, global_batch, weights
+        # the fused kernel's buffers and records, sized for the whole global batch: this rank's rows sit at
+        # their positions in it (their Dropout masks are those one process draws)
+        self.runner = EpochRunner(net, X, y, global_batch, sample_weights=weights)
+        self.step_kernel = epoch_distributed.step_kernel
+        self.sums = np.zeros(3)      # this rank's [Σ loss · global rows, correct, failed] of the epoch, then reduced
+
+    def compile_pending(self):
+        """A line saying that the first epoch will compile the step's kernel (neither compiled in this
+        process nor in Numba's on-disk cache), for a verbose fit to print before it starts; else None."""
+        from ..kernels._jit import is_compiled
+        plan = self.net.plan()
+        opt_kind, records = self.runner.records(np.empty(0, np.int64), plan, np.uint64(0))
+        kernel = self.step_kernel(self.runner.loss_kind, opt_kind)
+        if is_compiled(kernel, records + (0, 0.0, 1, 0, 0, 0, 0, 0.0, 1)):
+            return None
+        return (f"fastnn: compiling the distributed fused step for {np.dtype(self.net.dtype).name} / "
+                f"{type(self.net.loss).__name__} / {type(self.net.optimizer).__name__} (first run only, a few "
+                f"seconds)")
+
+    def denominators(self, order):
+        """Each global batch's rows, or its sample-weight sum (scikit-learn's sw_sum), in float64."""
+        n, gb = len(self.X), self.gb
+        if self.weights is None:
+            rows = np.full(-(-n // gb), float(gb))
+            rows[-1] = n - gb * (len(rows) - 1)
+            return rows
+        return np.add.reduceat(self.weights[order].astype(np.float64), np.arange(0, n, gb))
+
+    def __call__(self, order, epoch, progress):
+        from .. import signals, threads
+        from ..kernels._blas import set_threads_local
+        run, net = self.run, self.net
+        comm, rank, size = run.comm, run.rank, run.size
+        plan = progress.plan if progress.plan is not None else net.plan()
+        opt = plan.optimizer
+        kernel, (network, scratch, data, record), denominators = run.call(
+            lambda: self._epoch_setup(order, plan, progress), "the epoch's set-up")   # one small collective
+        grads, gb, n = plan.grads, self.gb, len(self.X)
+        blas = threads.blas_threads()
+        self.sums[:] = 0
+        loss_sum, right_sum = 0.0, 0     # this rank's, kept as Python numbers (a NumPy op per step costs µs)
+        penalty_sum = 0.0
+        denominators = denominators.tolist()
+        steps0, self.taken = opt.steps, 0     # opt.steps is written once, when the epoch ends in any way
+        done = None         # the batch summed by the last allreduce, not yet updated: (b, rows, denom, flags)
+        previous = set_threads_local(blas)
+        try:
+            for b in range(progress.batches, len(denominators) + 1):
+                last = b == len(denominators)          # one more call: the update of the epoch's last batch
+                g_start = b * gb
+                g_rows = 0 if last else min(gb, n - g_start)
+                base, extra = divmod(g_rows, size)     # this rank's piece of the global batch (shards.split)
+                r0 = rank * base + min(rank, extra)
+                r1 = r0 + base + (rank < extra)
+                stop, error = (not last) and progress.flag.requested, None
+                layer, what, penalty, loss, right = -1, -1, 0.0, 0.0, 0
+                with signals.critical(), net.weights_changing():
+                    try:
+                        layer, what, penalty, loss, right = kernel(
+                            network, scratch, data, record, 0 if done is None else done[1],
+                            0.0 if done is None else done[2], steps0 + self.taken + 1,
+                            -1 if last or stop else g_start, r0, r1, b, 0.0 if last else denominators[b], blas)
+                        if done is not None and what < 0:
+                            self.taken += 1
+                    except Exception as exc:  # noqa: BLE001 - every rank must learn of it (below)
+                        error = exc
+                        if done is not None and not np.isfinite(grads).all():
+                            what = 1      # the others refuse this sum (a poison, a divergence): so does this rank
+                if what >= 0:        # every rank refused the update of batch done[0] alike
+                    self.sums[:2] = loss_sum, right_sum
+                    self._stopped(epoch, done, layer, what, plan, progress, penalty_sum)
+                penalty_sum += penalty
+                if last:
+                    self.sums[:] = loss_sum, right_sum, error is not None   # the failure: agreed in _epoch_sums
+                    break
+                loss_bad = not math.isfinite(loss)
+                mine = (loss * g_rows, right)
+                loss_sum += mine[0]
+                right_sum += right
+                if (stop or error is not None or loss_bad) and grads.size:
+                    grads[0] = np.nan          # every rank's next update refuses the sum: see the class docstring
+                comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)      # THE allreduce of the step
+                done = (b, g_rows, denominators[b], (bool(stop), error, loss_bad), mine)
+        finally:
+            set_threads_local(previous)
+            with signals.critical():
+                opt.steps = steps0 + self.taken
+        loss_sum, correct = self._epoch_sums(progress, penalty_sum, error)
+        progress.done(len(denominators), loss_sum, correct)
+        return loss_sum / n, correct
+
+    def _epoch_setup(self, order, plan, progress):
+        """(the step kernel, its records for this epoch, each global batch's denominator)."""
+        runner = self.runner
+        for k, drop in enumerate(runner.drops):
+            if drop is not None:
+                runner.drop_thr[k], runner.drop_scale[k] = drop.threshold, drop.scale
+        opt_kind, records = runner.records(order, plan, np.uint64(progress.dropout_key))
+        return self.step_kernel(runner.loss_kind, opt_kind), records, self.denominators(order)
+
+    def _epoch_sums(self, progress, penalty_sum, error=None):
+        """Collective: (loss summed over the epoch's samples as the loop counts it, correct) of every rank,
+        from the position ``progress`` started at; DistributedError on every rank if the epoch's last call
+        failed on any (``error``: this rank's)."""
+        self.run.comm.Allreduce(MPI.IN_PLACE, self.sums, op=MPI.SUM)
+        if self.sums[2]:
+            self.run.raise_all(error, where="the epoch's last update")
+        loss_sum = progress.loss_sum + self.sums[0] * self.net.loss.report_scale + penalty_sum
+        return loss_sum, progress.correct + int(round(self.sums[1]))
+
+    def _stopped(self, epoch, done, layer, what, plan, progress, penalty_sum):
+        """Collective, on every rank once the update of global batch ``done[0]`` (0-based) was refused on
+        every rank alike: learn why, and raise the same on every rank."""
+        from . import Stop
+        run = self.run
+        b, _, _, (stop, error, loss_bad), mine = done
+        text = None if error is None else f"{type(error).__name__}: {error}"
+        gathered = run.comm.allgather((stop, text, loss_bad))
+        errors = {r: t for r, (_, t, _) in enumerate(gathered) if t is not None}
+        if errors:
+            run.agreed = DistributedError(errors, epoch, b + 1)
+            raise run.agreed from error
+        if any(s for s, _, _ in gathered):
+            self.sums[:2] -= mine      # batch b is not taken: its loss and correct counts are not the epoch's
+            loss_sum, correct = self._epoch_sums(progress, penalty_sum)
+            progress.done(b, loss_sum, correct)
+            raise Stop
+        if any(bad for _, _, bad in gathered):
+            raise TrainingDivergedError(epoch, b + 1)
+        raise TrainingDivergedError(epoch, b + 1, None if layer < 0 else plan.param_layers[layer],
+                                    what=_FAILURES[what])
 
 
 class _Guard:

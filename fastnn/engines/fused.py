@@ -153,9 +153,9 @@ class EpochRunner:
         """(opt_kind, (network, scratch, data, optimizer)): the records of this fit with this epoch's order,
         dropout key, plan buffers and optimizer state."""
         opt_kind, opt = self._optimizer_record(plan)
-        network = self.network._replace(params=plan.params, offsets=plan.offsets)
-        scratch = self.scratch._replace(grads=plan.grads)
-        return opt_kind, (network, scratch, self.data._replace(order=order, dkey=dkey), opt)
+        network = step.replace(self.network, params=plan.params, offsets=plan.offsets)
+        scratch = step.replace(self.scratch, grads=plan.grads)
+        return opt_kind, (network, scratch, step.replace(self.data, order=order, dkey=dkey), opt)
 
     def __call__(self, order, epoch, progress=None):
         for k, drop in enumerate(self.drops):

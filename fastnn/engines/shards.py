@@ -28,13 +28,15 @@ def split(n, size):
 
 # -- memory-mapped inputs ---------------------------------------------------------------------------
 def open_array(path, key=None):
-    """A read-only array from ``path``: ``.npy`` memory-mapped; member ``key`` of an ``.npz`` memory-mapped
-    when stored uncompressed (``np.savez``), read into memory when compressed. Never unpickles; only a
-    regular file is opened (a FIFO or device is refused at once instead of blocking)."""
+    """An array from ``path``: ``.npy`` memory-mapped; member ``key`` of an ``.npz`` memory-mapped when stored
+    uncompressed (``np.savez``), read into memory when compressed. The maps are copy-on-write (``mode="c"``:
+    nothing is ever written to the file, and the array is writable, so the kernels take it with the type of
+    an in-memory array instead of compiling a read-only variant). Never unpickles; only a regular file is
+    opened (a FIFO or device is refused at once instead of blocking)."""
     path = os.fspath(path)
     _paths.check_regular(path, "data file")
     if path.lower().endswith(".npy"):
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.load(path, mmap_mode="c", allow_pickle=False)
     if not path.lower().endswith(".npz"):
         raise ValueError(f"{path}: expected a .npy or .npz file")
     name = f"{key}.npy"
@@ -58,7 +60,7 @@ def open_array(path, key=None):
                             else np.lib.format.read_array_header_2_0)
                     shape, fortran, dtype = read(f)
                     if not dtype.hasobject:
-                        return np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape,
+                        return np.memmap(path, dtype=dtype, mode="c", offset=f.tell(), shape=shape,
                                          order="F" if fortran else "C")
     with np.load(path, allow_pickle=False) as z:   # compressed (np.savez_compressed): read it whole
         return z[key]
