@@ -229,7 +229,7 @@ def _known(arr, kind):
 
 
 class NonFiniteInput(ValueError):
-    """Raised by an engine whose kernel checks the rows it gathers (``engines.fused.CHECKS_INPUT``) when one
+    """Raised by an engine whose kernel checks the rows it gathers (its class's ``checks_input``) when one
     holds NaN or Inf: ``row`` the row of X (or -1 when unknown). The training loop puts the network back as
     it was before the fit and raises ``nonfinite_error``'s ValueError in its place — the message of the
     check at the boundary, so that the user sees no difference."""

@@ -170,20 +170,21 @@ class Trainer:
 
     def input_checked_by_engine(self):
         """Whether this fit's engine checks X's rows itself as its kernel gathers them (finite; their |x|
-        bound), so that the set-up makes no pass over X: the fused engine when it says so
-        (``engines.fused.CHECKS_INPUT``), one process only."""
-        from .engines import fused
-        if self.distributed or not getattr(fused, "CHECKS_INPUT", False):
+        bound), so that the set-up makes no pass over X: asked of the engine class that runs
+        (``checks_input``: the fused engine's kernels do), one process only."""
+        if self.distributed:
             return False
         try:
-            return self.wants_fused()
+            use_fused = self.wants_fused()
         except ValueError:
             return False
+        return bool(getattr(LocalRun.engine_class(use_fused), "checks_input", False))
 
     def checked_data(self, X, y, sample_weight):
         """Checked (X, y, weights or None, validation pair or None)."""
-        net = self.net
-        X = net.check_input(X, "X", check_finite=not self.input_checked_by_engine())
+        net, given = self.net, X
+        unchecked = self.input_checked_by_engine()
+        X = net.check_input(X, "X", check_finite=not unchecked)
         y = net.check_target(y, X.shape[0], "y")
         weights = None
         if sample_weight is not None:
@@ -196,6 +197,8 @@ class Trainer:
             if n_val >= len(X):
                 raise ValueError(f"validation_split={self.validation_split} leaves no training samples")
             val = (X[len(X) - n_val:], y[len(X) - n_val:])
+            if unchecked and not math.isfinite(_checks.scan(val[0])):    # the engine reads the training rows only
+                raise _checks.nonfinite_error(X, "X", np.asarray(given))      # (converted once already)
             X, y = X[:len(X) - n_val], y[:len(y) - n_val]
             weights = None if weights is None else weights[:len(X)]
         elif self.validation_data is not None:
@@ -245,10 +248,11 @@ class _Loop:
         X, y, weights, val = run.prepare(tr, X, y, sample_weight)
         self.X, self.y, self.weights, self.val = X, y, weights, val
         seed = run.seed(tr.seed)
+        state = net.optimizer.state          # (the plan makes zeroed state on a first fit)
         plan = net.plan()
         # an engine that checks X as it reads it may find bad rows after some steps: the fit then puts back
         # what the user owns, as it was here (O(parameters) to take, and taken only then)
-        self.snapshot = _Snapshot(net, plan) if tr.input_checked_by_engine() else None
+        self.snapshot = _Snapshot(net, plan, state) if tr.input_checked_by_engine() else None
         self.opt = plan.optimizer
         self.base_lr = self.opt.lr
         self.batch_size = run.batch_size(tr.batch_size, len(X))      # the global batch
@@ -364,7 +368,12 @@ class _Loop:
         with signals.critical():
             if self.snapshot is not None:
                 self.snapshot.restore()
-        given = self.given if isinstance(self.given, np.ndarray) else None
+        given = self.given
+        if not isinstance(given, np.ndarray):
+            try:
+                given = np.asarray(given)
+            except (TypeError, ValueError):
+                given = None
         full = self.X if given is None or len(self.X) == len(given) else self.net.check_input(given, "X", False)
         return _checks.nonfinite_error(full, "X", given) or ValueError(f"X: {exc}")
 
@@ -435,7 +444,7 @@ class _Loop:
             tr, net = self.trainer, self.net
             what = "net.loss" if plan.loss is not loss else "the network's layers"
             try:
-                self.X = net.check_input(self.X, "X", check_finite=not tr.input_checked_by_engine())
+                self.X = net.check_input(self.X, "X")      # (a rebuild: checked here, where the message names it)
                 self.y = net.check_target(self.y, self.X.shape[0], "y")
                 if self.val is not None:
                     X_val = net.check_input(self.val[0], "validation X")
@@ -469,13 +478,13 @@ class _Snapshot:
     count and rate, the network's history and shuffling state — copied (O(parameters)) so that ``restore``
     puts them back when the fit is refused after its engine started (bad input found by the kernel)."""
 
-    def __init__(self, net, plan):
+    def __init__(self, net, plan, state):
         opt = plan.optimizer
         self.net, self.plan, self.opt = net, plan, opt
         self.params = [p.copy() for p in plan.opt_params]
         self.grads = [g.copy() for g in plan.opt_grads]
-        self.state_object = opt.state
-        self.state = None if opt.state is None else [[s.copy() for s in slots] for slots in opt.state]
+        self.state_object = state         # the optimizer's state before the plan checked it (None on a first fit)
+        self.state = None if state is None else [[s.copy() for s in slots] for slots in state]
         self.steps, self.lr = opt.steps, opt.lr
         self.history, self.shuffle_state = net.history, net.shuffle_state
 

@@ -9,9 +9,11 @@
   Returns (loss summed over samples, correct predictions, steps taken, scikit-learn L2 penalty summed over
   the batches as scikit-learn adds it to the loss (0 unless sklearn_alpha > 0)); writes scratch.norms
   (each layer's squared gradient norm summed over the epoch, explicit-gradient optimizers) and
-  scratch.status. On a non-finite loss, gradient or update, or a weight that could overflow, the kernel
+  scratch.status. On a gathered row of X that holds NaN or Inf (checked as it is gathered: the caller makes
+  no pass over X), a non-finite loss, gradient or update, or a weight that could overflow, the kernel
   stops before that batch's update: the parameters stay those of the last finite step, and status says
-  [batch (1-based), layer or -1, FAIL_LOSS / FAIL_GRADIENT / FAIL_UPDATE].
+  [batch (1-based), layer or -1 (for FAIL_INPUT: the first bad row of X in the batch's order),
+  FAIL_INPUT / FAIL_LOSS / FAIL_GRADIENT / FAIL_UPDATE].
 - The batch-parallel epoch is the driver of epoch_parallel.py (the same pieces over row blocks and
   parameter ranges, on fastnn's threads).
 - The two halves of an explicit-gradient step, for a driver that combines gradients between them (the
@@ -30,11 +32,12 @@ import numpy as np
 
 from . import optim
 from ._jit import inline_kernel, specialize
-from .step import (FAIL_GRADIENT, FAIL_LOSS, FAIL_UPDATE, HEADS, HYPER_SIZE, LOSS_CE_DENSE,  # noqa: F401
-                   LOSS_CE_LABELS, LOSS_L2, LOSS_NAMES, LOSS_SIGMOID, OPT_ADAM, OPT_MOMENTUM, OPT_NAMES, OPT_SGD,
-                   UPDATES, _absmax_bound, batch_denominator, deltas, fail, forward_rows, layer_bound, layer_gradient,
-                   penalty_decay, penalty_factor, penalty_gradient, row_bounds, sgd_grad_bound, sgd_in_gemm,
-                   sgd_limit, sgd_proven, weight_penalty)
+from .step import (FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, HYPER_SIZE, LOSS_CE_DENSE,  # noqa: F401
+                   LOSS_CE_LABELS,
+                   LOSS_L2, LOSS_NAMES, LOSS_SIGMOID, OPT_ADAM, OPT_MOMENTUM, OPT_NAMES, OPT_SGD, UPDATES,
+                   _absmax_bound, batch_denominator, deltas, fail, first_bad_row, forward_rows, input_bound,
+                   layer_bound, layer_gradient, penalty_decay, penalty_factor, penalty_gradient, row_bounds,
+                   sgd_grad_bound, sgd_in_gemm, sgd_limit, sgd_proven, weight_penalty)
 
 _LOSS_NAMES = LOSS_NAMES
 _HEAD = _FINITE = _WRITE = _GRADIENT = _UPDATE = None     # bound per variant by specialize()
@@ -139,8 +142,9 @@ def _train_epoch(net, scratch, data, opt, blas_threads):
     weight_buf = scratch.weight_buf
     norms = scratch.norms
     status = scratch.status
+    x_bits = scratch.x_bits
     batch_size = data.batch_size
-    n = X.shape[0]
+    n, d = X.shape
     L = len(W)
     loss_sum = 0.0
     penalty_sum = 0.0
@@ -155,6 +159,10 @@ def _train_epoch(net, scratch, data, opt, blas_threads):
         # _gradient_pass's pieces, called here rather than through it: one level of inlining less
         forward_rows(X, order, start, 0, nb, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch - 1,
                      blas_threads)
+        x_bound = input_bound(x_bits, 0, nb * d)
+        if x_bound == math.inf:           # a gathered row holds NaN/Inf: refused before the batch's update
+            fail(status, batch, order[start + first_bad_row(A[0], 0, nb)], FAIL_INPUT)
+            return loss_sum, correct, steps, penalty_sum
         loss, right = _HEAD(A[L][:nb], D[L][:nb], labels, targets, order, start, 0, label_buf, target_buf,
                             sample_weights, weight_buf, -1.0)
         if not math.isfinite(loss):
@@ -178,7 +186,8 @@ def _train_epoch(net, scratch, data, opt, blas_threads):
 
 def _train_epoch_plain(net, scratch, data, opt, blas_threads):
     """One epoch of plain SGD (see the module's docstring): per batch, forward, head ``_HEAD``, deltas, the
-    proof that the step stays finite (bounds of the batch's rows in amax, dmax; wbound, the running bounds
+    proof that the step stays finite (bounds of the batch's rows in amax, dmax — amax[0] the batch's
+    max |x|, exactly, from the input check; wbound, the running bounds
     on max |W[k]|, measured before the epoch's first update and again when the proof fails with them),
     then the update inside the weight-gradient GEMMs (through dW, db on the epoch's last batch)."""
     X = data.X
@@ -207,13 +216,13 @@ def _train_epoch_plain(net, scratch, data, opt, blas_threads):
     weight_buf = scratch.weight_buf
     norms = scratch.norms
     status = scratch.status
+    x_bits = scratch.x_bits
     batch_size = data.batch_size
-    n = X.shape[0]
+    n, d = X.shape
     L = len(W)
     amax = np.empty(L + 1)            # bounds on max |A[k]| of the current batch
     dmax = np.empty(L + 1)            # bounds on max |D[k]|
     wbound = np.empty(L)              # running bounds on max |W[k]|, max |b[k]|
-    amax[0] = data.x_absmax
     lr = opt.lr
     limit = sgd_limit(params)
     loss_sum = 0.0
@@ -227,6 +236,11 @@ def _train_epoch_plain(net, scratch, data, opt, blas_threads):
         nb = min(batch_size, n - start)
         forward_rows(X, order, start, 0, nb, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch - 1,
                      blas_threads)
+        x_bound = input_bound(x_bits, 0, nb * d)
+        if x_bound == math.inf:           # a gathered row holds NaN/Inf: refused before the batch's update
+            fail(status, batch, order[start + first_bad_row(A[0], 0, nb)], FAIL_INPUT)
+            return loss_sum, correct, steps, 0.0
+        amax[0] = x_bound
         loss, right = _HEAD(A[L][:nb], D[L][:nb], labels, targets, order, start, 0, label_buf, target_buf,
                             sample_weights, weight_buf, -1.0)
         if not math.isfinite(loss):

@@ -7,7 +7,9 @@ so that what is computed depends on T alone — bit-identical for a given T — 
 not schedule holds nobody up but for the block it is running. Per mini-batch of nb rows, three phases of
 T blocks, each phase starting when the previous one is done:
 
-0. rows: block b takes rows [b·nb/T, (b+1)·nb/T) — gathers them, runs the forward pass, the loss head
+0. rows: block b takes rows [b·nb/T, (b+1)·nb/T) — gathers them and measures their max |x| (the input
+   check: phase 1 refuses the batch in every block when any block's rows hold NaN/Inf, naming the first
+   such row in the batch's order), runs the forward pass, the loss head
    (divided by the whole batch's rows or weight sum, so that the blocks add up to the batch) and the
    backward pass of the deltas D[k] for its rows, with single-threaded GEMMs.
 1. gradients: block b takes rows [b·in_k/T, (b+1)·in_k/T) of every weight matrix W[k] (in_k, out_k)
@@ -35,9 +37,10 @@ _sync.py), the others retire and thread 0 runs the remaining blocks alone, with 
 Arguments: t (the thread's index), T (the blocks per phase), ``sync`` (_sync.SYNC_SIZE,) int64 zeroed,
 ``team`` (a Team record, shared by the threads, below), and the records of step.py (net, scratch, data,
 opt; scratch.weight_buf is needed (batch_size,) when the loss is weighted). All are shared by the threads.
-scratch.status must hold [0, -1, FAIL_LOSS] and scratch.norms zeros on entry. On a non-finite loss,
-gradient or update the kernel stops before that batch's update (``status`` as in epoch.py). A thread that
-raises sets ``sync``'s abort flag (fastnn/engines/fused.py): the others return at once.
+scratch.status must hold [0, -1, FAIL_LOSS] and scratch.norms zeros on entry. On a gathered row holding
+NaN/Inf, a non-finite loss, gradient or update the kernel stops before that batch's update (``status`` as in
+epoch.py). A thread that raises sets ``sync``'s abort flag (fastnn/engines/fused.py): the others return at
+once.
 
 Team(partials, totals, wbound, clock, schedule):
   partials (T, partials_columns(L)) float64: each block's partial results (columns below);
@@ -54,17 +57,18 @@ from . import optim
 from ._blas import set_threads_local
 from ._jit import inline_kernel, specialize
 from ._sync import CLAIMED, DONE, RETIRE, STOP, atomic_add, atomic_load, atomic_store, cycles, wait_until_done
-from .step import (FAIL_GRADIENT, FAIL_LOSS, FAIL_UPDATE, HEADS, LOSS_NAMES, OPT_ADAM, OPT_MOMENTUM, OPT_SGD, UPDATES,
-                   _absmax_bound, batch_denominator, deltas, forward_rows, layer_gradient, penalty_decay,
-                   penalty_factor, penalty_gradient, row_bounds, sgd_grad_bound, sgd_in_gemm, sgd_limit, sgd_proven,
-                   slot)
+from .step import (FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, LOSS_NAMES, OPT_ADAM, OPT_MOMENTUM,
+                   OPT_SGD, UPDATES, _absmax_bound, batch_denominator, deltas, first_bad_row, forward_rows, input_bound,
+                   layer_gradient, penalty_decay, penalty_factor, penalty_gradient, row_bounds, sgd_grad_bound,
+                   sgd_in_gemm, sgd_limit, sgd_proven, slot)
 
 Team = namedtuple("Team", "partials totals wbound clock schedule")
 
-# columns of ``partials``: one row per block; the squared gradient norm of layer k at _NORMS + k; plain SGD:
-# bounds on max |A[k]| (k ≥ 1) at _amax(L) + k, on max |D[k]| at _dmax(L) + k, and on max |W[k]|, |b[k]|
-# over the block's own ranges at _wmax(L) + k, when measured (see partials_columns)
-_LOSS, _RIGHT, _PENALTY, _FINITE, _NORMS = 0, 1, 2, 3, 4
+# columns of ``partials``: one row per block; the squared gradient norm of layer k at _NORMS + k; max |x| of
+# the block's gathered rows at _amax(L) (inf: one holds NaN/Inf) and the first such row of X at _BAD (-1:
+# none); plain SGD: bounds on max |A[k]| (k ≥ 1) at _amax(L) + k, on max |D[k]| at _dmax(L) + k, and on
+# max |W[k]|, |b[k]| over the block's own ranges at _wmax(L) + k, when measured (see partials_columns)
+_LOSS, _RIGHT, _PENALTY, _FINITE, _BAD, _NORMS = 0, 1, 2, 3, 4, 5
 _PACK = 1 << 32              # team.schedule[0] = (index of the latest extra phase) · _PACK + (extra phases so far)
 
 
@@ -131,6 +135,15 @@ def _block_max(partials, T, column):
 
 
 @inline_kernel
+def _first_bad(partials, T):
+    """The first row of X holding NaN/Inf that the blocks found, in block (= the batch's) order; -1 if none."""
+    for s in range(T):
+        if partials[s, _BAD] >= 0:
+            return int(partials[s, _BAD])
+    return -1
+
+
+@inline_kernel
 def _add_batch(partials, T, L, nb, penalty, totals, norms, with_norms):
     """Block 0, once the batch's update is done: the epoch's totals, in batch order."""
     right = 0
@@ -146,7 +159,7 @@ def _add_batch(partials, T, L, nb, penalty, totals, norms, with_norms):
 
 
 @inline_kernel
-def _sgd_phase(g, blk, T, batch, nb, last, remeasured, x_absmax, W, b, params, offsets, A, D, dW, db, grads, lr,
+def _sgd_phase(g, blk, T, batch, nb, last, remeasured, W, b, params, offsets, A, D, dW, db, grads, lr,
                team, sync, norms, status):
     """Phase 1 of plain SGD, block blk: the serial kernel's proof that the step stays finite (the bounds of
     phase 0, and the running bounds on max |W[k]|, of which each block keeps its own copy, team.wbound[blk]),
@@ -165,7 +178,7 @@ def _sgd_phase(g, blk, T, batch, nb, last, remeasured, x_absmax, W, b, params, o
                 wbound[blk, k] = measured
     measure = False
     for k in range(L - 1, -1, -1):
-        amax = x_absmax if k == 0 else _block_max(partials, T, _amax(L) + k)
+        amax = _block_max(partials, T, _amax(L) + k)         # k = 0: max |x| of the batch, exactly
         grad_bound = sgd_grad_bound(nb, amax, _block_max(partials, T, _dmax(L) + k + 1))
         top = 0.0                 # 0: layer k not measured
         if not sgd_proven(lr, grad_bound, wbound[blk, k], limit):
@@ -186,7 +199,7 @@ def _sgd_phase(g, blk, T, batch, nb, last, remeasured, x_absmax, W, b, params, o
         i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)
         sgd_in_gemm(A[k][:nb, i0:i1], D[k + 1][:nb], W[k][i0:i1], dW[k][i0:i1], D[k + 1][:nb, j0:j1], b[k][j0:j1],
                     db[k][j0:j1], params, grads, w0, w1, c0, c1, lr, last, 0)
-        amax = x_absmax if k == 0 else _block_max(partials, T, _amax(L) + k)
+        amax = _block_max(partials, T, _amax(L) + k)         # k = 0: max |x| of the batch, exactly
         wbound[blk, k] += lr * nb * max(amax, 1.0) * _block_max(partials, T, _dmax(L) + k + 1)
     if blk == 0:
         _add_batch(partials, T, L, nb, 0.0, team.totals, norms, False)
@@ -264,13 +277,14 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
     weight_buf = scratch.weight_buf
     norms = scratch.norms
     status = scratch.status
+    x_bits = scratch.x_bits
     batch_size = data.batch_size
     partials = team.partials
     clock = team.clock
     schedule = team.schedule
     slot1 = opt.slot1
     slot2 = opt.slot2
-    n = X.shape[0]
+    n, d = X.shape
     L = len(W)
     per_batch = 2 if _PLAIN_SGD else 3       # phases: rows, (gradients, update) or (in-GEMM update)
     phases = per_batch * ((n + batch_size - 1) // batch_size)
@@ -307,9 +321,15 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
         if phase == 0:            # this block's rows: forward, loss, deltas (plain SGD: and their bounds)
             r0, r1 = _span(blk, T, nb)
             loss, right = 0.0, 0
+            partials[blk, _amax(L)] = 0.0
+            partials[blk, _BAD] = -1.0
             if r1 > r0:
                 forward_rows(X, order, start, r0, r1, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey,
                              batch, 0)
+                x_bound = input_bound(x_bits, r0 * d, r1 * d)
+                partials[blk, _amax(L)] = x_bound
+                if x_bound == math.inf:       # phase 1 refuses the batch (every block alike)
+                    partials[blk, _BAD] = float(order[start + first_bad_row(A[0], r0, r1)])
                 loss, right = _HEAD(A[L][r0:r1], D[L][r0:r1], labels, targets, order, start, r0, label_buf,
                                     target_buf, sample_weights, weight_buf, denom)
                 deltas(W, codes, act_params, A, D, Z, Y, drop_thr, drop_scale, dkey, batch, r0, r1, 0)
@@ -322,11 +342,13 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
                     partials[blk, _amax(L) + k - 1] = 0.0
             partials[blk, _LOSS] = loss
             partials[blk, _RIGHT] = right
+        elif phase == 1 and _block_max(partials, T, _amax(L)) == math.inf:      # a gathered row holds NaN/Inf
+            _stop(sync, status, blk, batch + 1, _first_bad(partials, T), FAIL_INPUT)
         elif phase == 1 and not math.isfinite(_block_sum(partials, T, _LOSS)):
             _stop(sync, status, blk, batch + 1, -1, FAIL_LOSS)
         elif _PLAIN_SGD:
-            _sgd_phase(g, blk, T, batch, nb, start + nb >= n, remeasured, data.x_absmax, W, b, params, offsets, A, D,
-                       dW, db, grads, opt.lr, team, sync, norms, status)
+            _sgd_phase(g, blk, T, batch, nb, start + nb >= n, remeasured, W, b, params, offsets, A, D, dW, db, grads,
+                       opt.lr, team, sync, norms, status)
         elif phase == 1:          # this block's parameter ranges: gradients, and is their update finite?
             _gradients(blk, T, nb, denom, W, A, D, dW, db, params, grads, offsets, opt.sklearn_alpha, partials)
             finite = True

@@ -17,6 +17,8 @@ the level below; together they took the default fit's epoch kernel from 2.2 to 3
 drivers take the records and unpack them once.
   layer_forward       one layer's rows: GEMM, bias + activation (dense.py's per-layer forward is its copy)
   forward_rows        gather the rows of X, then layer_forward and dropout per layer
+  input_bound, first_bad_row   max |x| of the gathered rows, exactly (inf when one holds NaN/Inf: the
+                      drivers' input check, DESIGN §4); the first row holding NaN/Inf
   HEADS[loss_kind]    the loss head on the last layer's rows: (loss, correct), dL/dA[L] into D[L]
   deltas              D[k] for k = L-1 .. 1: GEMM by W[k]ᵀ, then back through dropout and activation
   row_bounds          bounds on max |A[k]|, max |D[k]| of the rows (plain SGD's proof of finiteness)
@@ -39,7 +41,7 @@ fields). One float dtype ("f") throughout: float32 or float64; all arrays C-cont
     drop_thr (L,) int64 dropout keep thresholds (0: no dropout after layer k), drop_scale (L,) float64 1/(1-p);
     params (P,) f the flat parameter buffer; offsets (L+1,) int64, layer k's segment of params and grads
     (its weights, row-major, then its bias).
-  Scratch(A, D, Z, Y, dW, db, grads, label_buf, target_buf, weight_buf, norms, status)
+  Scratch(A, D, Z, Y, dW, db, grads, label_buf, target_buf, weight_buf, norms, status, x_bits)
     A: tuple of L+1 (batch_size, width_k) f, A[0] the gathered input rows; D: tuple of L+1 dL/dA[k]
     (D[0] unused, may be (0, 0)); Z: tuple of L (batch_size, out_k) pre-activations for the layers whose
     activation derivative reads them (activations.NEEDS_Z), (0, 0) for the others; Y: tuple of L
@@ -48,12 +50,15 @@ fields). One float dtype ("f") throughout: float32 or float64; all arrays C-cont
     target_buf (batch_size, m) f or (0, 0), weight_buf (batch_size,) f or (0,) unweighted: the gathered
     labels / targets / sample weights; outputs: norms (L,) float64, each layer's squared gradient norm
     summed over the epoch (explicit-gradient optimizers), status (3,) int64 [failed batch (1-based) or 0,
-    failed layer or -1, FAIL_LOSS / FAIL_GRADIENT / FAIL_UPDATE].
-  Data(X, labels, targets, sample_weights, order, batch_size, x_absmax, dkey)
-    X (n, d) f; labels (n,) int64 or targets (n, m) f — the one the loss does not use is empty;
-    sample_weights (n,) f or (0,) (bit-identical to no weights); order (n,) int64 the epoch's sample order;
-    batch_size int; x_absmax float, max |X|; dkey uint64, the epoch's dropout key (batch b of the epoch,
-    0-based, row i: masks keyed (dkey, b, i), as the per-layer path keys them).
+    where: the failed layer or -1 — for FAIL_INPUT the row of X that holds NaN/Inf —, what failed:
+    FAIL_LOSS / FAIL_GRADIENT / FAIL_UPDATE / FAIL_INPUT]; x_bits: A[0] flat, viewed as integers of its
+    width (int32 for float32, int64 for float64), for ``input_bound``.
+  Data(X, labels, targets, sample_weights, order, batch_size, dkey)
+    X (n, d) f, not checked for NaN/Inf: the drivers check the rows they gather (``input_bound``);
+    labels (n,) int64 or targets (n, m) f — the one the loss does not use is empty; sample_weights (n,) f
+    or (0,) (bit-identical to no weights); order (n,) int64 the epoch's sample order; batch_size int; dkey
+    uint64, the epoch's dropout key (batch b of the epoch, 0-based, row i: masks keyed (dkey, b, i), as
+    the per-layer path keys them).
   Optimizer(lr, momentum, beta2, eps, weight_decay, nesterov_or_decoupled, sklearn_alpha, sklearn_eps,
             slot1, slot2, step0)
     the hyperparameters, float: momentum is SGD's momentum or Adam's beta1; nesterov_or_decoupled 1.0/0.0
@@ -64,10 +69,15 @@ fields). One float dtype ("f") throughout: float32 or float64; all arrays C-cont
     Optimizer.kernel_spec() (fastnn/optimizers.py) gives the hyperparameters as a float64 array in
     HYPER_FIELDS order (``hyper_array``); ``optimizer_record`` makes the record from it.
 
+The input is checked where it is read: every driver checks the rows it gathered (input_bound)
+before the batch's loss and update, and stops with FAIL_INPUT and the first bad row (in the batch's order)
+when one holds NaN or Inf — so that a fit makes no pass over X of its own (fastnn/training.py).
+
 Plain SGD (OPT_SGD) updates each layer inside its weight-gradient GEMM, W[k] += (-lr)·A[k]ᵀ·D[k+1] (BLAS
 beta = 1): no gradient buffer is written and no separate pass over the weights is made. Before any weight
 changes, the step proves that it stays finite: every delta D[k] must be finite, the bound
-|dW| ≤ batch·max|A[k]|·max|D[k+1]| must stay far below the dtype's maximum, and so must lr times it added
+|dW| ≤ batch·max|A[k]|·max|D[k+1]| (max|A[0]|: the batch's own rows, exactly) must stay far below the
+dtype's maximum, and so must lr times it added
 to a running bound on max|W[k]| (measured before the epoch's first batch, grown by each step's bound, and
 measured again when the proof fails with it). Every other optimizer (OPT_MOMENTUM: SGD with momentum,
 Nesterov or weight decay; OPT_ADAM: Adam and AdamW) writes the gradients, checks their norms and the
@@ -94,11 +104,11 @@ LOSS_CE_LABELS, LOSS_CE_DENSE, LOSS_L2, LOSS_SIGMOID = 0, 1, 2, 3
 LOSS_NAMES = {LOSS_CE_LABELS: "labels", LOSS_CE_DENSE: "dense", LOSS_L2: "l2", LOSS_SIGMOID: "sigmoid"}
 OPT_SGD, OPT_MOMENTUM, OPT_ADAM = 0, 1, 2      # plain SGD (in-GEMM); explicit-gradient SGD; Adam / AdamW
 OPT_NAMES = {OPT_SGD: "sgd", OPT_MOMENTUM: "momentum", OPT_ADAM: "adam"}
-FAIL_LOSS, FAIL_GRADIENT, FAIL_UPDATE = 0, 1, 2
+FAIL_LOSS, FAIL_GRADIENT, FAIL_UPDATE, FAIL_INPUT = 0, 1, 2, 3
 
 Network = namedtuple("Network", "W b codes act_params drop_thr drop_scale params offsets")
-Scratch = namedtuple("Scratch", "A D Z Y dW db grads label_buf target_buf weight_buf norms status")
-Data = namedtuple("Data", "X labels targets sample_weights order batch_size x_absmax dkey")
+Scratch = namedtuple("Scratch", "A D Z Y dW db grads label_buf target_buf weight_buf norms status x_bits")
+Data = namedtuple("Data", "X labels targets sample_weights order batch_size dkey")
 HYPER_FIELDS = ("lr", "momentum", "beta2", "eps", "weight_decay", "nesterov_or_decoupled", "sklearn_alpha",
                 "sklearn_eps")
 HYPER_SIZE = len(HYPER_FIELDS)
@@ -164,6 +174,38 @@ def _absmax_bound_for(x):
     return bound
 
 
+@inline_kernel
+def input_bound(bits, lo, hi):
+    """max |x| over x.flat[lo:hi], exactly, as a float64 (0.0 for an empty range), inf when a value there is
+    NaN or Inf; ``bits`` the float array x's flat int view of the same width (Scratch.x_bits: A[0]'s). The
+    largest bit pattern without its sign (ordered like the magnitudes, Inf and NaN above every finite
+    value; an integer max, which vectorises without fastmath), read back as the value it encodes."""
+    mask = bits.dtype.type((1 << (8 * bits.itemsize - 1)) - 1)      # every bit but the sign (int64: wraps)
+    top = bits.dtype.type(0)
+    for i in range(lo, hi):
+        v = bits.dtype.type(bits[i] & mask)      # the cast keeps the lanes' width (no widening)
+        if v > top:
+            top = v
+    mantissa, bias = (23, 127) if bits.itemsize == 4 else (52, 1023)
+    pattern = np.int64(top)
+    field = pattern >> mantissa
+    if field == 2 * bias + 1:                           # Inf or NaN
+        return math.inf
+    m = float(pattern & ((np.int64(1) << mantissa) - 1))
+    if field == 0:                                      # zero or subnormal: m · 2^(1 - bias - mantissa)
+        return math.ldexp(m, 1 - bias - mantissa)
+    return math.ldexp(m + float(np.int64(1) << mantissa), field - bias - mantissa)     # exact in float64
+
+
+@inline_kernel
+def first_bad_row(a, r0, r1):
+    """The first row i in r0:r1 of the 2-D ``a`` that holds NaN or Inf, or -1."""
+    for i in range(r0, r1):
+        for j in range(a.shape[1]):
+            if not math.isfinite(a[i, j]):
+                return i
+    return -1
+
 
 # ------------------------------------------------------------------------------------------- forward
 def _layer_forward(a, w, b, code, param, z, out, blas_threads=0):
@@ -188,7 +230,8 @@ def forward_rows(X, order, start, r0, r1, W, b, codes, act_params, A, Z, Y, drop
                  blas_threads):
     """Rows r0:r1 of the batch starting at ``start``: A[k+1] = f_k(A[k] @ W[k] + b[k]); Z[k] keeps the
     pre-activation where f_k's derivative reads it. Layer k with dropout (drop_thr[k] > 0): f_k's output
-    goes to Y[k] and A[k+1] is its dropped copy (masks keyed (dkey, batch, row), batch 0-based)."""
+    goes to Y[k] and A[k+1] is its dropped copy (masks keyed (dkey, batch, row), batch 0-based). The
+    drivers check the gathered rows A[0][r0:r1] after it (``input_bound``)."""
     gather_rows(X, order, start + r0, A[0][r0:r1])
     for k in range(len(W)):
         out = Y[k][r0:r1] if drop_thr[k] > 0 else A[k + 1][r0:r1]

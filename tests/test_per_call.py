@@ -94,23 +94,25 @@ def _big(n=4096, features=16, dtype=np.float32):
 
 
 @pytest.mark.parametrize("fused_", [True, False])
-def test_fit_reads_X_once_before_its_kernel(monkeypatch, fused_):
+def test_fit_reads_X_in_its_kernel_only(monkeypatch, fused_):
+    """The fused kernel checks the rows it gathers: fit makes no pass over X; the per-layer engine's fit
+    makes one, before its first epoch."""
     X, y = _big()
     net = make_net(sizes=(16, 8, 4))
     net.fit(X, y, epochs=1, verbose=0, fused=fused_)          # compile outside the count
     passes = _Passes(monkeypatch)
     net.fit(X, y, epochs=2, verbose=0, fused=fused_)
-    assert passes.of(X) == (X.size, 0)
+    assert passes.of(X) == (0 if fused_ else X.size, 0)
 
 
-def test_fit_with_sample_weight_and_float64_data_reads_X_once(monkeypatch):
+def test_fit_with_sample_weight_and_float64_data_reads_X_in_its_kernel_only(monkeypatch):
     X, y = _big(dtype=np.float64)          # converted to the network's float32: the converted copy is read
     w = np.linspace(0.5, 2.0, len(X))
     net = make_net(sizes=(16, 8, 4))
     net.fit(X, y, epochs=1, verbose=0, sample_weight=w)
     passes = _Passes(monkeypatch)
     net.fit(X, y, epochs=1, verbose=0, sample_weight=w)
-    assert passes.of(X) == (X.size, 0)
+    assert passes.of(X) == (0, 0)
 
 
 def test_predict_and_evaluate_read_X_once(monkeypatch):
@@ -267,36 +269,97 @@ def test_k_calls_of_one_epoch_equal_one_call_of_k(opt, fused_):
     assert losses == h["loss"]
 
 
-# -- the kernel-side check, prepared: the engine finds bad rows after some steps -----------------------------
-def test_input_found_bad_by_the_engine_restores_everything(monkeypatch):
-    """With ``engines.fused.CHECKS_INPUT`` the set-up makes no pass over X; an engine that raises
-    _checks.NonFiniteInput after it changed the weights gets the boundary's message, and the network,
-    optimizer and history are put back as before the fit."""
-    X, y = make_data()
-    net = make_net(opt="adam")
-    net.fit(X, y, epochs=1, verbose=0)
-    before = _snapshot(net)
-    monkeypatch.setattr(fused, "CHECKS_INPUT", True, raising=False)
-    real_call = fused.EpochRunner.__call__
-
-    def finds_bad_rows(self, order, epoch, progress=None):
-        if np.isfinite(self.X).all():
-            return real_call(self, order, epoch, progress)
-        bad, self.X = self.X, np.nan_to_num(self.X, nan=0.0, posinf=0.0, neginf=0.0)
-        try:
-            real_call(self, order, epoch, progress)        # an epoch of steps on the good rows, then the verdict
-        finally:
-            self.X = bad
-        raise _checks.NonFiniteInput(row=7)
-    monkeypatch.setattr(fused.EpochRunner, "__call__", finds_bad_rows)
-    passes = _Passes(monkeypatch)
-    with pytest.raises(ValueError, match=r"^X contains 1 NaN or infinite value\(s\), the first at index \(7, 3\)$"):
-        net.fit(_bad(X, np.inf), y, epochs=3, verbose=0)
+# -- the kernel checks the rows it gathers: fit makes no pass over X of its own (fused engine) -------------------
+def _fit_refused_at(net, X, y, r, bad, **fit):
+    """Fit on X with ``bad`` at (r, 3): the boundary's own ValueError naming (r, 3), and nothing changed."""
+    before, lr = _snapshot(net), net.optimizer.lr
+    message = rf"^X contains 1 NaN or infinite value\(s\), the first at index \({r}, 3\)$"
+    with pytest.raises(ValueError, match=message) as info:
+        net.fit(_bad(X, bad, at=(r, 3)), y, verbose=0, **fit)
+    assert type(info.value) is ValueError          # not the engine's NonFiniteInput, not TrainingDivergedError
     _unchanged(net, before)
-    assert passes.of(X)[0] <= X.size       # the boundary made no pass (the engine's absmax still may)
-    net.fit(X, y, epochs=2, verbose=0)     # and the clean data trains as before
-    ref = make_net(opt="adam")
-    ref.fit(X, y, epochs=1, verbose=0)
-    ref.fit(X, y, epochs=2, verbose=0)
+    assert net.optimizer.lr == lr
+
+
+@pytest.mark.parametrize("threads_", [1, 2])
+@pytest.mark.parametrize("opt", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("where", ["first batch", "middle batch", "last batch", "shuffled"])
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_a_bad_row_found_by_the_kernel_is_refused_and_changes_nothing(monkeypatch, bad, where, opt, threads_):
+    """The fused kernels (serial, and batch-parallel on 2 threads) find NaN/Inf in row r as they gather its
+    batch — after the steps of the batches before it — and the fit is refused with the boundary's message:
+    weights, optimizer state and steps, rate, history and shuffling state as before the call; a clean fit
+    after it equals a reference run bit for bit."""
+    from fastnn import threads
+    monkeypatch.setattr(threads, "batch_parallel_threads", lambda widths, rows, samples: threads_)
+    X, y = make_data(n=150)
+    r = {"first batch": 5, "middle batch": 75, "last batch": 149, "shuffled": 101}[where]
+    fit = dict(batch_size=32, shuffle=where == "shuffled", fused=True, seed=3)
+    net, ref = make_net(opt=opt), make_net(opt=opt)
+    for n in (net, ref):
+        n.fit(X, y, epochs=1, verbose=0, **fit)
+    _fit_refused_at(net, X, y, r, bad, epochs=2, **fit)
+    for n in (net, ref):
+        n.fit(X, y, epochs=2, verbose=0, **fit)
     same_state(net, ref)
     same_history(net.history, ref.history)
+    assert net.shuffle_state == ref.shuffle_state
+
+
+@pytest.mark.parametrize("fused_", [True, False])
+def test_a_bad_row_in_a_fresh_fit_and_with_weights_or_a_split(fused_):
+    """A first fit (no state yet), a weighted fit and a fit with validation_split (whose validation rows the
+    kernel does not read: the set-up checks them) refuse a bad row with the same message on both engines."""
+    X, y = make_data()
+    net = make_net()
+    _fit_refused_at(net, X, y, 60, np.nan, epochs=1, fused=fused_)
+    assert net.optimizer.steps == 0 and net.optimizer.state is None
+    _fit_refused_at(net, X, y, 90, np.inf, epochs=1, fused=fused_, sample_weight=np.linspace(0.5, 1.5, len(X)))
+    _fit_refused_at(net, X, y, 140, np.nan, epochs=1, fused=fused_, validation_split=0.2)     # a validation row
+    _fit_refused_at(net, X, y, 20, np.nan, epochs=1, fused=fused_, validation_split=0.2)      # a training row
+
+
+def test_beyond_the_float32_range_found_by_the_kernel_is_named_as_such():
+    """float64 data with a finite value beyond float32's range, for a float32 network: the converted copy the
+    kernel reads holds inf there, and the message says what the user's X held (also for a list)."""
+    X, y = make_data(dtype=np.float64)
+    net = make_net()
+    net.fit(X, y, epochs=1, verbose=0)
+    before = _snapshot(net)
+    message = r"^X has 1 finite value\(s\) beyond the float32 range .* index \(77, 3\): 1e\+39; "
+    for given in (_bad(X, 1e39, at=(77, 3)), _bad(X, 1e39, at=(77, 3)).tolist()):
+        with pytest.raises(ValueError, match=message):
+            net.fit(given, y, epochs=2, batch_size=16, verbose=0)
+    _unchanged(net, before)
+
+
+def test_a_callback_that_writes_nan_into_X_mid_fit_is_caught_by_the_kernel():
+    """X is not scanned again between epochs: the kernel finds the NaN a callback wrote into the caller's
+    (unconverted, so shared) X, and the fit is refused as a whole, the network put back as before it."""
+    X, y = make_data()
+    net = make_net()
+    net.fit(X, y, epochs=1, verbose=0)
+    before = _snapshot(net)
+
+    class Spoil:
+        def on_epoch_end(self, epoch, history):
+            X[42, 3] = np.nan
+            return False
+    with pytest.raises(ValueError, match=r"^X contains 1 NaN or infinite value\(s\), the first at index \(42, 3\)$"):
+        net.fit(X, y, epochs=3, verbose=0, callbacks=[Spoil()])
+    _unchanged(net, before)
+
+
+def test_the_engine_says_whether_it_checks_X():
+    """The loop asks the engine that runs: the fused one checks the rows it gathers, the per-layer one does
+    not (the distributed one neither: the loop checks X for it)."""
+    from fastnn.engines.local import LocalRun
+    from fastnn.engines.per_layer import LayerEpoch
+    from fastnn.training import Trainer
+    assert fused.EpochRunner.checks_input and not LayerEpoch.checks_input
+    assert LocalRun.engine_class(True) is fused.EpochRunner and LocalRun.engine_class(False) is LayerEpoch
+    net = make_net()
+    assert Trainer(net, fused="auto").input_checked_by_engine()
+    assert not Trainer(net, fused=False).input_checked_by_engine()
+    net.optimizer = fnn.RMSprop() if hasattr(fnn, "RMSprop") else net.optimizer
+    assert Trainer(net).input_checked_by_engine() == fused.supports(net)[0]

@@ -168,3 +168,68 @@ def test_plain_sgd_inserts_a_measuring_phase_when_the_running_bound_fails(monkey
     assert np.isfinite(params).all()
     threaded, _, _ = run(False)
     np.testing.assert_array_equal(threaded, params)
+
+
+# -- the input check: the drivers check the rows they gather --------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_input_bound_is_max_abs_exactly(dtype):
+    """input_bound: max |x| exactly (the proof's max |A[0]| of a batch), inf for NaN or Inf; a range."""
+    import numba
+    check = numba.njit(lambda bits, lo, hi: step.input_bound(bits, lo, hi))
+
+    def bound(x):
+        return check(x.reshape(-1).view(np.int32 if x.dtype == np.float32 else np.int64), 0, x.size)
+    rng = np.random.default_rng(3)
+    info = np.finfo(dtype)
+    for x in (rng.standard_normal((9, 5)) * 10.0 ** rng.integers(-30, 30, (9, 5)), np.zeros((2, 3)),
+              np.full((1, 4), -info.max), np.full((3, 1), info.tiny), np.full((2, 2), info.smallest_subnormal)):
+        x = x.astype(dtype)
+        assert bound(x) == float(np.abs(x).max())
+    assert bound(np.empty((0, 3), dtype)) == 0.0
+    for bad in (np.nan, np.inf, -np.inf):
+        x = np.ones((4, 4), dtype)
+        x[2, 1] = bad
+        assert bound(x) == np.inf
+        assert check(x.reshape(-1).view(np.int32 if dtype == np.float32 else np.int64), 0, 9) == 1.0   # before it
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_the_serial_epoch_stops_at_the_first_bad_row_before_its_batch_update(opt):
+    """NaN/Inf in two rows of the third batch: the serial epoch takes the two batches before it and stops with
+    FAIL_INPUT naming the first bad row in the batch's order; EpochRunner raises NonFiniteInput(row)."""
+    from fastnn import _checks
+    X, y, _ = _data(n=64)
+    X[40, 2], X[37, 0] = np.inf, np.nan           # batch 3 is positions 32..47 of the order
+    order = np.arange(64, dtype=np.int64)
+    order[[37, 40]] = order[[40, 37]]             # row 40 comes first in the batch's order
+    net = _net(fnn.SGD(lr=0.05) if opt == "sgd" else fnn.Adam(lr=0.01))
+    runner = fused.EpochRunner(net, X, y, 16)
+    kind, records = runner.records(order, net.plan(), np.uint64(0))
+    before = net._flat_params.copy()
+    totals = epoch.variant(runner.loss_kind, kind)(*records, 1)
+    assert list(runner.status) == [3, 40, step.FAIL_INPUT] and totals[2] == 2      # two batches taken
+    assert not np.array_equal(net._flat_params, before) and np.isfinite(net._flat_params).all()
+    net2 = _net(fnn.SGD(lr=0.05) if opt == "sgd" else fnn.Adam(lr=0.01))
+    with pytest.raises(_checks.NonFiniteInput) as info:
+        fused.EpochRunner(net2, X, y, 16)(order, 1)
+    assert info.value.row == 40
+
+
+@pytest.mark.parametrize("T", [2, 3])
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_the_batch_parallel_epoch_agrees_on_the_first_bad_row_whatever_the_block(T, opt):
+    """Bad rows in two blocks of a batch (the later block's first in X's numbering): every block stops
+    before the batch's update, and status names the first bad row in the batch's order."""
+    X, y, _ = _data(n=64)
+    X[45, 1], X[33, 4] = np.nan, -np.inf            # batch 3 (rows 32..47): row 33 in block 0, row 45 in the last
+    order = np.arange(64, dtype=np.int64)
+    order[[33, 45]] = order[[45, 33]]               # ... swapped: row 45 comes first, in block 0
+    net = _net(fnn.SGD(lr=0.05) if opt == "sgd" else fnn.Adam(lr=0.01))
+    runner = fused.EpochRunner(net, X, y, 16)
+    kind, records = runner.records(order, net.plan(), np.uint64(0))
+    team = runner._team(T)
+    runner.status[:] = (0, -1, step.FAIL_LOSS)
+    runner.norms[:] = 0
+    epoch_parallel.variant(runner.loss_kind, kind)(0, T, np.zeros(SYNC_SIZE, np.int64), team, *records)
+    assert list(runner.status) == [3, 45, step.FAIL_INPUT] and team.totals[2] == 2
+    assert np.isfinite(net._flat_params).all()

@@ -13,7 +13,10 @@ An *engine* runs one epoch over a given sample order and reports its mean loss a
   An engine calls ``progress.done(batches, loss_sum, correct)`` after each batch it completes.
 
 An engine raises ``fastnn.errors.TrainingDivergedError`` at a non-finite loss, gradient or update, with
-the network and optimizer state of the last finite step. The engines:
+the network and optimizer state of the last finite step. An engine class whose ``checks_input`` is true
+checks the rows of X it reads (the fused kernels, as they gather them) and raises
+``fastnn._checks.NonFiniteInput(row)`` for one holding NaN/Inf — possibly after some steps: the loop then
+puts the network back and raises the boundary's message; for such an engine the loop makes no pass over X. The engines:
 
 * ``engines.fused.EpochRunner``       the whole-epoch Numba kernel (the default where it applies);
 * ``engines.per_layer.LayerEpoch``     any network, layer by layer from Python (custom layers);

@@ -75,11 +75,19 @@ def supports(net):
 class EpochRunner:
     """Holds the buffers of the fused kernel for one fit; ``run(order, epoch)`` trains one epoch.
 
-    X and y must already be checked by the network (C-contiguous, the network's dtype, labels in range).
+    X and y must already be checked by the network (C-contiguous, the network's dtype, labels in range) —
+    but for X's finiteness: the kernel checks each row as it gathers it (``checks_input``), and a row that
+    holds NaN/Inf stops the epoch before that batch's update with ``fastnn._checks.NonFiniteInput(row)``
+    (the steps before it are taken: the training loop puts the network back and raises the boundary's
+    message). Its max |x| per batch is the one plain SGD's proof of finiteness uses.
     ``sample_weights``: None, or (n,) per-sample weights in the network's dtype, checked (finite,
     non-negative; ``fastnn._checks.sample_weights``); the loss is weighted as scikit-learn's MLP does
     (fastnn.losses).
     """
+
+    #: the kernel checks the rows of X it gathers (finite; their max |x|): fit makes no pass over X of its
+    #: own for this engine (fastnn.training asks the engine class, engines.local.LocalRun.engine_class)
+    checks_input = True
 
     def __init__(self, net, X, y, batch_size, sample_weights=None):
         self.net, self.X, self.batch_size = net, X, batch_size
@@ -101,7 +109,6 @@ class EpochRunner:
         self.drop_thr = np.zeros(len(fcs), np.int64)
         self.drop_scale = np.ones(len(fcs), np.float64)
         self.norms = np.zeros(len(fcs), np.float64)
-        self.x_absmax = _checks.absmax(X)
         self.status = np.zeros(3, np.int64)
         kind = net.loss.fused_kind(y.ndim)
         if kind not in _LOSS_KINDS:
@@ -127,10 +134,10 @@ class EpochRunner:
                                     offsets=plan.offsets)
         self.scratch = step.Scratch(A=self.A, D=self.D, Z=self.Z, Y=self.Y, dW=self.dW, db=self.db,
                                     grads=plan.grads, label_buf=self.label_buf, target_buf=self.target_buf,
-                                    weight_buf=self.weight_buf, norms=self.norms, status=self.status)
+                                    weight_buf=self.weight_buf, norms=self.norms, status=self.status,
+                                    x_bits=self.A[0].reshape(-1).view(np.int32 if dtype == np.float32 else np.int64))
         self.data = step.Data(X=X, labels=self.labels, targets=self.targets, sample_weights=self.sample_weights,
-                              order=np.empty(0, np.int64), batch_size=int(batch_size), x_absmax=float(self.x_absmax),
-                              dkey=np.uint64(0))
+                              order=np.empty(0, np.int64), batch_size=int(batch_size), dkey=np.uint64(0))
 
     def _optimizer_record(self, plan):
         """(opt_kind, the Optimizer record) for the kernel: the optimizer's kernel_spec() and its state,
@@ -173,6 +180,8 @@ class EpochRunner:
                 opt.steps += int(totals[2])       # the steps the kernel applied, also when it raised
         loss_sum, correct, penalty_sum = float(totals[0]), int(totals[1]), float(totals[3])
         failed_batch, failed_layer, what = (int(v) for v in self.status)
+        if failed_batch and what == kernels.FAIL_INPUT:      # a gathered row of X holds NaN/Inf (the layer slot
+            raise _checks.NonFiniteInput(failed_layer)        # holds that row): the loop restores and explains
         if failed_batch:
             layer = None if failed_layer < 0 else plan.param_layers[failed_layer]
             raise TrainingDivergedError(epoch, failed_batch, layer, what=_FAILURES[what])

@@ -48,10 +48,18 @@ class LocalRun:
     def start(self, net):
         pass
 
-    def engine(self, trainer, X, y, batch_size, weights, use_fused):
+    @staticmethod
+    def engine_class(use_fused):
+        """The class of the engine ``engine`` makes (its ``checks_input``: whether its kernel checks X's rows
+        as it gathers them, so that the loop makes no pass over X)."""
         if use_fused:
             from .fused import EpochRunner
-            return EpochRunner(trainer.net, X, y, batch_size, sample_weights=weights)
+            return EpochRunner
+        return LayerEpoch
+
+    def engine(self, trainer, X, y, batch_size, weights, use_fused):
+        if use_fused:
+            return self.engine_class(True)(trainer.net, X, y, batch_size, sample_weights=weights)
         return LayerEpoch(trainer.net, X, y, batch_size, weights)
 
     def evaluate(self, net, X, y):

@@ -36,6 +36,9 @@ class LayerEpoch:
     buffers are allocated once per fit; the batch's rows are gathered into them by ``order``.
     """
 
+    #: the layers read X as given: the loop checks it (one pass) before the first epoch
+    checks_input = False
+
     def __init__(self, net, X, y, batch_size, weights):
         self.net, self.X, self.y, self.bs, self.weights = net, X, y, batch_size, weights
         self.x_buf = np.empty((batch_size,) + X.shape[1:], X.dtype)
