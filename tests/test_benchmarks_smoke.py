@@ -325,3 +325,25 @@ def test_under_load_ratios_and_table():
     text = under_load.markdown(report)
     row = "| tiny (2-16-16-2, batch 32, n 1,024) | 100 | 180 (2t) | 90 | 45 (2t) | **0.5×** ⚠ < 0.8 | 0.25× | 1.8× |"
     assert row in text
+
+
+def test_compile_profile_counts_a_compile_and_excludes_its_callees():
+    """benchmarks/compile_profile.py: one fresh function compiled with a fresh callee is two compiles, each
+    timed without the other."""
+    import numba
+
+    from benchmarks import compile_profile
+
+    @numba.njit(cache=False)
+    def callee(x):
+        return x + 1
+
+    @numba.njit(cache=False)
+    def caller(x):
+        return callee(x) * 2
+
+    exclusive, count, cpu = compile_profile.profile(lambda: caller(1))
+    assert count == {"test_compile_profile_counts_a_compile_and_excludes_its_callees.<locals>.callee": 1,
+                     "test_compile_profile_counts_a_compile_and_excludes_its_callees.<locals>.caller": 1}
+    assert all(seconds >= 0 for seconds in exclusive.values())
+    assert sum(exclusive.values()) <= cpu
