@@ -114,6 +114,17 @@ SIZES = tuple(1 << k for k in range(2, 27))             # 4 B ... 64 MiB
 QUICK_SIZES = tuple(1 << k for k in range(2, 21, 2))    # 4 B ... 1 MiB, every 4×
 
 
+def cell_network(fnn, cell):
+    """The cell's network (matrix.py: ReLU hidden layers, softmax cross-entropy, the cell's optimizer), seed 0;
+    ``fnn``: the fastnn module, imported by the caller (the model's own functions need no fastnn)."""
+    layers = []
+    for k, (i, o) in enumerate(cell.shapes):
+        layers.append(fnn.FullyConnected(i, o, dtype=matrix.DTYPE))
+        if k < len(cell.shapes) - 1:
+            layers.append(fnn.ReLU())
+    return fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell), seed=0)
+
+
 def log(*msg):
     print(*msg, file=sys.stderr, flush=True)
 
@@ -457,13 +468,7 @@ def step_child(out_path, cell_names, thread_spec, fractions, rounds, warmup, qui
             b = max(1, cell.batch // f)
             n = (len(X) // b) * b
             Xb, yb = X[:n], y[:n]
-            layers = []
-            for k, (i, o) in enumerate(cell.shapes):
-                layers.append(fnn.FullyConnected(i, o, dtype=matrix.DTYPE))
-                if k < len(cell.shapes) - 1:
-                    layers.append(fnn.ReLU())
-            net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell),
-                                    seed=0)
+            net = cell_network(fnn, cell)
             entry["grad_bytes"] = int(net.n_params * np.dtype(net.dtype).itemsize)
             try:
                 from fastnn.engines import fused
@@ -531,13 +536,7 @@ def fit_child(out_path, cell_names, threads, rounds, warmup, quick, distributed)
     for name in cell_names:
         cell = matrix.get(name)
         X, y = matrix.make_data(cell, quick=quick)
-        layers = []
-        for k, (i, o) in enumerate(cell.shapes):
-            layers.append(fnn.FullyConnected(i, o, dtype=matrix.DTYPE))
-            if k < len(cell.shapes) - 1:
-                layers.append(fnn.ReLU())
-        net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell),
-                                seed=0)
+        net = cell_network(fnn, cell)
         kw = dict(epochs=1, verbose=0, batch_size=cell.batch // K)
         if distributed:
             kw["distributed"] = True
