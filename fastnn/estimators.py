@@ -514,6 +514,10 @@ class _BaseMLP(BaseEstimator):
         else:
             self.coefs_ = [fc.weights.astype(dtype) for fc in fcs]
             self.intercepts_ = [fc.bias.astype(dtype) for fc in fcs]
+        # what each copy held when handed out: an unchanged copy is not written back (its rounding to the
+        # fitted input's dtype would silently round the network's weights)
+        self._handed_copies = {id(a): (a, a.copy()) for a in self.coefs_ + self.intercepts_
+                               if dtype != self._model.dtype}
 
     def _sync_from_attributes(self):
         """Copy coefs_ / intercepts_ into the network if the user assigned new arrays to them (or they are
@@ -522,12 +526,29 @@ class _BaseMLP(BaseEstimator):
         if not isinstance(self.coefs_, list) or not isinstance(self.intercepts_, list):
             raise TypeError(f"coefs_ and intercepts_ must be lists of arrays, got {type(self.coefs_).__name__} "
                             f"and {type(self.intercepts_).__name__}")
-        if any(w is not fc.weights for w, fc in zip(self.coefs_, model.fcs)) or \
-                any(b is not fc.bias for b, fc in zip(self.intercepts_, model.fcs)) or \
-                len(self.coefs_) != len(model.fcs) or len(self.intercepts_) != len(model.fcs):
-            model.set_weights(self.coefs_, self.intercepts_)
+        if len(self.coefs_) != len(model.fcs) or len(self.intercepts_) != len(model.fcs):
+            model.set_weights(self.coefs_, self.intercepts_)        # (raises: the count is wrong)
+        coefs, intercepts = self._current_weights()
+        if any(w is not fc.weights for w, fc in zip(coefs, model.fcs)) or \
+                any(b is not fc.bias for b, fc in zip(intercepts, model.fcs)):
+            model.set_weights(coefs, intercepts)
             return True
         return False
+
+    def _current_weights(self):
+        """(coefs, intercepts): coefs_ / intercepts_, with each handed-out copy that the user has not
+        changed replaced by the network's own array (which it rounds)."""
+        handed = getattr(self, "_handed_copies", {})
+
+        def current(value, own):
+            copy = handed.get(id(value))
+            unchanged = copy is not None and copy[0] is value and isinstance(value, np.ndarray) and \
+                value.shape == copy[1].shape and np.array_equal(value, copy[1])
+            return own if unchanged else value
+
+        fcs = self._model.fcs
+        return ([current(w, fc.weights) for w, fc in zip(self.coefs_, fcs)],
+                [current(b, fc.bias) for b, fc in zip(self.intercepts_, fcs)])
 
     def _check_continuation(self, X, Y):
         n_out = self._n_outputs_for(Y)
@@ -685,7 +706,10 @@ class _BaseMLP(BaseEstimator):
         state = super().__getstate__() if HAVE_SKLEARN else self.__dict__
         state = dict(state)
         model = state.pop("_model", None)
+        state.pop("_handed_copies", None)
         if model is not None:
+            # the network's weights in its own dtype (coefs_ may be rounded copies), with the user's changes
+            state["_model_weights"] = self._current_weights()
             opt = model.net.optimizer
             state["_optimizer_snapshot"] = (type(opt).__name__, opt.config(), opt.steps, opt.state)
             state["_model_config"] = (model.activation, model.out_kind, model.dtype.name)
@@ -695,6 +719,7 @@ class _BaseMLP(BaseEstimator):
         state = dict(state)
         snapshot = state.pop("_optimizer_snapshot", None)
         config = state.pop("_model_config", None)
+        weights = state.pop("_model_weights", None)
         if HAVE_SKLEARN:
             super().__setstate__(state)
         else:  # pragma: no cover
@@ -708,7 +733,7 @@ class _BaseMLP(BaseEstimator):
             activation, out_kind, dtype = config
             units = [self.coefs_[0].shape[0]] + [w.shape[1] for w in self.coefs_]
             self._model = _Model(units, activation, out_kind, dtype, opt)
-            self._model.set_weights(self.coefs_, self.intercepts_)
+            self._model.set_weights(*(weights if weights is not None else (self.coefs_, self.intercepts_)))
             self._point_attributes()
 
 
@@ -903,17 +928,23 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Probability of each class, (n_samples, n_classes), columns in the order of ``classes_``.
 
         Binary problems give (n_samples, 2) = [1 - p, p]; multilabel the per-label probabilities."""
-        out = self._outputs(X)
-        proba = self._model.net.loss.output_probabilities(out).astype(self._out_dtype(X), copy=False)
-        if self._y_type == "binary":
-            return np.hstack([1 - proba, proba])
-        return proba
+        proba = self._probabilities(X)
+        return proba.astype(self._out_dtype(X), copy=False)
 
     def predict_log_proba(self, X):
         """log(predict_proba(X))."""
-        proba = self.predict_proba(X)
+        proba = self._probabilities(X)
         with np.errstate(divide="ignore"):
-            return np.log(proba, out=proba)
+            return np.log(proba, out=proba).astype(self._out_dtype(X), copy=False)
+
+    def _probabilities(self, X):
+        """predict_proba in the network's dtype: every value is computed there and converted once by the
+        caller, so float32 and float64 copies of the same X give the same values (the module docstring)."""
+        out = self._outputs(X)                  # (checks the fitted state first)
+        proba = self._model.net.loss.output_probabilities(out)
+        if self._y_type == "binary":
+            return np.hstack([1 - proba, proba])
+        return proba
 
     if HAVE_SKLEARN:
         def __sklearn_tags__(self):

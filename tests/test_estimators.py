@@ -844,3 +844,50 @@ def test_early_stopping_needs_a_validation_fraction(cls, fraction):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cls(early_stopping=False, validation_fraction=fraction, max_iter=2).fit(X, y)   # unused: fine
+
+
+@no_convergence_warning
+@pytest.mark.parametrize("target", ["binary", "multiclass", "multilabel", "regression", "regression2"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_outputs_are_computed_in_dtype_then_converted(target, dtype):
+    """Every output is computed in the estimator's ``dtype`` and converted once at the end, so the float32
+    and float64 copies of the same X give the same values, up to that one conversion (CI's fuzz run found [1 - p, p] computed after
+    the conversion: the binary column 1 - p differed in float32's last bit)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 5)).astype(np.float32)
+    y = {"binary": rng.integers(0, 2, 40) * 2 - 1, "multiclass": rng.integers(0, 3, 40),
+         "multilabel": rng.integers(0, 2, (40, 3)), "regression": rng.normal(size=40),
+         "regression2": rng.normal(size=(40, 2))}[target]
+    make = MLPRegressor if target.startswith("regression") else MLPClassifier
+    methods = ("predict",) if make is MLPRegressor else ("predict", "predict_proba", "predict_log_proba")
+    outs = {}
+    for x_dtype in (np.float32, np.float64):
+        model = make(hidden_layer_sizes=(7,), max_iter=3, random_state=0, dtype=dtype).fit(X.astype(x_dtype), y)
+        outs[x_dtype] = [getattr(model, m)(X.astype(x_dtype)) for m in methods]
+    for m, a, b in zip(methods, outs[np.float32], outs[np.float64]):
+        if m != "predict" or make is MLPRegressor:      # float32 X: float32 out (scikit-learn), converted once
+            assert b.dtype == np.float64 and a.dtype == np.float32, m
+        np.testing.assert_array_equal(a, b.astype(a.dtype), err_msg=m)
+
+
+@no_convergence_warning
+def test_float32_copies_of_float64_weights_do_not_round_them():
+    """dtype=float64 fitted on float32 X hands out float32 copies as coefs_ (scikit-learn's dtypes); an
+    unchanged copy must not be written back (it would round the weights), a changed one is, and a pickle
+    round trip keeps the float64 weights."""
+    import pickle
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, 30)
+    b = MLPClassifier(hidden_layer_sizes=(6,), max_iter=2, random_state=0, dtype=np.float64)
+    b.fit(X.astype(np.float32).astype(np.float64), y)
+    a32 = MLPClassifier(hidden_layer_sizes=(6,), max_iter=2, random_state=0, dtype=np.float64)
+    a32.fit(X.astype(np.float32), y)
+    assert a32.coefs_[0].dtype == np.float32
+    for model in (a32, pickle.loads(pickle.dumps(a32))):
+        np.testing.assert_array_equal(model.predict_proba(X), b.predict_proba(X))
+        np.testing.assert_array_equal(model._model.fcs[0].weights, b._model.fcs[0].weights)
+    a32.coefs_[1][0, 0] += 1.0                          # a change in place is taken in (rounded, as given)
+    assert a32._model.fcs[1].weights[0, 0] != a32.coefs_[1][0, 0]
+    a32.predict(X)
+    assert a32._model.fcs[1].weights[0, 0] == a32.coefs_[1][0, 0]
+    np.testing.assert_array_equal(a32._model.fcs[0].weights, b._model.fcs[0].weights)   # layer 0 untouched
