@@ -25,7 +25,8 @@ from .kernels import activations as act_kernels
 from .kernels import dense as dense_kernels
 from .kernels import dropout as drop_kernels
 from .kernels import softmax_ce as sm_kernels
-from .threads import parallel_pays
+from .kernels._blas import MIN_THREADED_MACS
+from .threads import blas_threads, parallel_pays
 
 
 class Owned(_checks.Guarded):
@@ -294,7 +295,8 @@ class FullyConnected(Layer):
             code, param = activation.code, activation.param
             z = activation._saved_z(dy)
             delta = activation._buffer("dx", rows, self._out_features, self._dtype)
-        dense_kernels.backward(self._in, self._out, z, dy, code, param, self._w, self._dw, self._db, dx, delta)
+        dense_kernels.backward(self._in, self._out, z, dy, code, param, self._w, self._dw, self._db, dx, delta,
+                               _blas_threads(rows, self._in_features, self._out_features))
         return dx if need_input_grad else None
 
     def _forward_activated(self, x, activation=None):
@@ -307,7 +309,7 @@ class FullyConnected(Layer):
             if act_kernels.needs_z(code):
                 z = activation._buffer("z", x.shape[0], self._out_features, self._dtype)
         run = dense_kernels.forward_parallel if parallel_pays(out.size) else dense_kernels.forward
-        run(x, self._w, self._b, code, param, z, out)
+        run(x, self._w, self._b, code, param, z, out, _blas_threads(x.shape[0], self._in_features, self._out_features))
         self._in, self._out = x, out
         if activation is not None:
             activation._in = z if z.shape[0] else None
@@ -319,12 +321,19 @@ class FullyConnected(Layer):
         out = np.empty((x.shape[0], self.out_features), self.dtype)
         code, param = (act_kernels.IDENTITY, 0.0) if activation is None else (activation.code, activation.param)
         run = dense_kernels.forward_parallel if parallel_pays(out.size) else dense_kernels.forward
-        run(x, weights, bias, code, param, _no_rows(self.dtype), out)
+        run(x, weights, bias, code, param, _no_rows(self.dtype), out,
+            _blas_threads(x.shape[0], self.in_features, self.out_features))
         return out
 
     def config(self):
         return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init,
                 "dtype": self.dtype.name, "seed": self.seed}
+
+
+def _blas_threads(rows, n_in, n_out):
+    """The BLAS threads a (rows × n_in) · (n_in × n_out) GEMM of this thread may use: the thread count
+    (fastnn.threads), asked only when the GEMM is large enough to be split (kernels._blas)."""
+    return blas_threads() if rows * n_in * n_out >= MIN_THREADED_MACS else 1
 
 
 def _check_saved(layer, dy):

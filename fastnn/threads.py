@@ -22,6 +22,7 @@
 import contextlib
 import os
 import threading
+import time
 
 import numba
 
@@ -38,8 +39,24 @@ _lock = threading.Lock()
 def cpu_count():
     """Cores this process may run on: its affinity mask (taskset, cpusets) and its cgroup CPU quota."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    quota = _cgroup_cpu_quota()
+    quota = _recent_cgroup_cpu_quota()
     return max(1, min(cores, quota)) if quota else max(1, cores)
+
+
+#: how long a read of the cgroup quota is reused: the read costs ~25 µs, and every fit, predict and
+#: GEMM-calling layer asks for the thread count; a quota changed at run time is seen within this time
+_QUOTA_REUSE_SECONDS = 1.0
+_quota_read = (-float("inf"), None)      # (time.monotonic() of the read, its value)
+
+
+def _recent_cgroup_cpu_quota():
+    global _quota_read
+    read_at, quota = _quota_read
+    now = time.monotonic()
+    if now - read_at > _QUOTA_REUSE_SECONDS:
+        quota = _cgroup_cpu_quota()
+        _quota_read = (now, quota)
+    return quota
 
 
 def _cgroup_cpu_quota():
@@ -108,12 +125,12 @@ def set_num_threads(n):
     with _lock:
         _process_threads = n
         numba.set_num_threads(n)      # Numba's own count (per Python thread; no fastnn kernel reads it)
-        _blas.set_blas_threads(n)     # directly: without threadpoolctl, or should it not recognise the library
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return
-    threadpool_limits(n, user_api="blas")
+    with _blas.blas_settings_held():  # (it sets the kernels' library too: never under a GEMM of fastnn)
+        threadpool_limits(n, user_api="blas")
 
 
 def get_num_threads():
@@ -165,8 +182,10 @@ MIN_EPOCH_MACS_PER_THREAD = 1 << 27
 def batch_parallel_threads(widths, batch_rows, samples):
     """How many threads the fused kernel splits each mini-batch over (1: the serial kernel around
     multi-threaded BLAS) for a network of layer ``widths`` (input first), mini-batches of ``batch_rows``
-    rows and epochs of ``samples`` samples, at the current thread count."""
-    n = get_num_threads()
+    rows and epochs of ``samples`` samples, at the current thread count. Always 1 when one-thread GEMMs
+    cannot run concurrently (kernels._blas.SERIAL_COPY is False)."""
+    from .kernels import _blas
+    n = get_num_threads() if _blas.SERIAL_COPY else 1
     per_sample = 3 * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
     while n > 1 and (batch_rows < n * MIN_ROWS_PER_THREAD or batch_rows * per_sample < n * MIN_MACS_PER_THREAD
                      or samples * per_sample < n * MIN_EPOCH_MACS_PER_THREAD):

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from . import _checks, callbacks as callback_protocol, network, signals
+from . import _checks, callbacks as callback_protocol, network, signals, threads
 from .engines import Progress, Stop
 from .engines.local import LocalRun
 from .errors import TrainingDivergedError, TrainingInterrupted
@@ -165,7 +165,8 @@ class Trainer:
         if self.distributed:
             from .engines.distributed import MPIRun
             run = MPIRun(None if self.distributed is True else self.distributed)
-        with self.net.training_session("fit"), run.guard():
+        # the thread count in effect when the fit starts holds for all of it, whatever other threads set
+        with self.net.training_session("fit"), run.guard(), threads.num_threads(threads.get_num_threads()):
             return _Loop(self, run).fit(X, y, sample_weight)
 
     def input_checked_by_engine(self):

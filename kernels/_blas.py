@@ -14,15 +14,24 @@ found without importing its package: ``import scipy_openblas32`` loads it with R
 extension modules loaded after that bind their BLAS and LAPACK symbols (the same ``scipy_*`` names) to it
 instead of to SciPy's own OpenBLAS.
 
-The functions are declared to Numba as external symbols ("fastnn_sgemm", "fastnn_dgemm") whose addresses
-are registered with LLVM when this module is imported, as Numba does for its own np.dot: unlike a ctypes
-pointer, a symbol keeps the calling kernels cacheable on disk (the cache holds the name; the address is
-looked up when a kernel is loaded, so switching BLAS needs no recompilation).
+The GEMMs are declared to Numba as external symbols whose addresses are registered with LLVM when this
+module is imported, as Numba does for its own np.dot: unlike a ctypes pointer, a symbol keeps the calling
+kernels cacheable on disk (the cache holds the name; the address is looked up when a kernel is loaded, so
+switching BLAS needs no recompilation).
 
-Thread counts: "fastnn_blas_threads_local" is OpenBLAS's ``openblas_set_num_threads_local`` (set the count,
-return the previous one). In OpenBLAS's pthreads builds (SciPy's and the wheel's) it is not thread-local:
-it calls the process-wide ``openblas_set_num_threads``. The wheel does not export it (0.3.34), so there it
-is a few lines of LLVM code doing the same with the two functions the wheel does export.
+Thread counts travel with each GEMM (``gemm``'s ``max_threads``), because OpenBLAS keeps one count per
+library instance (process-wide in its pthreads builds, SciPy's and the wheel's; openblas_set_num_threads_local
+is the same call there), and it rounds a row differently on 1 and on 2 threads. Two entry points
+(``_gemm_entry_points``):
+- "fastnn_sgemm_1" / "fastnn_dgemm_1", one thread: the GEMM of a second instance of the library that never
+  runs on more (``_serial_copy``), so the threads of a batch-parallel epoch, and fits in other Python
+  threads, run their one-thread GEMMs at the same time without touching any shared count;
+- "fastnn_sgemm_n" / "fastnn_dgemm_n", n threads: the shared instance's count set to n and the GEMM run
+  while holding one mutex, so no other GEMM of fastnn changes the count under it.
+A fit's result is then a function of (seed, thread count) whatever the other threads of the process do
+with fastnn (DESIGN §3). What fastnn cannot hold: a third party that changes the shared instance's count
+(threadpoolctl) while a multi-threaded GEMM of fastnn runs; ``fastnn.set_num_threads`` does so under the
+mutex.
 """
 import ctypes
 import importlib.util
@@ -110,7 +119,7 @@ def _library_holding(address):
 
 def _find_blas():
     """The BLAS the kernels call: a dict with the library (``lib``, kept alive here), ``path``, ``source``,
-    ``config`` and the addresses ``sgemm``, ``dgemm``, ``local`` (openblas_set_num_threads_local), ``get`` /
+    ``config`` and the addresses ``sgemm``, ``dgemm``, ``get`` /
     ``set`` (openblas_get/set_num_threads); a missing function's address is None."""
     wheel = None if os.environ.get("FASTNN_BLAS", "").strip().lower() == "scipy" else _wheel_library()
     if wheel is not None:
@@ -129,18 +138,15 @@ def _find_blas():
             path = _library_holding(_address(lib, "scipy_openblas_get_config", "openblas_get_config"))[1] or path
         source = "scipy"
     found = {"lib": lib, "path": path, "source": source, "config": config, "sgemm": sgemm, "dgemm": dgemm,
-             "core": "", "local": None, "get": None, "set": None}
+             "core": "", "get": None, "set": None}
     if lib is not None:
         found.update(core=_string(lib, "scipy_openblas_get_corename", "openblas_get_corename"),
-                     local=_address(lib, "openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local"),
                      get=_address(lib, "scipy_openblas_get_num_threads", "openblas_get_num_threads"),
                      set=_address(lib, "scipy_openblas_set_num_threads", "openblas_set_num_threads"))
     return found
 
 
 _BLAS = _find_blas()
-for _name in ("sgemm", "dgemm"):
-    llvmlite.binding.add_symbol("fastnn_" + _name, _BLAS[_name])
 _N, _T = ord("N"), ord("T")
 
 #: Where the kernels' BLAS comes from: "scipy-openblas32" (the wheel) or "scipy" (SciPy's own).
@@ -157,55 +163,162 @@ BLAS_NAME = (" ".join(BLAS_CONFIG.split()[:2] + [_BLAS["core"]]).strip() if BLAS
              else "the BLAS of scipy.linalg.cython_blas") + f" ({BLAS_SOURCE})"
 
 
-def _threads_local_shim(get, set):
-    """The address of machine code for ``int f(int n) { int old = get(); set(n); return old; }``, which is
-    what openblas_set_num_threads_local does in OpenBLAS's pthreads builds; with the engine that holds it."""
+def _serial_copy(path):
+    """A second instance of the BLAS library at ``path`` that always runs on one thread: a dict with the
+    library (kept alive here), the file descriptor it was loaded from, and the addresses ``sgemm`` /
+    ``dgemm``; None where it cannot be made (no memfd_create, not an OpenBLAS, ``FASTNN_BLAS_SERIAL_COPY=0``).
+
+    OpenBLAS's thread count is one number per library instance (process-wide in its pthreads builds), so a
+    kernel that needs a one-thread GEMM cannot have it from the shared instance while another Python
+    thread's kernel runs a multi-threaded one: the two would race on that number, and OpenBLAS rounds a row
+    differently on 1 and 2 threads (the row's place in the micro-kernel's register block changes). The
+    copy is loaded from an in-memory file (a new inode, so the dynamic loader maps a new instance; the name
+    "/proc/self/fd/N" is not one that threadpoolctl recognises, so nobody else changes its count), with
+    OPENBLAS_NUM_THREADS=1 so that it starts no thread pool."""
+    if not path or not hasattr(os, "memfd_create") or \
+            os.environ.get("FASTNN_BLAS_SERIAL_COPY", "1").strip() == "0":
+        return None
+    fd, saved = None, {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS")}
+    try:
+        fd = os.memfd_create("fastnn-serial-blas", os.MFD_CLOEXEC)
+        with open(path, "rb") as src:
+            size = os.fstat(src.fileno()).st_size
+            sent = 0
+            while sent < size:
+                sent += os.sendfile(fd, src.fileno(), sent, size - sent)
+        os.environ.update(OPENBLAS_NUM_THREADS="1", GOTO_NUM_THREADS="1")
+        lib = ctypes.CDLL(f"/proc/self/fd/{fd}", mode=os.RTLD_LOCAL)
+    except (OSError, ValueError):
+        if fd is not None:
+            os.close(fd)
+        return None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    found = {"lib": lib, "fd": fd, "sgemm": _address(lib, "scipy_sgemm_", "sgemm_"),
+             "dgemm": _address(lib, "scipy_dgemm_", "dgemm_")}
+    set_threads = _address(lib, "scipy_openblas_set_num_threads", "openblas_set_num_threads")
+    if not (found["sgemm"] and found["dgemm"] and set_threads):
+        return None
+    ctypes.CFUNCTYPE(None, ctypes.c_int)(set_threads)(1)
+    return found
+
+
+def _gemm_entry_points(main, serial, set_threads, mutex, lock, unlock):
+    """Machine code for the kernels' four BLAS entry points, with the engine that holds it: a dict name ->
+    address for "fastnn_sgemm_n" / "fastnn_dgemm_n" ``(int threads, 13 Fortran arguments)`` and
+    "fastnn_sgemm_1" / "fastnn_dgemm_1" ``(13 Fortran arguments)``.
+
+    ``_n`` sets the shared library's thread count and runs the GEMM while holding ``mutex``: concurrent
+    kernels never change the count under each other's GEMM (their multi-threaded GEMMs take turns, which
+    they would on OpenBLAS's one thread pool anyway). ``_1`` is the serial copy's GEMM itself when there is
+    one (``serial``: dtype -> address), else ``_n`` with one thread."""
     llvmlite.binding.initialize_native_target()
     llvmlite.binding.initialize_native_asmprinter()
-    llvmlite.binding.add_symbol("fastnn_blas_get_threads", get)
-    llvmlite.binding.add_symbol("fastnn_blas_set_threads", set)
-    module, i32 = ir.Module("fastnn_blas_threads"), ir.IntType(32)
-    get_fn = ir.Function(module, ir.FunctionType(i32, []), "fastnn_blas_get_threads")
-    set_fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [i32]), "fastnn_blas_set_threads")
-    shim = ir.Function(module, ir.FunctionType(i32, [i32]), "fastnn_blas_threads_local_shim")
-    builder = ir.IRBuilder(shim.append_basic_block())
-    old = builder.call(get_fn, [])
-    builder.call(set_fn, [shim.args[0]])
-    builder.ret(old)
+    module, i32, i64 = ir.Module("fastnn_blas_calls"), ir.IntType(32), ir.IntType(64)
+    ptr = ir.IntType(8).as_pointer()
+    gemm_type = ir.FunctionType(ir.VoidType(), [ptr] * 13)
+
+    def external(name, address, fn_type):
+        llvmlite.binding.add_symbol(name, address)
+        return ir.Function(module, fn_type, name)
+
+    lock_fn = external("fastnn_blas_mutex_lock", lock, ir.FunctionType(i32, [ptr]))
+    unlock_fn = external("fastnn_blas_mutex_unlock", unlock, ir.FunctionType(i32, [ptr]))
+    set_fn = set_threads and external("fastnn_blas_set_threads", set_threads, ir.FunctionType(ir.VoidType(), [i32]))
+    gemm_fn = {d: external(f"fastnn_shared_{d}gemm", main[d], gemm_type) for d in ("s", "d")}
+    mutex_ptr = ir.Constant(i64, mutex).inttoptr(ptr)
+    names = []
+    for dtype in ("s", "d"):
+        for threads in ("n", "1"):
+            if threads == "1" and serial is not None:
+                continue
+            name = f"fastnn_{dtype}gemm_{threads}"
+            fn = ir.Function(module, ir.FunctionType(ir.VoidType(), ([i32] if threads == "n" else []) + [ptr] * 13),
+                             name)
+            builder = ir.IRBuilder(fn.append_basic_block())
+            builder.call(lock_fn, [mutex_ptr])
+            if set_fn:
+                builder.call(set_fn, [fn.args[0] if threads == "n" else ir.Constant(i32, 1)])
+            builder.call(gemm_fn[dtype], list(fn.args[-13:]))
+            builder.call(unlock_fn, [mutex_ptr])
+            builder.ret_void()
+            names.append(name)
     engine = llvmlite.binding.create_mcjit_compiler(
         llvmlite.binding.parse_assembly(str(module)),
         llvmlite.binding.Target.from_default_triple().create_target_machine())
     engine.finalize_object()
-    return engine.get_function_address(shim.name), engine
+    found = {name: engine.get_function_address(name) for name in names}
+    if serial is not None:
+        found.update(fastnn_sgemm_1=serial["s"], fastnn_dgemm_1=serial["d"])
+    return found, engine
 
 
-def _no_thread_control():
-    """A compiled no-op standing in for openblas_set_num_threads_local (built only when it is missing)."""
-    @cfunc(types.int32(types.int32), cache=True)
-    def no_thread_control(n):
-        return 0
-    return no_thread_control.address
+class _Mutex:
+    """A pthread mutex in memory that the compiled entry points lock by address; ``with`` locks it from
+    Python (ctypes releases the GIL while it waits). Forking while another thread holds it would leave the
+    child's copy locked: the mutex is taken before ``os.fork`` and released (parent) / re-made (child) after."""
+
+    def __init__(self):
+        libc = ctypes.CDLL(None)
+        self._init, self.lock, self.unlock = libc.pthread_mutex_init, libc.pthread_mutex_lock, libc.pthread_mutex_unlock
+        for fn in (self._init, self.lock, self.unlock):
+            fn.argtypes = [ctypes.c_void_p] + ([ctypes.c_void_p] if fn is self._init else [])
+        self.memory = ctypes.create_string_buffer(128)       # >= sizeof(pthread_mutex_t) on every libc
+        self.address = ctypes.addressof(self.memory)
+        self._init(self.address, None)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=self.__enter__, after_in_parent=self._release,
+                                after_in_child=lambda: self._init(self.address, None))
+
+    def __enter__(self):
+        self.lock(self.address)
+        return self
+
+    def __exit__(self, *exc):
+        self._release()
+
+    def _release(self):
+        self.unlock(self.address)
 
 
-_shim_engine = None
-_thread_control_address = _BLAS["local"]
-if _thread_control_address is None and _BLAS["get"] and _BLAS["set"]:
-    _thread_control_address, _shim_engine = _threads_local_shim(_BLAS["get"], _BLAS["set"])
-#: True when fastnn can set the BLAS thread count before each GEMM (any OpenBLAS of SciPy's or of the wheel).
-PER_CALL_THREADS = _thread_control_address is not None
-llvmlite.binding.add_symbol("fastnn_blas_threads_local", _thread_control_address or _no_thread_control())
-_threads_local = types.ExternalFunction("fastnn_blas_threads_local", types.int32(types.int32))
+_MUTEX = _Mutex()
+_SERIAL = _serial_copy(_BLAS["path"]) if _BLAS["set"] else None
+_ENTRY_POINTS, _entry_engine = _gemm_entry_points(
+    {"s": _BLAS["sgemm"], "d": _BLAS["dgemm"]},
+    None if _SERIAL is None else {"s": _SERIAL["sgemm"], "d": _SERIAL["dgemm"]},
+    _BLAS["set"], _MUTEX.address, ctypes.cast(_MUTEX.lock, ctypes.c_void_p).value,
+    ctypes.cast(_MUTEX.unlock, ctypes.c_void_p).value)
+for _name, _address_of in _ENTRY_POINTS.items():
+    llvmlite.binding.add_symbol(_name, _address_of)
+#: True when fastnn sets the thread count of each multi-threaded GEMM (an OpenBLAS: SciPy's or the wheel's).
+PER_CALL_THREADS = _BLAS["set"] is not None
+#: True when one-thread GEMMs run on their own instance of the library (``_serial_copy``), concurrently
+#: from any number of threads; False: they take turns with every other GEMM of fastnn (still exact, but
+#: then splitting a batch over threads cannot pay: threads.batch_parallel_threads gives 1).
+SERIAL_COPY = _SERIAL is not None
 _set_threads = ctypes.CFUNCTYPE(None, ctypes.c_int)(_BLAS["set"]) if _BLAS["set"] else None
 _get_threads = ctypes.CFUNCTYPE(ctypes.c_int)(_BLAS["get"]) if _BLAS["get"] else None
 
 
 def set_blas_threads(n):
-    """Set the thread count of the BLAS the kernels call, process-wide (openblas_set_num_threads); returns
-    False when that BLAS has no such function."""
+    """Set the thread count of the BLAS the kernels call (its shared instance), between two of fastnn's
+    GEMMs; returns False when that BLAS has no such function. The kernels set the count of each
+    multi-threaded GEMM themselves: this is for other callers of the same library."""
     if _set_threads is None:
         return False
-    _set_threads(int(n))
+    with _MUTEX:
+        _set_threads(int(n))
     return True
+
+
+def blas_settings_held():
+    """A lock (use ``with``) that no multi-threaded GEMM of fastnn runs under: take it around anything
+    that changes the shared library's thread count from outside the kernels (threadpoolctl)."""
+    return _MUTEX
 
 
 def get_blas_threads():
@@ -218,16 +331,10 @@ def get_blas_threads():
 MIN_THREADED_MACS = 1 << 22
 
 
-@kernel
-def set_threads_local(n):
-    """Set the calling thread's BLAS thread count; returns the previous one (0 when not supported)."""
-    return _threads_local(np.int32(n))
-
-
 def _gemm_codegen(context, builder, alpha, a, trans_a, b, trans_b, beta, c, max_threads):
     """LLVM code for c = alpha·op(a)·op(b) + beta·c as one BLAS call, emitted in place at the call site;
-    each argument is a (Numba type, LLVM value) pair. max_threads > 0 first sets the calling thread's BLAS
-    thread count: max_threads for a GEMM of at least MIN_THREADED_MACS multiply-adds, else 1.
+    each argument is a (Numba type, LLVM value) pair. A GEMM of at least MIN_THREADED_MACS multiply-adds
+    with max_threads > 1 calls "fastnn_?gemm_n" with that count, any other "fastnn_?gemm_1" (one thread).
 
     The BLAS arguments (passed by pointer, Fortran style) live in stack slots of the calling function: no
     allocation per GEMM and no Numba-IR inlining (which re-runs Numba's passes per call site).
@@ -263,13 +370,9 @@ def _gemm_codegen(context, builder, alpha, a, trans_a, b, trans_b, beta, c, max_
     k = builder.select(ta, a_rows, a_cols)
     threads_ty, threads = max_threads
     wanted = context.cast(builder, threads, threads_ty, types.int32)
-    with builder.if_then(builder.icmp_signed(">", wanted, ir.Constant(i32, 0))):
-        macs = builder.mul(builder.mul(m, n), k)
-        use = builder.select(builder.icmp_signed(">=", macs, ir.Constant(intp, MIN_THREADED_MACS)),
-                             wanted, ir.Constant(i32, 1))
-        set_local = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [i32]),
-                                                   "fastnn_blas_threads_local")
-        builder.call(set_local, [use])
+    macs = builder.mul(builder.mul(m, n), k)
+    threaded = builder.and_(builder.icmp_signed(">", wanted, ir.Constant(i32, 1)),
+                            builder.icmp_signed(">=", macs, ir.Constant(intp, MIN_THREADED_MACS)))
 
     def slot(llvm_type, value):
         ptr = cgutils.alloca_once(builder, llvm_type)
@@ -287,10 +390,17 @@ def _gemm_codegen(context, builder, alpha, a, trans_a, b, trans_b, beta, c, max_
                  builder.bitcast(arrays[0].data, cgutils.voidptr_t), slot(i32, to_i32[4]),
                  slot(scalar, context.cast(builder, beta, beta_ty, dtype)),
                  builder.bitcast(arrays[2].data, cgutils.voidptr_t), slot(i32, to_i32[5])]
-    name = "fastnn_sgemm" if dtype == types.float32 else "fastnn_dgemm"
-    fn = cgutils.get_or_insert_function(builder.module,
-                                        ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t] * 13), name)
-    builder.call(fn, blas_args)
+    letter = "s" if dtype == types.float32 else "d"
+    void_ptrs = [cgutils.voidptr_t] * 13
+    with builder.if_else(threaded, likely=False) as (on_threads, on_one):
+        with on_threads:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i32] + void_ptrs),
+                                                f"fastnn_{letter}gemm_n")
+            builder.call(fn, [wanted] + blas_args)
+        with on_one:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), void_ptrs),
+                                                f"fastnn_{letter}gemm_1")
+            builder.call(fn, blas_args)
 
 
 def _float_matrices(*arrays):
@@ -311,9 +421,9 @@ def gemm(typingctx, alpha, a, trans_a, b, trans_b, beta, c, max_threads):
     column slices of such included: ``_float_matrices``). Callable from kernels only.
 
     op(a) is a.T when ``trans_a`` (a then has shape (k, m)), else a (m, k); likewise b. c is (m, n).
-    Shapes must agree; callers check them. ``max_threads`` ≤ 0 keeps the BLAS thread count set; > 0 sets
-    it for this and later GEMMs of the calling thread: max_threads if the GEMM has at least
-    MIN_THREADED_MACS multiply-adds, else 1. Row-major C is column-major Cᵀ = op(b)ᵀ·op(a)ᵀ, so BLAS gets
+    Shapes must agree; callers check them. The GEMM runs on ``max_threads`` BLAS threads if that is > 1
+    and it has at least MIN_THREADED_MACS multiply-adds, else on one: the count travels with the call, and
+    nothing another thread does changes it. Row-major C is column-major Cᵀ = op(b)ᵀ·op(a)ᵀ, so BLAS gets
     b first.
     """
     if not _float_matrices(a, b, c) or not isinstance(max_threads, types.Integer):

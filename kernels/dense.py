@@ -13,15 +13,17 @@ from ._jit import kernel, specialize
 from .activations import IDENTITY, bias_activate, bias_activate_parallel, multiply_derivative
 from .step import _layer_forward, column_sums, layer_gradient  # noqa: F401  (column_sums: a kernel of this API)
 
-#: forward(x, w, b, code, param, z, out): out = f(x @ w + b) with the activation ``code`` (IDENTITY for none)
+#: forward(x, w, b, code, param, z, out, blas_threads): out = f(x @ w + b) with the activation ``code``
+#: (IDENTITY for none), the GEMM on up to ``blas_threads`` BLAS threads
 forward = specialize(_layer_forward, "serial", _ACTIVATE=bias_activate)
 #: ``forward`` with the bias/activation pass split across threads (large outputs only)
 forward_parallel = specialize(_layer_forward, "parallel", _ACTIVATE=bias_activate_parallel)
 
 
 @kernel
-def backward(x, y, z, dy, code, param, w, dw, db, dx, delta):
-    """Backward through y = f(x @ w + b) with the activation ``code``, in one call.
+def backward(x, y, z, dy, code, param, w, dw, db, dx, delta, blas_threads):
+    """Backward through y = f(x @ w + b) with the activation ``code``, in one call; its GEMMs on up to
+    ``blas_threads`` BLAS threads.
 
     delta = dy * f'(z) (from y, or from the saved pre-activation z for codes in NEEDS_Z; delta is then
     unused and may be empty when code is IDENTITY: dy is used as is); dw = x.T @ delta; db = column sums
@@ -31,6 +33,6 @@ def backward(x, y, z, dy, code, param, w, dw, db, dx, delta):
     if code != IDENTITY:
         multiply_derivative(code, param, y, z, dy, delta)
         g = delta
-    layer_gradient(x, g, dw, g, db, 0)
+    layer_gradient(x, g, dw, g, db, blas_threads)
     if dx.shape[0] > 0:
-        gemm(1.0, g, False, w, True, 0.0, dx, 0)
+        gemm(1.0, g, False, w, True, 0.0, dx, blas_threads)

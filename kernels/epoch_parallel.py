@@ -54,7 +54,6 @@ import math
 from collections import namedtuple
 
 from . import optim
-from ._blas import set_threads_local
 from ._jit import inline_kernel, specialize
 from ._sync import CLAIMED, DONE, RETIRE, STOP, atomic_add, atomic_load, atomic_store, cycles, wait_until_done
 from .step import (FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, LOSS_NAMES, OPT_ADAM, OPT_MOMENTUM,
@@ -250,7 +249,6 @@ _PLAIN_SGD = False                                # True: the variant of plain S
 def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
     """Run blocks of one epoch until none is left (see the module's docstring); t is this thread's index:
     which blocks it runs depends on the others."""
-    set_threads_local(1)
     X = data.X
     labels = data.labels
     targets = data.targets

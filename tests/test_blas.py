@@ -50,7 +50,7 @@ def _bound(dtype, k, alpha, a, b, beta, c):
     return 4 * max(k, 1) * eps * (abs(alpha) * (a @ b) + abs(beta) * c) + np.finfo(dtype).tiny
 
 
-def _check(dtype, m, n, k, trans_a, trans_b, alpha, beta, seed):
+def _check(dtype, m, n, k, trans_a, trans_b, alpha, beta, seed, threads=1):
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
     b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
@@ -58,7 +58,7 @@ def _check(dtype, m, n, k, trans_a, trans_b, alpha, beta, seed):
     op_a, op_b = (a.T if trans_a else a), (b.T if trans_b else b)
     want = alpha * (op_a.astype(np.float64) @ op_b.astype(np.float64)) + beta * c.astype(np.float64)
     got = c.copy()
-    _gemm(alpha, a, trans_a, b, trans_b, beta, got, 0)
+    _gemm(alpha, a, trans_a, b, trans_b, beta, got, threads)
     assert np.all(np.abs(got - want) <= _bound(dtype, k, alpha, op_a, op_b, beta, c))
 
 
@@ -66,9 +66,11 @@ def _check(dtype, m, n, k, trans_a, trans_b, alpha, beta, seed):
 @pytest.mark.parametrize("m,n,k", [(200, 100, 100), (64, 64, 128), (128, 256, 784), (32, 16, 16), (1, 1, 1),
                                    (7, 3, 513), (300, 1, 50), (1, 300, 50)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
-def test_gemm_agrees_with_matmul(dtype, m, n, k, trans_a, trans_b):
-    _check(dtype, m, n, k, trans_a, trans_b, 1.0, 0.0, seed=m * 7 + n * 3 + k)
-    _check(dtype, m, n, k, trans_a, trans_b, -0.01, 1.0, seed=m + n + k)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gemm_agrees_with_matmul(dtype, m, n, k, trans_a, trans_b, threads):
+    """On one thread (the serial copy) and on two (the shared instance, the GEMMs large enough)."""
+    _check(dtype, m, n, k, trans_a, trans_b, 1.0, 0.0, seed=m * 7 + n * 3 + k, threads=threads)
+    _check(dtype, m, n, k, trans_a, trans_b, -0.01, 1.0, seed=m + n + k, threads=threads)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -110,20 +112,28 @@ def test_openblas_coretype_is_honoured():
 
 
 def test_thread_count_control():
-    """set_threads_local returns the previous count; set_num_threads reaches the kernels' BLAS."""
+    """set_num_threads reaches the shared instance of the kernels' BLAS (for other callers of it: the
+    kernels give each GEMM its count), never the serial copy, which threadpoolctl does not see."""
     import fastnn
     if not _blas.PER_CALL_THREADS or _blas.get_blas_threads() is None:
         pytest.skip("this BLAS has no thread control")
     before = fastnn.threads.get_num_threads()
     try:
-        previous = _blas.set_threads_local(1)
-        assert _blas.get_blas_threads() == 1
-        assert _blas.set_threads_local(previous) == 1
+        assert _blas.set_blas_threads(1) and _blas.get_blas_threads() == 1
         fastnn.set_num_threads(1)
         assert _blas.get_blas_threads() == 1
         if numba.config.NUMBA_NUM_THREADS >= 2:
             fastnn.set_num_threads(2)
             assert _blas.get_blas_threads() == 2
+        if _blas.SERIAL_COPY:
+            get = _blas._address(_blas._SERIAL["lib"], "scipy_openblas_get_num_threads", "openblas_get_num_threads")
+            import ctypes
+            assert ctypes.CFUNCTYPE(ctypes.c_int)(get)() == 1
+            try:
+                from threadpoolctl import threadpool_info
+            except ImportError:
+                return
+            assert not any("/proc/self/fd" in str(info.get("filepath")) for info in threadpool_info())
     finally:
         fastnn.set_num_threads(before)
 
@@ -154,15 +164,11 @@ def test_concurrent_gemms_match_serial(dtype):
         except BaseException as e:      # noqa: BLE001 - reported by the main thread
             errors.append(e)
     _repeat_gemm(*jobs[0], np.empty_like(serial[0]), outs[0][:1], 1)     # compile before the race
-    previous = _blas.set_threads_local(1)
-    try:
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        _blas.set_threads_local(previous)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     assert not errors
     for want, got in zip(serial, outs):
         bad = [i for i in range(times) if not np.array_equal(got[i], want)]
@@ -184,3 +190,67 @@ def test_fallback_to_scipy_blas():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("scipy True")
+
+
+@numba.njit(nogil=True)
+def _repeat_gemm_on(a, b, c, out, times, threads):
+    """``times`` GEMMs c = a·b with ``threads`` as the GEMM's thread count, each result copied into out[i]."""
+    for i in range(times):
+        _blas.gemm(1.0, a, False, b, False, 0.0, c, threads)
+        out[i] = c
+
+
+@pytest.mark.parametrize("threads", [0, 1, 2])
+def test_a_gemms_count_is_its_own_whatever_other_threads_set(threads):
+    """OpenBLAS rounds a row differently on 1 and on 2 threads (measured: 128x784x256 sgemm, 4e-5): a
+    GEMM's result must depend on the count it was given only (<= 1: one thread), while another thread
+    keeps changing the shared instance's count (set_blas_threads, as fastnn.set_num_threads and
+    threadpoolctl do) and runs GEMMs with other counts. Before, a count <= 0 meant "the shared count"
+    (what the batch-parallel epoch used after setting it to 1 once), and other threads changed it."""
+    if not _blas.PER_CALL_THREADS:
+        pytest.skip("this BLAS has no thread control")
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((128, 784)).astype(np.float32), rng.standard_normal((784, 256)).astype(np.float32)
+    times = 60
+    alone = np.empty((1, 128, 256), np.float32)
+    _blas.set_blas_threads(1)
+    _repeat_gemm_on(a, b, np.empty((128, 256), np.float32), alone, 1, threads)
+    out = np.zeros((times, 128, 256), np.float32)
+    stop = threading.Event()
+
+    def meddle():
+        other = np.empty((4, 128, 256), np.float32)
+        n = 0
+        while not stop.is_set():
+            _blas.set_blas_threads(1 + n % 2)
+            _repeat_gemm_on(a, b, np.empty((128, 256), np.float32), other, 4, 1 if threads == 2 else 2)
+            n += 1
+    meddler = threading.Thread(target=meddle)
+    meddler.start()
+    try:
+        _repeat_gemm_on(a, b, np.empty((128, 256), np.float32), out, times, threads)
+    finally:
+        stop.set()
+        meddler.join()
+        _blas.set_blas_threads(1)
+    bad = [i for i in range(times) if not np.array_equal(out[i], alone[0])]
+    assert not bad, f"{len(bad)} of {times} GEMMs on {threads} thread(s) differ from the same GEMM alone"
+
+
+def test_without_the_serial_copy():
+    """FASTNN_BLAS_SERIAL_COPY=0 (what a platform without memfd_create gets): one-thread GEMMs go through
+    the shared instance under the lock; still right, and the fused kernel does not split batches."""
+    code = ("import numpy as np, numba, fastnn\n"
+            "from fastnn.kernels import _blas\n"
+            "@numba.njit\n"
+            "def mm(a, b, c, t):\n"
+            "    _blas.gemm(1.0, a, False, b, False, 0.0, c, t)\n"
+            "a = np.arange(12.0, dtype=np.float32).reshape(3, 4); b = np.ones((4, 2), np.float32)\n"
+            "for t in (1, 2):\n"
+            "    c = np.empty((3, 2), np.float32); mm(a, b, c, t)\n"
+            "    assert np.array_equal(c, a @ b), c\n"
+            "print(_blas.SERIAL_COPY, fastnn.threads.batch_parallel_threads([784, 256, 10], 1024, 60000))\n")
+    env = dict(os.environ, FASTNN_BLAS_SERIAL_COPY="0", PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "1"]

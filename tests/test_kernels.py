@@ -146,7 +146,7 @@ def test_sigmoid_does_not_overflow(dtype, parallel):
     x = np.array([[1.0]], dtype)
     w = np.array([[-1000.0, 1000.0]], dtype)
     out = np.empty((1, 2), dtype)
-    dense.forward(x, w, np.zeros(2, dtype), act.SIGMOID, 0.0, no_rows(dtype), out)
+    dense.forward(x, w, np.zeros(2, dtype), act.SIGMOID, 0.0, no_rows(dtype), out, 1)
     np.testing.assert_array_equal(out, [[0.0, 1.0]])
 
 
@@ -168,7 +168,7 @@ def test_nan_propagates_through_activations(dtype, name, parallel):
     # and through the dense kernel's fused activation
     out = np.empty((1, 2), dtype)
     dense.forward(np.array([[np.nan]], dtype), np.ones((1, 2), dtype), np.zeros(2, dtype),
-                  ACT_CODES[name], 0.0, no_rows(dtype), out)
+                  ACT_CODES[name], 0.0, no_rows(dtype), out, 1)
     assert np.isnan(out).all()
 
 
@@ -190,7 +190,7 @@ def test_dense_forward(dtype, parallel, n, k, m, seed, name):
     rng = np.random.default_rng(seed)
     x, w, b = randn(rng, (n, k), dtype), randn(rng, (k, m), dtype), randn(rng, m, dtype)
     out = np.full((n, m), np.nan, dtype)
-    (dense.forward_parallel if parallel else dense.forward)(x, w, b, ACT_CODES[name], 0.0, no_rows(dtype), out)
+    (dense.forward_parallel if parallel else dense.forward)(x, w, b, ACT_CODES[name], 0.0, no_rows(dtype), out, 1)
     z = ref.dense_forward(x, w, b)
     # scale of the rounding error of the dot products: (|x| @ |w| + |b|)
     scale = ref.dense_forward(np.abs(x), np.abs(w), np.abs(b))
@@ -232,7 +232,7 @@ def test_dense_backward(dtype, n, k, m, seed, name, need_dx):
     dx_ref, dw_ref, db_ref = ref.dense_backward(x, w, delta_ref)
     dw, db = np.full((k, m), np.nan, dtype), np.full(m, np.nan, dtype)
     dx = np.full((n, k) if need_dx else (0, 0), np.nan, dtype)
-    dense.backward(x, y, no_rows(dtype), dy, ACT_CODES[name], 0.0, w, dw, db, dx, delta)
+    dense.backward(x, y, no_rows(dtype), dy, ACT_CODES[name], 0.0, w, dw, db, dx, delta, 1)
     r = rtol(dtype)
     _, dw_scale, db_scale = ref.dense_backward(np.abs(x), np.abs(w), np.abs(delta_ref))
     np.testing.assert_allclose(dw, dw_ref, rtol=r, atol=r * dw_scale.max())

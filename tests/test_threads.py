@@ -170,6 +170,51 @@ def test_independent_networks_train_concurrently_as_alone():
         assert np.array_equal(a, b)
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs NUMBA_NUM_THREADS >= 2")
+@pytest.mark.parametrize("batch", [128, 1024], ids=["batch-parallel", "threaded-gemms"])
+@pytest.mark.parametrize("meddling", ["fit", "predict", "set_num_threads"])
+def test_a_fit_is_bit_identical_whatever_other_threads_do(batch, meddling, restore_threads):
+    """A 784-256-10 fit on 2 threads (batch 128: the batch-parallel epoch, whose blocks run one-thread
+    GEMMs; batch 1024: the serial epoch around 2-thread GEMMs, for which OpenBLAS rounds otherwise than on
+    one) ends with the same bits while another Python thread fits (with multi-threaded GEMMs), predicts,
+    or keeps changing the process's thread count. Before the BLAS thread count travelled with each GEMM
+    (kernels/_blas.py), the other thread changed it under the fit: weights differed by up to 6e-8."""
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((2048, 784)).astype(np.float32), rng.integers(0, 10, 2048)
+
+    def train():
+        net = make_net("adam", sizes=(784, 256, 10))
+        with fnn.num_threads(2):
+            net.fit(X, y, epochs=1, batch_size=batch, verbose=0, seed=3)
+        return net._flat_params.copy()
+
+    alone = train()
+    stop = threading.Event()
+    other = make_net("momentum", sizes=(784, 256, 10), seed=1)
+
+    def meddle():
+        n = 0
+        while not stop.is_set():
+            if meddling == "fit":
+                with fnn.num_threads(1 + n % 2):
+                    other.fit(X[:1024], y[:1024], epochs=1, batch_size=1024, verbose=0)
+            elif meddling == "predict":
+                with fnn.num_threads(1 + n % 2):
+                    other.predict_proba(X)
+            else:
+                fnn.set_num_threads(1 + n % 2)
+            n += 1
+    meddler = threading.Thread(target=meddle)
+    meddler.start()
+    try:
+        runs = [train() for _ in range(3)]
+    finally:
+        stop.set()
+        meddler.join()
+    for run in runs:
+        assert np.array_equal(run, alone), float(np.abs(run - alone).max())
+
+
 # ------------------------------------------------------------------------------- thread counts as users mean them
 MNIST = [784, 256, 128, 10]
 

@@ -118,6 +118,8 @@ class DenseForward:
                         np.empty((n, o), dtype))
         name = "forward" if variant == "serial" else "forward_parallel"
         self.fn, self.args = pick([
+            ("dense", name, ["a", "w", "b", "code", "param", "z", "out", "blas_threads"],
+             (x, w, b, RELU, 0.0, _no_z(dtype), out, threads)),
             ("dense", name, ["x", "w", "b", "code", "param", "z", "out"], (x, w, b, RELU, 0.0, _no_z(dtype), out)),
             ("dense", name, ["x", "w", "b", "code", "out"], (x, w, b, RELU, out))])
         self.fn(*self.args)
@@ -141,6 +143,8 @@ class DenseBackward:
         dw, db, delta = np.empty((i, o), dtype), np.empty(o, dtype), np.empty((n, o), dtype)
         dx = np.empty((0 if first_layer else n, i), dtype)
         self.fn, self.args = pick([
+            ("dense", "backward", ["x", "y", "z", "dy", "code", "param", "w", "dw", "db", "dx", "delta", "blas_threads"],
+             (x, y, _no_z(dtype), dy, RELU, 0.0, w, dw, db, dx, delta, threads)),
             ("dense", "backward", ["x", "y", "z", "dy", "code", "param", "w", "dw", "db", "dx", "delta"],
              (x, y, _no_z(dtype), dy, RELU, 0.0, w, dw, db, dx, delta)),
             ("dense", "backward", ["x", "y", "dy", "code", "w", "dw", "db", "dx", "delta"],

@@ -585,7 +585,6 @@ class FusedDistributedEpoch:
 
     def __call__(self, order, epoch, progress):
         from .. import signals, threads
-        from ..kernels._blas import set_threads_local
         run, net = self.run, self.net
         comm, rank, size = run.comm, run.rank, run.size
         plan = progress.plan if progress.plan is not None else net.plan()
@@ -600,7 +599,6 @@ class FusedDistributedEpoch:
         denominators = denominators.tolist()
         steps0, self.taken = opt.steps, 0     # opt.steps is written once, when the epoch ends in any way
         done = None         # the batch summed by the last allreduce, not yet updated: (b, rows, denom, flags)
-        previous = set_threads_local(blas)
         try:
             for b in range(progress.batches, len(denominators) + 1):
                 last = b == len(denominators)          # one more call: the update of the epoch's last batch
@@ -639,7 +637,6 @@ class FusedDistributedEpoch:
                 comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)      # THE allreduce of the step
                 done = (b, g_rows, denominators[b], (bool(stop), error, loss_bad), mine)
         finally:
-            set_threads_local(previous)
             with signals.critical():
                 opt.steps = steps0 + self.taken
         loss_sum, correct = self._epoch_sums(progress, penalty_sum, error)

@@ -18,7 +18,6 @@ from .. import _checks, threads
 from ..errors import TrainingDivergedError
 from ..kernels import epoch as kernels
 from ..kernels import epoch_parallel, step
-from ..kernels._blas import set_threads_local
 from ..kernels._jit import is_compiled
 from ..kernels._sync import ABORT, SYNC_SIZE
 from ..kernels.activations import IDENTITY, needs_z
@@ -168,7 +167,6 @@ class EpochRunner:
         kernel, args = self._kernel_call(T, order, plan, dkey)
         totals = np.zeros(4, np.float64)      # loss sum, correct, steps applied, penalty sum
         with _signals_held():
-            previous = set_threads_local(threads.blas_threads())
             try:
                 with net.weights_changing():
                     if T > 1:
@@ -176,7 +174,6 @@ class EpochRunner:
                     else:
                         totals[:] = kernel(*args)
             finally:
-                set_threads_local(previous)
                 opt.steps += int(totals[2])       # the steps the kernel applied, also when it raised
         loss_sum, correct, penalty_sum = float(totals[0]), int(totals[1]), float(totals[3])
         failed_batch, failed_layer, what = (int(v) for v in self.status)
