@@ -308,7 +308,9 @@ class _Loop:
                 run.call(lambda: self.opt.check_for(net.dtype), "the optimizer's rate")   # a callback's rate too
                 lr = self.lr_set = self.opt.lr
                 rng_state = rng.bit_generator.state
-                order = tr.order(rng, len(X))
+                order = run.call(lambda: tr.order(rng, len(X)), "sample_order")
+                if tr.sample_order is not None:
+                    run.same_everywhere(order, f"sample_order({len(X)}) results")
                 progress = Progress(stop, partial, run.any, dropout_epoch_key(rng_state, epoch), plan)
                 partial = bad_input = None
                 try:

@@ -221,6 +221,17 @@ WORKER = textwrap.dedent('''
             kw["validation_data"] = (X[:50], y[:50])
         if where == "forward-first":        # it patches the per-layer path's forward: that engine
             kw["fused"] = False
+        if where.startswith("sample_order"):
+            calls = []
+
+            def order(n):
+                calls.append(n)
+                if odd and len(calls) == 2:
+                    if where == "sample_order":
+                        boom()
+                    return np.arange(n)[::-1]       # "sample_order-differs": another order on rank 1
+                return np.arange(n)
+            kw["sample_order"] = order
         tr = DistributedTrainer(net, **kw)
         if odd and where in ("forward-first", "validation"):
             forward = net.train_forward
@@ -501,7 +512,7 @@ def test_fused_true_on_every_rank_runs_the_fused_step(tmp_path):
 
 @needs_mpi
 @pytest.mark.parametrize("where", ["on_train_begin", "on_epoch_end", "on_train_end", "schedule", "forward-first",
-                                   "validation"])
+                                   "validation", "sample_order"])
 def test_user_code_failing_on_one_rank_stops_every_rank_with_one_error(tmp_path, where):
     X, y, path = _data(tmp_path)
     proc, lines, _ = _launch(tmp_path, "user-code", tmp_path / "w.npy", path, where)
@@ -510,6 +521,20 @@ def test_user_code_failing_on_one_rank_stops_every_rank_with_one_error(tmp_path,
     assert len({line["message"] for line in lines}) == 1
     for line in lines:
         assert line["error"] == "DistributedError" and "rank 1: RuntimeError: " in line["message"]
+
+
+@needs_mpi
+def test_sample_orders_that_differ_between_ranks_stop_every_rank_with_one_error(tmp_path):
+    """Each rank takes its rows of every global batch from its own order: orders that differ would train on
+    some samples twice and others never, silently. They are compared every epoch."""
+    X, y, path = _data(tmp_path)
+    proc, lines, _ = _launch(tmp_path, "user-code", tmp_path / "w.npy", path, "sample_order-differs")
+    assert proc.returncode != 0
+    assert sorted(line["rank"] for line in lines) == [0, 1], proc.stdout + proc.stderr
+    assert len({line["message"] for line in lines}) == 1
+    for line in lines:
+        assert line["error"] == "ValueError" and "sample_order" in line["message"]
+        assert "rank 0: order A; rank 1: order B" in line["message"]
 
 
 @needs_mpi

@@ -234,6 +234,24 @@ class MPIRun:
             self.agreed = DistributedError(errors, epoch, batch, where)
         raise self.agreed from error
 
+    def same_everywhere(self, array, what):
+        """Collective: the same ValueError on every rank unless every rank holds the same ``array`` (``what``
+        names it): a user's sample_order that differs between ranks would give each rank other rows of the
+        global batch, some samples twice and others never."""
+        import hashlib
+        digest = hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=8).hexdigest()
+        gathered = self.comm.allgather(digest)
+        if len(set(gathered)) > 1:
+            groups = {}
+            for r, d in enumerate(gathered):
+                groups.setdefault(d, []).append(str(r))
+            held = "; ".join(f"{'ranks' if len(ranks) > 1 else 'rank'} {', '.join(ranks)}: order {chr(65 + i)}"
+                             for i, ranks in enumerate(groups.values()))
+            self.agreed = ValueError(f"distributed training stopped: the ranks' {what} differ ({held}); every "
+                                     "rank must compute the same order (each takes its rows of every global batch "
+                                     "from it)")
+            raise self.agreed
+
     def any(self, flag):
         """Collective: True on every rank when ``flag`` is set on any rank (Ctrl-C / SIGTERM on one rank)."""
         total = np.array([1.0 if flag else 0.0])

@@ -45,6 +45,9 @@ class LocalRun:
         """Run user-facing work (a callback, a schedule) on this process: its result."""
         return work()
 
+    def same_everywhere(self, array, what):
+        """Every process of the fit holds the same ``array`` (one process: it does)."""
+
     def start(self, net):
         pass
 
