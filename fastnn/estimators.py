@@ -833,11 +833,14 @@ def _same_int_labels(given, classes):
     """True when ``given`` (partial_fit's ``classes``) is, element by element, the integer labels ``classes``
     (sorted, unique): then unique_labels(given) equals ``classes`` too, and need not be computed. False
     means "not known to be": the caller asks unique_labels."""
-    if not _sorted_int_labels(classes) or not isinstance(given, (list, tuple, np.ndarray)) or \
-            len(given) != len(classes):
+    if not _sorted_int_labels(classes) or not isinstance(given, (list, tuple, np.ndarray)):
         return False
-    arr = np.asarray(given)
-    return arr.ndim == 1 and arr.dtype.kind in "iu" and bool(np.array_equal(arr, classes))
+    try:
+        arr = np.asarray(given)
+    except (TypeError, ValueError):       # (ragged): unique_labels says what is wrong
+        return False
+    return arr.shape == classes.shape and arr.dtype.kind in "iu" and \
+        np.result_type(arr, classes).kind in "iu" and bool(np.array_equal(arr, classes))
 
 
 def _dense(X, dtype):
@@ -978,7 +981,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         one searchsorted. None in every other case (the general path then decides, with its messages)."""
         classes = getattr(self, "classes_", None)
         if getattr(self, "_y_type", None) not in ("binary", "multiclass") or not _sorted_int_labels(classes) \
-                or not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype.kind not in "iu" or not len(y):
+                or not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype.kind not in "iu" or not len(y) \
+                or np.result_type(y, classes).kind not in "iu":       # (int64 with uint64: float64, inexact)
             return None
         m = len(classes)
         if classes[0] == 0 and classes[-1] == m - 1:     # (strictly increasing integers: 0, 1, ..., m - 1)

@@ -531,3 +531,22 @@ def test_known_integer_labels_are_encoded_as_before(monkeypatch, labels):
     assert all(np.array_equal(p, q) for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_))
     assert a.loss_curve_ == b.loss_curve_
     assert np.array_equal(a.predict(X), b.predict(X))
+
+
+def test_known_label_shortcuts_leave_odd_inputs_to_the_general_path():
+    """A 0-d, ragged, float or mixed-sign ``classes`` and uint64 labels beside int64 classes_ are not taken by
+    the shortcuts: the general path answers (accepts or refuses) as before."""
+    pytest.importorskip("sklearn")
+    from fastnn.estimators import _same_int_labels
+    classes = np.arange(3)
+    assert _same_int_labels([0, 1, 2], classes) and _same_int_labels(np.arange(3, dtype=np.uint8), classes)
+    for given in (np.array(1), [[0, 1], [2]], [0.0, 1.0, 2.0], np.arange(3, dtype=np.uint64), [0, 1], "abc",
+                  [2, 1, 0]):
+        assert not _same_int_labels(given, classes)
+    X, y = make_data(n=60)
+    y = y % 3
+    est = fnn.MLPClassifier(hidden_layer_sizes=(4,), random_state=0).partial_fit(X, y, classes=classes)
+    est.partial_fit(X, y.astype(np.uint64))
+    est.partial_fit(X, y.astype(np.float64), classes=[0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="is not the same as on last call to partial_fit"):
+        est.partial_fit(X, y, classes=np.array([0, 1]))
