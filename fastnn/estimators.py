@@ -58,8 +58,9 @@ try:
     from sklearn.utils.multiclass import type_of_target, unique_labels
     from sklearn.utils.validation import check_is_fitted
     from sklearn.utils import check_array as _sk_check_array
-    # fastnn checks X's finiteness itself, in the one pass that also bounds |x| for the fused kernel
-    # (fastnn._checks.ensure_finite); scikit-learn's own check would be a second pass over X
+    # fastnn checks X's finiteness itself: predict in one pass (fastnn._checks.ensure_finite), fit and
+    # partial_fit in the fused kernel, as it gathers the rows (_fit_checked); scikit-learn's own check would
+    # be a pass over X of its own
     _SK_NO_FINITE_CHECK = ({"ensure_all_finite": False} if "ensure_all_finite" in
                            inspect.signature(_sk_check_array).parameters else {"force_all_finite": False})
     try:  # scikit-learn >= 1.6

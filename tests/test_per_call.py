@@ -1,7 +1,8 @@
-"""A call costs nothing beyond the passes its kernel makes (DESIGN §4, issue 17 item 4): fit, predict, evaluate
-and the estimators' fit / partial_fit / predict check X in ONE pass (fastnn._checks.scan, kernels/scan.py),
-whose finding (finite, max |x|) the fused engine reuses; the checks still refuse NaN/Inf with the same
-message, naming where, and nothing the user owns changes when they do. Passes are counted, not timed."""
+"""A call costs nothing beyond the passes its kernel makes (DESIGN §4, issue 17 item 4): predict, evaluate and
+the estimators' predict check X in ONE pass (fastnn._checks.scan, kernels/scan.py); fit on the fused engine and
+the estimators' fit / partial_fit make none (the fused kernel checks the rows it gathers); the checks still
+refuse NaN/Inf with the same message, naming where, and nothing the user owns changes when they do. Passes
+are counted, not timed."""
 import warnings
 
 import numpy as np
