@@ -467,7 +467,7 @@ class _BaseMLP(BaseEstimator):
             o = model.net.optimizer
             opt = (o, {k: o.__dict__[k] for k in ("_sklearn_alpha", "_sklearn_eps") if k in o.__dict__})
         rs = self.random_state
-        rs = np.random.mtrand._rand if rs is None else rs
+        rs = check_random_state(None) if rs is None else rs       # (None: NumPy's global RandomState)
         rs_state = rs.get_state() if isinstance(rs, np.random.RandomState) else None
         return attrs, model, opt, rs, rs_state
 
