@@ -37,6 +37,7 @@ shapes, finite values). ``set_params`` on a fitted estimator works as in scikit-
 from the fitted network's raises ValueError; the other parameters apply at the next fit.
 """
 import inspect
+import math
 import numbers
 
 import numpy as np
@@ -57,8 +58,9 @@ try:
     from sklearn.utils.multiclass import type_of_target, unique_labels
     from sklearn.utils.validation import check_is_fitted
     from sklearn.utils import check_array as _sk_check_array
-    # fastnn checks X's finiteness itself, in the one pass that also bounds |x| for the fused kernel
-    # (fastnn._checks.ensure_finite); scikit-learn's own check would be a second pass over X
+    # fastnn checks X's finiteness itself: predict in one pass (fastnn._checks.ensure_finite), fit and
+    # partial_fit in the fused kernel, as it gathers the rows (_fit_checked); scikit-learn's own check would
+    # be a pass over X of its own
     _SK_NO_FINITE_CHECK = ({"ensure_all_finite": False} if "ensure_all_finite" in
                            inspect.signature(_sk_check_array).parameters else {"force_all_finite": False})
     try:  # scikit-learn >= 1.6
@@ -363,12 +365,16 @@ class _BaseMLP(BaseEstimator):
                                  f"{self.n_features_in_} features as input.")
         return _dense(X, dtype)
 
-    def _validate_X_y(self, X, y, reset, dtype):
+    def _validate_X_y(self, X, y, reset, dtype, check_finite=True):
+        """Checked (X, y); ``check_finite=False`` (scikit-learn installed): X's finiteness is left to the
+        caller (``_fit_checked``: the fused kernel checks every row it gathers), no pass over X here."""
         if HAVE_SKLEARN:
             X, y = _sk_validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                                      y_numeric=not self._is_classifier, dtype=dtype, order="C", reset=reset,
                                      **_SK_NO_FINITE_CHECK)      # y is still checked finite by scikit-learn
-            X = self._finite(_dense(X, dtype))
+            X = _dense(X, dtype)
+            if check_finite:
+                X = self._finite(X)
         else:  # pragma: no cover
             if y is None:
                 raise ValueError(f"This {type(self).__name__} estimator requires y to be passed, but the "
@@ -388,6 +394,8 @@ class _BaseMLP(BaseEstimator):
             y = y.toarray()
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
+            if HAVE_SKLEARN and not check_finite:
+                self._finite(X)         # X's error before the warning, as when X is checked here
             _checks.warn_at_caller("A column-vector y was passed when a 1d array was expected. Please change "
                                    "the shape of y to (n_samples,), for example using ravel().",
                                    DataConversionWarning)
@@ -427,7 +435,57 @@ class _BaseMLP(BaseEstimator):
         if not first_pass:
             self._sync_model(sizes)
             dtype = self._model.dtype
-        X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype)
+        # X's finiteness: the fused kernel checks every row it gathers, so the fit makes no pass over X of its
+        # own (early stopping's validation rows, which the kernel does not read, are scanned up front). Any
+        # failure after this point with X not finite is reported as the check at the boundary would have:
+        # scikit-learn's message, the estimator, its network and random state as before the call.
+        lazy = HAVE_SKLEARN and not self.early_stopping
+        X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype, check_finite=not lazy)
+        if not lazy:
+            return self._fit_validated(X, y, first_pass, in_dtype, sizes, dtype, incremental, classes,
+                                       sample_weight)
+        before = self._state_before_fit()
+        try:
+            return self._fit_validated(X, y, first_pass, in_dtype, sizes, dtype, incremental, classes,
+                                       sample_weight)
+        except Exception:
+            if math.isfinite(_checks.scan(X)):
+                raise
+            self._restore_state(before)
+            self._finite(X)           # raises scikit-learn's message for X
+            raise                     # pragma: no cover - (_finite raised)
+
+    def _state_before_fit(self):
+        """What a fit changes on the estimator outside the network's parameters (which the training loop
+        puts back itself when its kernel refuses X): the attributes (lists copied), the network's optimizer
+        object and its scikit-learn options, and the state of the random generator that ``random_state``
+        names (None or a RandomState are the user's or NumPy's global one)."""
+        attrs = {k: (list(v) if type(v) is list else v) for k, v in self.__dict__.items()}
+        model = attrs.get("_model")
+        opt = None
+        if model is not None:
+            o = model.net.optimizer
+            opt = (o, {k: o.__dict__[k] for k in ("_sklearn_alpha", "_sklearn_eps") if k in o.__dict__})
+        rs = self.random_state
+        rs = check_random_state(None) if rs is None else rs       # (None: NumPy's global RandomState)
+        rs_state = rs.get_state() if isinstance(rs, np.random.RandomState) else None
+        return attrs, model, opt, rs, rs_state
+
+    def _restore_state(self, before):
+        attrs, model, opt, rs, rs_state = before
+        if model is not None and opt is not None:
+            o, options = opt
+            for k in ("_sklearn_alpha", "_sklearn_eps"):
+                o.__dict__.pop(k, None)
+            o.__dict__.update(options)
+            if model.net.optimizer is not o:
+                model.net.optimizer = o
+        self.__dict__.clear()
+        self.__dict__.update(attrs)
+        if rs_state is not None:
+            rs.set_state(rs_state)
+
+    def _fit_validated(self, X, y, first_pass, in_dtype, sizes, dtype, incremental, classes, sample_weight):
         Y = self._encode_targets(y, first_pass, incremental, classes, dtype)
         if sample_weight is not None:
             sample_weight = _checks.sample_weights(sample_weight, "sample_weight", X.shape[0], dtype)
@@ -588,12 +646,16 @@ class _BaseMLP(BaseEstimator):
             batch_size = min(200, n)
         else:
             if self.batch_size > n:
+                if HAVE_SKLEARN and not early_stopping:
+                    self._finite(X)     # X's error before the warning (_fit_checked left X to the kernel)
                 _checks.warn_at_caller("Got `batch_size` less than 1 or larger than sample size. It is going "
                                        "to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n))
         rules = _SklearnRules(self, opt, n, early_stopping, X_val, Y_val, w_val, incremental)
         trainer = Trainer(net, batch_size=batch_size, epochs=1 if incremental else self.max_iter, verbose=0,
                           fused=True, callbacks=[rules], sample_order=_SklearnOrder(rs, n, self.shuffle))
+        if HAVE_SKLEARN and not early_stopping and not trainer.input_checked_by_engine():
+            self._finite(X)         # (_fit_checked left X's finiteness to the kernel, which does not check)
         self.n_iter_ = 0
         try:
             trainer.fit(X, Y, sample_weight=sample_weight)
@@ -762,6 +824,26 @@ def _input_float_dtype(X):
         return np.dtype(np.float64)
 
 
+def _sorted_int_labels(classes):
+    """Whether ``classes`` is a 1-D array of at least two strictly increasing integers (unique_labels' form)."""
+    return isinstance(classes, np.ndarray) and classes.ndim == 1 and classes.dtype.kind in "iu" and \
+        len(classes) >= 2 and bool((classes[1:] > classes[:-1]).all())
+
+
+def _same_int_labels(given, classes):
+    """True when ``given`` (partial_fit's ``classes``) is, element by element, the integer labels ``classes``
+    (sorted, unique): then unique_labels(given) equals ``classes`` too, and need not be computed. False
+    means "not known to be": the caller asks unique_labels."""
+    if not _sorted_int_labels(classes) or not isinstance(given, (list, tuple, np.ndarray)):
+        return False
+    try:
+        arr = np.asarray(given)
+    except (TypeError, ValueError):       # (ragged): unique_labels says what is wrong
+        return False
+    return arr.shape == classes.shape and arr.dtype.kind in "iu" and \
+        np.result_type(arr, classes).kind in "iu" and bool(np.array_equal(arr, classes))
+
+
 def _dense(X, dtype):
     if hasattr(X, "toarray"):
         X = X.toarray()
@@ -837,7 +919,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         first = getattr(self, "classes_", None) is None
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
-        if not first and classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
+        if not first and classes is not None and not _same_int_labels(classes, self.classes_) \
+                and not np.array_equal(self.classes_, unique_labels(classes)):
             raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, was: "
                              f"{self.classes_!r}")
         return self._fit(X, y, incremental=True, classes=None if not first else classes,
@@ -845,6 +928,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     # -- targets ------------------------------------------------------------------------------
     def _encode_targets(self, y, first_pass, incremental, classes, dtype):
+        define = first_pass and (classes is not None or not incremental)
+        if not define and not (self.warm_start and not incremental):
+            Y = self._encode_known_int_labels(y, dtype)
+            if Y is not None:
+                return Y
         y_type = type_of_target(y, input_name="y")
         if y_type not in ("binary", "multiclass", "multilabel-indicator"):
             if y_type.startswith("continuous"):
@@ -886,6 +974,29 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if self._y_type == "binary":
             return np.ascontiguousarray((y == self.classes_[1])[:, None], dtype=dtype)
         return np.ascontiguousarray(np.searchsorted(self.classes_, y), dtype=np.int64)
+
+    def _encode_known_int_labels(self, y, dtype):
+        """The encoded targets of integer labels y (n_samples,) when ``classes_`` (integers) is known and each
+        label is one of them — exactly what the general path below returns then, without its two np.unique of
+        y (scikit-learn's type_of_target and unique_labels): a range check when ``classes_`` is 0..m-1, else
+        one searchsorted. None in every other case (the general path then decides, with its messages)."""
+        classes = getattr(self, "classes_", None)
+        if getattr(self, "_y_type", None) not in ("binary", "multiclass") or not _sorted_int_labels(classes) \
+                or not isinstance(y, np.ndarray) or y.ndim != 1 or y.dtype.kind not in "iu" or not len(y) \
+                or np.result_type(y, classes).kind not in "iu":       # (int64 with uint64: float64, inexact)
+            return None
+        m = len(classes)
+        if classes[0] == 0 and classes[-1] == m - 1:     # (strictly increasing integers: 0, 1, ..., m - 1)
+            if y.min() < 0 or y.max() >= m:
+                return None
+            idx = y
+        else:
+            idx = np.searchsorted(classes, y)
+            if idx.max() >= m or not np.array_equal(classes[idx], y):
+                return None
+        if self._y_type == "binary":
+            return np.ascontiguousarray((y == classes[1])[:, None], dtype=dtype)
+        return np.ascontiguousarray(idx, dtype=np.int64)
 
     def _n_outputs_for(self, Y):
         if self._y_type == "multiclass":

@@ -1,7 +1,8 @@
-"""A call costs nothing beyond the passes its kernel makes (DESIGN §4, issue 17 item 4): fit, predict, evaluate
-and the estimators' fit / partial_fit / predict check X in ONE pass (fastnn._checks.scan, kernels/scan.py),
-whose finding (finite, max |x|) the fused engine reuses; the checks still refuse NaN/Inf with the same
-message, naming where, and nothing the user owns changes when they do. Passes are counted, not timed."""
+"""A call costs nothing beyond the passes its kernel makes (DESIGN §4, issue 17 item 4): predict, evaluate and
+the estimators' predict check X in ONE pass (fastnn._checks.scan, kernels/scan.py); fit on the fused engine and
+the estimators' fit / partial_fit make none (the fused kernel checks the rows it gathers); the checks still
+refuse NaN/Inf with the same message, naming where, and nothing the user owns changes when they do. Passes
+are counted, not timed."""
 import warnings
 
 import numpy as np
@@ -127,19 +128,23 @@ def test_predict_and_evaluate_read_X_once(monkeypatch):
 
 
 def test_estimators_read_X_once(monkeypatch):
+    """predict, predict_proba and score read X once; fit and partial_fit not at all (the fused kernel checks
+    the rows it gathers), except fit with early stopping (whose validation rows the kernel does not read)."""
     pytest.importorskip("sklearn")
     X, y = _big()
     classes = np.arange(4)
     est = fnn.MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0)
     est.partial_fit(X, y, classes=classes)
-    for call in (lambda: est.partial_fit(X, y), lambda: est.predict(X), lambda: est.predict_proba(X),
-                 lambda: est.score(X, y), lambda: fnn.MLPClassifier(hidden_layer_sizes=(8,), max_iter=2,
-                                                                  tol=0.0, random_state=0).fit(X, y)):
+    new = dict(hidden_layer_sizes=(8,), max_iter=2, tol=0.0, random_state=0)
+    for call, scanned in ((lambda: est.partial_fit(X, y), 0), (lambda: est.partial_fit(X, y, classes=classes), 0),
+                          (lambda: est.predict(X), X.size), (lambda: est.predict_proba(X), X.size),
+                          (lambda: est.score(X, y), X.size), (lambda: fnn.MLPClassifier(**new).fit(X, y), 0),
+                          (lambda: fnn.MLPClassifier(early_stopping=True, **new).fit(X, y), X.size)):
         passes = _Passes(monkeypatch)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")       # max_iter reached
             call()
-        assert passes.of(X) == (X.size, 0)
+        assert passes.of(X) == (scanned, 0)
         monkeypatch.undo()
 
 
@@ -363,3 +368,186 @@ def test_the_engine_says_whether_it_checks_X():
     assert not Trainer(net, fused=False).input_checked_by_engine()
     net.optimizer = fnn.RMSprop() if hasattr(fnn, "RMSprop") else net.optimizer
     assert Trainer(net).input_checked_by_engine() == fused.supports(net)[0]
+
+
+# -- the drop-in's partial_fit / fit leave X to the kernel: the same refusals, nothing changed --------------------
+def _est_snapshot(est):
+    """Everything the estimator holds (arrays and lists of arrays copied), its network's weights and optimizer."""
+    def copied(v):
+        if isinstance(v, np.ndarray):
+            return v.copy()
+        if isinstance(v, list):
+            return [copied(x) for x in v]
+        return v
+    attrs = {k: copied(v) for k, v in vars(est).items() if k not in ("_model", "_random_state", "_handed_copies")}
+    model = getattr(est, "_model", None)
+    net = None if model is None else (model, model.net.optimizer, _snapshot(model.net))
+    return attrs, net
+
+
+def _est_unchanged(est, before):
+    attrs, net = before
+    now = {k: v for k, v in vars(est).items() if k not in ("_model", "_random_state", "_handed_copies")}
+    assert set(now) == set(attrs)
+    for k, v in attrs.items():
+        w = now[k]
+        if isinstance(v, np.ndarray):
+            assert np.array_equal(w, v) and w.dtype == v.dtype, k
+        elif isinstance(v, list):
+            assert len(w) == len(v) and all(np.array_equal(a, b) for a, b in zip(w, v)), k
+        elif isinstance(v, float) and np.isnan(v):
+            assert np.isnan(w), k
+        else:
+            assert w == v or w is v, k
+    if net is not None:
+        model, opt, snap = net
+        assert est._model is model and model.net.optimizer is opt
+        _unchanged(model.net, snap)
+
+
+def _sk_message(est, X):
+    """scikit-learn's message for non-finite X (what the estimators' boundary check raised before)."""
+    from sklearn.utils import check_array
+    with pytest.raises(ValueError) as info, np.errstate(over="ignore"):
+        check_array(np.ascontiguousarray(X, dtype=est._dtype()), dtype=None, ensure_2d=False, estimator=est,
+                    input_name="X")
+    return str(info.value)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e39])
+def test_partial_fit_refuses_nonfinite_X_with_scikit_learns_message_and_changes_nothing(solver, bad):
+    """The kernel finds the bad row; the estimator says what scikit-learn says, and the estimator, its network,
+    optimizer and the random generator it was given are as before the call: a clean call after it gives the
+    same bits as a run that never saw the bad one. 1e39 in float64 data: inf in the float32 copy."""
+    pytest.importorskip("sklearn")
+    X, y = make_data(n=120, dtype=np.float64)
+    args = dict(hidden_layer_sizes=(8,), solver=solver, batch_size=32)
+    est = fnn.MLPClassifier(random_state=np.random.RandomState(4), **args)
+    ref = fnn.MLPClassifier(random_state=np.random.RandomState(4), **args)
+    for e in (est, ref):
+        e.partial_fit(X, y, classes=np.arange(4))
+    before, rs = _est_snapshot(est), est.random_state.get_state()
+    Xbad = _bad(X, bad, at=(77, 3))
+    with pytest.raises(ValueError) as info, np.errstate(over="ignore"):     # (1e39: scikit-learn's cast warns)
+        est.partial_fit(Xbad, y)
+    assert type(info.value) is ValueError and str(info.value) == _sk_message(est, Xbad)
+    with pytest.raises(ValueError) as again, np.errstate(over="ignore"):
+        est.predict(Xbad)                        # the check at predict's boundary: the same message
+    assert str(again.value) == str(info.value)
+    _est_unchanged(est, before)
+    assert all(np.array_equal(a, b) for a, b in zip(est.random_state.get_state(), rs))
+    for e in (est, ref):
+        e.partial_fit(X, y)
+    assert all(np.array_equal(a, b) for a, b in zip(est.coefs_ + est.intercepts_, ref.coefs_ + ref.intercepts_))
+    assert est.loss_curve_ == ref.loss_curve_ and est.t_ == ref.t_ and est.n_iter_ == ref.n_iter_
+
+
+@pytest.mark.parametrize("warm_start", [False, True])
+def test_fit_refuses_nonfinite_X_and_changes_nothing(warm_start):
+    """A first fit refused leaves the estimator unfitted (as the check at the boundary did: only
+    n_features_in_ set); a refused refit (warm or not) leaves the fitted model, its optimizer object and
+    state as they were."""
+    pytest.importorskip("sklearn")
+    X, y = make_data(n=90)
+    est = fnn.MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=np.random.RandomState(1),
+                            warm_start=warm_start)
+    rs = est.random_state.get_state()
+    Xbad = _bad(X, np.nan, at=(50, 2))
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        est.fit(Xbad, y)
+    assert sorted(k for k in vars(est) if k.endswith("_") and not k.startswith("_")) == ["n_features_in_"]
+    assert not hasattr(est, "_model") and not hasattr(est, "classes_")
+    assert all(np.array_equal(a, b) for a, b in zip(est.random_state.get_state(), rs))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # max_iter reached
+        est.fit(X, y)
+    before = _est_snapshot(est)
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        est.fit(_bad(X, -np.inf, at=(89, 0)), y)
+    _est_unchanged(est, before)
+
+
+def test_nonfinite_X_is_named_before_other_problems():
+    """X was checked before y, the sample weights and the targets' classes: with X left to the kernel, a
+    failure of those with a non-finite X still names X."""
+    pytest.importorskip("sklearn")
+    X, y = make_data(n=60)
+    Xbad = _bad(X, np.nan, at=(5, 1))
+    est = fnn.MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    est.partial_fit(X, y, classes=np.arange(4))
+    before = _est_snapshot(est)
+    for call in (lambda: est.partial_fit(Xbad, y + 10),                         # unknown classes
+                 lambda: est.partial_fit(Xbad, y, sample_weight=-np.ones(len(y))),
+                 lambda: est.partial_fit(Xbad, y.astype(np.float64) + 0.5),     # continuous targets
+                 lambda: fnn.MLPClassifier(batch_size=1000).fit(Xbad, y),      # (warns after X's check)
+                 lambda: est.partial_fit(Xbad, y[:, None])):                     # (warns after X's check)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")      # no warning before the error
+            with pytest.raises(ValueError, match="Input X contains NaN"):
+                call()
+    _est_unchanged(est, before)
+    reg = fnn.MLPRegressor(hidden_layer_sizes=(8,), random_state=0)
+    with pytest.raises(ValueError, match="Input y contains infinity"):     # scikit-learn checks y, as before
+        reg.partial_fit(Xbad, np.full(len(y), np.inf))
+
+
+def _labelled(y, labels):
+    return np.asarray(labels)[y]
+
+
+@pytest.mark.parametrize("labels", [np.arange(4), np.array([3, 7, 9, 12], np.int32), np.arange(4, dtype=np.uint8),
+                                    np.array([0, 1]), np.array([-1, 1]), np.array([2, 5], np.int16)])
+def test_known_integer_labels_are_encoded_as_before(monkeypatch, labels):
+    """partial_fit with integer labels and classes_ known encodes y without np.unique (no type_of_target, no
+    unique_labels): the same bits as the general path, the same errors for a label outside classes_ and
+    for another ``classes``."""
+    pytest.importorskip("sklearn")
+    from fastnn import estimators
+    X, y = make_data(n=100)
+    y = _labelled(y % len(labels), labels)
+    fits = []
+    for general in (False, True):
+        if general:
+            monkeypatch.setattr(estimators.MLPClassifier, "_encode_known_int_labels", lambda self, y, dtype: None)
+        est = fnn.MLPClassifier(hidden_layer_sizes=(8,), random_state=0, batch_size=16)
+        est.partial_fit(X, y, classes=labels)
+        calls = []
+        for name in ("type_of_target", "unique_labels"):
+            real = getattr(estimators, name)
+            monkeypatch.setattr(estimators, name, lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
+        est.partial_fit(X, y)
+        est.partial_fit(X, y, classes=list(labels))
+        assert (len(calls) > 0) == general
+        fits.append(est)
+        other = y.copy()
+        other[17] = labels.max() + 1
+        with pytest.raises(ValueError, match=r"`y` has classes not in `self.classes_`"):
+            est.partial_fit(X, other)
+        with pytest.raises(ValueError, match="is not the same as on last call to partial_fit"):
+            est.partial_fit(X, y, classes=list(labels[:-1]) + [labels.max() + 1])
+        est.partial_fit(X, y, classes=list(labels[::-1]))       # the same set in another order: accepted
+        monkeypatch.undo()
+    a, b = fits
+    assert all(np.array_equal(p, q) for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_))
+    assert a.loss_curve_ == b.loss_curve_
+    assert np.array_equal(a.predict(X), b.predict(X))
+
+
+def test_known_label_shortcuts_leave_odd_inputs_to_the_general_path():
+    """A 0-d, ragged, float or mixed-sign ``classes`` and uint64 labels beside int64 classes_ are not taken by
+    the shortcuts: the general path answers (accepts or refuses) as before."""
+    pytest.importorskip("sklearn")
+    from fastnn.estimators import _same_int_labels
+    classes = np.arange(3)
+    assert _same_int_labels([0, 1, 2], classes) and _same_int_labels(np.arange(3, dtype=np.uint8), classes)
+    for given in (np.array(1), [[0, 1], [2]], [0.0, 1.0, 2.0], np.arange(3, dtype=np.uint64), [0, 1], "abc",
+                  [2, 1, 0]):
+        assert not _same_int_labels(given, classes)
+    X, y = make_data(n=60)
+    y = y % 3
+    est = fnn.MLPClassifier(hidden_layer_sizes=(4,), random_state=0).partial_fit(X, y, classes=classes)
+    est.partial_fit(X, y.astype(np.uint64))
+    est.partial_fit(X, y.astype(np.float64), classes=[0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="is not the same as on last call to partial_fit"):
+        est.partial_fit(X, y, classes=np.array([0, 1]))
