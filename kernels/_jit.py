@@ -40,7 +40,9 @@ functions (one row pass per activation group, the checked update as one pass), n
 """
 import functools
 import hashlib
+import importlib.machinery
 import os
+import sys
 import types
 
 from numba import njit
@@ -97,6 +99,93 @@ if not getattr(_cache_impl, "_fastnn_locators", False):
         _whole_package_stamp(_numba_name(name))
         for name in ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")]
     _cache_impl._fastnn_locators = True
+
+
+
+# -- Numba's BLAS probe without importing scipy.linalg --------------------------------------------------------
+# Loading the first cached kernel of a process (or compiling one) makes Numba load its implementation
+# registries (BaseContext.refresh). One of them, numba.np.arraymath, asks at import whether BLAS is there
+# (``_HAVE_BLAS = _check_blas()``, which calls numba.np.linalg.ensure_blas: ``import scipy.linalg.cython_blas``).
+# Importing scipy.linalg's package costs ~0.1-0.2 s of CPU (it pulls in scipy._lib's array-API layer and
+# numpy.f2py), a fifth of a warm ``fastnn train -q``, and fastnn's kernels use none of Numba's BLAS (they
+# call it through kernels/_blas.py). Numba has no setting for this, so the answer is given without the
+# import, as narrowly as possible:
+# * a meta-path finder (Python's documented import hook) sees numba.np.arraymath about to be imported and
+#   replaces numba.np.linalg.ensure_blas by a wrapper; it does nothing when arraymath was imported already;
+# * the wrapper answers only the one call made from arraymath's ``_check_blas`` at its import: it tells
+#   whether scipy ships its cython_blas extension (a file check; that module's import is what the real
+#   probe tests) and then puts Numba's own function back in both modules; every other call goes to it.
+# So ``_HAVE_BLAS`` gets the value Numba would compute, and anything that uses Numba's BLAS (np.dot and
+# np.linalg in a user's own jitted code) still runs Numba's real ensure_blas, with its LP64/ILP64 check,
+# before it is compiled. If Numba's internals differ from what this expects, nothing is changed.
+# tests/test_jit.py pins all of this.
+_ARRAYMATH = "numba.np.arraymath"
+
+
+def scipy_ships_cython_blas():
+    """Whether ``import scipy.linalg.cython_blas`` would find its extension module (without importing it)."""
+    if "scipy.linalg.cython_blas" in sys.modules:
+        return True
+    try:
+        import scipy
+    except ImportError:
+        return False
+    for folder in getattr(scipy, "__path__", ()):
+        linalg = os.path.join(folder, "linalg")
+        if any(os.path.isfile(os.path.join(linalg, "cython_blas" + suffix))
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+            return True
+    return False
+
+
+def _blas_probe_wrapper(real, linalg):
+    def ensure_blas():
+        caller = sys._getframe(1)
+        if caller.f_code.co_name == "_check_blas" and caller.f_globals.get("__name__") == _ARRAYMATH:
+            caller.f_globals["ensure_blas"] = real      # arraymath's later calls: Numba's own
+            if linalg.ensure_blas is ensure_blas:
+                linalg.ensure_blas = real
+            if not scipy_ships_cython_blas():
+                raise ImportError("scipy 0.16+ is required for linear algebra")
+            return None
+        return real()
+    ensure_blas.__wrapped__ = real
+    ensure_blas.fastnn_probe = True
+    return ensure_blas
+
+
+class _NumbaBlasProbeHook:
+    """Meta-path finder that finds nothing: it only installs the wrapper above just before numba.np.arraymath
+    is imported, then removes itself."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != _ARRAYMATH:
+            return None
+        self.remove()
+        try:
+            from numba.np import linalg
+            real = linalg.ensure_blas
+            if callable(real) and not getattr(real, "fastnn_probe", False) and _ARRAYMATH not in sys.modules:
+                linalg.ensure_blas = _blas_probe_wrapper(real, linalg)
+        except Exception:       # a Numba laid out otherwise: leave it alone (the import costs what it costs)
+            pass
+        return None
+
+    def remove(self):
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
+
+
+def _install_blas_probe_hook():
+    if _ARRAYMATH in sys.modules or any(isinstance(f, _NumbaBlasProbeHook) or
+                                        type(f).__name__ == "_NumbaBlasProbeHook" for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _NumbaBlasProbeHook())
+
+
+_install_blas_probe_hook()
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True)
 
