@@ -138,3 +138,22 @@ def test_the_probe_says_no_blas_without_scipys_extension(monkeypatch):
     with pytest.raises(ImportError, match="scipy"):
         probe_globals["_check_blas"]()
     assert linalg.ensure_blas is not wrapper        # Numba's own is back even then
+
+
+def test_prepare_numba_leaves_the_collector_as_it_found_it(tmp_path):
+    """prepare_numba runs Numba's one-time set-up (the registries are loaded after it) with the cyclic GC
+    paused, and leaves the collector enabled or disabled as it was; a second call does nothing."""
+    code = """
+        import gc, sys
+        import fastnn
+        from fastnn.kernels import _jit
+        from numba.core.registry import cpu_target
+        was = []
+        for enabled in (False, True):
+            (gc.enable if enabled else gc.disable)()
+            _jit.prepare_numba()
+            was.append(gc.isenabled() == enabled)
+        print([all(was), _jit._numba_ready, "numba.np.arraymath" in sys.modules,
+               "scipy.linalg" in sys.modules])
+    """
+    assert _run(code, tmp_path) == "[True, True, True, False]"
