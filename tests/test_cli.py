@@ -427,3 +427,19 @@ def test_hidden_layer_too_large_for_memory_is_bad_input(tmp_path):
     proc = run("train", "--data", "t.csv", "--target", "label", "--hidden", "10000000000", cwd=tmp_path)
     msg = one_line_error(proc)
     assert "bytes" in msg and "unexpected" not in msg and "--hidden" in msg
+
+
+def test_only_the_program_freezes_the_collector_at_its_end(tmp_path):
+    """Run as the program (no argv), main ends by freezing the GC (the interpreter's shutdown then skips
+    full collections over Numba's objects); called with arguments (from a program or a test) it does not."""
+    code = ("import gc, sys\n"
+            "from fastnn import cli\n"
+            "before = gc.get_freeze_count()\n"
+            "cli.main(['--version'])\n"
+            "called = gc.get_freeze_count()\n"
+            "sys.argv = ['fastnn', '--version']\n"
+            "cli.main()\n"
+            "print([before, called, gc.get_freeze_count() > 0, gc.isenabled()])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[0, 0, True, True]"
