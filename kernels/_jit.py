@@ -67,6 +67,19 @@ def _kernels_stamp():
     return _kernels_source_hash(tuple((n, os.stat(os.path.join(_KERNELS_DIR, n)).st_mtime_ns) for n in names))
 
 
+_process_stamps = {}
+_writable_paths = set()
+
+
+def _process_stamp():
+    """The kernels' stamp as this process first read it: the sources its kernels were imported from, so
+    that it is computed once, not for each of the ~140 kernels (a listdir and ~16 stats each)."""
+    stamp = _process_stamps.get(_KERNELS_DIR)
+    if stamp is None:
+        stamp = _process_stamps[_KERNELS_DIR] = _kernels_stamp()
+    return stamp
+
+
 def _whole_package_stamp(locator_class):
     """A Numba cache locator that stamps a kernel's cache with the hash of *all* kernel files.
 
@@ -77,7 +90,15 @@ def _whole_package_stamp(locator_class):
     """
     class Locator(locator_class):
         def get_source_stamp(self):
-            return _kernels_stamp()
+            return _process_stamp()
+
+        def ensure_cache_path(self):
+            # Numba checks that the directory is writable (makedirs and a temporary file) for every kernel;
+            # once per directory and process is the same check (it is only made when a kernel is defined)
+            path = self.get_cache_path()
+            if path not in _writable_paths:
+                super().ensure_cache_path()
+                _writable_paths.add(path)
 
         @classmethod
         def from_function(cls, py_func, py_file):
