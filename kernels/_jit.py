@@ -133,7 +133,7 @@ if not getattr(_cache_impl, "_fastnn_locators", False):
 # call it through kernels/_blas.py). Numba has no setting for this, so the answer is given without the
 # import, as narrowly as possible:
 # * a meta-path finder (Python's documented import hook) sees numba.np.arraymath about to be imported and
-#   replaces numba.np.linalg.ensure_blas by a wrapper; it does nothing when arraymath was imported already;
+#   replaces numba.np.linalg.ensure_blas by a wrapper, once; it does nothing when arraymath was imported already;
 # * the wrapper answers only the one call made from arraymath's ``_check_blas`` at its import: it tells
 #   whether scipy ships its cython_blas extension (a file check; that module's import is what the real
 #   probe tests) and then puts Numba's own function back in both modules; every other call goes to it.
@@ -178,12 +178,15 @@ def _blas_probe_wrapper(real, linalg):
 
 class _NumbaBlasProbeHook:
     """Meta-path finder that finds nothing: it only installs the wrapper above just before numba.np.arraymath
-    is imported, then removes itself."""
+    is imported, once; then it stays inert in sys.meta_path (removing it could make another thread's import,
+    iterating over sys.meta_path at that moment, skip a finder)."""
+
+    done = False
 
     def find_spec(self, name, path=None, target=None):
-        if name != _ARRAYMATH:
+        if self.done or name != _ARRAYMATH:
             return None
-        self.remove()
+        self.done = True
         try:
             from numba.np import linalg
             real = linalg.ensure_blas
@@ -192,12 +195,6 @@ class _NumbaBlasProbeHook:
         except Exception:       # a Numba laid out otherwise: leave it alone (the import costs what it costs)
             pass
         return None
-
-    def remove(self):
-        try:
-            sys.meta_path.remove(self)
-        except ValueError:
-            pass
 
 
 def _install_blas_probe_hook():
@@ -235,12 +232,12 @@ def prepare_numba():
     with global_compiler_lock:
         if _numba_ready:
             return
+        refresh = getattr(getattr(cpu_target, "target_context", None), "refresh", None)
         enabled = gc.isenabled()
         gc.disable()
         try:
-            cpu_target.target_context.refresh()
-        except AttributeError:
-            pass
+            if refresh is not None:
+                refresh()
         finally:
             if enabled:
                 gc.enable()
