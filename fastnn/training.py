@@ -22,6 +22,7 @@ from .engines import Progress, Stop
 from .engines.local import LocalRun
 from .errors import TrainingDivergedError, TrainingInterrupted
 from .health import GradientHealth
+from .kernels._jit import prepare_numba
 from .layers import dropout_epoch_key
 from .network import NeuralNetwork
 
@@ -244,6 +245,7 @@ class _Loop:
             return self._fit(X, y, sample_weight, setup)
 
     def _fit(self, X, y, sample_weight, setup):
+        prepare_numba()          # Numba's one-time set-up, cheaper now than inside the first kernel call
         tr, run, net = self.trainer, self.run, self.net
         self.given = X            # for the message when the engine finds NaN/Inf in it (_bad_input)
         X, y, weights, val = run.prepare(tr, X, y, sample_weight)

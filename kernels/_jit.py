@@ -39,8 +39,11 @@ update passes (runtime codes compile all ten activations' loops); closing it nee
 functions (one row pass per activation group, the checked update as one pass), not options.
 """
 import functools
+import gc
 import hashlib
+import importlib.machinery
 import os
+import sys
 import types
 
 from numba import njit
@@ -64,6 +67,19 @@ def _kernels_stamp():
     return _kernels_source_hash(tuple((n, os.stat(os.path.join(_KERNELS_DIR, n)).st_mtime_ns) for n in names))
 
 
+_process_stamps = {}
+_writable_paths = set()
+
+
+def _process_stamp():
+    """The kernels' stamp as this process first read it: the sources its kernels were imported from, so
+    that it is computed once, not for each of the ~140 kernels (a listdir and ~16 stats each)."""
+    stamp = _process_stamps.get(_KERNELS_DIR)
+    if stamp is None:
+        stamp = _process_stamps[_KERNELS_DIR] = _kernels_stamp()
+    return stamp
+
+
 def _whole_package_stamp(locator_class):
     """A Numba cache locator that stamps a kernel's cache with the hash of *all* kernel files.
 
@@ -74,7 +90,15 @@ def _whole_package_stamp(locator_class):
     """
     class Locator(locator_class):
         def get_source_stamp(self):
-            return _kernels_stamp()
+            return _process_stamp()
+
+        def ensure_cache_path(self):
+            # Numba checks that the directory is writable (makedirs and a temporary file) for every kernel;
+            # once per directory and process is the same check (it is only made when a kernel is defined)
+            path = self.get_cache_path()
+            if path not in _writable_paths:
+                super().ensure_cache_path()
+                _writable_paths.add(path)
 
         @classmethod
         def from_function(cls, py_func, py_file):
@@ -97,6 +121,128 @@ if not getattr(_cache_impl, "_fastnn_locators", False):
         _whole_package_stamp(_numba_name(name))
         for name in ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")]
     _cache_impl._fastnn_locators = True
+
+
+
+# -- Numba's BLAS probe without importing scipy.linalg --------------------------------------------------------
+# Loading the first cached kernel of a process (or compiling one) makes Numba load its implementation
+# registries (BaseContext.refresh). One of them, numba.np.arraymath, asks at import whether BLAS is there
+# (``_HAVE_BLAS = _check_blas()``, which calls numba.np.linalg.ensure_blas: ``import scipy.linalg.cython_blas``).
+# Importing scipy.linalg's package costs ~0.1-0.2 s of CPU (it pulls in scipy._lib's array-API layer and
+# numpy.f2py), a fifth of a warm ``fastnn train -q``, and fastnn's kernels use none of Numba's BLAS (they
+# call it through kernels/_blas.py). Numba has no setting for this, so the answer is given without the
+# import, as narrowly as possible:
+# * a meta-path finder (Python's documented import hook) sees numba.np.arraymath about to be imported and
+#   replaces numba.np.linalg.ensure_blas by a wrapper, once; it does nothing when arraymath was imported already;
+# * the wrapper answers only the one call made from arraymath's ``_check_blas`` at its import: it tells
+#   whether scipy ships its cython_blas extension (a file check; that module's import is what the real
+#   probe tests) and then puts Numba's own function back in both modules; every other call goes to it.
+# So ``_HAVE_BLAS`` gets the value Numba would compute, and anything that uses Numba's BLAS (np.dot and
+# np.linalg in a user's own jitted code) still runs Numba's real ensure_blas, with its LP64/ILP64 check,
+# before it is compiled. If Numba's internals differ from what this expects, nothing is changed.
+# tests/test_jit.py pins all of this.
+_ARRAYMATH = "numba.np.arraymath"
+
+
+def scipy_ships_cython_blas():
+    """Whether ``import scipy.linalg.cython_blas`` would find its extension module (without importing it)."""
+    if "scipy.linalg.cython_blas" in sys.modules:
+        return True
+    try:
+        import scipy
+    except ImportError:
+        return False
+    for folder in getattr(scipy, "__path__", ()):
+        linalg = os.path.join(folder, "linalg")
+        if any(os.path.isfile(os.path.join(linalg, "cython_blas" + suffix))
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+            return True
+    return False
+
+
+def _blas_probe_wrapper(real, linalg):
+    def ensure_blas():
+        caller = sys._getframe(1)
+        if caller.f_code.co_name == "_check_blas" and caller.f_globals.get("__name__") == _ARRAYMATH:
+            caller.f_globals["ensure_blas"] = real      # arraymath's later calls: Numba's own
+            if linalg.ensure_blas is ensure_blas:
+                linalg.ensure_blas = real
+            if not scipy_ships_cython_blas():
+                raise ImportError("scipy 0.16+ is required for linear algebra")
+            return None
+        return real()
+    ensure_blas.__wrapped__ = real
+    ensure_blas.fastnn_probe = True
+    return ensure_blas
+
+
+class _NumbaBlasProbeHook:
+    """Meta-path finder that finds nothing: it only installs the wrapper above just before numba.np.arraymath
+    is imported, once; then it stays inert in sys.meta_path (removing it could make another thread's import,
+    iterating over sys.meta_path at that moment, skip a finder)."""
+
+    done = False
+
+    def find_spec(self, name, path=None, target=None):
+        if self.done or name != _ARRAYMATH:
+            return None
+        self.done = True
+        try:
+            from numba.np import linalg
+            real = linalg.ensure_blas
+            if callable(real) and not getattr(real, "fastnn_probe", False) and _ARRAYMATH not in sys.modules:
+                linalg.ensure_blas = _blas_probe_wrapper(real, linalg)
+        except Exception:       # a Numba laid out otherwise: leave it alone (the import costs what it costs)
+            pass
+        return None
+
+
+def _install_blas_probe_hook():
+    if _ARRAYMATH in sys.modules or any(isinstance(f, _NumbaBlasProbeHook) or
+                                        type(f).__name__ == "_NumbaBlasProbeHook" for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _NumbaBlasProbeHook())
+
+
+_install_blas_probe_hook()
+
+_numba_ready = False
+
+
+def prepare_numba():
+    """Numba's one-time set-up of this process, done now with Python's cyclic garbage collector paused.
+
+    The first kernel a process loads from the cache (or compiles) makes Numba load its implementation
+    registries (``BaseContext.refresh``: ~0.1-0.2 s of CPU, most of a warm fit's start). That allocates
+    ~280,000 long-lived objects, and the collections they trigger on the way (a full one among them, over
+    everything scikit-learn or the user had allocated) are a third of it: measured on digits,
+    refresh 0.16 -> 0.10 s CPU. This runs the same refresh (Numba runs it again before every load or
+    compile; later ones only add what is new) under Numba's compiler lock, and re-enables the collector
+    only if it was enabled. Call it before a fit's first kernel; idempotent, and a no-op (the kernel does
+    the set-up itself) if Numba's layout differs. Results do not depend on it."""
+    global _numba_ready
+    if _numba_ready:
+        return
+    try:
+        from numba.core.compiler_lock import global_compiler_lock
+        from numba.core.registry import cpu_target
+    except ImportError:
+        _numba_ready = True
+        return
+    with global_compiler_lock:
+        if _numba_ready:
+            return
+        refresh = getattr(getattr(cpu_target, "target_context", None), "refresh", None)
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            if refresh is not None:
+                refresh()
+        finally:
+            if enabled:
+                gc.enable()
+        _numba_ready = True
+
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True)
 

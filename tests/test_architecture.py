@@ -135,3 +135,29 @@ def test_importing_fastnn_starts_no_mpi_and_loads_no_peer():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+#: what neither ``import fastnn`` nor a fit of the CLI's default network imports: each costs start-up time
+#: (scipy.linalg ~0.1-0.2 s, scikit-learn ~0.6 s, matplotlib, torch, onnx more) and comes with the first call
+#: that needs it (numba.np.arraymath's BLAS probe no longer imports scipy.linalg: kernels/_jit.py)
+NOT_AT_START = ("scipy.linalg", "sklearn", "matplotlib", "torch", "onnx", "onnxruntime", "tqdm", "mpi4py",
+                "fastnn.estimators", "fastnn.plotting", "fastnn.checkpoint", "fastnn.distributed",
+                "fastnn.engines.distributed")
+
+
+def test_import_and_a_default_fit_load_only_what_they_use(tmp_path):
+    """``import fastnn`` and then ``fastnn train -q`` in the same process (whatever the Numba cache holds)
+    leave every module of NOT_AT_START unimported, and Numba's registries (loaded by the fit) did not pull
+    in scipy.linalg."""
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            f"names = {NOT_AT_START!r}\n"
+            "loaded = lambda: [m for m in names if m in sys.modules]\n"
+            "import fastnn, fastnn.cli\n"
+            "at_import = loaded()\n"
+            "assert fastnn.cli.main(['train', '-q', '--epochs', '2']) == 0\n"
+            "print([at_import, loaded(), 'numba.np.arraymath' in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[[], [], True]", out.stdout

@@ -119,6 +119,16 @@ def test_default_train_reaches_the_documented_accuracy(tmp_path):
     assert re.search(r"[\d,]+ samples/s", summary) and re.search(r"time \d+\.\d+ s", summary)
 
 
+def test_the_time_split_adds_up_and_names_numbas_start_up():
+    """The summary's parts: Numba's one-time set-up (timed before the fit) is named and counted in the
+    total; the first epoch's excess is the kernels' load or compile; the rest is set-up."""
+    from fastnn.cli.train import time_split
+    text = time_split(1.0, [0.5, 0.2, 0.2], False, numba_startup=0.25)
+    assert text == ("time 1.25 s: Numba start-up 0.25 s, training 0.60 s, "
+                    "first-epoch extra 0.30 s (compiling or loading the kernels), set-up 0.10 s")
+    assert "Numba" not in time_split(1.0, [0.5, 0.2, 0.2], False)
+
+
 def test_train_quiet_prints_one_line(tmp_path):
     out = ok(run("train", "--epochs", "2", "--hidden", "16", "--quiet", cwd=tmp_path))
     assert len(out.strip().splitlines()) == 1
@@ -417,3 +427,19 @@ def test_hidden_layer_too_large_for_memory_is_bad_input(tmp_path):
     proc = run("train", "--data", "t.csv", "--target", "label", "--hidden", "10000000000", cwd=tmp_path)
     msg = one_line_error(proc)
     assert "bytes" in msg and "unexpected" not in msg and "--hidden" in msg
+
+
+def test_only_the_program_freezes_the_collector_at_its_end(tmp_path):
+    """Run as the program (no argv), main ends by freezing the GC (the interpreter's shutdown then skips
+    full collections over Numba's objects); called with arguments (from a program or a test) it does not."""
+    code = ("import gc, sys\n"
+            "from fastnn import cli\n"
+            "before = gc.get_freeze_count()\n"
+            "cli.main(['--version'])\n"
+            "called = gc.get_freeze_count()\n"
+            "sys.argv = ['fastnn', '--version']\n"
+            "cli.main()\n"
+            "print([before, called, gc.get_freeze_count() > 0, gc.isenabled()])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[0, 0, True, True]"

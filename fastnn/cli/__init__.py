@@ -54,11 +54,28 @@ def build_parser():
 
 
 def main(argv=None):
-    """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit code."""
+    """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit code. Run as the
+    program (no ``argv``: the ``fastnn`` script, ``python -m fastnn``), it ends with ``_program_ends``."""
     import warnings
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning  # one line per warning, e.g. a GradientHealthWarning
-        return _main(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one line per warning, e.g. a GradientHealthWarning
+            return _main(argv)
+    finally:
+        if argv is None:
+            _program_ends()
+
+
+def _program_ends():
+    """The process exits next: freeze the garbage collector's view of every live object (gc.freeze), so that
+    the interpreter's shutdown does not run full collections over them. With Numba loaded those are
+    ~300,000 objects, and the collections were ~0.13 s of CPU in a ~0.8 s warm ``fastnn train -q``. Objects
+    are still freed by reference counting; only cycles still alive at exit are left to the OS (CPython does
+    not promise to finalise objects alive at exit anyway), and the commands close every file they write
+    before they return. Not done when ``main`` is called with arguments, from another program or a test:
+    that process goes on."""
+    import gc
+    gc.freeze()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
