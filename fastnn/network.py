@@ -27,7 +27,7 @@ from . import _checks, plan as plans
 from .layers import Activation, FullyConnected, Layer, check_protocol, fused_activation, manual_dropout_key
 from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
-from .threads import get_num_threads
+from .threads import get_num_threads, off_main_thread
 
 PREDICT_CHUNK = 8192
 _ENCODING = threading.local()   # .net: the network whose fit runs in this thread on encoded inputs
@@ -590,6 +590,7 @@ class NeuralNetwork(_checks.Guarded):
         """Outputs chunk by chunk, each a new array, from one copy of the weights (thread-safe, see the
         module docstring)."""
         plan = self.plan(training=False)
+        off_main_thread()
         if not plan.stateless_inference:      # custom layers: their buffers, while no training call runs
             yield from self._outputs_exclusive(X)
             return

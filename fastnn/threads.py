@@ -125,12 +125,14 @@ def set_num_threads(n):
     with _lock:
         _process_threads = n
         numba.set_num_threads(n)      # Numba's own count (per Python thread; no fastnn kernel reads it)
+    _blas.set_blas_threads(n)         # the kernels' library: between two of fastnn's GEMMs
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:
         return
-    with _blas.blas_settings_held():  # (it sets the kernels' library too: never under a GEMM of fastnn)
-        threadpool_limits(n, user_api="blas")
+    for lib in ThreadpoolController().lib_controllers:      # the others (NumPy's, SciPy's)
+        if lib.user_api == "blas" and not _blas.is_kernels_library(lib.filepath):
+            lib.set_num_threads(n)
 
 
 def get_num_threads():
@@ -183,14 +185,25 @@ def batch_parallel_threads(widths, batch_rows, samples):
     """How many threads the fused kernel splits each mini-batch over (1: the serial kernel around
     multi-threaded BLAS) for a network of layer ``widths`` (input first), mini-batches of ``batch_rows``
     rows and epochs of ``samples`` samples, at the current thread count. Always 1 when one-thread GEMMs
-    cannot run concurrently (kernels._blas.SERIAL_COPY is False)."""
-    from .kernels import _blas
-    n = get_num_threads() if _blas.SERIAL_COPY else 1
+    cannot run concurrently (kernels._blas.concurrent_one_thread_gemms() is False)."""
+    n = get_num_threads()
     per_sample = 3 * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
     while n > 1 and (batch_rows < n * MIN_ROWS_PER_THREAD or batch_rows * per_sample < n * MIN_MACS_PER_THREAD
                      or samples * per_sample < n * MIN_EPOCH_MACS_PER_THREAD):
         n -= 1
+    if n > 1:
+        from .kernels import _blas
+        if not _blas.concurrent_one_thread_gemms():
+            return 1
     return n
+
+
+def off_main_thread():
+    """Called as a fit or predict starts: outside the main thread, other threads may run fastnn at the
+    same time, so their one-thread GEMMs should not take turns (kernels._blas.concurrent_one_thread_gemms)."""
+    if threading.current_thread() is not threading.main_thread():
+        from .kernels import _blas
+        _blas.concurrent_one_thread_gemms()
 
 
 def blas_threads():

@@ -162,6 +162,7 @@ class Trainer:
     def fit(self, X, y, sample_weight=None):
         """Train; returns the history. See the class docstring."""
         self.check_settings()
+        threads.off_main_thread()
         run = LocalRun()
         if self.distributed:
             from .engines.distributed import MPIRun

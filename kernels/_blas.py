@@ -24,19 +24,23 @@ library instance (process-wide in its pthreads builds, SciPy's and the wheel's; 
 is the same call there), and it rounds a row differently on 1 and on 2 threads. Two entry points
 (``_gemm_entry_points``):
 - "fastnn_sgemm_1" / "fastnn_dgemm_1", one thread: the GEMM of a second instance of the library that never
-  runs on more (``_serial_copy``), so the threads of a batch-parallel epoch, and fits in other Python
-  threads, run their one-thread GEMMs at the same time without touching any shared count;
+  runs on more (``_serial_copy``, loaded on first need by ``concurrent_one_thread_gemms``: ~30 ms), so the
+  threads of a batch-parallel epoch, and fits in other Python threads, run their one-thread GEMMs at the
+  same time without touching any shared count; until it is loaded, "_n" with one thread;
 - "fastnn_sgemm_n" / "fastnn_dgemm_n", n threads: the shared instance's count set to n and the GEMM run
   while holding one mutex, so no other GEMM of fastnn changes the count under it.
 A fit's result is then a function of (seed, thread count) whatever the other threads of the process do
-with fastnn (DESIGN §3). What fastnn cannot hold: a third party that changes the shared instance's count
-(threadpoolctl) while a multi-threaded GEMM of fastnn runs; ``fastnn.set_num_threads`` does so under the
-mutex.
+with fastnn (DESIGN §3). ``fastnn.set_num_threads`` sets the shared count under the mutex too (and leaves
+this library out of its threadpoolctl call); what fastnn cannot hold is a third party that changes that
+count (threadpoolctl) while a multi-threaded GEMM of fastnn runs. The mutex is only ever held by compiled
+code that does not need the GIL (and by the thread that forks, across the fork): the kernels that wait for
+it must not hold the GIL, and every fastnn kernel is ``nogil``.
 """
 import ctypes
 import importlib.util
 import os
 import re
+import threading
 
 import llvmlite.binding
 import numpy as np
@@ -207,15 +211,18 @@ def _serial_copy(path):
     return found
 
 
-def _gemm_entry_points(main, serial, set_threads, mutex, lock, unlock):
+def _gemm_entry_points(main, set_threads, mutex, lock, unlock):
     """Machine code for the kernels' four BLAS entry points, with the engine that holds it: a dict name ->
     address for "fastnn_sgemm_n" / "fastnn_dgemm_n" ``(int threads, 13 Fortran arguments)`` and
-    "fastnn_sgemm_1" / "fastnn_dgemm_1" ``(13 Fortran arguments)``.
+    "fastnn_sgemm_1" / "fastnn_dgemm_1" ``(13 Fortran arguments)``, and the addresses of the two pointers
+    "fastnn_serial_sgemm" / "fastnn_serial_dgemm" (null until ``concurrent_one_thread_gemms`` stores the
+    serial copy's GEMMs there).
 
     ``_n`` sets the shared library's thread count and runs the GEMM while holding ``mutex``: concurrent
     kernels never change the count under each other's GEMM (their multi-threaded GEMMs take turns, which
-    they would on OpenBLAS's one thread pool anyway). ``_1`` is the serial copy's GEMM itself when there is
-    one (``serial``: dtype -> address), else ``_n`` with one thread."""
+    they would on OpenBLAS's one thread pool anyway). ``_1`` calls the serial copy's GEMM once it is
+    loaded, and until then ``_n`` with one thread. A BLAS without a thread count (``set_threads`` None)
+    has nothing to protect: both call its GEMM directly."""
     llvmlite.binding.initialize_native_target()
     llvmlite.binding.initialize_native_asmprinter()
     module, i32, i64 = ir.Module("fastnn_blas_calls"), ir.IntType(32), ir.IntType(64)
@@ -229,32 +236,50 @@ def _gemm_entry_points(main, serial, set_threads, mutex, lock, unlock):
     lock_fn = external("fastnn_blas_mutex_lock", lock, ir.FunctionType(i32, [ptr]))
     unlock_fn = external("fastnn_blas_mutex_unlock", unlock, ir.FunctionType(i32, [ptr]))
     set_fn = set_threads and external("fastnn_blas_set_threads", set_threads, ir.FunctionType(ir.VoidType(), [i32]))
-    gemm_fn = {d: external(f"fastnn_shared_{d}gemm", main[d], gemm_type) for d in ("s", "d")}
     mutex_ptr = ir.Constant(i64, mutex).inttoptr(ptr)
-    names = []
+    if set_fn:      # the count set from Python in one foreign call: the mutex is never held by a thread that
+        # needs the GIL to go on (a kernel waiting for the mutex may hold it: then the two would deadlock)
+        locked_set = ir.Function(module, ir.FunctionType(ir.VoidType(), [i32]), "fastnn_blas_set_threads_locked")
+        builder = ir.IRBuilder(locked_set.append_basic_block())
+        builder.call(lock_fn, [mutex_ptr])
+        builder.call(set_fn, [locked_set.args[0]])
+        builder.call(unlock_fn, [mutex_ptr])
+        builder.ret_void()
     for dtype in ("s", "d"):
-        for threads in ("n", "1"):
-            if threads == "1" and serial is not None:
-                continue
-            name = f"fastnn_{dtype}gemm_{threads}"
-            fn = ir.Function(module, ir.FunctionType(ir.VoidType(), ([i32] if threads == "n" else []) + [ptr] * 13),
-                             name)
-            builder = ir.IRBuilder(fn.append_basic_block())
+        shared = external(f"fastnn_shared_{dtype}gemm", main[dtype], gemm_type)
+        serial = ir.GlobalVariable(module, gemm_type.as_pointer(), f"fastnn_serial_{dtype}gemm")
+        serial.initializer = ir.Constant(gemm_type.as_pointer(), None)
+        threaded = ir.Function(module, ir.FunctionType(ir.VoidType(), [i32] + [ptr] * 13), f"fastnn_{dtype}gemm_n")
+        builder = ir.IRBuilder(threaded.append_basic_block())
+        if set_fn:
             builder.call(lock_fn, [mutex_ptr])
-            if set_fn:
-                builder.call(set_fn, [fn.args[0] if threads == "n" else ir.Constant(i32, 1)])
-            builder.call(gemm_fn[dtype], list(fn.args[-13:]))
+            builder.call(set_fn, [threaded.args[0]])
+        builder.call(shared, list(threaded.args[1:]))
+        if set_fn:
             builder.call(unlock_fn, [mutex_ptr])
+        builder.ret_void()
+        one = ir.Function(module, gemm_type, f"fastnn_{dtype}gemm_1")
+        builder = ir.IRBuilder(one.append_basic_block())
+        if not set_fn:
+            builder.call(shared, list(one.args))
             builder.ret_void()
-            names.append(name)
+            continue
+        copy = builder.load_atomic(serial, "acquire", 8)
+        with builder.if_else(builder.icmp_unsigned("!=", copy, ir.Constant(copy.type, None))) as (loaded, not_yet):
+            with loaded:
+                builder.call(copy, list(one.args))
+            with not_yet:
+                builder.call(threaded, [ir.Constant(i32, 1)] + list(one.args))
+        builder.ret_void()
     engine = llvmlite.binding.create_mcjit_compiler(
         llvmlite.binding.parse_assembly(str(module)),
         llvmlite.binding.Target.from_default_triple().create_target_machine())
     engine.finalize_object()
-    found = {name: engine.get_function_address(name) for name in names}
-    if serial is not None:
-        found.update(fastnn_sgemm_1=serial["s"], fastnn_dgemm_1=serial["d"])
-    return found, engine
+    found = {f"fastnn_{d}gemm_{t}": engine.get_function_address(f"fastnn_{d}gemm_{t}") for d in "sd" for t in "n1"}
+    if set_fn:
+        found["fastnn_blas_set_threads_locked"] = engine.get_function_address("fastnn_blas_set_threads_locked")
+    pointers = {d: engine.get_global_value_address(f"fastnn_serial_{d}gemm") for d in "sd"}
+    return found, pointers, engine
 
 
 class _Mutex:
@@ -286,21 +311,38 @@ class _Mutex:
 
 
 _MUTEX = _Mutex()
-_SERIAL = _serial_copy(_BLAS["path"]) if _BLAS["set"] else None
-_ENTRY_POINTS, _entry_engine = _gemm_entry_points(
-    {"s": _BLAS["sgemm"], "d": _BLAS["dgemm"]},
-    None if _SERIAL is None else {"s": _SERIAL["sgemm"], "d": _SERIAL["dgemm"]},
-    _BLAS["set"], _MUTEX.address, ctypes.cast(_MUTEX.lock, ctypes.c_void_p).value,
-    ctypes.cast(_MUTEX.unlock, ctypes.c_void_p).value)
+_ENTRY_POINTS, _SERIAL_POINTERS, _entry_engine = _gemm_entry_points(
+    {"s": _BLAS["sgemm"], "d": _BLAS["dgemm"]}, _BLAS["set"], _MUTEX.address,
+    ctypes.cast(_MUTEX.lock, ctypes.c_void_p).value, ctypes.cast(_MUTEX.unlock, ctypes.c_void_p).value)
 for _name, _address_of in _ENTRY_POINTS.items():
     llvmlite.binding.add_symbol(_name, _address_of)
 #: True when fastnn sets the thread count of each multi-threaded GEMM (an OpenBLAS: SciPy's or the wheel's).
 PER_CALL_THREADS = _BLAS["set"] is not None
-#: True when one-thread GEMMs run on their own instance of the library (``_serial_copy``), concurrently
-#: from any number of threads; False: they take turns with every other GEMM of fastnn (still exact, but
-#: then splitting a batch over threads cannot pay: threads.batch_parallel_threads gives 1).
-SERIAL_COPY = _SERIAL is not None
-_set_threads = ctypes.CFUNCTYPE(None, ctypes.c_int)(_BLAS["set"]) if _BLAS["set"] else None
+_serial = {"tried": False, "copy": None}      # the serial copy, loaded on first need (it costs ~30 ms)
+_serial_loading = threading.Lock()
+
+
+def concurrent_one_thread_gemms():
+    """True when one-thread GEMMs can run at the same time from several threads, each on one thread: the
+    serial copy of the library (``_serial_copy``) is loaded on the first call that needs it (a batch-parallel
+    epoch, a fit or predict outside the main thread), or the BLAS has no thread count to protect. False:
+    they take turns with every other GEMM of fastnn under the lock — still exact, but then splitting a
+    batch over threads cannot pay (threads.batch_parallel_threads gives 1)."""
+    if _BLAS["set"] is None:
+        return True
+    if not _serial["tried"]:
+        with _serial_loading:
+            if not _serial["tried"]:
+                copy = _serial_copy(_BLAS["path"])
+                if copy is not None:
+                    for d in "sd":
+                        ctypes.c_void_p.from_address(_SERIAL_POINTERS[d]).value = copy[d + "gemm"]
+                _serial["copy"], _serial["tried"] = copy, True
+    return _serial["copy"] is not None
+
+
+_set_threads = (ctypes.CFUNCTYPE(None, ctypes.c_int)(_ENTRY_POINTS["fastnn_blas_set_threads_locked"])
+                if _BLAS["set"] else None)
 _get_threads = ctypes.CFUNCTYPE(ctypes.c_int)(_BLAS["get"]) if _BLAS["get"] else None
 
 
@@ -310,15 +352,16 @@ def set_blas_threads(n):
     multi-threaded GEMM themselves: this is for other callers of the same library."""
     if _set_threads is None:
         return False
-    with _MUTEX:
-        _set_threads(int(n))
+    _set_threads(int(n))        # under the mutex, in one foreign call (``_gemm_entry_points``)
     return True
 
 
-def blas_settings_held():
-    """A lock (use ``with``) that no multi-threaded GEMM of fastnn runs under: take it around anything
-    that changes the shared library's thread count from outside the kernels (threadpoolctl)."""
-    return _MUTEX
+def is_kernels_library(path):
+    """Whether ``path`` is the file of the library the kernels call (whose count only fastnn sets)."""
+    try:
+        return bool(BLAS_LIBRARY) and os.path.samefile(path, BLAS_LIBRARY)
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def get_blas_threads():
@@ -421,6 +464,8 @@ def gemm(typingctx, alpha, a, trans_a, b, trans_b, beta, c, max_threads):
     column slices of such included: ``_float_matrices``). Callable from kernels only.
 
     op(a) is a.T when ``trans_a`` (a then has shape (k, m)), else a (m, k); likewise b. c is (m, n).
+    Call it from ``nogil`` kernels only (every fastnn kernel is): a GEMM may wait for the mutex of
+    ``_gemm_entry_points``, and a kernel that holds the GIL meanwhile could deadlock with a Python thread.
     Shapes must agree; callers check them. The GEMM runs on ``max_threads`` BLAS threads if that is > 1
     and it has at least MIN_THREADED_MACS multiply-adds, else on one: the count travels with the call, and
     nothing another thread does changes it. Row-major C is column-major Cᵀ = op(b)ᵀ·op(a)ᵀ, so BLAS gets

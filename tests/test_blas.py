@@ -125,8 +125,9 @@ def test_thread_count_control():
         if numba.config.NUMBA_NUM_THREADS >= 2:
             fastnn.set_num_threads(2)
             assert _blas.get_blas_threads() == 2
-        if _blas.SERIAL_COPY:
-            get = _blas._address(_blas._SERIAL["lib"], "scipy_openblas_get_num_threads", "openblas_get_num_threads")
+        if _blas.concurrent_one_thread_gemms() and _blas._serial["copy"] is not None:
+            get = _blas._address(_blas._serial["copy"]["lib"], "scipy_openblas_get_num_threads",
+                                 "openblas_get_num_threads")
             import ctypes
             assert ctypes.CFUNCTYPE(ctypes.c_int)(get)() == 1
             try:
@@ -209,6 +210,7 @@ def test_a_gemms_count_is_its_own_whatever_other_threads_set(threads):
     (what the batch-parallel epoch used after setting it to 1 once), and other threads changed it."""
     if not _blas.PER_CALL_THREADS:
         pytest.skip("this BLAS has no thread control")
+    _blas.concurrent_one_thread_gemms()     # (the copy; without it: tests/test_threads.py's subprocess case)
     rng = np.random.default_rng(11)
     a, b = rng.standard_normal((128, 784)).astype(np.float32), rng.standard_normal((784, 256)).astype(np.float32)
     times = 60
@@ -237,19 +239,54 @@ def test_a_gemms_count_is_its_own_whatever_other_threads_set(threads):
     assert not bad, f"{len(bad)} of {times} GEMMs on {threads} thread(s) differ from the same GEMM alone"
 
 
+def test_the_serial_copy_is_loaded_on_first_need_only():
+    """Importing fastnn and a main-thread fit that does not split its batches leave the copy unloaded
+    (~30 ms of a warm start); a fit in another thread loads it."""
+    code = ("import threading, numpy as np, fastnn as fnn\n"
+            "from fastnn.kernels import _blas\n"
+            "net = fnn.NeuralNetwork([fnn.FullyConnected(4, 3)], optimizer=fnn.SGD(lr=0.1))\n"
+            "X, y = np.ones((32, 4), np.float32), np.arange(32) % 3\n"
+            "net.fit(X, y, epochs=1, verbose=0)\n"
+            "print(_blas._serial['tried'])\n"
+            "t = threading.Thread(target=lambda: net.fit(X, y, epochs=1, verbose=0)); t.start(); t.join()\n"
+            "print(_blas._serial['tried'])\n")
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True" if _blas.PER_CALL_THREADS else "False"]
+
+
 def test_without_the_serial_copy():
     """FASTNN_BLAS_SERIAL_COPY=0 (what a platform without memfd_create gets): one-thread GEMMs go through
     the shared instance under the lock; still right, and the fused kernel does not split batches."""
     code = ("import numpy as np, numba, fastnn\n"
             "from fastnn.kernels import _blas\n"
-            "@numba.njit\n"
+            "@numba.njit(nogil=True)\n"
             "def mm(a, b, c, t):\n"
             "    _blas.gemm(1.0, a, False, b, False, 0.0, c, t)\n"
             "a = np.arange(12.0, dtype=np.float32).reshape(3, 4); b = np.ones((4, 2), np.float32)\n"
             "for t in (1, 2):\n"
             "    c = np.empty((3, 2), np.float32); mm(a, b, c, t)\n"
             "    assert np.array_equal(c, a @ b), c\n"
-            "print(_blas.SERIAL_COPY, fastnn.threads.batch_parallel_threads([784, 256, 10], 1024, 60000))\n")
+            "import threading\n"           # the locked one-thread path holds its count against a meddler
+            "rng = np.random.default_rng(11)\n"
+            "a = rng.standard_normal((128, 784)).astype(np.float32)\n"
+            "b = rng.standard_normal((784, 256)).astype(np.float32)\n"
+            "_blas.set_blas_threads(1); alone = np.empty((128, 256), np.float32); mm(a, b, alone, 1)\n"
+            "stop = []\n"
+            "def meddle():\n"
+            "    n = 0\n"
+            "    while not stop:\n"
+            "        _blas.set_blas_threads(1 + n % 2); n += 1\n"
+            "m = threading.Thread(target=meddle); m.start()\n"
+            "try:\n"
+            "    for i in range(40):\n"
+            "        c = np.empty((128, 256), np.float32); mm(a, b, c, 1)\n"
+            "        assert np.array_equal(c, alone), i\n"
+            "finally:\n"
+            "    stop.append(1); m.join()\n"
+            "print(_blas.concurrent_one_thread_gemms(),\n"
+            "      fastnn.threads.batch_parallel_threads([784, 256, 10], 1024, 60000))\n")
     env = dict(os.environ, FASTNN_BLAS_SERIAL_COPY="0", PYTHONPATH=ROOT)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
