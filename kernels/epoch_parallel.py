@@ -54,14 +54,15 @@ import math
 from collections import namedtuple
 
 from . import optim
+from ._blas import matmul
 from ._jit import inline_kernel, specialize
 from ._sync import CLAIMED, DONE, RETIRE, STOP, atomic_add, atomic_load, atomic_store, cycles, wait_until_done
 from .step import (FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, LOSS_NAMES, OPT_ADAM, OPT_MOMENTUM,
-                   OPT_SGD, UPDATES, _absmax_bound, batch_denominator, deltas, first_bad_row, forward_rows, input_bound,
-                   layer_gradient, penalty_decay, penalty_factor, penalty_gradient, row_bounds, sgd_grad_bound,
-                   sgd_in_gemm, sgd_limit, sgd_proven, slot)
+                   OPT_SGD, UPDATES, _absmax_bound, batch_denominator, column_sums, deltas, first_bad_row,
+                   forward_rows, input_bound, layer_gradient, penalty_decay, penalty_factor, penalty_gradient,
+                   row_bounds, sgd_grad_bound, sgd_in_gemm, sgd_limit, sgd_proven, slot)
 
-Team = namedtuple("Team", "partials totals wbound clock schedule")
+Team = namedtuple("Team", "partials totals wbound clock schedule gpart")
 
 # columns of ``partials``: one row per block; the squared gradient norm of layer k at _NORMS + k; max |x| of
 # the block's gathered rows at _amax(L) (inf: one holds NaN/Inf) and the first such row of X at _BAD (-1:
@@ -84,6 +85,26 @@ def _dmax(L):
 @inline_kernel
 def _wmax(L):
     return _NORMS + 3 * L + 1
+
+
+#: forces the gradient split of every layer (tests, benchmarks): None, the rule (``row_split``); "rows", every
+#: layer from per-block partials; "ranges", every layer by parameter ranges over the whole batch
+SPLIT = None
+
+
+def row_split(widths, rows, T):
+    """Per layer (widths[k] -> widths[k+1]), whether phase 0 computes its gradient as per-block partials
+    from each block's own rows (True) or phase 1 by parameter ranges over the whole batch (False): the
+    rule of the module's docstring for a batch of ``rows`` rows cut in T blocks, or SPLIT when set."""
+    if SPLIT is not None and SPLIT not in ("rows", "ranges"):
+        raise ValueError(f"epoch_parallel.SPLIT must be None, 'rows' or 'ranges', not {SPLIT!r}")
+    out = []
+    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        if SPLIT is None:
+            out.append(T > 1 and fan_in * fan_out < rows * (fan_in + fan_out))
+        else:
+            out.append(SPLIT == "rows")
+    return out
 
 
 def partials_columns(L):
@@ -110,9 +131,11 @@ def _ranges(k, blk, T, W, offsets):
 
 @inline_kernel
 def _stop(sync, status, blk, batch, layer, what):
-    """Every block of a phase reaches the same verdict; block 0 writes it, and the threads stop claiming."""
-    if blk == 0:
-        status[0], status[1], status[2] = batch, layer, what
+    """Every block of a phase reaches the same verdict; each block writes it (the same values), and the
+    threads stop claiming. (Block 0 alone wrote it before: a thread that had claimed block 0 but ran it
+    after another block's stop returned at the STOP flag, and the epoch ended with no verdict — a fit
+    that trained past a NaN row of X, a few times in 1000 with 3 threads.)"""
+    status[0], status[1], status[2] = batch, layer, what
     atomic_store(sync, STOP, 1)
 
 
@@ -140,6 +163,40 @@ def _first_bad(partials, T):
         if partials[s, _BAD] >= 0:
             return int(partials[s, _BAD])
     return -1
+
+
+@inline_kernel
+def _row_partials(k, blk, r0, r1, W, A, D, gpart):
+    """Phase 0, a layer split by rows (gpart[k] has columns): block blk's gradient partials of layer k from
+    its own rows r0:r1 of the batch, into gpart[k][blk] laid out as the layer's segment of the parameter
+    buffer (weights row-major, then bias): A[k][r0:r1]ᵀ·D[k+1][r0:r1] and the column sums of its deltas;
+    zeros when the block has no rows."""
+    fan_in, fan_out = W[k].shape
+    own = gpart[k][blk]
+    if r1 > r0:
+        matmul(A[k][r0:r1], True, D[k + 1][r0:r1], False, own[:fan_in * fan_out].reshape((fan_in, fan_out)), 0)
+        column_sums(D[k + 1][r0:r1], own[fan_in * fan_out:])
+    else:
+        own[:] = 0
+
+
+@inline_kernel
+def _reduce(parts, T, lo, hi, out):
+    """out[:] = Σ_s parts[s, lo:hi] over the T blocks, in block order (the same bits whatever the timing)."""
+    for i in range(hi - lo):
+        out[i] = parts[0, lo + i]
+    for s in range(1, T):
+        for i in range(hi - lo):
+            out[i] += parts[s, lo + i]
+
+
+@inline_kernel
+def _reduce_ranges(k, T, w0, w1, c0, c1, offsets, gpart, grads):
+    """Phase 1, a layer split by rows: the gradient of block's parameter ranges [w0, w1), [c0, c1) of layer
+    k (flat, in the parameter buffer) into ``grads``, summed over the blocks' partials."""
+    base = offsets[k]
+    _reduce(gpart[k], T, w0 - base, w1 - base, grads[w0:w1])
+    _reduce(gpart[k], T, c0 - base, c1 - base, grads[c0:c1])
 
 
 @inline_kernel
@@ -194,10 +251,16 @@ def _sgd_phase(g, blk, T, batch, nb, last, remeasured, W, b, params, offsets, A,
         if blk == 0:              # one atomic word: the other blocks of this phase may be reading it
             atomic_store(team.schedule, 0, (g + 1) * _PACK + atomic_load(team.schedule, 0) % _PACK + 1)
         return
+    gpart = team.gpart
     for k in range(L):
         i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)
-        sgd_in_gemm(A[k][:nb, i0:i1], D[k + 1][:nb], W[k][i0:i1], dW[k][i0:i1], D[k + 1][:nb, j0:j1], b[k][j0:j1],
-                    db[k][j0:j1], params, grads, w0, w1, c0, c1, lr, last, 0)
+        if gpart[k].shape[1] > 0:         # split by rows: the blocks' partials summed, then p -= lr·g
+            _reduce_ranges(k, T, w0, w1, c0, c1, offsets, gpart, grads)
+            optim.sgd(params[w0:w1], grads[w0:w1], lr)
+            optim.sgd(params[c0:c1], grads[c0:c1], lr)
+        else:
+            sgd_in_gemm(A[k][:nb, i0:i1], D[k + 1][:nb], W[k][i0:i1], dW[k][i0:i1], D[k + 1][:nb, j0:j1],
+                        b[k][j0:j1], db[k][j0:j1], params, grads, w0, w1, c0, c1, lr, last, 0)
         amax = _block_max(partials, T, _amax(L) + k)         # k = 0: max |x| of the batch, exactly
         wbound[blk, k] += lr * nb * max(amax, 1.0) * _block_max(partials, T, _dmax(L) + k + 1)
     if blk == 0:
@@ -205,16 +268,20 @@ def _sgd_phase(g, blk, T, batch, nb, last, remeasured, W, b, params, offsets, A,
 
 
 @inline_kernel
-def _gradients(blk, T, nb, denom, W, A, D, dW, db, params, grads, offsets, alpha, partials):
+def _gradients(blk, T, nb, denom, W, A, D, dW, db, params, grads, offsets, alpha, partials, gpart):
     """Phase 1 (explicit-gradient optimizers), block blk: the gradients of its parameter ranges (+ scikit-
-    learn's penalty gradient), their squared norms, the penalty's part."""
+    learn's penalty gradient), their squared norms, the penalty's part. A layer split by rows sums the
+    blocks' partials of phase 0 over the ranges; the others compute them over the whole batch."""
     decay = penalty_decay(params, alpha, denom)
     penalty = 0.0
     for k in range(len(W)):
         i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)
         if alpha != 0:
             penalty += optim.squared_norm(params, w0, w1)
-        layer_gradient(A[k][:nb, i0:i1], D[k + 1][:nb], dW[k][i0:i1], D[k + 1][:nb, j0:j1], db[k][j0:j1], 0)
+        if gpart[k].shape[1] > 0:
+            _reduce_ranges(k, T, w0, w1, c0, c1, offsets, gpart, grads)
+        else:
+            layer_gradient(A[k][:nb, i0:i1], D[k + 1][:nb], dW[k][i0:i1], D[k + 1][:nb, j0:j1], db[k][j0:j1], 0)
         if alpha != 0:
             penalty_gradient(params, grads, w0, w1, decay)
         partials[blk, _NORMS + k] = optim.squared_norm(grads, w0, w1) + optim.squared_norm(grads, c0, c1)
@@ -280,6 +347,7 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
     partials = team.partials
     clock = team.clock
     schedule = team.schedule
+    gpart = team.gpart
     slot1 = opt.slot1
     slot2 = opt.slot2
     n, d = X.shape
@@ -338,6 +406,9 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
                 for k in range(1, L + 1):
                     partials[blk, _dmax(L) + k] = 0.0
                     partials[blk, _amax(L) + k - 1] = 0.0
+            for k in range(L):    # the layers split by rows: this block's gradient partials (zeros: no rows)
+                if gpart[k].shape[1] > 0:
+                    _row_partials(k, blk, r0, r1, W, A, D, gpart)
             partials[blk, _LOSS] = loss
             partials[blk, _RIGHT] = right
         elif phase == 1 and _block_max(partials, T, _amax(L)) == math.inf:      # a gathered row holds NaN/Inf
@@ -348,7 +419,8 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
             _sgd_phase(g, blk, T, batch, nb, start + nb >= n, remeasured, W, b, params, offsets, A, D, dW, db, grads,
                        opt.lr, team, sync, norms, status)
         elif phase == 1:          # this block's parameter ranges: gradients, and is their update finite?
-            _gradients(blk, T, nb, denom, W, A, D, dW, db, params, grads, offsets, opt.sklearn_alpha, partials)
+            _gradients(blk, T, nb, denom, W, A, D, dW, db, params, grads, offsets, opt.sklearn_alpha, partials,
+                       gpart)
             finite = True
             for k in range(L):
                 i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)
