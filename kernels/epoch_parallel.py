@@ -11,10 +11,14 @@ T blocks, each phase starting when the previous one is done:
    check: phase 1 refuses the batch in every block when any block's rows hold NaN/Inf, naming the first
    such row in the batch's order), runs the forward pass, the loss head
    (divided by the whole batch's rows or weight sum, so that the blocks add up to the batch) and the
-   backward pass of the deltas D[k] for its rows, with single-threaded GEMMs.
+   backward pass of the deltas D[k] for its rows, with single-threaded GEMMs; then, for each layer split
+   by rows (below), its gradient partials from those rows, A[k][r0:r1]ᵀ·D[k+1][r0:r1] and their column
+   sums, into its own buffer team.gpart[k][b] (the rows it has just written, still in its cache).
 1. gradients: block b takes rows [b·in_k/T, (b+1)·in_k/T) of every weight matrix W[k] (in_k, out_k)
-   and columns [b·out_k/T, (b+1)·out_k/T) of every bias: their gradients over the whole batch,
-   dW[k][i0:i1] = A[k][:, i0:i1]ᵀ · D[k+1] (one GEMM; no per-thread partial to reduce), the column sums,
+   and columns [b·out_k/T, (b+1)·out_k/T) of every bias, and their gradients: a layer split by ranges
+   computes them over the whole batch, dW[k][i0:i1] = A[k][:, i0:i1]ᵀ · D[k+1] (one GEMM reading the
+   activations and deltas that every block wrote) and the column sums; a layer split by rows sums the T
+   blocks' partials of those ranges, in block order (so the bits depend on T alone). Then, for either,
    scikit-learn's penalty gradient, the squared norms, and whether the update of its range stays finite.
 2. update: every block sums the per-block partials (loss, penalty, norms, finiteness) in block order,
    so all reach the same verdict; then it updates its parameter ranges with the checked optimizer
@@ -31,6 +35,19 @@ the whole layer's bound, as the serial kernel measures it) and block 0 inserts o
 (``team.schedule``) that takes that max, proves again, then updates — so no block measures weights that
 another block is updating, and the result is a function of (seed, T) whatever the threads' timing.
 
+The gradient split, per layer (``row_split``; forced for every layer by the module's SPLIT): by rows when
+in_k·out_k < rows·(in_k + out_k), rows the batch size — when a block's own partial buffer (in_k·out_k,
+written in phase 0 and read back, T of them, in phase 1) is smaller than the whole batch's activations
+and deltas of the layer (rows·(in_k + out_k)) that the range split's GEMM reads, (T-1)/T of them just
+written by other cores. Both splits do the same multiply-adds; rows adds T·in_k·out_k additions per step.
+Plain SGD sums a row-split layer's partials over its ranges into the gradient buffer, then p -= lr·g
+(optim.sgd: the serial kernel's last-batch arithmetic) after the same proof; the other layers keep the
+in-GEMM update. The rule's cells (T = 2): tabular 100-100-5 batch 200 and small 64-128-10 batch 64: rows,
+rows; mnist 784-256-128-10 batch 128: ranges, rows, rows (784·256 = 200,704 > 128·1,040 = 133,120); at
+batch 1024 rows for all three; wide 1024-4096-4096-10 batch 512: ranges, ranges, rows. Measured
+(benchmarks.phases, µs per step per block in phases 0 + 1, one block alone -> two at once; a loaded
+2-core Xeon, so ratios rather than times): MEASURED
+
 When thread 0 has waited for the others longer than it worked (a core shared with other work: see
 _sync.py), the others retire and thread 0 runs the remaining blocks alone, with the same numbers.
 
@@ -42,20 +59,23 @@ NaN/Inf, a non-finite loss, gradient or update the kernel stops before that batc
 epoch.py). A thread that raises sets ``sync``'s abort flag (fastnn/engines/fused.py): the others return at
 once.
 
-Team(partials, totals, wbound, clock, schedule):
+Team(partials, totals, wbound, clock, schedule, gpart):
   partials (T, partials_columns(L)) float64: each block's partial results (columns below);
   totals (4,) float64 zeroed: receives the epoch's (loss summed over samples, correct, steps, penalty);
   wbound (T, L) float64 of inf: plain SGD's running bounds on max |W[k]|, one copy per block (all equal);
   clock (T, 4) int64 zeroed: receives each thread's CPU cycles spent waiting and working in phases
   0, 1, 2 (for benchmarks: where the time goes); schedule (1,) int64 zeroed: the phases plain SGD inserted,
-  packed in one word that block 0 writes atomically — (index of the latest one) · 2³² + (how many so far).
+  packed in one word that block 0 writes atomically — (index of the latest one) · 2³² + (how many so far);
+  gpart: tuple of L arrays in the network's dtype, (T, (in_k + 1)·out_k) for a layer split by rows (block
+  b's partials laid out as the layer's segment of the parameter buffer: weights row-major, then bias),
+  (T, 0) for a layer split by ranges (the engine allocates them once per fit: ``row_split`` says which).
 """
 import math
 from collections import namedtuple
 
 from . import optim
 from ._blas import matmul
-from ._jit import inline_kernel, specialize
+from ._jit import inline_kernel, internal_kernel, specialize
 from ._sync import CLAIMED, DONE, RETIRE, STOP, atomic_add, atomic_load, atomic_store, cycles, wait_until_done
 from .step import (FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, LOSS_NAMES, OPT_ADAM, OPT_MOMENTUM,
                    OPT_SGD, UPDATES, _absmax_bound, batch_denominator, column_sums, deltas, first_bad_row,
@@ -165,38 +185,33 @@ def _first_bad(partials, T):
     return -1
 
 
-@inline_kernel
-def _row_partials(k, blk, r0, r1, W, A, D, gpart):
-    """Phase 0, a layer split by rows (gpart[k] has columns): block blk's gradient partials of layer k from
-    its own rows r0:r1 of the batch, into gpart[k][blk] laid out as the layer's segment of the parameter
-    buffer (weights row-major, then bias): A[k][r0:r1]ᵀ·D[k+1][r0:r1] and the column sums of its deltas;
-    zeros when the block has no rows."""
-    fan_in, fan_out = W[k].shape
-    own = gpart[k][blk]
-    if r1 > r0:
-        matmul(A[k][r0:r1], True, D[k + 1][r0:r1], False, own[:fan_in * fan_out].reshape((fan_in, fan_out)), 0)
-        column_sums(D[k + 1][r0:r1], own[fan_in * fan_out:])
-    else:
+@internal_kernel
+def row_partials(a, dy, own):
+    """Phase 0, a layer split by rows: one block's gradient partials of the layer from its own rows a =
+    A[k][r0:r1], dy = D[k+1][r0:r1] into ``own`` (gpart[k][blk], laid out as the layer's segment of the
+    parameter buffer: weights row-major, then bias): aᵀ·dy, then the column sums of dy; zeros when the
+    block has no rows. A kernel of its own (arrays only): inlined, it cost the driver ~0.5 s of compile
+    per variant; this way every variant links the one cached copy."""
+    fan_in, fan_out = a.shape[1], dy.shape[1]
+    if a.shape[0] == 0:
         own[:] = 0
+        return
+    matmul(a, True, dy, False, own[:fan_in * fan_out].reshape((fan_in, fan_out)), 0)
+    column_sums(dy[:, 0:fan_out], own[fan_in * fan_out:])     # (the 'A' layout of the range split's call)
 
 
-@inline_kernel
-def _reduce(parts, T, lo, hi, out):
-    """out[:] = Σ_s parts[s, lo:hi] over the T blocks, in block order (the same bits whatever the timing)."""
-    for i in range(hi - lo):
-        out[i] = parts[0, lo + i]
-    for s in range(1, T):
-        for i in range(hi - lo):
-            out[i] += parts[s, lo + i]
-
-
-@inline_kernel
-def _reduce_ranges(k, T, w0, w1, c0, c1, offsets, gpart, grads):
-    """Phase 1, a layer split by rows: the gradient of block's parameter ranges [w0, w1), [c0, c1) of layer
-    k (flat, in the parameter buffer) into ``grads``, summed over the blocks' partials."""
-    base = offsets[k]
-    _reduce(gpart[k], T, w0 - base, w1 - base, grads[w0:w1])
-    _reduce(gpart[k], T, c0 - base, c1 - base, grads[c0:c1])
+@internal_kernel
+def sum_partials(parts, w0, w1, c0, c1, dw, db):
+    """Phase 1, a layer split by rows: dw[:] = Σ_s parts[s, w0:w1] and db[:] = Σ_s parts[s, c0:c1] over the
+    T = len(parts) blocks' partials, in block order (the same bits whatever the timing); [w0, w1), [c0, c1)
+    a block's ranges of the layer's weights and bias relative to its segment. A kernel of its own, not
+    inlined: the driver calls it from two places, and every variant links the one cached copy."""
+    for out, lo in ((dw, w0), (db, c0)):
+        for i in range(out.size):
+            out[i] = parts[0, lo + i]
+        for s in range(1, parts.shape[0]):
+            for i in range(out.size):
+                out[i] += parts[s, lo + i]
 
 
 @inline_kernel
@@ -255,7 +270,8 @@ def _sgd_phase(g, blk, T, batch, nb, last, remeasured, W, b, params, offsets, A,
     for k in range(L):
         i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)
         if gpart[k].shape[1] > 0:         # split by rows: the blocks' partials summed, then p -= lr·g
-            _reduce_ranges(k, T, w0, w1, c0, c1, offsets, gpart, grads)
+            base = offsets[k]
+            sum_partials(gpart[k], w0 - base, w1 - base, c0 - base, c1 - base, grads[w0:w1], grads[c0:c1])
             optim.sgd(params[w0:w1], grads[w0:w1], lr)
             optim.sgd(params[c0:c1], grads[c0:c1], lr)
         else:
@@ -279,7 +295,8 @@ def _gradients(blk, T, nb, denom, W, A, D, dW, db, params, grads, offsets, alpha
         if alpha != 0:
             penalty += optim.squared_norm(params, w0, w1)
         if gpart[k].shape[1] > 0:
-            _reduce_ranges(k, T, w0, w1, c0, c1, offsets, gpart, grads)
+            base = offsets[k]
+            sum_partials(gpart[k], w0 - base, w1 - base, c0 - base, c1 - base, grads[w0:w1], grads[c0:c1])
         else:
             layer_gradient(A[k][:nb, i0:i1], D[k + 1][:nb], dW[k][i0:i1], D[k + 1][:nb, j0:j1], db[k][j0:j1], 0)
         if alpha != 0:
@@ -408,7 +425,7 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
                     partials[blk, _amax(L) + k - 1] = 0.0
             for k in range(L):    # the layers split by rows: this block's gradient partials (zeros: no rows)
                 if gpart[k].shape[1] > 0:
-                    _row_partials(k, blk, r0, r1, W, A, D, gpart)
+                    row_partials(A[k][r0:r1], D[k + 1][r0:r1], gpart[k][blk])
             partials[blk, _LOSS] = loss
             partials[blk, _RIGHT] = right
         elif phase == 1 and _block_max(partials, T, _amax(L)) == math.inf:      # a gathered row holds NaN/Inf
