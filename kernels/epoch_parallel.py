@@ -44,9 +44,14 @@ Plain SGD sums a row-split layer's partials over its ranges into the gradient bu
 (optim.sgd: the serial kernel's last-batch arithmetic) after the same proof; the other layers keep the
 in-GEMM update. The rule's cells (T = 2): tabular 100-100-5 batch 200 and small 64-128-10 batch 64: rows,
 rows; mnist 784-256-128-10 batch 128: ranges, rows, rows (784·256 = 200,704 > 128·1,040 = 133,120); at
-batch 1024 rows for all three; wide 1024-4096-4096-10 batch 512: ranges, ranges, rows. Measured
-(benchmarks.phases, µs per step per block in phases 0 + 1, one block alone -> two at once; a loaded
-2-core Xeon, so ratios rather than times): MEASURED
+batch 1024 rows for all three; wide 1024-4096-4096-10 batch 512: ranges, ranges, rows. The rule is
+the traffic argument above, not yet fitted to timings. Measured (2026-12-06, the 2-core Xeon under other
+engineers' load; team.clock, µs per step of work in phases 0+1+2, both blocks of T = 2 run by one thread,
+median of 7 epochs, ranges -> rule): small 39.2 -> 43.5, tabular 125.5 -> 125.3, mnist128 1116 -> 1164
+— alone, the partials cost 0-11 % more work (the extra partial buffers and their sum); the gain is meant
+to come from two blocks at once, where the issue's idle profile has the range split's phase 1 per block
+at small 7 -> 14, tabular 47.5 -> 69, mnist128 243 -> 319 µs (alone -> concurrent). Two threads at once
+could not be measured under that load (thread 0 retired the other in most epochs): to be measured idle.
 
 When thread 0 has waited for the others longer than it worked (a core shared with other work: see
 _sync.py), the others retire and thread 0 runs the remaining blocks alone, with the same numbers.
