@@ -11,10 +11,14 @@ T blocks, each phase starting when the previous one is done:
    check: phase 1 refuses the batch in every block when any block's rows hold NaN/Inf, naming the first
    such row in the batch's order), runs the forward pass, the loss head
    (divided by the whole batch's rows or weight sum, so that the blocks add up to the batch) and the
-   backward pass of the deltas D[k] for its rows, with single-threaded GEMMs.
+   backward pass of the deltas D[k] for its rows, with single-threaded GEMMs; then, for each layer split
+   by rows (below), its gradient partials from those rows, A[k][r0:r1]ᵀ·D[k+1][r0:r1] and their column
+   sums, into its own buffer team.gpart[k][b] (the rows it has just written, still in its cache).
 1. gradients: block b takes rows [b·in_k/T, (b+1)·in_k/T) of every weight matrix W[k] (in_k, out_k)
-   and columns [b·out_k/T, (b+1)·out_k/T) of every bias: their gradients over the whole batch,
-   dW[k][i0:i1] = A[k][:, i0:i1]ᵀ · D[k+1] (one GEMM; no per-thread partial to reduce), the column sums,
+   and columns [b·out_k/T, (b+1)·out_k/T) of every bias, and their gradients: a layer split by ranges
+   computes them over the whole batch, dW[k][i0:i1] = A[k][:, i0:i1]ᵀ · D[k+1] (one GEMM reading the
+   activations and deltas that every block wrote) and the column sums; a layer split by rows sums the T
+   blocks' partials of those ranges, in block order (so the bits depend on T alone). Then, for either,
    scikit-learn's penalty gradient, the squared norms, and whether the update of its range stays finite.
 2. update: every block sums the per-block partials (loss, penalty, norms, finiteness) in block order,
    so all reach the same verdict; then it updates its parameter ranges with the checked optimizer
@@ -31,6 +35,24 @@ the whole layer's bound, as the serial kernel measures it) and block 0 inserts o
 (``team.schedule``) that takes that max, proves again, then updates — so no block measures weights that
 another block is updating, and the result is a function of (seed, T) whatever the threads' timing.
 
+The gradient split, per layer (``row_split``; forced for every layer by the module's SPLIT): by rows when
+in_k·out_k < rows·(in_k + out_k), rows the batch size — when a block's own partial buffer (in_k·out_k,
+written in phase 0 and read back, T of them, in phase 1) is smaller than the whole batch's activations
+and deltas of the layer (rows·(in_k + out_k)) that the range split's GEMM reads, (T-1)/T of them just
+written by other cores. Both splits do the same multiply-adds; rows adds T·in_k·out_k additions per step.
+Plain SGD sums a row-split layer's partials over its ranges into the gradient buffer, then p -= lr·g
+(optim.sgd: the serial kernel's last-batch arithmetic) after the same proof; the other layers keep the
+in-GEMM update. The rule's cells (T = 2): tabular 100-100-5 batch 200 and small 64-128-10 batch 64: rows,
+rows; mnist 784-256-128-10 batch 128: ranges, rows, rows (784·256 = 200,704 > 128·1,040 = 133,120); at
+batch 1024 rows for all three; wide 1024-4096-4096-10 batch 512: ranges, ranges, rows. The rule is
+the traffic argument above, not yet fitted to timings. Measured (2026-12-06, the 2-core Xeon under other
+engineers' load; team.clock, µs per step of work in phases 0+1+2, both blocks of T = 2 run by one thread,
+median of 7 epochs, ranges -> rule): small 39.2 -> 43.5, tabular 125.5 -> 125.3, mnist128 1116 -> 1164
+— alone, the partials cost 0-11 % more work (the extra partial buffers and their sum); the gain is meant
+to come from two blocks at once, where the issue's idle profile has the range split's phase 1 per block
+at small 7 -> 14, tabular 47.5 -> 69, mnist128 243 -> 319 µs (alone -> concurrent). Two threads at once
+could not be measured under that load (thread 0 retired the other in most epochs): to be measured idle.
+
 When thread 0 has waited for the others longer than it worked (a core shared with other work: see
 _sync.py), the others retire and thread 0 runs the remaining blocks alone, with the same numbers.
 
@@ -42,26 +64,30 @@ NaN/Inf, a non-finite loss, gradient or update the kernel stops before that batc
 epoch.py). A thread that raises sets ``sync``'s abort flag (fastnn/engines/fused.py): the others return at
 once.
 
-Team(partials, totals, wbound, clock, schedule):
+Team(partials, totals, wbound, clock, schedule, gpart):
   partials (T, partials_columns(L)) float64: each block's partial results (columns below);
   totals (4,) float64 zeroed: receives the epoch's (loss summed over samples, correct, steps, penalty);
   wbound (T, L) float64 of inf: plain SGD's running bounds on max |W[k]|, one copy per block (all equal);
   clock (T, 4) int64 zeroed: receives each thread's CPU cycles spent waiting and working in phases
   0, 1, 2 (for benchmarks: where the time goes); schedule (1,) int64 zeroed: the phases plain SGD inserted,
-  packed in one word that block 0 writes atomically — (index of the latest one) · 2³² + (how many so far).
+  packed in one word that block 0 writes atomically — (index of the latest one) · 2³² + (how many so far);
+  gpart: tuple of L arrays in the network's dtype, (T, (in_k + 1)·out_k) for a layer split by rows (block
+  b's partials laid out as the layer's segment of the parameter buffer: weights row-major, then bias),
+  (T, 0) for a layer split by ranges (the engine allocates them once per fit: ``row_split`` says which).
 """
 import math
 from collections import namedtuple
 
 from . import optim
-from ._jit import inline_kernel, specialize
+from ._blas import matmul
+from ._jit import inline_kernel, internal_kernel, specialize
 from ._sync import CLAIMED, DONE, RETIRE, STOP, atomic_add, atomic_load, atomic_store, cycles, wait_until_done
 from .step import (FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, LOSS_NAMES, OPT_ADAM, OPT_MOMENTUM,
-                   OPT_SGD, UPDATES, _absmax_bound, batch_denominator, deltas, first_bad_row, forward_rows, input_bound,
-                   layer_gradient, penalty_decay, penalty_factor, penalty_gradient, row_bounds, sgd_grad_bound,
-                   sgd_in_gemm, sgd_limit, sgd_proven, slot)
+                   OPT_SGD, UPDATES, _absmax_bound, batch_denominator, column_sums, deltas, first_bad_row,
+                   forward_rows, input_bound, layer_gradient, penalty_decay, penalty_factor, penalty_gradient,
+                   row_bounds, sgd_grad_bound, sgd_in_gemm, sgd_limit, sgd_proven, slot)
 
-Team = namedtuple("Team", "partials totals wbound clock schedule")
+Team = namedtuple("Team", "partials totals wbound clock schedule gpart")
 
 # columns of ``partials``: one row per block; the squared gradient norm of layer k at _NORMS + k; max |x| of
 # the block's gathered rows at _amax(L) (inf: one holds NaN/Inf) and the first such row of X at _BAD (-1:
@@ -84,6 +110,26 @@ def _dmax(L):
 @inline_kernel
 def _wmax(L):
     return _NORMS + 3 * L + 1
+
+
+#: forces the gradient split of every layer (tests, benchmarks): None, the rule (``row_split``); "rows", every
+#: layer from per-block partials; "ranges", every layer by parameter ranges over the whole batch
+SPLIT = None
+
+
+def row_split(widths, rows, T):
+    """Per layer (widths[k] -> widths[k+1]), whether phase 0 computes its gradient as per-block partials
+    from each block's own rows (True) or phase 1 by parameter ranges over the whole batch (False): the
+    rule of the module's docstring for a batch of ``rows`` rows cut in T blocks, or SPLIT when set."""
+    if SPLIT is not None and SPLIT not in ("rows", "ranges"):
+        raise ValueError(f"epoch_parallel.SPLIT must be None, 'rows' or 'ranges', not {SPLIT!r}")
+    out = []
+    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        if SPLIT is None:
+            out.append(T > 1 and fan_in * fan_out < rows * (fan_in + fan_out))
+        else:
+            out.append(SPLIT == "rows")
+    return out
 
 
 def partials_columns(L):
@@ -110,9 +156,11 @@ def _ranges(k, blk, T, W, offsets):
 
 @inline_kernel
 def _stop(sync, status, blk, batch, layer, what):
-    """Every block of a phase reaches the same verdict; block 0 writes it, and the threads stop claiming."""
-    if blk == 0:
-        status[0], status[1], status[2] = batch, layer, what
+    """Every block of a phase reaches the same verdict; each block writes it (the same values), and the
+    threads stop claiming. (Block 0 alone wrote it before: a thread that had claimed block 0 but ran it
+    after another block's stop returned at the STOP flag, and the epoch ended with no verdict — a fit
+    that trained past a NaN row of X, a few times in 1000 with 3 threads.)"""
+    status[0], status[1], status[2] = batch, layer, what
     atomic_store(sync, STOP, 1)
 
 
@@ -140,6 +188,35 @@ def _first_bad(partials, T):
         if partials[s, _BAD] >= 0:
             return int(partials[s, _BAD])
     return -1
+
+
+@internal_kernel
+def row_partials(a, dy, own):
+    """Phase 0, a layer split by rows: one block's gradient partials of the layer from its own rows a =
+    A[k][r0:r1], dy = D[k+1][r0:r1] into ``own`` (gpart[k][blk], laid out as the layer's segment of the
+    parameter buffer: weights row-major, then bias): aᵀ·dy, then the column sums of dy; zeros when the
+    block has no rows. A kernel of its own (arrays only): inlined, it cost the driver ~0.5 s of compile
+    per variant; this way every variant links the one cached copy."""
+    fan_in, fan_out = a.shape[1], dy.shape[1]
+    if a.shape[0] == 0:
+        own[:] = 0
+        return
+    matmul(a, True, dy, False, own[:fan_in * fan_out].reshape((fan_in, fan_out)), 0)
+    column_sums(dy[:, 0:fan_out], own[fan_in * fan_out:])     # (the 'A' layout of the range split's call)
+
+
+@internal_kernel
+def sum_partials(parts, w0, w1, c0, c1, dw, db):
+    """Phase 1, a layer split by rows: dw[:] = Σ_s parts[s, w0:w1] and db[:] = Σ_s parts[s, c0:c1] over the
+    T = len(parts) blocks' partials, in block order (the same bits whatever the timing); [w0, w1), [c0, c1)
+    a block's ranges of the layer's weights and bias relative to its segment. A kernel of its own, not
+    inlined: the driver calls it from two places, and every variant links the one cached copy."""
+    for out, lo in ((dw, w0), (db, c0)):
+        for i in range(out.size):
+            out[i] = parts[0, lo + i]
+        for s in range(1, parts.shape[0]):
+            for i in range(out.size):
+                out[i] += parts[s, lo + i]
 
 
 @inline_kernel
@@ -194,10 +271,17 @@ def _sgd_phase(g, blk, T, batch, nb, last, remeasured, W, b, params, offsets, A,
         if blk == 0:              # one atomic word: the other blocks of this phase may be reading it
             atomic_store(team.schedule, 0, (g + 1) * _PACK + atomic_load(team.schedule, 0) % _PACK + 1)
         return
+    gpart = team.gpart
     for k in range(L):
         i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)
-        sgd_in_gemm(A[k][:nb, i0:i1], D[k + 1][:nb], W[k][i0:i1], dW[k][i0:i1], D[k + 1][:nb, j0:j1], b[k][j0:j1],
-                    db[k][j0:j1], params, grads, w0, w1, c0, c1, lr, last, 0)
+        if gpart[k].shape[1] > 0:         # split by rows: the blocks' partials summed, then p -= lr·g
+            base = offsets[k]
+            sum_partials(gpart[k], w0 - base, w1 - base, c0 - base, c1 - base, grads[w0:w1], grads[c0:c1])
+            optim.sgd(params[w0:w1], grads[w0:w1], lr)
+            optim.sgd(params[c0:c1], grads[c0:c1], lr)
+        else:
+            sgd_in_gemm(A[k][:nb, i0:i1], D[k + 1][:nb], W[k][i0:i1], dW[k][i0:i1], D[k + 1][:nb, j0:j1],
+                        b[k][j0:j1], db[k][j0:j1], params, grads, w0, w1, c0, c1, lr, last, 0)
         amax = _block_max(partials, T, _amax(L) + k)         # k = 0: max |x| of the batch, exactly
         wbound[blk, k] += lr * nb * max(amax, 1.0) * _block_max(partials, T, _dmax(L) + k + 1)
     if blk == 0:
@@ -205,16 +289,21 @@ def _sgd_phase(g, blk, T, batch, nb, last, remeasured, W, b, params, offsets, A,
 
 
 @inline_kernel
-def _gradients(blk, T, nb, denom, W, A, D, dW, db, params, grads, offsets, alpha, partials):
+def _gradients(blk, T, nb, denom, W, A, D, dW, db, params, grads, offsets, alpha, partials, gpart):
     """Phase 1 (explicit-gradient optimizers), block blk: the gradients of its parameter ranges (+ scikit-
-    learn's penalty gradient), their squared norms, the penalty's part."""
+    learn's penalty gradient), their squared norms, the penalty's part. A layer split by rows sums the
+    blocks' partials of phase 0 over the ranges; the others compute them over the whole batch."""
     decay = penalty_decay(params, alpha, denom)
     penalty = 0.0
     for k in range(len(W)):
         i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)
         if alpha != 0:
             penalty += optim.squared_norm(params, w0, w1)
-        layer_gradient(A[k][:nb, i0:i1], D[k + 1][:nb], dW[k][i0:i1], D[k + 1][:nb, j0:j1], db[k][j0:j1], 0)
+        if gpart[k].shape[1] > 0:
+            base = offsets[k]
+            sum_partials(gpart[k], w0 - base, w1 - base, c0 - base, c1 - base, grads[w0:w1], grads[c0:c1])
+        else:
+            layer_gradient(A[k][:nb, i0:i1], D[k + 1][:nb], dW[k][i0:i1], D[k + 1][:nb, j0:j1], db[k][j0:j1], 0)
         if alpha != 0:
             penalty_gradient(params, grads, w0, w1, decay)
         partials[blk, _NORMS + k] = optim.squared_norm(grads, w0, w1) + optim.squared_norm(grads, c0, c1)
@@ -280,6 +369,7 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
     partials = team.partials
     clock = team.clock
     schedule = team.schedule
+    gpart = team.gpart
     slot1 = opt.slot1
     slot2 = opt.slot2
     n, d = X.shape
@@ -338,6 +428,9 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
                 for k in range(1, L + 1):
                     partials[blk, _dmax(L) + k] = 0.0
                     partials[blk, _amax(L) + k - 1] = 0.0
+            for k in range(L):    # the layers split by rows: this block's gradient partials (zeros: no rows)
+                if gpart[k].shape[1] > 0:
+                    row_partials(A[k][r0:r1], D[k + 1][r0:r1], gpart[k][blk])
             partials[blk, _LOSS] = loss
             partials[blk, _RIGHT] = right
         elif phase == 1 and _block_max(partials, T, _amax(L)) == math.inf:      # a gathered row holds NaN/Inf
@@ -348,7 +441,8 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
             _sgd_phase(g, blk, T, batch, nb, start + nb >= n, remeasured, W, b, params, offsets, A, D, dW, db, grads,
                        opt.lr, team, sync, norms, status)
         elif phase == 1:          # this block's parameter ranges: gradients, and is their update finite?
-            _gradients(blk, T, nb, denom, W, A, D, dW, db, params, grads, offsets, opt.sklearn_alpha, partials)
+            _gradients(blk, T, nb, denom, W, A, D, dW, db, params, grads, offsets, opt.sklearn_alpha, partials,
+                       gpart)
             finite = True
             for k in range(L):
                 i0, i1, j0, j1, w0, w1, c0, c1 = _ranges(k, blk, T, W, offsets)

@@ -18,6 +18,7 @@ import pytest
 
 import fastnn as fnn
 from fastnn import threads
+from tests.helpers import tol
 
 ACTS = {"relu": fnn.ReLU, "sigmoid": fnn.Sigmoid, "tanh": fnn.TanH, "gelu": fnn.GELU, "softplus": fnn.Softplus,
         None: None}
@@ -296,3 +297,134 @@ def test_a_burst_of_ctrl_c_leaves_no_thread_and_counts_every_step(T, monkeypatch
         n.fit(X, y, epochs=1, batch_size=32, verbose=0, fused=True)
     for a, b in zip(_params(net), _params(ref)):
         np.testing.assert_array_equal(a, b)
+
+
+# -- the per-layer gradient split (epoch_parallel.row_split): per-block partials from each block's own rows
+# summed in block order, or parameter ranges over the whole batch; each forced on the same cells -----------
+SPLITS = ["rows", "ranges"]
+
+
+def _fit_split(split, T, monkeypatch, make, X, y, **fit_args):
+    from fastnn.kernels import epoch_parallel
+    monkeypatch.setattr(epoch_parallel, "SPLIT", split)
+    return _fit(T, monkeypatch, make, X, y, **fit_args)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("T", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("act,kind,sizes", [("relu", "labels", (7, 13, 5)), ("tanh", "regression", (3, 11, 2)),
+                                            ("gelu", "labels", (2, 16, 16, 2))])
+def test_each_split_equals_serial(split, T, dtype, opt, act, kind, sizes, monkeypatch):
+    """Both splits against the serial kernel. Tolerance: a gradient entry is a sum of a batch's 32
+    products, which the per-block partials add in another order (tol(dtype, 32) relative to the sum of
+    the terms' magnitudes), and 12 steps carry it into the parameters: helpers.tol(dtype, 32 · 12)."""
+    loss = fnn.L2Loss if kind == "regression" else fnn.SoftmaxCrossEntropy
+    X, y = data(101, sizes, dtype, kind)
+    make = lambda: make_net(sizes, act, loss, OPTIMIZERS[opt], dtype)     # noqa: E731
+    serial, h1 = _fit_split(split, 1, monkeypatch, make, X, y, epochs=3, batch_size=32)
+    parallel, hT = _fit_split(split, T, monkeypatch, make, X, y, epochs=3, batch_size=32)
+    rtol = tol(dtype, 32 * 12)
+    np.testing.assert_allclose(parallel._flat_params, serial._flat_params, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(hT["loss"], h1["loss"], rtol=rtol)
+    np.testing.assert_allclose(hT["grad_norm"], h1["grad_norm"], rtol=10 * rtol, atol=rtol)
+    assert parallel.optimizer.steps == serial.optimizer.steps == 12
+    if "accuracy" in h1:
+        assert hT["accuracy"] == h1["accuracy"]
+
+
+@pytest.mark.parametrize("split", SPLITS + [None])
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+@pytest.mark.parametrize("T", [2, 3])
+def test_each_split_is_bit_identical_at_the_same_thread_count(split, opt, T, monkeypatch):
+    """Same seed and T -> the same bits, whatever the threads' timing (the partials are summed in block
+    order); a last batch of 4 rows (T = 3: blocks of 1, 1, 2)."""
+    sizes = (12, 20, 20, 4)
+    X, y = data(304, sizes, np.float32, "labels")
+    make = lambda: make_net(sizes, "relu", fnn.SoftmaxCrossEntropy, OPTIMIZERS[opt], np.float32)  # noqa: E731
+    a, ha = _fit_split(split, T, monkeypatch, make, X, y, epochs=2, batch_size=50)
+    b, hb = _fit_split(split, T, monkeypatch, make, X, y, epochs=2, batch_size=50)
+    assert np.array_equal(a._flat_params, b._flat_params)
+    assert ha["loss"] == hb["loss"] and ha["grad_norm"] == hb["grad_norm"]
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_each_split_with_penalty_sample_weights_and_dropout(split, monkeypatch):
+    """scikit-learn's penalty and epsilon, sample weights (one batch weighing nothing), Dropout."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((90, 6))
+    y = rng.integers(0, 3, 90)
+    w = rng.random(90)
+    w[30:60] = 0
+
+    def make():
+        opt = fnn.Adam(lr=0.01)
+        opt._sklearn_alpha, opt._sklearn_eps = 1e-3, True
+        return fnn.NeuralNetwork([fnn.FullyConnected(6, 10, dtype=np.float64), fnn.ReLU(), fnn.Dropout(0.3),
+                                  fnn.FullyConnected(10, 3, dtype=np.float64)], loss=fnn.SoftmaxCrossEntropy(),
+                                 optimizer=opt, seed=4)
+    serial, h1 = _fit_split(split, 1, monkeypatch, make, X, y, epochs=3, batch_size=30, sample_weight=w)
+    parallel, h2 = _fit_split(split, 2, monkeypatch, make, X, y, epochs=3, batch_size=30, sample_weight=w)
+    rtol = tol(np.float64, 30 * 9)
+    np.testing.assert_allclose(parallel._flat_params, serial._flat_params, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(h2["loss"], h1["loss"], rtol=rtol)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_each_split_stops_divergence_and_bad_input_like_the_serial_kernel(split, opt, monkeypatch):
+    """The same TrainingDivergedError (epoch, batch, layer, what) with finite weights, and a NaN row of X
+    named as the serial kernel names it."""
+    from fastnn.kernels import epoch_parallel
+    monkeypatch.setattr(epoch_parallel, "SPLIT", split)
+    X, y = data(64, (5, 8, 3), np.float32, "labels")
+    X *= 1e3
+    make_opt = {"sgd": lambda: fnn.SGD(lr=1e30), "momentum": lambda: fnn.SGD(lr=1e30, momentum=0.5),
+                "adam": lambda: fnn.Adam(lr=1e36), "adamw": lambda: fnn.AdamW(lr=1e36)}[opt]
+    errors, bad = [], []
+    for T in (1, 2, 3):
+        monkeypatch.setattr(threads, "batch_parallel_threads", lambda widths, rows, samples: T)
+        net = make_net((5, 8, 3), "relu", fnn.SoftmaxCrossEntropy, make_opt, np.float32)
+        with pytest.raises(fnn.TrainingDivergedError) as info:
+            net.fit(X, y, epochs=5, batch_size=16, verbose=0, fused=True)
+        assert np.isfinite(net._flat_params).all()
+        errors.append((info.value.epoch, info.value.batch, str(info.value)))
+        Xn = X / 1e3
+        Xn[37, 2] = np.nan
+        net = make_net((5, 8, 3), "relu", fnn.SoftmaxCrossEntropy, OPTIMIZERS[opt], np.float32)
+        with pytest.raises(ValueError) as info:
+            net.fit(Xn, y, epochs=1, batch_size=16, verbose=0, fused=True, shuffle=False)
+        bad.append(str(info.value))
+    assert errors[0] == errors[1] == errors[2]
+    assert bad[0] == bad[1] == bad[2] and "37" in bad[0]
+
+
+def test_split_rule():
+    """in_k·out_k < rows·(in_k + out_k): narrow layers from per-block partials, wide ones by ranges."""
+    from fastnn.kernels import epoch_parallel
+    assert epoch_parallel.row_split([100, 100, 5], 200, 2) == [True, True]                 # tabular
+    assert epoch_parallel.row_split([64, 128, 10], 64, 2) == [True, True]                  # small
+    assert epoch_parallel.row_split([784, 256, 128, 10], 128, 2) == [False, True, True]    # mnist128
+    assert epoch_parallel.row_split([784, 256, 128, 10], 1024, 2) == [True, True, True]   # mnist1024
+    assert epoch_parallel.row_split([1024, 4096, 4096, 10], 512, 2) == [False, False, True]  # wide
+    assert epoch_parallel.row_split([64, 128, 10], 64, 1) == [False, False]
+
+
+def test_forced_split_reaches_the_kernel(monkeypatch):
+    """SPLIT decides which layers get partial buffers (T, layer's parameters) in the Team; ranges: (T, 0)."""
+    from fastnn.engines import fused
+    from fastnn.kernels import epoch_parallel
+    sizes = (7, 13, 5)
+    X, y = data(64, sizes, np.float32, "labels")
+    net = make_net(sizes, "relu", fnn.SoftmaxCrossEntropy, OPTIMIZERS["adam"], np.float32)
+    runner = fused.EpochRunner(net, X, y, 32)
+    for split, columns in (("rows", [8 * 13, 14 * 5]), ("ranges", [0, 0]), (None, [8 * 13, 14 * 5])):
+        monkeypatch.setattr(epoch_parallel, "SPLIT", split)
+        team = runner._team(3)
+        assert [g.shape for g in team.gpart] == [(3, c) for c in columns]
+        assert all(g.dtype == np.float32 for g in team.gpart)
+        assert runner._team(3).gpart is team.gpart       # kept between epochs
+    monkeypatch.setattr(epoch_parallel, "SPLIT", "columns")
+    with pytest.raises(ValueError, match="SPLIT"):
+        runner._team(2)

@@ -212,7 +212,19 @@ class EpochRunner:
         return epoch_parallel.Team(partials=np.zeros((T, epoch_parallel.partials_columns(L)), np.float64),
                                    totals=np.zeros(4, np.float64) if totals is None else totals,
                                    wbound=np.full((T, L), np.inf), clock=np.zeros((T, 4), np.int64),
-                                   schedule=np.zeros(1, np.int64))
+                                   schedule=np.zeros(1, np.int64), gpart=self._gradient_partials(T))
+
+    def _gradient_partials(self, T):
+        """Per layer, the T blocks' gradient partials (T, layer's parameters) in the network's dtype for the
+        layers that epoch_parallel.row_split splits by rows, (T, 0) for the others; kept between epochs."""
+        split = epoch_parallel.row_split(self.widths, self.rows, T)
+        key = (T, tuple(split))
+        if getattr(self, "_gpart_key", None) != key:
+            dtype = self.net.dtype
+            self._gpart = tuple(np.zeros((T, (n_in + 1) * n_out if rows else 0), dtype)
+                                for n_in, n_out, rows in zip(self.widths[:-1], self.widths[1:], split))
+            self._gpart_key = key
+        return self._gpart
 
     def _run_parallel(self, T, kernel, totals, args):
         """One epoch of the batch-parallel kernel, its phases cut in T blocks, run by T threads: this one
