@@ -47,6 +47,11 @@ class _NotStarted:
     def join(self):
         pass
 
+    ident = None            # never started (what fused._join_all asks)
+
+    def is_alive(self):
+        return False
+
 
 _THREAD = threading.Thread      # the real one: measure() swaps fastnn's for _NotStarted and back
 

@@ -347,3 +347,13 @@ def test_compile_profile_counts_a_compile_and_excludes_its_callees():
                      "test_compile_profile_counts_a_compile_and_excludes_its_callees.<locals>.caller": 1}
     assert all(seconds >= 0 for seconds in exclusive.values())
     assert sum(exclusive.values()) <= cpu
+
+
+def test_phases_runs_every_way(capsys):
+    """benchmarks/phases.py: each way of running the batch-parallel step, including "2 blocks, 1 thread"
+    (its stand-in thread must look like a never-started threading.Thread to the engine's join)."""
+    from benchmarks import phases
+    phases.main(["--cells", "tiny", "--epochs", "1"])
+    out = capsys.readouterr().out
+    for way in ("| serial |", "2 threads", "2 blocks, 1 thread"):
+        assert way in out, out
