@@ -60,6 +60,17 @@ def _tol(dtype, steps):
     return 64 * steps * np.finfo(dtype).eps
 
 
+def _assert_same_run(parallel, hT, serial, h1, rtol, steps):
+    """The batch-parallel fit (network, history) equals the serial one to ``rtol``: parameters, losses,
+    gradient norms (whose cancelling sums get 10x), the steps taken and the accuracy exactly."""
+    np.testing.assert_allclose(parallel._flat_params, serial._flat_params, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(hT["loss"], h1["loss"], rtol=rtol)
+    np.testing.assert_allclose(hT["grad_norm"], h1["grad_norm"], rtol=10 * rtol, atol=rtol)
+    assert parallel.optimizer.steps == serial.optimizer.steps == steps
+    if "accuracy" in h1:
+        assert hT["accuracy"] == h1["accuracy"]
+
+
 @pytest.mark.parametrize("T", [2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
@@ -74,13 +85,7 @@ def test_parallel_equals_serial(T, dtype, opt, act, kind, sizes, monkeypatch):
     make = lambda: make_net(sizes, act, loss, OPTIMIZERS[opt], dtype)     # noqa: E731
     serial, h1 = _fit(1, monkeypatch, make, X, y, epochs=3, batch_size=32)
     parallel, hT = _fit(T, monkeypatch, make, X, y, epochs=3, batch_size=32)
-    tol = _tol(dtype, 12)
-    np.testing.assert_allclose(parallel._flat_params, serial._flat_params, rtol=tol, atol=tol)
-    np.testing.assert_allclose(hT["loss"], h1["loss"], rtol=tol)
-    np.testing.assert_allclose(hT["grad_norm"], h1["grad_norm"], rtol=10 * tol, atol=tol)
-    assert parallel.optimizer.steps == serial.optimizer.steps == 12
-    if "accuracy" in h1:
-        assert hT["accuracy"] == h1["accuracy"]
+    _assert_same_run(parallel, hT, serial, h1, _tol(dtype, 12), steps=12)
 
 
 @pytest.mark.parametrize("T", [2, 3])
@@ -325,13 +330,7 @@ def test_each_split_equals_serial(split, T, dtype, opt, act, kind, sizes, monkey
     make = lambda: make_net(sizes, act, loss, OPTIMIZERS[opt], dtype)     # noqa: E731
     serial, h1 = _fit_split(split, 1, monkeypatch, make, X, y, epochs=3, batch_size=32)
     parallel, hT = _fit_split(split, T, monkeypatch, make, X, y, epochs=3, batch_size=32)
-    rtol = tol(dtype, 32 * 12)
-    np.testing.assert_allclose(parallel._flat_params, serial._flat_params, rtol=rtol, atol=rtol)
-    np.testing.assert_allclose(hT["loss"], h1["loss"], rtol=rtol)
-    np.testing.assert_allclose(hT["grad_norm"], h1["grad_norm"], rtol=10 * rtol, atol=rtol)
-    assert parallel.optimizer.steps == serial.optimizer.steps == 12
-    if "accuracy" in h1:
-        assert hT["accuracy"] == h1["accuracy"]
+    _assert_same_run(parallel, hT, serial, h1, tol(dtype, 32 * 12), steps=12)
 
 
 @pytest.mark.parametrize("split", SPLITS + [None])
