@@ -28,6 +28,12 @@ each. What was tried, one change at a time:
   wrapper is one more function to lower and optimise: -0.25 s (5 paired runs, 4 in favour). Kept.
 - IR inlining of the activations' scalar helpers (10 loops x 3 passes call them): 7.2 -> 12.6 s. Rejected.
 - IR inlining of the Adam scalar helpers: no change (0.81 -> 0.87 s, noise). Rejected.
+- one generic loop per kernel for the activations that call exp/tanh/erf (each element through a scalar
+  ``activate_scalar(code, ...)`` switch) instead of a loop per code: 5.64 -> 4.73 s (three paired runs,
+  loaded), but that per-element switch makes an epoch 15-18 % slower for Sigmoid, ELU and SiLU (7 % GELU;
+  a 64-256-256-10 network, one thread, interleaved); keeping Sigmoid, TanH and LeakyReLU loops of
+  their own saves 0.5 s and still costs ELU/SiLU 15 %. Rejected: a one-time 0.5 s does not buy a lasting
+  15 % on a whole family of networks.
 - ``_dbg_optnone`` on the epoch driver (no LLVM optimisation of its own body): 2.28 -> 2.12 s, and such
   a kernel cannot be cached. Rejected: LLVM on the driver is not where its time goes.
 Records for the kernels' arguments (a 34-argument kernel, measured alone): positional 0.69 s, one
