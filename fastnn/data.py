@@ -301,6 +301,24 @@ def csv_reader(fh, path):
     return csv.reader(_paths.bounded_lines(fh, path))
 
 
+def _refuse_data_as_header(header, path):
+    """ValueError when the header row is data: every cell a number and one of them not an integer (a file
+    written without a header, e.g. by np.savetxt). Read as column names, that row would be one sample lost
+    without a word. Integer names (0, 1, 2, ... from a DataFrame's default columns) stay names."""
+    if header and all(_is_number(h) for h in header) and not all(_is_int_text(h) for h in header):
+        shown = ", ".join(header[:3]) + (", ..." if len(header) > 3 else "")
+        raise ValueError(f"{path}: the first row is numbers ({shown}), not column names: a CSV file needs a "
+                         f"header row naming its columns")
+
+
+def _is_int_text(cell):
+    try:
+        int(cell)
+        return "_" not in cell
+    except ValueError:
+        return False
+
+
 def _read_csv_rows(path, min_columns=2):
     """Header (list of str) and the non-blank data rows of a CSV file, with their line numbers."""
     with _paths.open_text(path, "data file") as fh:
@@ -309,6 +327,7 @@ def _read_csv_rows(path, min_columns=2):
         if not header:
             raise ValueError(f"{path}: empty file (a header row is required)")
         header = [h.strip() for h in header]
+        _refuse_data_as_header(header, path)
         empty = [k + 1 for k, h in enumerate(header) if not h]
         if empty:
             raise ValueError(f"{path}: empty column name in the header, column {empty[0]}"

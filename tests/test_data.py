@@ -423,3 +423,29 @@ def test_underscore_labels_are_not_numbers():
     y, classes = parse_labels(np.array(["1_0", "2"]))
     assert classes == ["1_0", "2"]
     assert parse_number("1_000") is None and parse_number(" 1e3 ") == 1000.0
+
+
+# -- a CSV without a header row ------------------------------------------------------------------------------
+def _savetxt(path, rows, fmt="%.18e"):
+    np.savetxt(path, np.asarray(rows, dtype=float), delimiter=",", fmt=fmt)
+    return path
+
+
+@pytest.mark.parametrize("reader", [lambda p: load_csv(p), lambda p: read_csv_rows(p),
+                                    lambda p: data.load_table(p)], ids=["load_csv", "read_csv_rows", "load_table"])
+@pytest.mark.parametrize("rows", [[[0.0, 0.5, 1.0], [1.0, 0.25, 0.0]],      # distinct numbers: one row lost, silently
+                                  [[0.0, 0.0, 1.0], [1.0, 0.25, 0.0]],      # repeated: "duplicate column names"
+                                  [[1.5, -2.0, 3.0]] * 3])
+def test_a_csv_whose_first_row_is_data_is_refused_by_name(tmp_path, reader, rows):
+    path = _savetxt(tmp_path / "x.csv", rows)
+    with pytest.raises(ValueError, match=r"x\.csv: the first row is numbers \(.*\), not column names: a CSV "
+                                         r"file needs a header row"):
+        reader(path)
+
+
+@pytest.mark.parametrize("header", ["0,1,2", "1,2,label", "x,0.5,y", "a,b,c"])
+def test_integer_or_textual_column_names_are_still_a_header(tmp_path, header):
+    path = tmp_path / "named.csv"
+    path.write_text(header + "\n1.5,2,0\n0.5,1,1\n")
+    names, rows, _ = read_csv_rows(path)
+    assert names == header.split(",") and len(rows) == 2
