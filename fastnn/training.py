@@ -13,6 +13,7 @@ import contextlib
 import math
 import numbers
 import sys
+import threading
 import time
 
 import numpy as np
@@ -300,7 +301,10 @@ class _Loop:
         compiling = self._say_compiling(run)
         bar = _progress(tr.epochs, tr.verbose, start_epoch - 1, compiling) if run.is_root else None
         samples_seen = (start_epoch - 1) * len(X)
-        with signals.deferred(stop), self._ending(bar), _checks.bounds_suspended():
+        first_epoch = contextlib.ExitStack()      # closed after the first epoch
+        if bar is not None and not compiling:     # the engine could not tell ahead: say it when it starts
+            compiling = first_epoch.enter_context(_CompileNotice(bar))
+        with signals.deferred(stop), self._ending(bar), _checks.bounds_suspended(), first_epoch:
             for epoch in range(start_epoch, tr.epochs + 1):
                 began = time.perf_counter()
                 plan = net.plan()      # once per epoch: whatever a callback or another thread changed
@@ -348,6 +352,7 @@ class _Loop:
                     if compiling:
                         bar.set_description("training")
                         compiling = False
+                first_epoch.close()
                 if interrupted:
                     raise TrainingInterrupted(epoch, n_batches, n_batches, history, tr.checkpoint,
                                               signal_name=stop.signal_name)
@@ -659,6 +664,42 @@ def new_history(classification, validation):
     if validation:
         keys += ["val_loss"] + (["val_accuracy"] if classification else [])
     return {key: [] for key in keys + ["lr", "grad_norm", "time"]}
+
+
+class _CompileNotice:
+    """For the first epoch of a verbose fit whose engine cannot tell ahead what it will compile (the per-layer
+    engine; the kernels of a validation pass): when Numba starts compiling — not loading from its cache — in
+    this thread, one line says so and the progress bar's description becomes "compiling" (seconds of silence
+    look like a hang). True (as a context) while it watches; ``said`` whether it spoke."""
+
+    def __init__(self, bar):
+        self.bar, self.said, self.thread = bar, False, threading.get_ident()
+
+    def __bool__(self):
+        return self.said
+
+    def __enter__(self):
+        from numba.core import event
+
+        notice = self
+
+        class Listener(event.Listener):
+            def on_start(self, ev):
+                if not notice.said and threading.get_ident() == notice.thread:
+                    notice.said = True
+                    notice.bar.set_description("compiling")
+                    notice.bar.write("fastnn: compiling kernels for this network (first run only, a few seconds)",
+                                     file=sys.stderr)
+
+            def on_end(self, ev):
+                pass
+
+        self._listening = event.install_listener("numba:compile", Listener())
+        self._listening.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._listening.__exit__(*exc)
 
 
 def _progress(total, verbose, initial=0, compiling=False):

@@ -196,6 +196,37 @@ def test_a_fit_that_must_compile_says_so_first_when_verbose(verbose, monkeypatch
     assert "compiling" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_a_fit_whose_engine_cannot_tell_ahead_says_so_when_compiling_starts(verbose, capsys):
+    """The per-layer engine (here: a custom layer) has no compile_pending: the line comes when Numba starts
+    compiling in the fit's first epoch (a kernel made fresh here, so it is in no cache), once, and the bar
+    reads "compiling" until that epoch ends; a fit that compiles nothing says nothing."""
+    from numba import njit
+
+    @njit(cache=False)
+    def double(x):
+        return 2 * x
+
+    class Doubler(fnn.Layer):
+        def _forward(self, x):
+            self._out = double(x)
+            return self._out
+
+        def _backward(self, dy, need_input_grad=True):
+            return double(dy)
+
+    (X, y) = make_data()
+    net = fnn.NeuralNetwork([fnn.FullyConnected(X.shape[1], 8, seed=0), Doubler(), fnn.FullyConnected(8, 4, seed=1)],
+                            loss=fnn.SoftmaxCrossEntropy(), seed=0)
+    net.fit(X, y, epochs=2, verbose=verbose)
+    err = capsys.readouterr().err
+    assert err.count("fastnn: compiling kernels for this network") == verbose
+    if verbose:
+        assert "compiling:" in err and "training:" in err
+    net.fit(X, y, epochs=2, verbose=verbose)
+    assert "compiling" not in capsys.readouterr().err
+
+
 # -- T1: every Trainer setting is checked when assigned, with the constructor's own check -----------------
 BAD_SETTINGS = [
     ("epochs", -1), ("epochs", 0), ("epochs", 1.5), ("epochs", None), ("batch_size", 0), ("batch_size", -3),
