@@ -262,6 +262,25 @@ def test_predict_and_evaluate_files(digits_model, tmp_path):
     one_line_error(run("evaluate", model, "unlabelled.npz", cwd=tmp_path))
 
 
+@pytest.mark.parametrize("written", ["{:.1f}", "{:.18e}", " {:d} "])
+def test_evaluate_takes_whole_number_labels_however_written(digits_model, tmp_path, written):
+    """Class ids written as floats ("3.0", "3.000e+00": np.savetxt, a DataFrame's float column) are the
+    same ids; a label that is not a whole number is refused by value."""
+    _, model, _ = digits_model
+    from fastnn.data import digits_split
+    X_test, y_test = digits_split()[1][:40], digits_split()[3][:40]
+    header = [f"px{i}" for i in range(64)] + ["digit"]
+    cells = [[f"{v:g}" for v in x] for x in X_test]
+    write_csv(tmp_path / "ints.csv", header, [c + [int(t)] for c, t in zip(cells, y_test)])
+    write_csv(tmp_path / "floats.csv", header, [c + [written.format(float(t)) if "e" in written or ".1f" in written
+                                                     else written.format(int(t))] for c, t in zip(cells, y_test)])
+    assert ok(run("evaluate", model, "floats.csv", cwd=tmp_path)).replace("floats", "ints") == \
+        ok(run("evaluate", model, "ints.csv", cwd=tmp_path))
+    write_csv(tmp_path / "half.csv", header, [c + [t + 0.5] for c, t in zip(cells, y_test)])
+    assert "must be integer class ids for this model, got '" in one_line_error(run("evaluate", model, "half.csv",
+                                                                                   cwd=tmp_path))
+
+
 # ------------------------------------------------------------------------------------ gradcheck / demos
 
 def test_gradcheck_passes(tmp_path):

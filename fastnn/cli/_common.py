@@ -360,11 +360,28 @@ def _labels_for(net, extra, labels, where):
             raise CLIError(f"{where}: labels the model does not know: {unknown[:5]}; its classes are {classes}")
         return np.array([index[k] for k in keys], np.int64)
     if labels.dtype.kind in "USO":
-        try:
-            return np.array([int(v) for v in labels.tolist()], np.int64)
-        except ValueError:
-            raise CLIError(f"{where}: the labels must be integer class ids for this model") from None
+        ids = []
+        for v in labels.tolist():
+            try:
+                ids.append(_class_id(v))
+            except (ValueError, OverflowError):
+                raise CLIError(f"{where}: the labels must be integer class ids for this model, got {v!r:.40}") \
+                    from None
+        return np.array(ids, np.int64)
     return labels
+
+
+def _class_id(text):
+    """A class id from a label cell: an integer, or a whole number written as a float ("3.0", "3e+00": what
+    np.savetxt and a float column of a DataFrame write); ValueError for anything else."""
+    from ..data import number_text
+    try:
+        return int(text)
+    except ValueError:
+        value = number_text(str(text).strip())
+        if not value.is_integer():
+            raise
+        return int(value)
 
 
 def _class_name(extra, k):
