@@ -281,6 +281,28 @@ def test_evaluate_takes_whole_number_labels_however_written(digits_model, tmp_pa
                                                                                    cwd=tmp_path))
 
 
+def test_train_on_whole_float_labels_notes_how_to_get_classes(tmp_path):
+    """--task auto reads float labels as a regression target, as documented; when they look like class ids
+    written as floats, one stderr line says how to train classes instead (not with -q, nor when --task is
+    given, nor for a real quantity)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 3))
+    header = ["a", "b", "c", "label"]
+    write_csv(tmp_path / "ids.csv", header, [[*x, f"{float(k):.1f}"] for x, k in zip(X, rng.integers(0, 3, 120))])
+    write_csv(tmp_path / "amount.csv", header, [[*x, f"{v:.3f}"] for x, v in zip(X, rng.standard_normal(120))])
+    note = "fastnn: note: the labels are whole numbers written as floats (3 distinct values)"
+    proc = run("train", "--data", "ids.csv", "--epochs", "2", cwd=tmp_path)
+    ok(proc)
+    assert note in proc.stderr and "regression" in proc.stdout
+    for extra in (["-q"], ["--task", "regression"]):
+        proc = run("train", "--data", "ids.csv", "--epochs", "2", *extra, cwd=tmp_path)
+        ok(proc)
+        assert "note:" not in proc.stderr
+    proc = run("train", "--data", "amount.csv", "--epochs", "2", cwd=tmp_path)
+    ok(proc)
+    assert "note:" not in proc.stderr
+
+
 # ------------------------------------------------------------------------------------ gradcheck / demos
 
 def test_gradcheck_passes(tmp_path):

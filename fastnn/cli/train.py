@@ -21,12 +21,27 @@ sets the weight initialisation, the shuffling and the --val-split.
 """
 
 
+def _note_whole_float_labels(y, task):
+    """--task auto took float labels for regression: when they look like class ids written as floats (whole,
+    >= 0, few distinct values: what np.savetxt writes for ids), one line on stderr says how to get classes."""
+    import numpy as np
+    if task != "regression" or y.ndim != 1 or y.dtype.kind != "f" or not np.all(np.isfinite(y)):
+        return
+    distinct = np.unique(y)
+    if distinct[0] >= 0 and np.all(distinct == np.round(distinct)) and \
+            2 <= len(distinct) <= max(math.sqrt(len(y)), 10):
+        print(f"fastnn: note: the labels are whole numbers written as floats ({len(distinct)} distinct values): "
+              f"training regression on them; if they are class ids, use --task classification", file=sys.stderr)
+
+
 def _decide_task(args, y, y_test, classes):
     """('classification', n_outputs, y, y_test) or ('regression', n_outputs, y, y_test)."""
     import numpy as np
     task = args.task
     if task == "auto":
         task = "classification" if (classes is not None or y.dtype.kind in "biu") else "regression"
+        if not args.quiet:            # (every rank but 0 is quiet)
+            _note_whole_float_labels(y, task)
     if task == "regression":
         if classes is not None:
             raise CLIError("--task regression needs numeric targets, but the labels are names")
