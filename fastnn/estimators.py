@@ -663,8 +663,12 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(_diverged_message(self.n_iter_ + 1)) from exc
         except KeyboardInterrupt:
             _checks.warn_at_caller("Training interrupted by user.")
-        if early_stopping:  # restore the best weights
+        if early_stopping and not getattr(self, "_best_is_live", False):   # restore the best weights
             self._model.set_weights(self._best_coefs, self._best_intercepts)
+        # scikit-learn restores with ``coefs_ = _best_coefs`` (no copy): its best weights ARE the live ones
+        # from then on, and a warm-started fit that never beats best_validation_score_ trains them in place
+        # and "restores" its own last weights. The same here, so that warm_start sequences stay equal.
+        self._best_is_live = bool(early_stopping)
 
     def _split_validation(self, X, Y, sample_weight, rs):
         """scikit-learn's early-stopping split (its train_test_split with random_state=rs); the sample
@@ -704,6 +708,7 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = score
                 self._best_coefs = [fc.weights.copy() for fc in self._model.fcs]
                 self._best_intercepts = [fc.bias.copy() for fc in self._model.fcs]
+                self._best_is_live = False
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1

@@ -891,3 +891,30 @@ def test_float32_copies_of_float64_weights_do_not_round_them():
     a32.predict(X)
     assert a32._model.fcs[1].weights[0, 0] == a32.coefs_[1][0, 0]
     np.testing.assert_array_equal(a32._model.fcs[0].weights, b._model.fcs[0].weights)   # layer 0 untouched
+
+
+@no_convergence_warning
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_warm_started_early_stopping_fits_follow_sklearn(kind):
+    """scikit-learn restores the best weights with ``coefs_ = _best_coefs`` (no copy): a warm-started fit that
+    never beats the previous best_validation_score_ ends with its own last weights, not the previous best.
+    Three fits in a row equal scikit-learn's in float64, whether or not a fit improves (rates chosen so that
+    both happen)."""
+    import sklearn.neural_network as skn
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 6))
+    if kind == "classifier":
+        y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    else:
+        y = X[:, 0] - 2 * X[:, 1] + 0.1 * rng.standard_normal(300)
+    for lr in (0.01, 0.3):
+        kw = dict(hidden_layer_sizes=(8,), random_state=1, learning_rate_init=lr, batch_size=32, warm_start=True,
+                  max_iter=5, early_stopping=True)
+        ours = (MLPClassifier if kind == "classifier" else MLPRegressor)(dtype=np.float64, **kw)
+        theirs = (skn.MLPClassifier if kind == "classifier" else skn.MLPRegressor)(**kw)
+        for _ in range(3):
+            ours.fit(X, y)
+            theirs.fit(X, y)
+            np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_, rtol=1e-12, atol=1e-12)
+            for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
