@@ -36,6 +36,7 @@ shapes, finite values). ``set_params`` on a fitted estimator works as in scikit-
 ``hidden_layer_sizes`` applies at the next fit, and a warm start (or partial_fit) with sizes that differ
 from the fitted network's raises ValueError; the other parameters apply at the next fit.
 """
+import contextlib
 import inspect
 import math
 import numbers
@@ -49,7 +50,7 @@ from .losses import L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .network import NeuralNetwork
 from .optimizers import SGD, Adam
 from .threads import get_num_threads
-from .training import Trainer
+from .training import CompileNotice, Trainer
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -658,7 +659,8 @@ class _BaseMLP(BaseEstimator):
             self._finite(X)         # (_fit_checked left X's finiteness to the kernel, which does not check)
         self.n_iter_ = 0
         try:
-            trainer.fit(X, Y, sample_weight=sample_weight)
+            with CompileNotice() if self.verbose else contextlib.nullcontext():    # (the lines of verbose=True)
+                trainer.fit(X, Y, sample_weight=sample_weight)
         except TrainingDivergedError as exc:
             raise ValueError(_diverged_message(self.n_iter_ + 1)) from exc
         except KeyboardInterrupt:

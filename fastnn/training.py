@@ -303,7 +303,7 @@ class _Loop:
         samples_seen = (start_epoch - 1) * len(X)
         first_epoch = contextlib.ExitStack()      # closed after the first epoch
         if bar is not None and not compiling:     # the engine could not tell ahead: say it when it starts
-            compiling = first_epoch.enter_context(_CompileNotice(bar))
+            compiling = first_epoch.enter_context(CompileNotice(bar))
         with signals.deferred(stop), self._ending(bar), _checks.bounds_suspended(), first_epoch:
             for epoch in range(start_epoch, tr.epochs + 1):
                 began = time.perf_counter()
@@ -666,17 +666,29 @@ def new_history(classification, validation):
     return {key: [] for key in keys + ["lr", "grad_norm", "time"]}
 
 
-class _CompileNotice:
-    """For the first epoch of a verbose fit whose engine cannot tell ahead what it will compile (the per-layer
-    engine; the kernels of a validation pass): when Numba starts compiling — not loading from its cache — in
-    this thread, one line says so and the progress bar's description becomes "compiling" (seconds of silence
-    look like a hang). True (as a context) while it watches; ``said`` whether it spoke."""
+COMPILE_LINE = "fastnn: compiling kernels (first run only, a few seconds)"
 
-    def __init__(self, bar):
-        self.bar, self.said, self.thread = bar, False, threading.get_ident()
+
+class CompileNotice:
+    """While it is entered: when Numba starts compiling — not loading from its cache — in this thread, one line
+    (``COMPILE_LINE``) on stderr says so, once, and the progress bar ``bar`` (if any) reads "compiling". For a
+    fit whose engine cannot tell ahead what it will compile (the per-layer engine; a validation pass's kernels),
+    the estimators' verbose fits and the CLI without a terminal: seconds of silence look like a hang.
+    True (as a value) once it has spoken."""
+
+    def __init__(self, bar=None):
+        self.bar, self.said, self.thread, self._listening = bar, False, threading.get_ident(), None
 
     def __bool__(self):
         return self.said
+
+    def _say(self):
+        self.said = True
+        if self.bar is not None:
+            self.bar.set_description("compiling")
+            self.bar.write(COMPILE_LINE, file=sys.stderr)
+        else:
+            print(COMPILE_LINE, file=sys.stderr, flush=True)
 
     def __enter__(self):
         from numba.core import event
@@ -686,10 +698,7 @@ class _CompileNotice:
         class Listener(event.Listener):
             def on_start(self, ev):
                 if not notice.said and threading.get_ident() == notice.thread:
-                    notice.said = True
-                    notice.bar.set_description("compiling")
-                    notice.bar.write("fastnn: compiling kernels for this network (first run only, a few seconds)",
-                                     file=sys.stderr)
+                    notice._say()
 
             def on_end(self, ev):
                 pass
@@ -699,7 +708,8 @@ class _CompileNotice:
         return self
 
     def __exit__(self, *exc):
-        return self._listening.__exit__(*exc)
+        listening, self._listening = self._listening, None
+        return listening.__exit__(*exc) if listening is not None else None
 
 
 def _progress(total, verbose, initial=0, compiling=False):

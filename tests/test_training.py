@@ -220,7 +220,7 @@ def test_a_fit_whose_engine_cannot_tell_ahead_says_so_when_compiling_starts(verb
                             loss=fnn.SoftmaxCrossEntropy(), seed=0)
     net.fit(X, y, epochs=2, verbose=verbose)
     err = capsys.readouterr().err
-    assert err.count("fastnn: compiling kernels for this network") == verbose
+    assert err.count(training.COMPILE_LINE) == verbose
     if verbose:
         assert "compiling:" in err and "training:" in err
     net.fit(X, y, epochs=2, verbose=verbose)
@@ -298,3 +298,36 @@ def test_a_sample_order_that_is_not_an_integer_permutation_is_refused(order, exc
 def test_integer_sample_orders_of_any_int_type_are_accepted(make):
     net, (X, y) = make_net(), make_data()
     assert len(fnn.Trainer(net, epochs=2, verbose=0, sample_order=make).fit(X, y)["loss"]) == 2
+
+
+def _compiling_first(monkeypatch, owner, name):
+    """Make ``owner.name`` (a fit) compile a fresh Numba function first: a compile that no cache can hold."""
+    from numba import njit
+    original = getattr(owner, name)
+
+    def fit(*args, **kwargs):
+        njit(cache=False)(lambda x: x + 1)(1)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(owner, name, fit)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_verbose_estimator_says_when_it_compiles(verbose, monkeypatch, capsys):
+    from fastnn import estimators
+    _compiling_first(monkeypatch, estimators.Trainer, "fit")
+    X, y = make_data()
+    with pytest.warns(estimators.ConvergenceWarning):
+        estimators.MLPClassifier(max_iter=2, verbose=verbose).fit(X, y)
+    assert capsys.readouterr().err.count(training.COMPILE_LINE) == int(verbose)
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_the_cli_without_a_terminal_still_says_when_it_compiles(quiet, monkeypatch, capsys):
+    """No progress bar when stderr is not a terminal (a pipe, a log, a test's subprocess), but the line that
+    says a compile has started still comes; -q asks for the one summary line only."""
+    from fastnn import cli
+    _compiling_first(monkeypatch, fnn.NeuralNetwork, "fit")
+    assert cli.main(["train", "--epochs", "1", "--hidden", "8"] + (["-q"] if quiet else [])) == 0
+    err = capsys.readouterr().err
+    assert err.count(training.COMPILE_LINE) == (0 if quiet else 1)
+    assert "training:" not in err         # (no bar)

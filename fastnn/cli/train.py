@@ -1,4 +1,5 @@
 """fastnn train: train a network on a dataset or a raw CSV file"""
+import contextlib
 import math
 import os
 import sys
@@ -483,13 +484,17 @@ def _train(args, sync=None, threads=None):
     prepare_numba()                   # the fit would do it first; timed apart for the summary
     numba_startup = time.perf_counter() - start
     start = time.perf_counter()
+    bar = not args.quiet and _isatty(sys.stderr)      # else no progress bar; a compile is still said (not with -q)
+    from ..training import CompileNotice
     try:
         try:
-            history = net.fit(X, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                              callbacks=[curve] if curve else (), validation_data=None if X_val is None else (X_val, y_val),
-                              verbose=0 if args.quiet or not _isatty(sys.stderr) else 1, seed=args.seed,
-                              distributed=args.distributed, checkpoint=args.checkpoint,
-                              **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}))
+            with contextlib.nullcontext() if bar or args.quiet else CompileNotice():
+                history = net.fit(X, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                                  callbacks=[curve] if curve else (),
+                                  validation_data=None if X_val is None else (X_val, y_val),
+                                  verbose=1 if bar else 0, seed=args.seed, distributed=args.distributed,
+                                  checkpoint=args.checkpoint, **({} if args.checkpoint_every is None else
+                                                                 {"checkpoint_every": args.checkpoint_every}))
         except BaseException as exc:
             if sync is not None and agreed_by_fit(exc):    # raised alike on every rank: the end is agreed on
                 sync.stage = "end"
