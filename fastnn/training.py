@@ -190,6 +190,8 @@ class Trainer:
         unchecked = self.input_checked_by_engine()
         X = net.check_input(X, "X", check_finite=not unchecked)
         y = net.check_target(y, X.shape[0], "y")
+        if y.dtype.kind in "iu":    # class ids index the kernels' arrays: a private copy (a callback, another
+            y = y.copy()            # thread writing the caller's y mid-fit cannot send them out of bounds)
         weights = None
         if sample_weight is not None:
             weights = _checks.sample_weights(sample_weight, "sample_weight", X.shape[0], net.dtype)

@@ -317,3 +317,51 @@ def test_cli_sigterm_exits_143_with_one_line(tmp_path):
     assert proc.returncode == 143, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0] and str(ckpt) in lines[0], err
+
+
+# -- the caller's arrays written during a fit ------------------------------------------------------
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("label", [3, -1, 10 ** 9])
+def test_labels_written_by_a_callback_mid_fit_change_nothing(fused, label):
+    """Class ids index the kernels' arrays: a fit reads its own copy of them, so a callback that writes an
+    out-of-range id into the caller's y (which crashed the process, or trained on a wrapped index) changes
+    nothing — the fit equals one whose y was never touched. In a child process: the old failure was a crash."""
+    script = textwrap.dedent(f"""
+        import numpy as np, fastnn as fnn
+        def run(write):
+            rng = np.random.default_rng(0)
+            X = rng.standard_normal((200, 5)).astype(np.float32); y = rng.integers(0, 3, 200)
+            class Writer(fnn.callbacks.Callback):
+                def on_epoch_end(self, epoch, history):
+                    if write:
+                        y[7] = {label}
+            net = fnn.NeuralNetwork([fnn.FullyConnected(5, 8), fnn.ReLU(), fnn.FullyConnected(8, 3)],
+                                    loss=fnn.SoftmaxCrossEntropy(), seed=0)
+            net.fit(X, y, epochs=3, verbose=0, fused={fused}, callbacks=[Writer()])
+            return [p.copy() for p in net.plan().opt_params]
+        assert all(np.array_equal(a, b) for a, b in zip(run(True), run(False)))
+        print("same")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "same", proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_x_written_non_finite_by_a_callback_is_refused_alike_by_both_engines(bad):
+    """Both engines check the rows they gather, so NaN/Inf written into X between epochs gives the boundary's
+    ValueError (naming X and the index) from the per-layer engine too, not a divergence error."""
+    messages = []
+    for fused in (True, False):
+        X, y = data()
+
+        class Writer(fnn.callbacks.Callback):
+            def on_epoch_end(self, epoch, history):
+                X[100, 2] = bad
+        net = make_net()
+        before = [p.copy() for p in net.plan().opt_params]
+        with pytest.raises(ValueError, match=r"X contains 1 NaN or infinite value\(s\), the first at index "
+                                             r"\(100, 2\)") as err:
+            net.fit(X, y, epochs=3, verbose=0, fused=fused, callbacks=[Writer()])
+        messages.append(str(err.value))
+        assert all(np.array_equal(a, b) for a, b in zip(before, net.plan().opt_params))     # put back
+    assert messages[0] == messages[1]

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from .. import signals
+from .._checks import NonFiniteInput
 from ..errors import NonFiniteUpdateError, TrainingDivergedError
 from ..kernels import batch as batch_kernels
 from ..layers import has_keyed_layers
@@ -36,8 +37,10 @@ class LayerEpoch:
     buffers are allocated once per fit; the batch's rows are gathered into them by ``order``.
     """
 
-    #: the layers read X as given: the loop checks it (one pass) before the first epoch
-    checks_input = False
+    #: the rows of each batch are checked as they are gathered (NaN/Inf: ``_checks.NonFiniteInput``), so the
+    #: loop makes no pass over X first — and X written by a callback mid-fit is checked too, as in the fused
+    #: kernel
+    checks_input = True
 
     def __init__(self, net, X, y, batch_size, weights):
         self.net, self.X, self.y, self.bs, self.weights = net, X, y, batch_size, weights
@@ -57,6 +60,9 @@ class LayerEpoch:
             nb = min(bs, len(X) - start)
             xb, yb = self.x_buf[:nb], self.y_buf[:nb]
             batch_kernels.gather_rows(X, order, start, xb)
+            if not np.isfinite(xb).all():
+                bad = int(np.argmin(np.isfinite(xb).all(axis=1)))
+                raise NonFiniteInput(int(order[start + bad]))
             self.gather_y(self.y, order, start, yb)
             out = net.train_forward(xb, (progress.dropout_key, b, 0)) if self.keyed else net.train_forward(xb)
             wb = None
