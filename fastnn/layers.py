@@ -527,13 +527,14 @@ class SoftMax(Layer):
         return dx
 
 
-def dropout_epoch_key(stream_state, epoch):
-    """The dropout key (a uint64 as a Python int) of one epoch of a fit: a hash of the shuffling stream's
-    state at the epoch's start (a ``bit_generator.state`` dict: determined by the fit's seed, stored by
-    checkpoints) and of the epoch number. The mask of a unit is then a pure function of (this key, batch
-    index, row position in the batch, unit) — see kernels/dropout.py."""
-    digest = hashlib.sha256(json.dumps(stream_state, sort_keys=True, default=int).encode()).digest()
-    return drop_kernels.epoch_key(int.from_bytes(digest[:8], "little"), int(epoch))
+def dropout_epoch_key(stream):
+    """The dropout key (a uint64 as a Python int) of one epoch of a fit: one uint64 drawn from the fit's
+    shuffling stream (a ``np.random.Generator``) after the epoch's order, then mixed. The stream is the
+    network's, continued from fit to fit (``shuffle_state``; stored by checkpoints), and every epoch draws from
+    it, so every epoch of every fit gets its own key — with shuffle=False too — and k fits of one epoch draw the
+    keys of one fit of k epochs. The mask of a unit is then a pure function of (this key, batch index, row
+    position in the batch, unit) — see kernels/dropout.py."""
+    return drop_kernels.epoch_key(int(stream.integers(0, 2 ** 64, dtype=np.uint64)), 0)
 
 
 def has_keyed_layers(net_or_layers):
@@ -541,6 +542,15 @@ def has_keyed_layers(net_or_layers):
     ``NeuralNetwork._forward`` one."""
     layers = getattr(net_or_layers, "layers", net_or_layers)
     return any(getattr(layer, "takes_batch_key", False) for layer in layers)
+
+
+def draws_epoch_keys(net_or_layers):
+    """True when a layer of the network (or list of layers) uses a batch key — a Dropout with p > 0, a custom
+    layer that takes one: the training loop then draws each epoch's key from the shuffling stream
+    (``dropout_epoch_key``). Dropout(0), the identity, draws none, so it trains as the network without it."""
+    layers = getattr(net_or_layers, "layers", net_or_layers)
+    return any(getattr(layer, "takes_batch_key", False) and not (isinstance(layer, Dropout) and layer.p == 0)
+               for layer in layers)
 
 
 def manual_dropout_key(seed):

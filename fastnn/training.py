@@ -24,7 +24,7 @@ from .engines.local import LocalRun
 from .errors import TrainingDivergedError, TrainingInterrupted
 from .health import GradientHealth
 from .kernels._jit import prepare_numba
-from .layers import dropout_epoch_key
+from .layers import draws_epoch_keys, dropout_epoch_key
 from .network import NeuralNetwork
 
 __all__ = ["Trainer", "new_history"]
@@ -303,6 +303,7 @@ class _Loop:
         compiling = self._say_compiling(run)
         bar = _progress(tr.epochs, tr.verbose, start_epoch - 1, compiling) if run.is_root else None
         samples_seen = (start_epoch - 1) * len(X)
+        keyed = draws_epoch_keys(net)      # Dropout: each epoch draws its key from the shuffling stream
         first_epoch = contextlib.ExitStack()      # closed after the first epoch
         if bar is not None and not compiling:     # the engine could not tell ahead: say it when it starts
             compiling = first_epoch.enter_context(CompileNotice(bar))
@@ -320,7 +321,8 @@ class _Loop:
                 order = run.call(lambda: tr.order(rng, len(X)), "sample_order")
                 if tr.sample_order is not None:
                     run.same_everywhere(order, f"sample_order({len(X)}) results")
-                progress = Progress(stop, partial, run.any, dropout_epoch_key(rng_state, epoch), plan)
+                dkey = dropout_epoch_key(rng) if keyed else 0     # (drawn after the order: see layers)
+                progress = Progress(stop, partial, run.any, dkey, plan)
                 partial = bad_input = None
                 try:
                     loss, correct = self.engine(order, epoch, progress)

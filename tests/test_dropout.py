@@ -203,8 +203,24 @@ def test_dropout_changes_training_and_masks_change_per_epoch():
     a.fit(X, y, epochs=1, batch_size=16, verbose=0)
     b.fit(X, y, epochs=1, batch_size=16, verbose=0)
     assert not np.array_equal(a.plan().params, b.plan().params)
-    state = np.random.default_rng(0).bit_generator.state
-    assert dropout_epoch_key(state, 1) != dropout_epoch_key(state, 2)
+    stream = np.random.default_rng(0)
+    assert dropout_epoch_key(stream) != dropout_epoch_key(stream)
+
+
+@pytest.mark.parametrize("use_fused", [True, False])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_k_fits_of_one_epoch_equal_one_fit_of_k_epochs(use_fused, shuffle):
+    """Each epoch's masks come from the shuffling stream, which continues from fit to fit: fit(epochs=1) three
+    times trains what fit(epochs=3) does, bit for bit, history included (the epoch number, which restarts at
+    every call, is not in the key). With shuffle=False the old key (stream state, epoch number) repeated the
+    first call's masks in every later call."""
+    X, y = make_data()
+    one, many = make_net(p=0.3), make_net(p=0.3)
+    losses = [one.fit(X, y, epochs=1, batch_size=16, verbose=0, shuffle=shuffle, fused=use_fused)["loss"][0]
+              for _ in range(3)]
+    history = many.fit(X, y, epochs=3, batch_size=16, verbose=0, shuffle=shuffle, fused=use_fused)
+    assert np.array_equal(one.plan().params, many.plan().params)
+    assert losses == history["loss"]
 
 
 @pytest.mark.parametrize("use_fused", [True, False])
