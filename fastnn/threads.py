@@ -19,7 +19,6 @@
 * A busy core: the batch-parallel kernel's threads yield instead of spinning, and when its first thread
   has waited for the others longer than it worked, it finishes the epoch alone (same numbers).
 """
-import contextlib
 import os
 import threading
 import time
@@ -145,19 +144,24 @@ def get_num_threads():
     return default_threads() if n is None else n
 
 
-@contextlib.contextmanager
-def num_threads(n):
+class num_threads:
     """``with fnn.num_threads(n): ...``: fits, predicts and evaluates that this thread runs inside the block
-    use ``n`` threads; other threads, and this one after the block, keep theirs. Blocks nest."""
-    n = _checked_count(n)
-    stack = getattr(_local, "stack", None)
-    if stack is None:
-        stack = _local.stack = []
-    stack.append(n)
-    try:
-        yield n
-    finally:
-        stack.pop()
+    use ``n`` threads; other threads, and this one after the block, keep theirs. Blocks nest. ``n`` is
+    checked when the object is made (``num_threads(0)`` raises at once, as ``set_num_threads(0)`` does)."""
+
+    def __init__(self, n):
+        self.n = _checked_count(n)
+
+    def __enter__(self):
+        stack = getattr(_local, "stack", None)
+        if stack is None:
+            stack = _local.stack = []
+        stack.append(self.n)
+        return self.n
+
+    def __exit__(self, *exc):
+        _local.stack.pop()
+        return False
 
 
 def parallel_pays(size):
