@@ -123,10 +123,19 @@ def test_the_time_split_adds_up_and_names_numbas_start_up():
     """The summary's parts: Numba's one-time set-up (timed before the fit) is named and counted in the
     total; the first epoch's excess is the kernels' load or compile; the rest is set-up."""
     from fastnn.cli.train import time_split
-    text = time_split(1.0, [0.5, 0.2, 0.2], False, numba_startup=0.25)
+    text = time_split(1.0, [0.5, 0.2, 0.2], None, numba_startup=0.25)
     assert text == ("time 1.25 s: Numba start-up 0.25 s, training 0.60 s, "
                     "first-epoch extra 0.30 s (compiling or loading the kernels), set-up 0.10 s")
-    assert "Numba" not in time_split(1.0, [0.5, 0.2, 0.2], False)
+    assert "Numba" not in time_split(1.0, [0.5, 0.2, 0.2], None)
+    # checkpointing: the writes the fit timed are named apart from the set-up
+    assert time_split(2.0, [0.5, 0.5], 0.75) == "time 2.00 s: training 1.00 s, checkpoints 0.75 s, set-up 0.25 s"
+
+
+def test_train_with_checkpoints_names_their_time(tmp_path):
+    line = ok(run("train", "--data", "spirals", "--epochs", "30", "--checkpoint", "c.safetensors",
+                  "--checkpoint-every", "1", "-q", cwd=tmp_path))
+    seconds = re.search(r"checkpoints (\d+\.\d+) s", line)
+    assert seconds and float(seconds.group(1)) > 0 and "checkpoints and set-up" not in line
 
 
 def test_train_quiet_prints_one_line(tmp_path):

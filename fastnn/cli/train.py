@@ -170,12 +170,12 @@ def _checkpoint_epoch(path):
     return epoch if isinstance(epoch, int) and epoch >= 0 else 0
 
 
-def time_split(elapsed, times, checkpointed, numba_startup=0.0):
+def time_split(elapsed, times, checkpoint_seconds=None, numba_startup=0.0):
     """'time T s: ...' splitting a fit's wall time truthfully from what it measured: the epochs (history
     "time", which excludes checkpoint writes); the first epoch's excess over the others (the kernels'
     compilation or cache load — measured, not asked of the compiler); Numba's one-time set-up of the
-    process, timed before the fit (``numba_startup``, included in T); the rest (set-up, and the
-    checkpoint writes when checkpointing)."""
+    process, timed before the fit (``numba_startup``, included in T); the checkpoint writes, timed by the
+    fit (``checkpoint_seconds``; None: not checkpointing); the rest (set-up)."""
     text = f"time {elapsed + numba_startup:.2f} s"
     if not times:
         return text
@@ -193,8 +193,12 @@ def time_split(elapsed, times, checkpointed, numba_startup=0.0):
             parts.append(f"first-epoch extra {first_extra:.2f} s (compiling or loading the kernels)")
     else:
         parts.append(f"1 epoch {epochs:.2f} s (with any compiling or loading of the kernels)")
+    if checkpoint_seconds is not None:
+        checkpoint_seconds = min(max(checkpoint_seconds, 0.0), max(other, 0.0))
+        parts.append(f"checkpoints {checkpoint_seconds:.2f} s")
+        other -= checkpoint_seconds
     if other >= 0.005:
-        parts.append(f"{'checkpoints and set-up' if checkpointed else 'set-up'} {other:.2f} s")
+        parts.append(f"set-up {other:.2f} s")
     return f"{text}: " + ", ".join(parts)
 
 
@@ -489,12 +493,13 @@ def _train(args, sync=None, threads=None):
     try:
         try:
             with contextlib.nullcontext() if bar or args.quiet else CompileNotice():
-                history = net.fit(X, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                                  callbacks=[curve] if curve else (),
-                                  validation_data=None if X_val is None else (X_val, y_val),
-                                  verbose=1 if bar else 0, seed=args.seed, distributed=args.distributed,
-                                  checkpoint=args.checkpoint, **({} if args.checkpoint_every is None else
-                                                                 {"checkpoint_every": args.checkpoint_every}))
+                trainer = fnn.Trainer(net, epochs=args.epochs, batch_size=args.batch_size,   # (net.fit's own:
+                                      callbacks=[curve] if curve else (),                    # kept for its
+                                      validation_data=None if X_val is None else (X_val, y_val),  # times)
+                                      verbose=1 if bar else 0, seed=args.seed, distributed=args.distributed,
+                                      checkpoint=args.checkpoint, **({} if args.checkpoint_every is None else
+                                                                     {"checkpoint_every": args.checkpoint_every}))
+                history = trainer.fit(X, y_train)
         except BaseException as exc:
             if sync is not None and agreed_by_fit(exc):    # raised alike on every rank: the end is agreed on
                 sync.stage = "end"
@@ -547,7 +552,8 @@ def _train(args, sync=None, threads=None):
         score = (f"{where} loss {_fmt(scores['loss'])} (RMSE {_fmt(r['rmse'])}, R² {r['r2']:.4f}; predicting "
                  f"the training mean: RMSE {_fmt(r['baseline_rmse'])}{units}; {held})")
         scores["rmse"], scores["r2"] = r["rmse"], r["r2"]
-    timing = time_split(elapsed, times, args.checkpoint is not None, numba_startup)
+    timing = time_split(elapsed, times, trainer.checkpoint_seconds if args.checkpoint is not None else None,
+                        numba_startup)
     if rank == 0:
         speed = (f"{rate:,.0f} samples/s" if times else
                  f"no epoch trained (the checkpoint already holds {resumed})")
