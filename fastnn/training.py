@@ -671,25 +671,55 @@ def new_history(classification, validation):
 
 
 COMPILE_LINE = "fastnn: compiling kernels (first run only, a few seconds)"
+#: seconds of compiling after which CompileNotice speaks (the issue's "when compiling will take over a second")
+COMPILE_NOTICE_AFTER = 1.0
 
 
 class CompileNotice:
-    """While it is entered: when Numba starts compiling — not loading from its cache — in this thread, one line
-    (``COMPILE_LINE``) on stderr says so, once, and the progress bar ``bar`` (if any) reads "compiling". For a
-    fit whose engine cannot tell ahead what it will compile (the per-layer engine; a validation pass's kernels),
-    the estimators' verbose fits and the CLI without a terminal: seconds of silence look like a hang.
+    """While it is entered: once Numba has spent ``COMPILE_NOTICE_AFTER`` seconds compiling (not loading from
+    its cache) in this thread and is still at it, one line (``COMPILE_LINE``) on stderr says so, once; a
+    progress bar ``bar`` reads "compiling" from the first compile on. For a fit whose engine cannot tell ahead
+    what it will compile (the per-layer engine; a validation pass's kernels), the estimators' verbose fits and
+    the CLI without a terminal: seconds of silence look like a hang, a short compile needs no word.
     True (as a value) once it has spoken."""
 
     def __init__(self, bar=None):
-        self.bar, self.said, self.thread, self._listening = bar, False, threading.get_ident(), None
+        self.bar, self.said, self.thread = bar, False, threading.get_ident()
+        self._listening = self._timer = None
+        self._depth, self._spent, self._since = 0, 0.0, 0.0
+        self._lock = threading.Lock()
 
     def __bool__(self):
         return self.said
 
-    def _say(self):
-        self.said = True
+    def _started(self):
+        self._depth += 1
+        if self._depth > 1 or self.said:
+            return
         if self.bar is not None:
             self.bar.set_description("compiling")
+        self._since = time.perf_counter()
+        remaining = COMPILE_NOTICE_AFTER - self._spent
+        if remaining <= 0:
+            self._say(armed=False)
+            return
+        self._timer = threading.Timer(remaining, self._say)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _ended(self):
+        self._depth -= 1
+        if self._depth == 0 and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._spent += time.perf_counter() - self._since
+
+    def _say(self, armed=True):
+        with self._lock:
+            if self.said or (armed and self._timer is None):      # (cancelled: the compile ended first)
+                return
+            self.said = True
+        if self.bar is not None:
             self.bar.write(COMPILE_LINE, file=sys.stderr)
         else:
             print(COMPILE_LINE, file=sys.stderr, flush=True)
@@ -701,11 +731,12 @@ class CompileNotice:
 
         class Listener(event.Listener):
             def on_start(self, ev):
-                if not notice.said and threading.get_ident() == notice.thread:
-                    notice._say()
+                if threading.get_ident() == notice.thread:
+                    notice._started()
 
             def on_end(self, ev):
-                pass
+                if threading.get_ident() == notice.thread:
+                    notice._ended()
 
         self._listening = event.install_listener("numba:compile", Listener())
         self._listening.__enter__()
@@ -713,6 +744,9 @@ class CompileNotice:
 
     def __exit__(self, *exc):
         listening, self._listening = self._listening, None
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         return listening.__exit__(*exc) if listening is not None else None
 
 

@@ -356,18 +356,19 @@ def test_a_callback_that_writes_nan_into_X_mid_fit_is_caught_by_the_kernel():
 
 
 def test_the_engine_says_whether_it_checks_X():
-    """The loop asks the engine that runs: the fused one checks the rows it gathers, the per-layer one does
-    not (the distributed one neither: the loop checks X for it)."""
+    """The loop asks the engine that runs: the fused one and the per-layer one check the rows they gather (the
+    distributed one does not: the loop checks X for it)."""
     from fastnn.engines.local import LocalRun
     from fastnn.engines.per_layer import LayerEpoch
     from fastnn.training import Trainer
-    assert fused.EpochRunner.checks_input and not LayerEpoch.checks_input
+    assert fused.EpochRunner.checks_input and LayerEpoch.checks_input
     assert LocalRun.engine_class(True) is fused.EpochRunner and LocalRun.engine_class(False) is LayerEpoch
     net = make_net()
     assert Trainer(net, fused="auto").input_checked_by_engine()
-    assert not Trainer(net, fused=False).input_checked_by_engine()
+    assert Trainer(net, fused=False).input_checked_by_engine()
+    assert not Trainer(net, distributed=True).input_checked_by_engine()
     net.optimizer = fnn.RMSprop() if hasattr(fnn, "RMSprop") else net.optimizer
-    assert Trainer(net).input_checked_by_engine() == fused.supports(net)[0]
+    assert Trainer(net).input_checked_by_engine()
 
 
 # -- the drop-in's partial_fit / fit leave X to the kernel: the same refusals, nothing changed --------------------

@@ -196,8 +196,14 @@ def test_a_fit_that_must_compile_says_so_first_when_verbose(verbose, monkeypatch
     assert "compiling" not in capsys.readouterr().err
 
 
+@pytest.fixture
+def say_at_once(monkeypatch):
+    """The compile notice speaks at the first compile (the test compiles for milliseconds, not seconds)."""
+    monkeypatch.setattr(training, "COMPILE_NOTICE_AFTER", 0.0)
+
+
 @pytest.mark.parametrize("verbose", [0, 1])
-def test_a_fit_whose_engine_cannot_tell_ahead_says_so_when_compiling_starts(verbose, capsys):
+def test_a_fit_whose_engine_cannot_tell_ahead_says_so_when_compiling_starts(verbose, capsys, say_at_once):
     """The per-layer engine (here: a custom layer) has no compile_pending: the line comes when Numba starts
     compiling in the fit's first epoch (a kernel made fresh here, so it is in no cache), once, and the bar
     reads "compiling" until that epoch ends; a fit that compiles nothing says nothing."""
@@ -312,7 +318,7 @@ def _compiling_first(monkeypatch, owner, name):
 
 
 @pytest.mark.parametrize("verbose", [False, True])
-def test_a_verbose_estimator_says_when_it_compiles(verbose, monkeypatch, capsys):
+def test_a_verbose_estimator_says_when_it_compiles(verbose, monkeypatch, capsys, say_at_once):
     from fastnn import estimators
     _compiling_first(monkeypatch, estimators.Trainer, "fit")
     X, y = make_data()
@@ -322,12 +328,21 @@ def test_a_verbose_estimator_says_when_it_compiles(verbose, monkeypatch, capsys)
 
 
 @pytest.mark.parametrize("quiet", [False, True])
-def test_the_cli_without_a_terminal_still_says_when_it_compiles(quiet, monkeypatch, capsys):
+def test_the_cli_without_a_terminal_still_says_when_it_compiles(quiet, monkeypatch, capsys, say_at_once):
     """No progress bar when stderr is not a terminal (a pipe, a log, a test's subprocess), but the line that
     says a compile has started still comes; -q asks for the one summary line only."""
     from fastnn import cli
-    _compiling_first(monkeypatch, fnn.NeuralNetwork, "fit")
+    _compiling_first(monkeypatch, training.Trainer, "fit")
     assert cli.main(["train", "--epochs", "1", "--hidden", "8"] + (["-q"] if quiet else [])) == 0
     err = capsys.readouterr().err
     assert err.count(training.COMPILE_LINE) == (0 if quiet else 1)
     assert "training:" not in err         # (no bar)
+
+
+def test_a_short_compile_needs_no_word(capsys):
+    """The line comes only once compiling has taken COMPILE_NOTICE_AFTER seconds (a compile of milliseconds,
+    as most of a warm process's are, says nothing); the bar still reads "compiling" while it runs."""
+    from numba import njit
+    with training.CompileNotice() as notice:
+        njit(cache=False)(lambda x: x * 3)(2)
+    assert not notice and training.COMPILE_LINE not in capsys.readouterr().err
