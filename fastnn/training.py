@@ -17,6 +17,7 @@ import threading
 import time
 
 import numpy as np
+from numba.core import event
 
 from . import _checks, callbacks as callback_protocol, network, signals, threads
 from .engines import Progress, Stop
@@ -675,7 +676,7 @@ COMPILE_LINE = "fastnn: compiling kernels (first run only, a few seconds)"
 COMPILE_NOTICE_AFTER = 1.0
 
 
-class CompileNotice:
+class CompileNotice(event.Listener):
     """While it is entered: once Numba has spent ``COMPILE_NOTICE_AFTER`` seconds compiling (not loading from
     its cache) in this thread and is still at it, one line (``COMPILE_LINE``) on stderr says so, once; a
     progress bar ``bar`` reads "compiling" from the first compile on. For a fit whose engine cannot tell ahead
@@ -724,21 +725,16 @@ class CompileNotice:
         else:
             print(COMPILE_LINE, file=sys.stderr, flush=True)
 
+    def on_start(self, ev):                   # (numba.core.event.Listener)
+        if threading.get_ident() == self.thread:
+            self._started()
+
+    def on_end(self, ev):
+        if threading.get_ident() == self.thread:
+            self._ended()
+
     def __enter__(self):
-        from numba.core import event
-
-        notice = self
-
-        class Listener(event.Listener):
-            def on_start(self, ev):
-                if threading.get_ident() == notice.thread:
-                    notice._started()
-
-            def on_end(self, ev):
-                if threading.get_ident() == notice.thread:
-                    notice._ended()
-
-        self._listening = event.install_listener("numba:compile", Listener())
+        self._listening = event.install_listener("numba:compile", self)
         self._listening.__enter__()
         return self
 
