@@ -253,7 +253,8 @@ class NeuralNetwork(_checks.Guarded):
     def __getstate__(self):
         """Copying in memory (deepcopy, a process pool) drops the locks; model files are safetensors."""
         state = self.__dict__.copy()
-        for key in ("_train_lock", "_weights_lock", "_training_thread", "_forward_token", "_layer_outputs"):
+        for key in ("_train_lock", "_weights_lock", "_training_thread", "_forward_token", "_layer_outputs",
+                    "_inference_cache"):
             state.pop(key, None)
         return state
 
@@ -608,31 +609,18 @@ class NeuralNetwork(_checks.Guarded):
         ``infer``), and only a row found so is followed by ``check_input``'s scan of X, which raises its
         ValueError — or, X being finite (an overflow, non-finite weights), lets the outputs be what they are.
         A network whose first layer is another kind, or with custom layers, is scanned first."""
-        plan = self.plan(training=False)
+        plan, steps, kernel_checks = self._inference_plan()
         off_main_thread()
-        layers = plan.layers
-        if given is not None and not (type(layers[0]) is FullyConnected and plan.stateless_inference):
+        if given is not None and not kernel_checks:
             self._refuse_nonfinite(X, given, name)
             given = None
-        if not plan.stateless_inference:      # custom layers: their buffers, while no training call runs
+        if steps is None:      # custom layers: their buffers, while no training call runs
             yield from self._outputs_exclusive(X)
             return
         with self._weights_lock:
             params = plan.params.copy()
-        views = iter([(params[a:a + fc.in_features * fc.out_features].reshape(fc.in_features, fc.out_features),
-                       params[a + fc.in_features * fc.out_features:b])
-                      for fc, a, b in zip(plan.dense, plan.offsets[:-1], plan.offsets[1:])])
-        steps, i = [], 0         # (layer, (weights, bias) of a FullyConnected or None, the activation fused in)
-        while i < len(layers):
-            layer = layers[i]
-            if type(layer) is FullyConnected:
-                after = layers[i + 1] if i + 1 < len(layers) else None
-                fuse = fused_activation(after)
-                steps.append((layer, next(views), after if fuse else None))
-                i += 2 if fuse else 1
-            else:
-                steps.append((layer, None, None))
-                i += 1
+        steps = [(layer, None if cut is None else (params[cut[0]:cut[1]].reshape(cut[3]), params[cut[1]:cut[2]]),
+                  activation) for layer, cut, activation in steps]
         for start in range(0, len(X), PREDICT_CHUNK):
             x, check = X[start:start + PREDICT_CHUNK], given is not None
             for layer, weights, activation in steps:
@@ -645,6 +633,46 @@ class NeuralNetwork(_checks.Guarded):
                     given = None
                 check = False
             yield x
+
+    def _inference_plan(self):
+        """(``plan(training=False)``, the inference steps or None, whether the first layer's kernel tells if X
+        is finite). Steps: (layer, where a FullyConnected's weights and bias lie in the parameter buffer —
+        (start, bias start, end, weights shape) — or None, the activation fused into it or None); None for a
+        network with custom layers (``_outputs_exclusive`` runs them).
+
+        Checked again only when something the plan checked can have changed since: a network of fastnn's
+        own layers keeps its stack, dtype and widths (fixed at construction), so the plan built for the loss
+        and optimizer it has now, its FullyConnected layers still viewing its parameter buffer, is the plan
+        (predict's fixed cost per call, issue 17 item 4). Custom layers may change anything: their networks
+        build the plan at every call."""
+        cached = self.__dict__.get("_inference_cache")
+        if cached is not None:
+            loss, optimizer, answer = cached
+            plan = answer[0]
+            if loss is self._loss and optimizer is self._optimizer and \
+                    all(fc.is_bound_to(plan.params, plan.grads) for fc in plan.dense):
+                return answer
+        plan = self.plan(training=False)
+        layers, steps = plan.layers, None
+        if plan.stateless_inference:
+            cuts = iter((int(a), int(a) + fc.in_features * fc.out_features, int(b), (fc.in_features, fc.out_features))
+                        for fc, a, b in zip(plan.dense, plan.offsets[:-1], plan.offsets[1:]))
+            steps, i = [], 0
+            while i < len(layers):
+                layer = layers[i]
+                if type(layer) is FullyConnected:
+                    after = layers[i + 1] if i + 1 < len(layers) else None
+                    fuse = fused_activation(after)
+                    steps.append((layer, next(cuts), after if fuse else None))
+                    i += 2 if fuse else 1
+                else:
+                    steps.append((layer, None, None))
+                    i += 1
+            steps = tuple(steps)
+        answer = (plan, steps, steps is not None and type(layers[0]) is FullyConnected)
+        if all(_builtin(layer) for layer in layers):
+            self.__dict__["_inference_cache"] = (plan.loss, plan.optimizer, answer)
+        return answer
 
     def _outputs_exclusive(self, X):
         """Outputs through custom layers: their own buffers, so while no training call runs (or from the

@@ -283,3 +283,27 @@ def test_preprocessing_whose_output_overflows_is_refused_as_before():
         with pytest.raises(ValueError) as info:
             call(Xbad)
         assert str(info.value) == expected
+
+
+def test_the_plan_predict_keeps_is_checked_again_when_it_may_be_stale():
+    """predict keeps the checked plan of a network of fastnn's layers between calls (its fixed cost per call);
+    a replaced loss, a layer no longer viewing the parameter buffer, a copy: checked or rebuilt again."""
+    import copy
+    import pickle
+    X, y = make_data(n=30)
+    net = _net()
+    first = net.predict_proba(X)
+    for twin in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+        assert twin.predict_proba(X).tobytes() == first.tobytes()
+        twin.params[0][...] = 0                                     # the copy's own buffer, not the original's
+        assert not np.array_equal(twin.predict_proba(X), first)
+    assert net.predict_proba(X).tobytes() == first.tobytes()
+    net.loss = fnn.CrossEntropyLoss()
+    with pytest.raises(ValueError, match="CrossEntropyLoss takes probabilities"):
+        net.predict(X)
+    net.loss = fnn.SoftmaxCrossEntropy()
+    assert net.predict_proba(X).tobytes() == first.tobytes()
+    fc = net.layers[0]
+    fc.bind(np.zeros(fc.n_params, np.float32), np.zeros(fc.n_params, np.float32))
+    with pytest.raises(ValueError, match="no longer views the network's parameter buffer"):
+        net.predict(X)
