@@ -309,8 +309,8 @@ def converted_matrix(x, name, dtype, n_features=None):
         raise ValueError(f"{name} must have {n_features} features (columns), got {arr.shape[1]}")
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has 0 features (columns)")
-    if arr.dtype == dtype and arr.flags.c_contiguous:
-        out = arr
+    if type(arr) is np.ndarray and arr.dtype == dtype and arr.flags.c_contiguous:
+        out = arr           # (what ascontiguousarray returns; without its errstate, a fixed cost per call)
     else:
         with np.errstate(over="ignore"):      # a value beyond dtype's range becomes inf: ensure_finite names it
             out = np.ascontiguousarray(arr, dtype=dtype)

@@ -507,7 +507,11 @@ class NeuralNetwork(_checks.Guarded):
         if pre is not None:     # raw features, class names, a regression loss in the target's units
             X, y = pre.transform(X, self.dtype), pre.encode_target(y)
         X, given = self._inference_input(X)
-        y = self.check_target(y, X.shape[0])
+        try:
+            y = self.check_target(y, X.shape[0])
+        except (TypeError, ValueError):
+            self._refuse_nonfinite(X, given, "X")     # a non-finite X is named first, as when it was scanned first
+            raise
         loss_sum = correct = 0.0
         loss = self.loss
         for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._outputs(X, given)):

@@ -266,6 +266,7 @@ def test_custom_layers_after_the_first_see_only_finite_input():
     assert seen == []
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")     # the transform's own cast warns
 def test_preprocessing_whose_output_overflows_is_refused_as_before():
     """A finite raw cell that standardisation takes beyond float32: the transformed X the kernel reads holds
     inf there, and the message is the one the scan of the transformed X gave."""
@@ -307,3 +308,31 @@ def test_the_plan_predict_keeps_is_checked_again_when_it_may_be_stale():
     fc.bind(np.zeros(fc.n_params, np.float32), np.zeros(fc.n_params, np.float32))
     with pytest.raises(ValueError, match="no longer views the network's parameter buffer"):
         net.predict(X)
+
+
+def test_a_nonfinite_X_is_named_before_bad_targets():
+    """evaluate named a non-finite X before any problem of y (X was scanned first): still so."""
+    X, y = make_data(n=30)
+    X[4, 1] = np.nan
+    net = _net()
+    for bad_y in (y[:-1], y + 10, np.full(len(y), np.nan)):
+        with pytest.raises(ValueError, match=r"^X contains 1 NaN or infinite value\(s\), the first at index \(4, 1\)$"):
+            net.evaluate(X, bad_y)
+    with pytest.raises(ValueError, match="class ids must lie in"):
+        net.evaluate(np.nan_to_num(X), y + 10)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")      # np.matrix
+@pytest.mark.parametrize("kind", ["masked", "matrix", "read-only", "fortran", "big-endian", "list"])
+def test_arrays_of_other_kinds_are_converted_as_before(kind):
+    """X that is an ndarray subclass, read-only, Fortran-ordered, of another byte order or a list: the kernels
+    get a plain C-contiguous writable array, and the outputs are those of the plain array."""
+    X, _ = make_data(n=20)
+    net = _net()
+    ref = net.forward(X)
+    given = {"masked": lambda: np.ma.masked_array(X, mask=np.zeros_like(X, bool)), "matrix": lambda: np.asmatrix(X),
+             "read-only": lambda: np.lib.stride_tricks.as_strided(X, writeable=False),
+             "fortran": lambda: np.asfortranarray(X), "big-endian": lambda: X.astype(">f4"),
+             "list": lambda: X.tolist()}[kind]()
+    assert net.forward(given).tobytes() == ref.tobytes()
+    assert np.array_equal(net.predict(given), net.predict(X))
