@@ -288,6 +288,17 @@ def matrix(x, name, dtype, n_features=None, check_finite=True, threads=1):
     array (``ensure_finite``, on up to ``threads`` threads), none when the caller's ``bound_scope`` has
     already checked this very array.
     """
+    out, arr = converted_matrix(x, name, dtype, n_features)
+    if check_finite:
+        ensure_finite(out, name, arr, threads)
+    return out
+
+
+def converted_matrix(x, name, dtype, n_features=None):
+    """``matrix`` without the finiteness check: (x as a C-contiguous writable (batch, features) array of
+    ``dtype``, the caller's array as a NumPy array — what ``ensure_finite(out, name, given)`` takes to name
+    values the conversion made infinite). For a caller that learns finiteness from a pass its kernel makes
+    anyway (NeuralNetwork.predict) and checks ``out`` itself only when that pass finds a non-finite row."""
     arr = _numeric_array(x, name)
     if arr.ndim != 2:
         hint = " (use x.reshape(1, -1) for one sample)" if arr.ndim == 1 else ""
@@ -298,13 +309,14 @@ def matrix(x, name, dtype, n_features=None, check_finite=True, threads=1):
         raise ValueError(f"{name} must have {n_features} features (columns), got {arr.shape[1]}")
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has 0 features (columns)")
-    with np.errstate(over="ignore"):      # a value beyond dtype's range becomes inf: reported below
-        out = np.ascontiguousarray(arr, dtype=dtype)
+    if type(arr) is np.ndarray and arr.dtype == dtype and arr.flags.c_contiguous:
+        out = arr           # (what ascontiguousarray returns; without its errstate, a fixed cost per call)
+    else:
+        with np.errstate(over="ignore"):      # a value beyond dtype's range becomes inf: ensure_finite names it
+            out = np.ascontiguousarray(arr, dtype=dtype)
     if not out.flags.writeable:      # read-only input would make every kernel compile a second time
         out = out.copy()
-    if check_finite:
-        ensure_finite(out, name, arr, threads)
-    return out
+    return out, arr
 
 
 def labels(y, name, n_samples, n_classes, dtype):

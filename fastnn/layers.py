@@ -316,14 +316,16 @@ class FullyConnected(Layer):
             activation._out = out
         return out
 
-    def _infer_with(self, x, weights, bias, activation=None):
-        """f(x @ weights + bias) into a new array, for given weights (a snapshot); no buffer is touched."""
-        out = np.empty((x.shape[0], self.out_features), self.dtype)
+    def _infer_with(self, x, weights, bias, activation=None, check=False):
+        """(f(x @ weights + bias) into a new array, for given weights (a snapshot); no buffer is touched,
+        bad): with ``check``, ``bad`` is the first row whose x @ weights is not finite (every row of x that
+        holds NaN or Inf is one; kernels/dense.py ``infer``), else -1; without, always -1."""
+        out = np.empty((x.shape[0], self._out_features), self._dtype)
         code, param = (act_kernels.IDENTITY, 0.0) if activation is None else (activation.code, activation.param)
-        run = dense_kernels.forward_parallel if parallel_pays(out.size) else dense_kernels.forward
-        run(x, weights, bias, code, param, _no_rows(self.dtype), out,
-            _blas_threads(x.shape[0], self.in_features, self.out_features))
-        return out
+        run = dense_kernels.infer_parallel if parallel_pays(out.size) else dense_kernels.infer
+        bad = run(x, weights, bias, code, param, out, _blas_threads(x.shape[0], self._in_features, self._out_features),
+                  check)
+        return out, bad
 
     def config(self):
         return {"in_features": self.in_features, "out_features": self.out_features, "init": self.init,

@@ -253,7 +253,8 @@ class NeuralNetwork(_checks.Guarded):
     def __getstate__(self):
         """Copying in memory (deepcopy, a process pool) drops the locks; model files are safetensors."""
         state = self.__dict__.copy()
-        for key in ("_train_lock", "_weights_lock", "_training_thread", "_forward_token", "_layer_outputs"):
+        for key in ("_train_lock", "_weights_lock", "_training_thread", "_forward_token", "_layer_outputs",
+                    "_inference_cache"):
             state.pop(key, None)
         return state
 
@@ -409,6 +410,18 @@ class NeuralNetwork(_checks.Guarded):
         return _checks.matrix(X, name, self.dtype, self.n_features, check_finite=check_finite,
                               threads=get_num_threads() if big else 1)
 
+    def _inference_input(self, X, name="X"):
+        """(X checked as ``check_input`` checks it but for finiteness, the caller's array as NumPy made it),
+        for ``_outputs``, which learns whether X is finite from its first layer's kernel (predict, predict_proba,
+        evaluate and forward(x) make no pass over X of their own: issue 17 item 4)."""
+        return _checks.converted_matrix(X, name, self._dtype, self._n_features)
+
+    def _refuse_nonfinite(self, X, given, name):
+        """check_input's finiteness check of ``X`` (converted from the caller's ``given``): its ValueError,
+        naming ``name``, how many and where the first is, when X holds NaN or Inf."""
+        big = X.size >= _checks.SCAN_SPLIT_ELEMENTS
+        _checks.ensure_finite(X, name, given, get_num_threads() if big else 1)
+
     def check_target(self, y, n, name="y"):
         """y checked for the loss (its ``check_target``): C-contiguous, the network's dtype or int64 ids."""
         return self.loss.check_target(y, name, n, self.n_outputs, self.dtype)
@@ -422,9 +435,11 @@ class NeuralNetwork(_checks.Guarded):
         drop units, with the fixed batch key ``layers.manual_dropout_key(net.seed)`` (the same mask at every
         call); in eval mode they do not. ``forward(x)`` is inference (Dropout is the identity).
         """
-        x = self.check_input(x, "x")
         if y is None:
-            return np.concatenate(list(self._outputs(x))) if len(x) > PREDICT_CHUNK else next(self._outputs(x))
+            x, given = self._inference_input(x, "x")
+            outputs = self._outputs(x, given, "x")
+            return np.concatenate(list(outputs)) if len(x) > PREDICT_CHUNK else next(outputs)
+        x = self.check_input(x, "x")
         y = self.check_target(y, x.shape[0], "y")
         with self.training_session("run forward(x, y)"):
             self.plan()
@@ -473,29 +488,33 @@ class NeuralNetwork(_checks.Guarded):
         if not self.classification:
             raise TypeError("predict_proba needs a classification loss; this network does regression")
         pre = self._raw_preprocessing()
-        X = self.check_input(X if pre is None else pre.transform(X, self.dtype))
-        return np.concatenate([self.loss.output_probabilities(out) for out in self._outputs(X)])
+        X, given = self._inference_input(X if pre is None else pre.transform(X, self.dtype))
+        return _joined([self.loss.output_probabilities(out) for out in self._outputs(X, given)])
 
     def predict(self, X):
         """What the loss predicts (its ``predictions``): class ids (n,) int64 for a softmax classifier; 0/1
         labels (n,) or indicators (n, k) int64 for SigmoidCrossEntropy; outputs (n, outputs) for regression."""
         pre = self._raw_preprocessing()
-        X = self.check_input(X if pre is None else pre.transform(X, self.dtype))
+        X, given = self._inference_input(X if pre is None else pre.transform(X, self.dtype))
+        predictions = _joined([self.loss.predictions(out) for out in self._outputs(X, given)])
         if pre is not None:     # class names; regression outputs in the target's units
-            return pre.decode_predictions(np.concatenate([self.loss.predictions(out)
-                                                          for out in self._outputs(X)]))
-        return np.concatenate([self.loss.predictions(out) for out in self._outputs(X)])
+            return pre.decode_predictions(predictions)
+        return predictions
 
     def evaluate(self, X, y):
         """{"loss": mean loss, "accuracy": fraction correct (classifiers only)} over all of X."""
         pre = self._raw_preprocessing()
         if pre is not None:     # raw features, class names, a regression loss in the target's units
             X, y = pre.transform(X, self.dtype), pre.encode_target(y)
-        X = self.check_input(X)
-        y = self.check_target(y, X.shape[0])
+        X, given = self._inference_input(X)
+        try:
+            y = self.check_target(y, X.shape[0])
+        except (TypeError, ValueError):
+            self._refuse_nonfinite(X, given, "X")     # a non-finite X is named first, as when it was scanned first
+            raise
         loss_sum = correct = 0.0
         loss = self.loss
-        for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._outputs(X)):
+        for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._outputs(X, given)):
             if pre is not None:
                 out = pre.unscale_outputs(out)
             yb = y[start:start + len(out)]
@@ -586,31 +605,78 @@ class NeuralNetwork(_checks.Guarded):
                         raise RuntimeError("backward needs the training forward pass first")
                     g = self._checked_output(k, g, *inputs[k], "backward")
 
-    def _outputs(self, X):
+    def _outputs(self, X, given=None, name="X"):
         """Outputs chunk by chunk, each a new array, from one copy of the weights (thread-safe, see the
-        module docstring)."""
-        plan = self.plan(training=False)
+        module docstring). ``given``: None when X is known to be finite, else the caller's array X was
+        converted from (``_inference_input``): X's finiteness is then learned in the first layer's GEMM, a
+        FullyConnected's (a NaN or Inf in a row of X makes that row of X @ W non-finite; kernels/dense.py
+        ``infer``), and only a row found so is followed by ``check_input``'s scan of X, which raises its
+        ValueError — or, X being finite (an overflow, non-finite weights), lets the outputs be what they are.
+        A network whose first layer is another kind, or with custom layers, is scanned first."""
+        plan, steps, kernel_checks = self._inference_plan()
         off_main_thread()
-        if not plan.stateless_inference:      # custom layers: their buffers, while no training call runs
+        if given is not None and not kernel_checks:
+            self._refuse_nonfinite(X, given, name)
+            given = None
+        if steps is None:      # custom layers: their buffers, while no training call runs
             yield from self._outputs_exclusive(X)
             return
         with self._weights_lock:
             params = plan.params.copy()
-        views = [(params[a:a + fc.in_features * fc.out_features].reshape(fc.in_features, fc.out_features),
-                  params[a + fc.in_features * fc.out_features:b])
-                 for fc, a, b in zip(plan.dense, plan.offsets[:-1], plan.offsets[1:])]
+        steps = [(layer, None if cut is None else (params[cut[0]:cut[1]].reshape(cut[3]), params[cut[1]:cut[2]]),
+                  activation) for layer, cut, activation in steps]
         for start in range(0, len(X), PREDICT_CHUNK):
-            x, layers, i, k = X[start:start + PREDICT_CHUNK], plan.layers, 0, 0
+            x, check = X[start:start + PREDICT_CHUNK], given is not None
+            for layer, weights, activation in steps:
+                if weights is None:
+                    x = layer._infer(x)
+                    continue
+                x, bad = layer._infer_with(x, *weights, activation, check)
+                if bad >= 0:      # a row of x @ W is not finite: X holds NaN/Inf (this raises), or x @ W overflowed
+                    self._refuse_nonfinite(X, given, name)
+                    given = None
+                check = False
+            yield x
+
+    def _inference_plan(self):
+        """(``plan(training=False)``, the inference steps or None, whether the first layer's kernel tells if X
+        is finite). Steps: (layer, where a FullyConnected's weights and bias lie in the parameter buffer —
+        (start, bias start, end, weights shape) — or None, the activation fused into it or None); None for a
+        network with custom layers (``_outputs_exclusive`` runs them).
+
+        Checked again only when something the plan checked can have changed since: a network of fastnn's
+        own layers keeps its stack, dtype and widths (fixed at construction), so the plan built for the loss
+        and optimizer it has now, its FullyConnected layers still viewing its parameter buffer, is the plan
+        (predict's fixed cost per call, issue 17 item 4). Custom layers may change anything: their networks
+        build the plan at every call."""
+        cached = self.__dict__.get("_inference_cache")
+        if cached is not None:
+            loss, optimizer, answer = cached
+            plan = answer[0]
+            if loss is self._loss and optimizer is self._optimizer and \
+                    all(fc.is_bound_to(plan.params, plan.grads) for fc in plan.dense):
+                return answer
+        plan = self.plan(training=False)
+        layers, steps = plan.layers, None
+        if plan.stateless_inference:
+            cuts = iter((int(a), int(a) + fc.in_features * fc.out_features, int(b), (fc.in_features, fc.out_features))
+                        for fc, a, b in zip(plan.dense, plan.offsets[:-1], plan.offsets[1:]))
+            steps, i = [], 0
             while i < len(layers):
                 layer = layers[i]
                 if type(layer) is FullyConnected:
                     after = layers[i + 1] if i + 1 < len(layers) else None
                     fuse = fused_activation(after)
-                    x = layer._infer_with(x, *views[k], after if fuse else None)
-                    k, i = k + 1, i + (2 if fuse else 1)
+                    steps.append((layer, next(cuts), after if fuse else None))
+                    i += 2 if fuse else 1
                 else:
-                    x, i = layer._infer(x), i + 1
-            yield x
+                    steps.append((layer, None, None))
+                    i += 1
+            steps = tuple(steps)
+        answer = (plan, steps, steps is not None and type(layers[0]) is FullyConnected)
+        if all(_builtin(layer) for layer in layers):
+            self.__dict__["_inference_cache"] = (plan.loss, plan.optimizer, answer)
+        return answer
 
     def _outputs_exclusive(self, X):
         """Outputs through custom layers: their own buffers, so while no training call runs (or from the
@@ -635,6 +701,11 @@ class NeuralNetwork(_checks.Guarded):
         inner = ",\n  ".join(repr(layer) for layer in self._layers)
         return f"NeuralNetwork([\n  {inner}\n], loss={self.loss!r}, optimizer={self.optimizer!r})"
 
+
+
+def _joined(parts):
+    """The per-chunk results as one array: the only one as it is (each is a new array), else concatenated."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def segment_squared_norms(flat, offsets):

@@ -8,7 +8,9 @@ are fused into one pass over the GEMM output. ``param`` is the activation's para
 activations.py); ``z`` receives (forward) / holds (backward) the pre-activation x @ w + b when the
 activation's derivative needs it (activations.NEEDS_Z), and is empty ((0, 0)) otherwise.
 """
-from ._blas import gemm
+import math
+
+from ._blas import gemm, matmul
 from ._jit import kernel, specialize
 from .activations import IDENTITY, bias_activate, bias_activate_parallel, multiply_derivative
 from .step import _layer_forward, column_sums, layer_gradient  # noqa: F401  (column_sums: a kernel of this API)
@@ -18,6 +20,37 @@ from .step import _layer_forward, column_sums, layer_gradient  # noqa: F401  (co
 forward = specialize(_layer_forward, "serial", _ACTIVATE=bias_activate)
 #: ``forward`` with the bias/activation pass split across threads (large outputs only)
 forward_parallel = specialize(_layer_forward, "parallel", _ACTIVATE=bias_activate_parallel)
+
+
+_ACTIVATE = None     # bound per copy of _layer_infer by specialize()
+
+
+def _layer_infer(x, w, b, code, param, out, blas_threads, check):
+    """out = f(x @ w + b) for inference: ``forward`` without a kept pre-activation — the same GEMM and the
+    same bias + activation pass, so the same bits. With ``check``: the first row whose product x @ w is not
+    finite in column 0 (read before the bias and the activation), else -1.
+
+    A NaN or an infinity anywhere in row i of x makes every entry of row i of x @ w NaN or infinite
+    (NaN * w and inf * 0 are NaN, inf * w is ±inf, inf - inf is NaN): BLAS multiplies every term
+    (tests/test_predict_checks.py pins this for the BLAS the kernels call), so one column tells whether
+    the row of x was finite, and predict needs no pass over x of its own. A non-finite product of a finite
+    row (overflow, non-finite weights) is reported too: the caller tells the two apart by reading x."""
+    matmul(x, False, w, False, out, blas_threads)
+    bad = -1
+    if check:
+        for i in range(out.shape[0]):
+            if not math.isfinite(out[i, 0]):
+                bad = i
+                break
+    _ACTIVATE(out, b, code, param, out)
+    return bad
+
+
+#: infer(x, w, b, code, param, out, blas_threads, check) -> first row of x @ w not finite in column 0, or -1
+#: (when ``check``): out = f(x @ w + b), bit for bit ``forward``'s out
+infer = specialize(_layer_infer, "serial", _ACTIVATE=bias_activate)
+#: ``infer`` with the bias/activation pass split across threads (large outputs only)
+infer_parallel = specialize(_layer_infer, "parallel", _ACTIVATE=bias_activate_parallel)
 
 
 @kernel

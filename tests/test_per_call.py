@@ -1,6 +1,7 @@
-"""A call costs nothing beyond the passes its kernel makes (DESIGN §4, issue 17 item 4): predict, evaluate and
-the estimators' predict check X in ONE pass (fastnn._checks.scan, kernels/scan.py); fit on the fused engine and
-the estimators' fit / partial_fit make none (the fused kernel checks the rows it gathers); the checks still
+"""A call costs nothing beyond the passes its kernel makes (DESIGN §4, issue 17 item 4): the estimators' predict
+checks X in ONE pass (fastnn._checks.scan, kernels/scan.py); the network's predict, predict_proba, evaluate and
+forward(x) make none (the first layer's GEMM tells, tests/test_predict_checks.py), nor do fit on the fused engine
+and the estimators' fit / partial_fit (the fused kernel checks the rows it gathers); the checks still
 refuse NaN/Inf with the same message, naming where, and nothing the user owns changes when they do. Passes
 are counted, not timed."""
 import warnings
@@ -116,14 +117,16 @@ def test_fit_with_sample_weight_and_float64_data_reads_X_in_its_kernel_only(monk
     assert passes.of(X) == (0, 0)
 
 
-def test_predict_and_evaluate_read_X_once(monkeypatch):
+def test_predict_and_evaluate_read_X_in_their_kernel_only(monkeypatch):
+    """The first layer's GEMM tells whether X is finite (kernels/dense.py ``infer``): no pass of their own."""
     X, y = _big()
     net = make_net(sizes=(16, 8, 4))
     net.predict(X), net.evaluate(X, y)
-    for call in (lambda: net.predict(X), lambda: net.predict_proba(X), lambda: net.evaluate(X, y)):
+    for call in (lambda: net.predict(X), lambda: net.predict_proba(X), lambda: net.evaluate(X, y),
+                 lambda: net.forward(X)):
         passes = _Passes(monkeypatch)
         call()
-        assert passes.of(X) == (X.size, 0)
+        assert passes.of(X) == (0, 0)
         monkeypatch.undo()
 
 
