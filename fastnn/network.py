@@ -606,6 +606,21 @@ class NeuralNetwork(_checks.Guarded):
                     g = self._checked_output(k, g, *inputs[k], "backward")
 
     def _outputs(self, X, given=None, name="X"):
+        """``_computed_outputs``, with one RuntimeWarning per call when an output is NaN or infinite (X is
+        finite by then: its values or the weights overflow inside the network). A classifier's ``predict``
+        would otherwise turn such a row into class 0 without a word; NumPy warns the same way on overflow."""
+        warned = False
+        for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._computed_outputs(X, given, name)):
+            if not warned and not np.isfinite(out).all():
+                warned = True
+                row = start + int(np.argmin(np.isfinite(out).all(axis=1)))
+                _checks.warn_at_caller(
+                    f"the network's output is NaN or infinite for row {row} of {name} (and maybe others): {name} is "
+                    f"finite, so its values or the network's weights overflow {np.dtype(self.dtype).name} inside "
+                    f"the network; predictions for such rows are meaningless", RuntimeWarning)
+            yield out
+
+    def _computed_outputs(self, X, given=None, name="X"):
         """Outputs chunk by chunk, each a new array, from one copy of the weights (thread-safe, see the
         module docstring). ``given``: None when X is known to be finite, else the caller's array X was
         converted from (``_inference_input``): X's finiteness is then learned in the first layer's GEMM, a
