@@ -349,12 +349,16 @@ class _BaseMLP(BaseEstimator):
         model = getattr(self, "_model", None)
         return model.dtype if model is not None else _checks.float_dtype(self.dtype)
 
-    def _validate_X(self, X, reset, dtype=None):
+    def _validate_X(self, X, reset, dtype=None, check_finite=True):
+        """Checked X; ``check_finite=False`` (scikit-learn installed): X's finiteness is left to the caller
+        (``_outputs``: the network learns it in its first layer's GEMM)."""
         dtype = self._dtype() if dtype is None else dtype
         if HAVE_SKLEARN:
             X = _sk_validate_data(self, X, accept_sparse=["csr", "csc"], dtype=dtype, order="C", reset=reset,
                                   **_SK_NO_FINITE_CHECK)
-            X = self._finite(_dense(X, dtype))
+            X = _dense(X, dtype)
+            if check_finite:
+                X = self._finite(X)
         else:  # pragma: no cover
             if hasattr(X, "toarray"):
                 X = X.toarray()
@@ -746,9 +750,13 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self)
         self._sync_model()
         self._check_fitted_labels()
-        with _checks.bound_scope():      # one pass over X: the network's check reuses _validate_X's
-            X = self._validate_X(X, reset=False)
-            return self._model.outputs(X)
+        X = self._validate_X(X, reset=False, check_finite=False)
+        try:
+            return self._model.outputs(X)       # no pass over X: the network checks it in its first GEMM
+        except ValueError:
+            if HAVE_SKLEARN and not np.isfinite(X).all():
+                self._finite(X)                 # scikit-learn's message for a non-finite X
+            raise
 
     def _check_fitted_labels(self):
         """The fitted attributes predict reads besides the weights (the classifier's ``classes_``)."""

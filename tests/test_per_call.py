@@ -117,6 +117,27 @@ def test_fit_with_sample_weight_and_float64_data_reads_X_in_its_kernel_only(monk
     assert passes.of(X) == (0, 0)
 
 
+def test_the_drop_ins_predictions_read_X_in_the_networks_kernel_only(monkeypatch):
+    """MLPClassifier/MLPRegressor predict, predict_proba and score leave X's finiteness to the network's first
+    GEMM too; a NaN still gets scikit-learn's message (the pass is made only on that path)."""
+    pytest.importorskip("sklearn")
+    from fastnn.estimators import MLPClassifier, MLPRegressor
+    X, y = _big()
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y.astype(float))
+    for call in (lambda: clf.predict(X), lambda: clf.predict_proba(X), lambda: clf.score(X, y),
+                 lambda: reg.predict(X), lambda: reg.score(X, y.astype(float))):
+        passes = _Passes(monkeypatch)
+        call()
+        assert passes.of(X) == (0, 0)
+        monkeypatch.undo()
+    bad = X.copy()
+    bad[100, 3] = np.nan
+    for est in (clf, reg):
+        with pytest.raises(ValueError, match="Input X contains NaN"):
+            est.predict(bad)
+
+
 def test_predict_and_evaluate_read_X_in_their_kernel_only(monkeypatch):
     """The first layer's GEMM tells whether X is finite (kernels/dense.py ``infer``): no pass of their own."""
     X, y = _big()
