@@ -131,6 +131,79 @@ def describe_errors(errors, size=None):
     return "; ".join(parts)
 
 
+def _error_text(exc):
+    """'Type: message' of an exception as the ranks tell each other ('KeyboardInterrupt' when it says nothing)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _differences(states):
+    """'name (rank 0: a; rank 1: b)' for each entry of the ranks' ``states`` (dicts name -> value) that
+    differs between ranks."""
+    differ = []
+    for name in states[0]:
+        by_value = {}
+        for r, s in enumerate(states):
+            by_value.setdefault(s.get(name), []).append(r)
+        if len(by_value) > 1:
+            parts = []
+            for value, ranks in by_value.items():
+                shown = value if isinstance(value, str) else repr(value)
+                shown = shown if len(shown) <= 300 else shown[:300] + "..."
+                parts.append(f"{'rank' if len(ranks) == 1 else 'ranks'} {', '.join(map(str, ranks))}: {shown}")
+            differ.append(f"{name} ({'; '.join(parts)})")
+    return differ
+
+
+#: seconds a rank waits at a distributed fit's start-up for every rank of the communicator to arrive, before
+#: it ends the job (FASTNN_DISTRIBUTED_TIMEOUT overrides it): a rank that called fit without distributed=
+#: (or with another communicator), or that failed outside fastnn, never arrives
+START_TIMEOUT = 120.0
+
+
+def start_timeout():
+    """The start-up wait in seconds (FASTNN_DISTRIBUTED_TIMEOUT, else START_TIMEOUT; <= 0: wait forever)."""
+    text = os.environ.get("FASTNN_DISTRIBUTED_TIMEOUT")
+    try:
+        return float(text) if text else START_TIMEOUT
+    except ValueError:
+        return START_TIMEOUT
+
+
+def wait_for_every_rank(comm, what):
+    """Collective: return once every rank of ``comm`` has reached this point (a non-blocking barrier, polled);
+    after ``start_timeout()`` seconds without them, one line on stderr naming ``what`` and the likely causes,
+    then MPI_Abort ends every rank (a blocking collective would wait forever)."""
+    import time
+    if comm.Get_size() == 1:
+        return
+    request = comm.Ibarrier()
+    limit = start_timeout()
+    began = time.monotonic()
+    pause = 1e-5
+    while not request.Test():
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+        if 0 < limit <= time.monotonic() - began:
+            sys.stderr.write(
+                f"fastnn.distributed: rank {comm.Get_rank()}: waited {limit:g} s at {what} for the other ranks "
+                f"of the communicator ({comm.Get_size()} ranks); a rank that called fit without distributed=True "
+                f"(or with another communicator), or that stopped outside fastnn, never arrives; aborting every "
+                f"rank (FASTNN_DISTRIBUTED_TIMEOUT sets the wait)\n")
+            sys.stderr.flush()
+            comm.Abort(1)
+            os._exit(1)
+
+
+def agreement_comm(value):
+    """The communicator a Trainer built with an invalid ``distributed=`` value agrees on, so that a value one
+    rank refuses stops every rank: COMM_WORLD when mpi4py loads and the world has more than one rank, else
+    None (one process: the error is raised alone)."""
+    if MPI is None:
+        return None
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
+
+
 def _require_mpi():
     if MPI is None:
         raise ImportError(MPI_ERROR)
@@ -211,9 +284,37 @@ class MPIRun:
         error, result = None, None
         try:
             result = work()
-        except Exception as exc:  # noqa: BLE001 - every rank must learn of it
-            error = exc
+        except BaseException as exc:  # noqa: BLE001 - every rank must learn of it (KeyboardInterrupt and
+            error = exc               # SystemExit raised by user code included: alone, this rank would leave)
         self.agree(error, where=where)
+        return result
+
+    def agree_epoch(self, work, state, epoch):
+        """The ONE per-epoch agreement (one small allgather), after the callbacks of the last epoch: run
+        ``work()`` (what the loop does before an epoch: take in what callbacks changed, the schedule's rate,
+        the rate's check, the order), then ``state()`` (name -> comparable value: the rate, the optimizer's
+        hyperparameters, a checksum of the weights and optimizer state, the network's structure); an
+        exception on any rank stops every rank with the same DistributedError, and a state that differs
+        between ranks (a callback or schedule that changed something on some ranks only) with the same
+        ValueError naming it and the ranks. Returns ``work()``'s result."""
+        error, result, mine = None, None, None
+        try:
+            result = work()
+            mine = state()
+        except BaseException as exc:  # noqa: BLE001 - every rank must learn of it
+            error = exc
+        gathered = self.comm.allgather((None if error is None else _error_text(error), mine))
+        errors = {r: t for r, (t, _) in enumerate(gathered) if t is not None}
+        if errors:
+            self.agreed = DistributedError(errors, where=f"the start of epoch {epoch}")
+            raise self.agreed from error
+        differ = _differences([s for _, s in gathered])
+        if differ:
+            self.agreed = ValueError(
+                f"distributed training stopped on every rank at the start of epoch {epoch}: the ranks differ "
+                f"in " + ", and in ".join(differ) + "; a callback or lr_schedule must change the same thing on "
+                "every rank (each rank's update must stay the same)")
+            raise self.agreed
         return result
 
     def agree(self, error, exc_type=None, epoch=None, batch=None, where=None):
@@ -224,7 +325,7 @@ class MPIRun:
             self.raise_all(error, exc_type, epoch, batch, where)
 
     def raise_all(self, error, exc_type=None, epoch=None, batch=None, where=None):
-        text = None if error is None else f"{type(error).__name__}: {error}"
+        text = None if error is None else _error_text(error)
         gathered = self.comm.allgather(text)
         errors = {r: t for r, t in enumerate(gathered) if t is not None}
         if exc_type is not None:        # input errors: the same type on every rank, naming the rank
@@ -284,10 +385,11 @@ class MPIRun:
             else:
                 X, y, weights, val = trainer.checked_data(X, y, sample_weight)
             self.fused = _engine_choice(trainer)
-            mine = _settings(trainer, X, y, val, sample_weight, self.fused)
-        except Exception as exc:  # noqa: BLE001 - any failure (a corrupt file: zlib.error, EOFError) is agreed on
+            mine = _settings(trainer, X, y, val, sample_weight, self.fused, self.mapped)
+        except BaseException as exc:  # noqa: BLE001 - any failure (a corrupt file: zlib.error, EOFError) is agreed on
             error = exc
-        gathered = self.comm.allgather((None if error is None else f"{type(error).__name__}: {error}", mine))
+        wait_for_every_rank(self.comm, "the start of fit")
+        gathered = self.comm.allgather((None if error is None else _error_text(error), mine))
         errors = {r: text for r, (text, _) in enumerate(gathered) if text is not None}
         if errors:
             detail = describe_errors(errors, size=self.size)
@@ -384,8 +486,9 @@ class MPIRun:
 def agree_start(comm, error):
     """Collective, when a Trainer is built for ``comm``: ``error`` (this rank's exception or None) raised on
     every rank as one ValueError naming each failed rank, so that no rank goes on to wait for another."""
-    comm = MPI.COMM_WORLD if comm is True else comm
-    texts = comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
+    comm = MPI.COMM_WORLD if comm is True or isinstance(comm, (bool, np.bool_)) else comm
+    wait_for_every_rank(comm, "the trainer's construction")
+    texts = comm.allgather(None if error is None else _error_text(error))
     errors = {r: t for r, t in enumerate(texts) if t is not None}
     if errors:
         detail = describe_errors(errors, size=len(texts))
@@ -400,7 +503,7 @@ def _engine_choice(trainer):
     return trainer.wants_fused()
 
 
-def _settings(trainer, X, y, val, sample_weight, fused):
+def _settings(trainer, X, y, val, sample_weight, fused, mapped=True):
     """This rank's settings that every rank must share: name -> a comparable (hashable) value."""
     from .. import __version__
     from ..checkpoint import fingerprint
@@ -418,6 +521,8 @@ def _settings(trainer, X, y, val, sample_weight, fused):
                        else "not given"),
         "validation_data": ("not given" if val is None else
                             f"X {val[0].shape} {val[0].dtype}, y {val[1].shape} {val[1].dtype}"),
+        # each rank evaluates its share of the validation rows: other contents would mix two sets' scores
+        "validation_data contents": "not given" if val is None else fingerprint(val[0], val[1]),
         "fused": repr(trainer.fused),
         "engine": "the fused step" if fused else "per-layer",
         "validation_split": repr(trainer.validation_split),
@@ -426,14 +531,27 @@ def _settings(trainer, X, y, val, sample_weight, fused):
                           f"given, {fingerprint(np.ascontiguousarray(sample_weight, dtype=np.float64))}"),
         "sample_order": "given" if trainer.sample_order is not None else "not given",
         "optimizer": json.dumps(optimizer, sort_keys=True),
-        "lr_schedule": json.dumps(to_config(trainer.lr_schedule), sort_keys=True, default=repr),
+        "lr_schedule": _schedule_text(trainer.lr_schedule, to_config),
         "callbacks": ", ".join(f"{type(cb).__name__}{cb.config() if callable(getattr(cb, 'config', None)) else ''}"
                                for cb in trainer.callbacks) or "none",
         "architecture": json.dumps(config, sort_keys=True),
         "network dtype": net.dtype.str,
         "data": f"X {X.shape} {X.dtype}, y {y.shape} {y.dtype}",
-        "data contents (1024 spread rows)": sample_fingerprint(X, y),
+        # arrays: every row (each rank has scanned all of X already); files: 1024 spread rows (each rank
+        # reads only its shard)
+        **({"data contents (1024 spread rows)": sample_fingerprint(X, y)} if mapped else
+           {"data contents": fingerprint(X, y)}),
     }
+
+
+def _schedule_text(schedule, to_config):
+    """The schedule as the ranks compare it: a built-in's config; a function's kind and name (two functions
+    of one name pass here: the rates they give are compared every epoch)."""
+    config = to_config(schedule)
+    if config is None and schedule is not None:
+        describe = getattr(schedule, "config", None)
+        config = {"type": type(schedule).__name__, "config": describe() if callable(describe) else None}
+    return json.dumps(config, sort_keys=True, default=repr)
 
 
 def _check_agreement(settings):
