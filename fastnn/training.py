@@ -168,7 +168,8 @@ class Trainer:
 
     def fit(self, X, y, sample_weight=None):
         """Train; returns the history. See the class docstring."""
-        self.check_settings()
+        if not self.distributed:
+            self.check_settings()      # (distributed: in MPIRun.prepare, where every rank learns the outcome)
         threads.off_main_thread()
         run, stop = LocalRun(), signals.StopFlag()
         held = contextlib.nullcontext()

@@ -370,6 +370,7 @@ class MPIRun:
         net = trainer.net
         error, val, mine, weights = None, None, None, None
         try:
+            trainer.check_settings()        # (settings assigned since the trainer was built, on one rank perhaps)
             X, y, self.mapped = resolve_data(X, y)
             if self.mapped:
                 if trainer.class_weight is not None or trainer.validation_split:
@@ -548,10 +549,16 @@ def _schedule_text(schedule, to_config):
     """The schedule as the ranks compare it: a built-in's config; a function's kind and name (two functions
     of one name pass here: the rates they give are compared every epoch)."""
     config = to_config(schedule)
-    if config is None and schedule is not None:
-        describe = getattr(schedule, "config", None)
-        config = {"type": type(schedule).__name__, "config": describe() if callable(describe) else None}
+    if config is None and schedule is not None:       # a FunctionSchedule, a user's Schedule subclass
+        fn = getattr(schedule, "fn", schedule)
+        name = getattr(fn, "__qualname__", None) or f"a {type(fn).__qualname__} object"   # (no address: it
+        config = {"type": type(schedule).__name__, "function": name}                        # differs per rank)
     return json.dumps(config, sort_keys=True, default=repr)
+
+
+#: settings that differ whenever the one they name differs (then only that one is reported)
+_DEPENDS = {"validation_data contents": "validation_data", "data contents": "data",
+            "data contents (1024 spread rows)": "data"}
 
 
 def _check_agreement(settings):
@@ -559,6 +566,9 @@ def _check_agreement(settings):
     setting on which the ranks differ and which ranks have which value."""
     differ = []
     for name in settings[0]:
+        parent = _DEPENDS.get(name)
+        if parent is not None and len({s[parent] for s in settings}) > 1:
+            continue            # the contents of data whose shapes (or presence) differ: named once, by those
         by_value = {}
         for r, s in enumerate(settings):
             by_value.setdefault(s[name], []).append(r)
