@@ -560,6 +560,8 @@ def _train(args, sync=None, threads=None):
             raise
         if sync is not None:
             sync.stage = "end"
+            if getattr(sync, "held", None) is not None:
+                sync.held.release()    # (a signal after the fit's last check: this rank's outcome at the end)
     except fnn.TrainingDivergedError as exc:
         raise CLIError(_error_text(exc), code=EXIT_FAILURE) from None
     except (ValueError, TypeError) as exc:

@@ -58,17 +58,32 @@ too), so a rank reads only the rows of its own local batches, and each rank vali
 
 Settings: every rank must call ``fit`` with the same settings. At the start ONE allgather compares each
 rank's epochs, batch size, seed (or None on all ranks: then rank 0 draws it), shuffle, checkpoint given or
-not (and its checkpoint_every), validation data given or not (and its shapes and dtypes), ``fused`` and the
-engine it chose, sample_weight (a fingerprint), class_weight, validation_split, schedule, callbacks,
-optimizer type and hyperparameters, architecture and loss, network dtype, data shapes and dtypes, and
-fastnn version, together with the outcome of each rank's data checks; any difference raises ValueError on
-every rank, naming each setting that differs and which ranks have which value (a difference would otherwise
-hang a collective, crash inside MPI, or train on mismatched permutations).
+not (and its checkpoint_every), validation data given or not (its shapes, dtypes and a hash of its contents),
+``fused`` and the engine it chose, sample_weight (a fingerprint), class_weight, validation_split, schedule (a
+function schedule by its name), callbacks, optimizer type and hyperparameters, architecture and loss, network
+dtype, data shapes and dtypes and contents (arrays: a hash of every row; files: of 1024 spread rows), and
+fastnn version, together with the outcome of each rank's data checks and of the fit's own checks of its
+settings; any difference raises ValueError on every rank, naming each setting that differs and which ranks
+have which value (a difference would otherwise hang a collective, crash inside MPI, or train on mismatched
+permutations). A ``distributed=`` value refused on one rank is agreed on over COMM_WORLD when the Trainer is
+built. A rank that never arrives at the start (it called fit without ``distributed=``, or with another
+communicator; it stopped outside fastnn) cannot be learnt of through a collective: the others wait
+``FASTNN_DISTRIBUTED_TIMEOUT`` seconds (default 120; the wait polls a non-blocking barrier), then one line on
+stderr and MPI_Abort end the job.
+
+Every epoch: ONE allgather (``MPIRun.agree_epoch``), after the previous epoch's callbacks, carries each rank's
+outcome of the loop's per-epoch work (taking in what callbacks changed, the schedule's rate and its check, the
+order) and what every rank must share from then on: the rate, the optimizer's other hyperparameters and step
+count, a checksum of the weights and the optimizer state, the network's structure. A failure on any rank
+stops every rank with the same DistributedError; a difference (a callback or schedule that changed the rate,
+the momentum, Adam's betas, the weight decay, a weight or the loss on some ranks only) with the same
+ValueError naming it and the ranks: never different weights on different ranks, silently.
 
 Failures: every step tells all ranks whether any rank failed (an exception in gathering, forward or
-backward) — the fused step through the poisoned gradient, the per-layer step through its status Allreduce —,
+backward; user code's KeyboardInterrupt and SystemExit too) — the fused step through the poisoned gradient, the per-layer step through its status Allreduce —,
 so all ranks stop together with ``DistributedError`` naming the failed rank and its error; a stop asked on
-one rank (Ctrl-C, SIGTERM) stops every rank before the same batch; a bad shard stops all ranks with
+one rank (Ctrl-C, SIGTERM: held from the start of a distributed fit, its set-up included) stops every rank
+before the same batch; a bad shard stops all ranks with
 ValueError before training; a non-finite loss or update raises ``TrainingDivergedError`` on every rank at
 the same epoch and batch. Rank 0 alone writes checkpoints (fastnn.checkpoint: atomic, so the last one stays
 valid), the progress bar and log lines; a failed write is agreed on like any other failure. An exception
@@ -387,7 +402,7 @@ class MPIRun:
                 X, y, weights, val = trainer.checked_data(X, y, sample_weight)
             self.fused = _engine_choice(trainer)
             mine = _settings(trainer, X, y, val, sample_weight, self.fused, self.mapped)
-        except BaseException as exc:  # noqa: BLE001 - any failure (a corrupt file: zlib.error, EOFError) is agreed on
+        except BaseException as exc:  # noqa: BLE001 - any failure (a corrupt file: zlib.error) is agreed on
             error = exc
         wait_for_every_rank(self.comm, "the start of fit")
         gathered = self.comm.allgather((None if error is None else _error_text(error), mine))
@@ -431,7 +446,7 @@ class MPIRun:
         if self.is_root:
             try:
                 result = work()
-            except Exception as exc:  # noqa: BLE001 - rank 0 alone runs it: every rank must learn of any failure
+            except BaseException as exc:  # noqa: BLE001 - rank 0 alone runs it: every rank must learn of it
                 error = exc
         if where is None:
             self.agree(error, exc_type=ValueError)
@@ -474,7 +489,7 @@ class MPIRun:
             if hi > lo:
                 s = net.evaluate(X_val[lo:hi], y_val[lo:hi])
                 part[:] = s["loss"] * (hi - lo), s.get("accuracy", 0.0) * (hi - lo)
-        except Exception as exc:  # noqa: BLE001 - agreed on below
+        except BaseException as exc:  # noqa: BLE001 - agreed on below
             error = exc
         self.agree(error, where="validation")
         self.comm.Allreduce(MPI.IN_PLACE, part, op=MPI.SUM)
@@ -662,7 +677,7 @@ class DistributedEpoch:
             else:
                 for g in plan.opt_grads:
                     g[...] = 0
-        except Exception as exc:  # noqa: BLE001 - every rank must learn of it
+        except BaseException as exc:  # noqa: BLE001 - every rank must learn of it
             error = exc
             status[0] = 1.0
         comm.Allreduce(MPI.IN_PLACE, status, op=MPI.SUM)
@@ -763,7 +778,7 @@ class FusedDistributedEpoch:
                             -1 if last or stop else g_start, r0, r1, b, 0.0 if last else denominators[b], blas)
                         if done is not None and what < 0:
                             self.taken += 1
-                    except Exception as exc:  # noqa: BLE001 - every rank must learn of it (below)
+                    except BaseException as exc:  # noqa: BLE001 - every rank must learn of it (below)
                         error = exc
                         if done is not None and not np.isfinite(grads).all():
                             what = 1      # the others refuse this sum (a poison, a divergence): so does this rank
