@@ -124,6 +124,8 @@ WORKER = textwrap.dedent('''
         result = {"error": type(exc).__name__, "message": str(exc)}
     with open(f"{out}.rank{rank}", "w") as f:
         json.dump(result, f)
+    if one and case in ("distributed-false-on-one", "comm-self-on-one"):
+        MPI.COMM_WORLD.recv(source=0)       # rank 1 goes on with its own MPI work (until the job ends)
 ''')
 
 
@@ -221,7 +223,7 @@ CLI_RANK_MAIN = textwrap.dedent('''
             original = fd.threads_per_rank
 
             def interrupted(comm=None):
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), getattr(signal, os.environ.get("INTERRUPT_SIGNAL", "SIGINT")))
                 return original(comm)
             fd.threads_per_rank = interrupted
         else:                          # "start": as the command starts
@@ -258,13 +260,17 @@ def _cli(tmp_path, rank_args, **env):
 
 
 @needs_mpi
-@pytest.mark.parametrize("point", ["start", "threads_per_rank"])
-def test_cli_ctrl_c_on_one_rank_during_the_start_up_stops_every_rank_with_one_line(tmp_path, point):
+@pytest.mark.parametrize("point, sig, code, line", [
+    ("start", "SIGINT", 130, "fastnn: rank 1: interrupted"),
+    ("threads_per_rank", "SIGINT", 130, "fastnn: rank 1: interrupted"),
+    ("threads_per_rank", "SIGTERM", 143, "fastnn: rank 1: terminated (SIGTERM)")])
+def test_cli_a_signal_to_one_rank_during_the_start_up_stops_every_rank_with_one_line(tmp_path, point, sig, code,
+                                                                                      line):
     """The start-up's first collectives ran before any agreement: a Ctrl-C there ended rank 1 alone and
     the job hung. The signal is held from the command's first line and agreed on at the set-up."""
-    proc, codes, lines = _cli(tmp_path, [[]] * 2, INTERRUPT_AT=point)
-    assert codes == [130, 130], proc.stderr
-    assert lines == ["fastnn: rank 1: interrupted"], proc.stderr
+    proc, codes, lines = _cli(tmp_path, [[]] * 2, INTERRUPT_AT=point, INTERRUPT_SIGNAL=sig)
+    assert codes == [code, code], proc.stderr
+    assert lines == [line], proc.stderr
 
 
 @needs_mpi
