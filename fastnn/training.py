@@ -561,13 +561,13 @@ def _epoch_state(net, plan, opt, rebuild):
     """What every rank of a distributed fit must share when an epoch starts (name -> text), compared by the
     per-epoch agreement: the rate, the optimizer's other hyperparameters and step count, a checksum of the
     weights and the optimizer's state, the network's structure — whatever a callback or schedule could have
-    changed on one rank only. O(parameters) to hash."""
-    import hashlib
+    changed on one rank only. O(parameters) to checksum."""
     import json
-    digest = hashlib.blake2b(digest_size=8)
+    import zlib
+    digest = 0           # CRC-32 (~5 GB/s: 0.5 ms for Adam on 235k parameters) — it finds accidents, not attacks
     arrays = list(plan.opt_params) + [a for slots in (opt.state or ()) for a in slots]
     for a in arrays:
-        digest.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+        digest = zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B"), digest)
     try:
         hyper = {k: v for k, v in opt.config().items() if k != "lr"}
     except NotImplementedError:           # a user's optimizer without config(): its type and rate only
@@ -577,7 +577,7 @@ def _epoch_state(net, plan, opt, rebuild):
         "optimizer": f"{type(opt).__name__}({json.dumps(hyper, sort_keys=True, default=repr)}"
                      f"{', scikit-learn alpha ' + repr(opt._sklearn_alpha) if opt._sklearn_alpha else ''}), "
                      f"step {opt.steps}",
-        "weights and optimizer state (checksum)": digest.hexdigest(),
+        "weights and optimizer state (checksum)": f"{digest:08x}",
         "network": " -> ".join(type(layer).__name__ for layer in plan.layers) + f", loss {type(plan.loss).__name__}"
                    + (" (changed by a callback)" if rebuild else ""),
     }
