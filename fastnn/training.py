@@ -175,7 +175,7 @@ class Trainer:
         held = contextlib.nullcontext()
         if self.distributed:
             # (the CLI holds signals from its start: its flag, set by a signal since, stops this fit too)
-            stop = getattr(self, "stop_flag", None) or stop
+            stop = getattr(self, "_stop_flag", None) or stop
             from .engines.distributed import MPIRun
             run = MPIRun(None if self.distributed is True else self.distributed)
             # Ctrl-C / SIGTERM from the start: a signal during the set-up (a rank alone raising
