@@ -49,6 +49,8 @@ class Trainer:
     ``on_train_end(net)``; see fastnn.callbacks), ``checkpoint`` / ``checkpoint_every``, ``distributed`` (True, or an mpi4py communicator: data-parallel
     over MPI ranks, see fastnn.distributed; ``batch_size`` is then each rank's local batch).
     ``fit(X, y, sample_weight=None)``: per-sample weights (n,), non-negative, finite, not all zero.
+    ``stop_flag`` (Trainer only; advanced, distributed only): the fastnn.signals.StopFlag a distributed fit's
+    Ctrl-C / SIGTERM handling sets, when a caller already holds signals with its own (the CLI, from its start).
     ``sample_order`` (Trainer only; advanced): a callable n -> the next epoch's order, a permutation of
     range(n), replacing ``shuffle`` and ``seed`` (the scikit-learn drop-ins use it to draw scikit-learn's
     orders); it cannot be combined with ``checkpoint``.
@@ -175,7 +177,7 @@ class Trainer:
         held = contextlib.nullcontext()
         if self.distributed:
             # (the CLI holds signals from its start: its flag, set by a signal since, stops this fit too)
-            stop = getattr(self, "_stop_flag", None) or stop
+            stop = getattr(self, "stop_flag", None) or stop
             from .engines.distributed import MPIRun
             run = MPIRun(None if self.distributed is True else self.distributed)
             # Ctrl-C / SIGTERM from the start: a signal during the set-up (a rank alone raising
@@ -574,9 +576,7 @@ def _epoch_state(net, plan, opt, rebuild):
         hyper = {}
     return {
         "learning rate": repr(opt.lr),
-        "optimizer": f"{type(opt).__name__}({json.dumps(hyper, sort_keys=True, default=repr)}"
-                     f"{', scikit-learn alpha ' + repr(opt._sklearn_alpha) if opt._sklearn_alpha else ''}), "
-                     f"step {opt.steps}",
+        "optimizer": f"{type(opt).__name__}({json.dumps(hyper, sort_keys=True, default=repr)}), step {opt.steps}",
         "weights and optimizer state (checksum)": f"{digest:08x}",
         "network": " -> ".join(type(layer).__name__ for layer in plan.layers) + f", loss {type(plan.loss).__name__}"
                    + (" (changed by a callback)" if rebuild else ""),

@@ -312,7 +312,7 @@ class _HeldSignals:
     one sets a flag, fastnn.signals.deferred), so that no rank leaves on its own while the others wait for it
     in a collective; ``check()`` raises it (KeyboardInterrupt, with its ``signal_name``) where every rank
     learns of it: before the set-up agreement, which ends every rank with exit 130 (143). After it the fit
-    takes the flag (``Trainer._stop_flag``): a signal from then on stops every rank at the fit's first batch
+    takes the flag (``Trainer.stop_flag``): a signal from then on stops every rank at the fit's first batch
     (TrainingInterrupted). ``release()`` puts the handlers back."""
 
     def __init__(self):
@@ -552,7 +552,7 @@ def _train(args, sync=None, threads=None):
                                       checkpoint=args.checkpoint, **({} if args.checkpoint_every is None else
                                                                      {"checkpoint_every": args.checkpoint_every}))
                 if sync is not None and getattr(sync, "held", None) is not None:
-                    trainer._stop_flag = sync.held.flag    # a signal since the set-up stops every rank in fit
+                    trainer.stop_flag = sync.held.flag    # a signal since the set-up stops every rank in fit
                 history = trainer.fit(X, y_train)
         except BaseException as exc:
             if sync is not None and agreed_by_fit(exc):    # raised alike on every rank: the end is agreed on
