@@ -50,6 +50,8 @@ class Trainer:
     ``on_train_end(net)``; see fastnn.callbacks), ``checkpoint`` / ``checkpoint_every``, ``distributed`` (True, or an mpi4py communicator: data-parallel
     over MPI ranks, see fastnn.distributed; ``batch_size`` is then each rank's local batch).
     ``fit(X, y, sample_weight=None)``: per-sample weights (n,), non-negative, finite, not all zero.
+    ``stop_flag`` (Trainer only; advanced, distributed only): the fastnn.signals.StopFlag a distributed fit's
+    Ctrl-C / SIGTERM handling sets, when a caller already holds signals with its own (the CLI, from its start).
     ``sample_order`` (Trainer only; advanced): a callable n -> the next epoch's order, a permutation of
     range(n), replacing ``shuffle`` and ``seed`` (the scikit-learn drop-ins use it to draw scikit-learn's
     orders); it cannot be combined with ``checkpoint``.
@@ -116,8 +118,14 @@ class Trainer:
     def __init__(self, net, batch_size=64, epochs=10, shuffle=True, seed=0, validation_data=None,
                  verbose=1, fused="auto", checkpoint=None, checkpoint_every=None, *, validation_split=0.0,
                  class_weight=None, lr_schedule=None, callbacks=(), distributed=False, sample_order=None):
-        self.distributed = distributed
-        error = None
+        error, agree_on = None, None
+        try:
+            self.distributed = distributed
+            agree_on = self.distributed or None      # True or a communicator (np.bool_ made a bool)
+        except (TypeError, ValueError) as exc:      # refused (on this rank only, perhaps): every rank of the
+            from .engines.distributed import agreement_comm   # launch must learn of it, or the others wait
+            self.distributed, error = False, exc
+            agree_on = agreement_comm(distributed)
         try:
             self.net = net
             self.batch_size, self.epochs, self.shuffle, self.seed = batch_size, epochs, shuffle, seed
@@ -128,10 +136,10 @@ class Trainer:
             self.sample_order = sample_order
             self.check_settings()
         except (TypeError, ValueError) as exc:
-            error = exc
-        if distributed:        # every rank learns whether any rank's settings were refused
+            error = error or exc
+        if agree_on is not None:        # every rank learns whether any rank's settings were refused
             from .engines.distributed import agree_start
-            agree_start(distributed, error)
+            agree_start(agree_on, error)
         if error is not None:
             raise error
         # fused=True with distributed is refused by MPIRun after every rank agreed on it (no rank may raise
@@ -163,15 +171,22 @@ class Trainer:
 
     def fit(self, X, y, sample_weight=None):
         """Train; returns the history. See the class docstring."""
-        self.check_settings()
+        if not self.distributed:
+            self.check_settings()      # (distributed: in MPIRun.prepare, where every rank learns the outcome)
         threads.off_main_thread()
-        run = LocalRun()
+        run, stop = LocalRun(), signals.StopFlag()
+        held = contextlib.nullcontext()
         if self.distributed:
+            # (the CLI holds signals from its start: its flag, set by a signal since, stops this fit too)
+            stop = getattr(self, "stop_flag", None) or stop
             from .engines.distributed import MPIRun
             run = MPIRun(None if self.distributed is True else self.distributed)
+            # Ctrl-C / SIGTERM from the start: a signal during the set-up (a rank alone raising
+            # KeyboardInterrupt would leave the others waiting) stops every rank before the first batch
+            held = signals.deferred(stop)
         # the thread count in effect when the fit starts holds for all of it, whatever other threads set
-        with self.net.training_session("fit"), run.guard(), threads.num_threads(threads.get_num_threads()):
-            return _Loop(self, run).fit(X, y, sample_weight)
+        with held, self.net.training_session("fit"), run.guard(), threads.num_threads(threads.get_num_threads()):
+            return _Loop(self, run, stop).fit(X, y, sample_weight)
 
     def input_checked_by_engine(self):
         """Whether this fit's engine checks X's rows itself as its kernel gathers them (finite; their |x|
@@ -232,8 +247,9 @@ class _Loop:
     What it captured from the network (plan, optimizer, loss, layers) is checked again at every epoch, after
     the callbacks, by ``_follow``; the plan is built once per epoch and handed to the engine."""
 
-    def __init__(self, trainer, run):
+    def __init__(self, trainer, run, stop=None):
         self.trainer, self.run, self.net = trainer, run, trainer.net
+        self.stop = signals.StopFlag() if stop is None else stop
         self.callbacks = callback_protocol.CallbackList(trainer.callbacks)
         self.schedule = trainer.lr_schedule
         fn = getattr(self.schedule, "fn", None)        # a user's schedule object may keep state, like a callback
@@ -300,7 +316,7 @@ class _Loop:
         setup.close()
         self.captured = self._structure(plan)
         self.health = GradientHealth(net, plan, warn=run.is_root)
-        stop = signals.StopFlag()
+        stop = self.stop
         compiling = self._say_compiling(run)
         bar = _progress(tr.epochs, tr.verbose, start_epoch - 1, compiling) if run.is_root else None
         samples_seen = (start_epoch - 1) * len(X)
@@ -311,15 +327,21 @@ class _Loop:
         with signals.deferred(stop), self._ending(bar), _checks.bounds_suspended(), first_epoch:
             for epoch in range(start_epoch, tr.epochs + 1):
                 began = time.perf_counter()
-                plan = net.plan()      # once per epoch: whatever a callback or another thread changed
-                self._follow(plan)
-                if self.schedule is not None:
-                    self.opt.lr = run.call(lambda: self.schedule.lr(epoch, self.base_lr, history, samples_seen,
-                                                                    dtype=net.dtype), "lr_schedule")
-                run.call(lambda: self.opt.check_for(net.dtype), "the optimizer's rate")   # a callback's rate too
-                lr = self.lr_set = self.opt.lr
                 rng_state = rng.bit_generator.state
-                order = run.call(lambda: tr.order(rng, len(X)), "sample_order")
+
+                def begin(epoch=epoch, samples_seen=samples_seen):
+                    plan = net.plan()      # once per epoch: whatever a callback or another thread changed
+                    rebuild = self._follow(plan)
+                    if self.schedule is not None:
+                        self.opt.lr = self.schedule.lr(epoch, self.base_lr, history, samples_seen, dtype=net.dtype)
+                    self.opt.check_for(net.dtype)       # a callback's rate too
+                    return plan, rebuild, tr.order(rng, len(X))
+                # distributed: ONE agreement of what the epoch starts from (anything that failed, the rate, the
+                # optimizer, the weights, the network) on every rank
+                plan, rebuild, order = self._begin_epoch(begin, epoch)
+                if rebuild:           # a callback changed the loss or the layers (alike on every rank: agreed)
+                    self.engine = run.engine(tr, self.X, self.y, self.batch_size, self.weights, self.use_fused)
+                lr = self.lr_set = self.opt.lr
                 if tr.sample_order is not None:
                     run.same_everywhere(order, f"sample_order({len(X)}) results")
                 dkey = dropout_epoch_key(rng) if keyed else 0     # (drawn after the order: see layers)
@@ -343,9 +365,7 @@ class _Loop:
                 samples_seen += len(X)
                 with signals.critical():       # the epoch's row, whole or not at all
                     self._record(epoch, loss, correct, lr, plan, began)
-                stop_asked = run.any(run.call(lambda: self.callbacks.on_epoch_end(epoch, history),
-                                              "on_epoch_end"))
-                self._check_history(epoch)
+                stop_asked = run.any(run.call(lambda: self._epoch_end(epoch), "on_epoch_end"))
                 interrupted = run.any(stop.requested)
                 last = epoch == tr.epochs or stop_asked or interrupted
                 if self.store is not None and (last or self.store.due(epoch)):
@@ -365,6 +385,26 @@ class _Loop:
                     break
         run.call(lambda: self.callbacks.on_train_end(net), "on_train_end")
         return history
+
+    def _begin_epoch(self, begin, epoch):
+        """``begin()`` -> (plan, rebuild, order), through the run's per-epoch agreement (distributed: the
+        state every rank must share, ``_epoch_state``, is compared after it)."""
+        done = []
+
+        def work():
+            done.append(begin())
+            return done[0]
+
+        def state():
+            plan, rebuild, _ = done[0]
+            return _epoch_state(self.net, plan, self.opt, rebuild)
+        return self.run.agree_epoch(work, state, epoch)
+
+    def _epoch_end(self, epoch):
+        """The callbacks' on_epoch_end (True: stop), then the check of what they did to the history."""
+        stop = self.callbacks.on_epoch_end(epoch, self.history)
+        self._check_history(epoch)
+        return stop
 
     def _say_compiling(self, run):
         """Before a verbose fit's first epoch: one line on stderr when the engine's kernel must be compiled
@@ -442,8 +482,10 @@ class _Loop:
 
     def _follow(self, plan):
         """Take in what callbacks changed since the last epoch (see Trainer): the optimizer, the loss, the
-        layers, the rate."""
+        layers, the rate. True when the engine must be built again (the loss or the layers changed): the loop
+        does it, after the ranks agreed (it is collective in a distributed fit)."""
         layers, loss, opt = self.captured
+        rebuild = False
         if self.store is not None and (plan.optimizer is not opt or plan.loss is not loss):
             what = "net.optimizer" if plan.optimizer is not opt else "net.loss"
             raise ValueError(f"a callback replaced {what} in a fit with checkpoint=: the checkpoint would hold a "
@@ -475,9 +517,9 @@ class _Loop:
             if self.store is not None and use_fused != self.use_fused:
                 raise ValueError(f"a callback changed {what}, which moves a checkpointed fit to another "
                                  f"engine; its checkpoint could not be resumed")
-            self.use_fused = use_fused
-            self.engine = self.run.engine(tr, self.X, self.y, self.batch_size, self.weights, use_fused)
+            self.use_fused, rebuild = use_fused, True
         self.captured = self._structure(plan)
+        return rebuild
 
     def _save(self, epoch, rng_state, progress=None, stopped=False):
         """Write the checkpoint (if any) after ``epoch`` epochs (and ``progress`` into the next); its path."""
@@ -516,6 +558,30 @@ class _Snapshot:
         opt.state = self.state_object
         opt.steps, opt.lr = self.steps, self.lr
         net.history, net.shuffle_state = self.history, self.shuffle_state
+
+
+def _epoch_state(net, plan, opt, rebuild):
+    """What every rank of a distributed fit must share when an epoch starts (name -> text), compared by the
+    per-epoch agreement: the rate, the optimizer's other hyperparameters and step count, a checksum of the
+    weights and the optimizer's state, the network's structure — whatever a callback or schedule could have
+    changed on one rank only. O(parameters) to checksum."""
+    import json
+    import zlib
+    digest = 0           # CRC-32 (~5 GB/s: 0.5 ms for Adam on 235k parameters) — it finds accidents, not attacks
+    arrays = list(plan.opt_params) + [a for slots in (opt.state or ()) for a in slots]
+    for a in arrays:
+        digest = zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B"), digest)
+    try:
+        hyper = {k: v for k, v in opt.config().items() if k != "lr"}
+    except NotImplementedError:           # a user's optimizer without config(): its type and rate only
+        hyper = {}
+    return {
+        "learning rate": repr(opt.lr),
+        "optimizer": f"{type(opt).__name__}({json.dumps(hyper, sort_keys=True, default=repr)}), step {opt.steps}",
+        "weights and optimizer state (checksum)": f"{digest:08x}",
+        "network": " -> ".join(type(layer).__name__ for layer in plan.layers) + f", loss {type(plan.loss).__name__}"
+                   + (" (changed by a callback)" if rebuild else ""),
+    }
 
 
 def _check_net(net):

@@ -435,7 +435,7 @@ MISMATCHES = {        # setting given differently on one rank -> the setting nam
     "validation-rank0": "validation_data (rank 0: X (50, 5) float64, y (50,) int64; rank 1: not given)",
     "optimizer": "optimizer (rank 0: ",
     "fused": "fused (rank 0: 'auto'; rank 1: True)",
-    "data": "data contents (1024 spread rows) (rank 0: sampled:",
+    "data": "data contents (rank 0: ",        # arrays: every row hashed (files: 1024 spread rows)
     "lr_schedule": "lr_schedule (rank 0: null; rank 1: ",
     "callbacks": "callbacks (rank 0: none; rank 1: EarlyStopping{'monitor': 'loss'",
     "class_weight": "class_weight (rank 0: None; rank 1: 'balanced')",

@@ -302,40 +302,84 @@ def main_distributed(argv, build_parser):
 
 ONE_RANK = ("--distributed outside an MPI launcher: training on one rank (to train on K ranks: mpiexec -n K "
             "fastnn train --distributed ...)")
-KEEP_PER_RANK = ("threads", "quiet", "save", "plot", "func", "prog_")   # options a rank may set its own way
+# options a rank may set its own way (--save and --plot are compared: only rank 0 writes, so a path given to
+# another rank alone would be silently ignored)
+KEEP_PER_RANK = ("threads", "quiet", "func", "prog_")
+
+
+class _HeldSignals:
+    """Ctrl-C / SIGTERM during a distributed command's start-up, up to the set-up agreement: held (the first
+    one sets a flag, fastnn.signals.deferred), so that no rank leaves on its own while the others wait for it
+    in a collective; ``check()`` raises it (KeyboardInterrupt, with its ``signal_name``) where every rank
+    learns of it: before the set-up agreement, which ends every rank with exit 130 (143). After it the fit
+    takes the flag (``Trainer.stop_flag``): a signal from then on stops every rank at the fit's first batch
+    (TrainingInterrupted). ``release()`` puts the handlers back."""
+
+    def __init__(self):
+        from .. import signals
+        self.flag = signals.StopFlag()
+        self.stack = contextlib.ExitStack()
+        self.stack.enter_context(signals.deferred(self.flag))
+
+    def check(self):
+        if self.flag.requested:
+            name = self.flag.signal_name
+            exc = KeyboardInterrupt("terminated (SIGTERM)" if name == "SIGTERM" else "interrupted")
+            exc.signal_name = name
+            raise exc
+
+    def release(self, check=True):
+        self.stack.close()
+        if check:
+            self.check()
 
 
 def _run_distributed(parse):
     """Parse (``parse()``: the arguments, or None after --help) and train on every rank of COMM_WORLD,
     through the two agreement points of ``RankSync``; returns the exit code every rank agreed on."""
-    import contextlib
+    held = _HeldSignals()       # from the first line: a signal anywhere in the start-up reaches every rank
+    try:
+        return _run_distributed_held(parse, held)
+    finally:
+        held.release(check=False)
+
+
+def _run_distributed_held(parse, held):
     import io
-    env_rank, env_size, env_var = launcher_world()
+    from .. import signals
+    # up to the first collectives' end, a second signal too is held (fastnn.signals.critical): a rank that
+    # left here would leave the others waiting in them
+    stack = contextlib.ExitStack()
+    stack.enter_context(signals.critical())
+    sync, error = None, None
     try:
-        from .. import distributed     # ImportError with the install hint
-        from mpi4py import MPI
-    except ImportError as exc:
-        if not env_rank:              # the launcher's rank 0, or no launcher: one line
-            _report(_error_text(exc))
-        return EXIT_FAILURE
-    comm = MPI.COMM_WORLD
-    rank, size = comm.Get_rank(), comm.Get_size()
-    if size == 1 and env_size is not None and env_size > 1:
-        if not env_rank:
-            _report(f"--distributed: the launcher started {env_size} processes ({env_var}={env_size}), but MPI "
-                    f"sees each as alone (a world of 1): mpi4py uses another MPI library than this launcher; "
-                    f"launch with the mpiexec of mpi4py's MPI (pip install 'fastnn[mpi]' puts it next to "
-                    f"python: {os.path.join(os.path.dirname(sys.executable), 'mpiexec')})")
-        return EXIT_USAGE
-    modes = comm.allgather("distributed")   # the first collective: ranks without --distributed join it too
-    if any(m != "distributed" for m in modes):           # (one_of_many), with their own errors
-        if rank == 0:
-            _report_line(mixed_launch_line(modes))
-        return EXIT_USAGE
-    threads = distributed.threads_per_rank(comm)     # a collective: before anything can fail on one rank
-    sync = RankSync(comm)
-    error = None
-    try:
+        env_rank, env_size, env_var = launcher_world()
+        try:
+            from .. import distributed     # ImportError with the install hint
+            from mpi4py import MPI
+        except ImportError as exc:
+            if not env_rank:              # the launcher's rank 0, or no launcher: one line
+                _report(_error_text(exc))
+            return EXIT_FAILURE
+        comm = MPI.COMM_WORLD
+        rank, size = comm.Get_rank(), comm.Get_size()
+        if size == 1 and env_size is not None and env_size > 1:
+            if not env_rank:
+                _report(f"--distributed: the launcher started {env_size} processes ({env_var}={env_size}), but "
+                        f"MPI sees each as alone (a world of 1): mpi4py uses another MPI library than this "
+                        f"launcher; launch with the mpiexec of mpi4py's MPI (pip install 'fastnn[mpi]' puts it "
+                        f"next to python: {os.path.join(os.path.dirname(sys.executable), 'mpiexec')})")
+            return EXIT_USAGE
+        modes = comm.allgather("distributed")   # the first collective: ranks without --distributed join it too
+        if any(m != "distributed" for m in modes):           # (one_of_many), with their own errors
+            if rank == 0:
+                _report_line(mixed_launch_line(modes))
+            return EXIT_USAGE
+        threads = distributed.threads_per_rank(comm)     # a collective: before anything can fail on one rank
+        sync = RankSync(comm)
+        sync.held = held
+        stack.close()         # a second signal held until here acts now: KeyboardInterrupt, agreed on below
+        held.check()
         quiet = io.StringIO() if rank != 0 else None
         with contextlib.redirect_stdout(quiet) if quiet is not None else contextlib.nullcontext():
             args = parse()
@@ -344,6 +388,8 @@ def _run_distributed(parse):
                 _report(ONE_RANK, prefix="fastnn: warning: ")
             _train(args, sync, threads)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every rank must learn of it
+        if sync is None:       # before the first collectives' end: as before them (no agreement to join)
+            raise
         if os.environ.get("FASTNN_DEBUG") and not isinstance(exc, (CLIError, KeyboardInterrupt)):
             import traceback
             traceback.print_exc()
@@ -353,6 +399,8 @@ def _run_distributed(parse):
             # before fit's signal handling starts), so the job ends at once rather than waiting forever
             sync.abort(exc)
         error = exc
+    finally:
+        stack.close()
     return sync.finish(error)
 
 
@@ -364,7 +412,8 @@ def agreed_by_fit(exc):
     if isinstance(exc, (TrainingDivergedError, TrainingInterrupted, DistributedError)):
         return True
     return isinstance(exc, (ValueError, TypeError)) and (
-        str(exc).startswith("distributed training cannot start") or "cannot run distributed" in str(exc))
+        str(exc).startswith(("distributed training cannot start", "distributed training stopped"))
+        or "cannot run distributed" in str(exc))
 
 
 def _train(args, sync=None, threads=None):
@@ -482,6 +531,9 @@ def _train(args, sync=None, threads=None):
                                 if pre is not None and task == "regression" else y_test)
     resumed = _checkpoint_epoch(args.checkpoint)
     if sync is not None:              # every rank is ready, with the same options: train
+        held = getattr(sync, "held", None)
+        if held is not None:
+            held.check()              # a Ctrl-C / SIGTERM of the start-up: this rank's error at the agreement
         sync.setup(None, options)
     from ..kernels._jit import prepare_numba
     start = time.perf_counter()
@@ -499,6 +551,8 @@ def _train(args, sync=None, threads=None):
                                       verbose=1 if bar else 0, seed=args.seed, distributed=args.distributed,
                                       checkpoint=args.checkpoint, **({} if args.checkpoint_every is None else
                                                                      {"checkpoint_every": args.checkpoint_every}))
+                if sync is not None and getattr(sync, "held", None) is not None:
+                    trainer.stop_flag = sync.held.flag    # a signal since the set-up stops every rank in fit
                 history = trainer.fit(X, y_train)
         except BaseException as exc:
             if sync is not None and agreed_by_fit(exc):    # raised alike on every rank: the end is agreed on
@@ -506,6 +560,8 @@ def _train(args, sync=None, threads=None):
             raise
         if sync is not None:
             sync.stage = "end"
+            if getattr(sync, "held", None) is not None:
+                sync.held.release()    # (a signal after the fit's last check: this rank's outcome at the end)
     except fnn.TrainingDivergedError as exc:
         raise CLIError(_error_text(exc), code=EXIT_FAILURE) from None
     except (ValueError, TypeError) as exc:

@@ -58,17 +58,32 @@ too), so a rank reads only the rows of its own local batches, and each rank vali
 
 Settings: every rank must call ``fit`` with the same settings. At the start ONE allgather compares each
 rank's epochs, batch size, seed (or None on all ranks: then rank 0 draws it), shuffle, checkpoint given or
-not (and its checkpoint_every), validation data given or not (and its shapes and dtypes), ``fused`` and the
-engine it chose, sample_weight (a fingerprint), class_weight, validation_split, schedule, callbacks,
-optimizer type and hyperparameters, architecture and loss, network dtype, data shapes and dtypes, and
-fastnn version, together with the outcome of each rank's data checks; any difference raises ValueError on
-every rank, naming each setting that differs and which ranks have which value (a difference would otherwise
-hang a collective, crash inside MPI, or train on mismatched permutations).
+not (and its checkpoint_every), validation data given or not (its shapes, dtypes and a hash of its contents),
+``fused`` and the engine it chose, sample_weight (a fingerprint), class_weight, validation_split, schedule (a
+function schedule by its name), callbacks, optimizer type and hyperparameters, architecture and loss, network
+dtype, data shapes and dtypes and contents (arrays: a hash of every row; files: of 1024 spread rows), and
+fastnn version, together with the outcome of each rank's data checks and of the fit's own checks of its
+settings; any difference raises ValueError on every rank, naming each setting that differs and which ranks
+have which value (a difference would otherwise hang a collective, crash inside MPI, or train on mismatched
+permutations). A ``distributed=`` value refused on one rank is agreed on over COMM_WORLD when the Trainer is
+built. A rank that never arrives at the start (it called fit without ``distributed=``, or with another
+communicator; it stopped outside fastnn) cannot be learnt of through a collective: the others wait
+``FASTNN_DISTRIBUTED_TIMEOUT`` seconds (default 120; the wait polls a non-blocking barrier), then one line on
+stderr and MPI_Abort end the job.
+
+Every epoch: ONE allgather (``MPIRun.agree_epoch``), after the previous epoch's callbacks, carries each rank's
+outcome of the loop's per-epoch work (taking in what callbacks changed, the schedule's rate and its check, the
+order) and what every rank must share from then on: the rate, the optimizer's other hyperparameters and step
+count, a checksum of the weights and the optimizer state, the network's structure. A failure on any rank
+stops every rank with the same DistributedError; a difference (a callback or schedule that changed the rate,
+the momentum, Adam's betas, the weight decay, a weight or the loss on some ranks only) with the same
+ValueError naming it and the ranks: never different weights on different ranks, silently.
 
 Failures: every step tells all ranks whether any rank failed (an exception in gathering, forward or
-backward) — the fused step through the poisoned gradient, the per-layer step through its status Allreduce —,
+backward; user code's KeyboardInterrupt and SystemExit too) — the fused step through the poisoned gradient, the per-layer step through its status Allreduce —,
 so all ranks stop together with ``DistributedError`` naming the failed rank and its error; a stop asked on
-one rank (Ctrl-C, SIGTERM) stops every rank before the same batch; a bad shard stops all ranks with
+one rank (Ctrl-C, SIGTERM: held from the start of a distributed fit, its set-up included) stops every rank
+before the same batch; a bad shard stops all ranks with
 ValueError before training; a non-finite loss or update raises ``TrainingDivergedError`` on every rank at
 the same epoch and batch. Rank 0 alone writes checkpoints (fastnn.checkpoint: atomic, so the last one stays
 valid), the progress bar and log lines; a failed write is agreed on like any other failure. An exception
@@ -129,6 +144,79 @@ def describe_errors(errors, size=None):
                f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}")
         parts.append(f"{who}: {text}")
     return "; ".join(parts)
+
+
+def _error_text(exc):
+    """'Type: message' of an exception as the ranks tell each other ('KeyboardInterrupt' when it says nothing)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _differences(states):
+    """'name (rank 0: a; rank 1: b)' for each entry of the ranks' ``states`` (dicts name -> value) that
+    differs between ranks."""
+    differ = []
+    for name in states[0]:
+        by_value = {}
+        for r, s in enumerate(states):
+            by_value.setdefault(s.get(name), []).append(r)
+        if len(by_value) > 1:
+            parts = []
+            for value, ranks in by_value.items():
+                shown = value if isinstance(value, str) else repr(value)
+                shown = shown if len(shown) <= 300 else shown[:300] + "..."
+                parts.append(f"{'rank' if len(ranks) == 1 else 'ranks'} {', '.join(map(str, ranks))}: {shown}")
+            differ.append(f"{name} ({'; '.join(parts)})")
+    return differ
+
+
+#: seconds a rank waits at a distributed fit's start-up for every rank of the communicator to arrive, before
+#: it ends the job (FASTNN_DISTRIBUTED_TIMEOUT overrides it): a rank that called fit without distributed=
+#: (or with another communicator), or that failed outside fastnn, never arrives
+START_TIMEOUT = 120.0
+
+
+def start_timeout():
+    """The start-up wait in seconds (FASTNN_DISTRIBUTED_TIMEOUT, else START_TIMEOUT; <= 0: wait forever)."""
+    text = os.environ.get("FASTNN_DISTRIBUTED_TIMEOUT")
+    try:
+        return float(text) if text else START_TIMEOUT
+    except ValueError:
+        return START_TIMEOUT
+
+
+def wait_for_every_rank(comm, what):
+    """Collective: return once every rank of ``comm`` has reached this point (a non-blocking barrier, polled);
+    after ``start_timeout()`` seconds without them, one line on stderr naming ``what`` and the likely causes,
+    then MPI_Abort ends every rank (a blocking collective would wait forever)."""
+    import time
+    if comm.Get_size() == 1:
+        return
+    request = comm.Ibarrier()
+    limit = start_timeout()
+    began = time.monotonic()
+    pause = 1e-5
+    while not request.Test():
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+        if 0 < limit <= time.monotonic() - began:
+            sys.stderr.write(
+                f"fastnn.distributed: rank {comm.Get_rank()}: waited {limit:g} s at {what} for the other ranks "
+                f"of the communicator ({comm.Get_size()} ranks); a rank that called fit without distributed=True "
+                f"(or with another communicator), or that stopped outside fastnn, never arrives; aborting every "
+                f"rank (FASTNN_DISTRIBUTED_TIMEOUT sets the wait)\n")
+            sys.stderr.flush()
+            comm.Abort(1)
+            os._exit(1)
+
+
+def agreement_comm(value):
+    """The communicator a Trainer built with an invalid ``distributed=`` value agrees on, so that a value one
+    rank refuses stops every rank: COMM_WORLD when mpi4py loads and the world has more than one rank, else
+    None (one process: the error is raised alone)."""
+    if MPI is None:
+        return None
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None
 
 
 def _require_mpi():
@@ -211,9 +299,37 @@ class MPIRun:
         error, result = None, None
         try:
             result = work()
-        except Exception as exc:  # noqa: BLE001 - every rank must learn of it
-            error = exc
+        except BaseException as exc:  # noqa: BLE001 - every rank must learn of it (KeyboardInterrupt and
+            error = exc               # SystemExit raised by user code included: alone, this rank would leave)
         self.agree(error, where=where)
+        return result
+
+    def agree_epoch(self, work, state, epoch):
+        """The ONE per-epoch agreement (one small allgather), after the callbacks of the last epoch: run
+        ``work()`` (what the loop does before an epoch: take in what callbacks changed, the schedule's rate,
+        the rate's check, the order), then ``state()`` (name -> comparable value: the rate, the optimizer's
+        hyperparameters, a checksum of the weights and optimizer state, the network's structure); an
+        exception on any rank stops every rank with the same DistributedError, and a state that differs
+        between ranks (a callback or schedule that changed something on some ranks only) with the same
+        ValueError naming it and the ranks. Returns ``work()``'s result."""
+        error, result, mine = None, None, None
+        try:
+            result = work()
+            mine = state()
+        except BaseException as exc:  # noqa: BLE001 - every rank must learn of it
+            error = exc
+        gathered = self.comm.allgather((None if error is None else _error_text(error), mine))
+        errors = {r: t for r, (t, _) in enumerate(gathered) if t is not None}
+        if errors:
+            self.agreed = DistributedError(errors, where=f"the start of epoch {epoch}")
+            raise self.agreed from error
+        differ = _differences([s for _, s in gathered])
+        if differ:
+            self.agreed = ValueError(
+                f"distributed training stopped on every rank at the start of epoch {epoch}: the ranks differ "
+                f"in " + ", and in ".join(differ) + "; a callback or lr_schedule must change the same thing on "
+                "every rank (each rank's update must stay the same)")
+            raise self.agreed
         return result
 
     def agree(self, error, exc_type=None, epoch=None, batch=None, where=None):
@@ -224,7 +340,7 @@ class MPIRun:
             self.raise_all(error, exc_type, epoch, batch, where)
 
     def raise_all(self, error, exc_type=None, epoch=None, batch=None, where=None):
-        text = None if error is None else f"{type(error).__name__}: {error}"
+        text = None if error is None else _error_text(error)
         gathered = self.comm.allgather(text)
         errors = {r: t for r, t in enumerate(gathered) if t is not None}
         if exc_type is not None:        # input errors: the same type on every rank, naming the rank
@@ -269,6 +385,7 @@ class MPIRun:
         net = trainer.net
         error, val, mine, weights = None, None, None, None
         try:
+            trainer.check_settings()        # (settings assigned since the trainer was built, on one rank perhaps)
             X, y, self.mapped = resolve_data(X, y)
             if self.mapped:
                 if trainer.class_weight is not None or trainer.validation_split:
@@ -284,10 +401,11 @@ class MPIRun:
             else:
                 X, y, weights, val = trainer.checked_data(X, y, sample_weight)
             self.fused = _engine_choice(trainer)
-            mine = _settings(trainer, X, y, val, sample_weight, self.fused)
-        except Exception as exc:  # noqa: BLE001 - any failure (a corrupt file: zlib.error, EOFError) is agreed on
+            mine = _settings(trainer, X, y, val, sample_weight, self.fused, self.mapped)
+        except BaseException as exc:  # noqa: BLE001 - any failure (a corrupt file: zlib.error) is agreed on
             error = exc
-        gathered = self.comm.allgather((None if error is None else f"{type(error).__name__}: {error}", mine))
+        wait_for_every_rank(self.comm, "the start of fit")
+        gathered = self.comm.allgather((None if error is None else _error_text(error), mine))
         errors = {r: text for r, (text, _) in enumerate(gathered) if text is not None}
         if errors:
             detail = describe_errors(errors, size=self.size)
@@ -328,7 +446,7 @@ class MPIRun:
         if self.is_root:
             try:
                 result = work()
-            except Exception as exc:  # noqa: BLE001 - rank 0 alone runs it: every rank must learn of any failure
+            except BaseException as exc:  # noqa: BLE001 - rank 0 alone runs it: every rank must learn of it
                 error = exc
         if where is None:
             self.agree(error, exc_type=ValueError)
@@ -371,7 +489,7 @@ class MPIRun:
             if hi > lo:
                 s = net.evaluate(X_val[lo:hi], y_val[lo:hi])
                 part[:] = s["loss"] * (hi - lo), s.get("accuracy", 0.0) * (hi - lo)
-        except Exception as exc:  # noqa: BLE001 - agreed on below
+        except BaseException as exc:  # noqa: BLE001 - agreed on below
             error = exc
         self.agree(error, where="validation")
         self.comm.Allreduce(MPI.IN_PLACE, part, op=MPI.SUM)
@@ -384,8 +502,9 @@ class MPIRun:
 def agree_start(comm, error):
     """Collective, when a Trainer is built for ``comm``: ``error`` (this rank's exception or None) raised on
     every rank as one ValueError naming each failed rank, so that no rank goes on to wait for another."""
-    comm = MPI.COMM_WORLD if comm is True else comm
-    texts = comm.allgather(None if error is None else f"{type(error).__name__}: {error}")
+    comm = MPI.COMM_WORLD if comm is True or isinstance(comm, (bool, np.bool_)) else comm
+    wait_for_every_rank(comm, "the trainer's construction")
+    texts = comm.allgather(None if error is None else _error_text(error))
     errors = {r: t for r, t in enumerate(texts) if t is not None}
     if errors:
         detail = describe_errors(errors, size=len(texts))
@@ -400,7 +519,7 @@ def _engine_choice(trainer):
     return trainer.wants_fused()
 
 
-def _settings(trainer, X, y, val, sample_weight, fused):
+def _settings(trainer, X, y, val, sample_weight, fused, mapped=True):
     """This rank's settings that every rank must share: name -> a comparable (hashable) value."""
     from .. import __version__
     from ..checkpoint import fingerprint
@@ -418,6 +537,8 @@ def _settings(trainer, X, y, val, sample_weight, fused):
                        else "not given"),
         "validation_data": ("not given" if val is None else
                             f"X {val[0].shape} {val[0].dtype}, y {val[1].shape} {val[1].dtype}"),
+        # each rank evaluates its share of the validation rows: other contents would mix two sets' scores
+        "validation_data contents": "not given" if val is None else fingerprint(val[0], val[1]),
         "fused": repr(trainer.fused),
         "engine": "the fused step" if fused else "per-layer",
         "validation_split": repr(trainer.validation_split),
@@ -426,14 +547,33 @@ def _settings(trainer, X, y, val, sample_weight, fused):
                           f"given, {fingerprint(np.ascontiguousarray(sample_weight, dtype=np.float64))}"),
         "sample_order": "given" if trainer.sample_order is not None else "not given",
         "optimizer": json.dumps(optimizer, sort_keys=True),
-        "lr_schedule": json.dumps(to_config(trainer.lr_schedule), sort_keys=True, default=repr),
+        "lr_schedule": _schedule_text(trainer.lr_schedule, to_config),
         "callbacks": ", ".join(f"{type(cb).__name__}{cb.config() if callable(getattr(cb, 'config', None)) else ''}"
                                for cb in trainer.callbacks) or "none",
         "architecture": json.dumps(config, sort_keys=True),
         "network dtype": net.dtype.str,
         "data": f"X {X.shape} {X.dtype}, y {y.shape} {y.dtype}",
-        "data contents (1024 spread rows)": sample_fingerprint(X, y),
+        # arrays: every row (each rank has scanned all of X already); files: 1024 spread rows (each rank
+        # reads only its shard)
+        **({"data contents (1024 spread rows)": sample_fingerprint(X, y)} if mapped else
+           {"data contents": fingerprint(X, y)}),
     }
+
+
+def _schedule_text(schedule, to_config):
+    """The schedule as the ranks compare it: a built-in's config; a function's kind and name (two functions
+    of one name pass here: the rates they give are compared every epoch)."""
+    config = to_config(schedule)
+    if config is None and schedule is not None:       # a FunctionSchedule, a user's Schedule subclass
+        fn = getattr(schedule, "fn", schedule)
+        name = getattr(fn, "__qualname__", None) or f"a {type(fn).__qualname__} object"   # (no address: it
+        config = {"type": type(schedule).__name__, "function": name}                        # differs per rank)
+    return json.dumps(config, sort_keys=True, default=repr)
+
+
+#: settings that differ whenever the one they name differs (then only that one is reported)
+_DEPENDS = {"validation_data contents": "validation_data", "data contents": "data",
+            "data contents (1024 spread rows)": "data"}
 
 
 def _check_agreement(settings):
@@ -441,6 +581,9 @@ def _check_agreement(settings):
     setting on which the ranks differ and which ranks have which value."""
     differ = []
     for name in settings[0]:
+        parent = _DEPENDS.get(name)
+        if parent is not None and len({s[parent] for s in settings}) > 1:
+            continue            # the contents of data whose shapes (or presence) differ: named once, by those
         by_value = {}
         for r, s in enumerate(settings):
             by_value.setdefault(s[name], []).append(r)
@@ -534,7 +677,7 @@ class DistributedEpoch:
             else:
                 for g in plan.opt_grads:
                     g[...] = 0
-        except Exception as exc:  # noqa: BLE001 - every rank must learn of it
+        except BaseException as exc:  # noqa: BLE001 - every rank must learn of it
             error = exc
             status[0] = 1.0
         comm.Allreduce(MPI.IN_PLACE, status, op=MPI.SUM)
@@ -635,7 +778,7 @@ class FusedDistributedEpoch:
                             -1 if last or stop else g_start, r0, r1, b, 0.0 if last else denominators[b], blas)
                         if done is not None and what < 0:
                             self.taken += 1
-                    except Exception as exc:  # noqa: BLE001 - every rank must learn of it (below)
+                    except BaseException as exc:  # noqa: BLE001 - every rank must learn of it (below)
                         error = exc
                         if done is not None and not np.isfinite(grads).all():
                             what = 1      # the others refuse this sum (a poison, a divergence): so does this rank

@@ -45,6 +45,10 @@ class LocalRun:
         """Run user-facing work (a callback, a schedule) on this process: its result."""
         return work()
 
+    def agree_epoch(self, work, state, epoch):
+        """The loop's per-epoch start (``work()``: its result); one process has nothing to compare."""
+        return work()
+
     def same_everywhere(self, array, what):
         """Every process of the fit holds the same ``array`` (one process: it does)."""
 

@@ -1,6 +1,7 @@
 """The data side of distributed training: which rows each rank owns, memory-mapped inputs, and the
 checks and fingerprint of a rank's shard (see fastnn.engines.distributed)."""
 import os
+import re
 import struct
 import zipfile
 
@@ -71,20 +72,29 @@ def resolve_data(X, y):
     mapped = False
     if isinstance(X, (str, os.PathLike)):
         path = os.fspath(X)
-        if not os.path.isfile(path):
-            raise ValueError(f"X: no such file {path!r}")
+        _exists(path, "X")
         X, mapped = open_array(path, "X"), True
         if y is None:
             if not path.lower().endswith(".npz"):
                 raise ValueError("y is required when X is a .npy file (give y as an array or .npy path)")
             y = open_array(path, "y")
     if isinstance(y, (str, os.PathLike)):
-        if not os.path.isfile(os.fspath(y)):
-            raise ValueError(f"y: no such file {os.fspath(y)!r}")
+        _exists(os.fspath(y), "y")
         y = open_array(y, "y")
     if y is None:
         raise ValueError("y is required")
     return X, y, mapped
+
+
+def _exists(path, name):
+    """ValueError unless ``path`` names a regular file: 'no such file' when nothing is there, else what it is
+    (a directory, a FIFO: fastnn._paths.check_regular's words)."""
+    if not os.path.exists(path):
+        raise ValueError(f"{name}: no such file {path!r}")
+    try:
+        _paths.check_regular(path, "data file")
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def check_mapped(net, X, rank, size):
@@ -102,8 +112,10 @@ def check_mapped(net, X, rank, size):
         hi = min(stop, lo + CHECK_ROWS)
         try:
             _checks.matrix(X[lo:hi], "X", net.dtype, net.n_features)
-        except ValueError as exc:
-            raise ValueError(f"X rows {lo}..{hi - 1} (this rank's shard {start}..{stop - 1}): {exc}") from None
+        except ValueError as exc:       # its index is the chunk's: made X's (row lo + i)
+            text = re.sub(r"index \((\d+), (\d+)\)", lambda m: f"index ({lo + int(m[1])}, {m[2]})", str(exc))
+            raise ValueError(f"{text} (checking rows {lo}..{hi - 1} of this rank's shard {start}..{stop - 1})") \
+                from None
     return np.asarray(X)      # an ndarray over the map (Numba's gather takes it; pages load on use)
 
 
