@@ -47,7 +47,7 @@ from . import _checks
 from .errors import TrainingDivergedError
 from .layers import FullyConnected, ReLU, Sigmoid, TanH
 from .losses import L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
-from .network import NeuralNetwork
+from .network import NeuralNetwork, warn_nonfinite_outputs
 from .optimizers import SGD, Adam
 from .threads import get_num_threads
 from .training import CompileNotice, Trainer
@@ -1044,6 +1044,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def predict(self, X):
         """Class labels (n_samples,) — or the indicator matrix (n_samples, n_labels) for multilabel."""
         out = self._outputs(X)
+        if not np.isfinite(out).all():          # a NaN row would become classes_[0] without a word
+            warn_nonfinite_outputs(out, 0, out.dtype)
         if self._y_type == "multiclass":
             return self.classes_[np.argmax(out, axis=1)]
         if self._y_type == "binary":

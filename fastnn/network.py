@@ -496,7 +496,7 @@ class NeuralNetwork(_checks.Guarded):
         labels (n,) or indicators (n, k) int64 for SigmoidCrossEntropy; outputs (n, outputs) for regression."""
         pre = self._raw_preprocessing()
         X, given = self._inference_input(X if pre is None else pre.transform(X, self.dtype))
-        predictions = _joined([self.loss.predictions(out) for out in self._outputs(X, given)])
+        predictions = _joined([self.loss.predictions(out) for out in self._warned_outputs(X, given)])
         if pre is not None:     # class names; regression outputs in the target's units
             return pre.decode_predictions(predictions)
         return predictions
@@ -605,22 +605,18 @@ class NeuralNetwork(_checks.Guarded):
                         raise RuntimeError("backward needs the training forward pass first")
                     g = self._checked_output(k, g, *inputs[k], "backward")
 
-    def _outputs(self, X, given=None, name="X"):
-        """``_computed_outputs``, with one RuntimeWarning per call when an output is NaN or infinite (X is
-        finite by then: its values or the weights overflow inside the network). A classifier's ``predict``
-        would otherwise turn such a row into class 0 without a word; NumPy warns the same way on overflow."""
+    def _warned_outputs(self, X, given=None):
+        """``_outputs`` for ``predict``, with one RuntimeWarning per call when an output is NaN or infinite (X
+        is finite by then: its values or the weights overflow inside the network): predict would otherwise
+        turn such a row into class 0 without a word (forward, predict_proba and evaluate show the NaN)."""
         warned = False
-        for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._computed_outputs(X, given, name)):
+        for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._outputs(X, given)):
             if not warned and not np.isfinite(out).all():
                 warned = True
-                row = start + int(np.argmin(np.isfinite(out).all(axis=1)))
-                _checks.warn_at_caller(
-                    f"the network's output is NaN or infinite for row {row} of {name} (and maybe others): {name} is "
-                    f"finite, so its values or the network's weights overflow {np.dtype(self.dtype).name} inside "
-                    f"the network; predictions for such rows are meaningless", RuntimeWarning)
+                warn_nonfinite_outputs(out, start, self.dtype)
             yield out
 
-    def _computed_outputs(self, X, given=None, name="X"):
+    def _outputs(self, X, given=None, name="X"):
         """Outputs chunk by chunk, each a new array, from one copy of the weights (thread-safe, see the
         module docstring). ``given``: None when X is known to be finite, else the caller's array X was
         converted from (``_inference_input``): X's finiteness is then learned in the first layer's GEMM, a
@@ -716,6 +712,16 @@ class NeuralNetwork(_checks.Guarded):
         inner = ",\n  ".join(repr(layer) for layer in self._layers)
         return f"NeuralNetwork([\n  {inner}\n], loss={self.loss!r}, optimizer={self.optimizer!r})"
 
+
+
+def warn_nonfinite_outputs(out, start, dtype):
+    """The RuntimeWarning of a prediction from outputs ``out`` (rows ``start``... of X) of which some are NaN or
+    infinite although X is finite: it names the first such row."""
+    row = start + int(np.argmin(np.isfinite(out).all(axis=1)))
+    _checks.warn_at_caller(
+        f"the network's output is NaN or infinite for row {row} of X (and maybe others): X is finite, so its "
+        f"values or the network's weights overflow {np.dtype(dtype).name} inside the network; the predictions "
+        f"for such rows are meaningless", RuntimeWarning)
 
 
 def _joined(parts):

@@ -918,3 +918,19 @@ def test_warm_started_early_stopping_fits_follow_sklearn(kind):
             np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_, rtol=1e-12, atol=1e-12)
             for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
                 np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@no_convergence_warning
+def test_predict_warns_when_outputs_overflow():
+    """A finite X whose outputs overflow float32 would be predicted as classes_[0] without a word: one
+    RuntimeWarning names the row (predict_proba shows the NaN itself)."""
+    X, y = digits_split()[0][:200], digits_split()[2][:200]
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    big = X.copy()
+    big[3] = 3e38
+    clf.coefs_[0][:] = 1.0                   # every hidden unit sums 64 values of 3e38: inf in float32
+    with pytest.warns(RuntimeWarning, match=r"for row 3 of X"):
+        clf.predict(big)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        clf.predict(X)                       # finite outputs: no warning
