@@ -134,8 +134,7 @@ def test_the_time_split_adds_up_and_names_numbas_start_up():
 def test_train_with_checkpoints_names_their_time(tmp_path):
     line = ok(run("train", "--data", "spirals", "--epochs", "30", "--checkpoint", "c.safetensors",
                   "--checkpoint-every", "1", "-q", cwd=tmp_path))
-    seconds = re.search(r"checkpoints (\d+\.\d+) s", line)
-    assert seconds and float(seconds.group(1)) > 0 and "checkpoints and set-up" not in line
+    assert re.search(r", checkpoints \d+\.\d\d s", line) and "checkpoints and set-up" not in line
 
 
 def test_train_quiet_prints_one_line(tmp_path):
