@@ -94,7 +94,7 @@ from numba.extending import overload
 from . import optim
 from ._blas import gemm, matmul
 from ._jit import OPTIONS, inline_kernel, internal_kernel, kernel, specialize
-from .activations import add_bias, bias_activate, scale_by_derivative
+from .activations import GROUPS, KERNELS as ACTIVATION_KERNELS, add_bias
 from .batch import gather, gather_rows
 from .dropout import apply as dropout_apply
 from .softmax_ce import (count_correct_dense, count_correct_indicators, count_correct_labels, l2_w, sigmoid_ce_w,
@@ -222,20 +222,19 @@ def _layer_forward(a, w, b, code, param, z, out, blas_threads=0):
 
 
 _ACTIVATE = None     # bound per copy of _layer_forward by specialize()
-layer_forward = specialize(_layer_forward, "inline", compile_with=inline_kernel, _ACTIVATE=bias_activate)
 
 
-@inline_kernel
-def forward_rows(X, order, start, r0, r1, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch,
+def _forward_rows(X, order, start, r0, r1, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch,
                  blas_threads):
     """Rows r0:r1 of the batch starting at ``start``: A[k+1] = f_k(A[k] @ W[k] + b[k]); Z[k] keeps the
     pre-activation where f_k's derivative reads it. Layer k with dropout (drop_thr[k] > 0): f_k's output
     goes to Y[k] and A[k+1] is its dropped copy (masks keyed (dkey, batch, row), batch 0-based). The
-    drivers check the gathered rows A[0][r0:r1] after it (``input_bound``)."""
+    drivers check the gathered rows A[0][r0:r1] after it (``input_bound``). ``_LAYER_FORWARD``: layer_forward
+    of one activation group (``CHAINS``)."""
     gather_rows(X, order, start + r0, A[0][r0:r1])
     for k in range(len(W)):
         out = Y[k][r0:r1] if drop_thr[k] > 0 else A[k + 1][r0:r1]
-        layer_forward(A[k][r0:r1], W[k], b[k], codes[k], act_params[k], Z[k][r0:r1], out, blas_threads)
+        _LAYER_FORWARD(A[k][r0:r1], W[k], b[k], codes[k], act_params[k], Z[k][r0:r1], out, blas_threads)
         if drop_thr[k] > 0:
             dropout_apply(dkey, batch, r0, drop_thr[k], drop_scale[k], out, A[k + 1][r0:r1])
 
@@ -299,19 +298,38 @@ def batch_denominator(sample_weights, order, start, nb):
 
 
 # ------------------------------------------------------------------------------------------- backward
-@inline_kernel
-def deltas(W, codes, act_params, A, D, Z, Y, drop_thr, drop_scale, dkey, batch, r0, r1, blas_threads):
+def _deltas(W, codes, act_params, A, D, Z, Y, drop_thr, drop_scale, dkey, batch, r0, r1, blas_threads):
     """The deltas of rows r0:r1, once the head wrote D[L]: for k = L-1 .. 1, D[k] = D[k+1] @ W[k]ᵀ, then
     back through layer k-1's dropout and its activation's derivative (read from its output — Y[k-1] when
-    it has dropout, else A[k] — or from its pre-activation Z[k-1])."""
+    it has dropout, else A[k] — or from its pre-activation Z[k-1]). ``_SCALE``: scale_by_derivative of one
+    activation group (``CHAINS``)."""
     for k in range(len(W) - 1, 0, -1):
         dx = D[k][r0:r1]
         matmul(D[k + 1][r0:r1], False, W[k], True, dx, blas_threads)
         if drop_thr[k - 1] > 0:
             dropout_apply(dkey, batch, r0, drop_thr[k - 1], drop_scale[k - 1], dx, dx)
-            scale_by_derivative(codes[k - 1], act_params[k - 1], Y[k - 1][r0:r1], Z[k - 1][r0:r1], dx)
+            _SCALE(codes[k - 1], act_params[k - 1], Y[k - 1][r0:r1], Z[k - 1][r0:r1], dx)
         else:
-            scale_by_derivative(codes[k - 1], act_params[k - 1], A[k][r0:r1], Z[k - 1][r0:r1], dx)
+            _SCALE(codes[k - 1], act_params[k - 1], A[k][r0:r1], Z[k - 1][r0:r1], dx)
+
+
+_LAYER_FORWARD = _SCALE = None     # bound per activation group by specialize()
+#: the activation-dependent pieces of one group of activation codes (activations.GROUPS): a driver made
+#: from ``CHAINS[group]`` compiles that group's activation kernels only
+Chain = namedtuple("Chain", "layer_forward forward_rows deltas")
+
+
+def _chain(group):
+    kernels = ACTIVATION_KERNELS[group]
+    forward = specialize(_layer_forward, f"inline_{group}", compile_with=inline_kernel, _ACTIVATE=kernels.bias_activate)
+    return Chain(forward,
+                 specialize(_forward_rows, group, compile_with=inline_kernel, _LAYER_FORWARD=forward),
+                 specialize(_deltas, group, compile_with=inline_kernel, _SCALE=kernels.scale_by_derivative))
+
+
+CHAINS = {group: _chain(group) for group in GROUPS}
+#: every code's pieces (group "all"), under their usual names
+layer_forward, forward_rows, deltas = CHAINS["all"]
 
 
 @inline_kernel

@@ -288,3 +288,60 @@ def test_mish_exports_to_onnx_and_torch(dtype, tmp_path):
     session = ort.InferenceSession(net.export_onnx(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x})))["logits"]
     np.testing.assert_allclose(got, logits, rtol=100 * eps, atol=100 * eps * scale)
+
+
+# -- activation groups: a network compiles the smallest group of kernels that runs its codes -----------------
+def test_the_piecewise_group_is_picked_for_piecewise_codes_only():
+    """Any smooth code among a network's codes needs the "all" kernels: the piecewise ones would take it as
+    the identity."""
+    for code in act.CODES.values():
+        expected = "piecewise" if code in (act.IDENTITY, act.RELU, act.LEAKY_RELU) else "all"
+        assert act.group((code,)) == expected
+        assert act.group((act.RELU, code, act.IDENTITY)) == expected
+        assert act.group(np.array([code, act.LEAKY_RELU], np.int64)) == expected
+    assert act.group(()) == "piecewise"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize("code", sorted(act.PIECEWISE))
+def test_piecewise_kernels_give_the_bits_of_the_all_kernels(dtype, parallel, code):
+    """The same loops in both groups: forward, derivative into a new array and in place (the aliasing path
+    runs scale_by_derivative), NaN and signed zeros included."""
+    rng = np.random.default_rng(code)
+    z = rng.standard_normal((37, 19)).astype(dtype)
+    z[0, :4] = [np.nan, 0.0, -0.0, np.inf]
+    b = rng.standard_normal(19).astype(dtype)
+    dy = rng.standard_normal(z.shape).astype(dtype)
+    results = []
+    for name in act.GROUPS:
+        kernels = act.KERNELS[name]
+        y = np.empty_like(z)
+        (kernels.bias_activate_parallel if parallel else kernels.bias_activate)(z, b, code, 0.1, y)
+        run = kernels.multiply_derivative_parallel if parallel else kernels.multiply_derivative
+        dx = np.empty_like(z)
+        run(code, 0.1, y, z, dy, dx)
+        d = dy.copy()
+        run(code, 0.1, y, z, d, d)
+        results.append((y, dx, d))
+    for got, expected in zip(results[1], results[0]):
+        np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("activations, expected", [
+    ((fnn.ReLU,), "piecewise"), ((fnn.ReLU, fnn.LeakyReLU), "piecewise"), ((fnn.Identity,), "piecewise"),
+    ((fnn.ReLU, fnn.TanH), "all"), ((fnn.Sigmoid,), "all"), ((fnn.Mish,), "all")])
+def test_the_engines_pick_the_group_of_the_networks_activations(activations, expected):
+    """The fused engine and the per-layer kernels choose by the codes the network holds."""
+    from fastnn.kernels import dense
+    stack = [fnn.FullyConnected(4, 6, seed=0)]
+    for i, make in enumerate(activations):
+        stack += [make(), fnn.FullyConnected(6, 6 if i + 1 < len(activations) else 3, seed=i + 1)]
+    net = fnn.NeuralNetwork(stack, loss=fnn.SoftmaxCrossEntropy())
+    runner = fused.EpochRunner(net, np.zeros((8, 4), np.float32), np.zeros(8, np.int64), 4)
+    assert runner.group == expected
+    for layer in stack:
+        if isinstance(layer, layers.Activation):
+            group = act.group((layer.code,))
+            assert dense.kernels_for(layer.code) is dense.KERNELS[group]
+            assert act.kernels_for((layer.code,)) is act.KERNELS[group]
