@@ -82,7 +82,7 @@ from . import optim
 from ._blas import matmul
 from ._jit import inline_kernel, internal_kernel, specialize
 from ._sync import CLAIMED, DONE, RETIRE, STOP, atomic_add, atomic_load, atomic_store, cycles, wait_until_done
-from .step import (CHAINS, FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, LOSS_NAMES, OPT_ADAM, OPT_MOMENTUM,
+from .step import (CHAINS, FULL_CHAIN, chain_suffix, FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, LOSS_NAMES, OPT_ADAM, OPT_MOMENTUM,
                    OPT_SGD, UPDATES, _absmax_bound, batch_denominator, column_sums, deltas, first_bad_row,
                    forward_rows, input_bound, layer_gradient, penalty_decay, penalty_factor, penalty_gradient,
                    row_bounds, sgd_grad_bound, sgd_in_gemm, sgd_limit, sgd_proven, slot)
@@ -475,18 +475,18 @@ _UPDATE_NAMES = {OPT_MOMENTUM: "sgd", OPT_ADAM: "adam"}
 _VARIANTS = {}
 
 
-def variant(loss_kind, opt_kind, group="all"):
-    """The compiled kernel for this loss, optimizer and activation group (activations.group of the network's
-    codes), called as ``variant(...)(t, T, sync, team, net, scratch, data, opt)`` (arguments: the module's
-    docstring). Made on first use: each compiles only its head, its update and its group's activations (the
+def variant(loss_kind, opt_kind, chain=FULL_CHAIN):
+    """The compiled kernel for this loss, optimizer and chain (step.chain_key of the network; the default
+    runs every network), called as ``variant(...)(t, T, sync, team, net, scratch, data, opt)`` (arguments: the module's
+    docstring). Made on first use: each compiles only its head, its update and its chain's pieces (the
     plain-SGD variant binds the explicit updates too, on branches it never takes)."""
-    key = loss_kind, opt_kind, group
+    key = loss_kind, opt_kind, chain
     if key not in _VARIANTS:
-        chain = CHAINS[group]
+        pieces = CHAINS[chain]
         plain = opt_kind == OPT_SGD
         finite, write = UPDATES[OPT_MOMENTUM if plain else opt_kind]
         name = f"{LOSS_NAMES[loss_kind]}_{'plain_sgd' if plain else _UPDATE_NAMES[opt_kind]}"
-        _VARIANTS[key] = specialize(_train_epoch_parallel, name + ("" if group == "all" else "_" + group),
+        _VARIANTS[key] = specialize(_train_epoch_parallel, name + chain_suffix(chain),
                                     _HEAD=HEADS[loss_kind], _FINITE_UPDATE=finite, _WRITE_UPDATE=write,
-                                    _PLAIN_SGD=plain, forward_rows=chain.forward_rows, deltas=chain.deltas)
+                                    _PLAIN_SGD=plain, forward_rows=pieces.forward_rows, deltas=pieces.deltas)
     return _VARIANTS[key]

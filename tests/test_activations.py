@@ -328,20 +328,50 @@ def test_piecewise_kernels_give_the_bits_of_the_all_kernels(dtype, parallel, cod
         np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8))
 
 
-@pytest.mark.parametrize("activations, expected", [
-    ((fnn.ReLU,), "piecewise"), ((fnn.ReLU, fnn.LeakyReLU), "piecewise"), ((fnn.Identity,), "piecewise"),
-    ((fnn.ReLU, fnn.TanH), "all"), ((fnn.Sigmoid,), "all"), ((fnn.Mish,), "all")])
-def test_the_engines_pick_the_group_of_the_networks_activations(activations, expected):
-    """The fused engine and the per-layer kernels choose by the codes the network holds."""
+@pytest.mark.parametrize("activations, dropout, expected", [
+    ((fnn.ReLU,), False, ("piecewise", False)), ((fnn.ReLU, fnn.LeakyReLU), True, ("piecewise", True)),
+    ((fnn.Identity,), False, ("piecewise", False)), ((fnn.ReLU, fnn.TanH), False, ("all", False)),
+    ((fnn.Sigmoid,), True, ("all", True)), ((fnn.Mish,), False, ("all", False))])
+def test_the_engines_pick_the_chain_of_the_networks_layers(activations, dropout, expected):
+    """The fused engine (kernels/step.py chain_key) and the per-layer kernels choose by the codes the
+    network holds and whether it has Dropout (a Dropout(0) too: it is still a Dropout layer)."""
     from fastnn.kernels import dense
     stack = [fnn.FullyConnected(4, 6, seed=0)]
     for i, make in enumerate(activations):
-        stack += [make(), fnn.FullyConnected(6, 6 if i + 1 < len(activations) else 3, seed=i + 1)]
+        stack += [make()] + ([fnn.Dropout(0.0 if i else 0.25)] if dropout else [])
+        stack += [fnn.FullyConnected(6, 6 if i + 1 < len(activations) else 3, seed=i + 1)]
     net = fnn.NeuralNetwork(stack, loss=fnn.SoftmaxCrossEntropy())
     runner = fused.EpochRunner(net, np.zeros((8, 4), np.float32), np.zeros(8, np.int64), 4)
-    assert runner.group == expected
+    assert runner.chain == expected
     for layer in stack:
         if isinstance(layer, layers.Activation):
             group = act.group((layer.code,))
             assert dense.kernels_for(layer.code) is dense.KERNELS[group]
             assert act.kernels_for((layer.code,)) is act.KERNELS[group]
+
+
+@pytest.mark.parametrize("activation, dropout, optimizer", [
+    (fnn.ReLU, False, "adam"), (fnn.LeakyReLU, True, "sgd"), (fnn.TanH, False, "momentum")])
+def test_a_specialised_chain_trains_the_bits_of_the_full_chain(monkeypatch, activation, dropout, optimizer):
+    """The kernels compiled for a network's chain (fewer activation branches, no Dropout code) give the
+    weights of the kernel that runs every network, bit for bit."""
+    from fastnn.kernels import step
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((90, 7)).astype(np.float32)
+    y = rng.integers(0, 3, 90)
+    optimizers = {"adam": lambda: fnn.Adam(1e-2), "sgd": lambda: fnn.SGD(0.05),
+                  "momentum": lambda: fnn.SGD(0.05, momentum=0.9)}
+
+    def trained():
+        stack = [fnn.FullyConnected(7, 12, seed=1), activation()] + ([fnn.Dropout(0.3)] if dropout else [])
+        net = fnn.NeuralNetwork(stack + [fnn.FullyConnected(12, 3, seed=2)], loss=fnn.SoftmaxCrossEntropy(),
+                                optimizer=optimizers[optimizer](), seed=3)
+        net.fit(X, y, epochs=3, batch_size=16, verbose=0, fused=True)
+        return np.concatenate([p.ravel() for p in net.params])
+
+    chosen = trained()
+    assert step.chain_key((activation.code,), dropout) != step.FULL_CHAIN
+    monkeypatch.setattr(step, "chain_key", lambda codes, has_dropout: step.FULL_CHAIN)
+    full = trained()
+    np.testing.assert_array_equal(chosen.view(np.uint32), full.view(np.uint32))
+
