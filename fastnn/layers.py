@@ -295,7 +295,7 @@ class FullyConnected(Layer):
             code, param = activation.code, activation.param
             z = activation._saved_z(dy)
             delta = activation._buffer("dx", rows, self._out_features, self._dtype)
-        dense_kernels.backward(self._in, self._out, z, dy, code, param, self._w, self._dw, self._db, dx, delta,
+        dense_kernels.kernels_for(code).backward(self._in, self._out, z, dy, code, param, self._w, self._dw, self._db, dx, delta,
                                _blas_threads(rows, self._in_features, self._out_features))
         return dx if need_input_grad else None
 
@@ -308,7 +308,8 @@ class FullyConnected(Layer):
             code, param = activation.code, activation.param
             if act_kernels.needs_z(code):
                 z = activation._buffer("z", x.shape[0], self._out_features, self._dtype)
-        run = dense_kernels.forward_parallel if parallel_pays(out.size) else dense_kernels.forward
+        group = dense_kernels.kernels_for(code)
+        run = group.forward_parallel if parallel_pays(out.size) else group.forward
         run(x, self._w, self._b, code, param, z, out, _blas_threads(x.shape[0], self._in_features, self._out_features))
         self._in, self._out = x, out
         if activation is not None:
@@ -322,7 +323,8 @@ class FullyConnected(Layer):
         holds NaN or Inf is one; kernels/dense.py ``infer``), else -1; without, always -1."""
         out = np.empty((x.shape[0], self._out_features), self._dtype)
         code, param = (act_kernels.IDENTITY, 0.0) if activation is None else (activation.code, activation.param)
-        run = dense_kernels.infer_parallel if parallel_pays(out.size) else dense_kernels.infer
+        group = dense_kernels.kernels_for(code)
+        run = group.infer_parallel if parallel_pays(out.size) else group.infer
         bad = run(x, weights, bias, code, param, out, _blas_threads(x.shape[0], self._in_features, self._out_features),
                   check)
         return out, bad
@@ -378,8 +380,8 @@ class Activation(Layer):
         return z
 
     def _activate(self, x, out, no_bias):
-        parallel = parallel_pays(out.size)
-        (act_kernels.bias_activate_parallel if parallel else act_kernels.bias_activate)(
+        group = act_kernels.kernels_for((self.code,))
+        (group.bias_activate_parallel if parallel_pays(out.size) else group.bias_activate)(
             x, no_bias, self.code, self.param, out)
         return out
 
@@ -398,8 +400,8 @@ class Activation(Layer):
         _check_saved(self, dy)
         z = self._saved_z(dy)
         dx = self._buffer("dx", dy.shape[0], dy.shape[1], dy.dtype)
-        parallel = parallel_pays(dx.size)
-        run = act_kernels.multiply_derivative_parallel if parallel else act_kernels.multiply_derivative
+        group = act_kernels.kernels_for((self.code,))
+        run = group.multiply_derivative_parallel if parallel_pays(dx.size) else group.multiply_derivative
         run(self.code, self.param, self._out, z, dy, dx)
         return dx
 

@@ -13,10 +13,11 @@ GELU is the exception: with torch's float64 constants it computes in float64 and
 All arrays are 2-D ``(batch, features)``, C-contiguous, one float dtype; ``out`` may alias an input.
 """
 import math
+from collections import namedtuple
 
 from numba import prange
 
-from ._jit import internal_kernel, kernel, parallel_twin
+from ._jit import internal_kernel, kernel, parallel_kernel, specialize
 
 IDENTITY, RELU, SIGMOID, TANH, LEAKY_RELU, ELU, SILU, GELU, GELU_TANH, SOFTPLUS, MISH = range(11)
 CODES = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "leaky_relu": LEAKY_RELU,
@@ -139,11 +140,11 @@ def _bias_activate(z, b, code, param, out):
             for j in range(m):
                 v = z[i, j] + b[j]
                 out[i, j] = v if not v <= zero else zero
-    elif code == SIGMOID:
+    elif _SMOOTH and code == SIGMOID:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = sigmoid(z[i, j] + b[j], one)
-    elif code == TANH:
+    elif _SMOOTH and code == TANH:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = math.tanh(z[i, j] + b[j])
@@ -151,27 +152,27 @@ def _bias_activate(z, b, code, param, out):
         for i in prange(n):
             for j in range(m):
                 out[i, j] = leaky_relu(z[i, j] + b[j], p, one)
-    elif code == ELU:
+    elif _SMOOTH and code == ELU:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = elu(z[i, j] + b[j], p, one)
-    elif code == SILU:
+    elif _SMOOTH and code == SILU:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = silu(z[i, j] + b[j], p, one)
-    elif code == GELU:
+    elif _SMOOTH and code == GELU:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = gelu(z[i, j] + b[j], p, one)
-    elif code == GELU_TANH:
+    elif _SMOOTH and code == GELU_TANH:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = gelu_tanh(z[i, j] + b[j], p, one)
-    elif code == SOFTPLUS:
+    elif _SMOOTH and code == SOFTPLUS:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = softplus(z[i, j] + b[j], p, one)
-    elif code == MISH:
+    elif _SMOOTH and code == MISH:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = mish(z[i, j] + b[j], p, one)
@@ -196,11 +197,11 @@ def _multiply_derivative(code, param, y, z, dy, out):
             for j in range(m):
                 g = dy[i, j]
                 out[i, j] = g if y[i, j] > zero else zero
-    elif code == SIGMOID:
+    elif _SMOOTH and code == SIGMOID:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = dy[i, j] * (y[i, j] * (one - y[i, j]))
-    elif code == TANH:
+    elif _SMOOTH and code == TANH:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = dy[i, j] * (one - y[i, j] * y[i, j])
@@ -208,27 +209,27 @@ def _multiply_derivative(code, param, y, z, dy, out):
         for i in prange(n):
             for j in range(m):
                 out[i, j] = dy[i, j] * leaky_relu_grad(z[i, j], p, one)
-    elif code == ELU:
+    elif _SMOOTH and code == ELU:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = dy[i, j] * elu_grad(z[i, j], p, one)
-    elif code == SILU:
+    elif _SMOOTH and code == SILU:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = dy[i, j] * silu_grad(z[i, j], p, one)
-    elif code == GELU:
+    elif _SMOOTH and code == GELU:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = dy[i, j] * gelu_grad(z[i, j], p, one)
-    elif code == GELU_TANH:
+    elif _SMOOTH and code == GELU_TANH:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = dy[i, j] * gelu_tanh_grad(z[i, j], p, one)
-    elif code == SOFTPLUS:
+    elif _SMOOTH and code == SOFTPLUS:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = dy[i, j] * softplus_grad(z[i, j], p, one)
-    elif code == MISH:
+    elif _SMOOTH and code == MISH:
         for i in prange(n):
             for j in range(m):
                 out[i, j] = dy[i, j] * mish_grad(z[i, j], p, one)
@@ -238,8 +239,7 @@ def _multiply_derivative(code, param, y, z, dy, out):
                 out[i, j] = dy[i, j]
 
 
-@internal_kernel
-def scale_by_derivative(code, param, y, z, d):
+def _scale_by_derivative(code, param, y, z, d):
     """d *= f'(z) in place, f' as in ``multiply_derivative``. A loop of its own: written as
     out = dy * f' with out and dy the same array, LLVM's overlap check fails and the loop runs scalar
     (3x slower). Called from kernels only."""
@@ -252,11 +252,11 @@ def scale_by_derivative(code, param, y, z, d):
             for j in range(m):
                 g = d[i, j]
                 d[i, j] = g if y[i, j] > zero else zero
-    elif code == SIGMOID:
+    elif _SMOOTH and code == SIGMOID:
         for i in range(n):
             for j in range(m):
                 d[i, j] *= y[i, j] * (one - y[i, j])
-    elif code == TANH:
+    elif _SMOOTH and code == TANH:
         for i in range(n):
             for j in range(m):
                 d[i, j] *= one - y[i, j] * y[i, j]
@@ -264,27 +264,27 @@ def scale_by_derivative(code, param, y, z, d):
         for i in range(n):
             for j in range(m):
                 d[i, j] *= leaky_relu_grad(z[i, j], p, one)
-    elif code == ELU:
+    elif _SMOOTH and code == ELU:
         for i in range(n):
             for j in range(m):
                 d[i, j] *= elu_grad(z[i, j], p, one)
-    elif code == SILU:
+    elif _SMOOTH and code == SILU:
         for i in range(n):
             for j in range(m):
                 d[i, j] *= silu_grad(z[i, j], p, one)
-    elif code == GELU:
+    elif _SMOOTH and code == GELU:
         for i in range(n):
             for j in range(m):
                 d[i, j] *= gelu_grad(z[i, j], p, one)
-    elif code == GELU_TANH:
+    elif _SMOOTH and code == GELU_TANH:
         for i in range(n):
             for j in range(m):
                 d[i, j] *= gelu_tanh_grad(z[i, j], p, one)
-    elif code == SOFTPLUS:
+    elif _SMOOTH and code == SOFTPLUS:
         for i in range(n):
             for j in range(m):
                 d[i, j] *= softplus_grad(z[i, j], p, one)
-    elif code == MISH:
+    elif _SMOOTH and code == MISH:
         for i in range(n):
             for j in range(m):
                 d[i, j] *= mish_grad(z[i, j], p, one)
@@ -301,7 +301,46 @@ def add_bias(z, b):
             z[i, j] = z[i, j] + b[j]
 
 
-bias_activate = kernel(_bias_activate)
-bias_activate_parallel = parallel_twin(_bias_activate)
-multiply_derivative = kernel(_multiply_derivative)
-multiply_derivative_parallel = parallel_twin(_multiply_derivative)
+#: One set of the kernels above per group of activation codes: "all" runs every code; "piecewise" only
+#: the codes in PIECEWISE (the others would be taken as the identity: ``group`` picks it for codes of
+#: PIECEWISE only). The smooth codes' branches are cut out of the piecewise kernels before typing (the
+#: ``_SMOOTH and code == ...`` tests on a global constant), so a network of ReLUs compiles none of them,
+#: nor the drivers that link these kernels (see kernels/_jit.py's measurements).
+ActivationKernels = namedtuple("ActivationKernels",
+                               "bias_activate bias_activate_parallel multiply_derivative "
+                               "multiply_derivative_parallel scale_by_derivative")
+#: the activations that are a comparison and a multiply per element (no exp, tanh, erf)
+PIECEWISE = frozenset((IDENTITY, RELU, LEAKY_RELU))
+GROUPS = ("all", "piecewise")
+_SMOOTH = True        # bound per group by specialize()
+
+
+def group(codes):
+    """The group of kernels that runs every activation code in ``codes`` (any iterable of codes)."""
+    return "piecewise" if all(int(c) in PIECEWISE for c in codes) else "all"
+
+
+def _group_kernels(name):
+    smooth = name == "all"
+    suffix = "" if smooth else "_" + name
+    scale = specialize(_scale_by_derivative, name, compile_with=internal_kernel, _SMOOTH=smooth)
+    return ActivationKernels(
+        specialize(_bias_activate, name, _SMOOTH=smooth),
+        specialize(_bias_activate, "parallel" + suffix, compile_with=parallel_kernel, _SMOOTH=smooth),
+        specialize(_multiply_derivative, name, _SMOOTH=smooth, scale_by_derivative=scale),
+        specialize(_multiply_derivative, "parallel" + suffix, compile_with=parallel_kernel, _SMOOTH=smooth,
+                   scale_by_derivative=scale),
+        scale)
+
+
+KERNELS = {name: _group_kernels(name) for name in GROUPS}
+
+
+def kernels_for(codes):
+    """The ActivationKernels of the smallest group that runs every code in ``codes``."""
+    return KERNELS[group(codes)]
+
+
+#: the kernels of every code (group "all"), under the names callers have always used
+bias_activate, bias_activate_parallel, multiply_derivative, multiply_derivative_parallel, scale_by_derivative = \
+    KERNELS["all"]

@@ -9,20 +9,14 @@ activations.py); ``z`` receives (forward) / holds (backward) the pre-activation 
 activation's derivative needs it (activations.NEEDS_Z), and is empty ((0, 0)) otherwise.
 """
 import math
+from collections import namedtuple
 
 from ._blas import gemm, matmul
-from ._jit import kernel, specialize
-from .activations import IDENTITY, bias_activate, bias_activate_parallel, multiply_derivative
+from ._jit import specialize
+from .activations import GROUPS, IDENTITY, KERNELS as ACTIVATION_KERNELS, group
 from .step import _layer_forward, column_sums, layer_gradient  # noqa: F401  (column_sums: a kernel of this API)
 
-#: forward(x, w, b, code, param, z, out, blas_threads): out = f(x @ w + b) with the activation ``code``
-#: (IDENTITY for none), the GEMM on up to ``blas_threads`` BLAS threads
-forward = specialize(_layer_forward, "serial", _ACTIVATE=bias_activate)
-#: ``forward`` with the bias/activation pass split across threads (large outputs only)
-forward_parallel = specialize(_layer_forward, "parallel", _ACTIVATE=bias_activate_parallel)
-
-
-_ACTIVATE = None     # bound per copy of _layer_infer by specialize()
+_ACTIVATE = _MULTIPLY_DERIVATIVE = None     # bound per copy by specialize()
 
 
 def _layer_infer(x, w, b, code, param, out, blas_threads, check):
@@ -46,15 +40,7 @@ def _layer_infer(x, w, b, code, param, out, blas_threads, check):
     return bad
 
 
-#: infer(x, w, b, code, param, out, blas_threads, check) -> first row of x @ w not finite in column 0, or -1
-#: (when ``check``): out = f(x @ w + b), bit for bit ``forward``'s out
-infer = specialize(_layer_infer, "serial", _ACTIVATE=bias_activate)
-#: ``infer`` with the bias/activation pass split across threads (large outputs only)
-infer_parallel = specialize(_layer_infer, "parallel", _ACTIVATE=bias_activate_parallel)
-
-
-@kernel
-def backward(x, y, z, dy, code, param, w, dw, db, dx, delta, blas_threads):
+def _backward(x, y, z, dy, code, param, w, dw, db, dx, delta, blas_threads):
     """Backward through y = f(x @ w + b) with the activation ``code``, in one call; its GEMMs on up to
     ``blas_threads`` BLAS threads.
 
@@ -64,8 +50,39 @@ def backward(x, y, z, dy, code, param, w, dw, db, dx, delta, blas_threads):
     """
     g = dy
     if code != IDENTITY:
-        multiply_derivative(code, param, y, z, dy, delta)
+        _MULTIPLY_DERIVATIVE(code, param, y, z, dy, delta)
         g = delta
     layer_gradient(x, g, dw, g, db, blas_threads)
     if dx.shape[0] > 0:
         gemm(1.0, g, False, w, True, 0.0, dx, blas_threads)
+
+
+#: The kernels of one group of activation codes (activations.GROUPS), each called with a code of its group:
+#: forward(x, w, b, code, param, z, out, blas_threads): out = f(x @ w + b) with the activation ``code``
+#: (IDENTITY for none), the GEMM on up to ``blas_threads`` BLAS threads; forward_parallel: with the
+#: bias/activation pass split across threads (large outputs only); infer(x, w, b, code, param, out,
+#: blas_threads, check) -> the first row of x @ w not finite in column 0, or -1 (when ``check``): out =
+#: f(x @ w + b), bit for bit ``forward``'s out; infer_parallel; backward (its docstring).
+DenseKernels = namedtuple("DenseKernels", "forward forward_parallel infer infer_parallel backward")
+
+
+def _group_kernels(name):
+    act = ACTIVATION_KERNELS[name]
+    suffix = "" if name == "all" else "_" + name
+    return DenseKernels(specialize(_layer_forward, "serial" + suffix, _ACTIVATE=act.bias_activate),
+                        specialize(_layer_forward, "parallel" + suffix, _ACTIVATE=act.bias_activate_parallel),
+                        specialize(_layer_infer, "serial" + suffix, _ACTIVATE=act.bias_activate),
+                        specialize(_layer_infer, "parallel" + suffix, _ACTIVATE=act.bias_activate_parallel),
+                        specialize(_backward, "kernel" + suffix, _MULTIPLY_DERIVATIVE=act.multiply_derivative))
+
+
+KERNELS = {name: _group_kernels(name) for name in GROUPS}
+
+
+def kernels_for(code):
+    """The DenseKernels of the smallest group that runs the activation ``code``."""
+    return KERNELS[group((code,))]
+
+
+#: every code's kernels (group "all"), under their usual names
+forward, forward_parallel, infer, infer_parallel, backward = KERNELS["all"]

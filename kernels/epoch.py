@@ -32,7 +32,7 @@ import numpy as np
 
 from . import optim
 from ._jit import inline_kernel, specialize
-from .step import (FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, HYPER_SIZE, LOSS_CE_DENSE,  # noqa: F401
+from .step import (CHAINS, FULL_CHAIN, chain_suffix, FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, HYPER_SIZE, LOSS_CE_DENSE,  # noqa: F401
                    LOSS_CE_LABELS,
                    LOSS_L2, LOSS_NAMES, LOSS_SIGMOID, OPT_ADAM, OPT_MOMENTUM, OPT_NAMES, OPT_SGD, UPDATES,
                    _absmax_bound, batch_denominator, deltas, fail, first_bad_row, forward_rows, input_bound,
@@ -269,36 +269,40 @@ def _train_epoch_plain(net, scratch, data, opt, blas_threads):
     return loss_sum, correct, steps, 0.0
 
 
-_GRADIENTS = {loss: specialize(_gradient_pass, LOSS_NAMES[loss], compile_with=inline_kernel, _HEAD=head)
-              for loss, head in HEADS.items()}
+def _chain_names(chain):
+    """The global names a driver binds to the pieces of chain ``chain`` (step.CHAINS)."""
+    pieces = CHAINS[chain]
+    return dict(forward_rows=pieces.forward_rows, deltas=pieces.deltas)
+
+
 _UPDATES = {opt: specialize(_update_pass, OPT_NAMES[opt], compile_with=inline_kernel, _FINITE=finite, _WRITE=write)
             for opt, (finite, write) in UPDATES.items()}
+_VARIANTS, _GRADIENT_KERNELS, _UPDATE_KERNELS = {}, {}, {}
 
 
-def _variant(loss, opt):
-    name = f"{LOSS_NAMES[loss]}_{OPT_NAMES[opt]}"
-    if opt == OPT_SGD:
-        return specialize(_train_epoch_plain, name, _HEAD=HEADS[loss])
-    return specialize(_train_epoch, name, _HEAD=HEADS[loss], _UPDATE=_UPDATES[opt])
+def variant(loss_kind, opt_kind, chain=FULL_CHAIN):
+    """The compiled serial epoch kernel for this loss, optimizer and chain (step.chain_key of the network;
+    the default runs every network), called as the module's docstring says. Made on first use."""
+    key = loss_kind, opt_kind, chain
+    if key not in _VARIANTS:
+        name = f"{LOSS_NAMES[loss_kind]}_{OPT_NAMES[opt_kind]}{chain_suffix(chain)}"
+        if opt_kind == OPT_SGD:
+            _VARIANTS[key] = specialize(_train_epoch_plain, name, _HEAD=HEADS[loss_kind], **_chain_names(chain))
+        else:
+            _VARIANTS[key] = specialize(_train_epoch, name, _HEAD=HEADS[loss_kind], _UPDATE=_UPDATES[opt_kind],
+                                        **_chain_names(chain))
+    return _VARIANTS[key]
 
 
-_VARIANTS = {(loss, opt): _variant(loss, opt) for loss in HEADS for opt in OPT_NAMES}
-
-
-def variant(loss_kind, opt_kind):
-    """The compiled serial epoch kernel for this loss and optimizer (called as the module's docstring says)."""
-    return _VARIANTS[loss_kind, opt_kind]
-
-
-_GRADIENT_KERNELS, _UPDATE_KERNELS = {}, {}
-
-
-def gradient_kernel(loss_kind):
-    """The compiled ``_batch_gradient`` for this loss (made on first use)."""
-    if loss_kind not in _GRADIENT_KERNELS:
-        _GRADIENT_KERNELS[loss_kind] = specialize(_batch_gradient, LOSS_NAMES[loss_kind],
-                                                  _GRADIENT=_GRADIENTS[loss_kind])
-    return _GRADIENT_KERNELS[loss_kind]
+def gradient_kernel(loss_kind, chain=FULL_CHAIN):
+    """The compiled ``_batch_gradient`` for this loss and chain (made on first use)."""
+    key = loss_kind, chain
+    if key not in _GRADIENT_KERNELS:
+        name = LOSS_NAMES[loss_kind] + chain_suffix(chain)
+        gradient = specialize(_gradient_pass, name, compile_with=inline_kernel, _HEAD=HEADS[loss_kind],
+                              **_chain_names(chain))
+        _GRADIENT_KERNELS[key] = specialize(_batch_gradient, name, _GRADIENT=gradient)
+    return _GRADIENT_KERNELS[key]
 
 
 def update_kernel(opt_kind):

@@ -26,7 +26,7 @@ import math
 
 from ._jit import kernel, specialize
 from .epoch import update_kernel
-from .step import HEADS, LOSS_NAMES, OPT_MOMENTUM, OPT_NAMES, OPT_SGD, deltas, forward_rows, layer_gradient
+from .step import CHAINS, FULL_CHAIN, chain_suffix, HEADS, LOSS_NAMES, OPT_MOMENTUM, OPT_NAMES, OPT_SGD, deltas, forward_rows, layer_gradient  # noqa: F401
 
 _HEAD = _UPDATE = None     # bound per variant by specialize()
 
@@ -64,13 +64,16 @@ def _distributed_step(net, scratch, data, opt, done_rows, done_denom, step, star
 _KERNELS = {}
 
 
-def step_kernel(loss_kind, opt_kind):
-    """The compiled distributed step for this loss and optimizer (made on first use). Plain SGD (OPT_SGD)
-    takes the explicit update p -= lr·g of OPT_MOMENTUM: a summed gradient cannot be applied inside the
-    weight-gradient GEMMs."""
+def step_kernel(loss_kind, opt_kind, chain=FULL_CHAIN):
+    """The compiled distributed step for this loss, optimizer and chain (step.chain_key of the network; made
+    on first use). Plain SGD (OPT_SGD) takes the explicit update p -= lr·g of
+    OPT_MOMENTUM: a summed gradient cannot be applied inside the weight-gradient GEMMs."""
     update = OPT_MOMENTUM if opt_kind == OPT_SGD else opt_kind
-    if (loss_kind, update) not in _KERNELS:
-        _KERNELS[loss_kind, update] = specialize(
-            _distributed_step, f"{LOSS_NAMES[loss_kind]}_{OPT_NAMES[update]}", compile_with=kernel,
-            _HEAD=HEADS[loss_kind], _UPDATE=update_kernel(update))
-    return _KERNELS[loss_kind, update]
+    key = loss_kind, update, chain
+    if key not in _KERNELS:
+        pieces = CHAINS[chain]
+        _KERNELS[key] = specialize(
+            _distributed_step, f"{LOSS_NAMES[loss_kind]}_{OPT_NAMES[update]}{chain_suffix(chain)}",
+            compile_with=kernel, _HEAD=HEADS[loss_kind], _UPDATE=update_kernel(update),
+            forward_rows=pieces.forward_rows, deltas=pieces.deltas)
+    return _KERNELS[key]

@@ -82,7 +82,7 @@ from . import optim
 from ._blas import matmul
 from ._jit import inline_kernel, internal_kernel, specialize
 from ._sync import CLAIMED, DONE, RETIRE, STOP, atomic_add, atomic_load, atomic_store, cycles, wait_until_done
-from .step import (FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, LOSS_NAMES, OPT_ADAM, OPT_MOMENTUM,
+from .step import (CHAINS, FULL_CHAIN, chain_suffix, FAIL_GRADIENT, FAIL_INPUT, FAIL_LOSS, FAIL_UPDATE, HEADS, LOSS_NAMES, OPT_ADAM, OPT_MOMENTUM,
                    OPT_SGD, UPDATES, _absmax_bound, batch_denominator, column_sums, deltas, first_bad_row,
                    forward_rows, input_bound, layer_gradient, penalty_decay, penalty_factor, penalty_gradient,
                    row_bounds, sgd_grad_bound, sgd_in_gemm, sgd_limit, sgd_proven, slot)
@@ -471,26 +471,22 @@ def _train_epoch_parallel(t, T, sync, team, net, scratch, data, opt):
                 atomic_store(sync, RETIRE, 1)
 
 
-def _variants():
-    """Every (loss, optimizer) variant: each compiles only its head and update (the plain-SGD variant binds
-    the explicit updates too, on branches it never takes)."""
-    variants = {}
-    for loss, head in HEADS.items():
-        name = LOSS_NAMES[loss]
-        for opt, (finite, write) in UPDATES.items():
-            variants[loss, opt] = specialize(_train_epoch_parallel, f"{name}_{_UPDATE_NAMES[opt]}", _HEAD=head,
-                                             _FINITE_UPDATE=finite, _WRITE_UPDATE=write)
-        finite, write = UPDATES[OPT_MOMENTUM]
-        variants[loss, OPT_SGD] = specialize(_train_epoch_parallel, f"{name}_plain_sgd", _HEAD=head,
-                                             _FINITE_UPDATE=finite, _WRITE_UPDATE=write, _PLAIN_SGD=True)
-    return variants
-
-
 _UPDATE_NAMES = {OPT_MOMENTUM: "sgd", OPT_ADAM: "adam"}
-_VARIANTS = _variants()
+_VARIANTS = {}
 
 
-def variant(loss_kind, opt_kind):
-    """The compiled kernel for this loss and optimizer, called as
-    ``variant(...)(t, T, sync, team, net, scratch, data, opt)`` (arguments: the module's docstring)."""
-    return _VARIANTS[loss_kind, opt_kind]
+def variant(loss_kind, opt_kind, chain=FULL_CHAIN):
+    """The compiled kernel for this loss, optimizer and chain (step.chain_key of the network; the default
+    runs every network), called as ``variant(...)(t, T, sync, team, net, scratch, data, opt)`` (arguments: the module's
+    docstring). Made on first use: each compiles only its head, its update and its chain's pieces (the
+    plain-SGD variant binds the explicit updates too, on branches it never takes)."""
+    key = loss_kind, opt_kind, chain
+    if key not in _VARIANTS:
+        pieces = CHAINS[chain]
+        plain = opt_kind == OPT_SGD
+        finite, write = UPDATES[OPT_MOMENTUM if plain else opt_kind]
+        name = f"{LOSS_NAMES[loss_kind]}_{'plain_sgd' if plain else _UPDATE_NAMES[opt_kind]}"
+        _VARIANTS[key] = specialize(_train_epoch_parallel, name + chain_suffix(chain),
+                                    _HEAD=HEADS[loss_kind], _FINITE_UPDATE=finite, _WRITE_UPDATE=write,
+                                    _PLAIN_SGD=plain, forward_rows=pieces.forward_rows, deltas=pieces.deltas)
+    return _VARIANTS[key]

@@ -94,7 +94,8 @@ from numba.extending import overload
 from . import optim
 from ._blas import gemm, matmul
 from ._jit import OPTIONS, inline_kernel, internal_kernel, kernel, specialize
-from .activations import add_bias, bias_activate, scale_by_derivative
+from .activations import GROUPS, KERNELS as ACTIVATION_KERNELS, add_bias
+from .activations import group as activation_group
 from .batch import gather, gather_rows
 from .dropout import apply as dropout_apply
 from .softmax_ce import (count_correct_dense, count_correct_indicators, count_correct_labels, l2_w, sigmoid_ce_w,
@@ -222,21 +223,20 @@ def _layer_forward(a, w, b, code, param, z, out, blas_threads=0):
 
 
 _ACTIVATE = None     # bound per copy of _layer_forward by specialize()
-layer_forward = specialize(_layer_forward, "inline", compile_with=inline_kernel, _ACTIVATE=bias_activate)
 
 
-@inline_kernel
-def forward_rows(X, order, start, r0, r1, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch,
+def _forward_rows(X, order, start, r0, r1, W, b, codes, act_params, A, Z, Y, drop_thr, drop_scale, dkey, batch,
                  blas_threads):
     """Rows r0:r1 of the batch starting at ``start``: A[k+1] = f_k(A[k] @ W[k] + b[k]); Z[k] keeps the
     pre-activation where f_k's derivative reads it. Layer k with dropout (drop_thr[k] > 0): f_k's output
     goes to Y[k] and A[k+1] is its dropped copy (masks keyed (dkey, batch, row), batch 0-based). The
-    drivers check the gathered rows A[0][r0:r1] after it (``input_bound``)."""
+    drivers check the gathered rows A[0][r0:r1] after it (``input_bound``). ``_LAYER_FORWARD``: layer_forward
+    of one activation group (``CHAINS``)."""
     gather_rows(X, order, start + r0, A[0][r0:r1])
     for k in range(len(W)):
-        out = Y[k][r0:r1] if drop_thr[k] > 0 else A[k + 1][r0:r1]
-        layer_forward(A[k][r0:r1], W[k], b[k], codes[k], act_params[k], Z[k][r0:r1], out, blas_threads)
-        if drop_thr[k] > 0:
+        out = Y[k][r0:r1] if _DROPOUT and drop_thr[k] > 0 else A[k + 1][r0:r1]
+        _LAYER_FORWARD(A[k][r0:r1], W[k], b[k], codes[k], act_params[k], Z[k][r0:r1], out, blas_threads)
+        if _DROPOUT and drop_thr[k] > 0:
             dropout_apply(dkey, batch, r0, drop_thr[k], drop_scale[k], out, A[k + 1][r0:r1])
 
 
@@ -299,19 +299,56 @@ def batch_denominator(sample_weights, order, start, nb):
 
 
 # ------------------------------------------------------------------------------------------- backward
-@inline_kernel
-def deltas(W, codes, act_params, A, D, Z, Y, drop_thr, drop_scale, dkey, batch, r0, r1, blas_threads):
+def _deltas(W, codes, act_params, A, D, Z, Y, drop_thr, drop_scale, dkey, batch, r0, r1, blas_threads):
     """The deltas of rows r0:r1, once the head wrote D[L]: for k = L-1 .. 1, D[k] = D[k+1] @ W[k]ᵀ, then
     back through layer k-1's dropout and its activation's derivative (read from its output — Y[k-1] when
-    it has dropout, else A[k] — or from its pre-activation Z[k-1])."""
+    it has dropout, else A[k] — or from its pre-activation Z[k-1]). ``_SCALE``: scale_by_derivative of one
+    activation group (``CHAINS``)."""
     for k in range(len(W) - 1, 0, -1):
         dx = D[k][r0:r1]
         matmul(D[k + 1][r0:r1], False, W[k], True, dx, blas_threads)
-        if drop_thr[k - 1] > 0:
+        if _DROPOUT and drop_thr[k - 1] > 0:
             dropout_apply(dkey, batch, r0, drop_thr[k - 1], drop_scale[k - 1], dx, dx)
-            scale_by_derivative(codes[k - 1], act_params[k - 1], Y[k - 1][r0:r1], Z[k - 1][r0:r1], dx)
+            _SCALE(codes[k - 1], act_params[k - 1], Y[k - 1][r0:r1], Z[k - 1][r0:r1], dx)
         else:
-            scale_by_derivative(codes[k - 1], act_params[k - 1], A[k][r0:r1], Z[k - 1][r0:r1], dx)
+            _SCALE(codes[k - 1], act_params[k - 1], A[k][r0:r1], Z[k - 1][r0:r1], dx)
+
+
+_LAYER_FORWARD = _SCALE = None     # bound per chain by specialize()
+_DROPOUT = True                    # False: a chain for networks without Dropout (its branches cut before typing)
+#: The pieces that depend on a network's layers, per chain key (activation group, has dropout): the group of
+#: activation kernels (activations.GROUPS) and whether the Dropout branches are compiled. A driver made from
+#: ``CHAINS[key]`` compiles only what such networks run; ``chain_key`` picks the key of a network.
+Chain = namedtuple("Chain", "layer_forward forward_rows deltas")
+#: the chain that runs every network (every activation code, Dropout)
+FULL_CHAIN = ("all", True)
+
+
+def chain_key(codes, dropout):
+    """The chain key of a network with these activation codes, with Dropout layers or not."""
+    return activation_group(codes), bool(dropout)
+
+
+def chain_suffix(key):
+    """The suffix of a driver's name (its cache name) for chain ``key``: "" for the full chain."""
+    group, dropout = key
+    return "" if key == FULL_CHAIN else f"_{group}{'' if dropout else '_nodrop'}"
+
+
+def _chain(key):
+    group, dropout = key
+    kernels = ACTIVATION_KERNELS[group]
+    name = chain_suffix(key)[1:] or "all"
+    forward = specialize(_layer_forward, f"inline_{group}", compile_with=inline_kernel, _ACTIVATE=kernels.bias_activate)
+    return Chain(forward,
+                 specialize(_forward_rows, name, compile_with=inline_kernel, _LAYER_FORWARD=forward, _DROPOUT=dropout),
+                 specialize(_deltas, name, compile_with=inline_kernel, _SCALE=kernels.scale_by_derivative,
+                            _DROPOUT=dropout))
+
+
+CHAINS = {(group, dropout): _chain((group, dropout)) for group in GROUPS for dropout in (True, False)}
+#: every network's pieces (the full chain), under their usual names
+layer_forward, forward_rows, deltas = CHAINS[FULL_CHAIN]
 
 
 @inline_kernel

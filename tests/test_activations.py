@@ -288,3 +288,90 @@ def test_mish_exports_to_onnx_and_torch(dtype, tmp_path):
     session = ort.InferenceSession(net.export_onnx(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x})))["logits"]
     np.testing.assert_allclose(got, logits, rtol=100 * eps, atol=100 * eps * scale)
+
+
+# -- activation groups: a network compiles the smallest group of kernels that runs its codes -----------------
+def test_the_piecewise_group_is_picked_for_piecewise_codes_only():
+    """Any smooth code among a network's codes needs the "all" kernels: the piecewise ones would take it as
+    the identity."""
+    for code in act.CODES.values():
+        expected = "piecewise" if code in (act.IDENTITY, act.RELU, act.LEAKY_RELU) else "all"
+        assert act.group((code,)) == expected
+        assert act.group((act.RELU, code, act.IDENTITY)) == expected
+        assert act.group(np.array([code, act.LEAKY_RELU], np.int64)) == expected
+    assert act.group(()) == "piecewise"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize("code", sorted(act.PIECEWISE))
+def test_piecewise_kernels_give_the_bits_of_the_all_kernels(dtype, parallel, code):
+    """The same loops in both groups: forward, derivative into a new array and in place (the aliasing path
+    runs scale_by_derivative), NaN and signed zeros included."""
+    rng = np.random.default_rng(code)
+    z = rng.standard_normal((37, 19)).astype(dtype)
+    z[0, :4] = [np.nan, 0.0, -0.0, np.inf]
+    b = rng.standard_normal(19).astype(dtype)
+    dy = rng.standard_normal(z.shape).astype(dtype)
+    results = []
+    for name in act.GROUPS:
+        kernels = act.KERNELS[name]
+        y = np.empty_like(z)
+        (kernels.bias_activate_parallel if parallel else kernels.bias_activate)(z, b, code, 0.1, y)
+        run = kernels.multiply_derivative_parallel if parallel else kernels.multiply_derivative
+        dx = np.empty_like(z)
+        run(code, 0.1, y, z, dy, dx)
+        d = dy.copy()
+        run(code, 0.1, y, z, d, d)
+        results.append((y, dx, d))
+    for got, expected in zip(results[1], results[0]):
+        np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("activations, dropout, expected", [
+    ((fnn.ReLU,), False, ("piecewise", False)), ((fnn.ReLU, fnn.LeakyReLU), True, ("piecewise", True)),
+    ((fnn.Identity,), False, ("piecewise", False)), ((fnn.ReLU, fnn.TanH), False, ("all", False)),
+    ((fnn.Sigmoid,), True, ("all", True)), ((fnn.Mish,), False, ("all", False))])
+def test_the_engines_pick_the_chain_of_the_networks_layers(activations, dropout, expected):
+    """The fused engine (kernels/step.py chain_key) and the per-layer kernels choose by the codes the
+    network holds and whether it has Dropout (a Dropout(0) too: it is still a Dropout layer)."""
+    from fastnn.kernels import dense
+    stack = [fnn.FullyConnected(4, 6, seed=0)]
+    for i, make in enumerate(activations):
+        stack += [make()] + ([fnn.Dropout(0.0 if i else 0.25)] if dropout else [])
+        stack += [fnn.FullyConnected(6, 6 if i + 1 < len(activations) else 3, seed=i + 1)]
+    net = fnn.NeuralNetwork(stack, loss=fnn.SoftmaxCrossEntropy())
+    runner = fused.EpochRunner(net, np.zeros((8, 4), np.float32), np.zeros(8, np.int64), 4)
+    assert runner.chain == expected
+    for layer in stack:
+        if isinstance(layer, layers.Activation):
+            group = act.group((layer.code,))
+            assert dense.kernels_for(layer.code) is dense.KERNELS[group]
+            assert act.kernels_for((layer.code,)) is act.KERNELS[group]
+
+
+@pytest.mark.parametrize("activation, dropout, optimizer", [
+    (fnn.ReLU, False, "adam"), (fnn.LeakyReLU, True, "sgd"), (fnn.TanH, False, "momentum")])
+def test_a_specialised_chain_trains_the_bits_of_the_full_chain(monkeypatch, activation, dropout, optimizer):
+    """The kernels compiled for a network's chain (fewer activation branches, no Dropout code) give the
+    weights of the kernel that runs every network, bit for bit."""
+    from fastnn.kernels import step
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((90, 7)).astype(np.float32)
+    y = rng.integers(0, 3, 90)
+    optimizers = {"adam": lambda: fnn.Adam(1e-2), "sgd": lambda: fnn.SGD(0.05),
+                  "momentum": lambda: fnn.SGD(0.05, momentum=0.9)}
+
+    def trained():
+        stack = [fnn.FullyConnected(7, 12, seed=1), activation()] + ([fnn.Dropout(0.3)] if dropout else [])
+        net = fnn.NeuralNetwork(stack + [fnn.FullyConnected(12, 3, seed=2)], loss=fnn.SoftmaxCrossEntropy(),
+                                optimizer=optimizers[optimizer](), seed=3)
+        net.fit(X, y, epochs=3, batch_size=16, verbose=0, fused=True)
+        return np.concatenate([p.ravel() for p in net.params])
+
+    chosen = trained()
+    assert step.chain_key((activation.code,), dropout) != step.FULL_CHAIN
+    monkeypatch.setattr(step, "chain_key", lambda codes, has_dropout: step.FULL_CHAIN)
+    full = trained()
+    np.testing.assert_array_equal(chosen.view(np.uint32), full.view(np.uint32))
+

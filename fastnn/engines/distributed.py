@@ -728,7 +728,7 @@ class FusedDistributedEpoch:
         from ..kernels._jit import is_compiled
         plan = self.net.plan()
         opt_kind, records = self.runner.records(np.empty(0, np.int64), plan, np.uint64(0))
-        kernel = self.step_kernel(self.runner.loss_kind, opt_kind)
+        kernel = self.step_kernel(self.runner.loss_kind, opt_kind, self.runner.chain)
         if is_compiled(kernel, records + (0, 0.0, 1, 0, 0, 0, 0, 0.0, 1)):
             return None
         return (f"fastnn: compiling the distributed fused step for {np.dtype(self.net.dtype).name} / "
@@ -811,7 +811,7 @@ class FusedDistributedEpoch:
             if drop is not None:
                 runner.drop_thr[k], runner.drop_scale[k] = drop.threshold, drop.scale
         opt_kind, records = runner.records(order, plan, np.uint64(progress.dropout_key))
-        return self.step_kernel(runner.loss_kind, opt_kind), records, self.denominators(order)
+        return self.step_kernel(runner.loss_kind, opt_kind, runner.chain), records, self.denominators(order)
 
     def _epoch_sums(self, progress, penalty_sum, error=None):
         """Collective: (loss summed over the epoch's samples as the loop counts it, correct) of every rank,

@@ -91,6 +91,8 @@ class EpochRunner:
     def __init__(self, net, X, y, batch_size, sample_weights=None):
         self.net, self.X, self.batch_size = net, X, batch_size
         fcs, self.codes, self.act_params, self.drops = _plan(net)
+        # the kernels compiled: only this network's group of activations, and Dropout's code if it has one
+        self.chain = step.chain_key(self.codes, any(drop is not None for drop in self.drops))
         dtype, rows = net.dtype, min(batch_size, len(X))
         self.W = tuple(fc.weights for fc in fcs)
         self.b = tuple(fc.bias for fc in fcs)
@@ -189,8 +191,8 @@ class EpochRunner:
         the per-run ones, see _run_parallel)."""
         opt_kind, records = self.records(order, plan, dkey)
         if T > 1:
-            return epoch_parallel.variant(self.loss_kind, opt_kind), records
-        return kernels.variant(self.loss_kind, opt_kind), records + (threads.blas_threads(),)
+            return epoch_parallel.variant(self.loss_kind, opt_kind, self.chain), records
+        return kernels.variant(self.loss_kind, opt_kind, self.chain), records + (threads.blas_threads(),)
 
     def compile_pending(self):
         """A line saying that the first epoch will compile its kernel (neither compiled in this process nor
