@@ -205,3 +205,15 @@ def test_values_scikit_learn_takes_are_taken(params):
     with _quiet():
         est = MLPClassifier(max_iter=2, random_state=0, **params).fit(X, Y)
     assert est.n_iter_ == 2
+
+
+# -- 7. the README's claim: every scikit-learn estimator check passes in float64 ------------------------------
+@needs_sklearn
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+@pytest.mark.parametrize("check_name", ["check_sample_weight_equivalence_on_dense_data",
+                                        "check_sample_weight_equivalence_on_sparse_data",
+                                        "check_methods_sample_order_invariance"])
+def test_the_float32_exceptions_pass_in_float64(cls, check_name):
+    from sklearn.utils import estimator_checks
+    with _quiet():
+        getattr(estimator_checks, check_name)(cls.__name__, cls(max_iter=50, dtype=np.float64))
