@@ -55,6 +55,7 @@ import numbers
 import numpy as np
 
 from . import _checks
+from .data import r2_score
 from .errors import TrainingDivergedError
 from .layers import FullyConnected, ReLU, Sigmoid, TanH
 from .losses import L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
@@ -179,18 +180,7 @@ if not HAVE_SKLEARN:  # pragma: no cover - exercised only without scikit-learn
             return _r2(np.asarray(y, np.float64), self.predict(X))
 
 
-def _r2(y, pred, w=None):
-    """scikit-learn's r2_score (multioutput="uniform_average", force_finite=True, sample_weight=w)."""
-    y = np.asarray(y, np.float64).reshape(len(y), -1)
-    pred = np.asarray(pred, np.float64).reshape(y.shape)
-    w = np.ones((len(y), 1)) if w is None else np.asarray(w, np.float64).reshape(-1, 1)
-    num = (w * (y - pred) ** 2).sum(axis=0)
-    den = (w * (y - np.average(y, axis=0, weights=w[:, 0])) ** 2).sum(axis=0)
-    scores = np.ones(y.shape[1])
-    ok = den != 0
-    scores[ok] = 1 - num[ok] / den[ok]
-    scores[(num != 0) & ~ok] = 0.0
-    return float(scores.mean())
+_r2 = r2_score       # scikit-learn's r2_score (uniform average over outputs, force_finite, sample weights)
 
 
 # ------------------------------------------------------------------------------- network pieces
@@ -333,7 +323,7 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"hidden_layer_sizes must be an int >= 1 or an array-like, got {sizes!r}")
             sizes = [sizes]
         elif isinstance(sizes, str) or not (hasattr(sizes, "__len__") or hasattr(sizes, "shape")
-                                            or hasattr(sizes, "__array__")) or np.ndim(sizes) == 0:
+                                            or hasattr(sizes, "__array__")) or getattr(sizes, "ndim", 1) == 0:
             raise ValueError(f"hidden_layer_sizes must be an int >= 1 or an array-like, got {sizes!r:.80}")
         sizes = list(sizes)
         if not all(_is_int(s) and s > 0 for s in sizes):      # (scikit-learn fails on bools and floats too)
@@ -489,13 +479,20 @@ class _BaseMLP(BaseEstimator):
         # failure after this point with X not finite is reported as the check at the boundary would have:
         # scikit-learn's message, the estimator, its network and random state as before the call.
         lazy = HAVE_SKLEARN and not self.early_stopping
-        X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype, check_finite=not lazy)
-        # A fit from scratch that fails (divergence, a refused input) leaves the estimator as it was before
-        # the call: it built a new network, so the attributes put back are the previous fit's, whole.
+        # A fit from scratch that fails (a refused input, divergence) leaves the estimator as it was before
+        # the call (n_features_in_ included): it built a new network, so the attributes put back are the
+        # previous fit's, whole.
         if not lazy and not first_pass:
+            X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype, check_finite=not lazy)
             return self._fit_validated(X, y, first_pass, in_dtype, sizes, dtype, incremental, classes,
                                        sample_weight)
         before = self._state_before_fit()
+        try:
+            X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype, check_finite=not lazy)
+        except Exception:
+            if first_pass:
+                self._restore_state(before)
+            raise
         try:
             return self._fit_validated(X, y, first_pass, in_dtype, sizes, dtype, incremental, classes,
                                        sample_weight)

@@ -217,3 +217,19 @@ def test_the_float32_exceptions_pass_in_float64(cls, check_name):
     from sklearn.utils import estimator_checks
     with _quiet():
         getattr(estimator_checks, check_name)(cls.__name__, cls(max_iter=50, dtype=np.float64))
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_a_failed_refit_on_other_features_keeps_the_fitted_feature_count(cls):
+    with _quiet():
+        est = cls(max_iter=2, random_state=0).fit(X, Y)
+    with pytest.raises(ValueError, match="non-finite"):
+        est.set_params(alpha=1e308).fit(X[:, :3], Y)
+    assert est.n_features_in_ == 4 and est.coefs_[0].shape[0] == 4
+    est.set_params(alpha=1e-4).predict(X)
+
+
+@pytest.mark.parametrize("sizes", [((2,), 3), np.array(5), (np.float64(3),), "5", iter([3])])
+def test_odd_hidden_layer_sizes_are_refused_by_name(sizes):
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        MLPClassifier(hidden_layer_sizes=sizes, max_iter=2).fit(X, Y)
