@@ -159,3 +159,16 @@ def test_a_headerless_csv_with_text_is_refused(capsys, first):
 def test_a_real_header_over_such_rows_is_still_a_header(first):
     names, rows, _ = read_csv_rows(_nohdr("hdr.csv", first))
     assert names == first and len(rows) == 30
+
+
+def test_one_hot_labels_of_one_class_are_refused(capsys):
+    rs = np.random.RandomState(0)
+    y = np.zeros((40, 3), dtype=np.int64)
+    y[:, 1] = 1
+    np.savez("oh.npz", X=rs.randn(40, 3), y=y)
+    code, _, err = run(capsys, "train", "--data", "oh.npz", "--epochs", 1, "-q")
+    assert code == 2 and "needs at least 2 classes, but the one-hot labels are all class 1" in err
+    y[::2] = [1, 0, 0]
+    np.savez("oh2.npz", X=rs.randn(40, 3), y=y)
+    code, _, err = run(capsys, "train", "--data", "oh2.npz", "--epochs", 1, "-q")
+    assert code == 0, err

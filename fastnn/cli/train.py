@@ -64,6 +64,12 @@ def _decide_task(args, y, y_test, classes):
                 raise CLIError(f"the targets are multilabel (row {i} has {sums[i]:g} labels set): fastnn train "
                                "fits one class per sample; train a multilabel model from Python with "
                                "loss=fastnn.SigmoidCrossEntropy()")
+        hard = [a for a in both if np.isin(a, (0, 1)).all()]          # one-hot rows (not distributions)
+        if len(hard) == len(both):
+            present = np.unique(np.concatenate([np.argmax(a, axis=1) for a in both]))
+            if len(present) < 2:
+                raise CLIError(f"classification needs at least 2 classes, but the one-hot labels are all "
+                               f"class {int(present[0])} (column {int(present[0]) + 1} of {y.shape[1]})")
         return task, y.shape[1], y, y_test, classes
     y = y.astype(np.int64)
     y_test = None if y_test is None else y_test.astype(np.int64)
