@@ -709,7 +709,9 @@ def add_parser(sub):
     p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                    help="auto (the default): classification for integer or named labels, regression for "
                         "float labels; integer labels that would make more than sqrt(n) classes are refused "
-                        "with a hint to choose")
+                        "with a hint to choose. A class is a distinct label: ids 0..k-1 are the model's outputs; "
+                        "other integer ids (e.g. 0 and 5) make one output per distinct id, stored as the "
+                        "model's class names (predict prints the ids); one distinct label is refused")
     p.add_argument("--hidden", type=parse_hidden, default=parse_hidden(DEFAULTS["hidden"]), metavar="W1,W2,...",
                    help="hidden layer widths, comma-separated; '' or 0 for no hidden layer (default: 128)")
     p.add_argument("--activation", choices=tuple(fastnn.layers.ACTIVATIONS), default=DEFAULTS["activation"],
