@@ -17,7 +17,7 @@ import numpy as np
 from . import _memory, _paths
 
 __all__ = ["load_digits", "train_test_split", "digits_split", "make_xor", "make_spirals", "make_moons",
-           "load_npz", "load_csv", "load_table", "read_csv_rows", "regression_scores", "load_dataset", "id_like_columns", "check_representable",
+           "load_npz", "load_csv", "load_table", "read_csv_rows", "regression_scores", "r2_score", "load_dataset", "id_like_columns", "check_representable",
            "DATASET_NAMES"]
 
 DATASET_NAMES = ("digits", "xor", "spirals", "moons")
@@ -311,6 +311,38 @@ def _refuse_data_as_header(header, path):
                          f"header row naming its columns")
 
 
+def _refuse_data_row_as_header(header, rows, path, sample=100):
+    """ValueError when the header row, partly text, is a data row all the same: each of its cells is of the
+    kind of the column below it (a number over a column of numbers, a text over a column with text), and
+    either one of its numbers has a fraction or an exponent ("1.117": no column name looks like that over
+    numbers) or one of its texts is also a value of its column ("red" over red / blue). Such a file was
+    written without a header; read with one, its first sample would be lost and the names be data. A real
+    header names numeric columns with text ("x,0.5,y" over numbers stays a header) and keeps integer names
+    (0, 1, 2). The columns' kinds come from the first ``sample`` rows."""
+    below = rows[:sample]
+    looks_like_data = False
+    for k, name in enumerate(header):
+        cells = [r[k].strip() for r in below if r[k].strip()]
+        if not cells:
+            return
+        column_numeric = all(_is_number(c) for c in cells)
+        if _is_number(name):
+            if not column_numeric:
+                return
+            if not _is_int_text(name) and math.isfinite(number_text(name)):
+                looks_like_data = True
+        else:
+            if column_numeric:
+                return
+            if name in cells:
+                looks_like_data = True
+    if looks_like_data:
+        shown = ", ".join(header[:3]) + (", ..." if len(header) > 3 else "")
+        raise ValueError(f"{path}: the first row ({shown}) looks like data, not column names (each cell is a "
+                         f"value like those in its column): a CSV file needs a header row naming its columns; "
+                         f"add one as the first line")
+
+
 def _is_int_text(cell):
     try:
         int(cell)
@@ -348,6 +380,7 @@ def _read_csv_rows(path, min_columns=2):
             lines.append(reader.line_num)
     if not rows:
         raise ValueError(f"{path}: no data rows after the header")
+    _refuse_data_row_as_header(header, rows, path)
     return header, rows, lines
 
 
@@ -534,17 +567,34 @@ def load_table(path, target=None, drop=(), missing="error"):
             "dropped_cells": dropped_cells, "missing_cells": missing_cells}
 
 
+def r2_score(y_true, y_pred, sample_weight=None):
+    """scikit-learn's ``r2_score`` (multioutput="uniform_average", force_finite=True): per output,
+    1 - SSE / SS about y_true's (weighted) mean, averaged over outputs; an output whose target is constant
+    scores 1.0 when predicted exactly, else 0.0. The one R² of fastnn: the estimators' ``score``, their early
+    stopping on a regressor, and the CLI's train and evaluate."""
+    t = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
+    p = np.asarray(y_pred, np.float64).reshape(t.shape)
+    w = np.ones((len(t), 1)) if sample_weight is None else np.asarray(sample_weight, np.float64).reshape(-1, 1)
+    num = (w * (t - p) ** 2).sum(axis=0)
+    den = (w * (t - np.average(t, axis=0, weights=w[:, 0])) ** 2).sum(axis=0)
+    scores = np.ones(t.shape[1])
+    ok = den != 0
+    scores[ok] = 1 - num[ok] / den[ok]
+    scores[(num != 0) & ~ok] = 0.0
+    return float(scores.mean())
+
+
 def regression_scores(y_true, y_pred, baseline_mean=None):
     """{"rmse", "r2", "baseline_rmse"} of regression predictions: the root mean squared error over every
-    output, R² (1 - SSE / SS about the mean, pooled over outputs; 0 is as good as predicting the mean,
-    negative is worse) and the RMSE of predicting the mean (``baseline_mean``, default y_true's own)."""
+    output, R² (``r2_score``: about y_true's own mean; 0 is as good as predicting that mean, negative is
+    worse) and the RMSE of predicting ``baseline_mean`` (default y_true's mean; the CLI's train passes the
+    training mean, the honest baseline of a model that has only seen the training data)."""
     t = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
     p = np.asarray(y_pred, np.float64).reshape(len(y_true), -1)
     mean = t.mean(axis=0) if baseline_mean is None else np.asarray(baseline_mean, np.float64).reshape(-1)
     sse = float(((t - p) ** 2).sum())
     sst = float(((t - mean) ** 2).sum())
-    return {"rmse": math.sqrt(sse / t.size), "r2": 1.0 - sse / sst if sst > 0 else (1.0 if sse == 0 else -math.inf),
-            "baseline_rmse": math.sqrt(sst / t.size)}
+    return {"rmse": math.sqrt(sse / t.size), "r2": r2_score(t, p), "baseline_rmse": math.sqrt(sst / t.size)}
 
 
 def id_like_columns(X, names=None, min_rows=10):

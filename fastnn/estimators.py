@@ -26,6 +26,17 @@ Differences from scikit-learn (each raises a clear error rather than doing somet
   the predicted input's float dtype — values computed in ``dtype`` and converted. Pass
   ``dtype=np.float64`` for scikit-learn's precision too.
 * sparse input is accepted but densified.
+* the parameters are checked as scikit-learn's ``_parameter_constraints`` check them (NaN, ±inf and
+  strings are refused where it refuses them), with these differences: a bool where a number is expected
+  (``max_iter=True``, ``random_state=True``) is refused — scikit-learn reads it as 1; ``momentum=1`` with
+  ``solver="sgd"`` is refused (fastnn's SGD needs a momentum < 1); a ``learning_rate_init`` beyond the
+  range of ``dtype`` is refused before training (scikit-learn's float32 fit fails with non-finite weights).
+* rates and Adam's epsilon below ``dtype``'s smallest normal number (a tiny ``learning_rate_init`` or
+  ``epsilon``, or an invscaling rate after a large ``power_t``) are raised to that number, where scikit-learn
+  goes on with a negligible rate or fails partway (a ``power_t`` whose power overflows float64); see
+  ``_invscaling_rate``.
+* a fit from scratch that fails partway (for instance a diverging one) leaves the estimator as it was
+  before the call, where scikit-learn leaves it half-fitted.
 
 The binary and multilabel classifiers use one logistic output per label, as scikit-learn does, so
 ``coefs_`` has scikit-learn's shapes everywhere (the last layer is (hidden, 1) for a binary problem).
@@ -44,6 +55,7 @@ import numbers
 import numpy as np
 
 from . import _checks
+from .data import r2_score
 from .errors import TrainingDivergedError
 from .layers import FullyConnected, ReLU, Sigmoid, TanH
 from .losses import L2Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
@@ -168,18 +180,7 @@ if not HAVE_SKLEARN:  # pragma: no cover - exercised only without scikit-learn
             return _r2(np.asarray(y, np.float64), self.predict(X))
 
 
-def _r2(y, pred, w=None):
-    """scikit-learn's r2_score (multioutput="uniform_average", force_finite=True, sample_weight=w)."""
-    y = np.asarray(y, np.float64).reshape(len(y), -1)
-    pred = np.asarray(pred, np.float64).reshape(y.shape)
-    w = np.ones((len(y), 1)) if w is None else np.asarray(w, np.float64).reshape(-1, 1)
-    num = (w * (y - pred) ** 2).sum(axis=0)
-    den = (w * (y - np.average(y, axis=0, weights=w[:, 0])) ** 2).sum(axis=0)
-    scores = np.ones(y.shape[1])
-    ok = den != 0
-    scores[ok] = 1 - num[ok] / den[ok]
-    scores[(num != 0) & ~ok] = 0.0
-    return float(scores.mean())
+_r2 = r2_score       # scikit-learn's r2_score (uniform average over outputs, force_finite, sample weights)
 
 
 # ------------------------------------------------------------------------------- network pieces
@@ -265,12 +266,41 @@ class _SklearnRules:
         return False
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+def _is_int(value, allow_bool=False):
+    return isinstance(value, numbers.Integral) and (allow_bool or not isinstance(value, (bool, np.bool_)))
 
 
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+def _in_interval(value, kind, left, right, closed):
+    """scikit-learn's ``Interval(kind, left, right, closed).is_satisfied_by(value)``: an instance of ``kind``
+    (numbers.Real includes ints and numpy scalars), not NaN, inside the bounds, where a missing bound is
+    ±inf and so excludes ±inf itself — except that a bool is no number here (scikit-learn reads True as 1:
+    ``max_iter=True``, ``random_state=True``; fastnn refuses them as the slip they most likely are)."""
+    if not isinstance(value, kind) or isinstance(value, (bool, np.bool_)):
+        return False
+    if not isinstance(value, numbers.Integral) and math.isnan(value):
+        return False
+    lo = -math.inf if left is None else left
+    hi = math.inf if right is None else right
+    if (value < lo) if closed in ("left", "both") else (value <= lo):
+        return False
+    return not ((value > hi) if closed in ("right", "both") else (value >= hi))
+
+
+def _check_interval(est, pname, kind, left, right, closed, alternatives=""):
+    value = getattr(est, pname)
+    if _in_interval(value, kind, left, right, closed):
+        return
+    what = "an int" if kind is numbers.Integral else "a finite number" if right is None else "a number"
+    lo = "(" if closed in ("right", "neither") else "["
+    hi = ")" if closed in ("left", "neither") or right is None else "]"
+    span = f"{lo}{left}, {'inf' if right is None else right}{hi}"
+    raise ValueError(f"{pname} must be {alternatives}{what} in {span}, got {value!r:.80}")
+
+
+def _check_option(est, pname, options):
+    value = getattr(est, pname)
+    if not (isinstance(value, str) and value in options):
+        raise ValueError(f"{pname} must be one of {sorted(options)}, got {value!r:.80}")
 
 
 # ------------------------------------------------------------------------------------------ base
@@ -282,67 +312,71 @@ class _BaseMLP(BaseEstimator):
 
     # -- parameters ---------------------------------------------------------------------------
     def _check_params(self, incremental):
+        """The parameters checked as scikit-learn's ``_parameter_constraints`` check them (same accepted
+        values: bools count as ints, numpy scalars as numbers, NaN and ±inf are outside every interval), then
+        fastnn's own limits (no lbfgs, momentum < 1, a learning_rate_init the network's dtype can hold).
+        Everything a constructor argument can make fail is refused here, before the first epoch."""
         name = type(self).__name__
         sizes = self.hidden_layer_sizes
         if _is_int(sizes):
+            if sizes < 1:
+                raise ValueError(f"hidden_layer_sizes must be an int >= 1 or an array-like, got {sizes!r}")
             sizes = [sizes]
-        try:
-            sizes = list(sizes)
-        except TypeError:
-            raise ValueError(f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}") from None
-        if not all(_is_int(s) and s > 0 for s in sizes):
+        elif isinstance(sizes, str) or not (hasattr(sizes, "__len__") or hasattr(sizes, "shape")
+                                            or hasattr(sizes, "__array__")) or getattr(sizes, "ndim", 1) == 0:
+            raise ValueError(f"hidden_layer_sizes must be an int >= 1 or an array-like, got {sizes!r:.80}")
+        sizes = list(sizes)
+        if not all(_is_int(s) and s > 0 for s in sizes):      # (scikit-learn fails on bools and floats too)
             raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}")
-        if self.activation not in _ACTIVATION_LAYERS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATION_LAYERS)}, got {self.activation!r}")
+        _check_option(self, "activation", list(_ACTIVATION_LAYERS))
         if self.solver == "lbfgs":
             raise ValueError(f"solver='lbfgs' is not supported by fastnn's {name}; use solver='adam' (the "
                              f"default) or 'sgd', or sklearn.neural_network.{name} for L-BFGS")
-        if self.solver not in _SOLVERS:
+        if not (isinstance(self.solver, str) and self.solver in _SOLVERS):
             raise ValueError(f"solver must be 'adam' or 'sgd' ('lbfgs' is not supported), got {self.solver!r}")
-        if not (_is_real(self.alpha) and np.isfinite(self.alpha) and self.alpha >= 0):
-            raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
-        if not (self.batch_size == "auto" or (_is_int(self.batch_size) and self.batch_size >= 1)):
-            raise ValueError(f"batch_size must be 'auto' or a positive int, got {self.batch_size!r}")
-        if self.learning_rate not in _LEARNING_RATES:
-            raise ValueError(f"learning_rate must be one of {list(_LEARNING_RATES)}, got {self.learning_rate!r}")
-        if not (_is_real(self.learning_rate_init) and np.isfinite(self.learning_rate_init)
-                and self.learning_rate_init > 0):
-            raise ValueError(f"learning_rate_init must be a finite number > 0, got {self.learning_rate_init!r}")
-        if not (_is_real(self.power_t) and self.power_t >= 0):
-            raise ValueError(f"power_t must be a number >= 0, got {self.power_t!r}")
-        if not (_is_int(self.max_iter) and self.max_iter >= 1):
-            raise ValueError(f"max_iter must be a positive int, got {self.max_iter!r}")
-        if not (_is_real(self.tol) and self.tol >= 0):
-            raise ValueError(f"tol must be a number >= 0, got {self.tol!r}")
-        if not (_is_real(self.momentum) and 0 <= self.momentum < 1):
-            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
-        if not (_is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1):
-            raise ValueError(f"validation_fraction must be a number in [0, 1), got {self.validation_fraction!r}")
+        _check_interval(self, "alpha", numbers.Real, 0, None, "left")
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            _check_interval(self, "batch_size", numbers.Integral, 1, None, "left", "'auto' or ")
+        _check_option(self, "learning_rate", list(_LEARNING_RATES))
+        _check_interval(self, "learning_rate_init", numbers.Real, 0, None, "neither")
+        _check_interval(self, "power_t", numbers.Real, 0, None, "left")
+        _check_interval(self, "max_iter", numbers.Integral, 1, None, "left")
+        _check_interval(self, "tol", numbers.Real, 0, None, "left")
+        v = self.verbose
+        if not (isinstance(v, (bool, np.bool_)) or _in_interval(v, numbers.Integral, 0, None, "left")):
+            raise ValueError(f"verbose must be a bool or an int >= 0, got {v!r:.80}")
+        _check_interval(self, "momentum", numbers.Real, 0, 1, "both")
+        if self.solver == "sgd" and self.momentum == 1:
+            raise ValueError("momentum=1 (a velocity that never decays) is not supported by fastnn's "
+                             f"{name}: its SGD needs a momentum in [0, 1)")
+        _check_interval(self, "validation_fraction", numbers.Real, 0, 1, "left")
         if self.early_stopping and not self.validation_fraction > 0:
             raise ValueError(f"validation_fraction must be > 0 with early_stopping=True (the validation set "
                              f"early stopping scores), got {self.validation_fraction!r}")
         rs = self.random_state
         if not (rs is None or isinstance(rs, np.random.RandomState)
-                or (_is_int(rs) and 0 <= rs <= 2 ** 32 - 1)):
+                or _in_interval(rs, numbers.Integral, 0, 2 ** 32 - 1, "both")):
             raise ValueError(f"random_state must be None, an int in [0, 2**32 - 1] or a "
                              f"numpy.random.RandomState, got {rs!r:.80}")
-        for pname in ("beta_1", "beta_2"):
-            value = getattr(self, pname)
-            if not (_is_real(value) and 0 <= value < 1):
-                raise ValueError(f"{pname} must be a number in [0, 1), got {value!r}")
-        if not (_is_real(self.epsilon) and np.isfinite(self.epsilon) and self.epsilon > 0):
-            raise ValueError(f"epsilon must be a finite number > 0, got {self.epsilon!r}")
+        _check_interval(self, "beta_1", numbers.Real, 0, 1, "left")
+        _check_interval(self, "beta_2", numbers.Real, 0, 1, "left")
+        _check_interval(self, "epsilon", numbers.Real, 0, None, "neither")
         n_change = self.n_iter_no_change
-        if not ((_is_int(n_change) and n_change >= 1) or (_is_real(n_change) and n_change == np.inf)):
-            raise ValueError(f"n_iter_no_change must be a positive int or np.inf, got {n_change!r}")
-        if not (_is_int(self.max_fun) and self.max_fun >= 1):
-            raise ValueError(f"max_fun must be a positive int, got {self.max_fun!r}")
+        if not (_in_interval(n_change, numbers.Integral, 1, None, "left")
+                or (isinstance(n_change, numbers.Real) and n_change == np.inf)):
+            raise ValueError(f"n_iter_no_change must be an int >= 1 or np.inf, got {n_change!r}")
+        _check_interval(self, "max_fun", numbers.Integral, 1, None, "left")
         for pname in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
             if not isinstance(getattr(self, pname), (bool, np.bool_)):
                 raise ValueError(f"{pname} must be True or False, got {getattr(self, pname)!r}")
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        return [int(s) for s in sizes], _checks.float_dtype(self.dtype)
+        dtype = _checks.float_dtype(self.dtype)
+        if float(self.learning_rate_init) > float(np.finfo(dtype).max):
+            raise ValueError(f"learning_rate_init={self.learning_rate_init!r} is beyond the {dtype.name} range "
+                             f"of the network (max {float(np.finfo(dtype).max):.3g}); pass dtype=np.float64 or "
+                             f"a smaller rate")
+        return [int(s) for s in sizes], dtype
 
     # -- input validation ---------------------------------------------------------------------
     def _dtype(self):
@@ -445,16 +479,27 @@ class _BaseMLP(BaseEstimator):
         # failure after this point with X not finite is reported as the check at the boundary would have:
         # scikit-learn's message, the estimator, its network and random state as before the call.
         lazy = HAVE_SKLEARN and not self.early_stopping
-        X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype, check_finite=not lazy)
-        if not lazy:
+        # A fit from scratch that fails (a refused input, divergence) leaves the estimator as it was before
+        # the call (n_features_in_ included): it built a new network, so the attributes put back are the
+        # previous fit's, whole.
+        if not lazy and not first_pass:
+            X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype, check_finite=not lazy)
             return self._fit_validated(X, y, first_pass, in_dtype, sizes, dtype, incremental, classes,
                                        sample_weight)
         before = self._state_before_fit()
         try:
+            X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype, check_finite=not lazy)
+        except Exception:
+            if first_pass:
+                self._restore_state(before)
+            raise
+        try:
             return self._fit_validated(X, y, first_pass, in_dtype, sizes, dtype, incremental, classes,
                                        sample_weight)
         except Exception:
-            if math.isfinite(_checks.scan(X)):
+            if not lazy or math.isfinite(_checks.scan(X)):
+                if first_pass:
+                    self._restore_state(before)
                 raise
             self._restore_state(before)
             self._finite(X)           # raises scikit-learn's message for X
@@ -547,7 +592,7 @@ class _BaseMLP(BaseEstimator):
         units = [n_features] + sizes + [self.n_outputs_]
         self.n_layers_ = len(units)
         self.out_activation_ = self._out_activation()
-        self._model = _Model(units, self.activation, self.out_activation_, dtype, self._make_optimizer())
+        self._model = _Model(units, self.activation, self.out_activation_, dtype, self._make_optimizer(dtype))
         self._has_optimizer = True
         rs = self._random_state
         factor = 2.0 if self.activation == "logistic" else 6.0
@@ -623,21 +668,28 @@ class _BaseMLP(BaseEstimator):
         if self.best_loss_ is None and not self.early_stopping:
             self.best_loss_ = np.inf
 
-    def _make_optimizer(self):
+    def _make_optimizer(self, dtype):
         """scikit-learn's SGD (momentum, Nesterov: the same steps as torch's formulation while the rate is
-        constant; ``_set_lr`` keeps them equal when it changes) or Adam (epsilon placed as scikit-learn does)."""
+        constant; ``_set_lr`` keeps them equal when it changes) or Adam (epsilon placed as scikit-learn does).
+        A learning_rate_init below ``dtype``'s smallest normal number (valid in scikit-learn, 0 or nearly in
+        the network's arithmetic) starts at that number, as the invscaling rates do (``_invscaling_rate``)."""
+        lr = max(float(self.learning_rate_init), _rate_floor(dtype))
         if self.solver == "sgd":
-            return SGD(lr=self.learning_rate_init, momentum=self.momentum,
+            return SGD(lr=lr, momentum=self.momentum,
                        nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
-        return Adam(lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon)
+        # (an epsilon below dtype's smallest normal number, valid in scikit-learn, is 0 or nearly in the
+        # network's arithmetic, where a zero second moment would make the step 0/0: it is raised to that number)
+        return Adam(lr=lr, beta1=self.beta_1, beta2=self.beta_2, eps=max(float(self.epsilon), _rate_floor(dtype)))
 
     def _fit_stochastic(self, X, Y, incremental, sample_weight):
         """scikit-learn's _fit_stochastic, as a client of fastnn's training loop on the fused kernel."""
         net = self._model.net
         if not incremental or not getattr(self, "_has_optimizer", False):
-            net.optimizer = self._make_optimizer()
+            net.optimizer = self._make_optimizer(self._model.dtype)
             self._has_optimizer = True
         opt = net.optimizer
+        if opt.lr < _rate_floor(self._model.dtype):     # (a float64 rate kept by partial_fit after dtype=float32)
+            _set_lr(opt, _rate_floor(self._model.dtype))
         opt._sklearn_alpha = float(self.alpha)
         if isinstance(opt, Adam):
             opt._sklearn_eps = True
@@ -726,7 +778,7 @@ class _BaseMLP(BaseEstimator):
     def _iteration_ends(self, opt):
         """scikit-learn's SGDOptimizer.iteration_ends: the invscaling schedule (sgd only)."""
         if isinstance(opt, SGD) and self.learning_rate == "invscaling":
-            _set_lr(opt, float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t)
+            _set_lr(opt, _invscaling_rate(self.learning_rate_init, self.t_, self.power_t, self._model.dtype))
 
     def _trigger_stopping(self, opt, msg):
         """scikit-learn's trigger_stopping: True to stop; 'adaptive' sgd divides the rate by 5 instead."""
@@ -814,10 +866,38 @@ class _BaseMLP(BaseEstimator):
             self._point_attributes()
 
 
+def _invscaling_rate(lr_init, t, power_t, dtype):
+    """scikit-learn's invscaling rate ``lr_init / (t + 1) ** power_t``, computed as it does (in float64, so
+    every rate float64 can hold is scikit-learn's bit for bit), with two changes where scikit-learn's own
+    arithmetic gives up: a power beyond float64's range (scikit-learn raises OverflowError partway through
+    the fit) is a rate of 0, and a rate below ``dtype``'s smallest normal number (0 in float32 arithmetic
+    after a large power_t) is raised to that number. scikit-learn goes on with a negligible rate there, and
+    so does this: an update of tiny·gradient moves no weight that is not already tiny, and the momentum
+    velocity (which scikit-learn keeps decaying at any rate) stays represented (``_set_lr``). Only rates
+    scikit-learn's float64 run makes < 2.2e-308 change in float64, so its equality holds elsewhere."""
+    try:
+        lr = float(lr_init) / (t + 1) ** power_t
+    except OverflowError:
+        lr = 0.0
+    return max(lr, _rate_floor(dtype))
+
+
+def _rate_floor(dtype):
+    return float(np.finfo(dtype).tiny)
+
+
 def _set_lr(opt, lr):
     """Change an SGD optimizer's rate, rescaling its momentum buffer so that the update stays
-    scikit-learn's (whose velocity holds lr·gradient, while torch-style momentum holds the gradient)."""
+    scikit-learn's (whose velocity holds lr·gradient, while torch-style momentum holds the gradient).
+    When the rescaled buffer would overflow the network's dtype (a rate fallen to ~1e-38 in float32), the
+    new rate is raised just enough to keep it finite: the velocity is still exactly scikit-learn's, only
+    the new gradient's (negligible) share is larger."""
     if opt.state and opt.momentum and lr > 0:
+        big = max((float(np.abs(s).max()) for slots in opt.state for s in slots if s.size), default=0.0)
+        if big and math.isfinite(big):
+            limit = float(np.finfo(opt.state[0][0].dtype).max) / 4
+            if big * (opt.lr / lr) > limit:
+                lr = opt.lr * big / limit
         for slots in opt.state:
             for s in slots:
                 s *= opt.lr / lr

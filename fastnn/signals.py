@@ -7,9 +7,21 @@ handler, or the default exit) — except inside ``critical()``, where it is held
 The loop makes critical every stretch that changes state in several places that must stay consistent:
 an optimizer step (weights, moments and ``optimizer.steps`` change together), the end-of-epoch bookkeeping
 (history row, checkpoint write). The handlers in force before the fit are restored when it ends.
+
+The exit status of a script the interruption ends: CPython exits by the signal (status 130 for Ctrl-C) only
+when the uncaught exception's type is exactly KeyboardInterrupt, and with status 1 for a subclass such as
+TrainingInterrupted. The first fit that installs the handlers also wraps ``sys.excepthook``: when a
+TrainingInterrupted ends a (non-interactive) script, the hook prints the traceback as before, then lets the
+interpreter run every atexit handler and flush the open files, and ends the process by the signal that
+stopped training, restored to its default action (130 / 143 in a shell), as CPython does for Ctrl-C.
 """
+import atexit
 import contextlib
+import gc
+import io
+import os
 import signal
+import sys
 import threading
 
 __all__ = ["StopFlag", "deferred", "critical"]
@@ -83,8 +95,63 @@ def deferred(flag):
     for sig in STOP_SIGNALS:
         if signal.getsignal(sig) is _DEFAULTS[sig]:
             previous[sig] = signal.signal(sig, handler)
+    if previous:
+        _wrap_excepthook()
     try:
         yield
     finally:
         _state.pending = None
         restore()
+
+
+# -- the exit status of a script that a TrainingInterrupted ends ------------------------------------------
+def _wrap_excepthook():
+    """Wrap ``sys.excepthook`` (once; whatever hook is in force is still called) so that an uncaught
+    TrainingInterrupted ends the process as CPython ends it for an uncaught KeyboardInterrupt."""
+    hook = sys.excepthook
+    if getattr(hook, "_fastnn_wrapped", None) is not None:
+        return
+
+    def excepthook(exc_type, exc, tb):
+        hook(exc_type, exc, tb)
+        from .errors import TrainingInterrupted
+        if isinstance(exc, TrainingInterrupted) and exc_type is not KeyboardInterrupt and not _interactive():
+            sig = getattr(signal, str(exc.signal_name), signal.SIGINT)
+            if sig in STOP_SIGNALS:
+                atexit.register(_exit_by_signal, sig)
+
+    excepthook._fastnn_wrapped = hook
+    sys.excepthook = excepthook
+
+
+def _interactive():
+    """The interpreter goes on after an uncaught exception (``python -i``, the REPL): no exit to make."""
+    return bool(sys.flags.interactive) or hasattr(sys, "ps1")
+
+
+_exiting = []
+
+
+def _exit_by_signal(sig):
+    """Registered by the hook after every other atexit handler, so it runs first: it runs the others
+    (atexit's own runner, re-entered; this one returns at once there), flushes the standard streams and every
+    open file (what finalisation would do), then kills the process with ``sig`` at its default action."""
+    if _exiting:
+        return
+    _exiting.append(sig)
+    atexit.unregister(_exit_by_signal)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:       # (a closed or broken stream: nothing to flush)
+            pass
+    for obj in gc.get_objects():
+        if isinstance(obj, (io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)):
+            try:
+                if not obj.closed:
+                    obj.flush()
+            except Exception:   # (a broken pipe, a full disk: finalisation would ignore it too)
+                pass
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)

@@ -36,7 +36,8 @@ def _note_whole_float_labels(y, task):
 
 
 def _decide_task(args, y, y_test, classes):
-    """('classification', n_outputs, y, y_test) or ('regression', n_outputs, y, y_test)."""
+    """('classification', n_outputs, y, y_test, classes) or ('regression', n_outputs, y, y_test, classes):
+    integer class ids that are not 0..k-1 come back as ids 0..k-1 and their names (``classes``)."""
     import numpy as np
     task = args.task
     if task == "auto":
@@ -48,7 +49,7 @@ def _decide_task(args, y, y_test, classes):
             raise CLIError("--task regression needs numeric targets, but the labels are names")
         y = y.astype(np.float64)
         y_test = None if y_test is None else y_test.astype(np.float64)
-        return task, (1 if y.ndim == 1 else y.shape[1]), y, y_test
+        return task, (1 if y.ndim == 1 else y.shape[1]), y, y_test, classes
     both = [y] if y_test is None else [y, y_test]
     if any(a.dtype.kind == "f" and not np.all(a == np.round(a)) for a in both if a.ndim == 1):
         raise CLIError("--task classification needs integer class labels, but the labels have fractions "
@@ -63,14 +64,23 @@ def _decide_task(args, y, y_test, classes):
                 raise CLIError(f"the targets are multilabel (row {i} has {sums[i]:g} labels set): fastnn train "
                                "fits one class per sample; train a multilabel model from Python with "
                                "loss=fastnn.SigmoidCrossEntropy()")
-        return task, y.shape[1], y, y_test
+        hard = [a for a in both if np.isin(a, (0, 1)).all()]          # one-hot rows (not distributions)
+        if len(hard) == len(both):
+            present = np.unique(np.concatenate([np.argmax(a, axis=1) for a in both]))
+            if len(present) < 2:
+                raise CLIError(f"classification needs at least 2 classes, but the one-hot labels are all "
+                               f"class {int(present[0])} (column {int(present[0]) + 1} of {y.shape[1]})")
+        return task, y.shape[1], y, y_test, classes
     y = y.astype(np.int64)
     y_test = None if y_test is None else y_test.astype(np.int64)
     low = min(int(a.min()) for a in both)
     if low < 0:
         raise CLIError(f"class labels must be integers >= 0, got {low} (use --task regression for numeric "
                        "targets)")
-    n_classes = len(classes) if classes is not None else max(int(a.max()) for a in both) + 1
+    # the class count is the number of distinct labels (train and test), never max + 1: labels all 3 are one
+    # class, not four; ids that are not 0..k-1 ({0, 5}, {1, 2, 3}) become k classes named by their ids
+    distinct = np.unique(np.concatenate(both)) if classes is None else None
+    n_classes = len(classes) if classes is not None else len(distinct)
     n_samples = sum(len(a) for a in both)
     limit = max(math.sqrt(n_samples), 10)
     if args.task == "auto" and classes is None and n_classes > limit:
@@ -78,8 +88,13 @@ def _decide_task(args, y, y_test, classes):
                        f"than sqrt(n) = {math.sqrt(n_samples):.0f}): if it is a quantity, use --task regression; "
                        f"if it really is class ids, use --task classification")
     if n_classes < 2:
-        raise CLIError(f"classification needs at least 2 classes, but the labels are all {int(y[0])}")
-    return task, n_classes, y, y_test
+        label = classes[0] if classes else int(distinct[0])
+        raise CLIError(f"classification needs at least 2 classes, but the labels are all {label}")
+    if classes is None and distinct[-1] != n_classes - 1:
+        classes = [str(int(v)) for v in distinct]
+        y = np.searchsorted(distinct, y).astype(np.int64)
+        y_test = None if y_test is None else np.searchsorted(distinct, y_test).astype(np.int64)
+    return task, n_classes, y, y_test, classes
 
 
 def build_network(n_inputs, hidden, n_outputs, activation, task, optimizer, seed):
@@ -103,7 +118,11 @@ def _load(args, drop, is_csv):
     from ..data import load_dataset, load_table, parse_labels
     try:
         if not is_csv:
-            data = load_dataset(args.data, target=args.target, seed=0)
+            # an .npz's raw features reach --standardize's statistics as stored (float64 stays float64), as
+            # they reach the saved model in evaluate and predict: a float32 copy would shift a feature like
+            # 50 + 1e-3·noise by 0.5% of its spread, and train and evaluate would score different predictions
+            wide = args.standardize and str(args.data).lower().endswith(".npz")
+            data = load_dataset(args.data, target=args.target, seed=0, dtype=np.float64 if wide else np.float32)
             data["target"] = None
             return data
         table = load_table(args.data, target=args.target, drop=drop, missing=args.missing)
@@ -454,7 +473,7 @@ def _train(args, sync=None, threads=None):
         raise CLIError(f"--missing applies only to .csv files, not {args.data!r}")
     data = _load(args, drop, is_csv)
     raw, y, raw_test, y_test, classes = data["X"], data["y"], data["X_test"], data["y_test"], data["classes"]
-    task, n_outputs, y, y_test = _decide_task(args, y, y_test, classes)
+    task, n_outputs, y, y_test, classes = _decide_task(args, y, y_test, classes)
     features = data.get("features")
     target_name = data.get("target")
 
@@ -690,7 +709,9 @@ def add_parser(sub):
     p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                    help="auto (the default): classification for integer or named labels, regression for "
                         "float labels; integer labels that would make more than sqrt(n) classes are refused "
-                        "with a hint to choose")
+                        "with a hint to choose. A class is a distinct label: ids 0..k-1 are the model's outputs; "
+                        "other integer ids (e.g. 0 and 5) make one output per distinct id, stored as the "
+                        "model's class names (predict prints the ids); one distinct label is refused")
     p.add_argument("--hidden", type=parse_hidden, default=parse_hidden(DEFAULTS["hidden"]), metavar="W1,W2,...",
                    help="hidden layer widths, comma-separated; '' or 0 for no hidden layer (default: 128)")
     p.add_argument("--activation", choices=tuple(fastnn.layers.ACTIVATIONS), default=DEFAULTS["activation"],
