@@ -311,8 +311,11 @@ class MPIRun:
         hyperparameters, a checksum of the weights and optimizer state, the network's structure); an
         exception on any rank stops every rank with the same DistributedError, and a state that differs
         between ranks (a callback or schedule that changed something on some ranks only) with the same
-        ValueError naming it and the ranks. Returns ``work()``'s result."""
+        ValueError naming it and the ranks. Returns ``work()``'s result. ``epoch``: the epoch about to start,
+        or text naming another point (the loop agrees once more after the last epoch's callbacks, and after
+        on_train_end)."""
         error, result, mine = None, None, None
+        at = f"the start of epoch {epoch}" if isinstance(epoch, (int, np.integer)) else epoch
         try:
             result = work()
             mine = state()
@@ -321,12 +324,12 @@ class MPIRun:
         gathered = self.comm.allgather((None if error is None else _error_text(error), mine))
         errors = {r: t for r, (t, _) in enumerate(gathered) if t is not None}
         if errors:
-            self.agreed = DistributedError(errors, where=f"the start of epoch {epoch}")
+            self.agreed = DistributedError(errors, where=at)
             raise self.agreed from error
         differ = _differences([s for _, s in gathered])
         if differ:
             self.agreed = ValueError(
-                f"distributed training stopped on every rank at the start of epoch {epoch}: the ranks differ "
+                f"distributed training stopped on every rank at {at}: the ranks differ "
                 f"in " + ", and in ".join(differ) + "; a callback or lr_schedule must change the same thing on "
                 "every rank (each rank's update must stay the same)")
             raise self.agreed
@@ -454,9 +457,15 @@ class MPIRun:
             self.agree(error, where=where)
         return self.comm.bcast(result, root=0)
 
-    def start(self, net):
-        """Rank 0's parameters (one Bcast of the flat buffer) and optimizer state to every rank."""
+    def start(self, net, rng=None):
+        """Rank 0's parameters (one Bcast of the flat buffer), optimizer state and shuffling stream (``rng``:
+        the loop's generator of sample orders and Dropout keys) to every rank: a rank whose network was fit
+        before, or loaded, continues its own stream otherwise, and the global batches would mix the ranks'
+        permutations. The result is that of one process with rank 0's network."""
         comm = self.comm
+        if rng is not None:
+            state = comm.bcast(rng.bit_generator.state if self.is_root else None, root=0)
+            rng.bit_generator.state = state
         plan = net.plan()
         for p in plan.opt_params:
             comm.Bcast(p, root=0)

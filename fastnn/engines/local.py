@@ -52,7 +52,7 @@ class LocalRun:
     def same_everywhere(self, array, what):
         """Every process of the fit holds the same ``array`` (one process: it does)."""
 
-    def start(self, net):
+    def start(self, net, rng=None):
         pass
 
     @staticmethod
