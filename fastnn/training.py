@@ -300,7 +300,8 @@ class _Loop:
                     self.opt.lr = resumed.lr       # a rate a callback set before the checkpoint
         else:
             run.call(lambda: self.callbacks.on_train_begin(net), "on_train_begin")
-        run.start(net, rng)       # distributed: rank 0's weights, optimizer state and shuffling stream
+        run.start(net)
+        run.share_stream(rng)     # distributed: rank 0's shuffling stream, as its weights and optimizer state
         net.history = history
         if start_epoch > tr.epochs or (resumed is not None and resumed.stopped):
             run.call(lambda: self.callbacks.on_train_end(net), "on_train_end")   # a finished run's checkpoint

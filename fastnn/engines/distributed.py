@@ -170,19 +170,7 @@ def _differences(states):
     return differ
 
 
-#: seconds a rank waits at a distributed fit's start-up for every rank of the communicator to arrive, before
-#: it ends the job (FASTNN_DISTRIBUTED_TIMEOUT overrides it): a rank that called fit without distributed=
-#: (or with another communicator), or that failed outside fastnn, never arrives
-START_TIMEOUT = 120.0
-
-
-def start_timeout():
-    """The start-up wait in seconds (FASTNN_DISTRIBUTED_TIMEOUT, else START_TIMEOUT; <= 0: wait forever)."""
-    text = os.environ.get("FASTNN_DISTRIBUTED_TIMEOUT")
-    try:
-        return float(text) if text else START_TIMEOUT
-    except ValueError:
-        return START_TIMEOUT
+from .local import START_TIMEOUT, start_timeout  # noqa: E402,F401 - (read before MPI starts too: fastnn.cli)
 
 
 def wait_for_every_rank(comm, what):
@@ -457,15 +445,9 @@ class MPIRun:
             self.agree(error, where=where)
         return self.comm.bcast(result, root=0)
 
-    def start(self, net, rng=None):
-        """Rank 0's parameters (one Bcast of the flat buffer), optimizer state and shuffling stream (``rng``:
-        the loop's generator of sample orders and Dropout keys) to every rank: a rank whose network was fit
-        before, or loaded, continues its own stream otherwise, and the global batches would mix the ranks'
-        permutations. The result is that of one process with rank 0's network."""
+    def start(self, net):
+        """Rank 0's parameters (one Bcast of the flat buffer) and optimizer state to every rank."""
         comm = self.comm
-        if rng is not None:
-            state = comm.bcast(rng.bit_generator.state if self.is_root else None, root=0)
-            rng.bit_generator.state = state
         plan = net.plan()
         for p in plan.opt_params:
             comm.Bcast(p, root=0)
@@ -480,6 +462,13 @@ class MPIRun:
         elif opt.state is not None:
             opt.reset()
             opt.steps = steps
+
+    def share_stream(self, rng):
+        """Rank 0's shuffling stream (``rng``: the loop's generator of sample orders and Dropout keys) to every
+        rank, after ``start``: a rank whose network was fit before, or loaded, would continue its own stream
+        otherwise, and the global batches would mix the ranks' permutations. The fit is then that of one
+        process with rank 0's network; the per-epoch agreement compares the streams too."""
+        rng.bit_generator.state = self.comm.bcast(rng.bit_generator.state if self.is_root else None, root=0)
 
     def engine(self, trainer, X, y, batch_size, weights, use_fused):
         """The engine, built on every rank; a failure on any rank (out of memory) stops every rank alike."""
