@@ -77,6 +77,8 @@ WORKER = textwrap.dedent('''
         kw["callbacks"] = [Change("stop")]
     elif case.startswith("cb-train-end"):
         kw["callbacks"] = [Change("train-end")]
+    elif case == "cw-order":           # equal class_weight dicts in another key order: the same setting
+        kw["class_weight"] = {2: 1.0, 1: 2.0, 0: 1.0} if one else {0: 1.0, 1: 2, np.int64(2): 1.0}
     elif case.startswith("early-stopping"):       # restores the best weights on every rank alike: no error
         kw["callbacks"] = [EarlyStopping(monitor="loss", patience=1, min_delta=10.0)]
     try:
@@ -115,7 +117,7 @@ def _launch(tmp_path, case, k=2):
 @needs_mpi
 @pytest.mark.parametrize("case, k", [
     ("prefit-one", 2), ("prefit-one-dropout", 2), ("prefit-one-pl", 2), ("prefit-zero", 3),
-    ("load-r0", 2), ("load-r0-dropout", 3), ("early-stopping", 2)])
+    ("load-r0", 2), ("load-r0-dropout", 3), ("early-stopping", 2), ("cw-order", 2)])
 def test_every_rank_trains_on_rank_0s_shuffling_stream(tmp_path, case, k):
     """The result equals one process with rank 0's network (its shuffling stream included) and the global
     batch, on every rank, in float64: 1e-10 (the module's equivalence tolerance, tests/test_distributed.py)."""
@@ -142,3 +144,45 @@ def test_weights_changed_on_one_rank_after_the_last_agreement_stop_every_rank(tm
     message = results[0]["message"]
     assert f"stopped on every rank at {where}: the ranks differ in weights and optimizer state (checksum)" \
         in message, message
+
+
+def test_the_start_up_mismatch_message_fits_every_way_of_running_a_fit():
+    pytest.importorskip("mpi4py")
+    from fastnn.engines.distributed import _check_agreement
+    with pytest.raises(ValueError) as info:
+        _check_agreement([{"epochs": 3}, {"epochs": 4}])
+    message = str(info.value)
+    assert "epochs (rank 0: 3; rank 1: 4)" in message
+    assert "net.fit(..., distributed=...)" in message and "fastnn train --distributed" in message
+
+
+def test_info_describes_a_distributed_checkpoints_global_batch_and_threads_per_rank():
+    from fastnn.cli.info import _describe_checkpoint
+    state = {"epoch": 4, "settings": {"batch_size": 64, "path": "distributed fused"}, "threads": 1}
+    text = _describe_checkpoint(state)
+    assert "global batch 64 (ranks x --batch-size)" in text and "written with 1 thread per rank" in text, text
+    assert "batch 2 ranks x 32 = 64 global" in _describe_checkpoint(dict(state, ranks=2))
+    one = _describe_checkpoint({"epoch": 1, "settings": {"batch_size": 32, "path": "fused"}, "threads": 4})
+    assert "batch 32" in one and "written with 4 threads" in one and "per rank" not in one, one
+
+
+@needs_mpi
+def test_a_start_up_error_on_rank_1_comes_without_rank_0s_header_lines(tmp_path):
+    from tests.test_distributed_cli import _run
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 4)).astype(np.float32)
+    np.savez(tmp_path / "ok.npz", X=X, y=(X[:, 0] > 0).astype(np.int64))
+    proc, codes = _run(tmp_path, [["--data", "ok.npz", "--epochs", "2"], ["--data", "nope.npz", "--epochs", "2"]])
+    assert codes == [2, 2], proc.stderr
+    assert "nope.npz" in proc.stderr
+    assert "network " not in proc.stdout and "data " not in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("a, b", [("--save", "--checkpoint"), ("--save", "--plot"), ("--checkpoint", "--plot")])
+def test_cli_refuses_one_file_for_two_outputs(tmp_path, capsys, a, b):
+    from fastnn.cli import main
+    path = str(tmp_path / "same.png")
+    code = main(["train", "--data", "moons", "--epochs", "1", "-q", a, path, b, path])
+    assert code == 2
+    assert "name the same file" in capsys.readouterr().err
+    assert not os.path.exists(path)

@@ -513,7 +513,20 @@ def _run_distributed_held(parse, held):
         if args is not None:
             if size == 1 and env_size is None:
                 _report(ONE_RANK, prefix="fastnn: warning: ")
-            _train(args, sync, threads)
+            # rank 0's header lines ("data ...", "network ...") describe a run that starts only if the set-up
+            # agreement passes: held until then (an error of another rank's set-up comes alone)
+            header = contextlib.ExitStack()
+            held_out = header.enter_context(contextlib.redirect_stdout(io.StringIO())) if rank == 0 else None
+
+            def release_header():
+                if held_out is not None and not held_out.closed:
+                    header.close()
+                    sys.stdout.write(held_out.getvalue())
+                    sys.stdout.flush()
+                    held_out.close()
+            sync.release_header = release_header
+            with header:
+                _train(args, sync, threads)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every rank must learn of it
         if sync is None:       # before the first collectives' end: as before them (no agreement to join)
             raise
@@ -556,6 +569,7 @@ def _train(args, sync=None, threads=None):
     rank, ranks = (0, 1) if sync is None else (sync.rank, sync.size)
     options = {f"--{k.replace('_', '-')}": ",".join(map(str, v)) if isinstance(v, tuple) else v
                for k, v in sorted(vars(args).items()) if k not in KEEP_PER_RANK}
+    _refuse_same_file(args)           # (on every rank: before rank 0 alone keeps --save and --plot)
     if rank != 0:                     # rank 0 alone prints, saves and plots
         args.quiet, args.save, args.plot = True, None, None
     if sync is not None and args.threads is None:
@@ -662,6 +676,9 @@ def _train(args, sync=None, threads=None):
         if held is not None:
             held.check()              # a Ctrl-C / SIGTERM of the start-up: this rank's error at the agreement
         sync.setup(None, options)
+        release = getattr(sync, "release_header", None)
+        if release is not None:
+            release()
     from ..kernels._jit import prepare_numba
     start = time.perf_counter()
     prepare_numba()                   # the fit would do it first; timed apart for the summary
@@ -777,6 +794,24 @@ def _train(args, sync=None, threads=None):
         _say(args, f"wrote the training curves to {args.plot}")
     return EXIT_OK
 
+
+
+def _refuse_same_file(args):
+    """CLIError when two of --save, --checkpoint and --plot name one file: one write would replace the
+    other's (the model over the checkpoint, the plot over the model), silently."""
+    given = [(name, path) for name, path in (("--save", args.save), ("--checkpoint", args.checkpoint),
+                                              ("--plot", args.plot)) if path]
+    for i, (a, pa) in enumerate(given):
+        for b, pb in given[i + 1:]:
+            same = os.path.realpath(pa) == os.path.realpath(pb)
+            if not same and os.path.exists(pa) and os.path.exists(pb):
+                try:
+                    same = os.path.samefile(pa, pb)
+                except OSError:
+                    pass
+            if same:
+                raise CLIError(f"{a} {pa} and {b} {pb} name the same file: one would overwrite the other; "
+                               f"give different paths")
 
 
 def describe_batch(batch_size, ranks=None):

@@ -6,8 +6,10 @@ Synchronous data-parallel SGD, launched by an MPI launcher (``mpiexec -n K pytho
     import fastnn as fnn
     from fastnn.distributed import DistributedTrainer
     net = fnn.NeuralNetwork([...], optimizer=fnn.SGD(lr=0.01), seed=0)
-    history = DistributedTrainer(net, batch_size=128, epochs=10).fit("train.npz")   # every rank runs this
-    if trainer.rank == 0: net.save("model.safetensors")
+    trainer = DistributedTrainer(net, batch_size=128, epochs=10)
+    history = trainer.fit("train.npz")          # every rank runs this
+    if trainer.rank == 0:
+        net.save("model.safetensors")
 
 How a step runs, on K ranks with local batch ``b`` (global batch K·b):
 
@@ -540,7 +542,7 @@ def _settings(trainer, X, y, val, sample_weight, fused, mapped=True):
         "fused": repr(trainer.fused),
         "engine": "the fused step" if fused else "per-layer",
         "validation_split": repr(trainer.validation_split),
-        "class_weight": repr(trainer.class_weight),
+        "class_weight": _class_weight_text(trainer.class_weight),
         "sample_weight": ("not given" if sample_weight is None else
                           f"given, {fingerprint(np.ascontiguousarray(sample_weight, dtype=np.float64))}"),
         "sample_order": "given" if trainer.sample_order is not None else "not given",
@@ -556,6 +558,20 @@ def _settings(trainer, X, y, val, sample_weight, fused, mapped=True):
         **({"data contents (1024 spread rows)": sample_fingerprint(X, y)} if mapped else
            {"data contents": fingerprint(X, y)}),
     }
+
+
+def _class_weight_text(class_weight):
+    """class_weight as the ranks compare it: a dict by its items in key order, keys and values as plain
+    numbers (equal dicts in another key order, or with NumPy scalars, are the same setting)."""
+    if not isinstance(class_weight, dict):
+        return repr(class_weight)
+
+    def plain(v):
+        v = v.item() if isinstance(v, np.generic) else v
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+    items = sorted(((k.item() if isinstance(k, np.generic) else k, plain(v)) for k, v in class_weight.items()), key=lambda kv: (repr(type(kv[0])), kv[0])
+                   if isinstance(kv[0], (int, float, str)) else (repr(type(kv[0])), repr(kv[0])))
+    return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in items) + "}"
 
 
 def _schedule_text(schedule, to_config):
@@ -595,7 +611,9 @@ def _check_agreement(settings):
             differ.append(f"{name} ({'; '.join(parts)})")
     if differ:
         raise ValueError("distributed training cannot start: the ranks disagree on " + ", and on ".join(differ)
-                         + "; every rank must call DistributedTrainer(...).fit with the same settings and data")
+                         + "; every rank must run the same fit, with the same settings and data (the same "
+                         "DistributedTrainer or net.fit(..., distributed=...) call, or the same fastnn train "
+                         "--distributed arguments)")
 
 
 def _arch(net):
