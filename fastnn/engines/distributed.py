@@ -36,8 +36,9 @@ How a step runs, on K ranks with local batch ``b`` (global batch K·b):
 * Either way the weights stay identical on all ranks and equal (to float rounding) those of one process
   with batch K·b: tested in float64 to 1e-10 under ``mpiexec -n 2`` for every optimizer, Dropout, sample
   and class weights (tests/test_distributed_fused.py).
-* Parameters (and optimizer state, if any) are broadcast from rank 0 at the start, so the ranks need not
-  build identical initial weights.
+* Parameters (and optimizer state, if any) are broadcast from rank 0 at the start, and so is its shuffling
+  stream (the generator of the orders and Dropout keys, which a network fit before or loaded continues), so
+  the ranks need not build identical networks: the fit is that of one process with rank 0's network.
 
 Ranks × threads: each rank runs its step on the threads ``fastnn.set_num_threads`` gives it (the CLI's
 ``--threads``, FASTNN_NUM_THREADS; the CLI's default is the node's cores divided by the ranks on it:
@@ -76,7 +77,8 @@ stderr and MPI_Abort end the job.
 Every epoch: ONE allgather (``MPIRun.agree_epoch``), after the previous epoch's callbacks, carries each rank's
 outcome of the loop's per-epoch work (taking in what callbacks changed, the schedule's rate and its check, the
 order) and what every rank must share from then on: the rate, the optimizer's other hyperparameters and step
-count, a checksum of the weights and the optimizer state, the network's structure. A failure on any rank
+count, a checksum of the weights and the optimizer state, the network's structure, the shuffling stream's
+position — and once more after the last epoch's callbacks and after on_train_end. A failure on any rank
 stops every rank with the same DistributedError; a difference (a callback or schedule that changed the rate,
 the momentum, Adam's betas, the weight decay, a weight or the loss on some ranks only) with the same
 ValueError naming it and the ranks: never different weights on different ranks, silently.
@@ -569,8 +571,11 @@ def _class_weight_text(class_weight):
     def plain(v):
         v = v.item() if isinstance(v, np.generic) else v
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
-    items = sorted(((k.item() if isinstance(k, np.generic) else k, plain(v)) for k, v in class_weight.items()), key=lambda kv: (repr(type(kv[0])), kv[0])
-                   if isinstance(kv[0], (int, float, str)) else (repr(type(kv[0])), repr(kv[0])))
+    def order(kv):
+        key = kv[0]
+        return (repr(type(key)), key if isinstance(key, (int, float, str)) else repr(key))
+    items = sorted(((k.item() if isinstance(k, np.generic) else k, plain(v)) for k, v in class_weight.items()),
+                   key=order)
     return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in items) + "}"
 
 
