@@ -284,7 +284,7 @@ class _Loop:
         self.keys = list(history)           # the loop's own keys; callbacks may add others
         self.use_fused = run.use_fused(tr)
         n_batches = -(-len(X) // self.batch_size)
-        rng = _shuffle_stream(net, seed)
+        rng = self.rng = _shuffle_stream(net, seed)
         start_epoch, partial, resumed = 1, None, None
         if tr.checkpoint is not None:
             from .checkpoint import Store
@@ -301,9 +301,11 @@ class _Loop:
         else:
             run.call(lambda: self.callbacks.on_train_begin(net), "on_train_begin")
         run.start(net)
+        run.share_stream(rng)     # distributed: rank 0's shuffling stream, as its weights and optimizer state
         net.history = history
         if start_epoch > tr.epochs or (resumed is not None and resumed.stopped):
             run.call(lambda: self.callbacks.on_train_end(net), "on_train_end")   # a finished run's checkpoint
+            self._agree_end("the end of training (after on_train_end)")
             return history
         run.call(lambda: self.opt.check_for(net.dtype), "the optimizer's rate")
         if self.schedule is not None:     # a rate refused at epoch k would waste k - 1 epochs: check ahead
@@ -379,12 +381,29 @@ class _Loop:
                         compiling = False
                 first_epoch.close()
                 if interrupted:
+                    self._agree_end(f"the end of epoch {epoch}")
                     raise TrainingInterrupted(epoch, n_batches, n_batches, history, tr.checkpoint,
                                               signal_name=stop.signal_name)
                 if stop_asked:
                     break
+        self._agree_end("the end of training (after the last epoch's callbacks)")
         run.call(lambda: self.callbacks.on_train_end(net), "on_train_end")
+        self._agree_end("the end of training (after on_train_end)")
         return history
+
+    def _agree_end(self, where):
+        """Distributed: the per-epoch agreement once more where no epoch follows (after the last epoch's
+        callbacks, after on_train_end: a callback, EarlyStopping's restore of the best weights), so that
+        no fit returns different weights on different ranks; nothing on one process."""
+        def state():
+            plan = self.net.plan()
+            return self._shared_state(_epoch_state(self.net, plan, plan.optimizer, False))
+        self.run.agree_epoch(lambda: None, state, where)
+
+    def _shared_state(self, state):
+        """``state`` (_epoch_state) with the shuffling stream's position (the next orders and Dropout keys)."""
+        state["shuffling stream"] = _stream_digest(self.rng)
+        return state
 
     def _begin_epoch(self, begin, epoch):
         """``begin()`` -> (plan, rebuild, order), through the run's per-epoch agreement (distributed: the
@@ -397,7 +416,7 @@ class _Loop:
 
         def state():
             plan, rebuild, _ = done[0]
-            return _epoch_state(self.net, plan, self.opt, rebuild)
+            return self._shared_state(_epoch_state(self.net, plan, self.opt, rebuild))
         return self.run.agree_epoch(work, state, epoch)
 
     def _epoch_end(self, epoch):
@@ -672,6 +691,13 @@ def _checked_order(order, n):
             not np.all(np.bincount(order, minlength=n) == 1):
         raise ValueError(f"sample_order must return a permutation of range({n}) (each sample once)")
     return order
+
+
+def _stream_digest(rng):
+    """A short digest of the shuffling stream's state (compared between the ranks of a distributed fit)."""
+    import hashlib
+    text = repr(rng.bit_generator.state).encode()
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
 
 
 def _shuffle_stream(net, seed):

@@ -53,14 +53,16 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv=None, *, held=None):
     """Run the command line with ``argv`` (default: sys.argv[1:]); returns the exit code. Run as the
-    program (no ``argv``: the ``fastnn`` script, ``python -m fastnn``), it ends with ``_program_ends``."""
+    program (no ``argv``: the ``fastnn`` script, ``python -m fastnn``), it ends with ``_program_ends``.
+    ``held``: (signals caught, the handler) of the console script (fastnn_cli), which holds Ctrl-C and
+    SIGTERM while fastnn is imported; the command takes them over (see ``_take_held``)."""
     import warnings
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning  # one line per warning, e.g. a GradientHealthWarning
-            return _main(argv)
+            return _main(argv, held)
     finally:
         if argv is None:
             _program_ends()
@@ -73,8 +75,16 @@ def _program_ends():
     are still freed by reference counting; only cycles still alive at exit are left to the OS (CPython does
     not promise to finalise objects alive at exit anyway), and the commands close every file they write
     before they return. Not done when ``main`` is called with arguments, from another program or a test:
-    that process goes on."""
+    that process goes on. A Ctrl-C from here on is ignored: the exit code is decided, and a second Ctrl-C
+    (a double press, after the first stopped training) would otherwise end the process by SIGINT while the
+    interpreter and MPI shut down (MPI_Finalize waits for the other ranks), instead of the one line and
+    exit 130 already given. SIGTERM keeps its effect (a shutdown that hangs can still be ended)."""
     import gc
+    import signal
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):      # (not the main thread)
+        pass
     gc.freeze()
 
 
@@ -82,24 +92,43 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     _report(f"{category.__name__}: {message}", prefix="fastnn: warning: ")
 
 
-def _main(argv):
+def _main(argv, held=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"] and not {"-h", "--help"} & set(argv[1:2]):
-        return _command(argv)
+        return _command(argv, held)
     if train.is_distributed(argv):    # every rank's errors agreed on, printed once (fastnn.cli.train)
-        return _command(argv)
+        return _command(argv, held)
     rank, size, _ = train.launcher_world()
     if size is not None and size > 1:  # one of K processes of a launch: it joins the ranks before it exits
-        return train.one_of_many(lambda: _command(argv))
-    return _command(argv)
+        return train.one_of_many(lambda: _command(argv, held))
+    return _command(argv, held)
 
 
-def _command(argv):
+def _take_held(held):
+    """The console script's held signals (``held``: (caught, handler) or None): its handler replaced by the
+    default ones; a signal it caught while fastnn was imported raised as KeyboardInterrupt (with its
+    ``signal_name``: exit 130, or 143 for SIGTERM)."""
+    if held is None:
+        return
+    import signal
+    caught, hold = held
+    for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+        if signal.getsignal(sig) is hold:
+            signal.signal(sig, default)
+    if caught:
+        name = signal.Signals(caught[0]).name
+        exc = KeyboardInterrupt("terminated (SIGTERM)" if name == "SIGTERM" else "interrupted")
+        exc.signal_name = name
+        raise exc
+
+
+def _command(argv, held=None):
     try:
+        if train.is_distributed(argv):    # every rank's errors agreed on, printed once (fastnn.cli.train)
+            return train.main_distributed(argv, build_parser, held)     # (it takes the held signals over)
+        _take_held(held)
         if argv[:1] == ["bench"] and not {"-h", "--help"} & set(argv[1:2]):
             return bench.cmd_bench(argparse.Namespace(args=argv[1:]))  # everything else goes to benchmarks.compare
-        if train.is_distributed(argv):    # every rank's errors agreed on, printed once (fastnn.cli.train)
-            return train.main_distributed(argv, build_parser)
         parser = build_parser()
         try:
             args, unknown = parser.parse_known_args(argv)

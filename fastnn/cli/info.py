@@ -64,18 +64,37 @@ def _describe_scaling(scaling):
 def _describe_checkpoint(state):
     """A training checkpoint's position and settings, without its generator state or data fingerprint."""
     s = state.get("settings") if isinstance(state.get("settings"), dict) else {}
+    distributed = str(s.get("path") or "").startswith("distributed")
     schedule = s.get("lr_schedule")
     parts = [f"after epoch {state.get('epoch')}"
              + (f" and {state['partial'].get('batches')} batches of the next"
                 if isinstance(state.get("partial"), dict) else ""),
-             f"batch {s.get('batch_size')}", f"shuffle {'on' if s.get('shuffle') else 'off'}",
+             _checkpoint_batch(s, state), f"shuffle {'on' if s.get('shuffle') else 'off'}",
              f"seed {s.get('seed')}", f"{s.get('n_samples')} training samples",
              "validation data" if s.get("validation") else "no validation data",
              f"{s.get('path')} path" if s.get("path") else None,
              f"lr schedule {schedule.get('type')}" if isinstance(schedule, dict) else None,
              "sample weights" if s.get("weights") else None,
-             f"written with {state.get('threads')} threads" if state.get("threads") else None]
+             _written_with(state.get("threads"), distributed)]
     return ", ".join(p for p in parts if p)
+
+
+def _checkpoint_batch(settings, state):
+    """'batch 64'; a distributed fit's checkpoint holds the global batch (ranks x local batch): 'batch 2 ranks
+    x 32 = 64 global' when it says its ranks, else 'global batch 64 (ranks x --batch-size)'."""
+    batch, ranks = settings.get("batch_size"), state.get("ranks")
+    if not str(settings.get("path") or "").startswith("distributed"):
+        return f"batch {batch}"
+    if isinstance(ranks, int) and not isinstance(ranks, bool) and ranks > 0 and isinstance(batch, int) \
+            and batch % ranks == 0:
+        return describe_batch(batch // ranks, ranks)
+    return f"global batch {batch} (ranks x --batch-size)"
+
+
+def _written_with(threads, distributed):
+    if not threads:
+        return None
+    return f"written with {threads} thread{'' if threads == 1 else 's'}" + (" per rank" if distributed else "")
 
 
 def cmd_info(args):

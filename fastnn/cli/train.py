@@ -301,7 +301,7 @@ def is_distributed(argv):
         t.startswith("--di") and "--distributed".startswith(t) for t in argv[1:])
 
 
-def main_distributed(argv, build_parser):
+def main_distributed(argv, build_parser, held=None):
     """``fastnn train --distributed ...`` from its first step, parsing included: whatever fails on any rank
     ends every rank with one error line (rank 0's) and one exit code, and no rank waits for another."""
     def parse():
@@ -316,7 +316,7 @@ def main_distributed(argv, build_parser):
             raise CLIError(f"unrecognized arguments: {' '.join(unknown)} "
                            f"(see '{getattr(args, 'prog_', 'fastnn')} --help')")
         return args
-    return _run_distributed(parse)
+    return _run_distributed(parse, held)
 
 
 ONE_RANK = ("--distributed outside an MPI launcher: training on one rank (to train on K ranks: mpiexec -n K "
@@ -327,18 +327,39 @@ KEEP_PER_RANK = ("threads", "quiet", "func", "prog_")
 
 
 class _HeldSignals:
-    """Ctrl-C / SIGTERM during a distributed command's start-up, up to the set-up agreement: held (the first
-    one sets a flag, fastnn.signals.deferred), so that no rank leaves on its own while the others wait for it
-    in a collective; ``check()`` raises it (KeyboardInterrupt, with its ``signal_name``) where every rank
-    learns of it: before the set-up agreement, which ends every rank with exit 130 (143). After it the fit
-    takes the flag (``Trainer.stop_flag``): a signal from then on stops every rank at the fit's first batch
-    (TrainingInterrupted). ``release()`` puts the handlers back."""
+    """Ctrl-C / SIGTERM during a distributed command, from its first line: held. The first one sets a flag
+    (``flag``, a fastnn.signals.StopFlag), so that no rank leaves on its own while the others wait for it in a
+    collective; ``check()`` raises it (KeyboardInterrupt, with its ``signal_name``) where every rank learns of
+    it: before the set-up agreement, which ends every rank with exit 130 (143). After it the fit takes the
+    flag (``Trainer.stop_flag``; its own handlers are not installed over these): a signal from then on stops
+    every rank at the fit's next batch (TrainingInterrupted). A later signal is held too — the stop is under
+    way on every rank, and a rank that acted on it alone (a double Ctrl-C) would end the job with MPI_Abort
+    instead of the one agreed line. ``held``: the console script's (caught, handler) (fastnn_cli holds the
+    signals while fastnn is imported): its handler is taken over, a signal it caught is this one's first.
+    ``release()`` puts the default handlers back."""
 
-    def __init__(self):
+    def __init__(self, held=None):
+        import signal
+        import threading
         from .. import signals
         self.flag = signals.StopFlag()
-        self.stack = contextlib.ExitStack()
-        self.stack.enter_context(signals.deferred(self.flag))
+        caught, hold = held if held is not None else ((), None)
+        self.previous = {}
+        self.handler = self._handler      # (one bound method: compared by identity)
+        if threading.current_thread() is threading.main_thread():
+            defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+            for sig, default in defaults.items():
+                current = signal.getsignal(sig)
+                if current is default or (hold is not None and current is hold):
+                    signal.signal(sig, self.handler)
+                    self.previous[sig] = default
+        if caught:        # (read after the take-over: a signal the console script caught until then counts)
+            self.flag.requested, self.flag.signal_name = True, signal.Signals(caught[0]).name
+
+    def _handler(self, signum, frame):
+        if not self.flag.requested:
+            import signal
+            self.flag.requested, self.flag.signal_name = True, signal.Signals(signum).name
 
     def check(self):
         if self.flag.requested:
@@ -348,15 +369,118 @@ class _HeldSignals:
             raise exc
 
     def release(self, check=True):
-        self.stack.close()
+        import signal
+        for sig, old in self.previous.items():
+            if signal.getsignal(sig) is self.handler:
+                signal.signal(sig, old)
+        self.previous = {}
         if check:
             self.check()
 
 
-def _run_distributed(parse):
+class _StartWatch:
+    """While the ranks' first collectives run (after MPI_Init: see ``_starting_mpi``), the main thread can
+    wait in C for as long as another rank never arrives, where no Python signal handler runs: a held signal
+    would never be acted on, and SIGTERM (timeout, scancel, kill) could not end the rank. mpi4py releases
+    the GIL there, so a thread woken by the signal
+    (``signal.set_wakeup_fd``) ends this process — one line, exit 130 (143) — when the main thread has not
+    left the start-up ``GRACE`` seconds after it; one that leaves in time agrees on it with every rank."""
+
+    GRACE = 2.0
+
+    def __init__(self, rank=None):
+        import signal
+        import threading
+        self.rank, self.closed, self.fds, self.old_fd = rank, threading.Event(), None, None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        try:
+            self.old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            os.close(r)
+            os.close(w)
+            return
+        self.fds = (r, w)
+        threading.Thread(target=self._watch, name="fastnn-start-watch", daemon=True).start()
+
+    def _watch(self):
+        import signal
+        r, got = self.fds[0], None
+        while got is None:
+            try:
+                data = os.read(r, 64)
+            except OSError:
+                return
+            if self.closed.is_set() or not data:
+                return
+            got = next((b for b in data if b in (signal.SIGINT, signal.SIGTERM)), None)
+        if self.closed.wait(self.GRACE):
+            return
+        name = signal.Signals(got).name
+        who = "" if self.rank is None else f"rank {self.rank}: "
+        what = "terminated (SIGTERM)" if name == "SIGTERM" else "interrupted"
+        try:
+            sys.stderr.write(f"fastnn: {who}{what} while MPI was starting (MPI_Init or the ranks' first "
+                             f"collective did not return)\n")
+            sys.stderr.flush()
+        finally:
+            os._exit(143 if name == "SIGTERM" else 130)
+
+    def close(self):
+        import signal
+        if self.fds is None:
+            return
+        self.closed.set()
+        r, w = self.fds
+        self.fds = None
+        try:
+            signal.set_wakeup_fd(self.old_fd)
+        except (ValueError, OSError):
+            pass
+        try:
+            os.write(w, b"\0")       # wakes the thread, which sees ``closed`` and returns
+        except OSError:
+            pass
+        os.close(w)     # (r stays open for the daemon thread's read; one descriptor, for the command's life)
+
+
+@contextlib.contextmanager
+def _starting_mpi(held):
+    """Around ``import mpi4py.MPI``, which runs MPI_Init: there the main thread waits in C, holding the GIL,
+    for every rank of the launch to start (forever when one never does: an MPMD partner that is no MPI
+    program), so no Python code runs — not a signal handler, not _StartWatch's thread. SIGTERM therefore
+    keeps its default effect there (timeout, scancel and kill end the rank; a SIGTERM held earlier stays
+    held), and the wait is bounded by FASTNN_DISTRIBUTED_TIMEOUT (faulthandler's timer, a C thread: the
+    stack and exit 1). A Ctrl-C stays held: agreed on by every rank once MPI has started (mpiexec ends the
+    job on a second Ctrl-C)."""
+    import faulthandler
+    import signal
+    from ..engines.local import start_timeout
+    term = held.previous.get(signal.SIGTERM) is not None and signal.getsignal(signal.SIGTERM) is held.handler
+    if term:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    armed, limit = False, start_timeout()
+    if limit > 0:
+        try:
+            faulthandler.dump_traceback_later(limit, exit=True, file=sys.stderr)
+            armed = True
+        except (AttributeError, OSError, RuntimeError, ValueError):    # (stderr without a file descriptor)
+            pass
+    try:
+        yield
+    finally:
+        if armed:
+            faulthandler.cancel_dump_traceback_later()
+        if term and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, held.handler)
+
+
+def _run_distributed(parse, held=None):
     """Parse (``parse()``: the arguments, or None after --help) and train on every rank of COMM_WORLD,
     through the two agreement points of ``RankSync``; returns the exit code every rank agreed on."""
-    held = _HeldSignals()       # from the first line: a signal anywhere in the start-up reaches every rank
+    held = _HeldSignals(held)     # from the first line: a signal anywhere in the start-up reaches every rank
     try:
         return _run_distributed_held(parse, held)
     finally:
@@ -366,16 +490,19 @@ def _run_distributed(parse):
 def _run_distributed_held(parse, held):
     import io
     from .. import signals
-    # up to the first collectives' end, a second signal too is held (fastnn.signals.critical): a rank that
+    # (_HeldSignals holds every signal; the critical section holds a second one for other handlers, e.g. a
+    # caller's fastnn.signals.deferred) up to the first collectives' end: a rank that
     # left here would leave the others waiting in them
     stack = contextlib.ExitStack()
     stack.enter_context(signals.critical())
     sync, error = None, None
     try:
         env_rank, env_size, env_var = launcher_world()
+        stack.callback(_StartWatch(env_rank).close)     # a held signal still ends a rank that MPI never starts
         try:
+            with _starting_mpi(held):
+                from mpi4py import MPI     # MPI_Init
             from .. import distributed     # ImportError with the install hint
-            from mpi4py import MPI
         except ImportError as exc:
             if not env_rank:              # the launcher's rank 0, or no launcher: one line
                 _report(_error_text(exc))
@@ -405,7 +532,20 @@ def _run_distributed_held(parse, held):
         if args is not None:
             if size == 1 and env_size is None:
                 _report(ONE_RANK, prefix="fastnn: warning: ")
-            _train(args, sync, threads)
+            # rank 0's header lines ("data ...", "network ...") describe a run that starts only if the set-up
+            # agreement passes: held until then (an error of another rank's set-up comes alone)
+            header = contextlib.ExitStack()
+            held_out = header.enter_context(contextlib.redirect_stdout(io.StringIO())) if rank == 0 else None
+
+            def release_header():
+                if held_out is not None and not held_out.closed:
+                    header.close()
+                    sys.stdout.write(held_out.getvalue())
+                    sys.stdout.flush()
+                    held_out.close()
+            sync.release_header = release_header
+            with header:
+                _train(args, sync, threads)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every rank must learn of it
         if sync is None:       # before the first collectives' end: as before them (no agreement to join)
             raise
@@ -448,6 +588,7 @@ def _train(args, sync=None, threads=None):
     rank, ranks = (0, 1) if sync is None else (sync.rank, sync.size)
     options = {f"--{k.replace('_', '-')}": ",".join(map(str, v)) if isinstance(v, tuple) else v
                for k, v in sorted(vars(args).items()) if k not in KEEP_PER_RANK}
+    _refuse_same_file(args)           # (on every rank: before rank 0 alone keeps --save and --plot)
     if rank != 0:                     # rank 0 alone prints, saves and plots
         args.quiet, args.save, args.plot = True, None, None
     if sync is not None and args.threads is None:
@@ -554,6 +695,9 @@ def _train(args, sync=None, threads=None):
         if held is not None:
             held.check()              # a Ctrl-C / SIGTERM of the start-up: this rank's error at the agreement
         sync.setup(None, options)
+        release = getattr(sync, "release_header", None)
+        if release is not None:
+            release()
     from ..kernels._jit import prepare_numba
     start = time.perf_counter()
     prepare_numba()                   # the fit would do it first; timed apart for the summary
@@ -669,6 +813,24 @@ def _train(args, sync=None, threads=None):
         _say(args, f"wrote the training curves to {args.plot}")
     return EXIT_OK
 
+
+
+def _refuse_same_file(args):
+    """CLIError when two of --save, --checkpoint and --plot name one file: one write would replace the
+    other's (the model over the checkpoint, the plot over the model), silently."""
+    given = [(name, path) for name, path in (("--save", args.save), ("--checkpoint", args.checkpoint),
+                                              ("--plot", args.plot)) if path]
+    for i, (a, pa) in enumerate(given):
+        for b, pb in given[i + 1:]:
+            same = os.path.realpath(pa) == os.path.realpath(pb)
+            if not same and os.path.exists(pa) and os.path.exists(pb):
+                try:
+                    same = os.path.samefile(pa, pb)
+                except OSError:
+                    pass
+            if same:
+                raise CLIError(f"{a} {pa} and {b} {pb} name the same file: one would overwrite the other; "
+                               f"give different paths")
 
 
 def describe_batch(batch_size, ranks=None):

@@ -6,8 +6,10 @@ Synchronous data-parallel SGD, launched by an MPI launcher (``mpiexec -n K pytho
     import fastnn as fnn
     from fastnn.distributed import DistributedTrainer
     net = fnn.NeuralNetwork([...], optimizer=fnn.SGD(lr=0.01), seed=0)
-    history = DistributedTrainer(net, batch_size=128, epochs=10).fit("train.npz")   # every rank runs this
-    if trainer.rank == 0: net.save("model.safetensors")
+    trainer = DistributedTrainer(net, batch_size=128, epochs=10)
+    history = trainer.fit("train.npz")          # every rank runs this
+    if trainer.rank == 0:
+        net.save("model.safetensors")
 
 How a step runs, on K ranks with local batch ``b`` (global batch K·b):
 
@@ -34,8 +36,9 @@ How a step runs, on K ranks with local batch ``b`` (global batch K·b):
 * Either way the weights stay identical on all ranks and equal (to float rounding) those of one process
   with batch K·b: tested in float64 to 1e-10 under ``mpiexec -n 2`` for every optimizer, Dropout, sample
   and class weights (tests/test_distributed_fused.py).
-* Parameters (and optimizer state, if any) are broadcast from rank 0 at the start, so the ranks need not
-  build identical initial weights.
+* Parameters (and optimizer state, if any) are broadcast from rank 0 at the start, and so is its shuffling
+  stream (the generator of the orders and Dropout keys, which a network fit before or loaded continues), so
+  the ranks need not build identical networks: the fit is that of one process with rank 0's network.
 
 Ranks × threads: each rank runs its step on the threads ``fastnn.set_num_threads`` gives it (the CLI's
 ``--threads``, FASTNN_NUM_THREADS; the CLI's default is the node's cores divided by the ranks on it:
@@ -74,7 +77,8 @@ stderr and MPI_Abort end the job.
 Every epoch: ONE allgather (``MPIRun.agree_epoch``), after the previous epoch's callbacks, carries each rank's
 outcome of the loop's per-epoch work (taking in what callbacks changed, the schedule's rate and its check, the
 order) and what every rank must share from then on: the rate, the optimizer's other hyperparameters and step
-count, a checksum of the weights and the optimizer state, the network's structure. A failure on any rank
+count, a checksum of the weights and the optimizer state, the network's structure, the shuffling stream's
+position — and once more after the last epoch's callbacks and after on_train_end. A failure on any rank
 stops every rank with the same DistributedError; a difference (a callback or schedule that changed the rate,
 the momentum, Adam's betas, the weight decay, a weight or the loss on some ranks only) with the same
 ValueError naming it and the ranks: never different weights on different ranks, silently.
@@ -170,19 +174,7 @@ def _differences(states):
     return differ
 
 
-#: seconds a rank waits at a distributed fit's start-up for every rank of the communicator to arrive, before
-#: it ends the job (FASTNN_DISTRIBUTED_TIMEOUT overrides it): a rank that called fit without distributed=
-#: (or with another communicator), or that failed outside fastnn, never arrives
-START_TIMEOUT = 120.0
-
-
-def start_timeout():
-    """The start-up wait in seconds (FASTNN_DISTRIBUTED_TIMEOUT, else START_TIMEOUT; <= 0: wait forever)."""
-    text = os.environ.get("FASTNN_DISTRIBUTED_TIMEOUT")
-    try:
-        return float(text) if text else START_TIMEOUT
-    except ValueError:
-        return START_TIMEOUT
+from .local import START_TIMEOUT, start_timeout  # noqa: E402,F401 - (read before MPI starts too: fastnn.cli)
 
 
 def wait_for_every_rank(comm, what):
@@ -311,8 +303,11 @@ class MPIRun:
         hyperparameters, a checksum of the weights and optimizer state, the network's structure); an
         exception on any rank stops every rank with the same DistributedError, and a state that differs
         between ranks (a callback or schedule that changed something on some ranks only) with the same
-        ValueError naming it and the ranks. Returns ``work()``'s result."""
+        ValueError naming it and the ranks. Returns ``work()``'s result. ``epoch``: the epoch about to start,
+        or text naming another point (the loop agrees once more after the last epoch's callbacks, and after
+        on_train_end)."""
         error, result, mine = None, None, None
+        at = f"the start of epoch {epoch}" if isinstance(epoch, (int, np.integer)) else epoch
         try:
             result = work()
             mine = state()
@@ -321,12 +316,12 @@ class MPIRun:
         gathered = self.comm.allgather((None if error is None else _error_text(error), mine))
         errors = {r: t for r, (t, _) in enumerate(gathered) if t is not None}
         if errors:
-            self.agreed = DistributedError(errors, where=f"the start of epoch {epoch}")
+            self.agreed = DistributedError(errors, where=at)
             raise self.agreed from error
         differ = _differences([s for _, s in gathered])
         if differ:
             self.agreed = ValueError(
-                f"distributed training stopped on every rank at the start of epoch {epoch}: the ranks differ "
+                f"distributed training stopped on every rank at {at}: the ranks differ "
                 f"in " + ", and in ".join(differ) + "; a callback or lr_schedule must change the same thing on "
                 "every rank (each rank's update must stay the same)")
             raise self.agreed
@@ -472,6 +467,13 @@ class MPIRun:
             opt.reset()
             opt.steps = steps
 
+    def share_stream(self, rng):
+        """Rank 0's shuffling stream (``rng``: the loop's generator of sample orders and Dropout keys) to every
+        rank, after ``start``: a rank whose network was fit before, or loaded, would continue its own stream
+        otherwise, and the global batches would mix the ranks' permutations. The fit is then that of one
+        process with rank 0's network; the per-epoch agreement compares the streams too."""
+        rng.bit_generator.state = self.comm.bcast(rng.bit_generator.state if self.is_root else None, root=0)
+
     def engine(self, trainer, X, y, batch_size, weights, use_fused):
         """The engine, built on every rank; a failure on any rank (out of memory) stops every rank alike."""
         if use_fused:
@@ -542,7 +544,7 @@ def _settings(trainer, X, y, val, sample_weight, fused, mapped=True):
         "fused": repr(trainer.fused),
         "engine": "the fused step" if fused else "per-layer",
         "validation_split": repr(trainer.validation_split),
-        "class_weight": repr(trainer.class_weight),
+        "class_weight": _class_weight_text(trainer.class_weight),
         "sample_weight": ("not given" if sample_weight is None else
                           f"given, {fingerprint(np.ascontiguousarray(sample_weight, dtype=np.float64))}"),
         "sample_order": "given" if trainer.sample_order is not None else "not given",
@@ -558,6 +560,23 @@ def _settings(trainer, X, y, val, sample_weight, fused, mapped=True):
         **({"data contents (1024 spread rows)": sample_fingerprint(X, y)} if mapped else
            {"data contents": fingerprint(X, y)}),
     }
+
+
+def _class_weight_text(class_weight):
+    """class_weight as the ranks compare it: a dict by its items in key order, keys and values as plain
+    numbers (equal dicts in another key order, or with NumPy scalars, are the same setting)."""
+    if not isinstance(class_weight, dict):
+        return repr(class_weight)
+
+    def plain(v):
+        v = v.item() if isinstance(v, np.generic) else v
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+    def order(kv):
+        key = kv[0]
+        return (repr(type(key)), key if isinstance(key, (int, float, str)) else repr(key))
+    items = sorted(((k.item() if isinstance(k, np.generic) else k, plain(v)) for k, v in class_weight.items()),
+                   key=order)
+    return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in items) + "}"
 
 
 def _schedule_text(schedule, to_config):
@@ -597,7 +616,9 @@ def _check_agreement(settings):
             differ.append(f"{name} ({'; '.join(parts)})")
     if differ:
         raise ValueError("distributed training cannot start: the ranks disagree on " + ", and on ".join(differ)
-                         + "; every rank must call DistributedTrainer(...).fit with the same settings and data")
+                         + "; every rank must run the same fit, with the same settings and data (the same "
+                         "DistributedTrainer or net.fit(..., distributed=...) call, or the same fastnn train "
+                         "--distributed arguments)")
 
 
 def _arch(net):

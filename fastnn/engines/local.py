@@ -4,8 +4,23 @@ MPIRun (engines/distributed.py) is the other place: the same methods, with the c
 in step. This module imports no MPI, so that a plain ``import fastnn`` never initialises it.
 """
 import contextlib
+import os
 
 from .per_layer import LayerEpoch
+
+#: seconds a rank waits at a distributed fit's start-up for every rank of the communicator to arrive, before
+#: it ends the job (FASTNN_DISTRIBUTED_TIMEOUT overrides it): a rank that called fit without distributed=
+#: (or with another communicator), or that failed outside fastnn, never arrives
+START_TIMEOUT = 120.0
+
+
+def start_timeout():
+    """The start-up wait in seconds (FASTNN_DISTRIBUTED_TIMEOUT, else START_TIMEOUT; <= 0: wait forever)."""
+    text = os.environ.get("FASTNN_DISTRIBUTED_TIMEOUT")
+    try:
+        return float(text) if text else START_TIMEOUT
+    except ValueError:
+        return START_TIMEOUT
 
 
 class LocalRun:
@@ -53,6 +68,9 @@ class LocalRun:
         """Every process of the fit holds the same ``array`` (one process: it does)."""
 
     def start(self, net):
+        pass
+
+    def share_stream(self, rng):
         pass
 
     @staticmethod
