@@ -150,6 +150,9 @@ class Trainer:
         constructor and again by ``fit``, since either setting may be assigned later."""
         if self.validation_split and self.validation_data is not None:
             raise ValueError("give validation_data or validation_split, not both")
+        if self.checkpoint_every is not None and self.checkpoint is None:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every} is given without checkpoint= (no file to "
+                             f"write): give checkpoint=PATH too, or leave checkpoint_every out")
         if self.sample_order is not None and self.checkpoint is not None:
             raise ValueError("sample_order cannot be combined with checkpoint= (its state is not saved)")
 
@@ -304,6 +307,8 @@ class _Loop:
         net.history = history
         if start_epoch > tr.epochs or (resumed is not None and resumed.stopped):
             run.call(lambda: self.callbacks.on_train_end(net), "on_train_end")   # a finished run's checkpoint
+            if self.store is not None:
+                self.store.returned()
             return history
         run.call(lambda: self.opt.check_for(net.dtype), "the optimizer's rate")
         if self.schedule is not None:     # a rate refused at epoch k would waste k - 1 epochs: check ahead
@@ -384,6 +389,8 @@ class _Loop:
                 if stop_asked:
                     break
         run.call(lambda: self.callbacks.on_train_end(net), "on_train_end")
+        if self.store is not None:
+            self.store.returned()
         return history
 
     def _begin_epoch(self, begin, epoch):
@@ -473,6 +480,8 @@ class _Loop:
                                  f"{type(values).__name__}{'' if not isinstance(values, list) else ' of ' + str(len(values))}"
                                  f"; the loop needs a list of one entry per epoch): callbacks may add history "
                                  f"keys, not remove or rewrite the loop's own")
+        if self.store is not None:
+            self.store.check_history(history, self.keys, epoch)
         if self.net.history is not history:     # a callback assigned another: the fit's history again (checked
             self.net.history = history          # only then: re-validating it every epoch costs O(epochs^2))
 
