@@ -32,7 +32,7 @@ Which state a ``fit(checkpoint=P)`` starts from, when P holds a checkpoint whose
 (c) otherwise (the network was trained since P was written, or holds other weights): ValueError naming P;
     loading would silently replace weights that are not in it. Give a new path, or delete P.
 
-``state_fingerprint`` is a SHA-256 of the bytes (with shapes and dtypes) of the parameters, the optimizer
+``state_fingerprint`` is a 256-bit BLAKE2b hash of the bytes (with shapes and dtypes) of the parameters, the optimizer
 state arrays and the step count. A checkpoint without ``start`` (written before it existed) resumes as
 before, over whatever the network holds. ``settings`` holds fingerprints of the training data, the
 sample weights and the validation arrays (given, or set apart by validation_split): another one is refused.
@@ -114,9 +114,10 @@ class Resume:
 
 
 def state_fingerprint(net):
-    """SHA-256 (hex) of the training state a checkpoint replaces: the bytes (with shapes and dtypes) of every
-    parameter, of the optimizer's state arrays, and its step count. Neither the rate nor the history."""
-    h = hashlib.sha256()
+    """A 256-bit BLAKE2b hash (64 hex digits) of the training state a checkpoint replaces: the bytes (with
+    shapes and dtypes) of every parameter, of the optimizer's state arrays, and its step count. Neither the
+    rate nor the history. O(parameters), like the write it goes with."""
+    h = hashlib.blake2b(digest_size=32)
     opt = net.optimizer
     for group, arrays in (("params", net.params),
                           ("state", [a for slots in (opt.state or ()) for a in slots])):
@@ -573,7 +574,7 @@ def read(path, net, settings, n_batches, history_keys, epochs, callbacks=(), now
         start = state.get("start")
         if start is not None and not (isinstance(start, str) and len(start) == 64
                                       and all(c in "0123456789abcdef" for c in start)):
-            raise ValueError(f"start must be null or 64 hex digits (a SHA-256), got {start!r:.100}")
+            raise ValueError(f"start must be null or 64 hex digits (a state fingerprint), got {start!r:.100}")
         dropped = state.get("history_dropped", {})
         if not isinstance(dropped, dict) or set(dropped) - set(saved.history):
             raise ValueError("history_dropped must map history keys to numbers of epochs")
