@@ -25,16 +25,16 @@ Which state a ``fit(checkpoint=P)`` starts from, when P holds a checkpoint whose
 (b) the network is in the state P holds (the same process after Ctrl-C, or a Keras-style loop
     ``for _: net.fit(X, y, epochs=1, checkpoint=P)``), or in the state this process's fit that wrote P
     returned it in (after on_train_end: EarlyStopping may restore its best weights, which its state in P
-    holds): an unfinished run resumes; after a finished one (its
-    epochs reached, or stopped by a callback) a NEW run starts from the current state and overwrites P —
-    nothing is lost, the state equals P's. (A finished run whose fit never returned in this process — an
-    interrupt at its last epoch — is finished by the same call instead: it returns at once.)
+    holds): an unfinished run resumes; after a finished one (its epochs reached, or stopped by a callback)
+    a NEW run starts from the current state and overwrites P — nothing is lost, the state equals P's. (A
+    finished run whose fit never returned in this process — an interrupt at its last epoch — is finished
+    by the same call instead: it returns at once.)
 (c) otherwise (the network was trained since P was written, or holds other weights): ValueError naming P;
     loading would silently replace weights that are not in it. Give a new path, or delete P.
 
-``state_fingerprint`` is a 256-bit BLAKE2b hash of the bytes (with shapes and dtypes) of the parameters, the optimizer
-state arrays and the step count. A checkpoint without ``start`` (written before it existed) resumes as
-before, over whatever the network holds. ``settings`` holds fingerprints of the training data, the
+``state_fingerprint`` is a 256-bit BLAKE2b hash of the bytes (with shapes and dtypes) of the parameters,
+the optimizer state arrays and the step count. A checkpoint without ``start`` (written before it existed)
+resumes as before, over whatever the network holds. ``settings`` holds fingerprints of the training data, the
 sample weights and the validation arrays (given, or set apart by validation_split): another one is refused.
 
 Checked before the first epoch, not at the first write (after all the epochs, with the default policy):
@@ -596,12 +596,12 @@ def read(path, net, settings, n_batches, history_keys, epochs, callbacks=(), now
         seen = seen if seen is not None and seen["saved"] == held else None    # the file is the one we knew
         if now != held and not (seen is not None and seen["ended"] == now):
             raise ValueError(
-                f"checkpoint {path} does not hold this network's training: the network is neither in the state "
-                f"that checkpoint's run started from nor in the state the checkpoint holds (epoch {epoch}) — it "
-                f"was trained, or its weights or optimizer state changed, since the checkpoint was written. "
-                f"Resuming would replace the network's weights with the checkpoint's, so it is refused. To go "
-                f"on from the network as it is, give a new checkpoint path (or delete or move {path}); to "
-                f"resume that run, fit a network in the state it started from (the same script, restarted).")
+                f"checkpoint {path} does not hold this network's training: the network was trained since that "
+                f"checkpoint was written (or its weights or optimizer state were changed) — it is not the state "
+                f"the run started from, nor the state the checkpoint holds (epoch {epoch}). Resuming would "
+                f"replace the network's weights with the checkpoint's, so it is refused. To go on from the "
+                f"network as it is, give a new checkpoint path, or delete or move {path}; to resume that run, "
+                f"fit a network in the state it started from (the same script, restarted).")
         if partial is None and (stopped or epoch >= epochs) and not (seen is not None and not seen["returned"]):
             return None     # the network is where that finished run ended: a new run from here (writes path)
     if epoch + (partial is not None) > epochs:

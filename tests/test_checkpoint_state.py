@@ -29,19 +29,19 @@ def test_a_network_trained_since_is_not_overwritten(tmp_path, fused):
     net.fit(X, y, epochs=3, checkpoint=path, fused=fused, **KW)
     net.fit(X, y, epochs=4, fused=fused, **KW)                 # trained further, without the checkpoint
     before, steps = _weights(net), net.optimizer.steps
-    with pytest.raises(ValueError, match="trained.*since") as info:
+    with pytest.raises(ValueError, match="was trained since") as info:
         net.fit(X, y, epochs=5, checkpoint=path, fused=fused, **KW)
     assert str(path) in str(info.value) and "new checkpoint path" in str(info.value)
     assert all(np.array_equal(a, b) for a, b in zip(before, net.params)) and net.optimizer.steps == steps
     # variants: another network's weights; the optimizer state alone changed
     stranger = make_net(seed=123)
     stranger.seed = 0              # the architecture (seed included) matches: only the weights differ
-    with pytest.raises(ValueError, match="neither in the state"):
+    with pytest.raises(ValueError, match="is not the state the run started from"):
         stranger.fit(X, y, epochs=5, checkpoint=path, fused=fused, **KW)
     other = make_net()
     other.fit(X, y, epochs=3, checkpoint=tmp_path / "d.ckpt", fused=fused, **KW)
     other.optimizer.steps += 1
-    with pytest.raises(ValueError, match="neither in the state"):
+    with pytest.raises(ValueError, match="is not the state the run started from"):
         other.fit(X, y, epochs=5, checkpoint=tmp_path / "d.ckpt", fused=fused, **KW)
 
 
@@ -294,5 +294,15 @@ def test_the_same_call_again_after_early_stopping_restored_its_best_weights(tmp_
     fit(net)                                          # a new run from the restored weights
     assert net.optimizer.steps > steps
     net.fit(X, y, epochs=4, **KW)                     # trained since, without the checkpoint: refused
-    with pytest.raises(ValueError, match="neither in the state"):
+    with pytest.raises(ValueError, match="is not the state the run started from"):
         fit(net)
+
+
+def test_cli_predict_and_export_check_their_output_path_as_given(tmp_path):
+    proc = _cli("train", "-q", "--data", "xor", "--epochs", "2", "--save", "m.st", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for args in (["predict", "m.st", "xor", "--out", "sub/../p.csv"], ["export", "m.st", "--onnx", "sub/../m.onnx"]):
+        proc = _cli(*args, cwd=tmp_path)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert "sub/.. does not exist" in proc.stderr, proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["m.st"]
