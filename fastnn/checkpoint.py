@@ -209,7 +209,9 @@ class Store:
         if found is None:               # a new run: what a checkpoint cannot hold is refused before its epochs
             self.run.call(lambda: self.check_writable_state(callbacks), "the checkpoint's callback states")
         else:
-            self.start, self.saved = found.start, state_fingerprint(self.net)     # (restored by read)
+            self.start = found.start
+            if self.run.is_root:         # (read restored rank 0's network; the others get it from run.start)
+                self.saved = state_fingerprint(self.net)
             if self.run.is_root:         # read() gave rank 0's callbacks their states; now the others'
                 self.run.call(lambda: None, "resume")
             else:
@@ -262,8 +264,9 @@ class Store:
                       callbacks=states, start=self.start)
             finally:
                 opt.lr = rate
-        self.saved = state_fingerprint(net)
-        _SEEN[_key(self.path)] = {"saved": self.saved, "returned": False, "ended": None}
+        if self.run.is_root:            # the rank that reads and writes the file keeps what it knows of it
+            self.saved = state_fingerprint(net)
+            _SEEN[_key(self.path)] = {"saved": self.saved, "returned": False, "ended": None}
         self.run.on_root(work, where=f"the checkpoint after epoch {epoch}")
         self.last_end = time.perf_counter()
         self.last_cost = self.last_end - began

@@ -74,8 +74,12 @@ class Trainer:
     after the last epoch, when a callback stops the fit and on Ctrl-C / SIGTERM. If the file exists when
     ``fit`` starts, training resumes from it and runs the remaining epochs: the result is bit-identical
     to an uninterrupted run (same seed and thread count). A checkpoint of another architecture, other
-    data or other settings is refused with a ValueError before the first epoch; ``epochs`` may grow.
-    ``checkpoint_seconds`` (after a fit): the time spent writing checkpoints.
+    data (validation data included) or other settings is refused with a ValueError before the first
+    epoch; ``epochs`` may grow. A checkpoint never replaces training done in memory: it resumes only into
+    the state its run started from (a restarted script) or the state it holds (after Ctrl-C; a finished
+    run then starts a new one from there: a Keras-style loop of fit(epochs=1) calls), and is refused
+    otherwise (fastnn.checkpoint says which, and why). ``checkpoint_every`` without ``checkpoint`` is
+    refused. ``checkpoint_seconds`` (after a fit): the time spent writing checkpoints.
 
     Callbacks may change what the loop uses: after each epoch's callbacks the loop checks the network
     again — a replaced optimizer is trained from then on (the schedule drives it, from its rate when it was
