@@ -206,9 +206,7 @@ class Store:
             check_writable(self.path)
             return read(self.path, self.net, self.settings, n_batches, keys, epochs, callbacks, self.current)
         found = self.run.on_root(work)
-        if found is None:               # a new run: what a checkpoint cannot hold is refused before its epochs
-            self.run.call(lambda: self.check_writable_state(callbacks), "the checkpoint's callback states")
-        else:
+        if found is not None:
             self.start = found.start
             if self.run.is_root:         # (read restored rank 0's network; the others get it from run.start)
                 self.saved = state_fingerprint(self.net)
@@ -217,6 +215,8 @@ class Store:
             else:
                 self.run.call(lambda: load_callback_states(found.callbacks, callbacks, self.path), "resume")
             self.dropped = found.dropped
+        # what a checkpoint cannot hold is refused before the epochs (a resumed run: the states just loaded)
+        self.run.call(lambda: self.check_writable_state(callbacks), "the checkpoint's callback states")
         return found
 
     def check_writable_state(self, callbacks):
