@@ -125,7 +125,38 @@ def output_target(path, what="output file"):
         via = f" (a symbolic link to {target})" if target != path else ""
         raise ValueError(f"cannot write the {what} {path}{via}: it is {kind(mode)}, not a regular file; "
                          f"give a new file name or a regular file to replace")
-    directory = os.path.dirname(os.path.abspath(target))
+    # the directory as given, not os.path.abspath's: that collapses "missing/.." lexically, while the
+    # system resolves ".." only through a directory that exists (so the write would fail after the work)
+    directory = os.path.dirname(target) or os.curdir
     if not os.path.isdir(directory):
-        raise ValueError(f"cannot write the {what} {path}: the directory {directory} does not exist")
+        dots = ".." in directory.replace(os.altsep or os.sep, os.sep).split(os.sep)
+        raise ValueError(f"cannot write the {what} {path}: the directory {directory} does not exist"
+                         + (" (the system resolves '..' through the directory before it, which must exist)"
+                            if dots else ""))
+    check_name_length(target, what, path)
     return target
+
+
+# what io.atomic_write adds to a file's name for its temporary: ".{name}.{pid}.{16 hex}.tmp"
+def temporary_suffix_bytes():
+    return len(f"..{os.getpid()}.{'0' * 16}.tmp")
+
+
+def check_name_length(target, what="output file", shown=None):
+    """ValueError when the last component of ``target`` is too long for its file system once the atomic
+    writer's temporary suffix is added (ENAMETOOLONG would otherwise come only at the write, after the work)."""
+    shown = target if shown is None else shown
+    name = os.path.basename(target)
+    directory = os.path.dirname(target) or os.curdir
+    try:
+        limit = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    if not isinstance(limit, int) or limit <= 0:
+        limit = 255
+    size = len(os.fsencode(name))
+    room = limit - temporary_suffix_bytes()
+    if size > room:
+        raise ValueError(f"cannot write the {what} {shown}: its file name is {size} bytes, longer than the "
+                         f"{room} bytes this file system allows here ({limit} less the {limit - room} of the "
+                         f"writer's temporary-file suffix); give a shorter name")

@@ -15,7 +15,32 @@ temporary file, fsync, rename) whose ``extra`` metadata holds the training state
      "stopped": false,                 # a callback stopped the fit at ``epoch``: a rerun is finished
      "callbacks": [{"type": "EarlyStopping", "config": {...}, "state": {...}}, ...],
                                        # every callback with state_dict() / load_state_dict(state)
-     "threads": 2}                     # fastnn threads of the writer (informational)
+     "threads": 2,                     # fastnn threads of the writer (informational)
+     "start": "9f2c..."}               # state_fingerprint of the network the run STARTED from (null: unknown)
+
+Which state a ``fit(checkpoint=P)`` starts from, when P holds a checkpoint whose settings match (``read``):
+
+(a) the network is in the state P's run started from (``start``; a restarted script): resume, as always —
+    a finished run returns its final state at once;
+(b) the network is in the state P holds (the same process after Ctrl-C, or a Keras-style loop
+    ``for _: net.fit(X, y, epochs=1, checkpoint=P)``), or in the state this process's fit that wrote P
+    returned it in (after on_train_end: EarlyStopping may restore its best weights, which its state in P
+    holds): an unfinished run resumes; after a finished one (its epochs reached, or stopped by a callback)
+    a NEW run starts from the current state and overwrites P — nothing is lost, the state equals P's. (A
+    finished run whose fit never returned in this process — an interrupt at its last epoch — is finished
+    by the same call instead: it returns at once.)
+(c) otherwise (the network was trained since P was written, or holds other weights): ValueError naming P;
+    loading would silently replace weights that are not in it. Give a new path, or delete P.
+
+``state_fingerprint`` is a 256-bit BLAKE2b hash of the bytes (with shapes and dtypes) of the parameters,
+the optimizer state arrays and the step count. A checkpoint without ``start`` (written before it existed)
+resumes as before, over whatever the network holds. ``settings`` holds fingerprints of the training data, the
+sample weights and the validation arrays (given, or set apart by validation_split): another one is refused.
+
+Checked before the first epoch, not at the first write (after all the epochs, with the default policy):
+the path, by the atomic writer's rules (``_paths.output_target``), and that its directory is writable; the
+callbacks' states (serialised in memory). A history key a callback adds is checked as each epoch ends.
+The tensors carry a CRC-32 (``io.tensor_checksum``), verified on reading: a damaged file is refused.
 
 The history written holds the loop's keys and any a callback added (numbers or lists of numbers); on
 reading, every value is checked (losses finite and >= 0, accuracies in [0, 1], rates finite and > 0,
@@ -66,12 +91,43 @@ COST_RATIO = 19          # default policy: writes take at most 1/20 of the time
 MIN_INTERVAL = 0.5       # default policy: seconds between writes at least
 
 
+# What this process knows of the checkpoints its fits wrote or resumed, by real path: {"saved": the
+# state_fingerprint of the state the file holds, "returned": whether that fit returned, "ended": the network's
+# state_fingerprint when it returned (after on_train_end, which may change the weights: EarlyStopping's
+# restore_best_weights)}. A finished run whose fit never returned (an interrupt at its last epoch) is finished
+# by the same call again (it returns at once); a network in the state a returned fit left it is case (b).
+_SEEN = {}
+
+
+def _key(path):
+    return os.path.realpath(os.fspath(path))
+
+
 class Resume:
     """What ``read`` restores besides the network itself (JSON-able values: MPI broadcasts it)."""
 
-    def __init__(self, epoch, rng_state, partial, history, dropped=None, lr=None, stopped=False, callbacks=()):
+    def __init__(self, epoch, rng_state, partial, history, dropped=None, lr=None, stopped=False, callbacks=(),
+                 start=None):
         self.epoch, self.rng_state, self.partial, self.history = epoch, rng_state, partial, history
         self.dropped, self.lr, self.stopped, self.callbacks = dropped or {}, lr, stopped, list(callbacks)
+        self.start = start       # the fingerprint of the state the run started from (None: an older file)
+
+
+def state_fingerprint(net):
+    """A 256-bit BLAKE2b hash (64 hex digits) of the training state a checkpoint replaces: the bytes (with
+    shapes and dtypes) of every parameter, of the optimizer's state arrays, and its step count. Neither the
+    rate nor the history. O(parameters), like the write it goes with."""
+    h = hashlib.blake2b(digest_size=32)
+    opt = net.optimizer
+    for group, arrays in (("params", net.params),
+                          ("state", [a for slots in (opt.state or ()) for a in slots])):
+        h.update(f"{group}:{len(arrays)};".encode())
+        for a in arrays:
+            a = np.ascontiguousarray(a)
+            h.update(repr((a.shape, a.dtype.str)).encode())
+            h.update(memoryview(a).cast("B") if a.size else b"")
+    h.update(f"steps:{int(opt.steps)}".encode())
+    return h.hexdigest()
 
 
 def stateful(callbacks):
@@ -90,7 +146,8 @@ def callback_states(callbacks):
             out.append(json.loads(json.dumps(entry, default=io.json_default, allow_nan=False)))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"checkpoint: the callback {type(cb).__name__}'s state_dict() or config() is not "
-                             f"JSON-serialisable ({exc})") from None
+                             f"JSON-serialisable ({exc}); a checkpoint holds JSON values, finite numbers "
+                             f"(checked before the first epoch and at every write)") from None
     return out
 
 
@@ -133,6 +190,8 @@ class Store:
     def __init__(self, trainer, run, X, y, val, weights, seed, batch_size, base_lr, path_name):
         self.path, self.every, self.run, self.net = trainer.checkpoint, trainer.checkpoint_every, run, trainer.net
         self.settings = settings(trainer, X, y, val, path_name)
+        self.current = self.start = state_fingerprint(trainer.net)    # start: of this run (resume: the file's)
+        self.saved = None          # the fingerprint of the state the file holds, once written or resumed
         self.settings.update(batch_size=batch_size, base_lr=base_lr, seed=seed, data=run.fingerprint(X, y),
                              lr_schedule=_schedule_setting(trainer.lr_schedule),
                              weights=None if weights is None else fingerprint(weights))
@@ -145,15 +204,44 @@ class Store:
         def work():
             remove_stale_temporaries(self.path)
             check_writable(self.path)
-            return read(self.path, self.net, self.settings, n_batches, keys, epochs, callbacks)
+            return read(self.path, self.net, self.settings, n_batches, keys, epochs, callbacks, self.current)
         found = self.run.on_root(work)
         if found is not None:
+            self.start = found.start
+            if self.run.is_root:         # (read restored rank 0's network; the others get it from run.start)
+                self.saved = state_fingerprint(self.net)
             if self.run.is_root:         # read() gave rank 0's callbacks their states; now the others'
                 self.run.call(lambda: None, "resume")
             else:
                 self.run.call(lambda: load_callback_states(found.callbacks, callbacks, self.path), "resume")
             self.dropped = found.dropped
+        # what a checkpoint cannot hold is refused before the epochs (a resumed run: the states just loaded)
+        self.run.call(lambda: self.check_writable_state(callbacks), "the checkpoint's callback states")
         return found
+
+    def check_writable_state(self, callbacks):
+        """ValueError now, not at the first write after the epochs, when a callback's state_dict() cannot be
+        written (not JSON, NaN): the callbacks' states at the start are serialised, in memory only."""
+        callback_states(callbacks)
+
+    def returned(self):
+        """The fit returned normally (after on_train_end): its checkpoint holds a run its caller saw end, and the
+        network is in the state the run left it."""
+        if self.saved is not None:
+            _SEEN[_key(self.path)] = {"saved": self.saved, "returned": True, "ended": state_fingerprint(self.net)}
+
+    def check_history(self, history, loop_keys, epoch):
+        """ValueError at the epoch a callback added to the history an entry a checkpoint cannot hold (text, an
+        object), not at the first write — after all the epochs with the default policy. The newest entry of
+        each key the loop does not fill is checked (the loop's own are numbers)."""
+        for key, values in history.items():
+            if key in loop_keys or not isinstance(values, list) or not values:
+                continue
+            v = values[-1]
+            if not (_number(v) or (isinstance(v, (list, tuple)) and all(map(_number, v)))):
+                raise ValueError(f"checkpoint: a callback added history[{key!r}] = {v!r:.60} at epoch {epoch}; a "
+                                 f"checkpointed history holds numbers or lists of numbers (give the callback "
+                                 f"numbers, or fit without checkpoint=)")
 
     def due(self, epoch):
         """Whether the policy writes after ``epoch`` (the same answer on every rank: rank 0's)."""
@@ -173,9 +261,12 @@ class Store:
             rate, opt.lr = opt.lr, self.base_lr     # the file records the network as fit found it
             try:
                 write(self.path, net, epoch, rng_state, self.settings, partial, lr=lr, stopped=stopped,
-                      callbacks=states)
+                      callbacks=states, start=self.start)
             finally:
                 opt.lr = rate
+        if self.run.is_root:            # the rank that reads and writes the file keeps what it knows of it
+            self.saved = state_fingerprint(net)
+            _SEEN[_key(self.path)] = {"saved": self.saved, "returned": False, "ended": None}
         self.run.on_root(work, where=f"the checkpoint after epoch {epoch}")
         self.last_end = time.perf_counter()
         self.last_cost = self.last_end - began
@@ -193,9 +284,10 @@ def check_path(path):
         raise ValueError(f"checkpoint {path!r} is a directory; give a file path")
     if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
         raise ValueError(f"checkpoint {path!r} is {_paths.kind(os.stat(path).st_mode)}, not a regular file")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise ValueError(f"checkpoint {path!r}: the directory {directory!r} does not exist")
+    # the atomic writer's rules (io.atomic_write), now rather than at the first write after epochs of work: a
+    # path ending in '/', a dangling symlink, a missing directory (as given: the system resolves "missing/.."
+    # only through a directory that exists), a name too long for the file system
+    _paths.output_target(path, "checkpoint")
     return path
 
 
@@ -206,9 +298,8 @@ def check_writable(path):
     Called before the first epoch, so an unwritable checkpoint location costs no training time. The
     probe is an unnamed temporary file (O_TMPFILE where the system has it): nothing is left behind.
     """
-    directory = os.path.dirname(os.path.abspath(os.fspath(path)))
-    if not os.path.isdir(directory):
-        raise ValueError(f"checkpoint {path}: the directory {directory} does not exist")
+    _paths.output_target(path, "checkpoint")     # the rules of io.atomic_write, checked again at the fit
+    directory = os.path.dirname(os.fspath(path)) or os.curdir
     try:
         with tempfile.TemporaryFile(dir=directory) as probe:
             probe.write(b"\0" * 4096)
@@ -244,7 +335,10 @@ def settings(trainer, X, y, validation, path):
     return {"batch_size": trainer.batch_size, "shuffle": trainer.shuffle,
             "seed": None if trainer.seed is None else _json_seed(trainer.seed),
             "path": path, "n_samples": int(X.shape[0]), "data": fingerprint(X, y),
-            "validation": validation is not None}
+            "validation": validation is not None,
+            # the validation arrays themselves (validation_data, or what validation_split set apart): the
+            # history, a ReduceLROnPlateau or an EarlyStopping reads them, so other ones change the run
+            "validation_data": None if validation is None else fingerprint(*validation)}
 
 
 def _json_seed(seed):
@@ -299,7 +393,8 @@ def remove_stale_temporaries(path):
     while writing. A second process starting ``fit(checkpoint=P)`` therefore never deletes the first's
     in-flight temporary.
     """
-    directory, base = os.path.split(os.path.abspath(path))
+    directory, base = os.path.split(os.fspath(path))
+    directory = directory or os.curdir
     for tmp in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(base)}.*.tmp")):
         pid, _, token = os.path.basename(tmp)[len(base) + 2:-4].partition(".")
         if not (pid.isdigit() and len(pid) <= 10 and len(token) == 16
@@ -330,7 +425,7 @@ def bounded_history(history, epoch, settings):
     return out, dropped
 
 
-def write(path, net, epoch, rng_state, settings, partial=None, lr=None, stopped=False, callbacks=()):
+def write(path, net, epoch, rng_state, settings, partial=None, lr=None, stopped=False, callbacks=(), start=None):
     """Atomically write the checkpoint: ``net`` (weights, optimizer state, the bounded ``net.history``) +
     training state (``lr`` the rate in force, ``stopped`` a callback ended the fit, ``callbacks`` their
     states from ``callback_states``)."""
@@ -342,7 +437,8 @@ def write(path, net, epoch, rng_state, settings, partial=None, lr=None, stopped=
                                  f"numbers or lists of numbers (a callback added this key?)")
     extra = {KEY: {"version": VERSION, "epoch": int(epoch), "rng": rng_state, "partial": partial,
                    "settings": settings, "history_dropped": dropped, "lr": None if lr is None else float(lr),
-                   "stopped": bool(stopped), "callbacks": list(callbacks), "threads": threads.get_num_threads()}}
+                   "stopped": bool(stopped), "callbacks": list(callbacks), "threads": threads.get_num_threads(),
+                   "start": start}}
     full, net.history = net.history, history
     try:
         io.save(net, path, extra=extra)
@@ -418,12 +514,15 @@ def _check_rng(value):
     return rng.bit_generator.state
 
 
-def read(path, net, settings, n_batches, history_keys, epochs, callbacks=()):
-    """Restore ``net`` from the checkpoint at ``path``; the Resume state, or None if there is no file.
+def read(path, net, settings, n_batches, history_keys, epochs, callbacks=(), now=None):
+    """Restore ``net`` from the checkpoint at ``path``; the Resume state, or None if there is no file or the
+    file holds a finished run that ended in ``net``'s current state (``now``, its ``state_fingerprint``):
+    a new run then starts from that state (see the module docstring).
 
     Raises ValueError naming the file when it is not a fastnn checkpoint, is corrupt, was written for
-    another architecture, other data or other trainer settings, or is further than ``epochs``; ``net`` is
-    unchanged then.
+    another architecture, other data or other trainer settings, or is further than ``epochs``, or when
+    ``net`` is neither in the state the checkpoint's run started from nor in the state it holds (trained
+    since: loading would silently replace that training); ``net`` is unchanged then.
     """
     if not os.path.exists(path):
         return None
@@ -445,9 +544,13 @@ def read(path, net, settings, n_batches, history_keys, epochs, callbacks=()):
                          f"{_describe_difference(current, meta.get('architecture'))}. Delete or move the "
                          f"file to train this network afresh.")
     old = state.get("settings")
+    if isinstance(old, dict) and "validation_data" not in old:     # a file from before that setting
+        settings = {k: v for k, v in settings.items() if k != "validation_data"}
     if old != settings:
         names = {"data": "the training data (X, y)", "n_samples": "the number of training samples",
-                 "path": "the training path (fit's fused= argument)", "validation": "validation_data given"}
+                 "path": "the training path (fit's fused= argument)", "validation": "validation data given",
+                 "validation_data": "the validation data (validation_data, or the rows validation_split "
+                                    "sets apart)", "weights": "the sample weights (sample_weight, class_weight)"}
         diff = [k for k in sorted(set(settings) | set(old if isinstance(old, dict) else {}))
                 if not isinstance(old, dict) or old.get(k) != settings.get(k)]
         what = ", ".join(names.get(k, k) for k in diff)
@@ -471,6 +574,10 @@ def read(path, net, settings, n_batches, history_keys, epochs, callbacks=()):
         stopped = state.get("stopped", False)
         if not isinstance(stopped, bool):
             raise ValueError(f"stopped must be true or false, got {stopped!r:.100}")
+        start = state.get("start")
+        if start is not None and not (isinstance(start, str) and len(start) == 64
+                                      and all(c in "0123456789abcdef" for c in start)):
+            raise ValueError(f"start must be null or 64 hex digits (a state fingerprint), got {start!r:.100}")
         dropped = state.get("history_dropped", {})
         if not isinstance(dropped, dict) or set(dropped) - set(saved.history):
             raise ValueError("history_dropped must map history keys to numbers of epochs")
@@ -486,6 +593,20 @@ def read(path, net, settings, n_batches, history_keys, epochs, callbacks=()):
                                  f"epoch counter is {epoch}")
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise ValueError(f"checkpoint {path} has a corrupt training state: {exc}") from None
+    if start is not None and now is not None and now != start:     # (older files: no start, no check)
+        held = state_fingerprint(saved)
+        seen = _SEEN.get(_key(path))
+        seen = seen if seen is not None and seen["saved"] == held else None    # the file is the one we knew
+        if now != held and not (seen is not None and seen["ended"] == now):
+            raise ValueError(
+                f"checkpoint {path} does not hold this network's training: the network was trained since that "
+                f"checkpoint was written (or its weights or optimizer state were changed) — it is not the state "
+                f"the run started from, nor the state the checkpoint holds (epoch {epoch}). Resuming would "
+                f"replace the network's weights with the checkpoint's, so it is refused. To go on from the "
+                f"network as it is, give a new checkpoint path, or delete or move {path}; to resume that run, "
+                f"fit a network in the state it started from (the same script, restarted).")
+        if partial is None and (stopped or epoch >= epochs) and not (seen is not None and not seen["returned"]):
+            return None     # the network is where that finished run ended: a new run from here (writes path)
     if epoch + (partial is not None) > epochs:
         raise ValueError(f"checkpoint {path} is at epoch {epoch}{' (and part of the next)' if partial else ''}, "
                          f"beyond epochs={epochs}; ask for at least {epoch + (partial is not None)} epochs, or "
@@ -508,4 +629,4 @@ def read(path, net, settings, n_batches, history_keys, epochs, callbacks=()):
     for k, values in (saved.history or {}).items():
         history.setdefault(k, list(values))
     dropped = {k: int(v) for k, v in state.get("history_dropped", {}).items()}
-    return Resume(epoch, rng_state, partial, history, dropped, lr, stopped, states)
+    return Resume(epoch, rng_state, partial, history, dropped, lr, stopped, states, start)

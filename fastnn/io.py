@@ -7,7 +7,10 @@ metadata under the key "fastnn", one JSON document::
     {"format": "fastnn", "format_version": 1, "architecture": net.config(), "dtype": "float32",
      "optimizer_steps": 12, "optimizer_state": [2] or null, "history": {...}, "extra": {...} or null}
 
-so a fastnn model also opens in any safetensors reader. Loading rebuilds the objects from the JSON through
+and beside it, under "fastnn_tensors_crc32", a CRC-32 of the tensors (``tensor_checksum``: names, dtypes,
+shapes, bytes), verified by ``load`` after every other check — a flipped byte in the weights or the
+optimizer state is a ValueError, not a model (files written without it still load). So a fastnn model
+also opens in any safetensors reader. Loading rebuilds the objects from the JSON through
 the type maps (``LAYER_TYPES``, ``LOSS_TYPES``, ``OPTIMIZER_TYPES``) only, and checks the file before
 trusting it: header size, JSON, format version, the architecture's types and values, and that every
 tensor is present with exactly the shape and dtype the architecture implies. Any problem is a ValueError
@@ -19,6 +22,7 @@ import numbers
 import os
 import secrets
 import stat
+import zlib
 
 try:
     import fcntl
@@ -41,6 +45,7 @@ FORMAT_VERSION = 2        # 2: the "preprocessing" entry; files without one are 
 _METADATA_KEYS = frozenset({"format", "format_version", "architecture", "dtype", "optimizer_steps",
                             "optimizer_state", "history", "shuffle_state", "extra", "preprocessing"})
 METADATA_KEY = "fastnn"
+CHECKSUM_KEY = "fastnn_tensors_crc32"     # beside METADATA_KEY in the safetensors metadata
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 PARAM_NAMES = {"FullyConnected": ("weights", "bias")}
 
@@ -202,15 +207,29 @@ def save(net, path, extra=None):
         raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
     check_savable(net)
     _paths.output_target(path, "model file")          # refused before any work
-    data = safetensors.numpy.save(_tensors(net), metadata={METADATA_KEY: _metadata(net, extra)})
+    tensors = _tensors(net)
+    data = safetensors.numpy.save(tensors, metadata={METADATA_KEY: _metadata(net, extra),
+                                                     CHECKSUM_KEY: tensor_checksum(tensors)})
     atomic_write(path, data, "model file")
+
+
+def tensor_checksum(tensors):
+    """The CRC-32 (8 hex digits) of every tensor's name, dtype, shape and bytes, in name order: stored in the
+    safetensors metadata beside the fastnn document (a reader that does not know it ignores it), checked
+    by ``load`` so that a flipped byte in the weights or the optimizer state is an error, not a model."""
+    crc = 0
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        crc = zlib.crc32(f"{name}|{a.dtype.str}|{a.shape}|".encode(), crc)
+        crc = zlib.crc32(memoryview(a).cast("B") if a.size else b"", crc)
+    return f"{crc:08x}"
 
 
 def temporary_name(path):
     """The name of a fresh temporary for an atomic write of ``path``: ``.{name}.{pid}.{16 hex}.tmp`` in
     the same directory. The writer's pid in the name, and an flock the writer holds while writing, let
     ``checkpoint.remove_stale_temporaries`` delete a temporary only when its writer is provably gone."""
-    directory, base = os.path.split(os.path.abspath(path))
+    directory, base = os.path.split(os.fspath(path))     # the directory as given (see _paths.output_target)
     return os.path.join(directory, f".{base}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
 
 
@@ -225,7 +244,7 @@ def atomic_write(path, data, what="file"):
     when no file can be created in the directory (permissions, a read-only or virtual file system such
     as /proc), OSError (its class and errno kept) when the write or the rename fails (a full disk)."""
     path = _paths.output_target(path, what)
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = os.path.dirname(path) or os.curdir
     tmp = temporary_name(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -500,6 +519,14 @@ def load_with_metadata(path):
         preprocessing = _preprocessing(meta, net)
     except (TypeError, ValueError, KeyError, OverflowError, RecursionError) as exc:
         raise ValueError(f"{name}: invalid fastnn model file: {exc}") from None
+    # last, so that a file edited on purpose (a test's NaN tensor) still meets the check that names it
+    stored = (header.get("__metadata__") or {}).get(CHECKSUM_KEY)
+    if stored is not None:          # files written before the checksum have none: not checked
+        computed = tensor_checksum(tensors)
+        if stored != computed:
+            raise ValueError(f"{name}: corrupt fastnn model file: its tensor data (weights, optimizer state) "
+                             f"does not match the checksum written with it (CRC-32 {stored!r:.20} stored, "
+                             f"{computed!r} computed): the file was damaged after it was written")
     for key, dst in expected.items():
         if key.startswith("layers."):
             dst[...] = tensors[key]

@@ -74,8 +74,12 @@ class Trainer:
     after the last epoch, when a callback stops the fit and on Ctrl-C / SIGTERM. If the file exists when
     ``fit`` starts, training resumes from it and runs the remaining epochs: the result is bit-identical
     to an uninterrupted run (same seed and thread count). A checkpoint of another architecture, other
-    data or other settings is refused with a ValueError before the first epoch; ``epochs`` may grow.
-    ``checkpoint_seconds`` (after a fit): the time spent writing checkpoints.
+    data (validation data included) or other settings is refused with a ValueError before the first
+    epoch; ``epochs`` may grow. A checkpoint never replaces training done in memory: it resumes only into
+    the state its run started from (a restarted script) or the state it holds (after Ctrl-C; a finished
+    run then starts a new one from there: a Keras-style loop of fit(epochs=1) calls), and is refused
+    otherwise (fastnn.checkpoint says which, and why). ``checkpoint_every`` without ``checkpoint`` is
+    refused. ``checkpoint_seconds`` (after a fit): the time spent writing checkpoints.
 
     Callbacks may change what the loop uses: after each epoch's callbacks the loop checks the network
     again — a replaced optimizer is trained from then on (the schedule drives it, from its rate when it was
@@ -150,6 +154,9 @@ class Trainer:
         constructor and again by ``fit``, since either setting may be assigned later."""
         if self.validation_split and self.validation_data is not None:
             raise ValueError("give validation_data or validation_split, not both")
+        if self.checkpoint_every is not None and self.checkpoint is None:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every} is given without checkpoint= (no file to "
+                             f"write): give checkpoint=PATH too, or leave checkpoint_every out")
         if self.sample_order is not None and self.checkpoint is not None:
             raise ValueError("sample_order cannot be combined with checkpoint= (its state is not saved)")
 
@@ -306,6 +313,8 @@ class _Loop:
         if start_epoch > tr.epochs or (resumed is not None and resumed.stopped):
             run.call(lambda: self.callbacks.on_train_end(net), "on_train_end")   # a finished run's checkpoint
             self._agree_end("the end of training (after on_train_end)")
+            if self.store is not None:
+                self.store.returned()
             return history
         run.call(lambda: self.opt.check_for(net.dtype), "the optimizer's rate")
         if self.schedule is not None:     # a rate refused at epoch k would waste k - 1 epochs: check ahead
@@ -389,6 +398,8 @@ class _Loop:
         self._agree_end("the end of training (after the last epoch's callbacks)")
         run.call(lambda: self.callbacks.on_train_end(net), "on_train_end")
         self._agree_end("the end of training (after on_train_end)")
+        if self.store is not None:
+            self.store.returned()
         return history
 
     def _agree_end(self, where):
@@ -492,6 +503,8 @@ class _Loop:
                                  f"{type(values).__name__}{'' if not isinstance(values, list) else ' of ' + str(len(values))}"
                                  f"; the loop needs a list of one entry per epoch): callbacks may add history "
                                  f"keys, not remove or rewrite the loop's own")
+        if self.store is not None:
+            self.store.check_history(history, self.keys, epoch)
         if self.net.history is not history:     # a callback assigned another: the fit's history again (checked
             self.net.history = history          # only then: re-validating it every epoch costs O(epochs^2))
 

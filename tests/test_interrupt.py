@@ -205,7 +205,7 @@ CHILD = textwrap.dedent("""
         print("ready", flush=True)
     try:
         net.fit(X, y, epochs=epochs, batch_size=32, verbose=0, fused=use_fused,
-                checkpoint=None if path == "-" else path, checkpoint_every=10**6)
+                checkpoint=None if path == "-" else path, checkpoint_every=None if path == "-" else 10**6)
     except KeyboardInterrupt as exc:
         info = {"type": type(exc).__name__, "message": str(exc), "epoch": exc.epoch, "batch": exc.batch,
                 "batches": exc.batches, "steps": net.optimizer.steps, "history": len(net.history["loss"]),

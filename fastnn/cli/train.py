@@ -597,6 +597,8 @@ def _train(args, sync=None, threads=None):
         _check_plot(args.plot)
     if args.save:
         _check_output_path(args.save, "model file")
+    if args.checkpoint_every is not None and args.checkpoint is None:
+        raise CLIError("--checkpoint-every needs --checkpoint PATH (there is no checkpoint to write)")
     if args.threads is not None:
         try:
             fnn.set_num_threads(args.threads)
