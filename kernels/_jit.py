@@ -41,6 +41,8 @@ each. What was tried, one change at a time:
   LeakyReLU) or "all" —, the smooth codes' branches cut before typing by a test on a global constant;
   a network compiles the smallest group that runs its codes. ``fastnn train -q`` (ReLU): 7.27 -> 5.96 and
   7.79 -> 5.83 s (two paired runs, loaded; 36 -> 23 compiles). Kept: the same loops, so the same bits.
+  With the Dropout chains below, idle, paired: 7.67 -> 5.49 and 8.03 -> 5.64 s CPU; whole process, wall,
+  interleaved medians of 3: 10.1 -> 6.9 s cold (warm unchanged, 0.95 s, on a slower day of this machine).
 - the same for Dropout (step.CHAINS: a chain key is (activation group, has Dropout)): a network without
   Dropout compiles no mask code (``apply``, its hash): 23 -> 20 compiles, ~0.3 s CPU.
 Records for the kernels' arguments (a 34-argument kernel, measured alone): positional 0.69 s, one
