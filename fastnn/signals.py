@@ -109,7 +109,7 @@ def _wrap_excepthook():
     """Wrap ``sys.excepthook`` (once; whatever hook is in force is still called) so that an uncaught
     TrainingInterrupted ends the process as CPython ends it for an uncaught KeyboardInterrupt."""
     hook = sys.excepthook
-    if getattr(hook, "_fastnn_wrapped", None) is not None:
+    if getattr(hook, "fastnn_wrapped", None) is not None:
         return
 
     def excepthook(exc_type, exc, tb):
@@ -120,7 +120,7 @@ def _wrap_excepthook():
             if sig in STOP_SIGNALS:
                 atexit.register(_exit_by_signal, sig)
 
-    excepthook._fastnn_wrapped = hook
+    excepthook.fastnn_wrapped = hook
     sys.excepthook = excepthook
 
 

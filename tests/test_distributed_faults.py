@@ -17,6 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from fastnn.training import COMPILE_LINE
 from tests.test_distributed import MPIEXEC, needs_mpi
 
 TIMEOUT = 90
@@ -256,7 +257,8 @@ def _cli(tmp_path, rank_args, **env):
                           stdin=subprocess.DEVNULL, cwd=tmp_path)
     codes = [int((tmp_path / f"out.code{r}").read_text()) if (tmp_path / f"out.code{r}").exists() else None
              for r in range(len(rank_args))]
-    return proc, codes, [line for line in proc.stderr.splitlines() if line.startswith("fastnn")]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("fastnn") and line != COMPILE_LINE]
+    return proc, codes, lines
 
 
 @needs_mpi

@@ -470,18 +470,22 @@ def test_partial_fit_refuses_nonfinite_X_with_scikit_learns_message_and_changes_
 
 @pytest.mark.parametrize("warm_start", [False, True])
 def test_fit_refuses_nonfinite_X_and_changes_nothing(warm_start):
-    """A first fit refused leaves the estimator unfitted (as the check at the boundary did: only
-    n_features_in_ set); a refused refit (warm or not) leaves the fitted model, its optimizer object and
-    state as they were."""
-    pytest.importorskip("sklearn")
+    """A first fit refused leaves the estimator unfitted, with the fitted attributes scikit-learn's
+    MLPClassifier has after the same refusal (none: its check of X comes before n_features_in_); a refused
+    refit (warm or not) leaves the fitted model, its optimizer object and state as they were."""
+    sklearn_mlp = pytest.importorskip("sklearn.neural_network")
     X, y = make_data(n=90)
+    reference = sklearn_mlp.MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=1)
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        reference.fit(_bad(X, np.nan, at=(50, 2)), y)
+    fitted = sorted(k for k in vars(reference) if k.endswith("_") and not k.startswith("_"))
     est = fnn.MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=np.random.RandomState(1),
                             warm_start=warm_start)
     rs = est.random_state.get_state()
     Xbad = _bad(X, np.nan, at=(50, 2))
     with pytest.raises(ValueError, match="Input X contains NaN"):
         est.fit(Xbad, y)
-    assert sorted(k for k in vars(est) if k.endswith("_") and not k.startswith("_")) == ["n_features_in_"]
+    assert sorted(k for k in vars(est) if k.endswith("_") and not k.startswith("_")) == fitted
     assert not hasattr(est, "_model") and not hasattr(est, "classes_")
     assert all(np.array_equal(a, b) for a, b in zip(est.random_state.get_state(), rs))
     with warnings.catch_warnings():

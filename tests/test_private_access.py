@@ -41,6 +41,9 @@ ALLOWED = {
     ("network.py", "layer._infer_with"): 1,
     ("network.py", "layer._infer"): 1,
     ("plan.py", "layer._infer"): 1,
+    # CPython's own runner of the atexit handlers: an uncaught TrainingInterrupted runs them before the
+    # process ends by the signal, as the interpreter would at exit (signals.py, _exit_by_signal)
+    ("signals.py", "atexit._run_exitfuncs"): 1,
 }
 
 
