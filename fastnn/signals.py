@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 
-__all__ = ["StopFlag", "deferred", "critical"]
+__all__ = ["StopFlag", "deferred", "critical", "held"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
@@ -155,3 +155,39 @@ def _exit_by_signal(sig):
                 pass
     signal.signal(sig, signal.SIG_DFL)
     os.kill(os.getpid(), sig)
+
+
+HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT)     # SIGINT restored last: until then a Ctrl-C is held
+
+
+@contextlib.contextmanager
+def held():
+    """SIGINT and SIGTERM that arrive in the block are held, and delivered to the handlers installed before
+    (training.py's: the first stops at the epoch's end, the second raises; Python's default: a
+    KeyboardInterrupt), in order, once the block is done — so that a burst of Ctrl-C lands after a kernel's
+    threads have returned and the steps they applied are counted, never between, and never inside Numba's
+    or llvmlite's set-up (a KeyboardInterrupt there left half-built llvmlite objects whose finalisers print
+    "Exception ignored" tracebacks). Main thread only (Python delivers signals there alone); a handler
+    not installed from Python (getsignal() is None) is left in place."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held, previous = [], {}
+
+    def hold(signum, frame):
+        held.append(signum)
+    try:
+        for sig in HELD_SIGNALS:
+            if signal.getsignal(sig) is not None:
+                previous[sig] = signal.signal(sig, hold)
+        yield
+    finally:
+        for sig in HELD_SIGNALS:
+            if sig in previous:
+                signal.signal(sig, previous[sig])
+        for signum in held:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)

@@ -273,7 +273,8 @@ class _Loop:
             return self._fit(X, y, sample_weight, setup)
 
     def _fit(self, X, y, sample_weight, setup):
-        prepare_numba()          # Numba's one-time set-up, cheaper now than inside the first kernel call
+        with signals.held():     # (a Ctrl-C inside llvmlite's set-up is held until it is done)
+            prepare_numba()      # Numba's one-time set-up, cheaper now than inside the first kernel call
         tr, run, net = self.trainer, self.run, self.net
         self.given = X            # for the message when the engine finds NaN/Inf in it (_bad_input)
         X, y, weights, val = run.prepare(tr, X, y, sample_weight)

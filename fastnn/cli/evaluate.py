@@ -12,8 +12,10 @@ when it has one).
 
 
 def cmd_evaluate(args):
+    from .. import signals
     from ..kernels._jit import prepare_numba
-    prepare_numba()      # Numba's one-time set-up, cheaper here than inside the first kernel call
+    with signals.held():     # (a Ctrl-C inside llvmlite's set-up is held until it is done)
+        prepare_numba()      # Numba's one-time set-up, cheaper here than inside the first kernel call
     net, _, extra = _load_model(args.model)
     X, labels, where = _read_inputs(args.data, net, extra, target=args.target, split=args.split,
                                     warn=lambda message: _warn(args, message),

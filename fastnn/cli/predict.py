@@ -16,8 +16,10 @@ a dataset name.
 
 
 def cmd_predict(args):
+    from .. import signals
     from ..kernels._jit import prepare_numba
-    prepare_numba()      # Numba's one-time set-up, cheaper here than inside the first kernel call
+    with signals.held():     # (a Ctrl-C inside llvmlite's set-up is held until it is done)
+        prepare_numba()      # Numba's one-time set-up, cheaper here than inside the first kernel call
     net, _, extra = _load_model(args.model)
     if args.proba and not net.classification:
         raise CLIError("--proba needs a classification model; this model does regression")

@@ -700,9 +700,11 @@ def _train(args, sync=None, threads=None):
         release = getattr(sync, "release_header", None)
         if release is not None:
             release()
+    from .. import signals
     from ..kernels._jit import prepare_numba
     start = time.perf_counter()
-    prepare_numba()                   # the fit would do it first; timed apart for the summary
+    with signals.held():              # (a Ctrl-C inside llvmlite's set-up is held until it is done)
+        prepare_numba()               # the fit would do it first; timed apart for the summary
     numba_startup = time.perf_counter() - start
     start = time.perf_counter()
     bar = not args.quiet and _isatty(sys.stderr)      # else no progress bar; a compile is still said (not with -q)

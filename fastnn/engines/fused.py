@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from .. import _checks, threads
+from .. import _checks, signals, threads
 from ..errors import TrainingDivergedError
 from ..kernels import epoch as kernels
 from ..kernels import epoch_parallel, step
@@ -168,7 +168,7 @@ class EpochRunner:
         T = threads.batch_parallel_threads(self.widths, self.rows, len(self.X))
         kernel, args = self._kernel_call(T, order, plan, dkey)
         totals = np.zeros(4, np.float64)      # loss sum, correct, steps applied, penalty sum
-        with _signals_held():
+        with signals.held():
             try:
                 with net.weights_changing():
                     if T > 1:
@@ -202,7 +202,11 @@ class EpochRunner:
         kernel, args = self._kernel_call(T, np.empty(0, np.int64), plan, np.uint64(0))
         if T > 1:
             args = (0, T, np.empty(SYNC_SIZE, np.int64), self._team(T)) + args
-        if not is_compiled(kernel, args):
+        # loading the kernel from the cache runs LLVM: a Ctrl-C raised in there left llvmlite objects half
+        # built (an "Exception ignored" traceback on stderr); held, it lands after the load
+        with signals.held():
+            ready = is_compiled(kernel, args)
+        if not ready:
             return (f"fastnn: compiling the fused kernel for {np.dtype(self.net.dtype).name} / "
                 f"{_LOSS_TEXT[self.loss_kind]} / {type(self.net.optimizer).__name__}"
                 f"{' (batch-parallel)' if T > 1 else ''} (first run only, a few seconds)")
@@ -274,35 +278,3 @@ def _join_all(workers, sync):
         raise pending
 
 
-_HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT)     # SIGINT restored last: until then a Ctrl-C is held
-
-
-@contextlib.contextmanager
-def _signals_held():
-    """SIGINT and SIGTERM that arrive in the block are held, and delivered to the handlers installed before
-    (training.py's: the first stops at the epoch's end, the second raises), in order, once the block is
-    done — so that a burst of Ctrl-C lands after the kernel's threads have returned and the steps they
-    applied are counted, never between. Main thread only (Python delivers signals there alone); a handler
-    not installed from Python (getsignal() is None) is left in place."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held, previous = [], {}
-
-    def hold(signum, frame):
-        held.append(signum)
-    try:
-        for sig in _HELD_SIGNALS:
-            if signal.getsignal(sig) is not None:
-                previous[sig] = signal.signal(sig, hold)
-        yield
-    finally:
-        for sig in _HELD_SIGNALS:
-            if sig in previous:
-                signal.signal(sig, previous[sig])
-        for signum in held:
-            handler = previous[signum]
-            if callable(handler):
-                handler(signum, None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
