@@ -155,7 +155,10 @@ def test_a_second_ctrl_c_right_after_the_first_gives_one_line_and_130(tmp_path, 
     pid = int((tmp_path / "out.pid1").read_text())
     os.kill(pid, signal.SIGINT)
     time.sleep(gap)
-    os.kill(pid, signal.SIGINT)
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:       # the rank already stopped, within the gap, after the first: nothing to press
+        pass
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
