@@ -262,7 +262,7 @@ def summarise(result, sgemm):
         s["best_peer"] = max(others, key=others.get)
     if rate:
         s["fastest"] = max(rate, key=rate.get)
-    for mine in ("fastnn", "fastnn-layer", "fastnn-1t"):
+    for mine in ("fastnn", "fastnn-layer", "fastnn-1t", "fastnn-call"):
         if mine not in rate:
             continue
         if torch:
@@ -450,6 +450,11 @@ def markdown(report):
             + (" (default path not fused)" if "fastnn_not_fused" in c["summary"] else "")
             for v, c in zip(vals, cells)) + " |")
     ratio_row("fastnn 1 thread ÷ PyTorch", "fastnn-1t/torch")
+    ratio_row("fastnn, one fit(epochs=1) call per epoch ÷ best peer", "fastnn-call/best_peer")
+    vals = [(c["summary"].get("fastnn-call/best_peer"), c["summary"].get("fastnn/best_peer")) for c in cells]
+    if any(a is not None and b is not None for a, b in vals):    # what a call costs beside its epoch
+        lines.append("| fastnn one call per epoch ÷ one fit, samples/s (1 = nothing lost per call) | " + " | ".join(
+            "–" if a is None or b is None else f"{a / b:.3g}×" for a, b in vals) + " |")
     lines.append("| work per sample (6W − 2W₁), MFLOP | " + " | ".join(
         f"{c['cell']['flops_per_sample'] / 1e6:.3g}" for c in cells) + " |")
     ratio_row("fastnn GFLOP/s", "fastnn_gflops", "{:.3g}")

@@ -19,7 +19,7 @@ from benchmarks.peers import numpy_peer
 ROOT = Path(__file__).resolve().parent.parent
 TINY = matrix.get("tiny")
 N = 2048                      # 64 batches of 32: a tiny epoch
-IN_PROCESS = ["fastnn", "fastnn-layer", "torch-1t", "torch-all", "jax", "sklearn", "numpy"]
+IN_PROCESS = ["fastnn", "fastnn-layer", "fastnn-call", "torch-1t", "torch-all", "jax", "sklearn", "numpy"]
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +243,28 @@ def test_gemm_bound_runs_the_cells_gemms(capsys):
     gemm_bound.main(["tiny"])
     out = capsys.readouterr().out
     assert out.count("tiny: GEMMs only") == 2 and "samples/s" in out
+
+
+def test_fastnn_call_peer_times_whole_fit_calls(tiny_data, monkeypatch):
+    """fastnn-call (issue 18's "a run that calls fit once per epoch"): epochs(k) is k fit(epochs=1) calls, each
+    timed whole, and trains what the one-fit peer trains with the same per-call seeds."""
+    X, y = tiny_data
+    peer = build_or_skip("fastnn-call", X, y)
+    calls = []
+    fit = type(peer.net).fit
+
+    def counting_fit(net, *args, **kwargs):
+        calls.append(kwargs["epochs"])
+        return fit(net, *args, **kwargs)
+
+    monkeypatch.setattr(type(peer.net), "fit", counting_fit)
+    times = peer.epochs(3)
+    assert calls == [1, 1, 1] and len(times) == 3 and all(math.isfinite(t) and t > 0 for t in times)
+    assert peer.info()["per_call"] is True and peers.is_fastnn("fastnn-call@2t")
+    single = build_or_skip("fastnn", X, y)
+    for _ in range(3):
+        single.epochs(1)                    # one epoch per call, the same seeds: the same weights
+    assert peer.loss() == single.loss()
 
 
 def test_thread_variant_peer_names():

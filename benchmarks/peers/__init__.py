@@ -4,13 +4,16 @@
     fastnn        fastnn's default path: net.fit (the fused whole-epoch kernel where the network allows it)
     fastnn-layer  fastnn forced onto the general per-layer path (fused=False)
     fastnn-1t     fastnn's default path with fastnn.set_num_threads(1) (not in the default set)
+    fastnn-call   fastnn's default path as a Keras-style loop uses it: one ``net.fit(X, y, epochs=1)`` call per
+                  epoch, each timed whole (input checks, set-up, the call's Python) — issue 18's "a run that
+                  calls fit once per epoch" (not in the default set)
     torch-1t      PyTorch, torch.set_num_threads(1)
     torch-all     PyTorch, torch.set_num_threads(all cores)
     jax           JAX, a jit-compiled train step (manual SGD or Adam, no optax)
     sklearn       scikit-learn MLPClassifier(solver="sgd" or "adam"), one partial_fit per epoch
     numpy         a textbook NumPy MLP + SGD or Adam (numpy_peer.py)
-    fastnn@Nt, fastnn-layer@Nt
-                  fastnn (either path) with fastnn.set_num_threads(N) in the peer process, for any N >= 1
+    fastnn@Nt, fastnn-layer@Nt, fastnn-call@Nt
+                  fastnn (either path, or called per epoch) with fastnn.set_num_threads(N) in the peer process, for any N >= 1
                   (compare.py --threads adds them; ``spec`` builds them from the name)
 Every peer trains with the cell's optimizer (matrix.Cell.optimizer, hyperparameters in matrix.OPTIMIZERS).
 """
@@ -29,6 +32,7 @@ PEERS = {
     "fastnn": ("fastnn_peer", {"fused": "auto"}, "fastnn (default path)"),
     "fastnn-layer": ("fastnn_peer", {"fused": False}, "fastnn per-layer path (fused=False)"),
     "fastnn-1t": ("fastnn_peer", {"fused": "auto", "threads": 1}, "fastnn, 1 thread"),
+    "fastnn-call": ("fastnn_peer", {"fused": "auto", "per_call": True}, "fastnn, one fit(epochs=1) call per epoch"),
     "torch-1t": ("torch_peer", {"threads": 1}, "PyTorch, 1 thread"),
     "torch-all": ("torch_peer", {"threads": CORES}, f"PyTorch, {CORES} threads"),
     "jax": ("jax_peer", {}, "JAX, jit step"),
@@ -36,10 +40,10 @@ PEERS = {
     "numpy": ("numpy_peer", {}, "NumPy, textbook"),
 }
 DEFAULT = ["fastnn", "fastnn-layer", "torch-1t", "torch-all", "jax", "sklearn", "numpy"]
-FASTNN = {"fastnn", "fastnn-layer", "fastnn-1t"}
+FASTNN = {"fastnn", "fastnn-layer", "fastnn-1t", "fastnn-call"}
 TORCH = {"torch-1t", "torch-all"}
 #: the peers that take a thread-count suffix "@Nt" (fastnn.set_num_threads(N) in the peer process)
-THREADED = ("fastnn", "fastnn-layer")
+THREADED = ("fastnn", "fastnn-layer", "fastnn-call")
 
 
 def parse(name):

@@ -4,8 +4,13 @@ SGD(lr=0.01) or Adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8) — matrix.fast
 ``epochs(k)`` is one ``net.fit(X, y, epochs=k, batch_size=b, verbose=0)`` and returns the Trainer's
 history["time"]: the seconds of each epoch (shuffle included; the input checks and buffer set-up that a fit
 does once, before its first epoch, are not part of any epoch). ``fused=False`` forces the general
-per-layer path; the default ("auto") is what a user gets.
+per-layer path; the default ("auto") is what a user gets. ``per_call=True`` (peer ``fastnn-call``) measures
+what a Keras-style loop gets instead: ``epochs(k)`` makes k calls of ``net.fit(..., epochs=1)`` and returns
+the wall time of each whole call (input checks, buffer set-up, the call's Python and the epoch), the way the
+other peers' ``epoch()`` times their own per-epoch Python.
 """
+import time
+
 
 from .. import matrix
 from .base import PeerBase, blas_info
@@ -23,12 +28,13 @@ class Peer(PeerBase):
             return False, f"fastnn not importable ({exc})"
         return True, ""
 
-    def __init__(self, cell, X, y, seed=0, fused="auto", threads=None):
+    def __init__(self, cell, X, y, seed=0, fused="auto", threads=None, per_call=False):
         super().__init__(cell, X, y, seed=seed)
         import fastnn as fnn
         if threads is not None:
             fnn.set_num_threads(threads)
         self.fused = fused
+        self.per_call = per_call
         layers = []
         for k, (n_in, n_out) in enumerate(cell.shapes):
             layers.append(fnn.FullyConnected(n_in, n_out, dtype=matrix.DTYPE))
@@ -39,14 +45,25 @@ class Peer(PeerBase):
         self._fits = 0
 
     def epochs(self, k):
+        if self.per_call:
+            return [self._timed_call() for _ in range(k)]
+        times = list(self._fit(k)["time"])
+        if len(times) != k:
+            raise RuntimeError(f"fastnn history['time'] has {len(times)} entries for {k} epochs")
+        return times
+
+    def _timed_call(self):
+        """One whole ``fit(epochs=1)`` call, timed from outside (perf_counter)."""
+        start = time.perf_counter()
+        self._fit(1)
+        return time.perf_counter() - start
+
+    def _fit(self, k):
         # a new shuffle seed for every call, so that successive calls do not repeat one permutation
         history = self.net.fit(self.X, self.y, epochs=k, batch_size=self.batch, shuffle=True, verbose=0,
                                seed=self.seed * 1000003 + self._fits, fused=self.fused)
         self._fits += 1
-        times = list(history["time"])
-        if len(times) != k:
-            raise RuntimeError(f"fastnn history['time'] has {len(times)} entries for {k} epochs")
-        return times
+        return history
 
     def epoch(self):
         return self.epochs(1)[0]
@@ -60,7 +77,7 @@ class Peer(PeerBase):
 
         import fastnn
         out = {"fastnn": getattr(fastnn, "__version__", "?"), "numba": numba.__version__,
-               "numba_threads": numba.get_num_threads(), "fused_option": repr(self.fused),
+               "numba_threads": numba.get_num_threads(), "fused_option": repr(self.fused), "per_call": self.per_call,
                "optimizer": repr(self.net.optimizer), "blas": blas_info()}
         try:
             out["threading_layer"] = numba.threading_layer()
