@@ -1,7 +1,10 @@
 """Rosenblatt's perceptron: y = sign(w·x + b), trained by the perceptron rule."""
+import math
+
 import numpy as np
 
 from . import _checks, _memory
+from .errors import TrainingDivergedError
 
 
 def _weights(self, value, name):
@@ -61,27 +64,53 @@ class Perceptron(_checks.Guarded):
         return X @ self.weights + self.bias
 
     def fit(self, X, y, epochs=100):
+        """Rosenblatt's rule over the data in order, epoch after epoch, until an epoch makes no mistake
+        (``converged``) or ``epochs`` epochs have run. Every argument is checked before anything changes: a
+        refused call leaves the perceptron as it was. A weight or an activation w·x + b that overflows to
+        NaN or infinity raises TrainingDivergedError (epoch, and the sample as its ``batch``, counted from
+        1); the perceptron then keeps the last finite weights and bias, with the new ``classes_`` and
+        ``converged`` False. An interruption (Ctrl-C) keeps the updates made before it, weights and bias
+        together."""
         X = _checks.matrix(X, "X", np.float64, self.n_features)
+        epochs = _checks.positive_int(epochs, "epochs")
         y = np.asarray(y)
         if y.shape != (len(X),):
             raise ValueError(f"y must have shape ({len(X)},), got {y.shape}")
         classes = np.unique(y)
         if len(classes) != 2:
             raise ValueError(f"y must hold exactly two classes for a perceptron, got {len(classes)}")
-        self.classes_ = classes
         t = np.where(y == classes[1], 1.0, -1.0)
-        self.converged = False
-        w = self.weights
-        for _ in range(_checks.positive_int(epochs, "epochs")):
-            mistakes = 0
-            for xi, ti in zip(X, t):
-                if ti * (xi @ w + self.bias) <= 0:
-                    w += self.lr * ti * xi
-                    self.bias += self.lr * ti
-                    mistakes += 1
-            if mistakes == 0:
-                self.converged = True
-                break
+        lr = self.lr
+        state = (self.weights.copy(), float(self.bias))     # replaced whole, so weights and bias stay paired
+        converged, diverged = False, None
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                for epoch in range(1, epochs + 1):
+                    mistakes = 0
+                    for i, (xi, ti) in enumerate(zip(X, t)):
+                        w, b = state
+                        activation = xi @ w + b
+                        if not math.isfinite(activation):
+                            diverged = TrainingDivergedError(epoch, i + 1, what="activation w·x + b")
+                            break
+                        if ti * activation <= 0:
+                            new_w, new_b = w + lr * ti * xi, b + lr * ti
+                            if not (math.isfinite(new_b) and np.isfinite(new_w).all()):
+                                diverged = TrainingDivergedError(epoch, i + 1, what="perceptron's weights")
+                                break
+                            state = (new_w, new_b)
+                            mistakes += 1
+                    if diverged is not None:
+                        break
+                    if mistakes == 0:
+                        converged = True
+                        break
+        finally:
+            self.weights, self.bias = state
+            self.classes_ = classes
+            self.converged = converged
+        if diverged is not None:
+            raise diverged
         return self
 
     def predict(self, X):
