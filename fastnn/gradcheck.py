@@ -14,6 +14,7 @@ import numbers
 
 import numpy as np
 
+from . import _checks
 from .layers import Layer, dropout_epoch_key
 from .network import NeuralNetwork
 from .optimizers import SGD, AdamW
@@ -139,6 +140,7 @@ def gradcheck(layer_or_net, x, target=None, seed=0, fused="auto"):
         raise TypeError(f"gradcheck takes a Layer or a NeuralNetwork, got {type(layer_or_net).__name__}")
     layer = layer_or_net
     x = np.array(layer._check_input(x), dtype=getattr(layer, "dtype", np.float64))
+    _checks.ensure_finite(x, "x")          # (else the first finite difference says only "f returned nan")
     g = rng.standard_normal(layer._forward(x).shape)
 
     def scalar():

@@ -125,3 +125,15 @@ def test_gradcheck_accepts_a_fortran_order_backward_as_fit_does():
 def test_gradcheck_of_a_layer_names_its_params(mode, words):
     with pytest.raises((TypeError, ValueError), match=re.escape(words)):
         fnn.gradcheck(_P(mode), np.ones((2, 4)))
+
+
+@pytest.mark.parametrize("layer", [lambda: fnn.FullyConnected(3, 2, dtype=np.float64), fnn.ReLU, fnn.SoftMax,
+                                   lambda: fnn.Dropout(0.5), fnn.Sigmoid],
+                         ids=["FullyConnected", "ReLU", "SoftMax", "Dropout", "Sigmoid"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_gradcheck_of_a_layer_names_a_nonfinite_x(layer, bad):
+    """As for a network (and fit): x holding NaN or Inf is named, not reported as 'f returned nan'."""
+    x = np.ones((2, 3))
+    x[1, 2] = bad
+    with pytest.raises(ValueError, match=re.escape("x contains 1 NaN or infinite value(s), the first at index (1, 2)")):
+        fnn.gradcheck(layer(), x)
