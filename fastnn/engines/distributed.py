@@ -49,10 +49,14 @@ poorly (every pass of the step then runs on C cores, for one allreduce of tens o
 where the GEMMs are big; across nodes, one rank per node with its cores as threads (every rank lengthens
 the allreduce ring). ``python -m benchmarks.mpi_model --ranks-vs-threads`` measures the two against each
 other; README's "Scaling out (MPI)" has this machine's figures and benchmarks/README.md the cost model.
-Per step the fused engine returns to Python once (one kernel call, ~7 µs of it unboxing the records on a
-100-100-5 network, then the mpi4py call): ~15-25 µs a step beyond the whole-epoch kernel, measured under
-``mpiexec -n 1``. An allreduce called from inside the kernel (bound by symbol) would save most of that and
-is not built.
+Per step the fused engine returns to Python once: one kernel call (its records held in one object made once
+an epoch, kernels/epoch_distributed.py: ~0.7 µs to unbox, where the ~40 arrays of the records took ~7 µs),
+the signal guard and weights lock (~1.5-2.5 µs), the mpi4py call. The loop alone (the kernel replaced by one
+that returns at once, ``mpiexec -n 1``, CPU time, 100-100-5 at batch 200): 3.9 µs a step, against 12.2 µs
+before the records were held (issue 19). An allreduce called from inside the kernel (bound by symbol, a
+whole epoch per call) would save those ~4 µs and is not built: next to a step of ~95 µs (100 rows'
+gradient ~59, the update every rank makes ~17, the 42 KB allreduce ~19: minima on 2 ranks here) it is not
+what stands between tabular and 1.6× one process.
 
 Data: ``fit(X, y)`` takes the full arrays on every rank, or paths: an ``.npy`` file (X; y another ``.npy`` or
 an array) or an ``.npz`` file with "X" and "y". Files are memory-mapped (an uncompressed ``.npz`` member
