@@ -4,6 +4,7 @@ item 4; item 2's ranks × threads rule).
     python -m benchmarks.mpi_model [--quick] [--cells tabular,mnist1024] [--nodes 2,4,8] [--json out.json]
     python -m benchmarks.mpi_model --save-measured m.json          # measure once ...
     python -m benchmarks.mpi_model --measured m.json --nodes 2,8,64 --average-every 16   # ... re-predict, no measuring
+    timeout 180 mpiexec -n 2 python -m benchmarks.mpi_model --step-profile --cells tabular   # the engine's step, by part
 
 Measured here:
 1. **Allreduce**, ``mpiexec -n 2`` (mpich, the launcher next to this Python) of a small mpi4py program: an
@@ -27,9 +28,10 @@ Measured here:
    network's public ``NeuralNetwork.n_params`` × its dtype's itemsize (fastnn keeps all gradients in one flat
    buffer: one allreduce of that size per step). ``--engine layer`` measures ``fit(..., fused=False)``
    instead: the per-layer path (the distributed engine's for networks the fused step cannot express). The
-   distributed fused engine returns to Python once per step (one kernel call, ~7 µs of it unboxing
-   tabular's records, and the mpi4py call): the whole-epoch kernel measured here does not, so the model
-   is optimistic by that much per step for short steps (``--step-overhead-us`` adds it).
+   distributed fused engine returns to Python once per step (one kernel call on the epoch's held records,
+   the signal guard, the mpi4py call) and makes the update as a separate pass: the whole-epoch kernel
+   measured here does neither, so the model is optimistic by that much per step for short steps
+   (``--step-overhead-us`` adds it).
 Both run in child processes with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from their environment
 (compare.child_env(): this workplace sets them; users' machines do not); the header says which were set.
 
@@ -103,8 +105,12 @@ NETWORKS = {
 }
 #: the distributed fused engine's cost per step beyond the whole-epoch kernel's: fit(distributed=True) under
 #: `mpiexec -n 1` against one process, 100-100-5 Adam at batch 200, 1 thread, the minimum of 15 epochs of 256
-#: steps (a loaded 2-core machine): 125.5-139.8 µs against 110.9-114.8 µs a step, ~15-25 µs; ~7 µs of it unbox
-#: the kernel's records (about 40 arrays), ~1.5 µs the loop's lock, signal guard and mpi4py call
+#: steps (a loaded 2-core machine): 125.5-139.8 µs against 110.9-114.8 µs a step, ~15-25 µs, when a step's
+#: kernel call unboxed the records' ~40 arrays (~7 µs). Held records (kernels/epoch_distributed.py) cut the
+#: engine's loop from 12.2 to 3.9 µs a step (CPU, the kernel replaced by one that returns at once, same
+#: process, alternating epochs): ~20 − 8.3 ≈ 12 µs now (an estimate, not re-measured whole: the rest is the
+#: update as its own pass over the parameters). The default stays 20 until benchmarks/README.md's table,
+#: computed with it, is re-run
 STEP_OVERHEAD_US = 20.0
 STATUS_BYTES = 24          # the per-layer distributed engine's status Allreduce of 3 float64 per step
 MIN_EFFICIENCY = 0.5
@@ -550,6 +556,124 @@ def fit_child(out_path, cell_names, threads, rounds, warmup, quick, distributed)
     return 0
 
 
+STEP_PARTS = {
+    "epoch": "fit(distributed=True): the epoch's time ÷ its global steps (history['time'])",
+    "loop": "the engine's loop alone: the same fit with a step kernel that returns at once (CPU time)",
+    "call": "one call of the step kernel that does nothing (the unboxing of its arguments)",
+    "gradient": "the step kernel: this rank's rows of a global batch (forward, loss, backward)",
+    "update": "the step kernel: the update of a summed gradient (every rank makes it)",
+    "allreduce": "mpi4py's in-place Allreduce(SUM) of the flat gradient buffer",
+}
+
+
+def step_profile(cell_names, rounds, warmup, quick, reps=300):
+    """(under ``mpiexec -n K``, every rank) the distributed fused engine's cost per global step, by part
+    (STEP_PARTS), 1 thread per rank: per round, each part once in turn; medians and minima over ``rounds``
+    in µs, printed by rank 0. The machine may be shared: parts are interleaved within every round, and the
+    loop is CPU time (no waiting in it but the allreduce's)."""
+    import numpy as np
+    from mpi4py import MPI
+    from numba import njit
+    import fastnn as fnn
+    from fastnn.engines import distributed as engine
+    from fastnn.kernels import epoch_distributed
+    comm = MPI.COMM_WORLD
+    rank, K = comm.Get_rank(), comm.Get_size()
+    fnn.set_num_threads(1)
+
+    @njit(nogil=True)
+    def nothing(held, done_rows, done_denom, step, start, r0, r1, batch, norm, blas_threads):
+        return -1, -1, 0.0, 0.0, 0
+
+    class Looped(engine.FusedDistributedEpoch):      # the engine, its kernel replaced by `nothing`
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.step_kernel = lambda *kinds: nothing
+
+        def __call__(self, order, epoch, progress):
+            t = time.process_time()
+            try:
+                return super().__call__(order, epoch, progress)
+            finally:
+                Looped.cpu = time.process_time() - t
+
+    fused = engine.FusedDistributedEpoch
+    pc = time.perf_counter
+    report = {}
+    for name in cell_names:
+        cell = matrix.get(name)
+        X, y = matrix.make_data(cell, quick=quick)
+        gb, steps = cell.batch // K * K, -(-len(X) // (cell.batch // K * K))
+        kw = dict(epochs=1, verbose=0, batch_size=cell.batch // K, distributed=True)
+        net, looped = cell_network(fnn, cell), cell_network(fnn, cell)
+        for _ in range(warmup):
+            net.fit(X, y, **kw)
+        engine.FusedDistributedEpoch = Looped
+        try:
+            looped.fit(X, y, **kw)
+        finally:
+            engine.FusedDistributedEpoch = fused
+        # the step kernel on its own, with the records of a network of the cell (a copy: `net` is not touched)
+        probe = cell_network(fnn, cell)
+        eng = fused(engine.MPIRun(comm), probe, X, y, gb, None)
+        plan = probe.plan()
+        opt_kind, records = eng.runner.records(np.arange(len(X)), plan, np.uint64(0))
+        kernel = epoch_distributed.step_kernel(eng.runner.loss_kind, opt_kind, eng.runner.chain)
+        held = epoch_distributed.hold(*records)
+        base = gb // K
+        r0, r1 = rank * base, rank * base + base
+        grads = plan.grads
+        kernel(held, 0, 0.0, 1, 0, r0, r1, 0, float(gb), 1)
+        parts = {k: [] for k in STEP_PARTS}
+        for r in range(rounds):
+            comm.Barrier()
+            parts["epoch"].append(net.fit(X, y, seed=r + 1, **kw)["time"][0] / steps)
+            engine.FusedDistributedEpoch = Looped
+            try:
+                comm.Barrier()
+                looped.fit(X, y, seed=r + 1, **kw)
+            finally:
+                engine.FusedDistributedEpoch = fused
+            parts["loop"].append(Looped.cpu / steps)
+            comm.Barrier()
+            t = pc()
+            for _ in range(reps):
+                kernel(held, 0, 0.0, 1, -1, 0, 0, 0, 0.0, 1)
+            parts["call"].append((pc() - t) / reps)
+            comm.Barrier()
+            t = pc()
+            for i in range(reps):
+                b = i % steps
+                kernel(held, 0, 0.0, 1, b * gb, r0, min(r1, len(X) - b * gb), b, float(gb), 1)
+            parts["gradient"].append((pc() - t) / reps)
+            grads[:] = 1e-6
+            comm.Barrier()
+            t = pc()
+            for i in range(reps):
+                kernel(held, gb, float(gb), i + 1, -1, 0, 0, 0, 0.0, 1)
+            parts["update"].append((pc() - t) / reps)
+            comm.Barrier()
+            t = pc()
+            for _ in range(reps):
+                comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)
+            parts["allreduce"].append((pc() - t) / reps)
+            grads[:] = 0
+        report[name] = {k: {"median_us": statistics.median(v) * 1e6, "min_us": min(v) * 1e6} for k, v in parts.items()}
+        report[name].update(ranks=K, global_batch=gb, rows_per_rank=base, steps=steps,
+                            gradient_bytes=int(grads.nbytes))
+    return report if rank == 0 else None
+
+
+def step_profile_text(report, command):
+    lines = [f"`{command}` — µs per global step, 1 thread per rank; median (min) over rounds", ""]
+    for name, row in report.items():
+        lines.append(f"{name}: {row['ranks']} ranks, global batch {row['global_batch']} ({row['rows_per_rank']} "
+                     f"rows a rank), {row['steps']} steps, gradient {fmt_bytes(row['gradient_bytes'])}")
+        for key, what in STEP_PARTS.items():
+            lines.append(f"  {key:<10} {row[key]['median_us']:9.1f} ({row[key]['min_us']:7.1f})  {what}")
+    return "\n".join(lines)
+
+
 def ranks_vs_threads(cell_names, rounds, warmup, quick, ranks=2, timeout=3600):
     """samples/s of ``mpiexec -n ranks`` with 1 thread per rank against one process with 1 and with ``ranks``
     threads, each in its own child (compare.child_env()); the load average before and after."""
@@ -804,6 +928,9 @@ def parse_args(argv=None):
     p.add_argument("--ranks-vs-threads", action="store_true",
                    help="measure instead: samples/s of mpiexec -n 2 with 1 thread per rank against one process "
                         "with 1 and 2 threads (fit(distributed=True), the same global batch); no model")
+    p.add_argument("--step-profile", action="store_true",
+                   help="run under `mpiexec -n K` instead: the distributed fused engine's cost per step, by part "
+                        "(the epoch, the engine's loop, the kernel call, gradient, update, allreduce); no model")
     p.add_argument("--sizes", default=None, help=argparse.SUPPRESS)
     p.add_argument("--min-time", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -841,6 +968,15 @@ def main(argv=None):
     if args.fit_child:
         return fit_child(args.fit_child, names, args.child_threads, args.rounds, args.warmup, args.quick,
                          args.child_distributed)
+    if args.step_profile:
+        command = "python -m benchmarks.mpi_model" + "".join(" " + shlex.quote(a) for a in
+                                                             (sys.argv[1:] if argv is None else argv))
+        report = step_profile(names, args.rounds, args.warmup, args.quick)
+        if report is not None:
+            print(step_profile_text(report, command))
+            if args.json:
+                Path(args.json).write_text(json.dumps(report, indent=1))
+        return 0
     if args.ranks_vs_threads:
         command = "python -m benchmarks.mpi_model" + "".join(" " + shlex.quote(a) for a in
                                                              (sys.argv[1:] if argv is None else argv))

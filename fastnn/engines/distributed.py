@@ -49,10 +49,14 @@ poorly (every pass of the step then runs on C cores, for one allreduce of tens o
 where the GEMMs are big; across nodes, one rank per node with its cores as threads (every rank lengthens
 the allreduce ring). ``python -m benchmarks.mpi_model --ranks-vs-threads`` measures the two against each
 other; README's "Scaling out (MPI)" has this machine's figures and benchmarks/README.md the cost model.
-Per step the fused engine returns to Python once (one kernel call, ~7 µs of it unboxing the records on a
-100-100-5 network, then the mpi4py call): ~15-25 µs a step beyond the whole-epoch kernel, measured under
-``mpiexec -n 1``. An allreduce called from inside the kernel (bound by symbol) would save most of that and
-is not built.
+Per step the fused engine returns to Python once: one kernel call (its records held in one object made once
+an epoch, kernels/epoch_distributed.py: ~0.7 µs to unbox, where the ~40 arrays of the records took ~7 µs),
+the signal guard and weights lock (~1.5-2.5 µs), the mpi4py call. The loop alone (the kernel replaced by one
+that returns at once, ``mpiexec -n 1``, CPU time, 100-100-5 at batch 200): 3.9 µs a step, against 12.2 µs
+before the records were held (issue 19). An allreduce called from inside the kernel (bound by symbol, a
+whole epoch per call) would save those ~4 µs and is not built: next to a step of ~95 µs (100 rows'
+gradient ~59, the update every rank makes ~17, the 42 KB allreduce ~19: minima on 2 ranks here) it is not
+what stands between tabular and 1.6× one process.
 
 Data: ``fit(X, y)`` takes the full arrays on every rank, or paths: an ``.npy`` file (X; y another ``.npy`` or
 an array) or an ``.npz`` file with "X" and "y". Files are memory-mapped (an uncompressed ``.npz`` member
@@ -746,11 +750,13 @@ class FusedDistributedEpoch:
     def compile_pending(self):
         """A line saying that the first epoch will compile the step's kernel (neither compiled in this
         process nor in Numba's on-disk cache), for a verbose fit to print before it starts; else None."""
+        from ..kernels import epoch_distributed
         from ..kernels._jit import is_compiled
         plan = self.net.plan()
         opt_kind, records = self.runner.records(np.empty(0, np.int64), plan, np.uint64(0))
         kernel = self.step_kernel(self.runner.loss_kind, opt_kind, self.runner.chain)
-        if is_compiled(kernel, records + (0, 0.0, 1, 0, 0, 0, 0, 0.0, 1)):
+        if is_compiled(epoch_distributed.hold, records) and is_compiled(
+                kernel, (epoch_distributed.hold(*records), 0, 0.0, 1, 0, 0, 0, 0, 0.0, 1)):
             return None
         return (f"fastnn: compiling the distributed fused step for {np.dtype(self.net.dtype).name} / "
                 f"{type(self.net.loss).__name__} / {type(self.net.optimizer).__name__} (first run only, a few "
@@ -771,7 +777,7 @@ class FusedDistributedEpoch:
         comm, rank, size = run.comm, run.rank, run.size
         plan = progress.plan if progress.plan is not None else net.plan()
         opt = plan.optimizer
-        kernel, (network, scratch, data, record), denominators = run.call(
+        kernel, held, denominators = run.call(
             lambda: self._epoch_setup(order, plan, progress), "the epoch's set-up")   # one small collective
         grads, gb, n = plan.grads, self.gb, len(self.X)
         blas = threads.blas_threads()
@@ -779,24 +785,32 @@ class FusedDistributedEpoch:
         loss_sum, right_sum = 0.0, 0     # this rank's, kept as Python numbers (a NumPy op per step costs µs)
         penalty_sum = 0.0
         denominators = denominators.tolist()
+        batches = len(denominators)
+        # per step, only what changes: the names the loop calls are looked up once (a step's Python is µs)
+        flag, critical, lock = progress.flag, signals.critical, net.weights_changing()
+        allreduce, in_place, op_sum = comm.Allreduce, MPI.IN_PLACE, MPI.SUM
+        poison = grads.size > 0
+        g_rows = -1          # the rows of the global batch whose piece r0:r1 is this rank's (shards.split)
         steps0, self.taken = opt.steps, 0     # opt.steps is written once, when the epoch ends in any way
         done = None         # the batch summed by the last allreduce, not yet updated: (b, rows, denom, flags)
+        done_rows, done_denom = 0, 0.0
         try:
-            for b in range(progress.batches, len(denominators) + 1):
-                last = b == len(denominators)          # one more call: the update of the epoch's last batch
+            for b in range(progress.batches, batches + 1):
+                last = b == batches                    # one more call: the update of the epoch's last batch
                 g_start = b * gb
-                g_rows = 0 if last else min(gb, n - g_start)
-                base, extra = divmod(g_rows, size)     # this rank's piece of the global batch (shards.split)
-                r0 = rank * base + min(rank, extra)
-                r1 = r0 + base + (rank < extra)
-                stop, error = (not last) and progress.flag.requested, None
+                rows = 0 if last else min(gb, n - g_start)
+                if rows != g_rows:                     # the first batch, the epoch's last (smaller) one
+                    g_rows = rows
+                    base, extra = divmod(g_rows, size)
+                    r0 = rank * base + min(rank, extra)
+                    r1 = r0 + base + (rank < extra)
+                stop, error = (not last) and flag.requested, None
                 layer, what, penalty, loss, right = -1, -1, 0.0, 0.0, 0
-                with signals.critical(), net.weights_changing():
+                with critical(), lock:
                     try:
                         layer, what, penalty, loss, right = kernel(
-                            network, scratch, data, record, 0 if done is None else done[1],
-                            0.0 if done is None else done[2], steps0 + self.taken + 1,
-                            -1 if last or stop else g_start, r0, r1, b, 0.0 if last else denominators[b], blas)
+                            held, done_rows, done_denom, steps0 + self.taken + 1, -1 if last or stop else g_start,
+                            r0, r1, b, 0.0 if last else denominators[b], blas)
                         if done is not None and what < 0:
                             self.taken += 1
                     except BaseException as exc:  # noqa: BLE001 - every rank must learn of it (below)
@@ -814,25 +828,29 @@ class FusedDistributedEpoch:
                 mine = (loss * g_rows, right)
                 loss_sum += mine[0]
                 right_sum += right
-                if (stop or error is not None or loss_bad) and grads.size:
+                if (stop or error is not None or loss_bad) and poison:
                     grads[0] = np.nan          # every rank's next update refuses the sum: see the class docstring
-                comm.Allreduce(MPI.IN_PLACE, grads, op=MPI.SUM)      # THE allreduce of the step
-                done = (b, g_rows, denominators[b], (bool(stop), error, loss_bad), mine)
+                allreduce(in_place, grads, op_sum)      # THE allreduce of the step
+                done_rows, done_denom = g_rows, denominators[b]
+                done = (b, g_rows, done_denom, (bool(stop), error, loss_bad), mine)
         finally:
             with signals.critical():
                 opt.steps = steps0 + self.taken
         loss_sum, correct = self._epoch_sums(progress, penalty_sum, error)
-        progress.done(len(denominators), loss_sum, correct)
+        progress.done(batches, loss_sum, correct)
         return loss_sum / n, correct
 
     def _epoch_setup(self, order, plan, progress):
-        """(the step kernel, its records for this epoch, each global batch's denominator)."""
+        """(the step kernel, the epoch's records held for it (epoch_distributed.hold), each global batch's
+        denominator)."""
+        from ..kernels import epoch_distributed
         runner = self.runner
         for k, drop in enumerate(runner.drops):
             if drop is not None:
                 runner.drop_thr[k], runner.drop_scale[k] = drop.threshold, drop.scale
         opt_kind, records = runner.records(order, plan, np.uint64(progress.dropout_key))
-        return self.step_kernel(runner.loss_kind, opt_kind, runner.chain), records, self.denominators(order)
+        return (self.step_kernel(runner.loss_kind, opt_kind, runner.chain), epoch_distributed.hold(*records),
+                self.denominators(order))
 
     def _epoch_sums(self, progress, penalty_sum, error=None):
         """Collective: (loss summed over the epoch's samples as the loop counts it, correct) of every rank,
