@@ -386,8 +386,8 @@ class _Loop:
                     bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()
                                      if k not in ("time", "grad_norm") and v and isinstance(v[-1], float)})
                     bar.update(1)
-                    if compiling:
-                        bar.set_description("training")
+                    if compiling is not False:      # said (True), or a notice that may have set "compiling" on
+                        bar.set_description("training")      # the bar for a compile too short to speak of
                         compiling = False
                 first_epoch.close()
                 if interrupted:
