@@ -9,7 +9,16 @@ import sys
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "DEFAULTS", "DATASET_NAMES",
            "CLIError", "parse_hidden"]
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_HANGUP = 0, 1, 2, 130, 143, 129
+SIGNAL_CODES = (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_HANGUP)
+
+
+def signal_exit(exc):
+    """The exit code of a command a stop signal ended (``exc``: a KeyboardInterrupt, its ``signal_name``):
+    130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (fastnn.signals.exit_code, without importing fastnn)."""
+    return {"SIGTERM": EXIT_TERMINATED, "SIGHUP": EXIT_HANGUP}.get(getattr(exc, "signal_name", None),
+                                                                   EXIT_INTERRUPTED)
+
 
 DEFAULTS = {"hidden": "128", "activation": "relu", "optimizer": "adam", "epochs": 40, "batch_size": 32,
             "seed": 0, "lr": {"adam": 0.002, "sgd": 0.05}, "momentum": 0.9}
@@ -449,7 +458,7 @@ def outcome_of(exc):
             return exc.code, exc.line
         return exc.code, "fastnn: error: " + " ".join(str(exc).split())
     if isinstance(exc, KeyboardInterrupt):
-        code = EXIT_TERMINATED if getattr(exc, "signal_name", None) == "SIGTERM" else EXIT_INTERRUPTED
+        code = signal_exit(exc)
         return code, "fastnn: " + " ".join((str(exc) or "interrupted").split())
     if isinstance(exc, ImportError):
         return EXIT_FAILURE, "fastnn: error: " + _error_text(exc)
@@ -481,14 +490,16 @@ class RankSync:
 
     @staticmethod
     def _verdict(failed, size):
-        """(code, line) of the failed ranks: the lowest failed rank's code (of signals: SIGTERM over SIGINT)
+        """(code, line) of the failed ranks: the lowest failed rank's code (of signals: SIGTERM over SIGHUP over
+        SIGINT)
         and line, which names the rank unless every rank failed the same way; other ranks' other errors
         follow it."""
         first = min(failed)
         code = failed[first][0]
-        signal_codes = {c for c, _ in failed.values() if c in (EXIT_INTERRUPTED, EXIT_TERMINATED)}
+        signal_codes = {c for c, _ in failed.values() if c in SIGNAL_CODES}
         if code in signal_codes:
-            code = max(signal_codes)
+            order = (EXIT_INTERRUPTED, EXIT_HANGUP, EXIT_TERMINATED)
+            code = max(signal_codes, key=order.index)
         texts = {r: _strip_prefix(line) for r, (_, line) in failed.items()}
         if len(set(texts.values())) == 1 and len(failed) == size:
             return code, failed[first][1]

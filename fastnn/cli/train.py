@@ -347,8 +347,7 @@ class _HeldSignals:
         self.previous = {}
         self.handler = self._handler      # (one bound method: compared by identity)
         if threading.current_thread() is threading.main_thread():
-            defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-            for sig, default in defaults.items():
+            for sig, default in signals.DEFAULTS.items():
                 current = signal.getsignal(sig)
                 if current is default or (hold is not None and current is hold):
                     signal.signal(sig, self.handler)
@@ -364,7 +363,8 @@ class _HeldSignals:
     def check(self):
         if self.flag.requested:
             name = self.flag.signal_name
-            exc = KeyboardInterrupt("terminated (SIGTERM)" if name == "SIGTERM" else "interrupted")
+            from .. import signals
+            exc = KeyboardInterrupt(signals.describe(name))
             exc.signal_name = name
             raise exc
 
@@ -391,6 +391,8 @@ class _StartWatch:
     def __init__(self, rank=None):
         import signal
         import threading
+        from .. import signals
+        self.stop_signals = tuple(int(s) for s in signals.STOP_SIGNALS)
         self.rank, self.closed, self.fds, self.old_fd = rank, threading.Event(), None, None
         if threading.current_thread() is not threading.main_thread():
             return
@@ -415,18 +417,19 @@ class _StartWatch:
                 return
             if self.closed.is_set() or not data:
                 return
-            got = next((b for b in data if b in (signal.SIGINT, signal.SIGTERM)), None)
+            got = next((b for b in data if b in self.stop_signals), None)
         if self.closed.wait(self.GRACE):
             return
         name = signal.Signals(got).name
         who = "" if self.rank is None else f"rank {self.rank}: "
-        what = "terminated (SIGTERM)" if name == "SIGTERM" else "interrupted"
+        from .. import signals
+        what = signals.describe(name)
         try:
             sys.stderr.write(f"fastnn: {who}{what} while MPI was starting (MPI_Init or the ranks' first "
                              f"collective did not return)\n")
             sys.stderr.flush()
         finally:
-            os._exit(143 if name == "SIGTERM" else 130)
+            os._exit(signals.exit_code(name))
 
     def close(self):
         import signal
@@ -450,17 +453,19 @@ class _StartWatch:
 def _starting_mpi(held):
     """Around ``import mpi4py.MPI``, which runs MPI_Init: there the main thread waits in C, holding the GIL,
     for every rank of the launch to start (forever when one never does: an MPMD partner that is no MPI
-    program), so no Python code runs — not a signal handler, not _StartWatch's thread. SIGTERM therefore
-    keeps its default effect there (timeout, scancel and kill end the rank; a SIGTERM held earlier stays
+    program), so no Python code runs — not a signal handler, not _StartWatch's thread. SIGTERM (and SIGHUP)
+    therefore keep their default effect there (timeout, scancel and kill end the rank; a SIGTERM held earlier stays
     held), and the wait is bounded by FASTNN_DISTRIBUTED_TIMEOUT (faulthandler's timer, a C thread: the
     stack and exit 1). A Ctrl-C stays held: agreed on by every rank once MPI has started (mpiexec ends the
     job on a second Ctrl-C)."""
     import faulthandler
     import signal
     from ..engines.local import start_timeout
-    term = held.previous.get(signal.SIGTERM) is not None and signal.getsignal(signal.SIGTERM) is held.handler
-    if term:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from .. import signals
+    outside = [sig for sig in signals.STOP_SIGNALS if sig != signal.SIGINT     # SIGTERM and SIGHUP
+               and held.previous.get(sig) is not None and signal.getsignal(sig) is held.handler]
+    for sig in outside:
+        signal.signal(sig, signal.SIG_DFL)
     armed, limit = False, start_timeout()
     if limit > 0:
         try:
@@ -473,8 +478,9 @@ def _starting_mpi(held):
     finally:
         if armed:
             faulthandler.cancel_dump_traceback_later()
-        if term and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, held.handler)
+        for sig in outside:
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                signal.signal(sig, held.handler)
 
 
 def _run_distributed(parse, held=None):
