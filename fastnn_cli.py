@@ -33,12 +33,23 @@ def entered_as_module():
     package to run it: ``sys.argv[0]`` is "-m" until the module is found, and the command line named it."""
     if sys.argv[:1] != ["-m"]:
         return False
-    orig = list(getattr(sys, "orig_argv", ()))
-    for i, arg in enumerate(orig[:-1]):
-        if arg == "-m":
-            return orig[i + 1] in MODULES
-        if arg.startswith("-m") and len(arg) > 2:
-            return arg[2:] in MODULES
+    orig = list(getattr(sys, "orig_argv", ()))[1:]
+    i = 0
+    while i < len(orig):           # the interpreter's options up to -m (-I, -X opt, -mfastnn, -Im fastnn, ...)
+        arg = orig[i]
+        if not arg.startswith("-") or arg.startswith("--") or arg == "-":
+            return False
+        for k, c in enumerate(arg[1:], start=2):
+            if c == "m":
+                module = arg[k:] or (orig[i + 1] if i + 1 < len(orig) else "")
+                return module in MODULES
+            if c == "c":
+                return False
+            if c in "XW":          # (their argument: the rest of this word, or the next one)
+                if k == len(arg):
+                    i += 1
+                break
+        i += 1
     return False
 
 

@@ -210,3 +210,28 @@ def test_the_ranks_agree_on_the_outside_signal():
     assert verdict[0] == 129
     verdict = RankSync._verdict({0: (129, "fastnn: hung up (SIGHUP)"), 1: (143, "fastnn: terminated (SIGTERM)")}, 2)
     assert verdict[0] == 143
+
+
+def test_python_dash_m_of_another_module_that_imports_fastnn_leaves_the_handlers_alone(tmp_path):
+    """Only ``python -m fastnn`` is the command line: a program run with -m that imports fastnn (sys.argv[0]
+    is "-m" while its package loads) keeps its handlers."""
+    pkg = tmp_path / "myapp"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import fastnn\n")
+    (pkg / "__main__.py").write_text(
+        "import signal, fastnn.signals as s\n"
+        "print(all(signal.getsignal(k) is d for k, d in s.DEFAULTS.items()))\n")
+    r = subprocess.run([sys.executable, "-m", "myapp"], capture_output=True, text=True, timeout=TIMEOUT,
+                       cwd=tmp_path, env=_env(tmp_path))
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr
+
+
+@pytest.mark.parametrize("flags", [["-m", "fastnn"], ["-mfastnn"], ["-X", "faulthandler", "-m", "fastnn"]])
+def test_every_spelling_of_python_dash_m_fastnn_holds_the_signals(tmp_path, model_and_data, flags):
+    (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = _env(tmp_path, HOOK_MODULE="numba", HOOK_SIGNAL="SIGINT", PYTHONPATH=str(tmp_path))
+    r = subprocess.run([sys.executable] + flags + ["evaluate", str(model_and_data / "m.safetensors"),
+                                                   str(model_and_data / "d.npz")],
+                       capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=tmp_path)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 130 and lines == ["fastnn: interrupted"], r.stderr[-3000:]
