@@ -209,16 +209,17 @@ def _load_model(path):
     return net, meta, extra if isinstance(extra, dict) else {}
 
 
-def _read_csv_rows(path):
-    """(header, rows, line numbers) of a CSV file (fastnn.data.read_csv_rows); CLIError when unreadable."""
+def _read_csv_rows(path, header=True):
+    """(header, rows, line numbers) of a CSV file (fastnn.data.read_csv_rows); CLIError when unreadable.
+    ``header=False`` (--no-header): no header row, the columns named 1, 2, ... by position."""
     from ..data import read_csv_rows
     try:
-        return read_csv_rows(path)
+        return read_csv_rows(path, header=header)
     except (OSError, ValueError) as exc:              # ValueError: a FIFO or device, an endless line, bad rows
         raise CLIError(_error_text(exc)) from None
 
 
-def _read_csv_inputs(path, net, extra, target, warn=None, drop_missing=False):
+def _read_csv_inputs(path, net, extra, target, warn=None, drop_missing=False, header=True):
     """(raw table, label strings or None, description, line numbers) from a CSV file.
 
     A model with stored columns (``net.preprocessing``: every model ``fastnn train`` writes from a CSV)
@@ -226,7 +227,7 @@ def _read_csv_inputs(path, net, extra, target, warn=None, drop_missing=False):
     and said (``warn``). Any other model takes the first n_features columns (and a label column after
     them, or --target) as numbers."""
     import numpy as np
-    header, rows, lines = _read_csv_rows(path)
+    header, rows, lines = _read_csv_rows(path, header)
     if target is not None and target not in header:
         raise CLIError(f"{path}: no column named {target!r} for --target; columns are {header}")
     pre = net.preprocessing
@@ -315,10 +316,13 @@ def _read_npz_inputs(path, split):
     return X, y, f"{path} ({xk})"
 
 
-def _read_inputs(data, net, extra, target=None, split=None, warn=None, drop_missing=False):
-    """(X, labels or None, description) for predict / evaluate from a dataset name, .npz or .csv."""
+def _read_inputs(data, net, extra, target=None, split=None, warn=None, drop_missing=False, header=True):
+    """(X, labels or None, description) for predict / evaluate from a dataset name, .npz or .csv.
+    ``header=False`` (--no-header): a .csv without a header row, its columns named 1, 2, ... by position."""
     from ..data import load_dataset
     ext = os.path.splitext(data)[1].lower()
+    if not header and (data.lower() in DATASET_NAMES or ext != ".csv"):
+        raise CLIError(f"--no-header applies only to .csv files, not {data!r}")
     if data.lower() in DATASET_NAMES:
         d = load_dataset(data, seed=0)
         use_test = d["X_test"] is not None and split != "train"
@@ -337,7 +341,7 @@ def _read_inputs(data, net, extra, target=None, split=None, warn=None, drop_miss
         if target is not None:
             raise CLIError("--target applies only to .csv files")
         return _read_npz_inputs(data, split)
-    return _read_csv_inputs(data, net, extra, target, warn=warn, drop_missing=drop_missing)
+    return _read_csv_inputs(data, net, extra, target, warn=warn, drop_missing=drop_missing, header=header)
 
 
 def _check_features(X, net, where):

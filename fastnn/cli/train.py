@@ -125,7 +125,8 @@ def _load(args, drop, is_csv):
             data = load_dataset(args.data, target=args.target, seed=0, dtype=np.float64 if wide else np.float32)
             data["target"] = None
             return data
-        table = load_table(args.data, target=args.target, drop=drop, missing=args.missing)
+        table = load_table(args.data, target=args.target, drop=drop, missing=args.missing,
+                           header=not args.no_header)
         y, classes = parse_labels(table["labels"])
     except (ValueError, TypeError, OSError) as exc:
         raise CLIError(_error_text(exc)) from None
@@ -615,7 +616,7 @@ def _train(args, sync=None, threads=None):
 
     drop = [name.strip() for text in args.drop or () for name in text.split(",") if name.strip()]
     is_csv = args.data.lower().endswith(".csv") and args.data.lower() not in DATASET_NAMES
-    for flag, value in (("--drop", drop), ("--categorical", args.categorical)):
+    for flag, value in (("--drop", drop), ("--categorical", args.categorical), ("--no-header", args.no_header)):
         if value and not is_csv:
             raise CLIError(f"{flag} applies only to .csv files, not {args.data!r}")
     if args.missing != "error" and not is_csv:
@@ -861,6 +862,9 @@ def add_parser(sub):
                         "X_test, y_test; .csv with a header row, the label in the last column or --target "
                         "(default: %(default)s)")
     p.add_argument("--target", metavar="NAME", help="label column of a .csv file (default: the last column)")
+    p.add_argument("--no-header", action="store_true",
+                   help="the .csv file has no header row: every row is data and the columns are named 1, 2, ... "
+                        "by position (--target 5, --drop 1)")
     p.add_argument("--drop", action="append", metavar="COLUMN[,...]",
                    help="leave these columns of a .csv file out (ids, names, free text); repeatable")
     p.add_argument("--standardize", action="store_true",
