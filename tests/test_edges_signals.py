@@ -235,3 +235,67 @@ def test_every_spelling_of_python_dash_m_fastnn_holds_the_signals(tmp_path, mode
                        capture_output=True, text=True, timeout=TIMEOUT, env=env, cwd=tmp_path)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 130 and lines == ["fastnn: interrupted"], r.stderr[-3000:]
+
+
+# -- a real hang-up: the terminal closes (its pty master), the kernel sends SIGHUP and writes to it fail ----
+def _run_in_a_terminal_then_close_it(cmd, ckpt, cwd, env):
+    """Run ``cmd`` with a pseudo-terminal as its controlling terminal (stdin, stdout, stderr), wait for its
+    first checkpoint, then close the terminal; returns the exit status."""
+    import fcntl
+    import select
+    import termios
+    import time
+    master, slave = os.openpty()
+
+    def controlling_terminal():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_terminal,
+                            close_fds=True, cwd=cwd, env=env)
+    os.close(slave)
+    out = b""
+    try:
+        for _ in range(int(TIMEOUT / 0.05)):         # (bounded polling; the terminal drained meanwhile)
+            if ckpt.exists() or proc.poll() is not None:
+                break
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    out += os.read(master, 1 << 16)
+                except OSError:
+                    break
+        assert ckpt.exists(), out[-2000:]
+    finally:
+        os.close(master)                              # the terminal closes: SIGHUP, then EIO on every write
+    try:
+        return proc.wait(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.parametrize("kind", ["script", "module"])
+def test_cli_train_in_a_terminal_that_closes_exits_129_with_its_checkpoint(tmp_path, kind):
+    ckpt = tmp_path / "c.ckpt"
+    rc = _run_in_a_terminal_then_close_it(_entry(kind) + ["train", "--data", "digits", "--epochs", "100000",
+                                                          "--checkpoint", str(ckpt), "--checkpoint-every", "1"],
+                                          ckpt, tmp_path, _env(tmp_path))
+    assert rc == 129
+    assert fnn.io.load_metadata(ckpt)["extra"]["checkpoint"]["epoch"] >= 1
+    fnn.load(ckpt)
+
+
+@pytest.mark.parametrize("fused", ["auto", False])
+def test_a_script_in_a_terminal_that_closes_dies_by_sighup_with_its_checkpoint(tmp_path, fused):
+    ckpt = tmp_path / "c.ckpt"
+    (tmp_path / "s.py").write_text(textwrap.dedent(f'''
+        import numpy as np, fastnn as fnn
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((2000, 10)).astype(np.float32); y = rng.integers(0, 3, 2000)
+        net = fnn.NeuralNetwork([fnn.FullyConnected(10, 32), fnn.ReLU(), fnn.FullyConnected(32, 3)], seed=0)
+        net.fit(X, y, epochs=100000, verbose=1, fused={fused!r}, checkpoint={str(ckpt)!r}, checkpoint_every=1)
+    '''))
+    rc = _run_in_a_terminal_then_close_it([sys.executable, str(tmp_path / "s.py")], ckpt, tmp_path,
+                                          _env(tmp_path))
+    assert rc == -signal.SIGHUP
+    fnn.load(ckpt)

@@ -409,11 +409,33 @@ def _missing_subcommand(parser, what):
 
 
 def _report(message, prefix="fastnn: error: "):
+    _write_line(prefix + " ".join(str(message).split()))
+
+
+def _write_line(line):
+    """``line`` on stderr after stdout's pending output. A stream whose terminal is gone (SIGHUP: the
+    terminal closed, writes fail with EIO) or whose reader left (a broken pipe) is pointed at os.devnull,
+    so that neither this line nor the interpreter's last flush at exit turns the command's exit code
+    (129 after a hang-up) into a traceback or status 120."""
+    for stream in (sys.stdout,):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            _to_devnull(stream)
     try:
-        sys.stdout.flush()
+        print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError):
+        _to_devnull(sys.stderr)
+
+
+def _to_devnull(stream):
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+        stream.flush()           # (what was pending goes nowhere, now without an error)
+    except (OSError, ValueError, AttributeError):
         pass
-    print(prefix + " ".join(str(message).split()), file=sys.stderr, flush=True)
 
 
 
@@ -580,8 +602,4 @@ class RankSync:
 
 
 def _report_line(line):
-    try:
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
-    print(line, file=sys.stderr, flush=True)
+    _write_line(line)
