@@ -497,7 +497,7 @@ class _BaseMLP(BaseEstimator):
         before = self._state_before_fit(weights=not first_pass)
         try:
             X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype, check_finite=not lazy)
-        except Exception:
+        except BaseException:     # (a Ctrl-C here: nothing was trained, nothing is kept)
             self._restore_state(before)
             raise
         try:

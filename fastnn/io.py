@@ -22,10 +22,11 @@ check failed first). Files written before the seal (their header does not start 
 as before, checked by everything else: refusing them would lose users' models, and nothing about them is
 less safe than it was (they were never sealed); so is a file whose header another program rewrote (a JSON
 writer moves the entry; a flipped byte cannot), checked by everything else. A header whose start is within
-a few bytes of the seal's is a sealed file damaged there, not an old file. Loading rebuilds the objects from the JSON through
-the type maps (``LAYER_TYPES``, ``LOSS_TYPES``, ``OPTIMIZER_TYPES``) only, and checks the file before
-trusting it: header size, JSON, format version, the architecture's types and values, and that every
-tensor is present with exactly the shape and dtype the architecture implies. Any problem is a ValueError
+a few bytes of the seal's is a sealed file damaged there, not an old file.
+
+Loading rebuilds the objects from the JSON through the type maps (``LAYER_TYPES``, ``LOSS_TYPES``,
+``OPTIMIZER_TYPES``) only, and checks the file before trusting it: header size, JSON, format version, the
+architecture's types and values, and that every tensor is present with exactly the shape and dtype the architecture implies. Any problem is a ValueError
 naming the file; nothing in the file is ever executed.
 """
 import json
@@ -272,7 +273,7 @@ def seal_check(data):
 def damaged_message(name, check, detail=None):
     """The one error of a damaged file: names it, says it is damaged, and what the damage broke."""
     stored, computed = check
-    what = (f"its checksum entry is damaged" if stored == "damaged" else
+    what = ("its checksum entry is damaged" if stored == "damaged" else
             f"its bytes do not match the CRC-32 written with it ({stored} stored, {computed} computed)")
     broke = f" — {detail}" if detail else ""
     return (f"{name}: damaged file: {what}: the file was changed or damaged after fastnn wrote it (a disk or "

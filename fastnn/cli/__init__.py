@@ -4,16 +4,17 @@ One module per command (``fastnn.cli.train``, ...), each with ``add_parser(subpa
 function; the commands only parse, call the library (fastnn.data, fastnn.preprocessing, fastnn.io, ...) and
 print. Run ``fastnn --help`` or ``fastnn COMMAND --help``. Exit codes: 0 success; 1 a runtime failure
 (training diverged, a failed gradient check, an unexpected error); 2 bad input (unknown option, bad value,
-missing or malformed file, wrong shapes); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP: the terminal closed). Errors are one
-line on stderr, ``fastnn: error: ...``, never a traceback (set FASTNN_DEBUG=1 to get the traceback of an
-unexpected error).
+missing or malformed file, wrong shapes); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up
+(SIGHUP: the terminal closed). Errors are one line on stderr, ``fastnn: error: ...``, never a traceback (set
+FASTNN_DEBUG=1 to get the traceback of an unexpected error).
 """
 import argparse
 import os
 import sys
 
 from ._common import (DATASET_NAMES, DEFAULTS, EXIT_FAILURE, EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_OK,  # noqa: F401
-                      EXIT_TERMINATED, EXIT_USAGE, signal_exit, CLIError, _error_text, _Parser, _report, _text, parse_hidden)
+                      EXIT_TERMINATED, EXIT_USAGE, signal_exit, CLIError, _error_text, _Parser, _report, _text,
+                      parse_hidden)
 from . import bench, demo, evaluate, export, gradcheck, info, predict, train
 from .bench import find_benchmarks  # noqa: F401
 from .train import build_network  # noqa: F401
