@@ -108,16 +108,12 @@ def _whole_package_stamp(locator_class):
             return _process_stamp()
 
         def ensure_cache_path(self):
-            # Numba checks that the directory is writable (makedirs and a temporary file) for every kernel
-            # and before every save; the temporary file once per directory and process is the same check —
-            # but the directory is made again each time (it may have been deleted since: a save into it
-            # must not fail for that)
+            # Numba checks that the directory is writable (makedirs and a temporary file) for every kernel;
+            # once per directory and process is the same check (it is only made when a kernel is defined)
             path = self.get_cache_path()
-            if path in _writable_paths:
-                os.makedirs(path, exist_ok=True)
-                return
-            super().ensure_cache_path()
-            _writable_paths.add(path)
+            if path not in _writable_paths:
+                super().ensure_cache_path()
+                _writable_paths.add(path)
 
         @classmethod
         def from_function(cls, py_func, py_file):
@@ -263,107 +259,7 @@ def prepare_numba():
         _numba_ready = True
 
 
-OPTIONS = dict(nogil=True, error_model="numpy", no_cfunc_wrapper=True)
-# (no ``cache=True``: Numba's own cache raises when no directory is writable and on a damaged file; every
-# kernel made here gets the guarded on-disk cache below instead, ``_with_cache``)
-
-
-# -- the on-disk cache, guarded -----------------------------------------------------------------------------
-# Numba's cache (an index file per function, a data file per signature, both pickles) fails loudly or
-# silently at the edges a user meets: a truncated or garbage file raises UnpicklingError / EOFError out of
-# the call; a save into a directory deleted or made read-only since raises OSError out of the fit; no
-# writable directory at all (an installed, read-only package and a read-only home) raises RuntimeError at
-# import; and its index and data are written one after the other without a lock, so two processes saving
-# two signatures of one kernel at once, or one killed between the two writes, can leave an index entry whose
-# data file holds another signature or an older source's code — which Numba then calls. Here:
-# * an index that cannot be read is an empty one (the next save rewrites it);
-# * every data file carries the source stamp and the index key it was saved for; a load that finds another
-#   stamp or key, or cannot rebuild the entry, is a miss: the kernel is compiled again and saved over it;
-# * a save that fails is skipped (the kernel runs; the next process compiles it again), with one line on
-#   stderr per process; no writable directory at all: kernels are not cached, the same line when the first
-#   compiled kernel cannot be kept.
-# So a fit works (perhaps slower) in every case and never runs code saved for another signature or source.
-_DATA_TAG = "fastnn-kernel-cache-1"
-_said = set()
-
-
-def _say_once(kind, line):
-    """Write ``line`` on stderr once per process for each ``kind``."""
-    if kind not in _said:
-        _said.add(kind)
-        try:
-            sys.stderr.write(line + "\n")
-            sys.stderr.flush()
-        except (OSError, ValueError, AttributeError):      # no usable stderr: nothing to say it on
-            pass
-
-
-def _cannot_keep(where, reason):
-    _say_once("cache", f"fastnn: Numba's kernel cache cannot be written ({where}: {reason}); compiled kernels "
-                       f"are not kept for the next process (set NUMBA_CACHE_DIR to a writable directory)")
-
-
-class _KernelCacheFile(caching.IndexDataCacheFile):
-    """Numba's index and data files of one kernel, each data file stamped with its source stamp and key."""
-
-    def _load_index(self):
-        try:
-            return super()._load_index()
-        except Exception:        # noqa: BLE001 -- truncated, garbage, unreadable: as if empty (a save rewrites it)
-            return {}
-
-    def save(self, key, data):
-        super().save(key, (_DATA_TAG, self._source_stamp, key, data))
-
-    def load(self, key):
-        try:
-            entry = super().load(key)
-        except Exception:        # noqa: BLE001 -- a damaged data file: a miss
-            return None
-        if not (isinstance(entry, tuple) and len(entry) == 4 and entry[0] == _DATA_TAG
-                and entry[1] == self._source_stamp and entry[2] == key):
-            return None          # another signature's or source's entry (or Numba's own format): a miss
-        return entry[3]
-
-
-class _KernelCache(caching.FunctionCache):
-    """Numba's function cache with the guards above."""
-
-    def __init__(self, py_func):
-        super().__init__(py_func)
-        self._cache_file = _KernelCacheFile(cache_path=self._cache_path, filename_base=self._impl.filename_base,
-                                            source_stamp=self._impl.locator.get_source_stamp())
-
-    def load_overload(self, sig, target_context):
-        try:
-            return super().load_overload(sig, target_context)
-        except Exception:        # noqa: BLE001 -- an entry that cannot be rebuilt: compiled again, saved over
-            return None
-
-    def save_overload(self, sig, data):
-        try:
-            super().save_overload(sig, data)
-        except Exception as exc:     # noqa: BLE001 -- the kernel is compiled and runs; only keeping it failed
-            _cannot_keep(self._cache_path, getattr(exc, "strerror", None) or exc)
-
-
-class _NoKernelCache(caching.NullCache):
-    """No directory to cache in: nothing is loaded, and the first kernel that cannot be kept says so."""
-
-    def __init__(self, reason):
-        self.reason = reason
-
-    def save_overload(self, sig, cres):
-        _cannot_keep("no writable directory", self.reason)
-
-
-def _with_cache(dispatcher):
-    """``dispatcher`` (made without Numba's cache) with the guarded on-disk cache."""
-    try:
-        dispatcher._cache = _KernelCache(dispatcher.py_func)
-    except (RuntimeError, OSError) as exc:      # no locator: the package's and the user's directories read-only
-        dispatcher._cache = _NoKernelCache(str(exc))
-    return dispatcher
+OPTIONS = dict(cache=True, nogil=True, error_model="numpy", no_cfunc_wrapper=True)
 
 #: Elementwise passes smaller than this run serially: a parallel region costs 30-60 us to launch on the
 #: 2-core machine we measured (and ~7.6 ms right after a multi-threaded BLAS call, see fastnn/threads.py);
@@ -388,25 +284,25 @@ def is_compiled(dispatcher, args):
 
 def kernel(fn):
     """Serial, cached Numba kernel."""
-    return _with_cache(njit(**OPTIONS)(fn))
+    return njit(**OPTIONS)(fn)
 
 
 def internal_kernel(fn):
     """A serial, cached kernel that only other kernels call: Numba builds no Python entry point for it
     (unboxing every argument type is a large part of compiling a kernel with many arguments)."""
-    return _with_cache(njit(no_cpython_wrapper=True, **OPTIONS)(fn))
+    return njit(no_cpython_wrapper=True, **OPTIONS)(fn)
 
 
 def inline_kernel(fn):
     """A part of one kernel, inlined into its caller at Numba's IR level. Use it for functions with a
     single call site: a separately compiled function costs its own code generation and cache entry, and
     LLVM optimises it again inside every caller (the cold compile of the epoch kernel fell by ~1 s)."""
-    return _with_cache(njit(inline="always", **OPTIONS)(fn))
+    return njit(inline="always", **OPTIONS)(fn)
 
 
 def reduction_kernel(fn):
     """Serial kernel whose floating-point sums may be reassociated (vectorised); NaN/Inf still propagate."""
-    return _with_cache(njit(fastmath={"reassoc"}, **OPTIONS)(fn))
+    return njit(fastmath={"reassoc"}, **OPTIONS)(fn)
 
 
 def _renamed_copy(fn, suffix, global_names=None):
@@ -423,7 +319,7 @@ def _renamed_copy(fn, suffix, global_names=None):
 
 def parallel_kernel(fn):
     """A ``parallel=True`` kernel (its loops use ``prange``): for large passes only (PARALLEL_MIN_ELEMENTS)."""
-    return _with_cache(njit(parallel=True, **OPTIONS)(fn))
+    return njit(parallel=True, **OPTIONS)(fn)
 
 
 def parallel_twin(fn):
