@@ -1,4 +1,12 @@
 """fastnn: fast, checked feed-forward neural networks on the CPU (NumPy + Numba)."""
+import sys as _sys
+if _sys.argv[:1] == ["-m"]:      # `python -m fastnn`: Ctrl-C / SIGTERM / SIGHUP held from here, as the script does
+    try:
+        import fastnn_cli as _cli
+        if _cli.entered_as_module():
+            _cli.hold()
+    except ImportError:
+        pass
 from .errors import TrainingDivergedError
 from .gradcheck import gradcheck, numerical_gradient
 from .layers import (ELU, GELU, Activation, Dropout, FullyConnected, Identity, Layer, LeakyReLU, Mish, ReLU, SiLU,

@@ -16,6 +16,8 @@ temporary file, fsync, rename) whose ``extra`` metadata holds the training state
      "callbacks": [{"type": "EarlyStopping", "config": {...}, "state": {...}}, ...],
                                        # every callback with state_dict() / load_state_dict(state)
      "threads": 2,                     # fastnn threads of the writer (informational)
+     "ranks": 2,                       # a distributed run's rank count, or null (informational: fastnn info
+                                       # shows ranks x local batch; settings.batch_size is the global batch)
      "start": "9f2c..."}               # state_fingerprint of the network the run STARTED from (null: unknown)
 
 Which state a ``fit(checkpoint=P)`` starts from, when P holds a checkpoint whose settings match (``read``):
@@ -189,6 +191,8 @@ class Store:
 
     def __init__(self, trainer, run, X, y, val, weights, seed, batch_size, base_lr, path_name):
         self.path, self.every, self.run, self.net = trainer.checkpoint, trainer.checkpoint_every, run, trainer.net
+        size = getattr(run, "size", None)     # a distributed run's rank count (informational: info, messages)
+        self.ranks = size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
         self.settings = settings(trainer, X, y, val, path_name)
         self.current = self.start = state_fingerprint(trainer.net)    # start: of this run (resume: the file's)
         self.saved = None          # the fingerprint of the state the file holds, once written or resumed
@@ -204,7 +208,8 @@ class Store:
         def work():
             remove_stale_temporaries(self.path)
             check_writable(self.path)
-            return read(self.path, self.net, self.settings, n_batches, keys, epochs, callbacks, self.current)
+            return read(self.path, self.net, self.settings, n_batches, keys, epochs, callbacks, self.current,
+                        ranks=self.ranks)
         found = self.run.on_root(work)
         if found is not None:
             self.start = found.start
@@ -261,7 +266,7 @@ class Store:
             rate, opt.lr = opt.lr, self.base_lr     # the file records the network as fit found it
             try:
                 write(self.path, net, epoch, rng_state, self.settings, partial, lr=lr, stopped=stopped,
-                      callbacks=states, start=self.start)
+                      callbacks=states, start=self.start, ranks=self.ranks)
             finally:
                 opt.lr = rate
         if self.run.is_root:            # the rank that reads and writes the file keeps what it knows of it
@@ -425,10 +430,12 @@ def bounded_history(history, epoch, settings):
     return out, dropped
 
 
-def write(path, net, epoch, rng_state, settings, partial=None, lr=None, stopped=False, callbacks=(), start=None):
+def write(path, net, epoch, rng_state, settings, partial=None, lr=None, stopped=False, callbacks=(), start=None,
+          ranks=None):
     """Atomically write the checkpoint: ``net`` (weights, optimizer state, the bounded ``net.history``) +
     training state (``lr`` the rate in force, ``stopped`` a callback ended the fit, ``callbacks`` their
-    states from ``callback_states``)."""
+    states from ``callback_states``; ``ranks`` a distributed run's rank count, informational: ``fastnn info``
+    shows ranks x local batch, a resume with another global batch names both)."""
     history, dropped = bounded_history(net.history, int(epoch), settings)
     for key, values in history.items():
         for v in values:
@@ -438,12 +445,20 @@ def write(path, net, epoch, rng_state, settings, partial=None, lr=None, stopped=
     extra = {KEY: {"version": VERSION, "epoch": int(epoch), "rng": rng_state, "partial": partial,
                    "settings": settings, "history_dropped": dropped, "lr": None if lr is None else float(lr),
                    "stopped": bool(stopped), "callbacks": list(callbacks), "threads": threads.get_num_threads(),
-                   "start": start}}
+                   "start": start, "ranks": ranks}}
     full, net.history = net.history, history
     try:
         io.save(net, path, extra=extra)
     finally:
         net.history = full
+
+
+def _global_batch(batch, ranks):
+    """'global batch 2 ranks x 16 = 32' for a distributed run (``batch``: the global batch), else 'batch 32'."""
+    if isinstance(ranks, int) and not isinstance(ranks, bool) and ranks >= 1 and isinstance(batch, int) \
+            and not isinstance(batch, bool) and batch % ranks == 0:
+        return f"global batch {ranks} rank{'s' if ranks > 1 else ''} x {batch // ranks} = {batch}"
+    return f"batch {batch!r:.20}"
 
 
 def _number(v):
@@ -514,7 +529,7 @@ def _check_rng(value):
     return rng.bit_generator.state
 
 
-def read(path, net, settings, n_batches, history_keys, epochs, callbacks=(), now=None):
+def read(path, net, settings, n_batches, history_keys, epochs, callbacks=(), now=None, ranks=None):
     """Restore ``net`` from the checkpoint at ``path``; the Resume state, or None if there is no file or the
     file holds a finished run that ended in ``net``'s current state (``now``, its ``state_fingerprint``):
     a new run then starts from that state (see the module docstring).
@@ -553,8 +568,11 @@ def read(path, net, settings, n_batches, history_keys, epochs, callbacks=(), now
                                     "sets apart)", "weights": "the sample weights (sample_weight, class_weight)"}
         diff = [k for k in sorted(set(settings) | set(old if isinstance(old, dict) else {}))
                 if not isinstance(old, dict) or old.get(k) != settings.get(k)]
-        what = ", ".join(names.get(k, k) for k in diff)
-        raise ValueError(f"checkpoint {path} was written by a run with other settings ({what} differ); "
+        what = ", ".join(names.get(k, k) for k in diff) + " differ"
+        if "batch_size" in diff and isinstance(old, dict):     # the global batch, with the ranks that made it
+            what += (f": the checkpoint's {_global_batch(old.get('batch_size'), state.get('ranks'))}, this "
+                     f"run's {_global_batch(settings.get('batch_size'), ranks)}")
+        raise ValueError(f"checkpoint {path} was written by a run with other settings ({what}); "
                          f"resuming would not reproduce that run. Use the same arguments, or delete or "
                          f"move the file to start afresh.")
     try:

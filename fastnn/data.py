@@ -308,7 +308,9 @@ def _refuse_data_as_header(header, path):
     if header and all(_is_number(h) for h in header) and not all(_is_int_text(h) for h in header):
         shown = ", ".join(header[:3]) + (", ..." if len(header) > 3 else "")
         raise ValueError(f"{path}: the first row is numbers ({shown}), not column names: a CSV file needs a "
-                         f"header row naming its columns")
+                         f"header row naming its columns: add one as the first line, or read the file as "
+                         f"headerless (fastnn train/evaluate/predict --no-header; header=False), its columns "
+                         f"named 1, 2, ... by position")
 
 
 def _refuse_data_row_as_header(header, rows, path, sample=100):
@@ -340,7 +342,9 @@ def _refuse_data_row_as_header(header, rows, path, sample=100):
         shown = ", ".join(header[:3]) + (", ..." if len(header) > 3 else "")
         raise ValueError(f"{path}: the first row ({shown}) looks like data, not column names (each cell is a "
                          f"value like those in its column): a CSV file needs a header row naming its columns; "
-                         f"add one as the first line")
+                         f"add one as the first line, or read the file as headerless (fastnn "
+                         f"train/evaluate/predict --no-header; header=False), its columns named 1, 2, ... by "
+                         f"position")
 
 
 def _is_int_text(cell):
@@ -351,13 +355,23 @@ def _is_int_text(cell):
         return False
 
 
-def _read_csv_rows(path, min_columns=2):
-    """Header (list of str) and the non-blank data rows of a CSV file, with their line numbers."""
+def position_names(n):
+    """The names of a headerless CSV file's ``n`` columns: "1", "2", ... by position (as cut and awk count)."""
+    return [str(k) for k in range(1, n + 1)]
+
+
+def _read_csv_rows(path, min_columns=2, header=True):
+    """Header (list of str) and the non-blank data rows of a CSV file, with their line numbers.
+    ``header=False``: the file has no header row; every row is data and the columns are named by position
+    (``position_names``)."""
+    if not header:
+        return _read_headerless_rows(path, min_columns)
     with _paths.open_text(path, "data file") as fh:
         reader = csv_reader(fh, path)
         header = next(reader, None)
         if not header:
-            raise ValueError(f"{path}: empty file (a header row is required)")
+            raise ValueError(f"{path}: empty file (a header row is required; a file without one: --no-header, "
+                             f"header=False)")
         header = [h.strip() for h in header]
         _refuse_data_as_header(header, path)
         empty = [k + 1 for k, h in enumerate(header) if not h]
@@ -384,13 +398,34 @@ def _read_csv_rows(path, min_columns=2):
     return header, rows, lines
 
 
-def read_csv_rows(path):
+def _read_headerless_rows(path, min_columns):
+    with _paths.open_text(path, "data file") as fh:
+        reader = csv_reader(fh, path)
+        rows, lines, width = [], [], None
+        for row in reader:
+            if not any(c.strip() for c in row):
+                continue
+            if width is None:
+                width = len(row)
+            elif len(row) != width:
+                raise ValueError(f"{path}, line {reader.line_num}: {len(row)} fields, the first row has {width}")
+            rows.append(row)
+            lines.append(reader.line_num)
+    if not rows:
+        raise ValueError(f"{path}: no data rows (the file is empty)")
+    if width < min_columns:
+        raise ValueError(f"{path}: need at least one feature column and a label column, got {width} column")
+    return position_names(width), rows, lines
+
+
+def read_csv_rows(path, header=True):
     """``(header, rows, lines)`` of a CSV file with a header row: the column names (stripped; duplicates
     refused), the non-blank data rows as lists of cell text and each row's line in the file. Opens only a
     regular file, reads each line with a bound; ValueError naming the file and line for a row with another
-    number of fields, an empty file, no data rows or text that is not UTF-8."""
+    number of fields, an empty file, no data rows or text that is not UTF-8. ``header=False``: a file
+    without a header row, its columns named "1", "2", ... by position."""
     try:
-        return _read_csv_rows(os.fspath(path), min_columns=1)
+        return _read_csv_rows(os.fspath(path), min_columns=1, header=header)
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{path}: not a readable UTF-8 CSV file ({e})") from None
 
@@ -428,8 +463,9 @@ def _is_number(cell):
         return False
 
 
-def load_csv(path, target=None, dtype=np.float32, drop=()):
-    """Read a dataset from a CSV file with a header row (csv module, comma-separated, UTF-8).
+def load_csv(path, target=None, dtype=np.float32, drop=(), header=True):
+    """Read a dataset from a CSV file with a header row (csv module, comma-separated, UTF-8); ``header=False``
+    for a file without one, its columns then named "1", "2", ... by position (``target="3"``).
 
     The label column is named by `target` (default: the last column); the columns named in `drop` (an
     iterable of names: ids, free text) are left out; every other column is a feature and every feature cell
@@ -445,9 +481,11 @@ def load_csv(path, target=None, dtype=np.float32, drop=()):
     path, dtype = os.fspath(path), _float_dtype(dtype)
     drop = [drop] if isinstance(drop, str) else list(drop or ())
     try:
-        header, rows, lines = _read_csv_rows(path)
+        header, rows, lines = _read_csv_rows(path, header=header)
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{path}: not a readable UTF-8 CSV file ({e})") from None
+    target = None if target is None else str(target)
+    drop = [str(d) for d in drop]
     if target is None:
         t = len(header) - 1
     elif target in header:
@@ -500,7 +538,7 @@ def load_csv(path, target=None, dtype=np.float32, drop=()):
     return X, y, features, classes
 
 
-def load_table(path, target=None, drop=(), missing="error"):
+def load_table(path, target=None, drop=(), missing="error", header=True):
     """A raw CSV table for training with preprocessing (fastnn.preprocessing): its cells as text, checked
     for what a table can be checked for before its columns are typed, every problem reported at once.
 
@@ -511,7 +549,8 @@ def load_table(path, target=None, drop=(), missing="error"):
     too. Returns a dict: ``features`` (names), ``X`` (object array (n, features) of the cells' text),
     ``labels`` (str array (n,)), ``lines`` (each row's line in the file), ``target`` (the label column's
     name), ``dropped_labels`` / ``dropped_cells`` (rows dropped for a missing label / feature cell),
-    ``missing_cells`` ({column: count of missing cells left, for a fill strategy}).
+    ``missing_cells`` ({column: count of missing cells left, for a fill strategy}). ``header=False``: the
+    file has no header row; its columns are named "1", "2", ... by position.
     """
     from .preprocessing import MISSING_STRATEGIES, is_missing
     path = os.fspath(path)
@@ -519,9 +558,11 @@ def load_table(path, target=None, drop=(), missing="error"):
         raise ValueError(f"missing must be one of {MISSING_STRATEGIES}, got {missing!r:.50}")
     drop = [drop] if isinstance(drop, str) else list(drop or ())
     try:
-        header, rows, lines = _read_csv_rows(path)
+        header, rows, lines = _read_csv_rows(path, header=header)
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{path}: not a readable UTF-8 CSV file ({e})") from None
+    target = None if target is None else str(target)
+    drop = [str(d) for d in drop]
     problems = []
     if target is None:
         t = len(header) - 1
@@ -625,7 +666,7 @@ def id_like_columns(X, names=None, min_rows=10):
     return found
 
 
-def load_dataset(name_or_path, target=None, seed=0, dtype=np.float32, drop=()):
+def load_dataset(name_or_path, target=None, seed=0, dtype=np.float32, drop=(), header=True):
     """Load a dataset by name or file path, as ``fastnn train`` does.
 
     Names: "digits" (the fixed stratified 75/25 split of the bundled digits), "xor" (make_xor(n=400,
@@ -660,7 +701,7 @@ def load_dataset(name_or_path, target=None, seed=0, dtype=np.float32, drop=()):
             X_test = check_representable(X_test, dtype, f"{key}: array 'X_test'")
             y_test = y_test.astype(np.int64) if y_test.dtype.kind in "biu" else y_test.astype(np.float64)
     elif ext == ".csv":
-        X, y, features, classes = load_csv(key, target=target, dtype=dtype, drop=drop)
+        X, y, features, classes = load_csv(key, target=target, dtype=dtype, drop=drop, header=header)
     else:
         raise ValueError(f"unknown dataset {key!r}: expected one of {', '.join(DATASET_NAMES)}, "
                          f"or a path ending in .npz or .csv")

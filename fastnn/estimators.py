@@ -459,6 +459,15 @@ class _BaseMLP(BaseEstimator):
         ``tol`` for ``n_iter_no_change`` epochs). With ``warm_start`` a fitted model continues training.
         ``sample_weight`` (n_samples,): weights of scikit-learn's MLP (each batch's loss and gradient are
         their weighted means, the L2 penalty divided by the batch's weight sum).
+
+        Nothing the user owns is lost (every path: fit, warm_start fit, partial_fit, with or without
+        early_stopping): a call that fails — a refused input, bad data found mid-fit, divergence, an
+        exception raised during training — leaves the estimator as it was before the call (as scikit-learn
+        leaves a refused call): the fitted network's weights, the optimizer's state and step count, every
+        fitted attribute and the ``random_state`` generator; the error is raised. A Ctrl-C or SIGTERM / SIGHUP
+        (TrainingInterrupted) is not a failure: as in scikit-learn, the fit stops at a batch boundary, warns
+        "Training interrupted by user." and keeps the progress made so far (with early_stopping, the best
+        weights seen), the attributes describing the epochs completed.
         """
         _reject_fit_params(self, "fit", fit_params)
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
@@ -479,37 +488,33 @@ class _BaseMLP(BaseEstimator):
         # failure after this point with X not finite is reported as the check at the boundary would have:
         # scikit-learn's message, the estimator, its network and random state as before the call.
         lazy = HAVE_SKLEARN and not self.early_stopping
-        # A fit from scratch that fails (a refused input, divergence) leaves the estimator as it was before
-        # the call (n_features_in_ included): it built a new network, so the attributes put back are the
-        # previous fit's, whole.
-        if not lazy and not first_pass:
-            X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype, check_finite=not lazy)
-            return self._fit_validated(X, y, first_pass, in_dtype, sizes, dtype, incremental, classes,
-                                       sample_weight)
-        before = self._state_before_fit()
+        # The rule (see ``fit``): a call that fails — a refused input, divergence, an error raised mid-fit —
+        # leaves the estimator as it was before the call, whatever the path: a fit from scratch (it built a
+        # new network: the previous fit's attributes are put back, whole), a warm-started fit and partial_fit
+        # (the fitted network's weights, its optimizer's state and step count, the attributes and the random
+        # state are put back as they were). Ctrl-C (KeyboardInterrupt, TrainingInterrupted) is no failure:
+        # the fit keeps what it trained (``_fit_stochastic``).
+        before = self._state_before_fit(weights=not first_pass)
         try:
             X, y = self._validate_X_y(X, y, reset=first_pass, dtype=dtype, check_finite=not lazy)
-        except Exception:
-            if first_pass:
-                self._restore_state(before)
+        except BaseException:     # (a Ctrl-C here: nothing was trained, nothing is kept)
+            self._restore_state(before)
             raise
         try:
             return self._fit_validated(X, y, first_pass, in_dtype, sizes, dtype, incremental, classes,
                                        sample_weight)
-        except Exception:
-            if not lazy or math.isfinite(_checks.scan(X)):
-                if first_pass:
-                    self._restore_state(before)
-                raise
+        except BaseException as exc:
             self._restore_state(before)
-            self._finite(X)           # raises scikit-learn's message for X
-            raise                     # pragma: no cover - (_finite raised)
+            if isinstance(exc, Exception) and lazy and not math.isfinite(_checks.scan(X)):
+                self._finite(X)       # raises scikit-learn's message for X
+            raise
 
-    def _state_before_fit(self):
-        """What a fit changes on the estimator outside the network's parameters (which the training loop
-        puts back itself when its kernel refuses X): the attributes (lists copied), the network's optimizer
+    def _state_before_fit(self, weights=False):
+        """What a fit changes on the estimator: the attributes (lists copied), the network's optimizer
         object and its scikit-learn options, and the state of the random generator that ``random_state``
-        names (None or a RandomState are the user's or NumPy's global one)."""
+        names (None or a RandomState are the user's or NumPy's global one). ``weights`` (a fit that continues
+        the fitted network: warm_start, partial_fit): also copies of the network's parameters, of its
+        optimizer's attributes and state arrays, its history and the best weights early stopping keeps."""
         attrs = {k: (list(v) if type(v) is list else v) for k, v in self.__dict__.items()}
         model = attrs.get("_model")
         opt = None
@@ -519,10 +524,35 @@ class _BaseMLP(BaseEstimator):
         rs = self.random_state
         rs = check_random_state(None) if rs is None else rs       # (None: NumPy's global RandomState)
         rs_state = rs.get_state() if isinstance(rs, np.random.RandomState) else None
-        return attrs, model, opt, rs, rs_state
+        network = None
+        if weights and model is not None:
+            net, o = model.net, model.net.optimizer
+            state = o.state
+            network = (model, [p.copy() for p in net.params], o, dict(o.__dict__),
+                       None if state is None else [[(a, a.copy()) for a in slots] for slots in state],
+                       net.history,
+                       {k: [(a, a.copy()) for a in attrs[k]] for k in ("_best_coefs", "_best_intercepts")
+                        if type(attrs.get(k)) is list})
+        return attrs, model, opt, rs, rs_state, network
 
     def _restore_state(self, before):
-        attrs, model, opt, rs, rs_state = before
+        attrs, model, opt, rs, rs_state, network = before
+        if network is not None:        # the continued network, put back in place (coefs_ are views of it)
+            model, params, o, o_dict, o_state, history, best = network
+            with model.net.weights_changing():
+                for p, saved in zip(model.net.params, params):
+                    np.copyto(p, saved)
+            o.__dict__.clear()
+            o.__dict__.update(o_dict)
+            for slots in o_state or ():
+                for a, saved in slots:
+                    np.copyto(a, saved)
+            if model.net.history is not history:
+                model.net.history = history
+            for pairs in best.values():
+                for a, saved in pairs:
+                    if a.flags.writeable:
+                        np.copyto(a, saved)
         if model is not None and opt is not None:
             o, options = opt
             for k in ("_sklearn_alpha", "_sklearn_eps"):
@@ -1009,7 +1039,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def partial_fit(self, X, y, sample_weight=None, classes=None, **fit_params):
         """One epoch over (X, y), continuing from the current model. ``classes`` (every class label that
-        will ever appear) is required on the first call."""
+        will ever appear) is required on the first call. A call that fails leaves the model as it was before
+        it; a Ctrl-C keeps the batches trained (see ``fit``)."""
         _reject_fit_params(self, "partial_fit", fit_params)
         first = getattr(self, "classes_", None) is None
         if first and classes is None:
@@ -1216,7 +1247,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return super()._check_params(incremental)
 
     def partial_fit(self, X, y, sample_weight=None, **fit_params):
-        """One epoch over (X, y), continuing from the current model."""
+        """One epoch over (X, y), continuing from the current model. A call that fails leaves the model as it
+        was before it; a Ctrl-C keeps the batches trained (see ``fit``)."""
         _reject_fit_params(self, "partial_fit", fit_params)
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 

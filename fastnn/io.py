@@ -10,10 +10,23 @@ metadata under the key "fastnn", one JSON document::
 and beside it, under "fastnn_tensors_crc32", a CRC-32 of the tensors (``tensor_checksum``: names, dtypes,
 shapes, bytes), verified by ``load`` after every other check — a flipped byte in the weights or the
 optimizer state is a ValueError, not a model (files written without it still load). So a fastnn model
-also opens in any safetensors reader. Loading rebuilds the objects from the JSON through
-the type maps (``LAYER_TYPES``, ``LOSS_TYPES``, ``OPTIMIZER_TYPES``) only, and checks the file before
-trusting it: header size, JSON, format version, the architecture's types and values, and that every
-tensor is present with exactly the shape and dtype the architecture implies. Any problem is a ValueError
+also opens in any safetensors reader.
+
+The whole file is sealed too: the header is written with "fastnn_file_crc32" as the first entry of the
+safetensors metadata, at a fixed offset (``SEAL_PREFIX``), holding the CRC-32 of every byte of the file (the
+length field, the header — the JSON document with the history, the generator state, the callbacks' state
+such as EarlyStopping's best weights, the layer configs — and the tensor data) computed with those 8 hex
+digits as "00000000". ``load`` and ``load_metadata`` check it: a damaged file (any flipped byte, a truncated
+file) is one ValueError that names the file and says it is damaged (with what the damage broke, when a
+check failed first). Files written before the seal (their header does not start with it) are still read
+as before, checked by everything else: refusing them would lose users' models, and nothing about them is
+less safe than it was (they were never sealed); so is a file whose header another program rewrote (a JSON
+writer moves the entry; a flipped byte cannot), checked by everything else. A header whose start is within
+a few bytes of the seal's is a sealed file damaged there, not an old file.
+
+Loading rebuilds the objects from the JSON through the type maps (``LAYER_TYPES``, ``LOSS_TYPES``,
+``OPTIMIZER_TYPES``) only, and checks the file before trusting it: header size, JSON, format version, the
+architecture's types and values, and that every tensor is present with exactly the shape and dtype the architecture implies. Any problem is a ValueError
 naming the file; nothing in the file is ever executed.
 """
 import json
@@ -46,6 +59,10 @@ _METADATA_KEYS = frozenset({"format", "format_version", "architecture", "dtype",
                             "optimizer_state", "history", "shuffle_state", "extra", "preprocessing"})
 METADATA_KEY = "fastnn"
 CHECKSUM_KEY = "fastnn_tensors_crc32"     # beside METADATA_KEY in the safetensors metadata
+FILE_CHECKSUM_KEY = "fastnn_file_crc32"   # the whole file's CRC-32: the header's first entry (see above)
+SEAL_PREFIX = b'{"__metadata__":{"' + FILE_CHECKSUM_KEY.encode() + b'":"'
+SEAL_AT = 8 + len(SEAL_PREFIX)            # the offset of the seal's 8 hex digits in the file
+_SEAL_BLANK = b"00000000"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 PARAM_NAMES = {"FullyConnected": ("weights", "bias")}
 
@@ -210,7 +227,57 @@ def save(net, path, extra=None):
     tensors = _tensors(net)
     data = safetensors.numpy.save(tensors, metadata={METADATA_KEY: _metadata(net, extra),
                                                      CHECKSUM_KEY: tensor_checksum(tensors)})
-    atomic_write(path, data, "model file")
+    atomic_write(path, seal(data), "model file")
+
+
+def seal(data):
+    """The safetensors file ``data`` (bytes) with its header rewritten to start with the whole-file
+    checksum entry (FILE_CHECKSUM_KEY, at SEAL_AT) and the CRC-32 of every byte written into it."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(bytes(data[8:8 + n]).decode("utf-8"))
+    meta = dict(header.pop("__metadata__", None) or {})
+    meta.pop(FILE_CHECKSUM_KEY, None)
+    head = json.dumps({"__metadata__": {FILE_CHECKSUM_KEY: _SEAL_BLANK.decode(), **meta}, **header},
+                      separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)       # (the tensor data stays 8-byte aligned, as safetensors writes it)
+    out = bytearray(len(head).to_bytes(8, "little"))
+    out += head
+    out += memoryview(data)[8 + n:]
+    if bytes(out[8:SEAL_AT]) != SEAL_PREFIX:      # pragma: no cover - (json.dumps keeps the order given)
+        raise AssertionError("the model file's header does not start with its checksum entry")
+    out[SEAL_AT:SEAL_AT + 8] = f"{zlib.crc32(out):08x}".encode()
+    return bytes(out)
+
+
+def seal_check(data):
+    """(stored, computed) CRC-32 hex strings of a sealed file's ``data`` (see ``seal``): equal for an intact
+    file; None for a file written before the seal, or whose header another program rewrote (a JSON writer
+    moves the entry: no flipped byte can), which the other checks then read. A header that starts within 3
+    bytes of the seal's
+    prefix, or a seal whose digits are not 8 lowercase hex digits, is a damaged seal: ("damaged", ...)."""
+    start = bytes(data[8:SEAL_AT])
+    crc = zlib.crc32(memoryview(data)[:SEAL_AT])
+    crc = zlib.crc32(_SEAL_BLANK, crc)
+    crc = zlib.crc32(memoryview(data)[SEAL_AT + 8:], crc)
+    computed = f"{crc:08x}"
+    if start != SEAL_PREFIX:
+        near = (len(start) == len(SEAL_PREFIX) and sum(a != b for a, b in zip(start, SEAL_PREFIX)) <= 3) or \
+            (0 < len(start) < len(SEAL_PREFIX) and SEAL_PREFIX.startswith(start))     # (cut short inside it)
+        return ("damaged", computed) if near else None     # (a header another program rewrote: unsealed)
+    stored = bytes(data[SEAL_AT:SEAL_AT + 8])
+    if len(stored) < 8 or not all(c in b"0123456789abcdef" for c in stored):
+        return "damaged", computed
+    return stored.decode("ascii"), computed
+
+
+def damaged_message(name, check, detail=None):
+    """The one error of a damaged file: names it, says it is damaged, and what the damage broke."""
+    stored, computed = check
+    what = ("its checksum entry is damaged" if stored == "damaged" else
+            f"its bytes do not match the CRC-32 written with it ({stored} stored, {computed} computed)")
+    broke = f" — {detail}" if detail else ""
+    return (f"{name}: damaged file: {what}: the file was changed or damaged after fastnn wrote it (a disk or "
+            f"copy error, a partial download, an edit); restore it from a copy or write it again{broke}")
 
 
 def tensor_checksum(tensors):
@@ -290,7 +357,10 @@ def atomic_write(path, data, what="file"):
 # -- loading: reading and checking the file ---------------------------------------------------------
 def _read_header(f, path):
     """The safetensors header as a dict, checked: a sane length field and a valid JSON object."""
-    size = os.fstat(f.fileno()).st_size
+    try:
+        size = os.fstat(f.fileno()).st_size
+    except (AttributeError, OSError, ValueError):     # (a BytesIO over the file's bytes)
+        size = len(f.getbuffer())
     head = f.read(8)
     if len(head) < 8:
         raise ValueError(f"{path}: not a fastnn model file: {size} bytes is too short for a safetensors "
@@ -350,9 +420,32 @@ def load_metadata(path):
 
     Reads and checks only the header (cheap; for ``fastnn info``); ``load`` checks the tensors too.
     """
+    name = os.fspath(path)
     with _open(path) as f:
-        header = _read_header(f, os.fspath(path))
-    return _check_metadata(header, os.fspath(path))
+        data = f.read()
+    check = seal_check(data)
+    damaged = check is not None and check[0] != check[1]
+    try:
+        header = _read_header(io_bytes(data), name)
+        meta = _check_metadata(header, name)
+    except ValueError as exc:
+        if damaged:
+            raise ValueError(damaged_message(name, check, _detail(exc, name))) from None
+        raise
+    if damaged:
+        raise ValueError(damaged_message(name, check))
+    return meta
+
+
+def io_bytes(data):
+    """A read-only file object over ``data`` with a ``fileno``-free ``fstat`` (see ``_read_header``)."""
+    import io as _io
+    return _io.BytesIO(data)
+
+
+def _detail(exc, name):
+    text = str(exc)
+    return text[len(name) + 2:] if text.startswith(f"{name}: ") else text
 
 
 # -- loading: rebuilding the network ----------------------------------------------------------------
@@ -495,10 +588,20 @@ def load_with_metadata(path):
     """(network, metadata dict): ``load`` plus the decoded metadata (``["extra"]`` for estimators)."""
     name = os.fspath(path)
     with _open(path) as f:
-        header = _read_header(f, name)
-        meta = _check_metadata(header, name)
-        f.seek(0)
         data = f.read()
+    check = seal_check(data)
+    damaged = check is not None and check[0] != check[1]
+    try:
+        return _load_checked(data, name, check)
+    except ValueError as exc:
+        if damaged:     # the damage, named first, and what it broke
+            raise ValueError(damaged_message(name, check, _detail(exc, name))) from None
+        raise
+
+
+def _load_checked(data, name, check):
+    header = _read_header(io_bytes(data), name)
+    meta = _check_metadata(header, name)
     try:
         tensors = safetensors.numpy.load(data)
     except Exception as exc:  # an untrusted-input parser: any failure means a corrupt file
@@ -527,6 +630,8 @@ def load_with_metadata(path):
             raise ValueError(f"{name}: corrupt fastnn model file: its tensor data (weights, optimizer state) "
                              f"does not match the checksum written with it (CRC-32 {stored!r:.20} stored, "
                              f"{computed!r} computed): the file was damaged after it was written")
+    if check is not None and check[0] != check[1]:
+        raise ValueError(damaged_message(name, check))
     for key, dst in expected.items():
         if key.startswith("layers."):
             dst[...] = tensors[key]

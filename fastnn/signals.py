@@ -1,4 +1,9 @@
-"""Ctrl-C (SIGINT) and SIGTERM during training: stop at a boundary, never half-way through a step.
+"""Ctrl-C (SIGINT), SIGTERM and SIGHUP during training: stop at a boundary, never half-way through a step.
+
+SIGHUP (the terminal closed, an ssh connection dropped without nohup) is handled exactly as SIGTERM: the fit
+stops at a batch boundary, the checkpoint keeps the last consistent state, and an uncaught interruption
+ends the process by the signal (129). ``STOP_SIGNALS`` is every signal handled so; ``exit_code`` and
+``describe`` give a signal's exit status and words, for the command line.
 
 ``deferred(flag)``: while a fit runs (main thread only, over the default handlers only), the first signal
 sets ``flag.requested`` (the loop stops at the next batch or epoch boundary and raises
@@ -24,10 +29,32 @@ import signal
 import sys
 import threading
 
-__all__ = ["StopFlag", "deferred", "critical", "held"]
+__all__ = ["StopFlag", "deferred", "critical", "held", "STOP_SIGNALS", "DEFAULTS", "exit_code", "describe"]
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_DEFAULTS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+# every signal that stops a fit (SIGHUP where the platform has it), and Python's default handler of each
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+DEFAULTS = {sig: signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL for sig in STOP_SIGNALS}
+_DEFAULTS = DEFAULTS
+# when ranks (or signals) disagree, the one that names the outcome: an outside stop over a keyboard's
+_PRIORITY = {"SIGTERM": 3, "SIGHUP": 2, "SIGINT": 1}
+
+
+def exit_code(signal_name):
+    """The exit status of a command a stop signal ended (a shell's 128 + the number): SIGINT 130, SIGHUP 129,
+    SIGTERM 143; an unknown name counts as SIGINT."""
+    sig = getattr(signal, str(signal_name), None)
+    return 128 + int(sig if sig in STOP_SIGNALS else signal.SIGINT)
+
+
+def describe(signal_name):
+    """The words for a command a stop signal ended before training: "interrupted", "terminated (SIGTERM)",
+    "hung up (SIGHUP)"."""
+    return {"SIGTERM": "terminated (SIGTERM)", "SIGHUP": "hung up (SIGHUP)"}.get(str(signal_name), "interrupted")
+
+
+def priority(signal_name):
+    """The order in which an agreed outcome prefers signals: SIGTERM, then SIGHUP, then SIGINT."""
+    return _PRIORITY.get(str(signal_name), 0)
 
 
 class StopFlag:
@@ -61,7 +88,7 @@ def critical():
 
 @contextlib.contextmanager
 def deferred(flag):
-    """Install the stop handlers for SIGINT and SIGTERM (see the module docstring) around a fit."""
+    """Install the stop handlers for SIGINT, SIGTERM and SIGHUP (see the module docstring) around a fit."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -93,7 +120,7 @@ def deferred(flag):
             act()
 
     for sig in STOP_SIGNALS:
-        if signal.getsignal(sig) is _DEFAULTS[sig]:
+        if signal.getsignal(sig) is DEFAULTS[sig]:
             previous[sig] = signal.signal(sig, handler)
     if previous:
         _wrap_excepthook()
@@ -157,12 +184,13 @@ def _exit_by_signal(sig):
     os.kill(os.getpid(), sig)
 
 
-HELD_SIGNALS = (signal.SIGTERM, signal.SIGINT)     # SIGINT restored last: until then a Ctrl-C is held
+HELD_SIGNALS = tuple(sig for sig in STOP_SIGNALS if sig != signal.SIGINT) + (signal.SIGINT,)  # SIGINT restored
+# last: until then a Ctrl-C is held
 
 
 @contextlib.contextmanager
 def held():
-    """SIGINT and SIGTERM that arrive in the block are held, and delivered to the handlers installed before
+    """SIGINT, SIGTERM and SIGHUP that arrive in the block are held, and delivered to the handlers installed before
     (training.py's: the first stops at the epoch's end, the second raises; Python's default: a
     KeyboardInterrupt), in order, once the block is done — so that a burst of Ctrl-C lands after a kernel's
     threads have returned and the steps they applied are counted, never between, and never inside Numba's

@@ -4,16 +4,17 @@ One module per command (``fastnn.cli.train``, ...), each with ``add_parser(subpa
 function; the commands only parse, call the library (fastnn.data, fastnn.preprocessing, fastnn.io, ...) and
 print. Run ``fastnn --help`` or ``fastnn COMMAND --help``. Exit codes: 0 success; 1 a runtime failure
 (training diverged, a failed gradient check, an unexpected error); 2 bad input (unknown option, bad value,
-missing or malformed file, wrong shapes); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Errors are one
-line on stderr, ``fastnn: error: ...``, never a traceback (set FASTNN_DEBUG=1 to get the traceback of an
-unexpected error).
+missing or malformed file, wrong shapes); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up
+(SIGHUP: the terminal closed). Errors are one line on stderr, ``fastnn: error: ...``, never a traceback (set
+FASTNN_DEBUG=1 to get the traceback of an unexpected error).
 """
 import argparse
 import os
 import sys
 
-from ._common import (DATASET_NAMES, DEFAULTS, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED,  # noqa: F401
-                      EXIT_USAGE, CLIError, _error_text, _Parser, _report, _text, parse_hidden)
+from ._common import (DATASET_NAMES, DEFAULTS, EXIT_FAILURE, EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_OK,  # noqa: F401
+                      EXIT_TERMINATED, EXIT_USAGE, signal_exit, CLIError, _error_text, _Parser, _report, _text,
+                      parse_hidden)
 from . import bench, demo, evaluate, export, gradcheck, info, predict, train
 from .bench import find_benchmarks  # noqa: F401
 from .train import build_network  # noqa: F401
@@ -35,7 +36,8 @@ examples:
   fastnn gradcheck
   fastnn demo xor --plot xor.png
 
-exit codes: 0 ok, 1 runtime failure (diverged training, failed check), 2 bad input, 130 interrupted, 143 terminated
+exit codes: 0 ok, 1 runtime failure (diverged training, failed check), 2 bad input, 130 interrupted, 143 terminated,
+            129 hung up (terminal closed)
 """
 
 
@@ -107,17 +109,18 @@ def _main(argv, held=None):
 def _take_held(held):
     """The console script's held signals (``held``: (caught, handler) or None): its handler replaced by the
     default ones; a signal it caught while fastnn was imported raised as KeyboardInterrupt (with its
-    ``signal_name``: exit 130, or 143 for SIGTERM)."""
+    ``signal_name``: exit 130, 143 for SIGTERM, 129 for SIGHUP)."""
     if held is None:
         return
     import signal
+    from .. import signals
     caught, hold = held
-    for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+    for sig, default in signals.DEFAULTS.items():
         if signal.getsignal(sig) is hold:
             signal.signal(sig, default)
     if caught:
         name = signal.Signals(caught[0]).name
-        exc = KeyboardInterrupt("terminated (SIGTERM)" if name == "SIGTERM" else "interrupted")
+        exc = KeyboardInterrupt(signals.describe(name))
         exc.signal_name = name
         raise exc
 
@@ -146,7 +149,7 @@ def _command(argv, held=None):
         return exc.code
     except KeyboardInterrupt as exc:  # fit's TrainingInterrupted says where training stopped
         _report(str(exc) or "interrupted", prefix="fastnn: ")
-        return EXIT_TERMINATED if getattr(exc, "signal_name", None) == "SIGTERM" else EXIT_INTERRUPTED
+        return signal_exit(exc)
     except BrokenPipeError:  # e.g. `fastnn predict ... | head`
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)

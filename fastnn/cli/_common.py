@@ -9,7 +9,16 @@ import sys
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "DEFAULTS", "DATASET_NAMES",
            "CLIError", "parse_hidden"]
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_HANGUP = 0, 1, 2, 130, 143, 129
+SIGNAL_CODES = (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_HANGUP)
+
+
+def signal_exit(exc):
+    """The exit code of a command a stop signal ended (``exc``: a KeyboardInterrupt, its ``signal_name``):
+    130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (fastnn.signals.exit_code, without importing fastnn)."""
+    return {"SIGTERM": EXIT_TERMINATED, "SIGHUP": EXIT_HANGUP}.get(getattr(exc, "signal_name", None),
+                                                                   EXIT_INTERRUPTED)
+
 
 DEFAULTS = {"hidden": "128", "activation": "relu", "optimizer": "adam", "epochs": 40, "batch_size": 32,
             "seed": 0, "lr": {"adam": 0.002, "sgd": 0.05}, "momentum": 0.9}
@@ -200,16 +209,17 @@ def _load_model(path):
     return net, meta, extra if isinstance(extra, dict) else {}
 
 
-def _read_csv_rows(path):
-    """(header, rows, line numbers) of a CSV file (fastnn.data.read_csv_rows); CLIError when unreadable."""
+def _read_csv_rows(path, header=True):
+    """(header, rows, line numbers) of a CSV file (fastnn.data.read_csv_rows); CLIError when unreadable.
+    ``header=False`` (--no-header): no header row, the columns named 1, 2, ... by position."""
     from ..data import read_csv_rows
     try:
-        return read_csv_rows(path)
+        return read_csv_rows(path, header=header)
     except (OSError, ValueError) as exc:              # ValueError: a FIFO or device, an endless line, bad rows
         raise CLIError(_error_text(exc)) from None
 
 
-def _read_csv_inputs(path, net, extra, target, warn=None, drop_missing=False):
+def _read_csv_inputs(path, net, extra, target, warn=None, drop_missing=False, header=True):
     """(raw table, label strings or None, description, line numbers) from a CSV file.
 
     A model with stored columns (``net.preprocessing``: every model ``fastnn train`` writes from a CSV)
@@ -217,7 +227,7 @@ def _read_csv_inputs(path, net, extra, target, warn=None, drop_missing=False):
     and said (``warn``). Any other model takes the first n_features columns (and a label column after
     them, or --target) as numbers."""
     import numpy as np
-    header, rows, lines = _read_csv_rows(path)
+    header, rows, lines = _read_csv_rows(path, header)
     if target is not None and target not in header:
         raise CLIError(f"{path}: no column named {target!r} for --target; columns are {header}")
     pre = net.preprocessing
@@ -306,10 +316,13 @@ def _read_npz_inputs(path, split):
     return X, y, f"{path} ({xk})"
 
 
-def _read_inputs(data, net, extra, target=None, split=None, warn=None, drop_missing=False):
-    """(X, labels or None, description) for predict / evaluate from a dataset name, .npz or .csv."""
+def _read_inputs(data, net, extra, target=None, split=None, warn=None, drop_missing=False, header=True):
+    """(X, labels or None, description) for predict / evaluate from a dataset name, .npz or .csv.
+    ``header=False`` (--no-header): a .csv without a header row, its columns named 1, 2, ... by position."""
     from ..data import load_dataset
     ext = os.path.splitext(data)[1].lower()
+    if not header and (data.lower() in DATASET_NAMES or ext != ".csv"):
+        raise CLIError(f"--no-header applies only to .csv files, not {data!r}")
     if data.lower() in DATASET_NAMES:
         d = load_dataset(data, seed=0)
         use_test = d["X_test"] is not None and split != "train"
@@ -328,7 +341,7 @@ def _read_inputs(data, net, extra, target=None, split=None, warn=None, drop_miss
         if target is not None:
             raise CLIError("--target applies only to .csv files")
         return _read_npz_inputs(data, split)
-    return _read_csv_inputs(data, net, extra, target, warn=warn, drop_missing=drop_missing)
+    return _read_csv_inputs(data, net, extra, target, warn=warn, drop_missing=drop_missing, header=header)
 
 
 def _check_features(X, net, where):
@@ -396,11 +409,33 @@ def _missing_subcommand(parser, what):
 
 
 def _report(message, prefix="fastnn: error: "):
+    _write_line(prefix + " ".join(str(message).split()))
+
+
+def _write_line(line):
+    """``line`` on stderr after stdout's pending output. A stream whose terminal is gone (SIGHUP: the
+    terminal closed, writes fail with EIO) or whose reader left (a broken pipe) is pointed at os.devnull,
+    so that neither this line nor the interpreter's last flush at exit turns the command's exit code
+    (129 after a hang-up) into a traceback or status 120."""
+    for stream in (sys.stdout,):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            _to_devnull(stream)
     try:
-        sys.stdout.flush()
+        print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError):
+        _to_devnull(sys.stderr)
+
+
+def _to_devnull(stream):
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+        stream.flush()           # (what was pending goes nowhere, now without an error)
+    except (OSError, ValueError, AttributeError):
         pass
-    print(prefix + " ".join(str(message).split()), file=sys.stderr, flush=True)
 
 
 
@@ -449,7 +484,7 @@ def outcome_of(exc):
             return exc.code, exc.line
         return exc.code, "fastnn: error: " + " ".join(str(exc).split())
     if isinstance(exc, KeyboardInterrupt):
-        code = EXIT_TERMINATED if getattr(exc, "signal_name", None) == "SIGTERM" else EXIT_INTERRUPTED
+        code = signal_exit(exc)
         return code, "fastnn: " + " ".join((str(exc) or "interrupted").split())
     if isinstance(exc, ImportError):
         return EXIT_FAILURE, "fastnn: error: " + _error_text(exc)
@@ -481,14 +516,16 @@ class RankSync:
 
     @staticmethod
     def _verdict(failed, size):
-        """(code, line) of the failed ranks: the lowest failed rank's code (of signals: SIGTERM over SIGINT)
+        """(code, line) of the failed ranks: the lowest failed rank's code (of signals: SIGTERM over SIGHUP over
+        SIGINT)
         and line, which names the rank unless every rank failed the same way; other ranks' other errors
         follow it."""
         first = min(failed)
         code = failed[first][0]
-        signal_codes = {c for c, _ in failed.values() if c in (EXIT_INTERRUPTED, EXIT_TERMINATED)}
+        signal_codes = {c for c, _ in failed.values() if c in SIGNAL_CODES}
         if code in signal_codes:
-            code = max(signal_codes)
+            order = (EXIT_INTERRUPTED, EXIT_HANGUP, EXIT_TERMINATED)
+            code = max(signal_codes, key=order.index)
         texts = {r: _strip_prefix(line) for r, (_, line) in failed.items()}
         if len(set(texts.values())) == 1 and len(failed) == size:
             return code, failed[first][1]
@@ -565,8 +602,4 @@ class RankSync:
 
 
 def _report_line(line):
-    try:
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
-    print(line, file=sys.stderr, flush=True)
+    _write_line(line)

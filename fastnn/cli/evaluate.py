@@ -19,7 +19,7 @@ def cmd_evaluate(args):
     net, _, extra = _load_model(args.model)
     X, labels, where = _read_inputs(args.data, net, extra, target=args.target, split=args.split,
                                     warn=lambda message: _warn(args, message),
-                                    drop_missing=args.missing == "drop")
+                                    drop_missing=args.missing == "drop", header=not args.no_header)
     if labels is None:
         raise CLIError(f"{where}: no labels to evaluate against (a .csv needs a label column, an .npz "
                        f"the array 'y' or 'y_test')")
@@ -50,6 +50,9 @@ def add_parser(sub):
     p.add_argument("model", metavar="MODEL", help="model file written by fastnn train --save")
     p.add_argument("data", metavar="DATA", help="a .csv or .npz file, or digits|xor|spirals|moons")
     p.add_argument("--target", metavar="NAME", help="label column of a .csv file")
+    p.add_argument("--no-header", action="store_true",
+                   help="the .csv file has no header row: every row is data and the columns are named 1, 2, ... "
+                        "by position (--target 5)")
     p.add_argument("--split", choices=("train", "test"), default=None,
                    help="which arrays of an .npz or dataset: X/y or X_test/y_test (default: test if present)")
     p.add_argument("--missing", choices=("error", "drop"), default="error",

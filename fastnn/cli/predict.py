@@ -26,7 +26,7 @@ def cmd_predict(args):
     if args.out:
         _check_output_path(args.out, "output file")
     X, _, where = _read_inputs(args.data, net, extra, target=args.target, split=args.split,
-                               warn=lambda message: _warn(args, message))
+                               warn=lambda message: _warn(args, message), header=not args.no_header)
     _check_features(X, net, where)
     try:
         pred = net.predict(X)
@@ -78,6 +78,9 @@ def add_parser(sub):
     p.add_argument("--proba", action="store_true", help="add the class probabilities (classifiers)")
     p.add_argument("--out", metavar="FILE.csv", help="write the CSV here instead of to standard output")
     p.add_argument("--target", metavar="NAME", help="label column of a .csv file to leave out")
+    p.add_argument("--no-header", action="store_true",
+                   help="the .csv file has no header row: every row is data and the columns are named 1, 2, ... "
+                        "by position (--target 5)")
     p.add_argument("--split", choices=("train", "test"), default=None,
                    help="which arrays of an .npz or dataset: X/y or X_test/y_test (default: test if present)")
     p.set_defaults(func=cmd_predict, prog_=p.prog)

@@ -125,7 +125,8 @@ def _load(args, drop, is_csv):
             data = load_dataset(args.data, target=args.target, seed=0, dtype=np.float64 if wide else np.float32)
             data["target"] = None
             return data
-        table = load_table(args.data, target=args.target, drop=drop, missing=args.missing)
+        table = load_table(args.data, target=args.target, drop=drop, missing=args.missing,
+                           header=not args.no_header)
         y, classes = parse_labels(table["labels"])
     except (ValueError, TypeError, OSError) as exc:
         raise CLIError(_error_text(exc)) from None
@@ -347,8 +348,7 @@ class _HeldSignals:
         self.previous = {}
         self.handler = self._handler      # (one bound method: compared by identity)
         if threading.current_thread() is threading.main_thread():
-            defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-            for sig, default in defaults.items():
+            for sig, default in signals.DEFAULTS.items():
                 current = signal.getsignal(sig)
                 if current is default or (hold is not None and current is hold):
                     signal.signal(sig, self.handler)
@@ -364,7 +364,8 @@ class _HeldSignals:
     def check(self):
         if self.flag.requested:
             name = self.flag.signal_name
-            exc = KeyboardInterrupt("terminated (SIGTERM)" if name == "SIGTERM" else "interrupted")
+            from .. import signals
+            exc = KeyboardInterrupt(signals.describe(name))
             exc.signal_name = name
             raise exc
 
@@ -391,6 +392,8 @@ class _StartWatch:
     def __init__(self, rank=None):
         import signal
         import threading
+        from .. import signals
+        self.stop_signals = tuple(int(s) for s in signals.STOP_SIGNALS)
         self.rank, self.closed, self.fds, self.old_fd = rank, threading.Event(), None, None
         if threading.current_thread() is not threading.main_thread():
             return
@@ -415,18 +418,19 @@ class _StartWatch:
                 return
             if self.closed.is_set() or not data:
                 return
-            got = next((b for b in data if b in (signal.SIGINT, signal.SIGTERM)), None)
+            got = next((b for b in data if b in self.stop_signals), None)
         if self.closed.wait(self.GRACE):
             return
         name = signal.Signals(got).name
         who = "" if self.rank is None else f"rank {self.rank}: "
-        what = "terminated (SIGTERM)" if name == "SIGTERM" else "interrupted"
+        from .. import signals
+        what = signals.describe(name)
         try:
             sys.stderr.write(f"fastnn: {who}{what} while MPI was starting (MPI_Init or the ranks' first "
                              f"collective did not return)\n")
             sys.stderr.flush()
         finally:
-            os._exit(143 if name == "SIGTERM" else 130)
+            os._exit(signals.exit_code(name))
 
     def close(self):
         import signal
@@ -450,17 +454,19 @@ class _StartWatch:
 def _starting_mpi(held):
     """Around ``import mpi4py.MPI``, which runs MPI_Init: there the main thread waits in C, holding the GIL,
     for every rank of the launch to start (forever when one never does: an MPMD partner that is no MPI
-    program), so no Python code runs — not a signal handler, not _StartWatch's thread. SIGTERM therefore
-    keeps its default effect there (timeout, scancel and kill end the rank; a SIGTERM held earlier stays
+    program), so no Python code runs — not a signal handler, not _StartWatch's thread. SIGTERM (and SIGHUP)
+    therefore keep their default effect there (timeout, scancel and kill end the rank; a SIGTERM held earlier stays
     held), and the wait is bounded by FASTNN_DISTRIBUTED_TIMEOUT (faulthandler's timer, a C thread: the
     stack and exit 1). A Ctrl-C stays held: agreed on by every rank once MPI has started (mpiexec ends the
     job on a second Ctrl-C)."""
     import faulthandler
     import signal
     from ..engines.local import start_timeout
-    term = held.previous.get(signal.SIGTERM) is not None and signal.getsignal(signal.SIGTERM) is held.handler
-    if term:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from .. import signals
+    outside = [sig for sig in signals.STOP_SIGNALS if sig != signal.SIGINT     # SIGTERM and SIGHUP
+               and held.previous.get(sig) is not None and signal.getsignal(sig) is held.handler]
+    for sig in outside:
+        signal.signal(sig, signal.SIG_DFL)
     armed, limit = False, start_timeout()
     if limit > 0:
         try:
@@ -473,8 +479,9 @@ def _starting_mpi(held):
     finally:
         if armed:
             faulthandler.cancel_dump_traceback_later()
-        if term and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, held.handler)
+        for sig in outside:
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                signal.signal(sig, held.handler)
 
 
 def _run_distributed(parse, held=None):
@@ -609,7 +616,7 @@ def _train(args, sync=None, threads=None):
 
     drop = [name.strip() for text in args.drop or () for name in text.split(",") if name.strip()]
     is_csv = args.data.lower().endswith(".csv") and args.data.lower() not in DATASET_NAMES
-    for flag, value in (("--drop", drop), ("--categorical", args.categorical)):
+    for flag, value in (("--drop", drop), ("--categorical", args.categorical), ("--no-header", args.no_header)):
         if value and not is_csv:
             raise CLIError(f"{flag} applies only to .csv files, not {args.data!r}")
     if args.missing != "error" and not is_csv:
@@ -855,6 +862,9 @@ def add_parser(sub):
                         "X_test, y_test; .csv with a header row, the label in the last column or --target "
                         "(default: %(default)s)")
     p.add_argument("--target", metavar="NAME", help="label column of a .csv file (default: the last column)")
+    p.add_argument("--no-header", action="store_true",
+                   help="the .csv file has no header row: every row is data and the columns are named 1, 2, ... "
+                        "by position (--target 5, --drop 1)")
     p.add_argument("--drop", action="append", metavar="COLUMN[,...]",
                    help="leave these columns of a .csv file out (ids, names, free text); repeatable")
     p.add_argument("--standardize", action="store_true",
