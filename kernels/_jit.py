@@ -45,6 +45,11 @@ each. What was tried, one change at a time:
   interleaved medians of 3: 10.1 -> 6.9 s cold (warm unchanged, 0.95 s, on a slower day of this machine).
 - the same for Dropout (step.CHAINS: a chain key is (activation group, has Dropout)): a network without
   Dropout compiles no mask code (``apply``, its hash): 23 -> 20 compiles, ~0.3 s CPU.
+- IR inlining of the six small kernels the step calls (``gather``, ``gather_rows``, ``add_bias``,
+  ``column_sums``, ``count_correct_labels``, ``_weight_sum``) and of the Adam helpers: 20 -> 12 compiles,
+  but the driver's own typing and lowering grew by 0.4-0.5 s, as much as the compiles saved (five paired
+  runs, loaded: medians 4.64 -> 4.68 s). Rejected: below ~0.1 s a separately compiled function costs
+  about what its inlined copies cost the driver.
 Records for the kernels' arguments (a 34-argument kernel, measured alone): positional 0.69 s, one
 namedtuple of the same fields 0.70 s (unboxing the arrays costs the same), a structref 0.10 s plus 0.97 s
 for its constructor, which Numba compiles in every process (not cached). Namedtuples are the record kind
