@@ -37,13 +37,13 @@ class GradientHealthWarning(RuntimeWarning):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) or SIGTERM stopped ``fit`` cleanly; a KeyboardInterrupt, so ``except
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP stopped ``fit`` cleanly; a KeyboardInterrupt, so ``except
     KeyboardInterrupt`` works.
 
     Attributes: ``epoch`` (the epoch it stopped in, from 1), ``batch`` (batches of that epoch completed),
     ``batches`` (batches per epoch), ``history`` (the completed epochs), ``checkpoint`` (the path of the
-    checkpoint written on the way out, or None) and ``signal_name`` ("SIGINT" or "SIGTERM"). The network keeps
-    the weights of the last completed batch.
+    checkpoint written on the way out, or None) and ``signal_name`` ("SIGINT", "SIGTERM" or "SIGHUP"). The
+    network keeps the weights of the last completed batch.
     """
 
     def __init__(self, epoch, batch, batches, history=None, checkpoint=None, signal_name="SIGINT"):

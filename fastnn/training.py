@@ -1,10 +1,10 @@
 """THE training loop: epochs, sample order, batching, validation, history, progress, callbacks, learning-rate
-schedules, checkpoints and resume, Ctrl-C / SIGTERM, divergence and gradient health — written once.
+schedules, checkpoints and resume, Ctrl-C / SIGTERM / SIGHUP, divergence and gradient health — written once.
 
 This module keeps the settings (``Trainer``) and the loop; the rest has modules of its own:
 * fastnn.engines   the engines that run one epoch (fused, per-layer, distributed) behind one protocol, and
                    the run strategies (one process, MPI ranks);
-* fastnn.signals   what Ctrl-C and SIGTERM do while a fit runs;
+* fastnn.signals   what Ctrl-C, SIGTERM and SIGHUP do while a fit runs;
 * fastnn.health    per-layer gradient norms and the vanishing / exploding warnings;
 * fastnn.callbacks the callback protocol (``CallbackList``), fastnn.checkpoint the checkpoint file.
 ``NeuralNetwork.fit``, ``DistributedTrainer``, the scikit-learn estimators and the CLI are clients of this loop.
@@ -87,7 +87,7 @@ class Trainer:
     callback sets is used next epoch (and recorded in history["lr"]) unless a schedule drives the rate (then
     ValueError); a history list of the loop removed or cut short raises ValueError naming it.
 
-    Ctrl-C (SIGINT) and SIGTERM (main thread only) stop training cleanly: the per-layer path after the
+    Ctrl-C (SIGINT), SIGTERM and SIGHUP (main thread only) stop training cleanly: the per-layer path after the
     current mini-batch, the fused path after the current epoch. The network keeps the weights of the last
     completed step, the history the completed epochs, the checkpoint (if any) is written — mid-epoch ones
     resume exactly too — and ``TrainingInterrupted``, a KeyboardInterrupt saying where it stopped (and its
