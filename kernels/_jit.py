@@ -371,6 +371,14 @@ def _with_cache(dispatcher):
                                            "cache directory is writable")
     return dispatcher
 
+def cache_directory():
+    """The directory Numba's on-disk cache keeps fastnn's kernels in (the package's ``__pycache__`` or
+    NUMBA_CACHE_DIR), or None when nowhere is writable (kernels then compile in every process)."""
+    try:
+        return _KernelCache(cache_directory)._cache_path
+    except (RuntimeError, OSError):
+        return None
+
 #: Elementwise passes smaller than this run serially: a parallel region costs 30-60 us to launch on the
 #: 2-core machine we measured (and ~7.6 ms right after a multi-threaded BLAS call, see fastnn/threads.py);
 #: a serial pass takes longer than that only above ~1e6 elements.

@@ -1,4 +1,4 @@
-"""The ``fastnn`` command line: train, predict, evaluate, info, export, gradcheck, demo, bench.
+"""The ``fastnn`` command line: train, predict, evaluate, info, export, gradcheck, demo, bench, compile.
 
 One module per command (``fastnn.cli.train``, ...), each with ``add_parser(subparsers)`` and its ``cmd_*``
 function; the commands only parse, call the library (fastnn.data, fastnn.preprocessing, fastnn.io, ...) and
@@ -15,7 +15,7 @@ import sys
 from ._common import (DATASET_NAMES, DEFAULTS, EXIT_FAILURE, EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_OK,  # noqa: F401
                       EXIT_TERMINATED, EXIT_USAGE, signal_exit, CLIError, _error_text, _Parser, _report, _text,
                       parse_hidden)
-from . import bench, demo, evaluate, export, gradcheck, info, predict, train
+from . import bench, compile, demo, evaluate, export, gradcheck, info, predict, train
 from .bench import find_benchmarks  # noqa: F401
 from .train import build_network  # noqa: F401
 
@@ -35,13 +35,14 @@ examples:
   fastnn export moons.safetensors --onnx moons.onnx
   fastnn gradcheck
   fastnn demo xor --plot xor.png
+  fastnn compile                                compile the common first fits' kernels ahead (once per install)
 
 exit codes: 0 ok, 1 runtime failure (diverged training, failed check), 2 bad input, 130 interrupted, 143 terminated,
             129 hung up (terminal closed)
 """
 
 
-COMMANDS = (train, predict, evaluate, info, export, gradcheck, demo, bench)
+COMMANDS = (train, predict, evaluate, info, export, gradcheck, demo, bench, compile)
 
 
 def build_parser():

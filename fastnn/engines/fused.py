@@ -31,6 +31,11 @@ _LOSS_TEXT = {kernels.LOSS_CE_LABELS: "softmax-CE labels", kernels.LOSS_CE_DENSE
 _LOSS_KINDS = {"ce_labels": kernels.LOSS_CE_LABELS, "ce_dense": kernels.LOSS_CE_DENSE, "l2": kernels.LOSS_L2,
                "sigmoid": kernels.LOSS_SIGMOID}
 
+#: thread counts whose kernel every new EpochRunner also compiles (or loads) before its first epoch, besides
+#: the one its fit runs on: ``fastnn compile`` (fastnn.precompile) sets it in its worker processes, so that a
+#: tiny fit there leaves both the serial and the batch-parallel kernel of its configuration in the cache
+COMPILE_ALSO = ()
+
 
 def _plan(net):
     """(list of FullyConnected, activation codes (L,) int64, activation parameters (L,) float64, the Dropout
@@ -139,6 +144,8 @@ class EpochRunner:
                                     x_bits=self.A[0].reshape(-1).view(np.int32 if dtype == np.float32 else np.int64))
         self.data = step.Data(X=X, labels=self.labels, targets=self.targets, sample_weights=self.sample_weights,
                               order=np.empty(0, np.int64), batch_size=int(batch_size), dkey=np.uint64(0))
+        for T in COMPILE_ALSO:
+            self.compile(T)
 
     def _optimizer_record(self, plan):
         """(opt_kind, the Optimizer record) for the kernel: the optimizer's kernel_spec() and its state,
@@ -194,23 +201,36 @@ class EpochRunner:
             return epoch_parallel.variant(self.loss_kind, opt_kind, self.chain), records
         return kernels.variant(self.loss_kind, opt_kind, self.chain), records + (threads.blas_threads(),)
 
-    def compile_pending(self):
-        """A line saying that the first epoch will compile its kernel (neither compiled in this process nor
-        in Numba's on-disk cache), for a verbose fit to print before it starts; None when it is ready."""
-        plan = self.net.plan()
-        T = threads.batch_parallel_threads(self.widths, self.rows, len(self.X))
-        kernel, args = self._kernel_call(T, np.empty(0, np.int64), plan, np.uint64(0))
+    def _call_for(self, T):
+        """(the kernel an epoch on T threads runs, arguments of the types it will be called with)."""
+        kernel, args = self._kernel_call(T, np.empty(0, np.int64), self.net.plan(), np.uint64(0))
         if T > 1:
             args = (0, T, np.empty(SYNC_SIZE, np.int64), self._team(T)) + args
+        return kernel, args
+
+    def _ready(self, kernel, args):
         # loading the kernel from the cache runs LLVM: a Ctrl-C raised in there left llvmlite objects half
         # built (an "Exception ignored" traceback on stderr); held, it lands after the load
         with signals.held():
-            ready = is_compiled(kernel, args)
-        if not ready:
+            return is_compiled(kernel, args)
+
+    def compile_pending(self):
+        """A line saying that the first epoch will compile its kernel (neither compiled in this process nor
+        in Numba's on-disk cache), for a verbose fit to print before it starts; None when it is ready."""
+        T = threads.batch_parallel_threads(self.widths, self.rows, len(self.X))
+        if not self._ready(*self._call_for(T)):
             return (f"fastnn: compiling the fused kernel for {np.dtype(self.net.dtype).name} / "
                 f"{_LOSS_TEXT[self.loss_kind]} / {type(self.net.optimizer).__name__}"
                 f"{' (batch-parallel)' if T > 1 else ''} (first run only, a few seconds)")
         return None
+
+    def compile(self, T):
+        """Compile the kernel an epoch of this fit on ``T`` threads runs (1: the serial kernel, more: the
+        batch-parallel one), or load it from Numba's on-disk cache, without running it (COMPILE_ALSO)."""
+        from numba import typeof
+        kernel, args = self._call_for(T)
+        if not self._ready(kernel, args):
+            kernel.compile(tuple(typeof(a) for a in args))
 
     def _team(self, T, totals=None):
         """The batch-parallel kernel's shared record for T blocks (kernels/epoch_parallel.py's Team)."""
