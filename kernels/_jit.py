@@ -68,6 +68,7 @@ import types
 
 from numba import njit
 from numba.core import caching
+from numba.core.runtime import rtsys
 
 _KERNELS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -234,16 +235,18 @@ _numba_ready = False
 
 
 def prepare_numba():
-    """Numba's one-time set-up of this process, done now with Python's cyclic garbage collector paused.
+    """Numba's one-time set-up of this process for running cached kernels, done now (under Numba's compiler
+    lock, Python's cyclic garbage collector paused) rather than inside the first kernel call: the runtime's
+    symbols (``rtsys.initialize``: NRT's functions, compiled once per process) that a cached kernel's object
+    code links against.
 
-    The first kernel a process loads from the cache (or compiles) makes Numba load its implementation
-    registries (``BaseContext.refresh``: ~0.1-0.2 s of CPU, most of a warm fit's start). That allocates
-    ~280,000 long-lived objects, and the collections they trigger on the way (a full one among them, over
-    everything scikit-learn or the user had allocated) are a third of it: measured on digits,
-    refresh 0.16 -> 0.10 s CPU. This runs the same refresh (Numba runs it again before every load or
-    compile; later ones only add what is new) under Numba's compiler lock, and re-enables the collector
-    only if it was enabled. Call it before a fit's first kernel; idempotent, and a no-op (the kernel does
-    the set-up itself) if Numba's layout differs. Results do not depend on it."""
+    Numba's own set-up before a load is much larger: ``BaseContext.refresh`` imports and installs every typing
+    and lowering registry, ~0.1-0.2 s of CPU and ~280,000 long-lived objects — half of a warm digits fit
+    (0.27-0.31 s -> 0.13-0.15 s in the same run without it, 2026-12-07). Loading a cached kernel does not need
+    it (``_KernelCache.load_overload``), so a warm process never pays it; a process that compiles pays it
+    inside its first compile (``compile_extra`` refreshes), beside seconds of compiling. Call it before a
+    fit's first kernel; idempotent, and a no-op (the kernel does the set-up itself) if Numba's layout
+    differs. Results do not depend on it."""
     global _numba_ready
     if _numba_ready:
         return
@@ -256,12 +259,12 @@ def prepare_numba():
     with global_compiler_lock:
         if _numba_ready:
             return
-        refresh = getattr(getattr(cpu_target, "target_context", None), "refresh", None)
         enabled = gc.isenabled()
         gc.disable()
         try:
-            if refresh is not None:
-                refresh()
+            rtsys.initialize(cpu_target.target_context)
+        except Exception:        # noqa: BLE001 -- a Numba laid out otherwise: the first load or compile does it
+            pass
         finally:
             if enabled:
                 gc.enable()
@@ -340,8 +343,14 @@ class _KernelCache(caching.FunctionCache):
                                             source_stamp=self._impl.locator.get_source_stamp())
 
     def load_overload(self, sig, target_context):
+        # Numba's own load refreshes the target context first: it imports and installs every typing and
+        # lowering registry (~0.1-0.2 s of CPU the first time in a process, most of a warm fit's start).
+        # A cached kernel is object code: rebuilding it needs only the runtime's symbols (NRT), which
+        # rtsys.initialize installs; the registries are left to the first compile, which refreshes them
+        # itself (numba.core.compiler.compile_extra).
         try:
-            return super().load_overload(sig, target_context)
+            rtsys.initialize(target_context)
+            return self._load_overload(sig, target_context)
         except Exception:        # noqa: BLE001 -- an entry that cannot be rebuilt: compiled again, saved over
             return None
 

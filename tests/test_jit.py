@@ -141,8 +141,9 @@ def test_the_probe_says_no_blas_without_scipys_extension(monkeypatch):
 
 
 def test_prepare_numba_leaves_the_collector_as_it_found_it(tmp_path):
-    """prepare_numba runs Numba's one-time set-up (the registries are loaded after it) with the cyclic GC
-    paused, and leaves the collector enabled or disabled as it was; a second call does nothing."""
+    """prepare_numba runs the set-up cached kernels need (NRT's symbols) with the cyclic GC paused, and leaves
+    the collector enabled or disabled as it was; a second call does nothing. It does not load Numba's
+    typing and lowering registries (numba.np.arraymath among them): a warm process never needs them."""
     code = """
         import gc, sys
         import fastnn
@@ -156,4 +157,56 @@ def test_prepare_numba_leaves_the_collector_as_it_found_it(tmp_path):
         print([all(was), _jit._numba_ready, "numba.np.arraymath" in sys.modules,
                "scipy.linalg" in sys.modules])
     """
-    assert _run(code, tmp_path) == "[True, True, True, False]"
+    assert _run(code, tmp_path) == "[True, True, False, False]"
+
+
+# a fit in float32 of a small network (the weights' bytes), then, in float64, a network of another depth
+# (compiled in a process that so far only loaded kernels); prints whether Numba's registries were loaded
+# after each, the compiles of each (numba:compile events) and the weights
+_WARM_THEN_COLD = """
+    import sys
+    import numpy as np
+    import fastnn as fnn
+    from numba.core.event import install_recorder
+    rng = np.random.default_rng(0)
+    rows = []
+    for dtype, hidden in ((np.float32, (9,)), (np.float64, (7, 5))):
+        X, y = rng.standard_normal((120, 6)).astype(dtype), rng.integers(0, 3, 120)
+        sizes = (6,) + hidden + (3,)
+        layers = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [fnn.FullyConnected(a, b, dtype=dtype), fnn.TanH()]
+        net = fnn.NeuralNetwork(layers[:-1], loss=fnn.SoftmaxCrossEntropy(), optimizer=fnn.Adam(), seed=0)
+        with install_recorder("numba:compile") as rec:
+            net.fit(X, y, epochs=2, batch_size=32, verbose=0)
+            p = net.predict_proba(X)
+        compiles = sum(ev.is_start for _, ev in rec.buffer)
+        rows.append(["numba.np.arraymath" in sys.modules, compiles > 0,
+                     net.plan().params.tobytes().hex() + p.tobytes().hex()])
+    print(rows)
+"""
+
+
+def test_a_warm_process_loads_kernels_without_numbas_registries_and_still_compiles_what_is_missing(tmp_path):
+    """Kernels loaded from the cache run without Numba's registry refresh (``_KernelCache.load_overload``);
+    a kernel that is missing in such a process still compiles (the compile loads the registries itself),
+    and every result equals the cold process's bit for bit."""
+    import ast
+    import os
+    cache = tmp_path / "numba-cache"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+
+    def run(code):
+        out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                             timeout=900, env=env)
+        assert out.returncode == 0 and out.stderr == "", out.stderr[-3000:]
+        return ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    only_first = _WARM_THEN_COLD.replace("((np.float32, (9,)), (np.float64, (7, 5)))", "((np.float32, (9,)),)")
+    cold = run(only_first)                   # fills the cache with the float32 kernels only
+    assert cold[0][:2] == [True, True]
+    mixed = run(_WARM_THEN_COLD)            # float32 loaded, float64 compiled, in one process
+    assert mixed[0][:2] == [False, False], "the float32 fit loaded its kernels without the registries"
+    assert mixed[1][:2] == [True, True], "the float64 fit compiled (and loaded the registries to do so)"
+    again = run(_WARM_THEN_COLD)
+    assert [row[:2] for row in again] == [[False, False], [False, False]]
+    assert mixed[0][2] == cold[0][2] == again[0][2] and mixed[1][2] == again[1][2]
