@@ -398,14 +398,20 @@ def is_compiled(dispatcher, args):
     """Whether calling ``dispatcher`` with ``args`` needs no compiling: its signature is compiled in this
     process, or Numba's on-disk cache holds it (then it is loaded now, as the call would)."""
     from numba import typeof
+    from numba.core.compiler_lock import global_compiler_lock
     sig = tuple(typeof(a) for a in args)
     if sig in dispatcher.overloads:
         return True
     cache = getattr(dispatcher, "_cache", None)
-    cres = cache.load_overload(sig, dispatcher.targetctx) if cache is not None else None
-    if cres is None:
+    if cache is None:
         return False
-    dispatcher.add_overload(cres)
+    with global_compiler_lock:         # as Numba loads (Dispatcher.compile): one thread at a time in LLVM
+        if sig in dispatcher.overloads:
+            return True
+        cres = cache.load_overload(sig, dispatcher.targetctx)
+        if cres is None:
+            return False
+        dispatcher.add_overload(cres)
     return True
 
 
