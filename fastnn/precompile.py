@@ -121,7 +121,10 @@ def _worker(encoded):
     from .threads import max_threads
     if max_threads() > 1:
         fused.COMPILE_ALSO = (2,)
+    parent = os.getppid()
     for text in encoded.split(","):
+        if os.getppid() != parent:      # ``fastnn compile`` is gone (killed): nobody waits for the rest
+            return
         kind, dtype, depth = text.split(":")
         unit = Unit(kind, dtype, int(depth))
         start = time.perf_counter()
@@ -132,8 +135,13 @@ def _worker(encoded):
 def compile_units(todo, jobs, report=None):
     """Run the units ``todo`` in ``jobs`` worker processes; ``report(unit, seconds)`` is called as each ends.
     Returns the failures: a list of (the units of a worker that failed, its exit code, its last stderr line).
-    A KeyboardInterrupt (Ctrl-C) stops the workers and is raised again."""
-    shares = worker_shares(todo, jobs)
+    A KeyboardInterrupt (Ctrl-C; SIGTERM and SIGHUP raise one here too) ends the workers and is raised again."""
+    from .signals import raising
+    with raising():       # SIGTERM / SIGHUP as Ctrl-C: the workers are ended below, not left running
+        return _compile_shares(worker_shares(todo, jobs), report)
+
+
+def _compile_shares(shares, report):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     procs = []
     try:

@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 
-__all__ = ["StopFlag", "deferred", "critical", "held", "STOP_SIGNALS", "DEFAULTS", "exit_code", "describe"]
+__all__ = ["StopFlag", "deferred", "critical", "held", "raising", "STOP_SIGNALS", "DEFAULTS", "exit_code", "describe"]
 
 # every signal that stops a fit (SIGHUP where the platform has it), and Python's default handler of each
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
@@ -129,6 +129,33 @@ def deferred(flag):
     finally:
         _state.pending = None
         restore()
+
+
+@contextlib.contextmanager
+def raising():
+    """In the block, SIGTERM and SIGHUP raise KeyboardInterrupt as SIGINT does (its ``signal_name`` says
+    which: the command line's exit status, ``exit_code``), so that ``finally`` clauses run — for work that
+    can stop anywhere but must clean up, such as ``fastnn compile`` ending its worker processes. Main thread
+    only, over the default handlers only (a user's own handler is left alone); restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        exc = KeyboardInterrupt(describe(name))
+        exc.signal_name = name
+        raise exc
+    for sig in STOP_SIGNALS:
+        if sig != signal.SIGINT and signal.getsignal(sig) is DEFAULTS[sig]:
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, old)
 
 
 # -- the exit status of a script that a TrainingInterrupted ends ------------------------------------------

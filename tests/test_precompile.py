@@ -115,3 +115,42 @@ def test_no_writable_cache_is_one_line_and_exit_1(capsys, monkeypatch):
     assert main(["compile", "--kinds", "sgd"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("fastnn: error: no writable directory for Numba's kernel cache")
+
+
+def _workers_alive(marker):
+    """Processes whose environment holds ``marker`` (the test's NUMBA_CACHE_DIR), but this one."""
+    alive = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if marker.encode() in f.read() and int(pid) != os.getpid():
+                    alive.append(int(pid))
+        except OSError:
+            continue
+    return alive
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker processes")
+@pytest.mark.parametrize("signame, code, words", [("SIGTERM", 143, "terminated (SIGTERM)"),
+                                                 ("SIGHUP", 129, "hung up (SIGHUP)")])
+def test_a_stop_signal_ends_the_workers_too(tmp_path, signame, code, words):
+    """SIGTERM or SIGHUP sent to ``fastnn compile`` alone (not its process group) ends its workers as well,
+    with the command's one line and exit status."""
+    import signal
+    import time
+    cache = str(tmp_path / "cache")
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    proc = subprocess.Popen([sys.executable, "-m", "fastnn", "compile", "--kinds", "sgd,regressor", "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout.readline().startswith("fastnn compile: 4 configurations in 2 processes")
+    deadline = time.monotonic() + 60
+    while len(_workers_alive(cache)) < 3 and time.monotonic() < deadline:      # the command and 2 workers
+        time.sleep(0.05)
+    assert len(_workers_alive(cache)) == 3
+    proc.send_signal(getattr(signal, signame))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code and err == f"fastnn: {words}\n", (proc.returncode, err)
+    deadline = time.monotonic() + 30
+    while _workers_alive(cache) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _workers_alive(cache) == []
