@@ -146,9 +146,11 @@ NOT_AT_START = ("scipy.linalg", "sklearn", "matplotlib", "torch", "onnx", "onnxr
 
 
 def test_import_and_a_default_fit_load_only_what_they_use(tmp_path):
-    """``import fastnn`` and then ``fastnn train -q`` in the same process (whatever the Numba cache holds)
-    leave every module of NOT_AT_START unimported, and Numba's registries (loaded by the fit) did not pull
-    in scipy.linalg."""
+    """``import fastnn`` and then ``fastnn train -q`` in the same process leave every module of NOT_AT_START
+    unimported: with an empty Numba cache, where the compile loads Numba's registries (which then did not
+    pull in scipy.linalg), and again on the cache it filled, where the kernels load without the registries
+    (kernels/_jit.py, ``_KernelCache.load_overload``)."""
+    import os
     import subprocess
     import sys
     code = ("import sys\n"
@@ -158,6 +160,9 @@ def test_import_and_a_default_fit_load_only_what_they_use(tmp_path):
             "at_import = loaded()\n"
             "assert fastnn.cli.main(['train', '-q', '--epochs', '2']) == 0\n"
             "print([at_import, loaded(), 'numba.np.arraymath' in sys.modules])\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "[[], [], True]", out.stdout
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    for registries in (True, False):      # cold: compiled (registries loaded); warm: loaded from the cache
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                             cwd=tmp_path, env=env)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().splitlines()[-1] == f"[[], [], {registries}]", out.stdout
