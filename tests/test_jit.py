@@ -210,3 +210,50 @@ def test_a_warm_process_loads_kernels_without_numbas_registries_and_still_compil
     again = run(_WARM_THEN_COLD)
     assert [row[:2] for row in again] == [[False, False], [False, False]]
     assert mixed[0][2] == cold[0][2] == again[0][2] and mixed[1][2] == again[1][2]
+
+
+def test_the_collector_is_paused_while_numba_compiles_and_restored_after():
+    """kernels/_jit.py pauses the cyclic GC for each outermost compile (a few % of a cold compile) and
+    restores it as it was: enabled or disabled by the user, after a compile that succeeds or raises."""
+    import gc
+    import numba
+    from numba.core import event
+    import fastnn.kernels._jit  # noqa: F401 -- registers the listener
+    seen = []
+
+    class Spy(event.Listener):
+        def on_start(self, ev):
+            seen.append(gc.isenabled())
+
+        def on_end(self, ev):
+            pass
+
+    def fresh():
+        @numba.njit
+        def inner(x):
+            return x + 1
+
+        @numba.njit
+        def outer(x):
+            return inner(x) * 2
+        return outer
+
+    @numba.njit
+    def broken(x):
+        return x.no_such_attribute
+
+    was = gc.isenabled()
+    try:
+        with event.install_listener("numba:compile", Spy()):
+            gc.enable()
+            assert fresh()(1.5) == 5.0
+            assert gc.isenabled()
+            with pytest.raises(numba.core.errors.TypingError):
+                broken(1)
+            assert gc.isenabled()
+            gc.disable()
+            assert fresh()(2.5) == 7.0
+            assert not gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert seen and not any(seen), seen        # every compile, nested ones too, ran with the GC paused
