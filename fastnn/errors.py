@@ -17,6 +17,22 @@ class TrainingDivergedError(RuntimeError):
             f"weights of the last finite step. Try a smaller learning rate (or normalise the inputs).")
 
 
+class NonFiniteStateError(TrainingDivergedError, ValueError):
+    """A fit stopped at the first step of an epoch because the network's parameters or the optimizer's state
+    already held NaN or infinite values when the epoch began — set or changed outside training (an array
+    changed in place, a callback) — rather than a divergence of the learning rule. A TrainingDivergedError
+    (the loss or gradient of that step was not finite) and a ValueError (a bad value the user gave);
+    ``where`` names the array."""
+
+    def __init__(self, epoch, batch, where, history=None):
+        super().__init__(epoch, batch, None, history)
+        self.where = where
+        self.args = (f"{where} held NaN or infinite values when epoch {epoch} began (set or changed outside "
+                     f"training, e.g. in place or by a callback), so its first step could not be finite: "
+                     f"training needs finite parameters and optimizer state (assign finite values, or load "
+                     f"a saved model)",)
+
+
 class NonFiniteUpdateError(ArithmeticError):
     """An optimizer step would have made a parameter NaN or infinite; nothing was updated.
 

@@ -1,5 +1,6 @@
 """Rosenblatt's perceptron: y = sign(w·x + b), trained by the perceptron rule."""
 import math
+import warnings
 
 import numpy as np
 
@@ -59,9 +60,21 @@ class Perceptron(_checks.Guarded):
         self.classes_ = None
         self.converged = False
 
+    def _check_weights(self):
+        """``weights`` is validated when assigned, but its array can be changed in place: a NaN or infinity
+        there would make every activation NaN (a "divergence" at the first sample, or class 0 for every row)."""
+        if not np.isfinite(self.weights).all():
+            bad = np.flatnonzero(~np.isfinite(self.weights))
+            raise ValueError(f"Perceptron.weights holds NaN or infinite values (at {bad[:5].tolist()}"
+                             f"{', ...' if len(bad) > 5 else ''}; changed in place?): assign finite weights "
+                             f"or make a new Perceptron")
+
     def decision_function(self, X):
+        """w·x + b for each row of X (n, n_features), float64 (n,)."""
+        self._check_weights()
         X = _checks.matrix(X, "X", np.float64, self.n_features)
-        return X @ self.weights + self.bias
+        with np.errstate(over="ignore", invalid="ignore"):
+            return X @ self.weights + self.bias
 
     def fit(self, X, y, epochs=100):
         """Rosenblatt's rule over the data in order, epoch after epoch, until an epoch makes no mistake
@@ -71,6 +84,7 @@ class Perceptron(_checks.Guarded):
         1); the perceptron then keeps the last finite weights and bias, with the new ``classes_`` and
         ``converged`` False. An interruption (Ctrl-C) keeps the updates made before it, weights and bias
         together."""
+        self._check_weights()
         X = _checks.matrix(X, "X", np.float64, self.n_features)
         epochs = _checks.positive_int(epochs, "epochs")
         y = np.asarray(y)
@@ -116,7 +130,13 @@ class Perceptron(_checks.Guarded):
     def predict(self, X):
         if self.classes_ is None:
             raise RuntimeError("Perceptron.predict called before fit")
-        return np.where(self.decision_function(X) > 0, self.classes_[1], self.classes_[0])
+        activation = self.decision_function(X)
+        bad = np.flatnonzero(~np.isfinite(activation))
+        if len(bad):           # finite X and weights whose w·x + b overflows: no class can be read from it
+            warnings.warn(f"Perceptron.predict: w·x + b is NaN or infinite for {len(bad)} of {len(activation)} "
+                          f"rows (the first: row {bad[0]}; the values of X or the weights are too large): "
+                          f"those rows are given class {self.classes_[0]}", RuntimeWarning, stacklevel=2)
+        return np.where(activation > 0, self.classes_[1], self.classes_[0])
 
     def score(self, X, y):
         return float(np.mean(self.predict(X) == np.asarray(y)))
