@@ -36,13 +36,24 @@ class NonFiniteStateError(TrainingDivergedError, ValueError):
 class NonFiniteUpdateError(ArithmeticError):
     """An optimizer step would have made a parameter NaN or infinite; nothing was updated.
 
-    ``index`` is the position of the offending array in the ``params`` list given to ``step``.
+    ``index`` is the position of the offending array in the ``params`` list given to ``step``; ``cause``
+    what was not finite: "parameters" (already, before the step: changed in place), "gradient" (the loss or
+    the backward pass was not finite), "state" (the optimizer's own, changed in place) or "update" (finite
+    inputs whose update overflows: the learning rate is too large).
     """
 
-    def __init__(self, index):
-        self.index = index
-        super().__init__(f"the update of parameter array {index} would overflow to NaN/Inf; no parameter "
-                         f"was changed. Try a smaller learning rate.")
+    _TEXT = {"parameters": "parameter array {i} already holds NaN or infinite values (changed in place?)",
+             "gradient": "the gradient of parameter array {i} holds NaN or infinite values (the loss or the "
+                         "backward pass was not finite)",
+             "state": "the optimizer's state for parameter array {i} holds NaN or infinite values (changed in "
+                      "place?)",
+             "update": "the update of parameter array {i} would overflow to NaN/Inf"}
+
+    def __init__(self, index, cause="update"):
+        self.index, self.cause = index, cause
+        text = self._TEXT.get(cause, self._TEXT["update"]).format(i=index)
+        advice = " Try a smaller learning rate." if cause not in ("parameters", "gradient", "state") else ""
+        super().__init__(f"{text}; no parameter was changed.{advice}")
 
 
 class GradientHealthWarning(RuntimeWarning):

@@ -70,6 +70,15 @@ def _state(value, name):
     return [list(slots) for slots in value]
 
 
+def _nonfinite_cause(p, g, slots):
+    """Why a step's update of ``p`` (gradient ``g``, optimizer state ``slots``) is not finite: one pass over
+    each, on the failure path only (NonFiniteUpdateError's ``cause``)."""
+    for cause, arrays in (("parameters", (p,)), ("gradient", (g,)), ("state", tuple(slots))):
+        if any(not np.isfinite(a).all() for a in arrays):
+            return cause
+    return "update"
+
+
 class Optimizer(Owned):
     """Base class: keeps per-parameter state, created on the first step and reset by ``reset()``.
 
@@ -200,12 +209,12 @@ class Optimizer(Owned):
             p, g, slots = flats[0]
             if not self._checked(p, g, slots):
                 self.steps -= 1
-                raise NonFiniteUpdateError(0)
+                raise NonFiniteUpdateError(0, _nonfinite_cause(p, g, slots))
             return
         for i, (p, g, slots) in enumerate(flats):
             if not self._is_finite(p, g, slots):
                 self.steps -= 1
-                raise NonFiniteUpdateError(i)
+                raise NonFiniteUpdateError(i, _nonfinite_cause(p, g, slots))
         for p, g, slots in flats:
             self._update(p, g, slots, parallel_pays(p.size))
 

@@ -117,3 +117,36 @@ def test_the_perceptron_warns_when_its_activation_overflows():
     p = fnn.Perceptron(2, seed=0).fit(X, np.array([0, 0, 0, 1]))
     with pytest.warns(RuntimeWarning, match=r"w·x \+ b is NaN or infinite for 1 of 2 rows \(the first: row 0"):
         p.predict(np.array([[1e308, 1e308], [1.0, 1.0]]))
+
+
+_CAUSES = {"parameters": "parameter array 0 already holds NaN or infinite values (changed in place?)",
+           "gradient": "the gradient of parameter array 0 holds NaN or infinite values",
+           "state": "the optimizer's state for parameter array 0 holds NaN or infinite values",
+           "update": "the update of parameter array 0 would overflow to NaN/Inf"}
+
+
+@pytest.mark.parametrize("opt, cause", [(opt, cause) for opt in ("sgd", "momentum", "adam") for cause in _CAUSES
+                                        if (opt, cause) != ("sgd", "state")])      # plain SGD keeps no state
+def test_a_refused_manual_step_says_what_was_not_finite(opt, cause):
+    """optimizer.step (net.step's) refuses a non-finite update and says why; only an overflow of finite
+    values suggests a smaller learning rate; nothing changes."""
+    from fastnn.errors import NonFiniteUpdateError
+
+    from .helpers import OPTIMIZERS
+    optimizer = OPTIMIZERS[opt](0.01)
+    p, g = [np.ones(4, np.float32)], [np.ones(4, np.float32)]
+    optimizer.step(p, g)                 # state made (plain SGD keeps none)
+    if cause == "parameters":
+        p[0][2] = np.nan
+    elif cause == "gradient":
+        g[0][1] = np.inf
+    elif cause == "state":
+        optimizer.state[0][0][3] = np.nan
+    else:
+        p[0][:], optimizer.lr = -3e38, 1e38     # p - lr·(about 1) < -3.4e38
+    kept, steps = p[0].copy(), optimizer.steps
+    with pytest.raises(NonFiniteUpdateError) as info:
+        optimizer.step(p, g)
+    assert info.value.cause == cause and str(info.value).startswith(_CAUSES[cause])
+    assert ("smaller learning rate" in str(info.value)) == (cause == "update")
+    assert np.array_equal(p[0], kept, equal_nan=True) and optimizer.steps == steps
