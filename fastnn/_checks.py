@@ -601,3 +601,22 @@ def warn_at_caller(message, category=UserWarning):
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def nonfinite_parameters(layers, optimizer=None):
+    """The first of the parameter arrays of ``layers`` (then of ``optimizer``'s state) that holds NaN or
+    Inf, named ("layers[0] (FullyConnected) weights", "the Adam optimizer's state"), or None. One pass over
+    each array: callers run it where a NaN would otherwise be reported as something else (a fit's first
+    step, a gradient check)."""
+    for i, layer in enumerate(layers):
+        params = list(getattr(layer, "params", ()) or ())
+        for j, p in enumerate(params):
+            if isinstance(p, np.ndarray) and p.dtype.kind == "f" and not np.isfinite(p).all():
+                name = ("weights", "bias")[j] if len(params) == 2 else f"params[{j}]"
+                return f"layers[{i}] ({type(layer).__name__}) {name}"
+    for slots in getattr(optimizer, "state", None) or ():
+        for a in (slots if isinstance(slots, (list, tuple)) else (slots,)):
+            if isinstance(a, np.ndarray) and a.dtype.kind == "f" and not np.isfinite(a).all():
+                return f"the {type(optimizer).__name__} optimizer's state"
+    return None
+

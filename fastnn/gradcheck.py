@@ -127,6 +127,7 @@ def gradcheck(layer_or_net, x, target=None, seed=0, fused="auto"):
                 target = rng.standard_normal((len(x), net.n_outputs))
         target = net.check_target(target, len(x), "target")
         net.plan()          # the checks fit runs: params / grads of every layer, dtypes, widths, the loss
+        _refuse_nonfinite_parameters(net.layers)
         with net.training_session("run gradcheck"):
             report = _check_layer_path(net, x, target)
         from .engines import fused as fused_path
@@ -141,6 +142,7 @@ def gradcheck(layer_or_net, x, target=None, seed=0, fused="auto"):
     layer = layer_or_net
     x = np.array(layer._check_input(x), dtype=getattr(layer, "dtype", np.float64))
     _checks.ensure_finite(x, "x")          # (else the first finite difference says only "f returned nan")
+    _refuse_nonfinite_parameters([layer], alone=True)
     g = rng.standard_normal(layer._forward(x).shape)
 
     def scalar():
@@ -151,6 +153,16 @@ def gradcheck(layer_or_net, x, target=None, seed=0, fused="auto"):
     report = _compare_params([layer], scalar, prefix="")
     report["x"] = relative_error(dx, numerical_gradient(lambda _: scalar(), x))
     return report
+
+
+def _refuse_nonfinite_parameters(layers, alone=False):
+    """A ValueError naming a parameter array that holds NaN or Inf (else every finite difference fails with
+    "f returned nan")."""
+    where = _checks.nonfinite_parameters(layers)
+    if where is not None:
+        if alone:
+            where = where.split(" ", 1)[1].replace("(", "", 1).replace(")", "", 1)   # "FullyConnected weights"
+        raise ValueError(f"{where} holds NaN or infinite values: a gradient check needs finite parameters")
 
 
 def _fit_key():

@@ -363,7 +363,7 @@ class _Loop:
                     loss, correct = self.engine(order, epoch, progress)
                 except TrainingDivergedError as exc:
                     exc.history = history
-                    where = _nonfinite_state(net) if exc.batch == 1 else None
+                    where = _checks.nonfinite_parameters(net.layers, net.optimizer) if exc.batch == 1 else None
                     if where is not None:        # not a divergence: the epoch began from NaN/Inf
                         raise NonFiniteStateError(exc.epoch, exc.batch, where, history) from None
                     raise
@@ -770,25 +770,6 @@ def _class_weights(class_weight, y, net, weights):
     if not np.isfinite(combined).all():
         raise ValueError(f"sample_weight times class_weight exceeds the network's {np.dtype(net.dtype).name} range")
     return combined
-
-
-def _nonfinite_state(net):
-    """The first of ``net``'s parameter arrays and its optimizer's state arrays that holds NaN or Inf, named
-    ("layers[0] (FullyConnected) weights", "the Adam optimizer's state"), or None. Called only when a fit
-    fails at the first step of an epoch (a cost on that path alone): the state it began from is then the
-    state the network keeps."""
-    for i, layer in enumerate(net.layers):
-        params = list(getattr(layer, "params", ()) or ())
-        for j, p in enumerate(params):
-            if isinstance(p, np.ndarray) and p.dtype.kind == "f" and not np.isfinite(p).all():
-                name = ("weights", "bias")[j] if len(params) == 2 else f"params[{j}]"
-                return f"layers[{i}] ({type(layer).__name__}) {name}"
-    opt = net.optimizer
-    for slots in getattr(opt, "state", None) or ():
-        for a in (slots if isinstance(slots, (list, tuple)) else (slots,)):
-            if isinstance(a, np.ndarray) and a.dtype.kind == "f" and not np.isfinite(a).all():
-                return f"the {type(opt).__name__} optimizer's state"
-    return None
 
 
 def new_history(classification, validation):

@@ -150,3 +150,15 @@ def test_a_refused_manual_step_says_what_was_not_finite(opt, cause):
     assert info.value.cause == cause and str(info.value).startswith(_CAUSES[cause])
     assert ("smaller learning rate" in str(info.value)) == (cause == "update")
     assert np.array_equal(p[0], kept, equal_nan=True) and optimizer.steps == steps
+
+
+def test_gradcheck_names_nonfinite_parameters():
+    """(else every finite difference failed with "f returned nan")"""
+    fc = fnn.FullyConnected(3, 2, dtype="float64", seed=0)
+    fc.weights[0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"^FullyConnected weights holds NaN or infinite values: a gradient check"):
+        fnn.gradcheck(fc, np.ones((2, 3)))
+    net = make_net((3, 4, 2), dtype=np.float64)
+    net.layers[2].bias[0] = np.inf
+    with pytest.raises(ValueError, match=r"^layers\[2\] \(FullyConnected\) bias holds NaN or infinite values"):
+        fnn.gradcheck(net, np.ones((2, 3)), target=np.array([0, 1]))
