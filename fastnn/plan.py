@@ -68,6 +68,12 @@ def check_stack(layers):
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
             raise TypeError(f"layers[{i}] must be a fastnn Layer, got {type(layer).__name__}")
+        missing = [name for name in ("_forward", "_backward") if not callable(getattr(layer, name, None))]
+        if missing:
+            raise TypeError(f"layers[{i}] ({type(layer).__name__}) implements no {' and no '.join(missing)}: a "
+                            f"fastnn layer implements _forward(x) and _backward(dy, need_input_grad=True) (the "
+                            f"public forward and backward check their input, then call them; torch's "
+                            f"forward is fastnn's _forward)")
         n_in = getattr(layer, "in_features", None)
         if n_in is not None:
             if width is not None and n_in != width:

@@ -93,3 +93,23 @@ def test_a_params_property_returning_none_is_named(tmp_path, which, call):
              "save": lambda: net.save(tmp_path / "m.safetensors"), "gradcheck": lambda: fnn.gradcheck(net, X, y)}
     with pytest.raises(TypeError, match=rf"layers\[1\] \(_NoneParams\)\.{which} must be a list of arrays, got NoneType"):
         calls[call]()
+
+
+def test_a_torch_style_custom_layer_is_refused_when_the_network_is_built():
+    """A Layer subclass that implements forward/backward (torch's names) instead of _forward/_backward: one
+    clear TypeError at NeuralNetwork(...), not an AttributeError at the first predict or fit."""
+    class Double(fnn.Layer):
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, dy):
+            return 2 * dy
+
+    class NoBackward(fnn.Layer):
+        def _forward(self, x):
+            return 2 * x
+
+    for layer, missing in ((Double(), "_forward and no _backward"), (NoBackward(), "_backward")):
+        with pytest.raises(TypeError, match=rf"^layers\[1\] \({type(layer).__name__}\) implements no {missing}: "):
+            fnn.NeuralNetwork([fnn.FullyConnected(3, 4), layer, fnn.FullyConnected(4, 2)],
+                              loss=fnn.SoftmaxCrossEntropy(), optimizer=fnn.SGD())

@@ -162,3 +162,4 @@ def test_gradcheck_names_nonfinite_parameters():
     net.layers[2].bias[0] = np.inf
     with pytest.raises(ValueError, match=r"^layers\[2\] \(FullyConnected\) bias holds NaN or infinite values"):
         fnn.gradcheck(net, np.ones((2, 3)), target=np.array([0, 1]))
+
