@@ -154,3 +154,12 @@ def test_a_stop_signal_ends_the_workers_too(tmp_path, signame, code, words):
     while _workers_alive(cache) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _workers_alive(cache) == []
+
+
+def test_with_the_jit_disabled_it_says_so(capsys, monkeypatch):
+    import numba
+    monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    assert main(["compile"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == "fastnn: error: NUMBA_DISABLE_JIT is set: kernels run as Python and nothing can be " \
+                                "compiled ahead\n"

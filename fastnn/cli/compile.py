@@ -44,6 +44,10 @@ def cmd_compile(args):
     from .. import precompile
     from ..kernels._jit import cache_directory
     from ..threads import default_threads
+    import numba
+    if numba.config.DISABLE_JIT:
+        raise CLIError("NUMBA_DISABLE_JIT is set: kernels run as Python and nothing can be compiled ahead",
+                       EXIT_FAILURE)
     where = cache_directory()
     if where is None:
         raise CLIError("no writable directory for Numba's kernel cache (the package's, NUMBA_CACHE_DIR, the "
