@@ -24,7 +24,7 @@ from .engines import Progress, Stop
 from .engines.local import LocalRun
 from .errors import NonFiniteStateError, TrainingDivergedError, TrainingInterrupted
 from .health import GradientHealth
-from .kernels._jit import prepare_numba
+from .kernels._jit import numba_prepared, prepare_numba
 from .layers import draws_epoch_keys, dropout_epoch_key
 from .network import NeuralNetwork
 
@@ -273,8 +273,9 @@ class _Loop:
             return self._fit(X, y, sample_weight, setup)
 
     def _fit(self, X, y, sample_weight, setup):
-        with signals.held():     # (a Ctrl-C inside llvmlite's set-up is held until it is done)
-            prepare_numba()      # Numba's one-time set-up, cheaper now than inside the first kernel call
+        if not numba_prepared():
+            with signals.held():     # (a Ctrl-C inside llvmlite's set-up is held until it is done)
+                prepare_numba()      # Numba's one-time set-up, cheaper now than inside the first kernel call
         tr, run, net = self.trainer, self.run, self.net
         self.given = X            # for the message when the engine finds NaN/Inf in it (_bad_input)
         X, y, weights, val = run.prepare(tr, X, y, sample_weight)

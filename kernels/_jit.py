@@ -235,6 +235,11 @@ _install_blas_probe_hook()
 _numba_ready = False
 
 
+def numba_prepared():
+    """Whether ``prepare_numba`` has run in this process (then calling it again does nothing)."""
+    return _numba_ready
+
+
 def prepare_numba():
     """Numba's one-time set-up of this process for running cached kernels, done now (under Numba's compiler
     lock, Python's cyclic garbage collector paused) rather than inside the first kernel call: the runtime's

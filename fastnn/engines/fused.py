@@ -132,14 +132,15 @@ class EpochRunner:
         self.target_buf = np.empty((rows, y.shape[1]) if y.ndim == 2 else (0, 0), dtype)
         self.weight_buf = np.empty(rows if self.sample_weights.size else 0, dtype)
         self.widths, self.rows = widths, rows
-        plan = net.plan()
         # the kernels' records (kernels/step.py); per epoch only the order, the dropout key, the optimizer's
-        # hyperparameters, state and step count, and the flat buffers of that epoch's plan are replaced
+        # hyperparameters, state and step count, and the flat buffers of that epoch's plan are replaced (here:
+        # empty stand-ins of their types; ``records`` puts the plan's in)
+        flat, no_offsets = np.empty(0, dtype), np.empty(0, np.int64)
         self.network = step.Network(W=self.W, b=self.b, codes=self.codes, act_params=self.act_params,
-                                    drop_thr=self.drop_thr, drop_scale=self.drop_scale, params=plan.params,
-                                    offsets=plan.offsets)
+                                    drop_thr=self.drop_thr, drop_scale=self.drop_scale, params=flat,
+                                    offsets=no_offsets)
         self.scratch = step.Scratch(A=self.A, D=self.D, Z=self.Z, Y=self.Y, dW=self.dW, db=self.db,
-                                    grads=plan.grads, label_buf=self.label_buf, target_buf=self.target_buf,
+                                    grads=flat, label_buf=self.label_buf, target_buf=self.target_buf,
                                     weight_buf=self.weight_buf, norms=self.norms, status=self.status,
                                     x_bits=self.A[0].reshape(-1).view(np.int32 if dtype == np.float32 else np.int64))
         self.data = step.Data(X=X, labels=self.labels, targets=self.targets, sample_weights=self.sample_weights,
