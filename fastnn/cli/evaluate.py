@@ -1,5 +1,8 @@
 """fastnn evaluate: the loss and accuracy of a saved model on labelled data"""
-from ._common import (CLIError, EXIT_OK, _check_features, _error_text, _fmt, _Formatter, _labels_for,
+import math
+import warnings
+
+from ._common import (CLIError, EXIT_FAILURE, EXIT_OK, _check_features, _error_text, _fmt, _Formatter, _labels_for,
                       _load_model, _read_inputs, _text, _warn)
 
 HELP_EVALUATE = """\
@@ -25,19 +28,32 @@ def cmd_evaluate(args):
                        f"the array 'y' or 'y_test')")
     _check_features(X, net, where)
     y = _labels_for(net, extra, labels, where)
-    try:
-        scores = net.evaluate(X, y)
-    except (ValueError, TypeError) as exc:
-        raise CLIError(f"{where}: {_error_text(exc)}") from None
-    parts = [f"loss {_fmt(scores['loss'])}"]
-    if "accuracy" in scores:
-        parts.append(f"accuracy {scores['accuracy']:.4f}")
-    else:
-        from ..data import regression_scores
-        r = regression_scores(y, net.predict(X))
-        parts.append(f"RMSE {_fmt(r['rmse'])} | R² {r['r2']:.4f} (predicting the mean: RMSE "
-                     f"{_fmt(r['baseline_rmse'])}, R² 0)")
+    with warnings.catch_warnings(record=True) as said:    # the model's outputs not finite: said once, below
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            scores = net.evaluate(X, y)
+        except (ValueError, TypeError) as exc:
+            raise CLIError(f"{where}: {_error_text(exc)}") from None
+        parts = [f"loss {_fmt(scores['loss'])}"]
+        if "accuracy" in scores:
+            parts.append(f"accuracy {scores['accuracy']:.4f}")
+        else:
+            from ..data import regression_scores
+            r = regression_scores(y, net.predict(X))
+            parts.append(f"RMSE {_fmt(r['rmse'])} | R² {r['r2']:.4f} (predicting the mean: RMSE "
+                         f"{_fmt(r['baseline_rmse'])}, R² 0)")
+    finite = all(math.isfinite(v) for v in scores.values())
+    first = next((str(w.message) for w in said if issubclass(w.category, RuntimeWarning)), None)
+    shown = set()
+    for w in said:           # each once (the regression scores predict again: the same warning twice)
+        if (w.category, str(w.message)) in shown or (not finite and str(w.message) == first):
+            continue
+        shown.add((w.category, str(w.message)))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     print(f"{' | '.join(parts)} | {len(labels):,} samples from {where}")
+    if not finite:          # a NaN score is not a result: exit 1 and say why
+        raise CLIError(f"the scores are not numbers: {first or 'the model gives NaN or infinite outputs'}",
+                       EXIT_FAILURE)
     return EXIT_OK
 
 
