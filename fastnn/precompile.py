@@ -16,6 +16,7 @@ on this machine's CPU for this version of fastnn's kernels. A cached kernel give
 freshly compiled one (DESIGN §4: a result never depends on whether the cache was warm).
 """
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -150,24 +151,32 @@ def _compile_shares(shares, report):
             procs.append((share, subprocess.Popen(
                 [sys.executable, "-c", f"from fastnn.precompile import _worker; _worker({encoded!r})"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)))
-        failures, lock = [], threading.Lock()
+        # the readers only pass lines on; reports run here, in the calling thread, so that an exception in
+        # one (a closed stdout) or a Ctrl-C ends the workers below
+        events, failures = queue.Queue(), []
 
         def follow(share, proc):
             for line in proc.stdout:
-                fields = line.split()
+                events.put((share, line, None))
+            err = proc.stderr.read()
+            events.put((share, err, proc.wait()))
+        for pair in procs:
+            threading.Thread(target=follow, args=pair, daemon=True).start()
+        ended = 0
+        while ended < len(procs):
+            try:
+                share, text, code = events.get(timeout=0.2)      # (a timeout lets Ctrl-C in)
+            except queue.Empty:
+                continue
+            if code is None:
+                fields = text.split()
                 if len(fields) == 2 and report is not None:
                     kind, dtype, depth = fields[0].split(":")
-                    with lock:
-                        report(Unit(kind, dtype, int(depth)), float(fields[1]))
-            err = proc.stderr.read()
-            if proc.wait() != 0:
-                failures.append((share, proc.returncode, (err.strip().splitlines() or [""])[-1]))
-        readers = [threading.Thread(target=follow, args=pair, daemon=True) for pair in procs]
-        for reader in readers:
-            reader.start()
-        for reader in readers:
-            while reader.is_alive():        # a join with a timeout lets Ctrl-C reach this thread
-                reader.join(0.2)
+                    report(Unit(kind, dtype, int(depth)), float(fields[1]))
+                continue
+            ended += 1
+            if code != 0:
+                failures.append((share, code, (text.strip().splitlines() or [""])[-1]))
         return failures
     finally:
         for _, proc in procs:

@@ -163,3 +163,22 @@ def test_with_the_jit_disabled_it_says_so(capsys, monkeypatch):
     out, err = capsys.readouterr()
     assert out == "" and err == "fastnn: error: NUMBA_DISABLE_JIT is set: kernels run as Python and nothing can be " \
                                 "compiled ahead\n"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the worker processes")
+def test_a_closed_stdout_ends_the_command_and_its_workers_without_a_traceback(tmp_path):
+    """``fastnn compile | head -1``: the first report after the pipe closed ends the command (exit 1, as
+    the other commands on a closed stdout), its workers too, and no thread prints a traceback."""
+    import time
+    cache = str(tmp_path / "cache")
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    proc = subprocess.Popen([sys.executable, "-m", "fastnn", "compile", "--kinds", "sgd,regressor", "--dtypes",
+                             "float32", "--jobs", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout.readline().startswith(b"fastnn compile: 2 configurations in 1 process")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=600) == 1 and "Traceback" not in err, err
+    deadline = time.monotonic() + 30
+    while _workers_alive(cache) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _workers_alive(cache) == []
