@@ -296,9 +296,12 @@ class NeuralNetwork(_checks.Guarded):
                 return n_in
         return self._n_outputs
 
-    def _checked_output(self, k, out, rows, width, what, finite=False):
+    def _checked_output(self, k, out, rows, width, what, finite=False, layer_input=None):
         """What the custom layer of step k returned (``what``: "forward" / "backward"), checked before any
-        kernel sees it: a (rows, width) array of the network's dtype; a copy when not C-contiguous."""
+        kernel sees it: a (rows, width) array of the network's dtype; a copy when not C-contiguous.
+        ``finite`` (inference): NaN or Inf in the output raise ValueError — unless ``layer_input`` already
+        held them (an overflow before the layer, X finite: predict's warning names it, as for a network
+        without custom layers; the layer did not make them)."""
         i = self._custom_checks[k][0]
         name = f"layers[{i}] ({type(self._layers[i]).__name__}).{what}"
         want = f"a {self._dtype.name} array of shape ({rows}, {width})"
@@ -310,7 +313,7 @@ class NeuralNetwork(_checks.Guarded):
             raise TypeError(f"{name} returned dtype {out.dtype}; the network needs {want}")
         if not (out.flags.c_contiguous and out.flags.writeable):     # (read-only: its input returned as is;
             out = np.array(out, order="C")                           # kernels take writeable arrays only)
-        if finite and not np.isfinite(out).all():
+        if finite and not np.isfinite(out).all() and (layer_input is None or np.isfinite(layer_input).all()):
             raise ValueError(f"{name} returned NaN or infinite values")
         return out
 
@@ -489,7 +492,7 @@ class NeuralNetwork(_checks.Guarded):
             raise TypeError("predict_proba needs a classification loss; this network does regression")
         pre = self._raw_preprocessing()
         X, given = self._inference_input(X if pre is None else pre.transform(X, self.dtype))
-        return _joined([self.loss.output_probabilities(out) for out in self._outputs(X, given)])
+        return _joined([self.loss.output_probabilities(out) for out in self._warned_outputs(X, given)])
 
     def predict(self, X):
         """What the loss predicts (its ``predictions``): class ids (n,) int64 for a softmax classifier; 0/1
@@ -502,7 +505,11 @@ class NeuralNetwork(_checks.Guarded):
         return predictions
 
     def evaluate(self, X, y):
-        """{"loss": mean loss, "accuracy": fraction correct (classifiers only)} over all of X."""
+        """{"loss": mean loss, "accuracy": fraction correct (classifiers only)} over all of X.
+
+        When an output is NaN or infinite (X is finite: the weights or X's values overflow inside the network)
+        the call warns as ``predict`` does and both scores are NaN (an infinite loss stays infinite): an
+        accuracy counted from the argmax of NaN rows would look like a real one."""
         pre = self._raw_preprocessing()
         if pre is not None:     # raw features, class names, a regression loss in the target's units
             X, y = pre.transform(X, self.dtype), pre.encode_target(y)
@@ -513,8 +520,9 @@ class NeuralNetwork(_checks.Guarded):
             self._refuse_nonfinite(X, given, "X")     # a non-finite X is named first, as when it was scanned first
             raise
         loss_sum = correct = 0.0
-        loss = self.loss
-        for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._outputs(X, given)):
+        loss, finite = self.loss, True
+        for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._warned_outputs(X, given)):
+            finite = finite and bool(np.isfinite(out).all())
             if pre is not None:
                 out = pre.unscale_outputs(out)
             yb = y[start:start + len(out)]
@@ -522,8 +530,10 @@ class NeuralNetwork(_checks.Guarded):
             if self.classification:
                 correct += self.loss.count_correct(out, yb)
         result = {"loss": loss_sum / len(X)}
+        if not finite and np.isfinite(result["loss"]):
+            result["loss"] = float("nan")
         if self.classification:
-            result["accuracy"] = correct / len(X)
+            result["accuracy"] = correct / len(X) if finite else float("nan")
         return result
 
     def fit(self, X, y, epochs=10, batch_size=64, validation_data=None, shuffle=True, verbose=1, *,
@@ -581,9 +591,10 @@ class NeuralNetwork(_checks.Guarded):
                     inputs[k] = x.shape
                     x = x.view()            # read-only for user code: the caller's data or the buffer a layer
                     x.flags.writeable = False   # before it needs for its backward pass
+                given = x
                 x = layer._forward(x, key) if keyed else layer._forward(x)
                 if checks[k] is not None:
-                    x = self._checked_output(k, x, rows, checks[k][1], "forward", finite)
+                    x = self._checked_output(k, x, rows, checks[k][1], "forward", finite, given)
         self._layer_inputs = inputs
         return x
 
@@ -606,9 +617,11 @@ class NeuralNetwork(_checks.Guarded):
                     g = self._checked_output(k, g, *inputs[k], "backward")
 
     def _warned_outputs(self, X, given=None):
-        """``_outputs`` for ``predict``, with one RuntimeWarning per call when an output is NaN or infinite (X
-        is finite by then: its values or the weights overflow inside the network): predict would otherwise
-        turn such a row into class 0 without a word (forward, predict_proba and evaluate show the NaN)."""
+        """``_outputs`` for ``predict``, ``predict_proba`` and ``evaluate``, with one RuntimeWarning per call
+        when an output is NaN or infinite (X is finite by then: its values or the weights overflow inside the
+        network): predict would otherwise turn such a row into class 0 without a word, predict_proba an
+        infinite logit into a probability of exactly 0 or 1, evaluate count NaN rows as class 0 (``forward``
+        returns the raw outputs, which show the NaN or Inf themselves)."""
         warned = False
         for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._outputs(X, given)):
             if not warned and not np.isfinite(out).all():
