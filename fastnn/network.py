@@ -27,7 +27,7 @@ from . import _checks, plan as plans
 from .layers import Activation, FullyConnected, Layer, check_protocol, fused_activation, manual_dropout_key
 from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
-from .threads import get_num_threads, off_main_thread
+from .threads import get_num_threads, num_threads, off_main_thread
 
 PREDICT_CHUNK = 8192
 _ENCODING = threading.local()   # .net: the network whose fit runs in this thread on encoded inputs
@@ -639,11 +639,12 @@ class NeuralNetwork(_checks.Guarded):
         A network whose first layer is another kind, or with custom layers, is scanned first."""
         plan, steps, kernel_checks = self._inference_plan()
         off_main_thread()
-        if given is not None and not kernel_checks:
-            self._refuse_nonfinite(X, given, name)
+        pinned = num_threads(get_num_threads())     # the count when the call started, for every chunk: a
+        if given is not None and not kernel_checks:  # set_num_threads in another thread meanwhile would mix
+            self._refuse_nonfinite(X, given, name)   # 1- and 2-thread GEMM roundings in one result
             given = None
         if steps is None:      # custom layers: their buffers, while no training call runs
-            yield from self._outputs_exclusive(X)
+            yield from self._outputs_exclusive(X, pinned)
             return
         with self._weights_lock:
             params = plan.params.copy()
@@ -651,15 +652,16 @@ class NeuralNetwork(_checks.Guarded):
                   activation) for layer, cut, activation in steps]
         for start in range(0, len(X), PREDICT_CHUNK):
             x, check = X[start:start + PREDICT_CHUNK], given is not None
-            for layer, weights, activation in steps:
-                if weights is None:
-                    x = layer._infer(x)
-                    continue
-                x, bad = layer._infer_with(x, *weights, activation, check)
-                if bad >= 0:      # a row of x @ W is not finite: X holds NaN/Inf (this raises), or x @ W overflowed
-                    self._refuse_nonfinite(X, given, name)
-                    given = None
-                check = False
+            with pinned:       # (not across the yield: the caller's code between chunks is not in the block)
+                for layer, weights, activation in steps:
+                    if weights is None:
+                        x = layer._infer(x)
+                        continue
+                    x, bad = layer._infer_with(x, *weights, activation, check)
+                    if bad >= 0:  # a row of x @ W is not finite: X holds NaN/Inf (this raises), or x @ W overflowed
+                        self._refuse_nonfinite(X, given, name)
+                        given = None
+                    check = False
             yield x
 
     def _inference_plan(self):
@@ -702,14 +704,17 @@ class NeuralNetwork(_checks.Guarded):
             self.__dict__["_inference_cache"] = (plan.loss, plan.optimizer, answer)
         return answer
 
-    def _outputs_exclusive(self, X):
+    def _outputs_exclusive(self, X, pinned):
         """Outputs through custom layers: their own buffers, so while no training call runs (or from the
-        training thread itself), with every layer in eval mode and each custom output checked."""
+        training thread itself), with every layer in eval mode and each custom output checked; each chunk
+        inside ``pinned`` (the call's ``num_threads`` block)."""
         mine = self._training_thread == threading.get_ident()
         for start in range(0, len(X), PREDICT_CHUNK):
             with contextlib.nullcontext() if mine else self.training_session("predict"), \
                     self._layers_in_mode(False):
-                yield self.train_forward(X[start:start + PREDICT_CHUNK], "inference").copy()
+                with pinned:
+                    out = self.train_forward(X[start:start + PREDICT_CHUNK], "inference").copy()
+                yield out
 
     def gradient_norms(self):
         """Squared L2 norm of each FullyConnected's gradient, weights and bias together (float64)."""
