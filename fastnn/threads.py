@@ -20,6 +20,7 @@
 * A busy core: the batch-parallel kernel's threads yield instead of spinning, and when its first thread
   has waited for the others longer than it worked, it finishes the epoch alone (same numbers).
 """
+import contextlib
 import contextvars
 import os
 import threading
@@ -164,8 +165,9 @@ def get_num_threads():
     return default_threads() if n is None else n
 
 
-class num_threads:
-    """``with fnn.num_threads(n): ...``: fits, predicts and evaluates that this thread (this asyncio task)
+class num_threads(contextlib.ContextDecorator):
+    """``with fnn.num_threads(n): ...`` (or ``@fnn.num_threads(n)`` on a function): fits, predicts and
+    evaluates that this thread (this asyncio task)
     runs inside the block use ``n`` threads; other threads and tasks, and this one after the block, keep
     theirs. Blocks nest, in any order of exit; one object may be entered by several threads or tasks at once.
     ``n`` is checked when the object is made (``num_threads(0)`` raises at once, as ``set_num_threads(0)``

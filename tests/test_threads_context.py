@@ -169,3 +169,19 @@ def test_thread_variables_set_the_default(env, want):
     got, stderr = _child(env)
     assert got == (default if want is None else want)
     assert "FASTNN_NUM_THREADS must be" not in stderr
+
+
+@needs_two
+def test_a_block_as_a_decorator_in_several_threads():
+    fnn.set_num_threads(2)
+
+    @fnn.num_threads(1)
+    def inside():
+        return fnn.get_num_threads()
+    seen = []
+    workers = [threading.Thread(target=lambda: seen.append(inside())) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert inside() == 1 and seen == [1, 1, 1] and fnn.get_num_threads() == 2
