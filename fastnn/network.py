@@ -19,7 +19,9 @@ What custom layers return is checked before any kernel sees it (``_checked_outpu
 outputs must be arrays of the network's dtype and of the shape the next layer (or the loss) needs.
 """
 import contextlib
+import os
 import threading
+import weakref
 
 import numpy as np
 
@@ -31,6 +33,25 @@ from .threads import get_num_threads, num_threads, off_main_thread
 
 PREDICT_CHUNK = 8192
 _ENCODING = threading.local()   # .net: the network whose fit runs in this thread on encoded inputs
+_LIVE = weakref.WeakSet()       # every network's locks, for a forked child (``_release_after_fork``)
+
+
+def _release_after_fork():
+    """In a forked child, the locks of every network that a thread of the parent held when it forked (a fit
+    holds ``weights_changing`` for each epoch, a training session for the fit): that thread does not exist
+    here, and predict / fit in the child would wait for it forever, or be refused. Made anew; a training
+    call of the forking thread itself (a callback that forks) keeps its own."""
+    me = threading.get_ident()
+    for net in list(_LIVE):
+        d = net.__dict__
+        if "_weights_lock" in d and d["_weights_lock"].locked():
+            d["_weights_lock"] = threading.Lock()
+        if d.get("_training_thread") is not None and d["_training_thread"] != me:
+            d["_train_lock"], d["_training_thread"] = threading.Lock(), None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_release_after_fork)
 _NET_SEED = object()  # fit's default seed: the network's own
 
 # The training loop (fastnn.training) and model files (fastnn.io) sit above this module and import it; they
@@ -246,6 +267,7 @@ class NeuralNetwork(_checks.Guarded):
     def _init_locks(self):
         self._train_lock = threading.Lock()     # held by fit, forward(x, y), backward, step
         self._weights_lock = threading.Lock()   # held while weights change; predict copies them under it
+        _LIVE.add(self)                         # (a forked child makes the locks of vanished threads anew)
         self._training_thread = None
         self._forward_token = None
         self._fit_grads = None        # the token a fit left on the layers' grads_mark (step refuses them)

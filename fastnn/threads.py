@@ -191,6 +191,24 @@ class num_threads(contextlib.ContextDecorator):
                            "task): a num_threads block must be left where it was entered")
 
 
+def _hold_numba_compiler_lock_across_fork():
+    """A fork waits for a kernel that another thread is compiling or loading from the cache (Numba's
+    compiler lock, held meanwhile): a child forked in the middle would inherit the lock held by a thread
+    it does not have, and its first kernel call would wait for it forever. Taken before ``fork``, released
+    after it in the parent and the child (the same thread, its owner in both)."""
+    try:
+        from numba.core.compiler_lock import global_compiler_lock
+        lock = global_compiler_lock._lock
+        acquire, release = lock.acquire, lock.release
+    except (ImportError, AttributeError):       # another Numba layout: nothing to hold
+        return
+    os.register_at_fork(before=acquire, after_in_parent=release, after_in_child=release)
+
+
+if hasattr(os, "register_at_fork"):
+    _hold_numba_compiler_lock_across_fork()
+
+
 def parallel_pays(size):
     """Whether an elementwise pass over ``size`` elements should use a ``parallel=True`` kernel: never.
 
