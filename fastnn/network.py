@@ -531,7 +531,9 @@ class NeuralNetwork(_checks.Guarded):
 
         When an output is NaN or infinite (X is finite: the weights or X's values overflow inside the network)
         the call warns as ``predict`` does and both scores are NaN (an infinite loss stays infinite): an
-        accuracy counted from the argmax of NaN rows would look like a real one."""
+        accuracy counted from the argmax of NaN rows would look like a real one. (The validation of a fit,
+        which calls this from the fit's thread, records the NaN scores in the history without the warning:
+        the fit says what went wrong when its loss does.)"""
         pre = self._raw_preprocessing()
         if pre is not None:     # raw features, class names, a regression loss in the target's units
             X, y = pre.transform(X, self.dtype), pre.encode_target(y)
@@ -543,7 +545,9 @@ class NeuralNetwork(_checks.Guarded):
             raise
         loss_sum = correct = 0.0
         loss, finite = self.loss, True
-        for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._warned_outputs(X, given)):
+        quiet = self._training_thread == threading.get_ident()    # a fit's own validation: its history shows
+        outputs = self._outputs(X, given) if quiet else self._warned_outputs(X, given)     # the NaN scores
+        for start, out in zip(range(0, len(X), PREDICT_CHUNK), outputs):
             finite = finite and bool(np.isfinite(out).all())
             if pre is not None:
                 out = pre.unscale_outputs(out)

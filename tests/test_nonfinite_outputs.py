@@ -151,3 +151,20 @@ def test_estimator_scores_unchanged_when_finite(target):
         warnings.simplefilter("error")
         for weights in (None, w):
             assert est.score(X, y, sample_weight=weights) == metric(y, est.predict(X), sample_weight=weights)
+
+
+def test_a_fits_validation_records_nan_scores_without_the_warning():
+    """A fit's own validation (evaluate from the fit's thread) puts NaN in the history and leaves the
+    explaining to the fit (the CLI prints one line for a diverged fit); evaluate called by the user warns."""
+    net, X, y = _broken("none", "softmax", np.float32)
+    X[-1] = 1.0                                 # ("none": no overflowing row of X either)
+    net.layers[2].weights[...] = 1e30           # finite outputs (~1e30) on X, infinite on 1e10 X
+    net.optimizer = fnn.SGD(lr=1e-30)
+    X_val = X * np.float32(1e10)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")      # (a GradientHealthWarning about 1e30 weights may come)
+        history = net.fit(X, y, epochs=1, batch_size=10, verbose=0, validation_data=(X_val, y))
+    assert not [w for w in seen if WARNING in str(w.message)]
+    assert np.isfinite(history["loss"][0]) and np.isnan(history["val_accuracy"][0])
+    with pytest.warns(RuntimeWarning, match=WARNING):
+        assert np.isnan(net.evaluate(X_val, y)["accuracy"])
