@@ -198,8 +198,7 @@ def _hold_numba_compiler_lock_across_fork():
     after it in the parent and the child (the same thread, its owner in both)."""
     try:
         from numba.core.compiler_lock import global_compiler_lock
-        lock = global_compiler_lock._lock
-        acquire, release = lock.acquire, lock.release
+        acquire, release = global_compiler_lock.acquire, global_compiler_lock.release
     except (ImportError, AttributeError):       # another Numba layout: nothing to hold
         return
     os.register_at_fork(before=acquire, after_in_parent=release, after_in_child=release)
