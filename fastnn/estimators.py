@@ -840,6 +840,16 @@ class _BaseMLP(BaseEstimator):
                 self._finite(X)                 # scikit-learn's message for a non-finite X
             raise
 
+    def _warned_outputs(self, X):
+        """``_outputs`` for predict, predict_proba and score: with NeuralNetwork.predict's RuntimeWarning
+        (naming the first row) when an output is NaN or infinite although X is finite — the weights or X's
+        values overflow inside the network, and the labels, probabilities or scores made from such rows
+        would look like real ones."""
+        out = self._outputs(X)
+        if not np.isfinite(out).all():
+            warn_nonfinite_outputs(out, 0, out.dtype)
+        return out
+
     def _check_fitted_labels(self):
         """The fitted attributes predict reads besides the weights (the classifier's ``classes_``)."""
 
@@ -1154,9 +1164,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict(self, X):
         """Class labels (n_samples,) — or the indicator matrix (n_samples, n_labels) for multilabel."""
-        out = self._outputs(X)
-        if not np.isfinite(out).all():          # a NaN row would become classes_[0] without a word
-            warn_nonfinite_outputs(out, 0, out.dtype)
+        return self._labels(self._warned_outputs(X))
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy (subset accuracy for multilabel targets), weighted by ``sample_weight``, as
+        scikit-learn's; NaN, with predict's RuntimeWarning, when an output of the network is NaN or infinite
+        (its NaN rows would count as ``classes_[0]``: an accuracy that looks real)."""
+        out = self._warned_outputs(X)
+        if not np.isfinite(out).all():
+            return float("nan")
+        pred = self._labels(out)
+        if HAVE_SKLEARN:
+            from sklearn.metrics import accuracy_score
+            return float(accuracy_score(y, pred, sample_weight=sample_weight))
+        y = np.asarray(y)
+        right = np.all(pred == y.reshape(pred.shape), axis=1) if pred.ndim == 2 else pred == y.reshape(-1)
+        return float(np.average(right, weights=sample_weight))
+
+    def _labels(self, out):
+        """predict's labels from the network's outputs ``out``."""
         if self._y_type == "multiclass":
             return self.classes_[np.argmax(out, axis=1)]
         if self._y_type == "binary":
@@ -1179,7 +1205,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _probabilities(self, X):
         """predict_proba in the network's dtype: every value is computed there and converted once by the
         caller, so float32 and float64 copies of the same X give the same values (the module docstring)."""
-        out = self._outputs(X)                  # (checks the fitted state first)
+        out = self._warned_outputs(X)           # (checks the fitted state first)
         proba = self._model.net.loss.output_probabilities(out)
         if self._y_type == "binary":
             return np.hstack([1 - proba, proba])
@@ -1272,9 +1298,22 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return _r2(Y, out, w)
 
     def predict(self, X):
-        """Predicted values, (n_samples,) for one output, else (n_samples, n_outputs)."""
-        out = self._outputs(X).astype(self._out_dtype(X), copy=False)
+        """Predicted values, (n_samples,) for one output, else (n_samples, n_outputs); a RuntimeWarning when
+        one is NaN or infinite (X is finite: the weights or X's values overflow inside the network)."""
+        out = self._warned_outputs(X).astype(self._out_dtype(X), copy=False)
         return out[:, 0].copy() if out.shape[1] == 1 else out
+
+    def score(self, X, y, sample_weight=None):
+        """R² (uniform average over outputs), weighted by ``sample_weight``, as scikit-learn's; NaN, with
+        predict's RuntimeWarning, when an output of the network is NaN or infinite (X and y being finite,
+        scikit-learn's r2_score would blame its "Input")."""
+        pred = self.predict(X)
+        if not np.isfinite(pred).all():
+            return float("nan")
+        if HAVE_SKLEARN:
+            from sklearn.metrics import r2_score as sklearn_r2
+            return float(sklearn_r2(y, pred, sample_weight=sample_weight))
+        return float(_r2(np.asarray(y, np.float64), pred, sample_weight))
 
     if HAVE_SKLEARN:
         def __sklearn_tags__(self):

@@ -19,7 +19,9 @@ What custom layers return is checked before any kernel sees it (``_checked_outpu
 outputs must be arrays of the network's dtype and of the shape the next layer (or the loss) needs.
 """
 import contextlib
+import os
 import threading
+import weakref
 
 import numpy as np
 
@@ -27,10 +29,29 @@ from . import _checks, plan as plans
 from .layers import Activation, FullyConnected, Layer, check_protocol, fused_activation, manual_dropout_key
 from .losses import Loss, SoftmaxCrossEntropy
 from .optimizers import SGD, Optimizer
-from .threads import get_num_threads, off_main_thread
+from .threads import get_num_threads, num_threads, off_main_thread
 
 PREDICT_CHUNK = 8192
 _ENCODING = threading.local()   # .net: the network whose fit runs in this thread on encoded inputs
+_LIVE = weakref.WeakSet()       # every network's locks, for a forked child (``_release_after_fork``)
+
+
+def _release_after_fork():
+    """In a forked child, the locks of every network that a thread of the parent held when it forked (a fit
+    holds ``weights_changing`` for each epoch, a training session for the fit): that thread does not exist
+    here, and predict / fit in the child would wait for it forever, or be refused. Made anew; a training
+    call of the forking thread itself (a callback that forks) keeps its own."""
+    me = threading.get_ident()
+    for net in list(_LIVE):
+        d = net.__dict__
+        if "_weights_lock" in d and d["_weights_lock"].locked():
+            d["_weights_lock"] = threading.Lock()
+        if d.get("_training_thread") is not None and d["_training_thread"] != me:
+            d["_train_lock"], d["_training_thread"] = threading.Lock(), None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_release_after_fork)
 _NET_SEED = object()  # fit's default seed: the network's own
 
 # The training loop (fastnn.training) and model files (fastnn.io) sit above this module and import it; they
@@ -246,6 +267,7 @@ class NeuralNetwork(_checks.Guarded):
     def _init_locks(self):
         self._train_lock = threading.Lock()     # held by fit, forward(x, y), backward, step
         self._weights_lock = threading.Lock()   # held while weights change; predict copies them under it
+        _LIVE.add(self)                         # (a forked child makes the locks of vanished threads anew)
         self._training_thread = None
         self._forward_token = None
         self._fit_grads = None        # the token a fit left on the layers' grads_mark (step refuses them)
@@ -296,9 +318,12 @@ class NeuralNetwork(_checks.Guarded):
                 return n_in
         return self._n_outputs
 
-    def _checked_output(self, k, out, rows, width, what, finite=False):
+    def _checked_output(self, k, out, rows, width, what, finite=False, layer_input=None):
         """What the custom layer of step k returned (``what``: "forward" / "backward"), checked before any
-        kernel sees it: a (rows, width) array of the network's dtype; a copy when not C-contiguous."""
+        kernel sees it: a (rows, width) array of the network's dtype; a copy when not C-contiguous.
+        ``finite`` (inference): NaN or Inf in the output raise ValueError — unless ``layer_input`` already
+        held them (an overflow before the layer, X finite: predict's warning names it, as for a network
+        without custom layers; the layer did not make them)."""
         i = self._custom_checks[k][0]
         name = f"layers[{i}] ({type(self._layers[i]).__name__}).{what}"
         want = f"a {self._dtype.name} array of shape ({rows}, {width})"
@@ -310,7 +335,7 @@ class NeuralNetwork(_checks.Guarded):
             raise TypeError(f"{name} returned dtype {out.dtype}; the network needs {want}")
         if not (out.flags.c_contiguous and out.flags.writeable):     # (read-only: its input returned as is;
             out = np.array(out, order="C")                           # kernels take writeable arrays only)
-        if finite and not np.isfinite(out).all():
+        if finite and not np.isfinite(out).all() and (layer_input is None or np.isfinite(layer_input).all()):
             raise ValueError(f"{name} returned NaN or infinite values")
         return out
 
@@ -489,7 +514,7 @@ class NeuralNetwork(_checks.Guarded):
             raise TypeError("predict_proba needs a classification loss; this network does regression")
         pre = self._raw_preprocessing()
         X, given = self._inference_input(X if pre is None else pre.transform(X, self.dtype))
-        return _joined([self.loss.output_probabilities(out) for out in self._outputs(X, given)])
+        return _joined([self.loss.output_probabilities(out) for out in self._warned_outputs(X, given)])
 
     def predict(self, X):
         """What the loss predicts (its ``predictions``): class ids (n,) int64 for a softmax classifier; 0/1
@@ -502,7 +527,13 @@ class NeuralNetwork(_checks.Guarded):
         return predictions
 
     def evaluate(self, X, y):
-        """{"loss": mean loss, "accuracy": fraction correct (classifiers only)} over all of X."""
+        """{"loss": mean loss, "accuracy": fraction correct (classifiers only)} over all of X.
+
+        When an output is NaN or infinite (X is finite: the weights or X's values overflow inside the network)
+        the call warns as ``predict`` does and both scores are NaN (an infinite loss stays infinite): an
+        accuracy counted from the argmax of NaN rows would look like a real one. (The validation of a fit,
+        which calls this from the fit's thread, records the NaN scores in the history without the warning:
+        the fit says what went wrong when its loss does.)"""
         pre = self._raw_preprocessing()
         if pre is not None:     # raw features, class names, a regression loss in the target's units
             X, y = pre.transform(X, self.dtype), pre.encode_target(y)
@@ -513,8 +544,11 @@ class NeuralNetwork(_checks.Guarded):
             self._refuse_nonfinite(X, given, "X")     # a non-finite X is named first, as when it was scanned first
             raise
         loss_sum = correct = 0.0
-        loss = self.loss
-        for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._outputs(X, given)):
+        loss, finite = self.loss, True
+        quiet = self._training_thread == threading.get_ident()    # a fit's own validation: its history shows
+        outputs = self._outputs(X, given) if quiet else self._warned_outputs(X, given)     # the NaN scores
+        for start, out in zip(range(0, len(X), PREDICT_CHUNK), outputs):
+            finite = finite and bool(np.isfinite(out).all())
             if pre is not None:
                 out = pre.unscale_outputs(out)
             yb = y[start:start + len(out)]
@@ -522,8 +556,10 @@ class NeuralNetwork(_checks.Guarded):
             if self.classification:
                 correct += self.loss.count_correct(out, yb)
         result = {"loss": loss_sum / len(X)}
+        if not finite and np.isfinite(result["loss"]):
+            result["loss"] = float("nan")
         if self.classification:
-            result["accuracy"] = correct / len(X)
+            result["accuracy"] = correct / len(X) if finite else float("nan")
         return result
 
     def fit(self, X, y, epochs=10, batch_size=64, validation_data=None, shuffle=True, verbose=1, *,
@@ -581,9 +617,10 @@ class NeuralNetwork(_checks.Guarded):
                     inputs[k] = x.shape
                     x = x.view()            # read-only for user code: the caller's data or the buffer a layer
                     x.flags.writeable = False   # before it needs for its backward pass
+                given = x
                 x = layer._forward(x, key) if keyed else layer._forward(x)
                 if checks[k] is not None:
-                    x = self._checked_output(k, x, rows, checks[k][1], "forward", finite)
+                    x = self._checked_output(k, x, rows, checks[k][1], "forward", finite, given)
         self._layer_inputs = inputs
         return x
 
@@ -606,9 +643,11 @@ class NeuralNetwork(_checks.Guarded):
                     g = self._checked_output(k, g, *inputs[k], "backward")
 
     def _warned_outputs(self, X, given=None):
-        """``_outputs`` for ``predict``, with one RuntimeWarning per call when an output is NaN or infinite (X
-        is finite by then: its values or the weights overflow inside the network): predict would otherwise
-        turn such a row into class 0 without a word (forward, predict_proba and evaluate show the NaN)."""
+        """``_outputs`` for ``predict``, ``predict_proba`` and ``evaluate``, with one RuntimeWarning per call
+        when an output is NaN or infinite (X is finite by then: its values or the weights overflow inside the
+        network): predict would otherwise turn such a row into class 0 without a word, predict_proba an
+        infinite logit into a probability of exactly 0 or 1, evaluate count NaN rows as class 0 (``forward``
+        returns the raw outputs, which show the NaN or Inf themselves)."""
         warned = False
         for start, out in zip(range(0, len(X), PREDICT_CHUNK), self._outputs(X, given)):
             if not warned and not np.isfinite(out).all():
@@ -626,11 +665,12 @@ class NeuralNetwork(_checks.Guarded):
         A network whose first layer is another kind, or with custom layers, is scanned first."""
         plan, steps, kernel_checks = self._inference_plan()
         off_main_thread()
-        if given is not None and not kernel_checks:
-            self._refuse_nonfinite(X, given, name)
+        pinned = num_threads(get_num_threads())     # the count when the call started, for every chunk: a
+        if given is not None and not kernel_checks:  # set_num_threads in another thread meanwhile would mix
+            self._refuse_nonfinite(X, given, name)   # 1- and 2-thread GEMM roundings in one result
             given = None
         if steps is None:      # custom layers: their buffers, while no training call runs
-            yield from self._outputs_exclusive(X)
+            yield from self._outputs_exclusive(X, pinned)
             return
         with self._weights_lock:
             params = plan.params.copy()
@@ -638,15 +678,16 @@ class NeuralNetwork(_checks.Guarded):
                   activation) for layer, cut, activation in steps]
         for start in range(0, len(X), PREDICT_CHUNK):
             x, check = X[start:start + PREDICT_CHUNK], given is not None
-            for layer, weights, activation in steps:
-                if weights is None:
-                    x = layer._infer(x)
-                    continue
-                x, bad = layer._infer_with(x, *weights, activation, check)
-                if bad >= 0:      # a row of x @ W is not finite: X holds NaN/Inf (this raises), or x @ W overflowed
-                    self._refuse_nonfinite(X, given, name)
-                    given = None
-                check = False
+            with pinned:       # (not across the yield: the caller's code between chunks is not in the block)
+                for layer, weights, activation in steps:
+                    if weights is None:
+                        x = layer._infer(x)
+                        continue
+                    x, bad = layer._infer_with(x, *weights, activation, check)
+                    if bad >= 0:  # a row of x @ W is not finite: X holds NaN/Inf (this raises), or x @ W overflowed
+                        self._refuse_nonfinite(X, given, name)
+                        given = None
+                    check = False
             yield x
 
     def _inference_plan(self):
@@ -689,14 +730,17 @@ class NeuralNetwork(_checks.Guarded):
             self.__dict__["_inference_cache"] = (plan.loss, plan.optimizer, answer)
         return answer
 
-    def _outputs_exclusive(self, X):
+    def _outputs_exclusive(self, X, pinned):
         """Outputs through custom layers: their own buffers, so while no training call runs (or from the
-        training thread itself), with every layer in eval mode and each custom output checked."""
+        training thread itself), with every layer in eval mode and each custom output checked; each chunk
+        inside ``pinned`` (the call's ``num_threads`` block)."""
         mine = self._training_thread == threading.get_ident()
         for start in range(0, len(X), PREDICT_CHUNK):
             with contextlib.nullcontext() if mine else self.training_session("predict"), \
                     self._layers_in_mode(False):
-                yield self.train_forward(X[start:start + PREDICT_CHUNK], "inference").copy()
+                with pinned:
+                    out = self.train_forward(X[start:start + PREDICT_CHUNK], "inference").copy()
+                yield out
 
     def gradient_norms(self):
         """Squared L2 norm of each FullyConnected's gradient, weights and bias together (float64)."""

@@ -2,8 +2,9 @@
 
 * One count for the process: ``set_num_threads(n)`` holds for every Python thread's fits, predicts and
   evaluates (a web server's workers, a thread pool); ``with num_threads(n):`` overrides it for one block
-  of one thread. Without either, the default is the cores this process may use (its affinity mask and
-  cgroup quota), bounded by the usual thread variables where they are set (``default_threads``).
+  of one thread (of one asyncio task: the blocks are a context variable). Without either, the default is
+  the cores this process may use (its affinity mask and cgroup quota), bounded by the usual thread
+  variables where they are set (``default_threads``).
 * The count is read when a call starts and passed down: the fused kernel's workers (``batch_parallel_threads``)
   and the BLAS thread count of each GEMM (``blas_threads``, passed with the call) come from it, never from
   Numba's per-thread setting.
@@ -19,6 +20,8 @@
 * A busy core: the batch-parallel kernel's threads yield instead of spinning, and when its first thread
   has waited for the others longer than it worked, it finishes the epoch alone (same numbers).
 """
+import contextlib
+import contextvars
 import os
 import threading
 import time
@@ -28,11 +31,17 @@ import numba
 #: environment variables that bound fastnn's default thread count, first match wins for FASTNN_NUM_THREADS;
 #: the others (set by process-pool workers such as loky's, job schedulers and users) are all honoured:
 #: the smallest count wins.
-_ENV_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+_ENV_VARIABLES = ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                  "NUMBA_NUM_THREADS")
 
 _process_threads = None          # set_num_threads' n, for every thread of the process (None: the default)
-_local = threading.local()       # num_threads(n) blocks of the calling thread: a stack of counts
+#: the open ``num_threads`` blocks: a tuple of (thread ident, block object, n), innermost last. A context
+#: variable, not a thread-local: asyncio tasks that share a thread each see their own blocks (every task runs
+#: in its own copy of the context); the thread ident keeps a block to the thread that opened it where a new
+#: thread starts from a copy of its parent's context (Python >= 3.14's thread_inherit_context).
+_blocks = contextvars.ContextVar("fastnn_num_threads_blocks", default=())
 _lock = threading.Lock()
+_warned_env = set()              # FASTNN_NUM_THREADS values already warned about
 
 
 def cpu_count():
@@ -81,9 +90,18 @@ def _cgroup_cpu_quota():
 
 def _env_threads(name):
     """A positive int from the environment variable ``name`` (its first comma-separated field, as OpenMP
-    reads OMP_NUM_THREADS), or None when unset or not a positive number."""
-    value = os.environ.get(name, "").split(",")[0].strip()
-    return int(value) if value.isdigit() and int(value) > 0 else None
+    reads OMP_NUM_THREADS), or None when unset or not a positive number. FASTNN_NUM_THREADS, fastnn's own,
+    set to something else (0, -1, 1.5, "all") is ignored with one RuntimeWarning naming it."""
+    raw = os.environ.get(name, "")
+    value = raw.split(",")[0].strip()
+    if value.isascii() and value.isdigit() and int(value) > 0:
+        return int(value)
+    if name == "FASTNN_NUM_THREADS" and raw.strip() and raw not in _warned_env:
+        _warned_env.add(raw)
+        from ._checks import warn_at_caller
+        warn_at_caller(f"FASTNN_NUM_THREADS must be a positive integer, got {raw!r}: ignored (fastnn uses the "
+                       f"default thread count)", RuntimeWarning)
+    return None
 
 
 def max_threads():
@@ -94,7 +112,7 @@ def max_threads():
 def default_threads():
     """The thread count fastnn uses when ``set_num_threads`` was not called: FASTNN_NUM_THREADS if set,
     else the cores this process may use (affinity mask, cgroup quota) bounded by OMP_NUM_THREADS,
-    OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and NUMBA_NUM_THREADS where they are set (loky's pool workers
+    OMP_THREAD_LIMIT, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and NUMBA_NUM_THREADS where they are set (loky's pool workers
     set them to their share of the machine)."""
     explicit = _env_threads("FASTNN_NUM_THREADS")
     if explicit is not None:
@@ -137,31 +155,57 @@ def set_num_threads(n):
 def get_num_threads():
     """The number of threads fastnn uses in the calling thread: the innermost ``num_threads`` block's,
     else ``set_num_threads``' (for the whole process), else ``default_threads()``."""
-    stack = getattr(_local, "stack", None)
-    if stack:
-        return stack[-1]
+    blocks = _blocks.get()
+    if blocks:
+        me = threading.get_ident()
+        for ident, _, n in reversed(blocks):
+            if ident == me:
+                return n
     n = _process_threads
     return default_threads() if n is None else n
 
 
-class num_threads:
-    """``with fnn.num_threads(n): ...``: fits, predicts and evaluates that this thread runs inside the block
-    use ``n`` threads; other threads, and this one after the block, keep theirs. Blocks nest. ``n`` is
-    checked when the object is made (``num_threads(0)`` raises at once, as ``set_num_threads(0)`` does)."""
+class num_threads(contextlib.ContextDecorator):
+    """``with fnn.num_threads(n): ...`` (or ``@fnn.num_threads(n)`` on a function): fits, predicts and
+    evaluates that this thread (this asyncio task)
+    runs inside the block use ``n`` threads; other threads and tasks, and this one after the block, keep
+    theirs. Blocks nest, in any order of exit; one object may be entered by several threads or tasks at once.
+    ``n`` is checked when the object is made (``num_threads(0)`` raises at once, as ``set_num_threads(0)``
+    does). As with ``decimal.localcontext``, a generator suspended inside a block (a ``yield`` in the
+    ``with``) leaves the block open for its caller until it resumes and leaves it."""
 
     def __init__(self, n):
         self.n = _checked_count(n)
 
     def __enter__(self):
-        stack = getattr(_local, "stack", None)
-        if stack is None:
-            stack = _local.stack = []
-        stack.append(self.n)
+        _blocks.set(_blocks.get() + ((threading.get_ident(), self, self.n),))
         return self.n
 
     def __exit__(self, *exc):
-        _local.stack.pop()
-        return False
+        blocks, me = _blocks.get(), threading.get_ident()
+        for i in range(len(blocks) - 1, -1, -1):
+            if blocks[i][1] is self and blocks[i][0] == me:
+                _blocks.set(blocks[:i] + blocks[i + 1:])
+                return False
+        raise RuntimeError("num_threads: __exit__ without a matching __enter__ in this thread (and asyncio "
+                           "task): a num_threads block must be left where it was entered")
+
+
+def _hold_numba_compiler_lock_across_fork():
+    """A fork waits for a kernel that another thread is compiling or loading from the cache (Numba's
+    compiler lock, held meanwhile): a child forked in the middle would inherit the lock held by a thread
+    it does not have, and its first kernel call would wait for it forever. Taken before ``fork``, released
+    after it in the parent and the child (the same thread, its owner in both)."""
+    try:
+        from numba.core.compiler_lock import global_compiler_lock
+        acquire, release = global_compiler_lock.acquire, global_compiler_lock.release
+    except (ImportError, AttributeError):       # another Numba layout: nothing to hold
+        return
+    os.register_at_fork(before=acquire, after_in_parent=release, after_in_child=release)
+
+
+if hasattr(os, "register_at_fork"):
+    _hold_numba_compiler_lock_across_fork()
 
 
 def parallel_pays(size):
