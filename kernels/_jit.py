@@ -58,6 +58,7 @@ What remains is the cost of typing and lowering one large driver plus every acti
 update passes (runtime codes compile all ten activations' loops); closing it needs fewer, flatter
 functions (one row pass per activation group, the checked update as one pass), not options.
 """
+import contextlib
 import functools
 import gc
 import hashlib
@@ -317,6 +318,23 @@ def _cannot_keep(where, reason):
                        f"are not kept for the next process (set NUMBA_CACHE_DIR to a writable directory)")
 
 
+@contextlib.contextmanager
+def _exclusive(path):
+    """An exclusive lock on the file ``path`` (created if needed) between processes, for the block; without
+    one (no fcntl, the file cannot be made: the save fails anyway), the block runs unlocked."""
+    try:
+        import fcntl
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)          # (closing releases the lock)
+
+
 class _KernelCacheFile(caching.IndexDataCacheFile):
     """Numba's index and data files of one kernel, each data file stamped with its source stamp and key."""
 
@@ -327,7 +345,12 @@ class _KernelCacheFile(caching.IndexDataCacheFile):
             return {}
 
     def save(self, key, data):
-        super().save(key, (_DATA_TAG, self._source_stamp, key, data))
+        # Numba's save reads the index, adds the entry, writes the index, then the data file: two processes
+        # saving two signatures of one kernel at once (``fastnn compile``'s workers, joblib workers, MPI
+        # ranks) both read the same index and pick the same data file name — one entry was lost (compiled
+        # again by every later process). One process at a time per kernel, by a lock file beside its index.
+        with _exclusive(self._index_path + ".lock"):
+            super().save(key, (_DATA_TAG, self._source_stamp, key, data))
 
     def load(self, key):
         try:

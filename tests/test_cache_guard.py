@@ -182,3 +182,45 @@ def test_a_fit_gives_the_same_bits_on_an_empty_cache_and_on_the_warm_one(tmp_pat
     assert rc == 0 and err == [], err
     assert warm[0] == cold[0]
     assert int(cold[1]) > 0 and int(warm[1]) == 0, (cold, warm)      # compiled, then loaded: nothing compiled
+
+
+# two processes saving two signatures of one kernel at once: each waits at a barrier (a file per process), then
+# saves with Numba's index write slowed down, so that without a lock both read the empty index before either
+# writes it; prints the signatures this process compiled
+_RACE = """
+    import os, sys, time
+    import numpy as np
+    from numba.core import caching
+    from fastnn.kernels import batch
+    me, other, barrier = sys.argv[1], sys.argv[2], sys.argv[3]
+    real = caching.IndexDataCacheFile._save_index
+
+    def slow(self, overloads):
+        time.sleep(0.5)
+        real(self, overloads)
+    caching.IndexDataCacheFile._save_index = slow
+    open(os.path.join(barrier, me), "w").close()
+    while not os.path.exists(os.path.join(barrier, other)):
+        time.sleep(0.01)
+    src = np.arange(24, dtype=me).reshape(6, 4)
+    out = np.empty((4, 4), me)
+    batch.gather_rows(src, np.array([5, 0, 3, 1, 4, 2]), 1, out)
+    print(me, "ok", flush=True)
+"""
+
+
+def test_two_processes_saving_one_kernel_at_once_keep_both_entries(tmp_path):
+    """Numba's save is read-index, add, write-index, write-data: two processes at once (fastnn compile's
+    workers, joblib or MPI ranks) lost one entry (and wrote one data file name twice). The guarded cache locks
+    each kernel's index while it saves: both signatures load in a third process."""
+    cache, barrier = tmp_path / "cache", tmp_path / "barrier"
+    barrier.mkdir()
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(_RACE), me, other, str(barrier)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for me, other in (("float32", "float64"), ("float64", "float32"))]
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0 and out.endswith(" ok\n") and err == "", err
+    rc, out, err = _python(_GATHER, cache, "float32", "float64")
+    assert rc == 0 and err == [] and out == ["float32 ok 1", "float64 ok 2"], (out, err)
