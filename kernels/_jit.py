@@ -346,7 +346,7 @@ class _KernelCacheFile(caching.IndexDataCacheFile):
 
     def save(self, key, data):
         # Numba's save reads the index, adds the entry, writes the index, then the data file: two processes
-        # saving two signatures of one kernel at once (``fastnn compile``'s workers, joblib workers, MPI
+        # saving two signatures of one kernel at once (``fastnn compile``'s workers, process pools, MPI
         # ranks) both read the same index and pick the same data file name — one entry was lost (compiled
         # again by every later process). One process at a time per kernel, by a lock file beside its index.
         with _exclusive(self._index_path + ".lock"):
