@@ -36,6 +36,7 @@ count (threadpoolctl) while a multi-threaded GEMM of fastnn runs. The mutex is o
 code that does not need the GIL (and by the thread that forks, across the fork): the kernels that wait for
 it must not hold the GIL, and every fastnn kernel is ``nogil``.
 """
+import contextlib
 import ctypes
 import importlib.util
 import os
@@ -89,10 +90,33 @@ def _wheel_library():
         if names:
             path = os.path.join(lib_dir, names[0])
             try:
-                return ctypes.CDLL(path), path
+                with _short_spin():
+                    return ctypes.CDLL(path), path
             except OSError:         # a broken install: SciPy's BLAS, as without the wheel
                 return None
     return None
+
+
+#: how long (2**n CPU cycles) OpenBLAS's threads spin after a multi-threaded call before they sleep, for the
+#: library fastnn loads (read once, when it is loaded). OpenBLAS's default, 2**28 (~0.1 s), took one of two
+#: cores from the batch-parallel kernel's workers right after a predict: the next three tabular epochs ran
+#: 38.9-41.7 ms instead of 21.6-23.4 (2-core Xeon, 2026-12-07); with 2**16 (~25 us) 21.1-22.7 ms, and
+#: predict's own time unchanged (65,536 mnist rows whole or in 128 calls: within the run-to-run spread).
+BLAS_THREAD_TIMEOUT = "16"
+
+
+@contextlib.contextmanager
+def _short_spin():
+    """OPENBLAS_THREAD_TIMEOUT = BLAS_THREAD_TIMEOUT while the library loads, unless the user set it; the
+    environment is given back as it was (libraries loaded later read their own)."""
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        yield
+        return
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = BLAS_THREAD_TIMEOUT
+    try:
+        yield
+    finally:
+        os.environ.pop("OPENBLAS_THREAD_TIMEOUT", None)
 
 
 def _scipy_pointer(name):

@@ -291,3 +291,26 @@ def test_without_the_serial_copy():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "1"]
+
+
+def test_the_kernels_library_loads_with_a_short_spin_and_gives_the_environment_back(monkeypatch):
+    """OpenBLAS's threads spin 2**28 cycles (~0.1 s) after a parallel call by default, taking a core from the
+    batch-parallel kernel's workers right after a predict: fastnn loads its library with a short timeout
+    (BLAS_THREAD_TIMEOUT), unless the user set one, and leaves the environment as it found it."""
+    import os
+    import subprocess
+    import sys
+    from fastnn.kernels import _blas
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    with _blas._short_spin():
+        assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == _blas.BLAS_THREAD_TIMEOUT
+    assert "OPENBLAS_THREAD_TIMEOUT" not in os.environ
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "24")
+    with _blas._short_spin():
+        assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "24"          # the user's own
+    assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == "24"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, "-c", "import os, fastnn, fastnn.kernels._blas as b; "
+                          "print(b.is_kernels_library, 'OPENBLAS_THREAD_TIMEOUT' in os.environ)"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0 and out.stdout.strip().endswith("False"), out.stderr
