@@ -202,6 +202,7 @@ def wait_for_every_rank(comm, what):
                 f"(or with another communicator), or that stopped outside fastnn, never arrives; aborting every "
                 f"rank (FASTNN_DISTRIBUTED_TIMEOUT sets the wait)\n")
             sys.stderr.flush()
+            time.sleep(0.5)      # mpiexec forwards the line before Abort tears its I/O down (it was lost 1 in ~3 CI runs)
             comm.Abort(1)
             os._exit(1)
 
