@@ -379,3 +379,14 @@ def test_phases_runs_every_way(capsys):
     out = capsys.readouterr().out
     for way in ("| serial |", "2 threads", "2 blocks, 1 thread"):
         assert way in out, out
+
+
+def test_split_rule_times_every_setting_and_puts_the_split_back(capsys):
+    from benchmarks import split_rule
+    from fastnn.kernels import epoch_parallel
+    times, rule = split_rule.measure(matrix.get("small"), threads=2, rounds=1, n=640)
+    assert set(times) == set(split_rule.SETTINGS) and all(len(v) == 1 and v[0] > 0 for v in times.values())
+    assert rule == ["rows" if s else "ranges" for s in epoch_parallel.row_split([64, 128, 10], 64, 2)]
+    assert epoch_parallel.SPLIT is None
+    split_rule.main(["--cells", "small", "--rounds", "1", "--n", "640"])
+    assert "| small | rows, rows |" in capsys.readouterr().out
