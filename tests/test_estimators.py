@@ -115,8 +115,8 @@ def test_predict_proba_row_order_within_float32_rounding(params):
     est = MLPClassifier(max_iter=20, random_state=0, **params).fit(X, y)
     perm = rng.permutation(len(X))
     direct, permuted = est.predict_proba(X), est.predict_proba(X[perm])
-    eps = float(np.finfo(direct.dtype).eps)
-    a = X.astype(direct.dtype).astype(np.float64)
+    eps = float(np.finfo(est.dtype).eps)       # the dtype it computes in (its outputs are float64)
+    a = X.astype(est.dtype).astype(np.float64)
     spread = np.zeros_like(a)           # the inputs are the same float32 values in both calls
     for i, (W, b) in enumerate(zip(est.coefs_, est.intercepts_)):
         W, b = np.asarray(W, np.float64), np.asarray(b, np.float64)
