@@ -40,7 +40,7 @@ Unit = namedtuple("Unit", "kind dtype depth")
 
 
 def units(kinds=tuple(KINDS), dtypes=DTYPES, depths=DEPTHS):
-    """Every (kind, dtype, hidden layers) unit of the given lists, checked, in a stable order."""
+    """Every (kind, dtype, hidden layers) unit of the given lists, checked, in a stable order, each once."""
     for name, values, allowed in (("kind", kinds, tuple(KINDS)), ("dtype", dtypes, DTYPES)):
         unknown = [v for v in values if v not in allowed]
         if unknown:
@@ -50,7 +50,9 @@ def units(kinds=tuple(KINDS), dtypes=DTYPES, depths=DEPTHS):
             raise ValueError(f"hidden layers must be whole numbers from 1 to 8, got {depth!r}")
     if not kinds or not dtypes or not depths:
         raise ValueError("nothing to compile: give at least one kind, dtype and number of hidden layers")
-    return [Unit(k, d, int(n)) for k in kinds for d in dtypes for n in depths]
+    # a value named twice names one configuration (compiled, counted and reported once)
+    kinds, dtypes, depths = (list(dict.fromkeys(v)) for v in (kinds, dtypes, [int(n) for n in depths]))
+    return [Unit(k, d, n) for k in kinds for d in dtypes for n in depths]
 
 
 def describe(unit):

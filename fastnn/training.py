@@ -268,9 +268,32 @@ class _Loop:
         # The set-up checks X (and the weights) in one pass each, whose findings (finite, max |x|) the engine
         # reuses (fastnn._checks.bound_scope) unless code the loop does not control ran in between: then
         # forget_bounds(). The epochs, which run callbacks, reuse nothing (bounds_suspended).
+        # X's finiteness, left to the engine's kernel, is still named before any other problem the set-up finds
+        # (y, the weights, validation data, the checkpoint, a callback's on_train_begin), as when the set-up
+        # scanned X first: a scan on that error path only
+        self.epochs_began = False
         with contextlib.ExitStack() as setup:
             setup.enter_context(_checks.bound_scope())
-            return self._fit(X, y, sample_weight, setup)
+            try:
+                return self._fit(X, y, sample_weight, setup)
+            except (TypeError, ValueError):
+                if not self.epochs_began:
+                    self._refuse_nonfinite_X(X)
+                raise
+
+    def _refuse_nonfinite_X(self, given):
+        """Raise the boundary's ValueError for ``given`` (the caller's X) when it holds NaN or Inf and the
+        engine was to check it (``Trainer.input_checked_by_engine``); else return."""
+        if not self.trainer.input_checked_by_engine():
+            return          # (the set-up scanned X itself, first)
+        try:
+            X, arr = _checks.converted_matrix(given, "X", self.net.dtype, self.net.n_features)
+        except (TypeError, ValueError):
+            return          # X's own shape or type problem was raised already
+        if not math.isfinite(_checks.scan(X)):
+            error = _checks.nonfinite_error(X, "X", arr)
+            if error is not None:
+                raise error from None
 
     def _fit(self, X, y, sample_weight, setup):
         if not numba_prepared():
@@ -326,6 +349,7 @@ class _Loop:
                 any(getattr(cb, "on_train_begin", None) is not None for cb in self.callbacks.callbacks):
             _checks.forget_bounds()       # user code ran since X was checked
         self.engine = run.engine(tr, X, y, self.batch_size, weights, self.use_fused)
+        self.epochs_began = True       # (from here on the engine finds a bad row of X itself)
         setup.close()
         self.captured = self._structure(plan)
         self.health = GradientHealth(net, plan, warn=run.is_root)

@@ -748,11 +748,15 @@ def _train(args, sync=None, threads=None):
     if pre is not None:
         net.preprocessing = pre       # from here on the network takes raw rows, as a loaded model does
 
-    times = history.get("time", [])[resumed:]      # the epochs this run trained (a resume restores the others)
+    # the epochs this run trained: the last entries of the history (a resume restores the checkpoint's, which
+    # keeps only its last HISTORY_EPOCHS: counting from the start would miss them); the fit ran to --epochs
+    # (a stop raises, and prints no summary)
+    trained = max(args.epochs - resumed, 0)
+    times = history.get("time", [])[-trained:] if trained else []
     if len(times) >= 2:
         rate = len(X) * (len(times) - 1) / max(sum(times[1:]), 1e-12)
     else:
-        rate = len(X) * args.epochs / max(elapsed, 1e-12)
+        rate = len(X) * trained / max(elapsed, 1e-12)
     val_share = f"held-out {args.val_split:.0%}"
     labels = (lambda ids: ids) if pre is None or pre.classes is None else (
         lambda ids: np.asarray(pre.classes, dtype=object)[ids])
