@@ -68,24 +68,66 @@ def _recent_cgroup_cpu_quota():
 
 
 def _cgroup_cpu_quota():
-    """The CPU quota of this process's cgroup, rounded up to whole cores (cgroup v2 ``cpu.max``, v1
-    ``cpu.cfs_quota_us``), or None when there is none (or it cannot be read)."""
-    candidates = (("/sys/fs/cgroup/cpu.max", None),
-                  ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
-    for quota_path, period_path in candidates:
-        try:
-            with open(quota_path) as f:
-                fields = f.read().split()
-            if period_path is not None:
-                with open(period_path) as f:
-                    fields.append(f.read().strip())
-            if not fields or fields[0] in ("max", "-1"):
-                return None
-            quota, period = int(fields[0]), int(fields[1])
-            return max(1, -(-quota // period)) if quota > 0 and period > 0 else None
-        except (OSError, ValueError, IndexError):
-            continue
-    return None
+    """The CPU quota of this process's cgroup and of every cgroup above it, the smallest, rounded up to whole
+    cores (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), or None when there is none
+    (or none can be read). The cgroup is found in /proc/self/cgroup: in a container with its own cgroup
+    namespace it is the root of /sys/fs/cgroup, but ``systemd-run -p CPUQuota=``, a Kubernetes or Slurm job
+    without one, and docker on the host's namespace put the quota in a cgroup below the root."""
+    quotas = [q for q in map(_quota_in, _cgroup_quota_files()) if q is not None]
+    return min(quotas) if quotas else None
+
+
+#: where cgroup v1 mounts the cpu controller (one of these, by distribution)
+_V1_MOUNTS = ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpuacct,cpu")
+
+
+def _cgroup_quota_files():
+    """(quota file, period file or None) of this process's cgroup and its ancestors, v2 then v1, most
+    specific first; the mount roots always (a namespaced container's own cgroup is the root)."""
+    v2, v1 = ["/"], ["/"]
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":", 2)
+                if len(parts) != 3 or not parts[2].startswith("/"):
+                    continue
+                if parts[0] == "0" and parts[1] == "":
+                    v2 = _ancestors(parts[2])
+                elif "cpu" in parts[1].split(","):
+                    v1 = _ancestors(parts[2])
+    except (OSError, ValueError):
+        pass
+    files = [("/sys/fs/cgroup" + path.rstrip("/") + "/cpu.max", None) for path in v2]
+    for mount in _V1_MOUNTS:
+        files += [(mount + path.rstrip("/") + "/cpu.cfs_quota_us", mount + path.rstrip("/") + "/cpu.cfs_period_us")
+                  for path in v1]
+    return files
+
+
+def _ancestors(path):
+    """'/a/b' -> ['/a/b', '/a', '/'] (a path with '..' in it: the root only)."""
+    parts = [p for p in path.split("/") if p]
+    if ".." in parts or "." in parts:
+        return ["/"]
+    return ["/" + "/".join(parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def _quota_in(files):
+    """Whole cores of one cgroup's quota ``files`` (quota file, period file or None), or None when it has no
+    quota or cannot be read."""
+    quota_path, period_path = files
+    try:
+        with open(quota_path) as f:
+            fields = f.read().split()
+        if period_path is not None:
+            with open(period_path) as f:
+                fields.append(f.read().strip())
+        if not fields or fields[0] in ("max", "-1"):
+            return None
+        quota, period = int(fields[0]), int(fields[1])
+        return max(1, -(-quota // period)) if quota > 0 and period > 0 else None
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _env_threads(name):
@@ -121,8 +163,17 @@ def default_threads():
     return max(1, min(counts))
 
 
+class ThreadCountTypeError(TypeError, ValueError):
+    """A thread count that is no integer ("2", 1.5, 2.0, True, None): a TypeError, and a ValueError as
+    fastnn raised for every bad count before."""
+
+
 def _checked_count(n):
+    import numbers
     from ._checks import positive_int
+    if isinstance(n, bool) or type(n).__name__ == "bool_" or not isinstance(n, numbers.Integral):
+        raise ThreadCountTypeError(f"n must be a positive integer (a thread count), got {type(n).__name__} "
+                                   f"{n!r:.60}")
     n = positive_int(n, "n")
     limit = max_threads()
     if n > limit:
