@@ -86,6 +86,10 @@ WORKER = textwrap.dedent('''
         X = X.astype(np.float32)
     if case == "validation-float32-on-one":
         kw["validation_data"] = (X[:20].astype(np.float32) if rank == 1 else X[:20], y[:20])
+    if case == "y-strings-on-one" and rank == 1:
+        y = np.array(["a", "b", "c"])[y]
+    if case == "x-objects":
+        X = X.astype(object)
     if case == "y-int32-on-one" and rank == 1:
         y = y.astype(np.int32)           # the same class ids, in another dtype
     net = fnn.NeuralNetwork([fnn.FullyConnected(5, 12, dtype=np.float64), fnn.TanH(),
@@ -119,3 +123,19 @@ def test_data_of_another_dtype_on_one_rank_is_named_by_its_dtype(tmp_path):
         assert "distributed training cannot start: the ranks disagree on " in message and words in message, message
         assert message.count("int32") <= 1 and message.count("float32") <= 1, message      # named once
         assert "contents" not in message, message          # (the hashes follow from the dtype)
+
+
+@needs_mpi
+def test_data_of_a_wrong_type_is_a_type_error_on_every_rank(tmp_path):
+    """Strings or objects where numbers belong raise TypeError on one process; a distributed fit raised the
+    agreed error as a ValueError (ValueError stays for values refused, and for a mix of both kinds)."""
+    (tmp_path / "worker.py").write_text(WORKER)
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    for case, words in {"y-strings-on-one": "rank 1: TypeError: y ", "x-objects": "every rank: TypeError: X "}.items():
+        out = tmp_path / case
+        proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(tmp_path / "worker.py"), case, str(out)],
+                              capture_output=True, text=True, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
+        results = [json.loads((tmp_path / f"{case}.rank{r}").read_text()) for r in range(2)]
+        assert results[0] == results[1], (case, results, proc.stderr[-2000:])
+        assert results[0].get("error") == "TypeError", (case, results[0])
+        assert "distributed training cannot start: " + words in results[0]["message"], results[0]["message"]

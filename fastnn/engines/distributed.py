@@ -419,7 +419,9 @@ class MPIRun:
         errors = {r: text for r, (text, _) in enumerate(gathered) if text is not None}
         if errors:
             detail = describe_errors(errors, size=self.size)
-            self.agreed = ValueError(f"distributed training cannot start: {detail}")
+            # data of a wrong type (strings, objects) is a TypeError as on one process; anything else ValueError
+            kind = TypeError if all(t.startswith("TypeError:") for t in errors.values()) else ValueError
+            self.agreed = kind(f"distributed training cannot start: {detail}")
             raise self.agreed from error
         try:
             _check_agreement([s for _, s in gathered])
