@@ -3,8 +3,9 @@
 * One count for the process: ``set_num_threads(n)`` holds for every Python thread's fits, predicts and
   evaluates (a web server's workers, a thread pool); ``with num_threads(n):`` overrides it for one block
   of one thread (of one asyncio task: the blocks are a context variable). Without either, the default is
-  the cores this process may use (its affinity mask and cgroup quota), bounded by the usual thread
-  variables where they are set (``default_threads``).
+  the cores this process may use (its affinity mask and cgroup quota; shared by the processes an MPI
+  launcher started on the node unless it bound them), bounded by the usual thread variables where they are
+  set (``default_threads``).
 * The count is read when a call starts and passed down: the fused kernel's workers (``batch_parallel_threads``)
   and the BLAS thread count of each GEMM (``blas_threads``, passed with the call) come from it, never from
   Numba's per-thread setting.
@@ -153,14 +154,43 @@ def max_threads():
 
 def default_threads():
     """The thread count fastnn uses when ``set_num_threads`` was not called: FASTNN_NUM_THREADS if set,
-    else the cores this process may use (affinity mask, cgroup quota) bounded by OMP_NUM_THREADS,
-    OMP_THREAD_LIMIT, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and NUMBA_NUM_THREADS where they are set (loky's pool workers
-    set them to their share of the machine)."""
+    else the cores this process may use (affinity mask, cgroup quota; divided by the processes an MPI
+    launcher started on this node, MPI_LOCALNRANKS / OMPI_COMM_WORLD_LOCAL_SIZE, unless it bound each to its
+    cores) bounded by OMP_NUM_THREADS, OMP_THREAD_LIMIT, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and
+    NUMBA_NUM_THREADS where they are set (loky's pool workers set them to their share of the machine)."""
     explicit = _env_threads("FASTNN_NUM_THREADS")
     if explicit is not None:
         return max(1, min(explicit, max_threads()))
-    counts = [cpu_count(), max_threads()] + [c for c in map(_env_threads, _ENV_VARIABLES) if c is not None]
+    cores = cpu_count()
+    local = _launcher_local_ranks()
+    if local > 1 and not _bound():      # K processes of an MPI launch on this node share its cores
+        cores = max(1, cores // local)
+    counts = [cores, max_threads()] + [c for c in map(_env_threads, _ENV_VARIABLES) if c is not None]
     return max(1, min(counts))
+
+
+#: variables in which MPI launchers say how many of their processes run on this node (MPICH's and Intel MPI's
+#: Hydra, Open MPI)
+_LOCAL_RANKS_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
+
+
+def _launcher_local_ranks():
+    """The processes an MPI launcher started on this node (1 outside a launch): ``mpiexec -n K python
+    script.py`` on one node runs K processes whose default thread counts must share its cores, as the CLI's
+    ``--threads`` default does (fastnn.distributed.threads_per_rank)."""
+    for name in _LOCAL_RANKS_VARIABLES:
+        n = _env_threads(name)
+        if n is not None:
+            return n
+    return 1
+
+
+def _bound():
+    """Whether this process is bound to fewer cores than the machine has (a launcher's --bind-to, taskset):
+    its affinity mask is then already its share, not to be divided again."""
+    if not hasattr(os, "sched_getaffinity"):
+        return False
+    return len(os.sched_getaffinity(0)) < (os.cpu_count() or 1)
 
 
 class ThreadCountTypeError(TypeError, ValueError):

@@ -81,3 +81,36 @@ def test_an_integer_out_of_range_is_a_value_error(bad):
         with pytest.raises(ValueError, match="n must be") as info:
             call(bad)
         assert not isinstance(info.value, TypeError)
+
+
+def _default_in_child(env, preexec=None):
+    import os
+    import subprocess
+    import sys
+    environ = {k: v for k, v in os.environ.items() if k not in (
+        "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "FASTNN_NUM_THREADS", "OMP_THREAD_LIMIT",
+        "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")}
+    environ.update(env)
+    out = subprocess.run([sys.executable, "-c", "import fastnn; print(fastnn.get_num_threads())"], env=environ,
+                         capture_output=True, text=True, timeout=120, preexec_fn=preexec)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(threads.max_threads() < 2 or threads.cpu_count() < 2, reason="needs 2 cores for Numba")
+@pytest.mark.parametrize("variable", ["MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"])
+def test_processes_of_an_mpi_launch_on_one_node_share_its_cores(variable):
+    """`mpiexec -n 2 python script.py`: each process's default was every core (the CLI's --threads default
+    already divided them): two ranks ran 2 x cores threads. A count given explicitly is kept."""
+    cores = min(threads.cpu_count(), threads.max_threads())
+    assert _default_in_child({variable: "2"}) == max(1, cores // 2)
+    assert _default_in_child({variable: "1"}) == cores
+    assert _default_in_child({variable: "2", "FASTNN_NUM_THREADS": str(cores)}) == cores
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity") or threads.cpu_count() < 2,
+                    reason="needs sched_setaffinity and 2 cores")
+def test_a_rank_the_launcher_bound_to_its_cores_is_not_divided_again():
+    import os
+    one = {min(os.sched_getaffinity(0))}
+    assert _default_in_child({"MPI_LOCALNRANKS": "2"}, preexec=lambda: os.sched_setaffinity(0, one)) == 1
