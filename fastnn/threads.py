@@ -3,8 +3,9 @@
 * One count for the process: ``set_num_threads(n)`` holds for every Python thread's fits, predicts and
   evaluates (a web server's workers, a thread pool); ``with num_threads(n):`` overrides it for one block
   of one thread (of one asyncio task: the blocks are a context variable). Without either, the default is
-  the cores this process may use (its affinity mask and cgroup quota), bounded by the usual thread
-  variables where they are set (``default_threads``).
+  the cores this process may use (its affinity mask and cgroup quota; shared by the processes an MPI
+  launcher started on the node unless it bound them), bounded by the usual thread variables where they are
+  set (``default_threads``).
 * The count is read when a call starts and passed down: the fused kernel's workers (``batch_parallel_threads``)
   and the BLAS thread count of each GEMM (``blas_threads``, passed with the call) come from it, never from
   Numba's per-thread setting.
@@ -68,24 +69,66 @@ def _recent_cgroup_cpu_quota():
 
 
 def _cgroup_cpu_quota():
-    """The CPU quota of this process's cgroup, rounded up to whole cores (cgroup v2 ``cpu.max``, v1
-    ``cpu.cfs_quota_us``), or None when there is none (or it cannot be read)."""
-    candidates = (("/sys/fs/cgroup/cpu.max", None),
-                  ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
-    for quota_path, period_path in candidates:
-        try:
-            with open(quota_path) as f:
-                fields = f.read().split()
-            if period_path is not None:
-                with open(period_path) as f:
-                    fields.append(f.read().strip())
-            if not fields or fields[0] in ("max", "-1"):
-                return None
-            quota, period = int(fields[0]), int(fields[1])
-            return max(1, -(-quota // period)) if quota > 0 and period > 0 else None
-        except (OSError, ValueError, IndexError):
-            continue
-    return None
+    """The CPU quota of this process's cgroup and of every cgroup above it, the smallest, rounded up to whole
+    cores (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), or None when there is none
+    (or none can be read). The cgroup is found in /proc/self/cgroup: in a container with its own cgroup
+    namespace it is the root of /sys/fs/cgroup, but ``systemd-run -p CPUQuota=``, a Kubernetes or Slurm job
+    without one, and docker on the host's namespace put the quota in a cgroup below the root."""
+    quotas = [q for q in map(_quota_in, _cgroup_quota_files()) if q is not None]
+    return min(quotas) if quotas else None
+
+
+#: where cgroup v1 mounts the cpu controller (one of these, by distribution)
+_V1_MOUNTS = ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpuacct,cpu")
+
+
+def _cgroup_quota_files():
+    """(quota file, period file or None) of this process's cgroup and its ancestors, v2 then v1, most
+    specific first; the mount roots always (a namespaced container's own cgroup is the root)."""
+    v2, v1 = ["/"], ["/"]
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":", 2)
+                if len(parts) != 3 or not parts[2].startswith("/"):
+                    continue
+                if parts[0] == "0" and parts[1] == "":
+                    v2 = _ancestors(parts[2])
+                elif "cpu" in parts[1].split(","):
+                    v1 = _ancestors(parts[2])
+    except (OSError, ValueError):
+        pass
+    files = [("/sys/fs/cgroup" + path.rstrip("/") + "/cpu.max", None) for path in v2]
+    for mount in _V1_MOUNTS:
+        files += [(mount + path.rstrip("/") + "/cpu.cfs_quota_us", mount + path.rstrip("/") + "/cpu.cfs_period_us")
+                  for path in v1]
+    return files
+
+
+def _ancestors(path):
+    """'/a/b' -> ['/a/b', '/a', '/'] (a path with '..' in it: the root only)."""
+    parts = [p for p in path.split("/") if p]
+    if ".." in parts or "." in parts:
+        return ["/"]
+    return ["/" + "/".join(parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def _quota_in(files):
+    """Whole cores of one cgroup's quota ``files`` (quota file, period file or None), or None when it has no
+    quota or cannot be read."""
+    quota_path, period_path = files
+    try:
+        with open(quota_path) as f:
+            fields = f.read().split()
+        if period_path is not None:
+            with open(period_path) as f:
+                fields.append(f.read().strip())
+        if not fields or fields[0] in ("max", "-1"):
+            return None
+        quota, period = int(fields[0]), int(fields[1])
+        return max(1, -(-quota // period)) if quota > 0 and period > 0 else None
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _env_threads(name):
@@ -111,18 +154,56 @@ def max_threads():
 
 def default_threads():
     """The thread count fastnn uses when ``set_num_threads`` was not called: FASTNN_NUM_THREADS if set,
-    else the cores this process may use (affinity mask, cgroup quota) bounded by OMP_NUM_THREADS,
-    OMP_THREAD_LIMIT, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and NUMBA_NUM_THREADS where they are set (loky's pool workers
-    set them to their share of the machine)."""
+    else the cores this process may use (affinity mask, cgroup quota; divided by the processes an MPI
+    launcher started on this node, MPI_LOCALNRANKS / OMPI_COMM_WORLD_LOCAL_SIZE, unless it bound each to its
+    cores) bounded by OMP_NUM_THREADS, OMP_THREAD_LIMIT, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and
+    NUMBA_NUM_THREADS where they are set (loky's pool workers set them to their share of the machine)."""
     explicit = _env_threads("FASTNN_NUM_THREADS")
     if explicit is not None:
         return max(1, min(explicit, max_threads()))
-    counts = [cpu_count(), max_threads()] + [c for c in map(_env_threads, _ENV_VARIABLES) if c is not None]
+    cores = cpu_count()
+    local = _launcher_local_ranks()
+    if local > 1 and not _bound():      # K processes of an MPI launch on this node share its cores
+        cores = max(1, cores // local)
+    counts = [cores, max_threads()] + [c for c in map(_env_threads, _ENV_VARIABLES) if c is not None]
     return max(1, min(counts))
 
 
+#: variables in which MPI launchers say how many of their processes run on this node (MPICH's and Intel MPI's
+#: Hydra, Open MPI)
+_LOCAL_RANKS_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
+
+
+def _launcher_local_ranks():
+    """The processes an MPI launcher started on this node (1 outside a launch): ``mpiexec -n K python
+    script.py`` on one node runs K processes whose default thread counts must share its cores, as the CLI's
+    ``--threads`` default does (fastnn.distributed.threads_per_rank)."""
+    for name in _LOCAL_RANKS_VARIABLES:
+        n = _env_threads(name)
+        if n is not None:
+            return n
+    return 1
+
+
+def _bound():
+    """Whether this process is bound to fewer cores than the machine has (a launcher's --bind-to, taskset):
+    its affinity mask is then already its share, not to be divided again."""
+    if not hasattr(os, "sched_getaffinity"):
+        return False
+    return len(os.sched_getaffinity(0)) < (os.cpu_count() or 1)
+
+
+class ThreadCountTypeError(TypeError, ValueError):
+    """A thread count that is no integer ("2", 1.5, 2.0, True, None): a TypeError, and a ValueError as
+    fastnn raised for every bad count before."""
+
+
 def _checked_count(n):
+    import numbers
     from ._checks import positive_int
+    if isinstance(n, bool) or type(n).__name__ == "bool_" or not isinstance(n, numbers.Integral):
+        raise ThreadCountTypeError(f"n must be a positive integer (a thread count), got {type(n).__name__} "
+                                   f"{n!r:.60}")
     n = positive_int(n, "n")
     limit = max_threads()
     if n > limit:

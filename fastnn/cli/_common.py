@@ -577,6 +577,9 @@ class RankSync:
         code, line = outcome_of(exc)
         text = _strip_prefix(line)
         _report_line(f"{line[:len(line) - len(text)]}rank {self.rank}: {text}; aborting every rank")
+        import time
+        from ..engines.distributed import ABORT_GRACE
+        time.sleep(ABORT_GRACE)     # mpiexec forwards the line before Abort tears its I/O down
         self.comm.Abort(code)
         os._exit(code)      # MPICH's MPI_Abort can return before the launcher ends this process: never go on
 

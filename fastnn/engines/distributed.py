@@ -68,11 +68,13 @@ rank's epochs, batch size, seed (or None on all ranks: then rank 0 draws it), sh
 not (and its checkpoint_every), validation data given or not (its shapes, dtypes and a hash of its contents),
 ``fused`` and the engine it chose, sample_weight (a fingerprint), class_weight, validation_split, schedule (a
 function schedule by its name), callbacks, optimizer type and hyperparameters, architecture and loss, network
-dtype, data shapes and dtypes and contents (arrays: a hash of every row; files: of 1024 spread rows), and
+dtype, data shapes and dtypes (also the dtypes X, y and the validation data were given in, before their
+conversion to the network's) and contents (arrays: a hash of every row; files: of 1024 spread rows), and
 fastnn version, together with the outcome of each rank's data checks and of the fit's own checks of its
 settings; any difference raises ValueError on every rank, naming each setting that differs and which ranks
-have which value (a difference would otherwise hang a collective, crash inside MPI, or train on mismatched
-permutations). A ``distributed=`` value refused on one rank is agreed on over COMM_WORLD when the Trainer is
+have which value — for the architecture, the optimizer and the schedule also the first place where they
+differ (``layers[5][0]: rank 0 "ReLU", rank 1 "TanH"``) — (a difference would otherwise hang a collective,
+crash inside MPI, or train on mismatched permutations). A ``distributed=`` value refused on one rank is agreed on over COMM_WORLD when the Trainer is
 built. A rank that never arrives at the start (it called fit without ``distributed=``, or with another
 communicator; it stopped outside fastnn) cannot be learnt of through a collective: the others wait
 ``FASTNN_DISTRIBUTED_TIMEOUT`` seconds (default 120; the wait polls a non-blocking barrier), then one line on
@@ -181,6 +183,12 @@ def _differences(states):
 from .local import START_TIMEOUT, start_timeout  # noqa: E402,F401 - (read before MPI starts too: fastnn.cli)
 
 
+#: seconds between a rank's one line on stderr and its MPI_Abort: mpiexec forwards the line before Abort tears
+#: its I/O down (without the wait the line was lost in ~1 of 3 loaded CI runs: the start-up wait's, and the
+#: guard's in a full run of the distributed tests)
+ABORT_GRACE = 0.5
+
+
 def wait_for_every_rank(comm, what):
     """Collective: return once every rank of ``comm`` has reached this point (a non-blocking barrier, polled);
     after ``start_timeout()`` seconds without them, one line on stderr naming ``what`` and the likely causes,
@@ -202,7 +210,7 @@ def wait_for_every_rank(comm, what):
                 f"(or with another communicator), or that stopped outside fastnn, never arrives; aborting every "
                 f"rank (FASTNN_DISTRIBUTED_TIMEOUT sets the wait)\n")
             sys.stderr.flush()
-            time.sleep(0.5)      # mpiexec forwards the line before Abort tears its I/O down (it was lost 1 in ~3 CI runs)
+            time.sleep(ABORT_GRACE)
             comm.Abort(1)
             os._exit(1)
 
@@ -386,6 +394,7 @@ class MPIRun:
         error, val, mine, weights = None, None, None, None
         try:
             trainer.check_settings()        # (settings assigned since the trainer was built, on one rank perhaps)
+            given = _given_types(X, y, trainer.validation_data)     # before conversion to the network's dtype
             X, y, self.mapped = resolve_data(X, y)
             if self.mapped:
                 if trainer.class_weight is not None or trainer.validation_split:
@@ -402,6 +411,7 @@ class MPIRun:
                 X, y, weights, val = trainer.checked_data(X, y, sample_weight)
             self.fused = _engine_choice(trainer)
             mine = _settings(trainer, X, y, val, sample_weight, self.fused, self.mapped)
+            mine["data as given"], mine["validation_data as given"] = given
         except BaseException as exc:  # noqa: BLE001 - any failure (a corrupt file: zlib.error) is agreed on
             error = exc
         wait_for_every_rank(self.comm, "the start of fit")
@@ -409,7 +419,9 @@ class MPIRun:
         errors = {r: text for r, (text, _) in enumerate(gathered) if text is not None}
         if errors:
             detail = describe_errors(errors, size=self.size)
-            self.agreed = ValueError(f"distributed training cannot start: {detail}")
+            # data of a wrong type (strings, objects) is a TypeError as on one process; anything else ValueError
+            kind = TypeError if all(t.startswith("TypeError:") for t in errors.values()) else ValueError
+            self.agreed = kind(f"distributed training cannot start: {detail}")
             raise self.agreed from error
         try:
             _check_agreement([s for _, s in gathered])
@@ -595,9 +607,73 @@ def _schedule_text(schedule, to_config):
     return json.dumps(config, sort_keys=True, default=repr)
 
 
-#: settings that differ whenever the one they name differs (then only that one is reported)
-_DEPENDS = {"validation_data contents": "validation_data", "data contents": "data",
-            "data contents (1024 spread rows)": "data"}
+def _given_types(X, y, validation_data):
+    """('X <dtype>, y <dtype>', the same of validation_data) as the user gave them, before the fit converts them
+    to the network's dtype: float32 data on one rank and float64 on another differ in their contents only
+    after the conversion, and the ranks' error names the dtypes instead of two hashes."""
+    def kind(a):
+        if isinstance(a, (str, os.PathLike)):
+            return "a file"
+        dtype = getattr(a, "dtype", None)
+        return str(dtype) if dtype is not None else type(a).__name__
+    val = "not given"
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+        val = f"X {kind(validation_data[0])}, y {kind(validation_data[1])}"
+    return f"X {kind(X)}, y {kind(y)}", val
+
+
+#: settings that differ whenever one they name differs (then only that one is reported)
+_DEPENDS = {"validation_data contents": ("validation_data", "validation_data as given"),
+            "data contents": ("data", "data as given"), "data contents (1024 spread rows)": ("data", "data as given"),
+            "engine": ("architecture", "fused"), "data as given": ("data",),
+            "validation_data as given": ("validation_data",)}
+#: settings compared as JSON: a difference is shown where it is (the first place), not as two whole texts
+_JSON_SETTINGS = ("architecture", "optimizer", "lr_schedule")
+
+
+def _first_difference(a, b, where=""):
+    """The path ('layers[1]', 'loss', '[1].eps') of the first place where JSON values ``a`` and ``b`` differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if key not in a or key not in b:
+                return f"{where}.{key}".lstrip(".")
+            if a[key] != b[key]:
+                return _first_difference(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list) and isinstance(b, list):
+        for i, (u, v) in enumerate(zip(a, b)):
+            if u != v:
+                return _first_difference(u, v, f"{where}[{i}]")
+        if len(a) != len(b):
+            return f"{where}[{min(len(a), len(b))}]".lstrip(".")
+    return where.lstrip(".")
+
+
+def _at(value, path):
+    """The part of JSON ``value`` at ``path`` (from _first_difference) as compact JSON; '(none)' where it has
+    nothing there."""
+    import re
+    for key, index in re.findall(r"\.?([^.\[\]]+)|\[(\d+)\]", path):
+        try:
+            value = value[int(index)] if index else value[key]
+        except (KeyError, IndexError, TypeError):
+            return "(none)"
+    return json.dumps(value, sort_keys=True, separators=(", ", ": "))
+
+
+def _difference_in_json(name, by_value):
+    """(the path where the values of JSON setting ``name`` first differ, {value: its part there}), or
+    (None, None) for another setting or values that differ as a whole (null and an object)."""
+    if name not in _JSON_SETTINGS or len(by_value) < 2:
+        return None, None
+    try:
+        parsed = {v: json.loads(v) for v in by_value}
+    except (TypeError, ValueError):
+        return None, None
+    first, second = list(parsed.values())[:2]
+    path = _first_difference(first, second)
+    if not path:
+        return None, None
+    return path, {v: _at(p, path) for v, p in parsed.items()}
 
 
 def _check_agreement(settings):
@@ -605,19 +681,25 @@ def _check_agreement(settings):
     setting on which the ranks differ and which ranks have which value."""
     differ = []
     for name in settings[0]:
-        parent = _DEPENDS.get(name)
-        if parent is not None and len({s[parent] for s in settings}) > 1:
+        if any(len({s.get(parent) for s in settings}) > 1 for parent in _DEPENDS.get(name, ())):
             continue            # the contents of data whose shapes (or presence) differ: named once, by those
         by_value = {}
         for r, s in enumerate(settings):
-            by_value.setdefault(s[name], []).append(r)
+            by_value.setdefault(s.get(name), []).append(r)
         if len(by_value) > 1:
-            parts = []
+            parts, where = [], []
+            path, at = _difference_in_json(name, by_value)
             for value, ranks in by_value.items():
+                who = f"{'rank' if len(ranks) == 1 else 'ranks'} {', '.join(map(str, ranks))}"
                 shown = repr(value) if not isinstance(value, str) else value
                 if len(shown) > 300:
                     shown = shown[:300] + "..."
-                parts.append(f"{'rank' if len(ranks) == 1 else 'ranks'} {', '.join(map(str, ranks))}: {shown}")
+                parts.append(f"{who}: {shown}")
+                if at is not None:
+                    shown = at[value] if len(at[value]) <= 200 else at[value][:200] + "..."
+                    where.append(f"{who} {shown}")
+            if at is not None:       # (a long JSON value is cut above: the place where they differ, always shown)
+                parts.append(f"first different at {path}: {', '.join(where)}")
             differ.append(f"{name} ({'; '.join(parts)})")
     if differ:
         raise ValueError("distributed training cannot start: the ranks disagree on " + ", and on ".join(differ)
@@ -903,6 +985,8 @@ class _Guard:
             sys.stderr.write(f"fastnn.distributed: rank {self.run.rank}: {kind.__name__}: {exc}; "
                              f"aborting all ranks\n")
             sys.stderr.flush()
+            import time
+            time.sleep(ABORT_GRACE)     # mpiexec forwards the line before Abort tears its I/O down
             self.run.comm.Abort(1)
             os._exit(1)     # MPICH's MPI_Abort can return before the launcher ends this process: never go on
         return False

@@ -36,6 +36,16 @@ def open_array(path, key=None):
     opened (a FIFO or device is refused at once instead of blocking)."""
     path = os.fspath(path)
     _paths.check_regular(path, "data file")
+    try:
+        return _open_array(path, key)
+    except (ValueError, OSError, EOFError) as exc:     # (np.load's words name no file: "mmap length is greater
+        text = str(exc)                                  # than file size", "cannot reshape array ...")
+        if path in text:
+            raise
+        raise ValueError(f"{path}: not a readable array file ({text or type(exc).__name__})") from None
+
+
+def _open_array(path, key):
     if path.lower().endswith(".npy"):
         return np.load(path, mmap_mode="c", allow_pickle=False)
     if not path.lower().endswith(".npz"):
