@@ -472,7 +472,8 @@ def _starting_mpi(held):
         try:
             faulthandler.dump_traceback_later(limit, exit=True, file=sys.stderr)
             armed = True
-        except (AttributeError, OSError, RuntimeError, ValueError):    # (stderr without a file descriptor)
+        except (AttributeError, OSError, RuntimeError, ValueError,    # (stderr without a file descriptor)
+                OverflowError):                                      # (a limit of 1e300 s: as good as none)
             pass
     try:
         yield

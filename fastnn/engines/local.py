@@ -4,6 +4,7 @@ MPIRun (engines/distributed.py) is the other place: the same methods, with the c
 in step. This module imports no MPI, so that a plain ``import fastnn`` never initialises it.
 """
 import contextlib
+import math
 import os
 
 from .per_layer import LayerEpoch
@@ -14,13 +15,28 @@ from .per_layer import LayerEpoch
 START_TIMEOUT = 120.0
 
 
+_warned = set()
+
+
 def start_timeout():
-    """The start-up wait in seconds (FASTNN_DISTRIBUTED_TIMEOUT, else START_TIMEOUT; <= 0: wait forever)."""
-    text = os.environ.get("FASTNN_DISTRIBUTED_TIMEOUT")
-    try:
-        return float(text) if text else START_TIMEOUT
-    except ValueError:
+    """The start-up wait in seconds: FASTNN_DISTRIBUTED_TIMEOUT, else START_TIMEOUT; 0 (also for <= 0 and
+    ``inf``): wait forever. A value that is no number, or NaN, is ignored with one RuntimeWarning naming it
+    (a NaN limit compared false with every elapsed time: the wait never ended, without a word)."""
+    text = os.environ.get("FASTNN_DISTRIBUTED_TIMEOUT", "").strip()
+    if not text:
         return START_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        if text not in _warned:
+            _warned.add(text)
+            from .._checks import warn_at_caller
+            warn_at_caller(f"FASTNN_DISTRIBUTED_TIMEOUT must be a number of seconds (0 or less: wait forever), got "
+                           f"{text!r:.60}: ignored (the start-up wait is {START_TIMEOUT:g} s)", RuntimeWarning)
+        return START_TIMEOUT
+    return value if 0 < value < math.inf else 0.0
 
 
 class LocalRun:
