@@ -448,7 +448,7 @@ def write(path, net, epoch, rng_state, settings, partial=None, lr=None, stopped=
                    "start": start, "ranks": ranks}}
     full, net.history = net.history, history
     try:
-        io.save(net, path, extra=extra)
+        io.write_model(net, path, extra, "checkpoint")
     finally:
         net.history = full
 

@@ -218,16 +218,21 @@ def save(net, path, extra=None):
     atomic: a temporary file in the same directory is written, fsynced and renamed onto ``path``; if
     anything fails, the temporary file is removed and a file already at ``path`` is left untouched.
     """
+    write_model(net, path, extra, "model file")
+
+
+def write_model(net, path, extra, what):
+    """``save``, its errors naming the file as ``what`` ("model file"; fastnn.checkpoint: "checkpoint")."""
     if not isinstance(net, NeuralNetwork):
         raise TypeError(f"net must be a fastnn NeuralNetwork, got {type(net).__name__}")
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
     check_savable(net)
-    _paths.output_target(path, "model file")          # refused before any work
+    _paths.output_target(path, what)          # refused before any work
     tensors = _tensors(net)
     data = safetensors.numpy.save(tensors, metadata={METADATA_KEY: _metadata(net, extra),
                                                      CHECKSUM_KEY: tensor_checksum(tensors)})
-    atomic_write(path, seal(data), "model file")
+    atomic_write(path, seal(data), what)
 
 
 def seal(data):

@@ -630,3 +630,24 @@ def test_resuming_without_the_function_schedule_is_refused(tmp_path, again):
         make_net().fit(X, y, epochs=4, verbose=0, lr_schedule=again, checkpoint=path)
     h = make_net().fit(X, y, epochs=4, verbose=0, lr_schedule=_function_schedule, checkpoint=path)
     assert len(h["loss"]) == 4
+
+
+def test_a_checkpoint_that_cannot_be_written_is_named_a_checkpoint_not_a_model_file(tmp_path):
+    """rt8: a write that fails in the middle of a fit (here its directory removed by a callback) named the
+    file 'the model file'; the user passed checkpoint=, and the message says 'checkpoint'."""
+    import shutil
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    X = np.random.default_rng(0).standard_normal((64, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    net = fnn.NeuralNetwork([fnn.FullyConnected(3, 4), fnn.ReLU(), fnn.FullyConnected(4, 2)],
+                            fnn.SoftmaxCrossEntropy(), fnn.SGD(0.1), seed=0)
+
+    class RemoveTheDirectory(fnn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                shutil.rmtree(sub)
+    with pytest.raises(ValueError, match=r"cannot write the checkpoint .*c\.ckpt") as info:
+        net.fit(X, y, epochs=3, verbose=0, checkpoint=str(sub / "c.ckpt"), checkpoint_every=1,
+                callbacks=[RemoveTheDirectory()])
+    assert "model file" not in str(info.value)
