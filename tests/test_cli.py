@@ -496,3 +496,25 @@ def test_only_the_program_freezes_the_collector_at_its_end(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[0, 0, True, True]"
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="needs matplotlib (pip install 'fastnn[plot]')")
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), ValueError("the directory vanished")])
+def test_a_plot_that_cannot_be_written_is_one_line_and_the_model_is_kept(tmp_path, monkeypatch, capsys, error):
+    """rt8: --plot's write failing at the end (a full disk, its directory removed) was the last-resort
+    'unexpected OSError' line; it is named as the plot's, exit 1, and the model saved before it stays."""
+    import fastnn.io
+    real = fastnn.io.atomic_write
+
+    def failing(path, data, what="file"):
+        if what == "plot":
+            raise error
+        return real(path, data, what)
+    monkeypatch.setattr(fastnn.io, "atomic_write", failing)
+    monkeypatch.delenv("FASTNN_DEBUG", raising=False)
+    model = tmp_path / "m.safetensors"
+    code = cli.main(["train", "--data", "xor", "--epochs", "2", "-q", "--save", str(model),
+                     "--plot", str(tmp_path / "curves.png")])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot write the plot" in err and "unexpected" not in err, err
+    assert len(err.strip().splitlines()) == 1 and model.exists()

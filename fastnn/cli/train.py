@@ -824,8 +824,11 @@ def _train(args, sync=None, threads=None):
                           "variance": {"train": variance(y_train), "validation": None if y_val is None
                                        else variance(y_val), "test": None if curve is None
                                        else variance(curve.y)}}
-        plot_history(history, args.plot, title=f"fastnn train: {shape} on {data['name']}",
-                     test=None if curve is None else curve.history, regression=regression)
+        try:
+            plot_history(history, args.plot, title=f"fastnn train: {shape} on {data['name']}",
+                         test=None if curve is None else curve.history, regression=regression)
+        except (OSError, ValueError) as exc:    # (the model and checkpoint are written by now: only the plot is lost)
+            raise CLIError(f"cannot write the plot: {_error_text(exc)}", code=EXIT_FAILURE) from None
         _say(args, f"wrote the training curves to {args.plot}")
     return EXIT_OK
 
