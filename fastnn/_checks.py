@@ -32,8 +32,16 @@ def float_dtype_of(x, default=np.float32):
     return np.dtype(default)
 
 
+class NotAnIntegerError(TypeError, ValueError):
+    """A count given as something that is no integer ("3", 2.0, True, None): a TypeError, and a ValueError
+    as fastnn raised for every bad count before (scikit-learn's InvalidParameterError is both too)."""
+
+
 def positive_int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+    """``value`` as an int >= 1: NotAnIntegerError for another type (bool included), ValueError for < 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise NotAnIntegerError(f"{name} must be a positive integer, got {type(value).__name__} {value!r:.80}")
+    if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 

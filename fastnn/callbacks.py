@@ -86,7 +86,10 @@ class EarlyStopping(Callback):
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, restore_best_weights=True, mode="auto"):
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"EarlyStopping: monitor must be a non-empty string (a history key), got {monitor!r}")
-        if isinstance(patience, (bool, np.bool_)) or not isinstance(patience, numbers.Integral) or patience < 0:
+        if isinstance(patience, (bool, np.bool_)) or not isinstance(patience, numbers.Integral):
+            raise _checks.NotAnIntegerError(f"EarlyStopping: patience must be a non-negative integer, got "
+                                            f"{type(patience).__name__} {patience!r:.80}")
+        if patience < 0:
             raise ValueError(f"EarlyStopping: patience must be a non-negative integer, got {patience!r}")
         if isinstance(min_delta, (bool, np.bool_)) or not isinstance(min_delta, numbers.Real) \
                 or not math.isfinite(min_delta) or min_delta < 0:

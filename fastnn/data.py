@@ -14,7 +14,7 @@ from importlib.resources import files
 
 import numpy as np
 
-from . import _memory, _paths
+from . import _checks, _memory, _paths
 
 __all__ = ["load_digits", "train_test_split", "digits_split", "make_xor", "make_spirals", "make_moons",
            "load_npz", "load_csv", "load_table", "read_csv_rows", "regression_scores", "r2_score", "load_dataset", "id_like_columns", "check_representable",
@@ -31,7 +31,10 @@ def _float_dtype(dtype):
 
 
 def _positive_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise _checks.NotAnIntegerError(f"{name} must be an integer >= {minimum}, got {type(value).__name__} "
+                                        f"{value!r:.80}")
+    if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 

@@ -193,17 +193,8 @@ def _bound():
     return len(os.sched_getaffinity(0)) < (os.cpu_count() or 1)
 
 
-class ThreadCountTypeError(TypeError, ValueError):
-    """A thread count that is no integer ("2", 1.5, 2.0, True, None): a TypeError, and a ValueError as
-    fastnn raised for every bad count before."""
-
-
 def _checked_count(n):
-    import numbers
     from ._checks import positive_int
-    if isinstance(n, bool) or type(n).__name__ == "bool_" or not isinstance(n, numbers.Integral):
-        raise ThreadCountTypeError(f"n must be a positive integer (a thread count), got {type(n).__name__} "
-                                   f"{n!r:.60}")
     n = positive_int(n, "n")
     limit = max_threads()
     if n > limit:
