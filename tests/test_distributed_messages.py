@@ -139,3 +139,21 @@ def test_data_of_a_wrong_type_is_a_type_error_on_every_rank(tmp_path):
         assert results[0] == results[1], (case, results, proc.stderr[-2000:])
         assert results[0].get("error") == "TypeError", (case, results[0])
         assert "distributed training cannot start: " + words in results[0]["message"], results[0]["message"]
+
+
+@pytest.mark.parametrize("texts, kind", [
+    (["TypeError: X holds strings"], TypeError),
+    (["TypeError: X holds strings", "TypeError: y holds objects"], TypeError),
+    (["NotAnIntegerError: epochs must be a positive integer, got str '3'"], "both"),
+    (["NotAnIntegerError: epochs must be ...", "TypeError: X holds strings"], "both"),
+    (["TypeError: X holds strings", "ValueError: X holds NaN"], ValueError),
+    (["ZeroDivisionError"], ValueError),
+])
+def test_the_agreed_error_has_the_class_one_process_would_raise(texts, kind):
+    pytest.importorskip("mpi4py", reason="MPI not installed: pip install -e '.[mpi]'")
+    from fastnn.engines.distributed import agreed_kind
+    got = agreed_kind(dict(enumerate(texts)))
+    if kind == "both":
+        assert issubclass(got, TypeError) and issubclass(got, ValueError)
+    else:
+        assert got is kind

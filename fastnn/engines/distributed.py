@@ -156,6 +156,17 @@ def describe_errors(errors, size=None):
     return "; ".join(parts)
 
 
+def agreed_kind(errors):
+    """The class of the one error every rank raises for the ranks' ``errors`` ({rank: 'Type: message'}), as
+    one process would raise it: TypeError when each is one (data of a wrong type: strings, objects), the
+    TypeError-and-ValueError of a count that is no integer (_checks.NotAnIntegerError) when each is that or a
+    TypeError, else ValueError."""
+    names = {text.split(":", 1)[0] for text in errors.values()}
+    if names == {"TypeError"}:
+        return TypeError
+    return _checks.NotAnIntegerError if names <= {"TypeError", "NotAnIntegerError"} else ValueError
+
+
 def _error_text(exc):
     """'Type: message' of an exception as the ranks tell each other ('KeyboardInterrupt' when it says nothing)."""
     text = str(exc)
@@ -419,9 +430,7 @@ class MPIRun:
         errors = {r: text for r, (text, _) in enumerate(gathered) if text is not None}
         if errors:
             detail = describe_errors(errors, size=self.size)
-            # data of a wrong type (strings, objects) is a TypeError as on one process; anything else ValueError
-            kind = TypeError if all(t.startswith("TypeError:") for t in errors.values()) else ValueError
-            self.agreed = kind(f"distributed training cannot start: {detail}")
+            self.agreed = agreed_kind(errors)(f"distributed training cannot start: {detail}")
             raise self.agreed from error
         try:
             _check_agreement([s for _, s in gathered])
@@ -527,8 +536,7 @@ def agree_start(comm, error):
     errors = {r: t for r, t in enumerate(texts) if t is not None}
     if errors:
         detail = describe_errors(errors, size=len(texts))
-        kind = TypeError if all(t.startswith("TypeError:") for t in errors.values()) else ValueError
-        raise kind(f"distributed training cannot start: {detail}") from error
+        raise agreed_kind(errors)(f"distributed training cannot start: {detail}") from error
 
 
 def _engine_choice(trainer):
