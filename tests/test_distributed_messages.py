@@ -104,19 +104,25 @@ WORKER = textwrap.dedent('''
 ''')
 
 
+def _launch(tmp_path, case):
+    """WORKER's ``case`` under ``mpiexec -n 2``, one thread per rank: (each rank's JSON result, the process)."""
+    worker = tmp_path / "worker.py"
+    if not worker.exists():
+        worker.write_text(WORKER)
+    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(worker), case, str(tmp_path / case)],
+                          capture_output=True, text=True, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
+    return [json.loads((tmp_path / f"{case}.rank{r}").read_text()) for r in range(2)], proc
+
+
 @needs_mpi
 def test_data_of_another_dtype_on_one_rank_is_named_by_its_dtype(tmp_path):
-    (tmp_path / "worker.py").write_text(WORKER)
-    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     expected = {"x-float32-on-one": "data as given (rank 0: X float64, y int64; rank 1: X float32, y int64)",
                 "validation-float32-on-one": "validation_data as given (rank 0: X float64, y int64; rank 1: "
                                              "X float32, y int64)",
                 "y-int32-on-one": "int32"}
     for case, words in expected.items():
-        out = tmp_path / case
-        proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(tmp_path / "worker.py"), case, str(out)],
-                              capture_output=True, text=True, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
-        results = [json.loads((tmp_path / f"{case}.rank{r}").read_text()) for r in range(2)]
+        results, proc = _launch(tmp_path, case)
         assert results[0] == results[1], (case, results, proc.stderr[-2000:])
         assert results[0].get("error") == "ValueError", (case, results[0])
         message = results[0]["message"]
@@ -129,13 +135,8 @@ def test_data_of_another_dtype_on_one_rank_is_named_by_its_dtype(tmp_path):
 def test_data_of_a_wrong_type_is_a_type_error_on_every_rank(tmp_path):
     """Strings or objects where numbers belong raise TypeError on one process; a distributed fit raised the
     agreed error as a ValueError (ValueError stays for values refused, and for a mix of both kinds)."""
-    (tmp_path / "worker.py").write_text(WORKER)
-    env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     for case, words in {"y-strings-on-one": "rank 1: TypeError: y ", "x-objects": "every rank: TypeError: X "}.items():
-        out = tmp_path / case
-        proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(tmp_path / "worker.py"), case, str(out)],
-                              capture_output=True, text=True, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL)
-        results = [json.loads((tmp_path / f"{case}.rank{r}").read_text()) for r in range(2)]
+        results, proc = _launch(tmp_path, case)
         assert results[0] == results[1], (case, results, proc.stderr[-2000:])
         assert results[0].get("error") == "TypeError", (case, results[0])
         assert "distributed training cannot start: " + words in results[0]["message"], results[0]["message"]
