@@ -60,6 +60,14 @@ def measure(cell, epochs, hz):
     import fastnn as fnn
     from fastnn import threads
     from fastnn.engines import fused
+    from fastnn.kernels import _blas
+
+    # The forced block counts below replace threads.batch_parallel_threads, which is also what loads the
+    # serial copy of the BLAS: without it the blocks' one-thread GEMMs take turns under a lock and
+    # "2 threads" measures two threads running one after the other.
+    if not _blas.concurrent_one_thread_gemms():
+        raise SystemExit("one-thread GEMMs cannot run concurrently here (no serial copy of the BLAS): "
+                         "the batch-parallel kernel is not used, nothing to measure")
 
     X, y = matrix.make_data(cell)
     layers = []

@@ -390,3 +390,18 @@ def test_split_rule_times_every_setting_and_puts_the_split_back(capsys):
     assert epoch_parallel.SPLIT is None
     split_rule.main(["--cells", "small", "--rounds", "1", "--n", "640"])
     assert "| small | rows, rows |" in capsys.readouterr().out
+
+
+def test_phases_refuses_to_time_blocks_that_would_take_turns(monkeypatch):
+    """phases forces the block count past threads.batch_parallel_threads, which is what loads the serial
+    copy of the BLAS; without that copy the "2 threads" way timed two threads taking turns (found on an
+    AMD EPYC: "2 threads" slower than one on every cell). It must ask for the copy itself, and stop when
+    there is none."""
+    from benchmarks import phases
+    from fastnn.kernels import _blas
+    asked = []
+    monkeypatch.setattr(_blas, "concurrent_one_thread_gemms", lambda: asked.append(1) or False)
+    with pytest.raises(SystemExit, match="cannot run concurrently"):
+        phases.measure(matrix.get("tiny"), epochs=1, hz=1e9)
+    assert asked
+
