@@ -405,3 +405,14 @@ def test_phases_refuses_to_time_blocks_that_would_take_turns(monkeypatch):
         phases.measure(matrix.get("tiny"), epochs=1, hz=1e9)
     assert asked
 
+
+def test_pair_bound_times_alone_and_pair(capsys):
+    """benchmarks/pair_bound.py: two child processes, each warm before the clock, one round alone and one
+    at once, for a cell and for the sgemm loop."""
+    from benchmarks import pair_bound
+    assert pair_bound.main(["--cells", "tiny,sgemm", "--rounds", "1", "--seconds", "0.01"]) == 0
+    out = capsys.readouterr().out
+    for what in ("| tiny |", "| sgemm |"):
+        row = next(line for line in out.splitlines() if line.startswith(what))
+        alone, pair = (float(v) for v in row.split("|")[2:4])
+        assert alone > 0 and pair > 0, row
