@@ -15,6 +15,11 @@ Per task and estimator: seconds per iteration (fit time / n_iter_, median over `
 score (accuracy or R²) and n_iter_; fastnn in float32 (its default) and float64. Ratios: scikit-learn's time
 per iteration / fastnn's; fastnn's estimator / ``NeuralNetwork.fit`` of the same network, the same epochs
 (the estimator's own overhead); the fused path / the per-layer path on the same network (``fused=False``).
+
+``--score-seeds 0,1,2`` adds, per task, the test score of a fit per ``random_state`` for scikit-learn (float64,
+and float32: X given as float32, which scikit-learn's MLP keeps) and fastnn (float32, float64), with the
+mean per estimator: how far one seed's score moves is the scale against which "the same test score
+(±0.005)" is read.
 """
 import argparse
 import json
@@ -78,11 +83,36 @@ def network_epoch_time(kind, Xtr, ytr, dtype, n_outputs, epochs, repeats, fused)
     return statistics.median(times)
 
 
+SCORE_LABELS = ("scikit-learn float64", "scikit-learn float32", "fastnn float32", "fastnn float64")
+
+
+def seed_scores(kind, Xtr, Xte, ytr, yte, seeds):
+    """{estimator label: [test score per seed]} for scikit-learn float64 / float32 and fastnn float32 /
+    float64, scikit-learn's defaults, one fit per ``random_state`` in ``seeds``."""
+    from sklearn import neural_network as sk
+    import fastnn as fnn
+    Sk = sk.MLPClassifier if kind == "classifier" else sk.MLPRegressor
+    Fn = fnn.MLPClassifier if kind == "classifier" else fnn.MLPRegressor
+    X32tr, X32te = Xtr.astype(np.float32), Xte.astype(np.float32)
+    makers = {"scikit-learn float64": (lambda rs: Sk(random_state=rs), Xtr, Xte),
+              "scikit-learn float32": (lambda rs: Sk(random_state=rs), X32tr, X32te),
+              "fastnn float32": (lambda rs: Fn(random_state=rs), Xtr, Xte),
+              "fastnn float64": (lambda rs: Fn(random_state=rs, dtype=np.float64), Xtr, Xte)}
+    out = {label: [] for label in makers}
+    for rs in seeds:
+        for label, (make, X, Xt) in makers.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out[label].append(make(rs).fit(X, ytr).score(Xt, yte))
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--tasks", default="classification,digits,regression")
     parser.add_argument("--json")
+    parser.add_argument("--score-seeds", default="", help="comma-separated random_states: test scores per seed")
     args = parser.parse_args(argv)
     from sklearn import neural_network as sk
     import fastnn as fnn
@@ -123,6 +153,16 @@ def main(argv=None):
                      f"{1e3 * b['s_per_iter']:.2f} ({b['score']:.4f}) | {b['speedup_vs_sklearn']:.1f}× | "
                      f"{a['vs_network_fit']:.2f}, {b['vs_network_fit']:.2f} | "
                      f"{a['fused_over_per_layer_speed']:.2f}, {b['fused_over_per_layer_speed']:.2f} |")
+    if args.score_seeds:
+        seeds = [int(v) for v in args.score_seeds.split(",")]
+        lines += ["", f"Test score per random_state ({', '.join(map(str, seeds))}) and their mean:", "",
+                  "| task | " + " | ".join(SCORE_LABELS) + " |", "|---|" + "---|" * len(SCORE_LABELS)]
+        for r in rows:
+            kind, Xtr, Xte, ytr, yte = data[r["task"]]
+            r["seed_scores"] = scores = seed_scores(kind, Xtr, Xte, ytr, yte, seeds)
+            lines.append(f"| {r['task']} | " + " | ".join(
+                ", ".join(f"{v:.4f}" for v in scores[k]) + f" (mean {statistics.mean(scores[k]):.4f})"
+                for k in SCORE_LABELS) + " |")
     print("\n".join(lines))
     if args.json:
         with open(args.json, "w") as f:

@@ -416,3 +416,20 @@ def test_pair_bound_times_alone_and_pair(capsys):
         row = next(line for line in out.splitlines() if line.startswith(what))
         alone, pair = (float(v) for v in row.split("|")[2:4])
         assert alone > 0 and pair > 0, row
+
+
+def test_estimators_seed_scores_fits_every_estimator_per_seed():
+    """benchmarks/estimators.py --score-seeds: one test score per estimator and seed, scikit-learn's float32
+    fit really in float32 (the scale of "the same score ±0.005" is read from these)."""
+    import warnings
+
+    from sklearn.datasets import load_digits
+
+    from benchmarks import estimators
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300] / 16.0, y[:300]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = estimators.seed_scores("classifier", X[:200], X[200:], y[:200], y[200:], seeds=[0, 1])
+    assert set(scores) == set(estimators.SCORE_LABELS)
+    assert all(len(v) == 2 and all(0.0 <= s <= 1.0 for s in v) for v in scores.values()), scores
