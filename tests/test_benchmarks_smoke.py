@@ -433,3 +433,12 @@ def test_estimators_seed_scores_fits_every_estimator_per_seed():
         scores = estimators.seed_scores("classifier", X[:200], X[200:], y[:200], y[200:], seeds=[0, 1])
     assert set(scores) == set(estimators.SCORE_LABELS)
     assert all(len(v) == 2 and all(0.0 <= s <= 1.0 for s in v) for v in scores.values()), scores
+
+
+def test_elementwise_times_every_activation_way(capsys):
+    """benchmarks/elementwise.py: the copy floor and, per code, forward and both backward kernels."""
+    from benchmarks import elementwise
+    assert elementwise.main(["--shape", "8x8", "--codes", "relu,tanh"]) == 0
+    out = capsys.readouterr().out
+    for row in ("| copy (floor) |", "| relu |", "| tanh |"):
+        assert row in out, out
