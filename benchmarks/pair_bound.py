@@ -29,8 +29,7 @@ def _child_work(what, seconds):
     import numpy as np
     import fastnn as fnn
     fnn.set_num_threads(1)
-    if what == "sgemm":
-        from .sgemm import measure   # noqa: F401  (the same GEMM call as the FLOP limit)
+    if what == "sgemm":           # the FLOP limit's GEMM call (benchmarks/sgemm.py), one thread
         from numba import njit
         from fastnn.kernels import _blas
 
@@ -50,8 +49,7 @@ def _child_work(what, seconds):
         if k < len(cell.shapes) - 1:
             layers.append(fnn.ReLU())
     net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell), seed=0)
-    t0 = time.perf_counter()
-    net.fit(X, y, epochs=1, batch_size=cell.batch, verbose=0)          # compiles, then one warm epoch timed
+    net.fit(X, y, epochs=1, batch_size=cell.batch, verbose=0)          # compiles; then one warm epoch, timed
     t0 = time.perf_counter()
     net.fit(X, y, epochs=1, batch_size=cell.batch, verbose=0)
     epochs = max(1, round(seconds / (time.perf_counter() - t0)))
