@@ -154,6 +154,18 @@ def fastnn_optimizer(cell):
     return fnn.SGD(lr=h["lr"])
 
 
+def fastnn_network(cell, seed=0):
+    """The cell's network as fastnn builds it: FullyConnected layers of ``cell.shapes`` (float32) with ReLU
+    between them, softmax cross-entropy, the cell's optimizer (fastnn imported here)."""
+    import fastnn as fnn
+    layers = []
+    for k, (n_in, n_out) in enumerate(cell.shapes):
+        layers.append(fnn.FullyConnected(n_in, n_out, dtype=DTYPE))
+        if k < len(cell.shapes) - 1:
+            layers.append(fnn.ReLU())
+    return fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=fastnn_optimizer(cell), seed=seed)
+
+
 def make_data(cell, n=None, quick=False, seed=SEED):
     """(X float32 (n, features) C-contiguous, y int64 (n,) class ids), the same for a given cell and n."""
     n = cell.n_samples(quick) if n is None else int(n)

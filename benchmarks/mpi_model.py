@@ -120,17 +120,6 @@ SIZES = tuple(1 << k for k in range(2, 27))             # 4 B ... 64 MiB
 QUICK_SIZES = tuple(1 << k for k in range(2, 21, 2))    # 4 B ... 1 MiB, every 4×
 
 
-def cell_network(fnn, cell):
-    """The cell's network (matrix.py: ReLU hidden layers, softmax cross-entropy, the cell's optimizer), seed 0;
-    ``fnn``: the fastnn module, imported by the caller (the model's own functions need no fastnn)."""
-    layers = []
-    for k, (i, o) in enumerate(cell.shapes):
-        layers.append(fnn.FullyConnected(i, o, dtype=matrix.DTYPE))
-        if k < len(cell.shapes) - 1:
-            layers.append(fnn.ReLU())
-    return fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell), seed=0)
-
-
 def log(*msg):
     print(*msg, file=sys.stderr, flush=True)
 
@@ -474,7 +463,7 @@ def step_child(out_path, cell_names, thread_spec, fractions, rounds, warmup, qui
             b = max(1, cell.batch // f)
             n = (len(X) // b) * b
             Xb, yb = X[:n], y[:n]
-            net = cell_network(fnn, cell)
+            net = matrix.fastnn_network(cell)
             entry["grad_bytes"] = int(net.n_params * np.dtype(net.dtype).itemsize)
             try:
                 from fastnn.engines import fused
@@ -542,7 +531,7 @@ def fit_child(out_path, cell_names, threads, rounds, warmup, quick, distributed)
     for name in cell_names:
         cell = matrix.get(name)
         X, y = matrix.make_data(cell, quick=quick)
-        net = cell_network(fnn, cell)
+        net = matrix.fastnn_network(cell)
         kw = dict(epochs=1, verbose=0, batch_size=cell.batch // K)
         if distributed:
             kw["distributed"] = True
@@ -605,7 +594,7 @@ def step_profile(cell_names, rounds, warmup, quick, reps=300):
         X, y = matrix.make_data(cell, quick=quick)
         gb, steps = cell.batch // K * K, -(-len(X) // (cell.batch // K * K))
         kw = dict(epochs=1, verbose=0, batch_size=cell.batch // K, distributed=True)
-        net, looped = cell_network(fnn, cell), cell_network(fnn, cell)
+        net, looped = matrix.fastnn_network(cell), matrix.fastnn_network(cell)
         for _ in range(warmup):
             net.fit(X, y, **kw)
         engine.FusedDistributedEpoch = Looped
@@ -614,7 +603,7 @@ def step_profile(cell_names, rounds, warmup, quick, reps=300):
         finally:
             engine.FusedDistributedEpoch = fused
         # the step kernel on its own, with the records of a network of the cell (a copy: `net` is not touched)
-        probe = cell_network(fnn, cell)
+        probe = matrix.fastnn_network(cell)
         eng = fused(engine.MPIRun(comm), probe, X, y, gb, None)
         plan = probe.plan()
         opt_kind, records = eng.runner.records(np.arange(len(X)), plan, np.uint64(0))

@@ -43,12 +43,7 @@ def _child_work(what, seconds):
         return lambda: loop(A, B, C, max(1, int(seconds * 40)))
     cell = matrix.get(what)
     X, y = matrix.make_data(cell)
-    layers = []
-    for k, (n_in, n_out) in enumerate(cell.shapes):
-        layers.append(fnn.FullyConnected(n_in, n_out, dtype=matrix.DTYPE))
-        if k < len(cell.shapes) - 1:
-            layers.append(fnn.ReLU())
-    net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell), seed=0)
+    net = matrix.fastnn_network(cell)
     net.fit(X, y, epochs=1, batch_size=cell.batch, verbose=0)          # compiles; then one warm epoch, timed
     t0 = time.perf_counter()
     net.fit(X, y, epochs=1, batch_size=cell.batch, verbose=0)

@@ -70,12 +70,7 @@ def measure(cell, epochs, hz):
                          "the batch-parallel kernel is not used, nothing to measure")
 
     X, y = matrix.make_data(cell)
-    layers = []
-    for k, (n_in, n_out) in enumerate(cell.shapes):
-        layers.append(fnn.FullyConnected(n_in, n_out, dtype=matrix.DTYPE))
-        if k < len(cell.shapes) - 1:
-            layers.append(fnn.ReLU())
-    net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell), seed=0)
+    net = matrix.fastnn_network(cell)
     runners = []
     original_init, rule = fused.EpochRunner.__init__, threads.batch_parallel_threads
 

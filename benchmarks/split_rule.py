@@ -30,13 +30,7 @@ def measure(cell, threads, rounds, n=None):
     from fastnn.kernels import epoch_parallel
 
     X, y = matrix.make_data(cell, n=n)
-    layers = []
-    for k, (n_in, n_out) in enumerate(cell.shapes):
-        layers.append(fnn.FullyConnected(n_in, n_out, dtype=matrix.DTYPE))
-        if k < len(cell.shapes) - 1:
-            layers.append(fnn.ReLU())
-    net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell),
-                            seed=0)
+    net = matrix.fastnn_network(cell)
     fnn.set_num_threads(threads)
     times = {s: [] for s in SETTINGS}
     try:

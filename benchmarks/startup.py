@@ -260,12 +260,7 @@ def percall_child(cell_name, rows, k, rounds):
     X, y = matrix.make_data(cell, n=rows)
     b = cell.batch
 
-    layers = []
-    for i, (n_in, n_out) in enumerate(cell.shapes):
-        layers.append(fnn.FullyConnected(n_in, n_out, dtype=matrix.DTYPE))
-        if i < len(cell.shapes) - 1:
-            layers.append(fnn.ReLU())
-    net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell), seed=0)
+    net = matrix.fastnn_network(cell)
 
     hidden = tuple(n for _, n in cell.shapes[:-1])
     if cell.optimizer == "adam":

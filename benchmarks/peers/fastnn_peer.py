@@ -35,13 +35,7 @@ class Peer(PeerBase):
             fnn.set_num_threads(threads)
         self.fused = fused
         self.per_call = per_call
-        layers = []
-        for k, (n_in, n_out) in enumerate(cell.shapes):
-            layers.append(fnn.FullyConnected(n_in, n_out, dtype=matrix.DTYPE))
-            if k < len(cell.shapes) - 1:
-                layers.append(fnn.ReLU())
-        self.net = fnn.NeuralNetwork(layers, loss=fnn.SoftmaxCrossEntropy(), optimizer=matrix.fastnn_optimizer(cell),
-                                     seed=seed)
+        self.net = matrix.fastnn_network(cell, seed=seed)
         self._fits = 0
 
     def epochs(self, k):
